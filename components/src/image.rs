@@ -1,0 +1,1 @@
+//! Image references and the image -> host binary mapping the process runtime uses.
