@@ -1,1 +1,2 @@
-//! agent
+//! kubeboot's node agent.
+pub mod host;

@@ -1,1 +1,28 @@
-//! phases
+//! The phase runner and the command phase trees of kubeboot (`init`, `reset`; `join` and
+//! `upgrade` later): the only place that sequences side effects on a node.
+//!
+//! A command is a tree of [`runner::Phase`]s over typed run data; each phase observes the node,
+//! decides with the pure crates (`pki`, `manifests`, `components`), acts through
+//! `agent::host` and says what it did through [`out::Out`] in kubeadm's `[phase] message`
+//! style.
+//!
+//! Modules:
+//! - [`runner`]: phases as data, pure selection (`plan`), execution.
+//! - [`out`]: user output (`say!`).
+//! - [`preflight`]: checks with kubeadm's names and `--ignore-preflight-errors`.
+//! - [`health`]: static pod health from their probes, bounded waits.
+//! - [`init`]: the `init` tree; [`shared`]: phases `join --control-plane` will share.
+//! - [`reset`]: `kubeboot reset`.
+//! - [`dryrun`]: what `--dry-run` prints.
+//! - [`agent_view`]: the agent's status, as phases quote it.
+
+pub mod agent_view;
+pub mod dryrun;
+pub mod health;
+pub mod host;
+pub mod init;
+pub mod out;
+pub mod preflight;
+pub mod reset;
+pub mod runner;
+pub mod shared;

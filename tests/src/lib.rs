@@ -1,1 +1,23 @@
-//! tests
+//! End-to-end test harness for kubeboot.
+//!
+//! Test nodes are network + mount + UTS namespaces on this machine, created and destroyed by
+//! `scripts/node.sh` (the same script the README quickstart uses). A [`Node`] runs commands
+//! inside its namespaces with `nsenter`; every command and every wait is bounded.
+//!
+//! What the harness needs from the machine (all provided by `scripts/setup.sh`):
+//! - root (network namespaces, mounts);
+//! - `KUBEBOOT_BIN_DIR`: the directory with the v1.20.2 Kubernetes binaries and etcd;
+//! - the kubeboot binary under test, see [`env::kubeboot_exe`].
+//!
+//! Network rule: tests only ever contact loopback and addresses inside the nodes they
+//! created. Nodes hang off a bridge in the `kb-hub` namespace, which has no uplink.
+
+pub mod env;
+pub mod node;
+pub mod run;
+pub mod wait;
+
+pub use env::{bin_dir, kubeboot_exe, repo_root, require_bins, require_root};
+pub use node::{Node, NodeProcess};
+pub use run::{CmdOutput, run_bounded};
+pub use wait::{mark_failed, step, wait_until};

@@ -1,0 +1,2 @@
+//! The side-effect primitives shared by the agent and the phases: files, processes.
+pub mod fs;

@@ -1,0 +1,395 @@
+//! Processes and signals: pidfds, /proc inspection, spawning, process groups. The one place
+//! kubeboot signals or inspects processes, and the only module allowed `unsafe`.
+//!
+//! Signals to a single process always go through a pidfd (`pidfd_send_signal`), so a PID
+//! recycled after the process exited is never hit. nix has no pidfd helpers, hence the raw
+//! `libc::syscall`s below.
+#![allow(unsafe_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+/// A handle on one process that stays valid after the process exits, unlike its PID.
+#[derive(Debug)]
+pub struct PidFd {
+    fd: OwnedFd,
+    pid: u32,
+}
+
+impl AsRawFd for PidFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for PidFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl PidFd {
+    /// Opens a pidfd for `pid` (`pidfd_open(2)`, Linux 5.3+). Fails with ESRCH when no such
+    /// process exists. Pair it with a check that the process is the one you mean (start time).
+    pub fn open(pid: u32) -> io::Result<PidFd> {
+        let raw_pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+        // SAFETY: pidfd_open takes a pid and flags by value and returns a new fd or -1; no
+        // memory is passed.
+        let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, raw_pid, 0 as libc::c_uint) };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let raw = RawFd::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+        // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(PidFd { fd, pid })
+    }
+
+    /// The PID this handle was opened for.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Sends `signal` to the process (`pidfd_send_signal(2)`). ESRCH means it already exited.
+    pub fn send_signal(&self, signal: Signal) -> io::Result<()> {
+        // SAFETY: the fd is a valid pidfd we own; info is NULL (the kernel fills a default
+        // siginfo); flags is 0.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.fd.as_raw_fd(),
+                signal as libc::c_int,
+                std::ptr::null::<libc::siginfo_t>(),
+                0 as libc::c_uint,
+            )
+        };
+        if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    }
+
+    /// True once the process has exited (the pidfd polls readable).
+    pub fn has_exited(&self) -> bool {
+        poll_readable(self.fd.as_fd(), Duration::ZERO)
+    }
+
+    /// Blocks up to `timeout` for the process to exit; true if it did.
+    pub fn wait_exit_blocking(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if poll_readable(self.fd.as_fd(), left) {
+                return true;
+            }
+            if left.is_zero() {
+                return false;
+            }
+        }
+    }
+
+    /// Waits for the process to exit, then reaps it if it is our child.
+    pub async fn exited(self) -> io::Result<()> {
+        let afd = tokio::io::unix::AsyncFd::with_interest(self, tokio::io::Interest::READABLE)?;
+        let guard = afd.readable().await?;
+        drop(guard);
+        reap(afd.get_ref().pid);
+        Ok(())
+    }
+}
+
+fn poll_readable(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0)
+}
+
+/// Reaps `pid` if it is an exited child of ours; harmless (ECHILD) for other processes.
+pub fn reap(pid: u32) -> Option<WaitStatus> {
+    let pid = Pid::from_raw(i32::try_from(pid).ok()?);
+    waitpid(pid, Some(WaitPidFlag::WNOHANG)).ok()
+}
+
+/// Sends `signal` to the process group `pgid`. ESRCH (an empty group) is not an error.
+pub fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
+    let pgid = i32::try_from(pgid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    match killpg(Pid::from_raw(pgid), signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// Makes the calling process a session and process group leader (`setsid(2)`).
+pub fn new_session() -> io::Result<()> {
+    nix::unistd::setsid().map(|_| ()).map_err(io::Error::from)
+}
+
+/// What /proc says about one process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStat {
+    /// Process group id (field 5).
+    pub pgid: u32,
+    /// Session id (field 6).
+    pub session: u32,
+    /// Start time in clock ticks after boot (field 22): with the PID, a unique identity.
+    pub start_time: u64,
+    /// State letter (field 3); `Z` for a zombie.
+    pub state: char,
+}
+
+/// Reads /proc/<pid>/stat.
+pub fn proc_stat(pid: u32) -> io::Result<ProcStat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("unreadable /proc/{pid}/stat")))
+}
+
+/// Parses /proc/<pid>/stat; the command name (field 2) may contain spaces and parentheses.
+pub fn parse_stat(text: &str) -> Option<ProcStat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    // `rest` starts at field 3 (state).
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(ProcStat {
+        state: f.first()?.chars().next()?,
+        pgid: f.get(2)?.parse().ok()?,
+        session: f.get(3)?.parse().ok()?,
+        start_time: f.get(19)?.parse().ok()?,
+    })
+}
+
+/// The executable of a process (/proc/<pid>/exe), without the ` (deleted)` suffix the kernel
+/// adds once the file was replaced (an upgraded kubeboot binary).
+pub fn proc_exe(pid: u32) -> io::Result<PathBuf> {
+    let p = fs::read_link(format!("/proc/{pid}/exe"))?;
+    let bytes = p.as_os_str().as_bytes();
+    Ok(match bytes.strip_suffix(b" (deleted)") {
+        Some(b) => PathBuf::from(OsStr::from_bytes(b)),
+        None => p,
+    })
+}
+
+/// The value of environment variable `name` in /proc/<pid>/environ, if set.
+pub fn proc_env_var(pid: u32, name: &str) -> Option<String> {
+    let mut buf = Vec::new();
+    fs::File::open(format!("/proc/{pid}/environ")).ok()?.read_to_end(&mut buf).ok()?;
+    let prefix = format!("{name}=");
+    buf.split(|b| *b == 0)
+        .find_map(|e| e.strip_prefix(prefix.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// A live process whose environment carries a marker variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marked {
+    /// Its PID.
+    pub pid: u32,
+    /// The marker's value.
+    pub marker: String,
+    /// Its /proc/<pid>/stat.
+    pub stat: ProcStat,
+}
+
+/// Every live (non-zombie) process whose environment has `name` set to a value starting
+/// with `value_prefix`.
+pub fn find_marked(name: &str, value_prefix: &str) -> Vec<Marked> {
+    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Some(marker) = proc_env_var(pid, name) else { continue };
+        if !marker.starts_with(value_prefix) {
+            continue;
+        }
+        let Ok(stat) = proc_stat(pid) else { continue };
+        if stat.state == 'Z' {
+            continue;
+        }
+        out.push(Marked { pid, marker, stat });
+    }
+    out
+}
+
+/// Signals every live process whose marker starts with `value_prefix`, through pidfds, and
+/// also each such process's group when it leads one. Returns how many were signalled.
+pub fn signal_marked(name: &str, value_prefix: &str, signal: Signal) -> usize {
+    let mut n = 0;
+    for m in find_marked(name, value_prefix) {
+        let Ok(fd) = PidFd::open(m.pid) else { continue };
+        // The pidfd pins the process; check it is still the one we listed.
+        if proc_stat(m.pid).map(|s| s.start_time) != Ok(m.stat.start_time) {
+            continue;
+        }
+        if fd.send_signal(signal).is_ok() {
+            n += 1;
+        }
+        if m.stat.pgid == m.pid {
+            let _ = signal_group(m.pid, signal);
+        }
+    }
+    n
+}
+
+/// Spawns `exe` with `args`, exactly `env` as its environment, stdio on /dev/null and no
+/// controlling terminal of ours; returns the child's PID. The caller reaps it (through
+/// [`PidFd::exited`]).
+pub fn spawn_detached_child(exe: &Path, args: &[String], env: &[(String, String)], cwd: &Path) -> io::Result<u32> {
+    let child = Command::new(exe)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok(child.id())
+}
+
+/// Output of a finished command.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Exit code, `None` if killed by a signal (or by our timeout).
+    pub code: Option<i32>,
+    /// stdout and stderr, concatenated.
+    pub output: String,
+    /// True when the timeout expired and the command was killed.
+    pub timed_out: bool,
+}
+
+/// Runs a command in its own process group with `env` (or the agent's environment when
+/// `None`), kills the group after `timeout`, and returns its combined output (bounded).
+pub async fn run_with_timeout(
+    program: &Path,
+    args: &[String],
+    env: Option<&[(String, String)]>,
+    cwd: &Path,
+    timeout: Duration,
+) -> io::Result<Output> {
+    use tokio::io::AsyncReadExt;
+    const MAX_OUTPUT: u64 = 10 * 1024;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(env) = env {
+        cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+    }
+    let mut child = cmd.spawn()?;
+    let pgid = child.id();
+    let mut stdout = child.stdout.take().expect("stdout is piped").take(MAX_OUTPUT);
+    let mut stderr = child.stderr.take().expect("stderr is piped").take(MAX_OUTPUT);
+    let work = async {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (ra, rb) = tokio::join!(stdout.read_to_end(&mut a), stderr.read_to_end(&mut b));
+        ra?;
+        rb?;
+        let status = child.wait().await?;
+        a.extend_from_slice(&b);
+        io::Result::Ok((status, a))
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => {
+            let (status, out) = r?;
+            Ok(Output { code: status.code(), output: String::from_utf8_lossy(&out).into_owned(), timed_out: false })
+        }
+        Err(_) => {
+            if let Some(pgid) = pgid {
+                let _ = signal_group(pgid, Signal::SIGKILL);
+            }
+            Ok(Output { code: None, output: String::new(), timed_out: true })
+        }
+    }
+}
+
+/// Starts `exe args` fully detached: a double fork with `setsid` in between, so the process
+/// is in a session of its own, never gets a controlling terminal and is reparented to init;
+/// stdin is /dev/null and stdout/stderr append to `log`. Returns the daemon's PID.
+pub fn spawn_daemon(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<u32> {
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("could not open the agent log {:?}", log.display().to_string()))?;
+    let err = out.try_clone().with_context(|| format!("could not open the agent log {}", log.display()))?;
+    let (pid_read, pid_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("could not create a pipe")?;
+    let write_fd = pid_write.as_raw_fd();
+    let mut cmd = Command::new(exe);
+    cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+    // SAFETY: the closure runs in the forked child before exec and only calls the
+    // async-signal-safe functions setsid, fork, write and _exit; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let pid = libc::fork();
+            if pid < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if pid > 0 {
+                // The intermediate child reports the daemon's PID and leaves at once.
+                let bytes = pid.to_ne_bytes();
+                libc::write(write_fd, bytes.as_ptr().cast(), bytes.len());
+                libc::_exit(0);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().with_context(|| format!("could not start {}", exe.display()))?;
+    drop(pid_write);
+    let _ = child.wait();
+    let mut buf = [0u8; 4];
+    let mut f = fs::File::from(pid_read);
+    f.read_exact(&mut buf).with_context(|| format!("{} did not report the daemon's pid", exe.display()))?;
+    let pid = i32::from_ne_bytes(buf);
+    u32::try_from(pid).map_err(|_| anyhow::anyhow!("{} reported an invalid pid {pid}", exe.display()))
+}
+
+/// True if a process with this PID and start time is alive (not a zombie).
+pub fn is_alive(pid: u32, start_time: u64) -> bool {
+    matches!(proc_stat(pid), Ok(s) if s.start_time == start_time && s.state != 'Z')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_spaces_and_parens_in_the_name() {
+        let line = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.pgid, 1234);
+        assert_eq!(s.session, 1234);
+        assert_eq!(s.start_time, 987654);
+    }
+
+    #[test]
+    fn own_process_is_visible() {
+        let me = std::process::id();
+        let s = proc_stat(me).unwrap();
+        assert!(is_alive(me, s.start_time));
+        assert!(!is_alive(me, s.start_time + 1));
+        assert!(proc_exe(me).unwrap().is_absolute());
+        let fd = PidFd::open(me).unwrap();
+        assert!(!fd.has_exited());
+        fd.send_signal(Signal::SIGCONT).unwrap();
+    }
+}

@@ -1,0 +1,28 @@
+//! `kubeboot agent`: runs the node agent in the foreground, or asks the running one for its
+//! status.
+
+use std::time::Duration;
+
+use crate::cli::{AgentArgs, AgentCommands, StatusFormat};
+
+/// Runs `agent` or `agent status`.
+pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let layout = components::Layout::host();
+    match args.command {
+        Some(AgentCommands::Status { output }) => {
+            let status = agent::status::query(&layout.agent_socket(), Duration::from_secs(5))?;
+            match output {
+                StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+                StatusFormat::Text => print!("{}", status.render_text()),
+            }
+            Ok(())
+        }
+        Some(AgentCommands::Shim { .. }) => unreachable!("main runs the shim before logging starts"),
+        None => {
+            let bin_dirs = if args.bin_dir.is_empty() { phases::host::default_bin_dirs() } else { args.bin_dir };
+            let mut config = agent::AgentConfig::from_layout(&layout, bin_dirs);
+            config.node_name = Some(args.node_name.unwrap_or_else(phases::host::hostname));
+            agent::run(config)
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! `kubeboot init` and `kubeboot init phase ...`: builds the validated config from flags and
+//! `--config` (one pure merge), then runs the phase tree.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use clap::FromArgMatches;
+use components::config::{ConfigSource, InitFlags};
+
+use crate::cli::{self, InitArgs};
+
+/// Runs `init`, or one phase of it when the user typed `init phase ...`.
+pub fn run(args: InitArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let root = cli::command();
+    let init_cmd = root.find_subcommand("init").expect("init exists");
+    match matches.subcommand() {
+        Some(("phase", phase_matches)) => {
+            let (path, leaf_cmd, leaf) = phase_path(init_cmd.find_subcommand("phase").expect("phase exists"), phase_matches);
+            cli::refuse_foreign_flags(leaf_cmd, leaf)?;
+            let args = InitArgs::from_arg_matches(leaf)?;
+            let set = cli::set_flags(leaf_cmd, leaf);
+            execute(args, set, &[path])
+        }
+        _ => {
+            let set = cli::set_flags(init_cmd, matches);
+            execute(args, set, &[])
+        }
+    }
+}
+
+/// Follows `phase certs all` down to its leaf: the phase path (`certs/all` becomes `certs`),
+/// the leaf's command and matches.
+fn phase_path<'a>(mut cmd: &'a clap::Command, mut m: &'a clap::ArgMatches) -> (String, &'a clap::Command, &'a clap::ArgMatches) {
+    let mut parts = Vec::new();
+    while let Some((name, sub)) = m.subcommand() {
+        cmd = cmd.find_subcommand(name).expect("clap matched a defined subcommand");
+        m = sub;
+        if name != "all" {
+            parts.push(name.to_string());
+        }
+    }
+    (parts.join("/"), cmd, m)
+}
+
+fn bin_dirs(given: &[PathBuf]) -> Vec<PathBuf> {
+    if given.is_empty() { phases::host::default_bin_dirs() } else { given.to_vec() }
+}
+
+fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::Result<()> {
+    let bin_dirs = bin_dirs(&args.bin_dir);
+    let config = match &args.config {
+        None => None,
+        Some(path) => Some(ConfigSource {
+            path: path.display().to_string(),
+            content: std::fs::read_to_string(path)
+                .with_context(|| format!("could not read the config file {:?}", path.display().to_string()))?,
+        }),
+    };
+    let flags = InitFlags {
+        config,
+        apiserver_advertise_address: args.apiserver_advertise_address,
+        apiserver_bind_port: args.apiserver_bind_port,
+        apiserver_cert_extra_sans: args.apiserver_cert_extra_sans,
+        cert_dir: args.cert_dir,
+        control_plane_endpoint: args.control_plane_endpoint,
+        kubernetes_version: args.kubernetes_version,
+        node_name: args.node_name,
+        pod_network_cidr: args.pod_network_cidr,
+        service_cidr: args.service_cidr,
+        service_dns_domain: args.service_dns_domain,
+        image_repository: args.image_repository,
+        cri_socket: args.cri_socket,
+        token: args.token,
+        token_ttl: args.token_ttl,
+        certificate_key: args.certificate_key,
+        upload_certs: args.upload_certs,
+        skip_phases: args.skip_phases,
+        ignore_preflight_errors: args.ignore_preflight_errors,
+        feature_gates: args.feature_gates,
+        set_flags,
+    };
+    let host = phases::host::facts(&bin_dirs);
+    let cfg = components::config::resolve_init(&flags, &host)?;
+    let layout = components::Layout::host();
+    let (fs, _scratch) = if args.dry_run {
+        let dir = tempfile::Builder::new().prefix("kubeboot-init-dryrun").tempdir().context("could not create the dry-run directory")?;
+        let keep = dir.keep();
+        (agent::host::fs::Fs::under(&keep), Some(keep))
+    } else {
+        (agent::host::fs::Fs::real(), None)
+    };
+    let mut data = phases::init::InitData {
+        ignore_preflight_errors: cfg.node.ignore_preflight_errors.clone(),
+        cfg,
+        layout,
+        fs,
+        out: phases::out::Out::stdout(),
+        dry_run: args.dry_run,
+        bin_dirs,
+        exe: std::env::current_exe().context("could not find the kubeboot executable")?,
+        now: SystemTime::now(),
+        host_has_etc_pki: phases::host::has_etc_pki(),
+    };
+    if args.dry_run {
+        data.out.say("dryrun", "Running in dry-run mode: no changes are made to this node");
+    }
+    phases::init::run(&mut data, only)
+}

@@ -1,0 +1,781 @@
+//! Validation of the defaulted, version-independent configuration into kubeboot's internal
+//! form (kubeadm: apis/kubeadm/validation/validation.go). Every field error is collected, so
+//! the user fixes a file in one go.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::defaults::parse_go_duration;
+use super::flags::HostFacts;
+use super::load::{ApiEndpointSpec, BootstrapTokenSpec, ClusterSpec, InitSpec};
+use super::{
+    ApiEndpoint, ApiServer, BootstrapToken, ClusterConfig, Etcd, InitConfig, KeyAlgorithm,
+    Networking, NodeRegistration,
+};
+use crate::version::{Version, v};
+
+/// The oldest control-plane version kubeboot runs.
+pub const MIN_SUPPORTED_VERSION: Version = v(1, 20, 0);
+/// The newest control-plane minor kubeboot runs (any patch of it).
+pub const MAX_SUPPORTED_MINOR: (u32, u32) = (1, 33);
+/// kubeadm: constants.MaximumBitsForServiceSubnet.
+pub const MAX_SERVICE_SUBNET_BITS: u8 = 20;
+/// kubeadm: constants.MinimumAddressesInServiceSubnet.
+pub const MIN_SERVICE_SUBNET_ADDRESSES: u128 = 10;
+/// kubeadm: constants.MinimumAddressesInPodSubnet.
+pub const MIN_POD_SUBNET_ADDRESSES: u128 = 14;
+/// kubeadm: constants.PodSubnetNodeMaskMaxDiff.
+pub const POD_SUBNET_NODE_MASK_MAX_DIFF: u8 = 16;
+/// kubeadm's feature gates from v1.20 to v1.33 (features.InitFeatureGates of each release).
+pub const KNOWN_FEATURE_GATES: &[&str] = &[
+    "IPv6DualStack",
+    "PublicKeysECDSA",
+    "RootlessControlPlane",
+    "UnversionedKubeletConfigMap",
+    "EtcdLearnerMode",
+    "UpgradeAddonsBeforeControlPlane",
+    "WaitForAllControlPlaneComponents",
+    "ControlPlaneKubeletLocalMode",
+    "NodeLocalCRISocket",
+];
+
+/// One invalid field: `networking.podSubnet: "10.244.0.0/33" is not a valid CIDR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field as the user wrote it: a config path (`networking.podSubnet`) or a flag
+    /// (`--pod-network-cidr`).
+    pub field: String,
+    /// The offending value, if there is one.
+    pub value: Option<String>,
+    /// What is wrong and, where there is one, the fix.
+    pub message: String,
+}
+
+impl FieldError {
+    /// An error about a value.
+    pub fn invalid(field: impl Into<String>, value: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), value: Some(value.into()), message: message.into() }
+    }
+
+    /// An error about a field with no value to show (missing, or a rule across fields).
+    pub fn other(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), value: None, message: message.into() }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(v) => write!(f, "{}: {:?} {}", self.field, v, self.message),
+            None => write!(f, "{}: {}", self.field, self.message),
+        }
+    }
+}
+
+/// True for a DNS-1123 subdomain (k8s.io/apimachinery validation.IsDNS1123Subdomain).
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+const DNS1123_MESSAGE: &str = "must be a valid DNS-1123 subdomain: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters";
+
+/// True for a valid bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`.
+pub fn is_bootstrap_token(s: &str) -> bool {
+    let ok = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    s.split_once('.').is_some_and(|(id, secret)| ok(id, 6) && ok(secret, 16))
+}
+
+/// kubeadm's ParseHostPort: `host[:port]`, host an IP or DNS-1123 subdomain. Returns host and
+/// port (if any).
+pub fn parse_host_port(s: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        match after {
+            "" => (h, None),
+            p => (h, Some(p.strip_prefix(':')?)),
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            _ => (s, None),
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n >= 1 => Some(n),
+            _ => return None,
+        },
+    };
+    if host.parse::<IpAddr>().is_ok() || is_dns1123_subdomain(host) {
+        Some((host.to_string(), port))
+    } else {
+        None
+    }
+}
+
+fn valid_san(s: &str) -> bool {
+    s.parse::<IpAddr>().is_ok() || is_dns1123_subdomain(s) || s.strip_prefix("*.").is_some_and(is_dns1123_subdomain)
+}
+
+fn check_sans(field: &str, sans: &[String], errs: &mut Vec<FieldError>) -> Vec<String> {
+    for san in sans {
+        if !valid_san(&san.to_lowercase()) {
+            errs.push(FieldError::invalid(
+                field,
+                san,
+                "is not a valid IP address, DNS name or wildcard DNS name (*.example.com)",
+            ));
+        }
+    }
+    sans.iter().map(|s| s.to_lowercase()).collect()
+}
+
+fn check_absolute(field: &str, path: &str, errs: &mut Vec<FieldError>) {
+    if !path.starts_with('/') {
+        errs.push(FieldError::invalid(field, path, "is not an absolute path"));
+    }
+}
+
+fn range_size(net: &IpNet) -> u128 {
+    let host_bits = u32::from(net.max_prefix_len() - net.prefix_len());
+    if host_bits >= 128 { u128::MAX } else { 1u128 << host_bits }
+}
+
+fn parse_subnet(field: &str, value: &str, min_addresses: u128, errs: &mut Vec<FieldError>) -> Option<IpNet> {
+    if value.contains(',') {
+        errs.push(FieldError::invalid(field, value, "is a dual-stack list; kubeboot supports one CIDR"));
+        return None;
+    }
+    match value.trim().parse::<IpNet>() {
+        Ok(net) => {
+            let net = net.trunc();
+            if range_size(&net) < min_addresses {
+                errs.push(FieldError::invalid(
+                    field,
+                    value,
+                    format!("is too small: it must hold at least {min_addresses} addresses"),
+                ));
+            }
+            Some(net)
+        }
+        Err(_) => {
+            errs.push(FieldError::invalid(field, value, "is not a valid CIDR"));
+            None
+        }
+    }
+}
+
+fn check_version(value: Option<&str>, errs: &mut Vec<FieldError>) -> Option<Version> {
+    const FIELD: &str = "kubernetesVersion";
+    let Some(value) = value else {
+        errs.push(FieldError::other(
+            FIELD,
+            "is not set and no kube-apiserver binary was found on this node (kubeadm's default \"stable-1\" \
+             needs the internet); pass --kubernetes-version or put kube-apiserver on the node",
+        ));
+        return None;
+    };
+    let is_label = ["stable", "latest", "ci/", "release/"].iter().any(|p| value.starts_with(p));
+    if is_label {
+        errs.push(FieldError::invalid(
+            FIELD,
+            value,
+            "is a release label, which kubeboot cannot resolve offline; give a version such as v1.20.2",
+        ));
+        return None;
+    }
+    let version = match value.parse::<Version>() {
+        Ok(v) => v,
+        Err(_) => {
+            errs.push(FieldError::invalid(FIELD, value, "is not a valid version: expected vMAJOR.MINOR.PATCH, e.g. v1.20.2"));
+            return None;
+        }
+    };
+    let minor = version.minor_pair();
+    if minor < MIN_SUPPORTED_VERSION.minor_pair() || minor > MAX_SUPPORTED_MINOR {
+        errs.push(FieldError::invalid(
+            FIELD,
+            value,
+            format!(
+                "is not supported: kubeboot runs control planes v{}.{} to v{}.{}",
+                MIN_SUPPORTED_VERSION.major, MIN_SUPPORTED_VERSION.minor, MAX_SUPPORTED_MINOR.0, MAX_SUPPORTED_MINOR.1
+            ),
+        ));
+        return None;
+    }
+    Some(version)
+}
+
+fn node_mask(c: &ClusterSpec, ipv6: bool) -> Result<u8, String> {
+    let arg = "node-cidr-mask-size";
+    match c.controller_manager.extra_args.get(arg).filter(|v| !v.is_empty()) {
+        Some(v) => v.parse().map_err(|_| format!("controllerManager.extraArgs.{arg} {v:?} is not an integer")),
+        None => Ok(if ipv6 { 64 } else { 24 }),
+    }
+}
+
+/// Validates a defaulted ClusterConfiguration and converts it to the internal form.
+///
+/// # Errors
+///
+/// Every invalid field, one [`FieldError`] each.
+pub fn validate_cluster(c: &ClusterSpec) -> Result<ClusterConfig, Vec<FieldError>> {
+    let mut errs = Vec::new();
+    let cluster = check_cluster(c, &mut errs);
+    match cluster {
+        Some(cluster) if errs.is_empty() => Ok(cluster),
+        _ => Err(errs),
+    }
+}
+
+fn check_cluster(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> Option<ClusterConfig> {
+    let version = check_version(c.kubernetes_version.as_deref(), errs);
+
+    // Networking.
+    let dns_domain = c.networking.dns_domain.clone().unwrap_or_default();
+    if !is_dns1123_subdomain(&dns_domain) {
+        errs.push(FieldError::invalid("networking.dnsDomain", &dns_domain, DNS1123_MESSAGE));
+    }
+    let service_subnet = c.networking.service_subnet.as_deref().and_then(|s| {
+        let net = parse_subnet("networking.serviceSubnet", s, MIN_SERVICE_SUBNET_ADDRESSES, errs)?;
+        if net.max_prefix_len() - net.prefix_len() > MAX_SERVICE_SUBNET_BITS {
+            let bits = net.max_prefix_len();
+            errs.push(FieldError::invalid(
+                "networking.serviceSubnet",
+                s,
+                format!(
+                    "is too large: for {bits}-bit addresses the mask must be >= {}",
+                    bits - MAX_SERVICE_SUBNET_BITS
+                ),
+            ));
+        }
+        Some(net)
+    });
+    if c.networking.service_subnet.is_none() {
+        errs.push(FieldError::other("networking.serviceSubnet", "is required"));
+    }
+    let pod_subnet = c.networking.pod_subnet.as_deref().and_then(|s| {
+        let net = parse_subnet("networking.podSubnet", s, MIN_POD_SUBNET_ADDRESSES, errs)?;
+        match node_mask(c, matches!(net, IpNet::V6(_))) {
+            Err(m) => errs.push(FieldError::invalid("networking.podSubnet", s, m)),
+            Ok(mask) if net.prefix_len() > mask => errs.push(FieldError::invalid(
+                "networking.podSubnet",
+                s,
+                format!("is smaller than the node subnet size (/{mask})"),
+            )),
+            Ok(mask) if mask - net.prefix_len() > POD_SUBNET_NODE_MASK_MAX_DIFF => {
+                errs.push(FieldError::invalid(
+                    "networking.podSubnet",
+                    s,
+                    format!(
+                        "is too large for the node mask /{mask}: the difference can not be greater than {POD_SUBNET_NODE_MASK_MAX_DIFF}"
+                    ),
+                ))
+            }
+            Ok(_) => {}
+        }
+        Some(net)
+    });
+    if let (Some(pod), Some(svc)) = (pod_subnet, service_subnet)
+        && (pod.contains(&svc.network()) || svc.contains(&pod.network()))
+    {
+        errs.push(FieldError::invalid(
+            "networking.podSubnet",
+            pod.to_string(),
+            format!("overlaps networking.serviceSubnet {:?}; pick ranges that do not overlap", svc.to_string()),
+        ));
+    }
+
+    // API server.
+    let cert_sans = check_sans("apiServer.certSANs", &c.api_server.cert_sans, errs);
+    let timeout = c.api_server.timeout_for_control_plane.as_deref().unwrap_or("4m0s");
+    let timeout_secs = parse_go_duration(timeout).unwrap_or_else(|| {
+        errs.push(FieldError::invalid("apiServer.timeoutForControlPlane", timeout, "is not a duration such as 4m0s"));
+        0
+    });
+
+    // Paths, endpoint, etcd.
+    let certificates_dir = c.certificates_dir.clone().unwrap_or_default();
+    check_absolute("certificatesDir", &certificates_dir, errs);
+    if let Some(ep) = &c.control_plane_endpoint
+        && parse_host_port(ep).is_none()
+    {
+        errs.push(FieldError::invalid(
+            "controlPlaneEndpoint",
+            ep,
+            "is not valid: expected an IP address or DNS name, with an optional port between 1 and 65535",
+        ));
+    }
+    let etcd = match (&c.etcd.local, &c.etcd.external) {
+        (Some(_), Some(_)) => {
+            errs.push(FieldError::other("etcd", "local and external are mutually exclusive"));
+            None
+        }
+        (None, None) => {
+            errs.push(FieldError::other("etcd", "either local or external is required"));
+            None
+        }
+        (Some(local), None) => {
+            check_absolute("etcd.local.dataDir", &local.data_dir, errs);
+            let mut local = local.clone();
+            local.server_cert_sans = check_sans("etcd.local.serverCertSANs", &local.server_cert_sans, errs);
+            local.peer_cert_sans = check_sans("etcd.local.peerCertSANs", &local.peer_cert_sans, errs);
+            Some(Etcd::Local(local))
+        }
+        (None, Some(ext)) => {
+            let tls = !(ext.ca_file.is_empty() && ext.cert_file.is_empty() && ext.key_file.is_empty());
+            if ext.cert_file.is_empty() != ext.key_file.is_empty() {
+                errs.push(FieldError::other("etcd.external", "set both or neither of certFile and keyFile"));
+            }
+            if !ext.cert_file.is_empty() && !ext.key_file.is_empty() && ext.ca_file.is_empty() {
+                errs.push(FieldError::other("etcd.external", "certFile and keyFile require caFile"));
+            }
+            if ext.endpoints.is_empty() {
+                errs.push(FieldError::other("etcd.external.endpoints", "is required"));
+            }
+            for ep in &ext.endpoints {
+                match ep.split_once("://") {
+                    Some(("https", _)) => {}
+                    Some(("http", _)) if !tls => {}
+                    Some(_) if tls => errs.push(FieldError::invalid("etcd.external.endpoints", ep, "must use https")),
+                    _ => errs.push(FieldError::invalid("etcd.external.endpoints", ep, "is not a URL (https://host:port)")),
+                }
+            }
+            for (field, path) in [("etcd.external.caFile", &ext.ca_file), ("etcd.external.certFile", &ext.cert_file), ("etcd.external.keyFile", &ext.key_file)] {
+                if !path.is_empty() {
+                    check_absolute(field, path, errs);
+                }
+            }
+            Some(Etcd::External(ext.clone()))
+        }
+    };
+
+    // Feature gates, DNS, kubeboot's extensions and refusals.
+    for name in c.feature_gates.keys() {
+        if !KNOWN_FEATURE_GATES.contains(&name.as_str()) {
+            errs.push(FieldError::invalid(
+                "featureGates",
+                name,
+                format!("is not a kubeadm feature gate; known: {}", KNOWN_FEATURE_GATES.join(", ")),
+            ));
+        }
+    }
+    if let Some(kind) = &c.dns.kind
+        && kind != super::defaults::DEFAULT_DNS_TYPE
+    {
+        errs.push(FieldError::invalid("dns.type", kind, "is not supported: kubeboot runs CoreDNS"));
+    }
+    if c.use_hyper_kube_image {
+        errs.push(FieldError::other("useHyperKubeImage", "is not supported: there is no hyperkube image for v1.20 and later"));
+    }
+    let encryption_algorithm = match c.encryption_algorithm.as_deref() {
+        None => KeyAlgorithm::default(),
+        Some(s) => KeyAlgorithm::parse(s).unwrap_or_else(|| {
+            let known: Vec<_> = KeyAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
+            errs.push(FieldError::invalid("encryptionAlgorithm", s, format!("is not one of {}", known.join(", "))));
+            KeyAlgorithm::default()
+        }),
+    };
+
+    let version = version?;
+    let image_repository = c
+        .image_repository
+        .clone()
+        .unwrap_or_else(|| super::defaults::default_image_repository(&version).to_string());
+    // kubeadm's SetClusterDynamicDefaults: an endpoint without a port gets the bind port;
+    // that needs the local endpoint, so validate_init does it.
+    Some(ClusterConfig {
+        kubernetes_version: version,
+        cluster_name: c.cluster_name.clone().unwrap_or_else(|| super::defaults::DEFAULT_CLUSTER_NAME.to_string()),
+        control_plane_endpoint: c.control_plane_endpoint.clone(),
+        image_repository,
+        certificates_dir,
+        networking: Networking { pod_subnet, service_subnet: service_subnet?, dns_domain },
+        api_server: ApiServer {
+            component: c.api_server.component.clone(),
+            cert_sans,
+            timeout_for_control_plane_secs: timeout_secs,
+        },
+        controller_manager: c.controller_manager.clone(),
+        scheduler: c.scheduler.clone(),
+        etcd: etcd?,
+        feature_gates: c.feature_gates.clone(),
+        encryption_algorithm,
+    })
+}
+
+fn check_endpoint(e: &ApiEndpointSpec, host: &HostFacts, errs: &mut Vec<FieldError>) -> Option<ApiEndpoint> {
+    const ADDR: &str = "localAPIEndpoint.advertiseAddress";
+    let port = e.bind_port.unwrap_or(i64::from(crate::names::DEFAULT_APISERVER_BIND_PORT));
+    let bind_port = match u16::try_from(port) {
+        Ok(p) if p >= 1 => Some(p),
+        _ => {
+            errs.push(FieldError::invalid(
+                "localAPIEndpoint.bindPort",
+                port.to_string(),
+                "is not a valid port: it must be between 1 and 65535",
+            ));
+            None
+        }
+    };
+    let address = match e.advertise_address.as_deref() {
+        None => {
+            errs.push(FieldError::other(
+                ADDR,
+                "is not set and this node has no default route to take it from; pass --apiserver-advertise-address",
+            ));
+            None
+        }
+        Some(a) => match a.trim().parse::<IpAddr>() {
+            Err(_) => {
+                errs.push(FieldError::invalid(ADDR, a, "is not a valid IP address"));
+                None
+            }
+            Ok(ip) if !host.local_addresses.is_empty() && !host.local_addresses.contains(&ip) => {
+                let list: Vec<String> = host.local_addresses.iter().map(IpAddr::to_string).collect();
+                errs.push(FieldError::invalid(
+                    ADDR,
+                    a,
+                    format!(
+                        "is not an address of this node (it has {}); pass one of them with --apiserver-advertise-address or set localAPIEndpoint.advertiseAddress",
+                        list.join(", ")
+                    ),
+                ));
+                None
+            }
+            Ok(ip) => Some(ip),
+        },
+    };
+    Some(ApiEndpoint { advertise_address: address?, bind_port: bind_port? })
+}
+
+fn check_token(i: usize, t: &BootstrapTokenSpec, errs: &mut Vec<FieldError>) -> Option<BootstrapToken> {
+    let field = |f: &str| format!("bootstrapTokens[{i}].{f}");
+    if let Some(tok) = &t.token
+        && !is_bootstrap_token(tok)
+    {
+        errs.push(FieldError::invalid(field("token"), tok, "is not a valid bootstrap token: expected [a-z0-9]{6}.[a-z0-9]{16}"));
+    }
+    if t.expires.is_some() {
+        errs.push(FieldError::other(field("expires"), "is not supported by kubeboot; use ttl"));
+    }
+    let ttl = t.ttl.as_deref().unwrap_or("24h0m0s");
+    let ttl_secs = parse_go_duration(ttl);
+    if ttl_secs.is_none() {
+        errs.push(FieldError::invalid(field("ttl"), ttl, "is not a duration such as 24h0m0s"));
+    }
+    for u in &t.usages {
+        if !["signing", "authentication"].contains(&u.as_str()) {
+            errs.push(FieldError::invalid(field("usages"), u, "is not a bootstrap token usage: expected signing or authentication"));
+        }
+    }
+    if !t.groups.is_empty() && !t.usages.iter().any(|u| u == "authentication") {
+        errs.push(FieldError::other(field("groups"), "token groups cannot be specified unless usages includes \"authentication\""));
+    }
+    for g in &t.groups {
+        let ok = g == "system:bootstrappers"
+            || g.strip_prefix("system:bootstrappers:").is_some_and(|rest| {
+                !rest.is_empty()
+                    && rest.len() <= 256
+                    && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b':' || b == b'-')
+                    && rest.bytes().last().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
+        if !ok {
+            errs.push(FieldError::invalid(field("groups"), g, "must match system:bootstrappers[:<name>] with lower-case letters, digits, ':' and '-'"));
+        }
+    }
+    Some(BootstrapToken {
+        token: t.token.clone(),
+        description: t.description.clone(),
+        ttl_secs: ttl_secs?,
+        usages: t.usages.clone(),
+        groups: t.groups.clone(),
+    })
+}
+
+/// Merges `--ignore-preflight-errors` with the config file's list as kubeadm does
+/// (ValidateIgnorePreflightErrors): lower-cased, sorted, no duplicates; `all` is refused in a
+/// file and cannot be combined with single checks.
+///
+/// # Errors
+///
+/// `all` in the file, or `all` together with other names.
+pub fn merge_ignore_preflight_errors(cli: &[String], config: &[String]) -> Result<Vec<String>, Vec<FieldError>> {
+    let mut errs = Vec::new();
+    let mut set: BTreeSet<String> = config.iter().map(|s| s.trim().to_lowercase()).collect();
+    if set.contains("all") {
+        errs.push(FieldError::invalid(
+            "nodeRegistration.ignorePreflightErrors",
+            "all",
+            "cannot be used in a configuration file; list the checks to ignore, or pass --ignore-preflight-errors=all",
+        ));
+    }
+    set.extend(cli.iter().flat_map(|s| s.split(',')).map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()));
+    if set.contains("all") && set.len() > 1 {
+        let list: Vec<&str> = set.iter().map(String::as_str).collect();
+        errs.push(FieldError::invalid("--ignore-preflight-errors", list.join(","), "names single checks together with 'all'; give 'all' alone"));
+    }
+    if errs.is_empty() { Ok(set.into_iter().collect()) } else { Err(errs) }
+}
+
+/// Validates a defaulted InitConfiguration and ClusterConfiguration against the host and
+/// converts them to the internal form. `component_configs` is left empty and
+/// `node.ignore_preflight_errors` holds the file's list lower-cased; the caller sets both.
+///
+/// # Errors
+///
+/// Every invalid field, one [`FieldError`] each.
+pub fn validate_init(i: &InitSpec, c: &ClusterSpec, host: &HostFacts) -> Result<InitConfig, Vec<FieldError>> {
+    let mut errs = Vec::new();
+    let cluster = check_cluster(c, &mut errs);
+
+    let nr = &i.node_registration;
+    let name = nr.name.clone().unwrap_or_default();
+    if name.is_empty() {
+        errs.push(FieldError::other(
+            "nodeRegistration.name",
+            "is required and could not be taken from the host name; pass --node-name",
+        ));
+    } else if !is_dns1123_subdomain(&name) {
+        errs.push(FieldError::invalid("nodeRegistration.name", &name, DNS1123_MESSAGE));
+    }
+    if let Some(sock) = &nr.cri_socket {
+        let path = sock.strip_prefix("unix://").unwrap_or(sock);
+        if !path.starts_with('/') {
+            errs.push(FieldError::invalid("nodeRegistration.criSocket", sock, "must be an absolute path or a unix:// URL"));
+        }
+    }
+    for t in nr.taints.iter().flatten() {
+        if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&t.effect.as_str()) {
+            errs.push(FieldError::invalid("nodeRegistration.taints", &t.effect, "is not a taint effect: expected NoSchedule, PreferNoSchedule or NoExecute"));
+        }
+        if t.key.is_empty() {
+            errs.push(FieldError::other("nodeRegistration.taints", "a taint needs a key"));
+        }
+    }
+    if let Some(p) = &nr.image_pull_policy
+        && !["Always", "IfNotPresent", "Never"].contains(&p.as_str())
+    {
+        errs.push(FieldError::invalid("nodeRegistration.imagePullPolicy", p, "is not one of Always, IfNotPresent, Never"));
+    }
+    if i.patches_directory.is_some() {
+        errs.push(FieldError::other("patches", "is not supported by kubeboot yet"));
+    }
+    if let Some(key) = &i.certificate_key
+        && !(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        errs.push(FieldError::invalid("certificateKey", key, "is not valid: expected 64 hexadecimal characters (32 bytes)"));
+    }
+    let ignore = match merge_ignore_preflight_errors(&[], &nr.ignore_preflight_errors) {
+        Ok(v) => v,
+        Err(e) => {
+            errs.extend(e);
+            Vec::new()
+        }
+    };
+
+    let endpoint = check_endpoint(&i.local_api_endpoint, host, &mut errs);
+    let tokens: Vec<Option<BootstrapToken>> = i
+        .bootstrap_tokens
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(n, t)| check_token(n, t, &mut errs))
+        .collect();
+
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let (Some(mut cluster), Some(endpoint)) = (cluster, endpoint) else {
+        return Err(errs);
+    };
+    if let Some(ep) = &cluster.control_plane_endpoint
+        && let Some((host, None)) = parse_host_port(ep)
+    {
+        let host = if host.contains(':') { format!("[{host}]") } else { host };
+        cluster.control_plane_endpoint = Some(format!("{host}:{}", endpoint.bind_port));
+    }
+    Ok(InitConfig {
+        cluster,
+        node: NodeRegistration {
+            name,
+            cri_socket: nr.cri_socket.clone(),
+            taints: nr.taints.clone(),
+            kubelet_extra_args: nr.kubelet_extra_args.clone(),
+            ignore_preflight_errors: ignore,
+        },
+        local_api_endpoint: endpoint,
+        bootstrap_tokens: tokens.into_iter().flatten().collect(),
+        certificate_key: i.certificate_key.clone(),
+        skip_phases: i.skip_phases.clone(),
+        component_configs: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::defaults::{apply_dynamic_defaults, default_cluster, default_init};
+
+    fn host() -> HostFacts {
+        HostFacts {
+            hostname: "node1".into(),
+            default_address: Some("10.0.0.1".parse().unwrap()),
+            local_addresses: vec!["10.0.0.1".parse().unwrap(), "127.0.0.1".parse().unwrap()],
+            detected_version: Some(v(1, 20, 2)),
+        }
+    }
+
+    fn run(edit: impl FnOnce(&mut InitSpec, &mut ClusterSpec)) -> Result<InitConfig, Vec<FieldError>> {
+        let (mut i, mut c) = (InitSpec::default(), ClusterSpec::default());
+        edit(&mut i, &mut c);
+        default_init(&mut i);
+        default_cluster(&mut c);
+        apply_dynamic_defaults(&mut i, &mut c, &host());
+        validate_init(&i, &c, &host())
+    }
+
+    fn errors(edit: impl FnOnce(&mut InitSpec, &mut ClusterSpec)) -> Vec<String> {
+        run(edit).unwrap_err().iter().map(ToString::to_string).collect()
+    }
+
+    fn one_error(edit: impl FnOnce(&mut InitSpec, &mut ClusterSpec)) -> String {
+        let e = errors(edit);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        e[0].clone()
+    }
+
+    #[test]
+    fn defaults_alone_are_valid() {
+        let cfg = run(|_, _| {}).unwrap();
+        assert_eq!(cfg.cluster.networking.service_subnet.to_string(), "10.96.0.0/12");
+        assert_eq!(cfg.local_api_endpoint.bind_port, 6443);
+        assert_eq!(cfg.bootstrap_tokens[0].ttl_secs, 86400);
+        assert_eq!(cfg.cluster.encryption_algorithm, KeyAlgorithm::EcdsaP256);
+        assert_eq!(cfg.cluster.api_server.timeout_for_control_plane_secs, 240);
+    }
+
+    #[test]
+    fn table_of_single_field_errors() {
+        type Edit = fn(&mut InitSpec, &mut ClusterSpec);
+        let cases: &[(&str, Edit, &str)] = &[
+            ("bad_pod_cidr", |_, c| c.networking.pod_subnet = Some("10.244.0.0/33".into()), "networking.podSubnet: \"10.244.0.0/33\" is not a valid CIDR"),
+            ("bad_service_cidr", |_, c| c.networking.service_subnet = Some("nope".into()), "networking.serviceSubnet: \"nope\" is not a valid CIDR"),
+            ("service_subnet_too_large", |_, c| c.networking.service_subnet = Some("10.0.0.0/8".into()), "the mask must be >= 12"),
+            ("ipv6_service_subnet_too_large", |_, c| c.networking.service_subnet = Some("fd00::/100".into()), "the mask must be >= 108"),
+            ("bad_advertise_address", |i, _| i.local_api_endpoint.advertise_address = Some("10.0.0.300".into()), "is not a valid IP address"),
+            ("advertise_address_not_local", |i, _| i.local_api_endpoint.advertise_address = Some("10.0.0.9".into()), "\"10.0.0.9\" is not an address of this node (it has 10.0.0.1, 127.0.0.1)"),
+            ("bad_bind_port", |i, _| i.local_api_endpoint.bind_port = Some(70000), "localAPIEndpoint.bindPort: \"70000\" is not a valid port"),
+            ("bad_dns_domain", |_, c| c.networking.dns_domain = Some("Cluster_Local".into()), "networking.dnsDomain: \"Cluster_Local\" must be a valid DNS-1123"),
+            ("bad_node_name", |i, _| i.node_registration.name = Some("node_1".into()), "nodeRegistration.name: \"node_1\" must be a valid DNS-1123"),
+            ("unparsable_version", |_, c| c.kubernetes_version = Some("v1.20".into()), "kubernetesVersion: \"v1.20\" is not a valid version"),
+            ("version_below_range", |_, c| c.kubernetes_version = Some("v1.19.7".into()), "kubeboot runs control planes v1.20 to v1.33"),
+            ("version_above_range", |_, c| c.kubernetes_version = Some("v1.34.0".into()), "kubeboot runs control planes v1.20 to v1.33"),
+            ("version_label", |_, c| c.kubernetes_version = Some("stable-1".into()), "cannot resolve offline"),
+            ("bad_cert_san", |_, c| c.api_server.cert_sans = vec!["bad_name!".into()], "apiServer.certSANs: \"bad_name!\" is not a valid IP address"),
+            ("bad_control_plane_endpoint", |_, c| c.control_plane_endpoint = Some("lb:99999".into()), "controlPlaneEndpoint: \"lb:99999\" is not valid"),
+            ("bad_token", |i, _| i.bootstrap_tokens = Some(vec![BootstrapTokenSpec { token: Some("abcdef.0123".into()), ..Default::default() }]), "bootstrapTokens[0].token: \"abcdef.0123\" is not a valid bootstrap token"),
+            ("bad_encryption_algorithm", |_, c| c.encryption_algorithm = Some("RSA-1024".into()), "encryptionAlgorithm: \"RSA-1024\" is not one of ECDSA-P256, RSA-2048, RSA-3072, RSA-4096"),
+            ("relative_cert_dir", |_, c| c.certificates_dir = Some("pki".into()), "certificatesDir: \"pki\" is not an absolute path"),
+            ("bad_token_ttl", |i, _| i.bootstrap_tokens = Some(vec![BootstrapTokenSpec { ttl: Some("1d".into()), ..Default::default() }]), "bootstrapTokens[0].ttl: \"1d\""),
+            ("unknown_feature_gate", |_, c| { c.feature_gates.insert("Nope".into(), true); }, "featureGates: \"Nope\" is not a kubeadm feature gate"),
+            ("kube_dns", |_, c| c.dns.kind = Some("kube-dns".into()), "dns.type: \"kube-dns\" is not supported"),
+            ("all_in_config", |i, _| i.node_registration.ignore_preflight_errors = vec!["All".into()], "cannot be used in a configuration file"),
+            ("bad_certificate_key", |i, _| i.certificate_key = Some("xyz".into()), "certificateKey: \"xyz\" is not valid"),
+            ("both_etcds", |_, c| c.etcd.external = Some(Default::default()), "etcd: local and external are mutually exclusive"),
+            ("pod_subnet_smaller_than_node_mask", |_, c| c.networking.pod_subnet = Some("10.244.0.0/26".into()), "is smaller than the node subnet size"),
+        ];
+        for (name, edit, want) in cases {
+            let got = errors(|i, c| edit(i, c));
+            assert_eq!(got.len(), 1, "{name}: {got:#?}");
+            assert!(got[0].contains(want), "{name}: {:?} does not contain {want:?}", got[0]);
+        }
+    }
+
+    #[test]
+    fn overlapping_pod_and_service_cidr() {
+        let e = one_error(|_, c| c.networking.pod_subnet = Some("10.96.0.0/16".into()));
+        assert_eq!(
+            e,
+            "networking.podSubnet: \"10.96.0.0/16\" overlaps networking.serviceSubnet \"10.96.0.0/12\"; pick ranges that do not overlap"
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let e = errors(|i, c| {
+            c.networking.pod_subnet = Some("10.244.0.0/33".into());
+            c.networking.service_subnet = Some("10.96.0.0/40".into());
+            i.local_api_endpoint.bind_port = Some(0);
+            i.node_registration.name = Some("Bad Name".into());
+            c.encryption_algorithm = Some("DSA".into());
+        });
+        assert_eq!(e.len(), 5, "{e:#?}");
+    }
+
+    #[test]
+    fn no_version_and_no_binary_names_the_fix() {
+        let (mut i, mut c) = (InitSpec::default(), ClusterSpec::default());
+        default_init(&mut i);
+        default_cluster(&mut c);
+        let h = HostFacts { detected_version: None, ..host() };
+        apply_dynamic_defaults(&mut i, &mut c, &h);
+        let e = validate_init(&i, &c, &h).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert!(e[0].to_string().contains("pass --kubernetes-version or put kube-apiserver on the node"), "{}", e[0]);
+    }
+
+    #[test]
+    fn control_plane_endpoint_gets_bind_port() {
+        let cfg = run(|_, c| c.control_plane_endpoint = Some("lb.example.com".into())).unwrap();
+        assert_eq!(cfg.cluster.control_plane_endpoint.as_deref(), Some("lb.example.com:6443"));
+        let cfg = run(|_, c| c.control_plane_endpoint = Some("10.0.0.5:443".into())).unwrap();
+        assert_eq!(cfg.cluster.control_plane_endpoint.as_deref(), Some("10.0.0.5:443"));
+    }
+
+    #[test]
+    fn cert_sans_are_lower_cased_and_wildcards_allowed() {
+        let cfg = run(|_, c| c.api_server.cert_sans = vec!["API.Example.com".into(), "*.example.com".into(), "10.0.0.5".into()]).unwrap();
+        assert_eq!(cfg.cluster.api_server.cert_sans, vec!["api.example.com", "*.example.com", "10.0.0.5"]);
+    }
+
+    #[test]
+    fn ipv6_cluster_is_valid() {
+        let cfg = run(|i, c| {
+            c.networking.service_subnet = Some("fd00:10:96::/112".into());
+            c.networking.pod_subnet = Some("fd00:10:244::/56".into());
+            i.local_api_endpoint.advertise_address = Some("127.0.0.1".into());
+        })
+        .unwrap();
+        assert_eq!(cfg.cluster.networking.service_subnet.to_string(), "fd00:10:96::/112");
+    }
+
+    #[test]
+    fn ignore_preflight_errors_merge() {
+        let got = merge_ignore_preflight_errors(&["Swap,NumCPU".into()], &["swap".into()]).unwrap();
+        assert_eq!(got, vec!["numcpu", "swap"]);
+        assert!(merge_ignore_preflight_errors(&["all".into()], &[]).is_ok());
+        let e = merge_ignore_preflight_errors(&["all".into(), "swap".into()], &[]).unwrap_err();
+        assert!(e[0].to_string().contains("give 'all' alone"));
+    }
+
+    #[test]
+    fn host_port_parsing() {
+        assert_eq!(parse_host_port("lb:6443"), Some(("lb".into(), Some(6443))));
+        assert_eq!(parse_host_port("[fd00::1]:6443"), Some(("fd00::1".into(), Some(6443))));
+        assert_eq!(parse_host_port("fd00::1"), Some(("fd00::1".into(), None)));
+        assert_eq!(parse_host_port("lb:0"), None);
+        assert_eq!(parse_host_port("LB_x"), None);
+    }
+}

@@ -1,0 +1,34 @@
+//! `--dry-run` output: what would have been written, shown from the scratch directory.
+
+use agent::host::fs::Fs;
+
+use crate::out::Out;
+
+/// Prints every file a dry run wrote: its node path and, unless it holds a secret, its content.
+///
+/// # Errors
+/// A scratch file that cannot be read back.
+pub fn print_written(out: &Out, fs: &Fs) -> anyhow::Result<()> {
+    let Some(root) = fs.scratch_root() else { return Ok(()) };
+    out.say(
+        "dryrun",
+        &format!("Wrote certificates, kubeconfig files and control plane manifests to the {:?} directory", root.display().to_string()),
+    );
+    for path in fs.written() {
+        let name = path.display().to_string();
+        if is_secret(&name) {
+            out.say("dryrun", &format!("Would write file {name:?} (private key material, not shown)"));
+            continue;
+        }
+        let content = fs.read_string_if_exists(&path)?.unwrap_or_default();
+        out.say("dryrun", &format!("Would write file {name:?} with content:"));
+        for line in content.lines() {
+            out.line(&format!("\t{line}"));
+        }
+    }
+    Ok(())
+}
+
+fn is_secret(path: &str) -> bool {
+    path.ends_with(".key") || path.ends_with(".conf")
+}

@@ -1,0 +1,76 @@
+//! Facts about this host that defaulting and validation need (kubeadm: ChooseAPIServerBindAddress,
+//! GetHostname): observed here, handed to the pure config code as `HostFacts`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use components::config::HostFacts;
+
+/// The default binary directories when no `--bin-dir` is given.
+pub fn default_bin_dirs() -> Vec<PathBuf> {
+    vec![PathBuf::from("/usr/local/bin"), PathBuf::from("/usr/bin")]
+}
+
+/// The host name, lower-cased as kubeadm's node name default.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+        .trim()
+        .to_lowercase()
+}
+
+/// The interface of the IPv4 default route (`/proc/net/route`, destination 0).
+fn default_route_interface() -> Option<String> {
+    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
+    routes.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 7 && f[1] == "00000000" && f[7] == "00000000").then(|| f[0].to_string())
+    })
+}
+
+/// Every address of every interface, with the interface name.
+fn interface_addresses() -> Vec<(String, IpAddr)> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return vec![] };
+    addrs
+        .filter_map(|a| {
+            let sa = a.address?;
+            let ip = if let Some(v4) = sa.as_sockaddr_in() {
+                IpAddr::V4(v4.ip())
+            } else if let Some(v6) = sa.as_sockaddr_in6() {
+                IpAddr::V6(v6.ip())
+            } else {
+                return None;
+            };
+            Some((a.interface_name, ip))
+        })
+        .collect()
+}
+
+/// The version of a binary found in `bin_dirs`, if it runs and prints one.
+pub fn binary_version(name: &str, bin_dirs: &[PathBuf]) -> Option<components::Version> {
+    let path = bin_dirs.iter().map(|d| d.join(name)).find(|p| Path::new(p).is_file())?;
+    let out = std::process::Command::new(&path).arg("--version").output().ok()?;
+    components::Version::find_in(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Observes the host.
+pub fn facts(bin_dirs: &[PathBuf]) -> HostFacts {
+    let addrs = interface_addresses();
+    let default_if = default_route_interface();
+    let default_address = default_if
+        .as_ref()
+        .and_then(|ifname| addrs.iter().find(|(n, ip)| n == ifname && ip.is_ipv4()).map(|(_, ip)| *ip));
+    HostFacts {
+        hostname: hostname(),
+        default_address,
+        local_addresses: addrs.into_iter().map(|(_, ip)| ip).collect(),
+        detected_version: binary_version(components::names::KUBE_APISERVER, bin_dirs),
+    }
+}
+
+/// Whether `/etc/pki` exists (kubeadm mounts it into control-plane pods then).
+pub fn has_etc_pki() -> bool {
+    Path::new("/etc/pki").is_dir()
+}

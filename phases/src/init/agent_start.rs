@@ -1,0 +1,79 @@
+//! `init phase agent-start`: starts kubeboot's node agent, which runs the static pods of the
+//! manifest directory (kubeadm's counterpart is kubelet-start). A systemd unit where systemd is
+//! PID 1, otherwise a detached daemon with a pid file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::init::data::InitData;
+use crate::runner::Phase;
+use crate::say;
+
+/// The `agent-start` phase.
+pub fn phase() -> Phase<InitData> {
+    Phase::new(
+        "agent-start",
+        "Start the kubeboot node agent, which runs the static Pods of the manifest directory",
+        run,
+    )
+    .flags(&["config", "node-name", "bin-dir", "dry-run"])
+}
+
+/// The arguments the agent is started with.
+pub fn agent_args(node_name: &str, bin_dirs: &[PathBuf]) -> Vec<String> {
+    let mut args = vec!["agent".to_string(), "--node-name".to_string(), node_name.to_string()];
+    for d in bin_dirs {
+        args.push("--bin-dir".into());
+        args.push(d.display().to_string());
+    }
+    args
+}
+
+/// True when systemd manages this machine (sd_booted: /run/systemd/system exists).
+pub fn systemd_is_init(layout: &components::Layout) -> bool {
+    layout.is_host() && Path::new("/run/systemd/system").is_dir()
+}
+
+fn run(d: &mut InitData) -> anyhow::Result<()> {
+    let args = agent_args(&d.cfg.node.name, &d.bin_dirs);
+    if d.dry_run {
+        say!(d.out, "dryrun", "Would start the kubeboot agent: {} {}", d.exe.display(), args.join(" "));
+        return Ok(());
+    }
+    if let Some(pid) = agent::daemon::is_running(&d.layout) {
+        say!(d.out, "agent-start", "The kubeboot agent is already running (pid {pid})");
+        return Ok(());
+    }
+    if systemd_is_init(&d.layout) {
+        let unit_path = d.layout.agent_systemd_unit();
+        let unit = agent::systemd_unit(&d.exe, &args);
+        say!(d.out, "agent-start", "Writing the agent's systemd unit to {:?}", unit_path.display().to_string());
+        d.fs.write_public(&unit_path, unit.as_bytes())?;
+        for cmd in [&["daemon-reload"][..], &["enable", "--now", "kubeboot-agent.service"][..]] {
+            let status = std::process::Command::new("systemctl")
+                .args(cmd)
+                .status()
+                .map_err(|e| anyhow::anyhow!("could not run systemctl {}: {e}", cmd.join(" ")))?;
+            anyhow::ensure!(status.success(), "systemctl {} failed ({status})", cmd.join(" "));
+        }
+        say!(d.out, "agent-start", "Started the kubeboot agent (systemd unit kubeboot-agent.service)");
+        return Ok(());
+    }
+    say!(d.out, "agent-start", "Starting the kubeboot agent");
+    let pid = agent::daemon::start_detached(&d.exe, &args, &d.layout)?;
+    // A daemon that dies at once (a bad flag, a busy socket) should fail this phase, not the
+    // wait that follows it.
+    std::thread::sleep(Duration::from_millis(100));
+    anyhow::ensure!(
+        agent::daemon::is_running(&d.layout).is_some(),
+        "the kubeboot agent exited right after it started; see {}",
+        d.layout.agent_log_file().display()
+    );
+    say!(
+        d.out,
+        "agent-start",
+        "The kubeboot agent is running (pid {pid}, log {})",
+        d.layout.agent_log_file().display()
+    );
+    Ok(())
+}

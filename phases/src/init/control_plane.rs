@@ -1,0 +1,85 @@
+//! `init phase control-plane`: the static pod manifests of kube-apiserver,
+//! kube-controller-manager and kube-scheduler (kubeadm: app/cmd/phases/init/controlplane.go).
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::init::data::InitData;
+use crate::runner::Phase;
+use crate::say;
+
+const FLAGS: &[&str] = &[
+    "cert-dir",
+    "config",
+    "kubernetes-version",
+    "apiserver-advertise-address",
+    "apiserver-bind-port",
+    "service-cidr",
+    "pod-network-cidr",
+    "control-plane-endpoint",
+    "image-repository",
+    "feature-gates",
+    "dry-run",
+];
+
+/// The `control-plane` phase and its per-component sub-phases.
+pub fn phase() -> Phase<InitData> {
+    let sub = |name: &'static str, short: &'static str| {
+        Phase::new(name, short, move |d: &mut InitData| write(d, component_of(name))).flags(FLAGS)
+    };
+    Phase::group(
+        "control-plane",
+        "Generate all static Pod manifest files necessary to establish the control plane",
+        vec![
+            sub("apiserver", "Generates the kube-apiserver static Pod manifest"),
+            sub("controller-manager", "Generates the kube-controller-manager static Pod manifest"),
+            sub("scheduler", "Generates the kube-scheduler static Pod manifest"),
+        ],
+    )
+    .flags(FLAGS)
+}
+
+fn component_of(phase: &str) -> &'static str {
+    match phase {
+        "apiserver" => components::names::KUBE_APISERVER,
+        "controller-manager" => components::names::KUBE_CONTROLLER_MANAGER,
+        _ => components::names::KUBE_SCHEDULER,
+    }
+}
+
+/// The control-plane static pods (etcd included when local) this node runs, built purely from
+/// the config.
+pub fn pods(d: &InitData) -> Vec<(String, Pod)> {
+    manifests::control_plane_pods(&d.cfg, &d.layout, &host_paths(d))
+}
+
+/// Host facts the manifests depend on.
+pub fn host_paths(d: &InitData) -> manifests::HostPaths {
+    manifests::HostPaths { etc_pki: d.host_has_etc_pki }
+}
+
+fn write(d: &mut InitData, component: &'static str) -> anyhow::Result<()> {
+    let manifests_dir = d.layout.manifests_dir();
+    if component == components::names::KUBE_APISERVER {
+        say!(d.out, "control-plane", "Using manifest folder {:?}", manifests_dir.display().to_string());
+    }
+    let pod = pods(d)
+        .into_iter()
+        .find(|(name, _)| name == component)
+        .map(|(_, pod)| pod)
+        .ok_or_else(|| anyhow::anyhow!("no static pod for {component} in the component catalogue"))?;
+    say!(d.out, "control-plane", "Creating static Pod manifest for {component:?}");
+    write_manifest(d, component, &pod)
+}
+
+/// Writes one static pod manifest (0600 like kubeadm, in a 0700 directory), leaving an
+/// identical existing file untouched.
+pub fn write_manifest(d: &InitData, component: &str, pod: &Pod) -> anyhow::Result<()> {
+    let path = d.layout.manifest(component);
+    let yaml = manifests::yaml::to_yaml(pod);
+    d.fs.create_dir(&d.layout.manifests_dir(), 0o700)?;
+    if d.fs.read_if_exists(&path)?.as_deref() == Some(yaml.as_bytes()) {
+        tracing::info!(path = %path.display(), "manifest unchanged");
+        return Ok(());
+    }
+    d.fs.write_private(&path, yaml.as_bytes())
+}

@@ -1,0 +1,65 @@
+//! `init` preflight checks (kubeadm: app/preflight/checks.go, RunInitNodeChecks), with
+//! kubeadm's check names, plus kubeboot's own: each component binary present, runnable and of
+//! the requested version.
+
+use std::path::Path;
+
+use crate::init::data::InitData;
+use crate::preflight::{self, Check, Finding};
+use crate::say;
+
+/// The `preflight` phase.
+pub fn phase() -> crate::runner::Phase<InitData> {
+    crate::runner::Phase::new("preflight", "Run pre-flight checks", run)
+        .flags(&["config", "kubernetes-version", "ignore-preflight-errors", "dry-run", "bin-dir", "node-name"])
+}
+
+fn run(d: &mut InitData) -> anyhow::Result<()> {
+    say!(d.out, "preflight", "Running pre-flight checks");
+    let checks = checks(d);
+    let findings = preflight::run_checks(&checks);
+    preflight::report(&d.out, &findings, &d.ignore_preflight_errors)?;
+    say!(d.out, "preflight", "Component binaries found and of the right version; no images to pull");
+    Ok(())
+}
+
+fn checks(d: &InitData) -> Vec<Check> {
+    let layout = &d.layout;
+    let mut checks = vec![
+        Check::privileged_user(),
+        Check::num_cpu(2),
+        Check::mem(1700),
+    ];
+    let bind_port = d.cfg.local_api_endpoint.bind_port;
+    for port in [bind_port, components::names::KUBE_SCHEDULER_PORT, components::names::KUBE_CONTROLLER_MANAGER_PORT] {
+        checks.push(Check::port(port));
+    }
+    for c in [
+        components::names::KUBE_APISERVER,
+        components::names::KUBE_CONTROLLER_MANAGER,
+        components::names::KUBE_SCHEDULER,
+        components::names::ETCD,
+    ] {
+        checks.push(Check::file_available(&layout.manifest(c), layout));
+    }
+    if let components::config::Etcd::Local(local) = &d.cfg.cluster.etcd {
+        checks.push(Check::port(components::names::ETCD_CLIENT_PORT));
+        checks.push(Check::port(components::names::ETCD_PEER_PORT));
+        checks.push(Check::dir_available(&layout.node_path(&local.data_dir), layout));
+    }
+    checks.push(Check::file_content(Path::new("/proc/sys/net/ipv4/ip_forward"), "1"));
+    checks.push(Check::swap());
+    for (exe, mandatory) in [("ip", true), ("mount", true), ("nsenter", true), ("iptables", false), ("conntrack", false)] {
+        checks.push(Check::in_path(exe, mandatory));
+    }
+    checks.extend(preflight::binary_checks(
+        &crate::init::control_plane::pods(d),
+        &d.bin_dirs,
+    ));
+    checks
+}
+
+/// A finding that makes `init` stop unless ignored.
+pub fn is_fatal(f: &Finding) -> bool {
+    f.error.is_some()
+}

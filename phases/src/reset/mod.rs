@@ -1,0 +1,148 @@
+//! `kubeboot reset`: reverts what `init` (and later `join`) did to this node (kubeadm:
+//! cmd/reset.go, cmd/phases/reset/). Stops the agent and every pod it ran, then deletes the
+//! manifests, certificates, kubeconfigs, etcd's data and the agent's state, so `init` can run
+//! again. Safe to run twice.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agent::host::fs::Fs;
+use components::{Layout, names};
+
+use crate::out::Out;
+use crate::runner::Phase;
+use crate::say;
+
+/// The run data of `reset`.
+pub struct ResetData {
+    /// Node paths.
+    pub layout: Layout,
+    /// File access.
+    pub fs: Fs,
+    /// User output.
+    pub out: Out,
+    /// `--dry-run`: say what would be removed, remove nothing.
+    pub dry_run: bool,
+    /// `--cert-dir`, if given; otherwise read from the API server manifest or the default.
+    pub cert_dir: Option<PathBuf>,
+    /// How long pods get to stop after SIGTERM.
+    pub grace: Duration,
+}
+
+/// The `reset` phase tree.
+pub fn phases() -> Vec<Phase<ResetData>> {
+    vec![
+        Phase::new("preflight", "Run reset pre-flight checks", |d: &mut ResetData| {
+            say!(d.out, "preflight", "Running pre-flight checks");
+            Ok(())
+        }),
+        Phase::new("cleanup-node", "Run cleanup node.", cleanup_node),
+    ]
+}
+
+/// Runs `reset`.
+///
+/// # Errors
+/// The first failing phase.
+pub fn run(data: &mut ResetData, skip: &[String]) -> anyhow::Result<()> {
+    let tree = phases();
+    let planned = crate::runner::plan(&tree, &[], skip)?;
+    crate::runner::run(&tree, data, &planned)?;
+    closing_text(&data.out);
+    Ok(())
+}
+
+/// The value of `--<flag>=` in a static pod manifest's command, read as text so that reset
+/// works on manifests of any version (kubeadm: reset.go getEtcdDataDir reads the etcd manifest).
+fn manifest_flag(fs: &Fs, manifest: &Path, flag: &str) -> Option<String> {
+    let text = fs.read_string_if_exists(manifest).ok()??;
+    let needle = format!("--{flag}=");
+    text.lines().find_map(|l| {
+        let l = l.trim().trim_start_matches("- ").trim();
+        l.strip_prefix(&needle).map(|v| v.trim_matches('"').to_string())
+    })
+}
+
+fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
+    let l = &d.layout;
+    // Read what the manifests say before they are gone.
+    let etcd_data = manifest_flag(&d.fs, &l.manifest(names::ETCD), "data-dir")
+        .map(|p| l.node_path(p))
+        .unwrap_or_else(|| l.default_etcd_data_dir());
+    let cert_dir = d.cert_dir.clone().unwrap_or_else(|| {
+        manifest_flag(&d.fs, &l.manifest(names::KUBE_APISERVER), "client-ca-file")
+            .and_then(|ca| Path::new(&ca).parent().map(|p| l.node_path(p)))
+            .unwrap_or_else(|| l.default_cert_dir())
+    });
+
+    if d.dry_run {
+        say!(d.out, "dryrun", "Would stop the kubeboot agent and every static Pod it runs");
+    } else {
+        say!(d.out, "reset", "Stopping the kubeboot agent");
+        let unit = l.agent_systemd_unit();
+        if crate::init::agent_start::systemd_is_init(l) && unit.exists() {
+            let _ = std::process::Command::new("systemctl")
+                .args(["disable", "--now", "kubeboot-agent.service"])
+                .status();
+            d.fs.remove_file(&unit)?;
+        }
+        agent::daemon::stop(l, Duration::from_secs(10))?;
+        let stopped = agent::stop_all_pods(l, d.grace)?;
+        say!(d.out, "reset", "Stopped {stopped} static Pod container(s)");
+    }
+
+    let config_dirs = [l.manifests_dir(), cert_dir];
+    say!(d.out, "reset", "Deleting contents of config directories: {}", show(&config_dirs));
+    let files: Vec<PathBuf> = [
+        names::ADMIN_KUBECONFIG,
+        names::KUBELET_KUBECONFIG,
+        names::KUBELET_BOOTSTRAP_KUBECONFIG,
+        names::CONTROLLER_MANAGER_KUBECONFIG,
+        names::SCHEDULER_KUBECONFIG,
+    ]
+    .iter()
+    .map(|f| l.kubeconfig(f))
+    .collect();
+    say!(d.out, "reset", "Deleting files: {}", show(&files));
+    let state_dirs = [etcd_data, l.agent_state_dir(), l.run_dir(), l.tmp_dir()];
+    say!(d.out, "reset", "Deleting contents of stateful directories: {}", show(&state_dirs));
+    if d.dry_run {
+        return Ok(());
+    }
+    for dir in config_dirs.iter().chain(state_dirs.iter()) {
+        d.fs.clear_dir(dir)?;
+    }
+    for f in &files {
+        d.fs.remove_file(f)?;
+    }
+    Ok(())
+}
+
+fn show(paths: &[PathBuf]) -> String {
+    format!("[{}]", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "))
+}
+
+fn closing_text(out: &Out) {
+    out.line("");
+    out.line("The reset process does not clean CNI configuration. To do so, you must remove /etc/cni/net.d");
+    out.line("");
+    out.line("The reset process does not reset or clean up iptables rules or IPVS tables.");
+    out.line("If you wish to reset iptables, you must do so manually by using the \"iptables\" command.");
+    out.line("");
+    out.line("The reset process does not clean your kubeconfig files and you must remove them manually.");
+    out.line("Please, check the contents of the $HOME/.kube/config file.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_flag_reads_etcd_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("etcd.yaml");
+        std::fs::write(&p, "spec:\n  containers:\n  - command:\n    - etcd\n    - --data-dir=/var/lib/etcd2\n").unwrap();
+        assert_eq!(manifest_flag(&Fs::real(), &p, "data-dir").as_deref(), Some("/var/lib/etcd2"));
+        assert_eq!(manifest_flag(&Fs::real(), &p, "name"), None);
+    }
+}

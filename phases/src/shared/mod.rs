@@ -1,0 +1,3 @@
+//! Phases shared by `init` and `join --control-plane`, generic over small data traits.
+
+pub mod certs;
