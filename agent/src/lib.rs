@@ -1,2 +1,130 @@
-//! kubeboot's node agent.
+//! kubeboot's node agent: keeps the static pods of `/etc/kubernetes/manifests` running as
+//! host processes, like the kubelet does for static pods but with no container runtime.
+//!
+//! It watches the manifest directory (inotify wakes a level-triggered loop that also re-reads
+//! it periodically), starts each pod's containers under a small shim (so they survive an agent
+//! restart and are adopted by the next agent), probes them (startup, liveness, readiness:
+//! httpGet, tcpSocket, exec), restarts them with the kubelet's backoff, stops them with
+//! SIGTERM, the grace period, then SIGKILL, writes their output as CRI logs under
+//! `/var/log/pods`, and answers status requests on a unix socket.
+//!
+//! It never talks to the Kubernetes API (no mirror pods yet) and never stops pods when it
+//! exits itself.
+//!
+//! Modules:
+//! - [`host`]: side-effect primitives shared with the phases (files, processes).
+//! - [`watch`]: the manifest directory.
+//! - [`pod`]: manifests read as pods ([`pod::spec`]), the pure container lifecycle
+//!   ([`pod::lifecycle`]) and restart backoff ([`pod::backoff`]), and their executor.
+//! - [`runtime`]: the runtimes (`process`).
+//! - [`shim`]: the per-container supervisor process (`kubeboot agent shim`).
+//! - [`probe`]: running probes.
+//! - [`logs`]: the CRI log format.
+//! - [`state`]: the agent's records on disk.
+//! - [`status`]: the status served on the socket, and its client.
+//! - [`daemon`]: detached start/stop, stopping every pod (reset), the systemd unit.
+
+pub mod daemon;
 pub mod host;
+pub mod logs;
+pub mod pod;
+pub mod probe;
+pub mod runtime;
+pub mod shim;
+pub mod state;
+pub mod status;
+mod supervisor;
+pub mod watch;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use components::Layout;
+
+pub use daemon::{is_running, start_detached, stop, stop_all_pods, systemd_unit};
+pub use pod::backoff::BackoffConfig;
+pub use shim::shim_main;
+pub use status::{AgentStatus, query};
+
+/// The agent's settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The static pod manifests (`/etc/kubernetes/manifests`).
+    pub manifest_dir: PathBuf,
+    /// Persistent state: node id, container records (`/var/lib/kubeboot/agent`).
+    pub state_dir: PathBuf,
+    /// Runtime files: the status socket `agent.sock` (`/run/kubeboot`).
+    pub run_dir: PathBuf,
+    /// Container logs (`/var/log/pods`).
+    pub pod_log_dir: PathBuf,
+    /// Where the component binaries are looked up, first hit wins (`--bin-dir`).
+    pub bin_dirs: Vec<PathBuf>,
+    /// Restart backoff.
+    pub backoff: BackoffConfig,
+    /// Appended to pod names as `-<node_name>`, as the kubelet does (kubeadm manifests
+    /// carry the bare component name).
+    pub node_name: Option<String>,
+    /// The executable the shim runs from: the agent's own binary by default.
+    pub shim_exe: PathBuf,
+    /// Arguments before the shim's own: `["agent", "shim"]` by default.
+    pub shim_args_prefix: Vec<String>,
+    /// How often the manifest directory is re-read without an inotify event.
+    pub resync: Duration,
+}
+
+impl AgentConfig {
+    /// The settings for a node layout, with the shim being this very executable.
+    pub fn from_layout(layout: &Layout, bin_dirs: Vec<PathBuf>) -> Self {
+        AgentConfig {
+            manifest_dir: layout.manifests_dir(),
+            state_dir: layout.agent_state_dir(),
+            run_dir: layout.run_dir(),
+            pod_log_dir: layout.pod_logs_dir(),
+            bin_dirs,
+            backoff: BackoffConfig::default(),
+            node_name: None,
+            shim_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+            shim_args_prefix: vec!["agent".into(), "shim".into()],
+            resync: Duration::from_secs(5),
+        }
+    }
+
+    /// The status socket, `<run_dir>/agent.sock`.
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir.join("agent.sock")
+    }
+}
+
+/// Runs the agent until SIGTERM or SIGINT, on a single-threaded tokio runtime of its own.
+/// Pods keep running after it returns; the next agent adopts them.
+///
+/// # Errors
+/// When the state, run or log directories cannot be created, another agent serves the
+/// socket, or the signal handlers cannot be installed.
+pub fn run(config: AgentConfig) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("could not start the tokio runtime")?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("could not handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("could not handle SIGINT")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        };
+        supervisor::run(config, shutdown).await
+    })
+}
+
+/// Runs the agent until `shutdown` resolves (tests and embedders), like [`run`] without the
+/// signal handlers.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_until(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("could not start the tokio runtime")?;
+    rt.block_on(supervisor::run(config, shutdown))
+}

@@ -252,7 +252,7 @@ fn one_phase<D>(parent: &clap::Command, p: &phases::runner::Phase<D>) -> clap::C
     let inherit: Vec<&str> = inherited(p);
     for arg in parent.get_arguments() {
         let long = arg.get_long().unwrap_or_default();
-        if long == "help" || long == "skip-phases" {
+        if long == "help" {
             continue;
         }
         let keep = inherit.contains(&long);
@@ -263,7 +263,7 @@ fn one_phase<D>(parent: &clap::Command, p: &phases::runner::Phase<D>) -> clap::C
         let mut all = clap::Command::new("all").about(format!("Run all the {} phases", p.name));
         for arg in parent.get_arguments() {
             let long = arg.get_long().unwrap_or_default();
-            if long == "help" || long == "skip-phases" {
+            if long == "help" {
                 continue;
             }
             all = all.arg(arg.clone().hide(!all_flags.contains(&long)));

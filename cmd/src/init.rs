@@ -80,7 +80,12 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
         feature_gates: args.feature_gates,
         set_flags,
     };
-    let host = phases::host::facts(&bin_dirs);
+    let mut host = phases::host::facts(&bin_dirs);
+    if !only.is_empty() {
+        // A single phase may prepare files for another node (certificates, manifests): only a
+        // full init needs the advertise address to be this node's.
+        host.local_addresses.clear();
+    }
     let cfg = components::config::resolve_init(&flags, &host)?;
     let layout = components::Layout::host();
     let (fs, _scratch) = if args.dry_run {
@@ -90,6 +95,7 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
     } else {
         (agent::host::fs::Fs::real(), None)
     };
+    let host_paths = phases::host::host_paths(&layout);
     let mut data = phases::init::InitData {
         ignore_preflight_errors: cfg.node.ignore_preflight_errors.clone(),
         cfg,
@@ -100,7 +106,7 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
         bin_dirs,
         exe: std::env::current_exe().context("could not find the kubeboot executable")?,
         now: SystemTime::now(),
-        host_has_etc_pki: phases::host::has_etc_pki(),
+        host_paths,
     };
     if args.dry_run {
         data.out.say("dryrun", "Running in dry-run mode: no changes are made to this node");

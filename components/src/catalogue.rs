@@ -55,7 +55,10 @@ pub struct Gate {
 
 impl Gate {
     /// Always.
-    pub const ALWAYS: Gate = Gate { since: ANY, until: NEVER };
+    pub const ALWAYS: Gate = Gate {
+        since: ANY,
+        until: NEVER,
+    };
 
     /// True when the fact holds for `version`'s minor.
     pub fn contains(&self, version: &Version) -> bool {
@@ -168,7 +171,13 @@ const fn images(
     coredns_image: &'static str,
     coredns: &'static str,
 ) -> MinorImages {
-    MinorImages { minor, etcd, pause, coredns_image, coredns }
+    MinorImages {
+        minor,
+        etcd,
+        pause,
+        coredns_image,
+        coredns,
+    }
 }
 
 /// Images per minor, oldest first. Minors outside the table fall back to the nearest row, as
@@ -198,7 +207,10 @@ pub fn images_for(version: &Version) -> &'static MinorImages {
     let m = Minor::of(version);
     let first = IMAGES.first().expect("IMAGES is not empty");
     let last = IMAGES.last().expect("IMAGES is not empty");
-    IMAGES.iter().find(|row| row.minor == m).unwrap_or(if m < first.minor { first } else { last })
+    IMAGES
+        .iter()
+        .find(|row| row.minor == m)
+        .unwrap_or(if m < first.minor { first } else { last })
 }
 
 /// True when `version`'s minor has its own row in [`IMAGES`] (kubeadm warns otherwise).
@@ -209,8 +221,20 @@ pub fn has_images_for(version: &Version) -> bool {
 /// The default image repository per range of minors (kubeadm: DefaultImageRepository; the
 /// move from `k8s.gcr.io` to `registry.k8s.io` landed in 1.25).
 pub const IMAGE_REPOSITORIES: &[(Gate, &str)] = &[
-    (Gate { since: ANY, until: v(1, 25) }, "k8s.gcr.io"),
-    (Gate { since: v(1, 25), until: NEVER }, "registry.k8s.io"),
+    (
+        Gate {
+            since: ANY,
+            until: v(1, 25),
+        },
+        "k8s.gcr.io",
+    ),
+    (
+        Gate {
+            since: v(1, 25),
+            until: NEVER,
+        },
+        "registry.k8s.io",
+    ),
 ];
 
 /// kubeadm's default image repository for `version`.
@@ -388,31 +412,92 @@ pub fn ports(component: Component) -> Option<&'static ComponentPorts> {
 /// Every probe kubeadm puts on a static pod, per range of minors. kubeadm 1.25 moved etcd to
 /// etcd 3.5.3+'s per-member health checks (kubernetes PRs 110072 and 110744).
 pub const PROBES: &[ProbeSpec] = &[
-    ProbeSpec { component: Component::KubeApiServer, kind: ProbeKind::Liveness, path: "/livez", gate: Gate::ALWAYS },
-    ProbeSpec { component: Component::KubeApiServer, kind: ProbeKind::Readiness, path: "/readyz", gate: Gate::ALWAYS },
-    ProbeSpec { component: Component::KubeApiServer, kind: ProbeKind::Startup, path: "/livez", gate: Gate::ALWAYS },
-    ProbeSpec { component: Component::KubeControllerManager, kind: ProbeKind::Liveness, path: "/healthz", gate: Gate::ALWAYS },
-    ProbeSpec { component: Component::KubeControllerManager, kind: ProbeKind::Startup, path: "/healthz", gate: Gate::ALWAYS },
-    ProbeSpec { component: Component::KubeScheduler, kind: ProbeKind::Liveness, path: "/healthz", gate: Gate::ALWAYS },
-    ProbeSpec { component: Component::KubeScheduler, kind: ProbeKind::Startup, path: "/healthz", gate: Gate::ALWAYS },
-    ProbeSpec { component: Component::Etcd, kind: ProbeKind::Liveness, path: "/health", gate: Gate { since: ANY, until: v(1, 25) } },
-    ProbeSpec { component: Component::Etcd, kind: ProbeKind::Startup, path: "/health", gate: Gate { since: ANY, until: v(1, 25) } },
+    ProbeSpec {
+        component: Component::KubeApiServer,
+        kind: ProbeKind::Liveness,
+        path: "/livez",
+        gate: Gate::ALWAYS,
+    },
+    ProbeSpec {
+        component: Component::KubeApiServer,
+        kind: ProbeKind::Readiness,
+        path: "/readyz",
+        gate: Gate::ALWAYS,
+    },
+    ProbeSpec {
+        component: Component::KubeApiServer,
+        kind: ProbeKind::Startup,
+        path: "/livez",
+        gate: Gate::ALWAYS,
+    },
+    ProbeSpec {
+        component: Component::KubeControllerManager,
+        kind: ProbeKind::Liveness,
+        path: "/healthz",
+        gate: Gate::ALWAYS,
+    },
+    ProbeSpec {
+        component: Component::KubeControllerManager,
+        kind: ProbeKind::Startup,
+        path: "/healthz",
+        gate: Gate::ALWAYS,
+    },
+    ProbeSpec {
+        component: Component::KubeScheduler,
+        kind: ProbeKind::Liveness,
+        path: "/healthz",
+        gate: Gate::ALWAYS,
+    },
+    ProbeSpec {
+        component: Component::KubeScheduler,
+        kind: ProbeKind::Startup,
+        path: "/healthz",
+        gate: Gate::ALWAYS,
+    },
+    ProbeSpec {
+        component: Component::Etcd,
+        kind: ProbeKind::Liveness,
+        path: "/health",
+        gate: Gate {
+            since: ANY,
+            until: v(1, 25),
+        },
+    },
+    ProbeSpec {
+        component: Component::Etcd,
+        kind: ProbeKind::Startup,
+        path: "/health",
+        gate: Gate {
+            since: ANY,
+            until: v(1, 25),
+        },
+    },
     ProbeSpec {
         component: Component::Etcd,
         kind: ProbeKind::Liveness,
         path: "/health?exclude=NOSPACE&serializable=true",
-        gate: Gate { since: v(1, 25), until: NEVER },
+        gate: Gate {
+            since: v(1, 25),
+            until: NEVER,
+        },
     },
     ProbeSpec {
         component: Component::Etcd,
         kind: ProbeKind::Startup,
         path: "/health?serializable=false",
-        gate: Gate { since: v(1, 25), until: NEVER },
+        gate: Gate {
+            since: v(1, 25),
+            until: NEVER,
+        },
     },
 ];
 
 /// The path of a component's probe of `kind` for `version`, `None` if it has no such probe.
-pub fn probe_path(component: Component, kind: ProbeKind, version: &Version) -> Option<&'static str> {
+pub fn probe_path(
+    component: Component,
+    kind: ProbeKind,
+    version: &Version,
+) -> Option<&'static str> {
     PROBES
         .iter()
         .find(|p| p.component == component && p.kind == kind && p.gate.contains(version))
@@ -440,16 +525,44 @@ pub struct ResourceRequest {
 /// ephemeral-storage request left in 1.22 (kubernetes PR 102673; 1.20.8 and 1.21.2 dropped it
 /// too, 1.20.2 has it).
 pub const RESOURCE_REQUESTS: &[ResourceRequest] = &[
-    ResourceRequest { component: Component::KubeApiServer, resource: "cpu", quantity: "250m", gate: Gate::ALWAYS },
-    ResourceRequest { component: Component::KubeControllerManager, resource: "cpu", quantity: "200m", gate: Gate::ALWAYS },
-    ResourceRequest { component: Component::KubeScheduler, resource: "cpu", quantity: "100m", gate: Gate::ALWAYS },
-    ResourceRequest { component: Component::Etcd, resource: "cpu", quantity: "100m", gate: Gate::ALWAYS },
-    ResourceRequest { component: Component::Etcd, resource: "memory", quantity: "100Mi", gate: Gate::ALWAYS },
+    ResourceRequest {
+        component: Component::KubeApiServer,
+        resource: "cpu",
+        quantity: "250m",
+        gate: Gate::ALWAYS,
+    },
+    ResourceRequest {
+        component: Component::KubeControllerManager,
+        resource: "cpu",
+        quantity: "200m",
+        gate: Gate::ALWAYS,
+    },
+    ResourceRequest {
+        component: Component::KubeScheduler,
+        resource: "cpu",
+        quantity: "100m",
+        gate: Gate::ALWAYS,
+    },
+    ResourceRequest {
+        component: Component::Etcd,
+        resource: "cpu",
+        quantity: "100m",
+        gate: Gate::ALWAYS,
+    },
+    ResourceRequest {
+        component: Component::Etcd,
+        resource: "memory",
+        quantity: "100Mi",
+        gate: Gate::ALWAYS,
+    },
     ResourceRequest {
         component: Component::Etcd,
         resource: "ephemeral-storage",
         quantity: "100Mi",
-        gate: Gate { since: ANY, until: v(1, 22) },
+        gate: Gate {
+            since: ANY,
+            until: v(1, 22),
+        },
     },
 ];
 
@@ -486,12 +599,22 @@ pub struct Flag {
 impl Flag {
     /// True when kubeadm sets this flag for `version`.
     pub fn applies(&self, version: &Version) -> bool {
-        Gate { since: self.since, until: self.until }.contains(version)
+        Gate {
+            since: self.since,
+            until: self.until,
+        }
+        .contains(version)
     }
 }
 
 const fn flag(component: Component, name: &'static str, value: &'static str) -> Flag {
-    Flag { component, name, value, since: ANY, until: NEVER }
+    Flag {
+        component,
+        name,
+        value,
+        since: ANY,
+        until: NEVER,
+    }
 }
 
 const fn flag_until(
@@ -500,7 +623,13 @@ const fn flag_until(
     value: &'static str,
     until: Minor,
 ) -> Flag {
-    Flag { component, name, value, since: ANY, until }
+    Flag {
+        component,
+        name,
+        value,
+        since: ANY,
+        until,
+    }
 }
 
 /// Default flags with fixed values (kubeadm: getAPIServerCommand, getControllerManagerCommand,
@@ -508,21 +637,61 @@ const fn flag_until(
 /// (addresses, paths, subnets) are built in `manifests`; [`CERT_FLAGS`] lists the file ones.
 pub const FLAGS: &[Flag] = &[
     flag(Component::KubeApiServer, "allow-privileged", "true"),
-    flag(Component::KubeApiServer, "enable-admission-plugins", "NodeRestriction"),
-    flag(Component::KubeApiServer, "enable-bootstrap-token-auth", "true"),
+    flag(
+        Component::KubeApiServer,
+        "enable-admission-plugins",
+        "NodeRestriction",
+    ),
+    flag(
+        Component::KubeApiServer,
+        "enable-bootstrap-token-auth",
+        "true",
+    ),
     // The API server lost its insecure port in 1.24, and kubeadm the flag with it.
     flag_until(Component::KubeApiServer, "insecure-port", "0", v(1, 24)),
-    flag(Component::KubeApiServer, "kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname"),
-    flag(Component::KubeApiServer, "requestheader-allowed-names", names::FRONT_PROXY_CLIENT_CN),
-    flag(Component::KubeApiServer, "requestheader-extra-headers-prefix", "X-Remote-Extra-"),
-    flag(Component::KubeApiServer, "requestheader-group-headers", "X-Remote-Group"),
-    flag(Component::KubeApiServer, "requestheader-username-headers", "X-Remote-User"),
-    flag(Component::KubeControllerManager, "bind-address", "127.0.0.1"),
-    flag(Component::KubeControllerManager, "controllers", "*,bootstrapsigner,tokencleaner"),
+    flag(
+        Component::KubeApiServer,
+        "kubelet-preferred-address-types",
+        "InternalIP,ExternalIP,Hostname",
+    ),
+    flag(
+        Component::KubeApiServer,
+        "requestheader-allowed-names",
+        names::FRONT_PROXY_CLIENT_CN,
+    ),
+    flag(
+        Component::KubeApiServer,
+        "requestheader-extra-headers-prefix",
+        "X-Remote-Extra-",
+    ),
+    flag(
+        Component::KubeApiServer,
+        "requestheader-group-headers",
+        "X-Remote-Group",
+    ),
+    flag(
+        Component::KubeApiServer,
+        "requestheader-username-headers",
+        "X-Remote-User",
+    ),
+    flag(
+        Component::KubeControllerManager,
+        "bind-address",
+        "127.0.0.1",
+    ),
+    flag(
+        Component::KubeControllerManager,
+        "controllers",
+        "*,bootstrapsigner,tokencleaner",
+    ),
     flag(Component::KubeControllerManager, "leader-elect", "true"),
     // kubeadm dropped --port=0 from both in 1.23 (kubernetes PRs 104157 and 105034).
     flag_until(Component::KubeControllerManager, "port", "0", v(1, 23)),
-    flag(Component::KubeControllerManager, "use-service-account-credentials", "true"),
+    flag(
+        Component::KubeControllerManager,
+        "use-service-account-credentials",
+        "true",
+    ),
     flag(Component::KubeScheduler, "bind-address", "127.0.0.1"),
     flag(Component::KubeScheduler, "leader-elect", "true"),
     flag_until(Component::KubeScheduler, "port", "0", v(1, 23)),
@@ -532,7 +701,10 @@ pub const FLAGS: &[Flag] = &[
 ];
 
 /// The fixed-value default flags of `component` for `version`, as `(name, value)`.
-pub fn flags(component: Component, version: &Version) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+pub fn flags(
+    component: Component,
+    version: &Version,
+) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
     FLAGS
         .iter()
         .filter(move |f| f.component == component && f.applies(version))
@@ -553,13 +725,23 @@ pub struct CertFlag {
 }
 
 const fn cert(component: Component, name: &'static str, file: &'static str) -> CertFlag {
-    CertFlag { component, name, file, local_etcd_only: false }
+    CertFlag {
+        component,
+        name,
+        file,
+        local_etcd_only: false,
+    }
 }
 
 /// The certificates, keys and CAs each component is pointed at: the certs each one needs.
 pub const CERT_FLAGS: &[CertFlag] = &[
     cert(Component::KubeApiServer, "client-ca-file", "ca.crt"),
-    CertFlag { component: Component::KubeApiServer, name: "etcd-cafile", file: "etcd/ca.crt", local_etcd_only: true },
+    CertFlag {
+        component: Component::KubeApiServer,
+        name: "etcd-cafile",
+        file: "etcd/ca.crt",
+        local_etcd_only: true,
+    },
     CertFlag {
         component: Component::KubeApiServer,
         name: "etcd-certfile",
@@ -572,21 +754,69 @@ pub const CERT_FLAGS: &[CertFlag] = &[
         file: "apiserver-etcd-client.key",
         local_etcd_only: true,
     },
-    cert(Component::KubeApiServer, "kubelet-client-certificate", "apiserver-kubelet-client.crt"),
-    cert(Component::KubeApiServer, "kubelet-client-key", "apiserver-kubelet-client.key"),
-    cert(Component::KubeApiServer, "proxy-client-cert-file", "front-proxy-client.crt"),
-    cert(Component::KubeApiServer, "proxy-client-key-file", "front-proxy-client.key"),
-    cert(Component::KubeApiServer, "requestheader-client-ca-file", "front-proxy-ca.crt"),
-    cert(Component::KubeApiServer, "service-account-key-file", "sa.pub"),
-    cert(Component::KubeApiServer, "service-account-signing-key-file", "sa.key"),
+    cert(
+        Component::KubeApiServer,
+        "kubelet-client-certificate",
+        "apiserver-kubelet-client.crt",
+    ),
+    cert(
+        Component::KubeApiServer,
+        "kubelet-client-key",
+        "apiserver-kubelet-client.key",
+    ),
+    cert(
+        Component::KubeApiServer,
+        "proxy-client-cert-file",
+        "front-proxy-client.crt",
+    ),
+    cert(
+        Component::KubeApiServer,
+        "proxy-client-key-file",
+        "front-proxy-client.key",
+    ),
+    cert(
+        Component::KubeApiServer,
+        "requestheader-client-ca-file",
+        "front-proxy-ca.crt",
+    ),
+    cert(
+        Component::KubeApiServer,
+        "service-account-key-file",
+        "sa.pub",
+    ),
+    cert(
+        Component::KubeApiServer,
+        "service-account-signing-key-file",
+        "sa.key",
+    ),
     cert(Component::KubeApiServer, "tls-cert-file", "apiserver.crt"),
-    cert(Component::KubeApiServer, "tls-private-key-file", "apiserver.key"),
+    cert(
+        Component::KubeApiServer,
+        "tls-private-key-file",
+        "apiserver.key",
+    ),
     cert(Component::KubeControllerManager, "client-ca-file", "ca.crt"),
-    cert(Component::KubeControllerManager, "cluster-signing-cert-file", "ca.crt"),
-    cert(Component::KubeControllerManager, "cluster-signing-key-file", "ca.key"),
-    cert(Component::KubeControllerManager, "requestheader-client-ca-file", "front-proxy-ca.crt"),
+    cert(
+        Component::KubeControllerManager,
+        "cluster-signing-cert-file",
+        "ca.crt",
+    ),
+    cert(
+        Component::KubeControllerManager,
+        "cluster-signing-key-file",
+        "ca.key",
+    ),
+    cert(
+        Component::KubeControllerManager,
+        "requestheader-client-ca-file",
+        "front-proxy-ca.crt",
+    ),
     cert(Component::KubeControllerManager, "root-ca-file", "ca.crt"),
-    cert(Component::KubeControllerManager, "service-account-private-key-file", "sa.key"),
+    cert(
+        Component::KubeControllerManager,
+        "service-account-private-key-file",
+        "sa.key",
+    ),
     cert(Component::Etcd, "cert-file", "etcd/server.crt"),
     cert(Component::Etcd, "key-file", "etcd/server.key"),
     cert(Component::Etcd, "peer-cert-file", "etcd/peer.crt"),
@@ -596,8 +826,13 @@ pub const CERT_FLAGS: &[CertFlag] = &[
 ];
 
 /// The certificate-file flags of `component`; `local_etcd` says whether etcd is stacked.
-pub fn cert_flags(component: Component, local_etcd: bool) -> impl Iterator<Item = &'static CertFlag> {
-    CERT_FLAGS.iter().filter(move |f| f.component == component && (local_etcd || !f.local_etcd_only))
+pub fn cert_flags(
+    component: Component,
+    local_etcd: bool,
+) -> impl Iterator<Item = &'static CertFlag> {
+    CERT_FLAGS
+        .iter()
+        .filter(move |f| f.component == component && (local_etcd || !f.local_etcd_only))
 }
 
 /// The kubeconfig file a component authenticates with, in `/etc/kubernetes`.
@@ -625,12 +860,22 @@ pub struct PassedFeatureGate {
 /// stopped forwarding it in 1.24).
 pub const PASSED_FEATURE_GATES: &[PassedFeatureGate] = &[PassedFeatureGate {
     gate: "IPv6DualStack",
-    components: &[Component::KubeApiServer, Component::KubeControllerManager, Component::KubeScheduler],
-    gate_range: Gate { since: ANY, until: v(1, 24) },
+    components: &[
+        Component::KubeApiServer,
+        Component::KubeControllerManager,
+        Component::KubeScheduler,
+    ],
+    gate_range: Gate {
+        since: ANY,
+        until: v(1, 24),
+    },
 }];
 
 /// The gates forwarded to `component` for `version`.
-pub fn passed_feature_gates(component: Component, version: &Version) -> impl Iterator<Item = &'static str> + '_ {
+pub fn passed_feature_gates(
+    component: Component,
+    version: &Version,
+) -> impl Iterator<Item = &'static str> + '_ {
     PASSED_FEATURE_GATES
         .iter()
         .filter(move |g| g.components.contains(&component) && g.gate_range.contains(version))
@@ -639,7 +884,14 @@ pub fn passed_feature_gates(component: Component, version: &Version) -> impl Ite
 
 /// kube-apiserver authorization modes kubeadm accepts in `authorization-mode` (kubeadm:
 /// isValidAuthzMode).
-pub const AUTHORIZATION_MODES: &[&str] = &["Node", "RBAC", "Webhook", "ABAC", "AlwaysAllow", "AlwaysDeny"];
+pub const AUTHORIZATION_MODES: &[&str] = &[
+    "Node",
+    "RBAC",
+    "Webhook",
+    "ABAC",
+    "AlwaysAllow",
+    "AlwaysDeny",
+];
 
 /// kubeadm's default authorization modes, in order.
 pub const DEFAULT_AUTHORIZATION_MODES: &[&str] = &["Node", "RBAC"];
@@ -653,8 +905,12 @@ pub const CA_CERTS_DIR: &str = "/etc/ssl/certs";
 
 /// Directories mounted next to `/etc/ssl/certs` when they exist on the host, because its
 /// files may be symlinks into them (kubeadm: caCertsExtraVolumePaths).
-pub const CA_CERTS_EXTRA_DIRS: &[&str] =
-    &["/etc/pki", "/usr/share/ca-certificates", "/usr/local/share/ca-certificates", "/etc/ca-certificates"];
+pub const CA_CERTS_EXTRA_DIRS: &[&str] = &[
+    "/etc/pki",
+    "/usr/share/ca-certificates",
+    "/usr/local/share/ca-certificates",
+    "/etc/ca-certificates",
+];
 
 /// The startup probe's period; its failure threshold covers the control-plane timeout
 /// (kubeadm: staticpod.StartupProbe).
@@ -671,9 +927,18 @@ mod tests {
     #[test]
     fn images_for_1_20_are_kubeadms() {
         let v120 = full(1, 20, 2);
-        assert_eq!(image(Component::Etcd, "k8s.gcr.io", &v120), "k8s.gcr.io/etcd:3.4.13-0");
-        assert_eq!(image(Component::Pause, "k8s.gcr.io", &v120), "k8s.gcr.io/pause:3.2");
-        assert_eq!(image(Component::CoreDns, "k8s.gcr.io", &v120), "k8s.gcr.io/coredns:1.7.0");
+        assert_eq!(
+            image(Component::Etcd, "k8s.gcr.io", &v120),
+            "k8s.gcr.io/etcd:3.4.13-0"
+        );
+        assert_eq!(
+            image(Component::Pause, "k8s.gcr.io", &v120),
+            "k8s.gcr.io/pause:3.2"
+        );
+        assert_eq!(
+            image(Component::CoreDns, "k8s.gcr.io", &v120),
+            "k8s.gcr.io/coredns:1.7.0"
+        );
         assert_eq!(
             image(Component::KubeApiServer, "k8s.gcr.io", &v120),
             "k8s.gcr.io/kube-apiserver:v1.20.2"
@@ -693,7 +958,10 @@ mod tests {
     #[test]
     fn unknown_minors_fall_back_to_nearest_row() {
         assert_eq!(images_for(&full(1, 10, 0)).minor, v(1, 19));
-        assert_eq!(images_for(&full(1, 99, 0)).minor, IMAGES.last().unwrap().minor);
+        assert_eq!(
+            images_for(&full(1, 99, 0)).minor,
+            IMAGES.last().unwrap().minor
+        );
         assert!(!has_images_for(&full(1, 99, 0)));
         assert!(has_images_for(&full(1, 20, 2)));
     }
@@ -708,7 +976,9 @@ mod tests {
 
     #[test]
     fn insecure_port_exists_until_1_24() {
-        let has = |minor| flags(Component::KubeApiServer, &full(1, minor, 0)).any(|(n, _)| n == "insecure-port");
+        let has = |minor| {
+            flags(Component::KubeApiServer, &full(1, minor, 0)).any(|(n, _)| n == "insecure-port")
+        };
         assert!(has(20));
         assert!(has(23));
         assert!(!has(24));
@@ -742,14 +1012,27 @@ mod tests {
     #[test]
     fn etcd_probes_and_requests_change_by_minor() {
         let etcd = Component::Etcd;
-        assert_eq!(probe_path(etcd, ProbeKind::Liveness, &full(1, 20, 2)), Some("/health"));
+        assert_eq!(
+            probe_path(etcd, ProbeKind::Liveness, &full(1, 20, 2)),
+            Some("/health")
+        );
         assert_eq!(
             probe_path(etcd, ProbeKind::Liveness, &full(1, 25, 0)),
             Some("/health?exclude=NOSPACE&serializable=true")
         );
-        assert_eq!(probe_path(etcd, ProbeKind::Readiness, &full(1, 20, 2)), None);
+        assert_eq!(
+            probe_path(etcd, ProbeKind::Readiness, &full(1, 20, 2)),
+            None
+        );
         let r120: Vec<_> = resource_requests(etcd, &full(1, 20, 2)).collect();
-        assert_eq!(r120, [("cpu", "100m"), ("memory", "100Mi"), ("ephemeral-storage", "100Mi")]);
+        assert_eq!(
+            r120,
+            [
+                ("cpu", "100m"),
+                ("memory", "100Mi"),
+                ("ephemeral-storage", "100Mi")
+            ]
+        );
         let r125: Vec<_> = resource_requests(etcd, &full(1, 25, 0)).collect();
         assert_eq!(r125, [("cpu", "100m"), ("memory", "100Mi")]);
     }
@@ -760,9 +1043,18 @@ mod tests {
             assert!(ports(c).is_some(), "{c}");
             for minor in 20..=34 {
                 let version = full(1, minor, 0);
-                assert!(probe_path(c, ProbeKind::Liveness, &version).is_some(), "{c} 1.{minor}");
-                assert!(probe_path(c, ProbeKind::Startup, &version).is_some(), "{c} 1.{minor}");
-                assert!(resource_requests(c, &version).any(|(r, _)| r == "cpu"), "{c} 1.{minor}");
+                assert!(
+                    probe_path(c, ProbeKind::Liveness, &version).is_some(),
+                    "{c} 1.{minor}"
+                );
+                assert!(
+                    probe_path(c, ProbeKind::Startup, &version).is_some(),
+                    "{c} 1.{minor}"
+                );
+                assert!(
+                    resource_requests(c, &version).any(|(r, _)| r == "cpu"),
+                    "{c} 1.{minor}"
+                );
             }
         }
     }
@@ -770,9 +1062,15 @@ mod tests {
     #[test]
     fn feature_gates_forwarded_until_1_24() {
         let v120 = full(1, 20, 2);
-        assert_eq!(passed_feature_gates(Component::KubeScheduler, &v120).collect::<Vec<_>>(), ["IPv6DualStack"]);
+        assert_eq!(
+            passed_feature_gates(Component::KubeScheduler, &v120).collect::<Vec<_>>(),
+            ["IPv6DualStack"]
+        );
         assert_eq!(passed_feature_gates(Component::Etcd, &v120).count(), 0);
-        assert_eq!(passed_feature_gates(Component::KubeApiServer, &full(1, 24, 0)).count(), 0);
+        assert_eq!(
+            passed_feature_gates(Component::KubeApiServer, &full(1, 24, 0)).count(),
+            0
+        );
     }
 
     #[test]

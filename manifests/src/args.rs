@@ -16,7 +16,9 @@ pub fn build_argument_list(defaults: &Args, overrides: &BTreeMap<String, String>
 
 /// `binary` followed by the merged flags: a container's `command`.
 pub fn command(binary: &str, defaults: &Args, overrides: &BTreeMap<String, String>) -> Vec<String> {
-    std::iter::once(binary.to_string()).chain(build_argument_list(defaults, overrides)).collect()
+    std::iter::once(binary.to_string())
+        .chain(build_argument_list(defaults, overrides))
+        .collect()
 }
 
 /// Adds `(name, value)` pairs to a flag map.
@@ -31,7 +33,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> Args {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -47,17 +52,26 @@ mod tests {
     fn overrides_replace_defaults_in_place() {
         let defaults = map(&[("a", "1"), ("b", "2")]);
         let overrides = map(&[("b", "3"), ("c", "4")]);
-        assert_eq!(build_argument_list(&defaults, &overrides), ["--a=1", "--b=3", "--c=4"]);
+        assert_eq!(
+            build_argument_list(&defaults, &overrides),
+            ["--a=1", "--b=3", "--c=4"]
+        );
     }
 
     #[test]
     fn empty_values_are_kept_as_kubeadm_does() {
         let defaults = map(&[("cluster-signing-key-file", "")]);
-        assert_eq!(build_argument_list(&defaults, &Args::new()), ["--cluster-signing-key-file="]);
+        assert_eq!(
+            build_argument_list(&defaults, &Args::new()),
+            ["--cluster-signing-key-file="]
+        );
     }
 
     #[test]
     fn command_starts_with_binary() {
-        assert_eq!(command("etcd", &map(&[("name", "n1")]), &Args::new()), ["etcd", "--name=n1"]);
+        assert_eq!(
+            command("etcd", &map(&[("name", "n1")]), &Args::new()),
+            ["etcd", "--name=n1"]
+        );
     }
 }

@@ -10,29 +10,51 @@ use components::config::{ControlPlaneComponent, Etcd, InitConfig};
 use components::names;
 use k8s_openapi::api::core::v1::{Container, Pod};
 
+use crate::HostPaths;
 use crate::args::{self, Args, insert_all};
 use crate::paths::NodePaths;
 use crate::staticpod::{self, ProbeTarget, component_pod, component_resources};
 use crate::volumes::control_plane_mounts;
-use crate::HostPaths;
 
 /// The kube-apiserver static pod.
 pub fn apiserver_pod(cfg: &InitConfig, layout: &Layout, host: &HostPaths) -> Pod {
     let endpoint = apiserver_endpoint(cfg);
-    let annotations = BTreeMap::from([(names::ANNOTATION_APISERVER_ENDPOINT.to_string(), endpoint)]);
-    control_plane_pod(cfg, layout, host, Component::KubeApiServer, apiserver_command(cfg, layout), annotations)
+    let annotations =
+        BTreeMap::from([(names::ANNOTATION_APISERVER_ENDPOINT.to_string(), endpoint)]);
+    control_plane_pod(
+        cfg,
+        layout,
+        host,
+        Component::KubeApiServer,
+        apiserver_command(cfg, layout),
+        annotations,
+    )
 }
 
 /// The kube-controller-manager static pod.
 pub fn controller_manager_pod(cfg: &InitConfig, layout: &Layout, host: &HostPaths) -> Pod {
     let command = controller_manager_command(cfg, layout, host);
-    control_plane_pod(cfg, layout, host, Component::KubeControllerManager, command, BTreeMap::new())
+    control_plane_pod(
+        cfg,
+        layout,
+        host,
+        Component::KubeControllerManager,
+        command,
+        BTreeMap::new(),
+    )
 }
 
 /// The kube-scheduler static pod.
 pub fn scheduler_pod(cfg: &InitConfig, layout: &Layout, host: &HostPaths) -> Pod {
     let command = scheduler_command(cfg, layout);
-    control_plane_pod(cfg, layout, host, Component::KubeScheduler, command, BTreeMap::new())
+    control_plane_pod(
+        cfg,
+        layout,
+        host,
+        Component::KubeScheduler,
+        command,
+        BTreeMap::new(),
+    )
 }
 
 fn control_plane_pod(
@@ -60,7 +82,9 @@ fn control_plane_pod(
         liveness_probe: liveness,
         readiness_probe: readiness,
         startup_probe: startup,
-        resources: Some(component_resources(catalogue::resource_requests(component, version))),
+        resources: Some(component_resources(catalogue::resource_requests(
+            component, version,
+        ))),
         ..Container::default()
     };
     component_pod(container, mounts.volumes(component), annotations)
@@ -76,12 +100,19 @@ pub(crate) fn image_repository(cfg: &InitConfig) -> String {
 
 /// `host:port` of this node's API server (kubeadm: APIEndpoint.String).
 pub fn apiserver_endpoint(cfg: &InitConfig) -> String {
-    join_host_port(&cfg.local_api_endpoint.advertise_address.to_string(), cfg.local_api_endpoint.bind_port)
+    join_host_port(
+        &cfg.local_api_endpoint.advertise_address.to_string(),
+        cfg.local_api_endpoint.bind_port,
+    )
 }
 
 /// Go's net.JoinHostPort: brackets around IPv6 hosts.
 pub(crate) fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// Loopback in the advertise address's family (kubeadm: etcdLocalhostAddress).
@@ -96,10 +127,14 @@ fn probe_target(cfg: &InitConfig, component: Component) -> ProbeTarget {
     let ports = catalogue::ports(component).expect("static pod component has ports");
     let health = ports.health;
     let host = match health.host {
-        ProbeHost::AdvertiseAddress => staticpod::probe_address(&cfg.local_api_endpoint.advertise_address.to_string()),
+        ProbeHost::AdvertiseAddress => {
+            staticpod::probe_address(&cfg.local_api_endpoint.advertise_address.to_string())
+        }
         // kubeadm: GetControllerManagerProbeAddress / GetSchedulerProbeAddress, which use
         // 127.0.0.1 whatever the address family.
-        ProbeHost::Loopback => match component_settings(cfg, component).and_then(|c| c.extra_args.get("bind-address")) {
+        ProbeHost::Loopback => match component_settings(cfg, component)
+            .and_then(|c| c.extra_args.get("bind-address"))
+        {
             Some(addr) => staticpod::probe_address(addr),
             None => "127.0.0.1".to_string(),
         },
@@ -108,7 +143,11 @@ fn probe_target(cfg: &InitConfig, component: Component) -> ProbeTarget {
         ProbePort::ApiServerBindPort => cfg.local_api_endpoint.bind_port,
         ProbePort::Fixed(p) => p,
     };
-    ProbeTarget { host, port, scheme: health.scheme }
+    ProbeTarget {
+        host,
+        port,
+        scheme: health.scheme,
+    }
 }
 
 fn component_settings(cfg: &InitConfig, component: Component) -> Option<&ControlPlaneComponent> {
@@ -130,7 +169,12 @@ fn catalogue_args(cfg: &InitConfig, paths: &NodePaths<'_>, component: Component)
         a.insert(f.name.to_string(), paths.cert(f.file));
     }
     let gates: Vec<String> = catalogue::passed_feature_gates(component, version)
-        .filter_map(|gate| cfg.cluster.feature_gates.get(gate).map(|on| format!("{gate}={on}")))
+        .filter_map(|gate| {
+            cfg.cluster
+                .feature_gates
+                .get(gate)
+                .map(|on| format!("{gate}={on}"))
+        })
         .collect();
     if !gates.is_empty() {
         a.insert("feature-gates".to_string(), gates.join(","));
@@ -143,10 +187,22 @@ pub fn apiserver_default_args(cfg: &InitConfig, layout: &Layout) -> Args {
     let paths = NodePaths::new(cfg, layout);
     let c = &cfg.cluster;
     let mut a = catalogue_args(cfg, &paths, Component::KubeApiServer);
-    a.insert("advertise-address".into(), cfg.local_api_endpoint.advertise_address.to_string());
-    a.insert("secure-port".into(), cfg.local_api_endpoint.bind_port.to_string());
-    a.insert("service-cluster-ip-range".into(), c.networking.service_subnet.to_string());
-    a.insert("service-account-issuer".into(), format!("https://kubernetes.default.svc.{}", c.networking.dns_domain));
+    a.insert(
+        "advertise-address".into(),
+        cfg.local_api_endpoint.advertise_address.to_string(),
+    );
+    a.insert(
+        "secure-port".into(),
+        cfg.local_api_endpoint.bind_port.to_string(),
+    );
+    a.insert(
+        "service-cluster-ip-range".into(),
+        c.networking.service_subnet.to_string(),
+    );
+    a.insert(
+        "service-account-issuer".into(),
+        format!("https://kubernetes.default.svc.{}", c.networking.dns_domain),
+    );
     match &c.etcd {
         Etcd::External(external) => {
             a.insert("etcd-servers".into(), external.endpoints.join(","));
@@ -161,7 +217,10 @@ pub fn apiserver_default_args(cfg: &InitConfig, layout: &Layout) -> Args {
         Etcd::Local(local) => {
             let servers = match local.extra_args.get("advertise-client-urls") {
                 Some(urls) => urls.clone(),
-                None => format!("https://{}", join_host_port(loopback(cfg), names::ETCD_CLIENT_PORT)),
+                None => format!(
+                    "https://{}",
+                    join_host_port(loopback(cfg), names::ETCD_CLIENT_PORT)
+                ),
             };
             a.insert("etcd-servers".into(), servers);
         }
@@ -173,9 +232,18 @@ pub fn apiserver_default_args(cfg: &InitConfig, layout: &Layout) -> Args {
 /// kubeadm's getAuthzModes does.
 pub fn apiserver_command(cfg: &InitConfig, layout: &Layout) -> Vec<String> {
     let mut extra = cfg.cluster.api_server.component.extra_args.clone();
-    let modes = authorization_modes(extra.get("authorization-mode").map(String::as_str).unwrap_or(""));
+    let modes = authorization_modes(
+        extra
+            .get("authorization-mode")
+            .map(String::as_str)
+            .unwrap_or(""),
+    );
     extra.insert("authorization-mode".into(), modes);
-    args::command(names::KUBE_APISERVER, &apiserver_default_args(cfg, layout), &extra)
+    args::command(
+        names::KUBE_APISERVER,
+        &apiserver_default_args(cfg, layout),
+        &extra,
+    )
 }
 
 /// The API server's authorization modes: the user's valid modes in their order, or `Node,RBAC`
@@ -185,16 +253,28 @@ pub fn authorization_modes(requested: &str) -> String {
         .split(',')
         .filter(|m| !m.is_empty() && catalogue::AUTHORIZATION_MODES.contains(m))
         .collect();
-    if valid.is_empty() { catalogue::DEFAULT_AUTHORIZATION_MODES.join(",") } else { valid.join(",") }
+    if valid.is_empty() {
+        catalogue::DEFAULT_AUTHORIZATION_MODES.join(",")
+    } else {
+        valid.join(",")
+    }
 }
 
 /// kube-controller-manager's default flags (kubeadm: getControllerManagerCommand).
-pub fn controller_manager_default_args(cfg: &InitConfig, layout: &Layout, host: &HostPaths) -> Args {
+pub fn controller_manager_default_args(
+    cfg: &InitConfig,
+    layout: &Layout,
+    host: &HostPaths,
+) -> Args {
     let paths = NodePaths::new(cfg, layout);
     let c = &cfg.cluster;
     let mut a = catalogue_args(cfg, &paths, Component::KubeControllerManager);
     let kubeconfig = paths.kubeconfig(Component::KubeControllerManager);
-    for flag in ["kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig"] {
+    for flag in [
+        "kubeconfig",
+        "authentication-kubeconfig",
+        "authorization-kubeconfig",
+    ] {
         a.insert(flag.into(), kubeconfig.clone());
     }
     if host.external_ca {
@@ -205,7 +285,10 @@ pub fn controller_manager_default_args(cfg: &InitConfig, layout: &Layout, host: 
     if let Some(pod_subnet) = &c.networking.pod_subnet {
         a.insert("allocate-node-cidrs".into(), "true".into());
         a.insert("cluster-cidr".into(), pod_subnet.to_string());
-        a.insert("service-cluster-ip-range".into(), c.networking.service_subnet.to_string());
+        a.insert(
+            "service-cluster-ip-range".into(),
+            c.networking.service_subnet.to_string(),
+        );
     }
     if !c.cluster_name.is_empty() {
         a.insert("cluster-name".into(), c.cluster_name.clone());
@@ -214,7 +297,11 @@ pub fn controller_manager_default_args(cfg: &InitConfig, layout: &Layout, host: 
 }
 
 /// kube-controller-manager's command.
-pub fn controller_manager_command(cfg: &InitConfig, layout: &Layout, host: &HostPaths) -> Vec<String> {
+pub fn controller_manager_command(
+    cfg: &InitConfig,
+    layout: &Layout,
+    host: &HostPaths,
+) -> Vec<String> {
     args::command(
         names::KUBE_CONTROLLER_MANAGER,
         &controller_manager_default_args(cfg, layout, host),
@@ -227,7 +314,11 @@ pub fn scheduler_default_args(cfg: &InitConfig, layout: &Layout) -> Args {
     let paths = NodePaths::new(cfg, layout);
     let mut a = catalogue_args(cfg, &paths, Component::KubeScheduler);
     let kubeconfig = paths.kubeconfig(Component::KubeScheduler);
-    for flag in ["kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig"] {
+    for flag in [
+        "kubeconfig",
+        "authentication-kubeconfig",
+        "authorization-kubeconfig",
+    ] {
         a.insert(flag.into(), kubeconfig.clone());
     }
     a
@@ -235,7 +326,11 @@ pub fn scheduler_default_args(cfg: &InitConfig, layout: &Layout) -> Args {
 
 /// kube-scheduler's command.
 pub fn scheduler_command(cfg: &InitConfig, layout: &Layout) -> Vec<String> {
-    args::command(names::KUBE_SCHEDULER, &scheduler_default_args(cfg, layout), &cfg.cluster.scheduler.extra_args)
+    args::command(
+        names::KUBE_SCHEDULER,
+        &scheduler_default_args(cfg, layout),
+        &cfg.cluster.scheduler.extra_args,
+    )
 }
 
 #[cfg(test)]

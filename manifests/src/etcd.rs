@@ -11,7 +11,9 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use crate::args::{self, Args, insert_all};
 use crate::control_plane::{image_repository, join_host_port, loopback};
 use crate::paths::NodePaths;
-use crate::staticpod::{self, ProbeTarget, component_pod, component_resources, host_path_volume, volume_mount};
+use crate::staticpod::{
+    self, ProbeTarget, component_pod, component_resources, host_path_volume, volume_mount,
+};
 use crate::volumes::DIRECTORY_OR_CREATE;
 
 /// kubeadm: etcdVolumeName.
@@ -72,8 +74,14 @@ pub fn etcd_pod_with_members(
         image: Some(etcd_image(cfg, local)),
         image_pull_policy: Some("IfNotPresent".to_string()),
         // Read-write: etcd keeps its data there.
-        volume_mounts: Some(vec![volume_mount(ETCD_DATA, &data_dir, false), volume_mount(ETCD_CERTS, &certs_dir, false)]),
-        resources: Some(component_resources(catalogue::resource_requests(Component::Etcd, version))),
+        volume_mounts: Some(vec![
+            volume_mount(ETCD_DATA, &data_dir, false),
+            volume_mount(ETCD_CERTS, &certs_dir, false),
+        ]),
+        resources: Some(component_resources(catalogue::resource_requests(
+            Component::Etcd,
+            version,
+        ))),
         liveness_probe: liveness,
         readiness_probe: readiness,
         startup_probe: startup,
@@ -83,14 +91,21 @@ pub fn etcd_pod_with_members(
         host_path_volume(ETCD_DATA, &data_dir, DIRECTORY_OR_CREATE),
         host_path_volume(ETCD_CERTS, &certs_dir, DIRECTORY_OR_CREATE),
     ];
-    let annotations = BTreeMap::from([(names::ANNOTATION_ETCD_CLIENT_URLS.to_string(), client_url(cfg))]);
+    let annotations = BTreeMap::from([(
+        names::ANNOTATION_ETCD_CLIENT_URLS.to_string(),
+        client_url(cfg),
+    )]);
     Ok(component_pod(container, volumes, annotations))
 }
 
 /// etcd's image: the local etcd's repository and tag overrides, else the cluster's repository
 /// and the catalogue's tag (kubeadm: images.GetEtcdImage).
 fn etcd_image(cfg: &InitConfig, local: &LocalEtcd) -> String {
-    let repo = local.image_repository.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| image_repository(cfg));
+    let repo = local
+        .image_repository
+        .clone()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| image_repository(cfg));
     match local.image_tag.as_deref().filter(|t| !t.is_empty()) {
         Some(tag) => catalogue::generic_image(&repo, names::ETCD, tag),
         None => catalogue::image(Component::Etcd, &repo, &cfg.cluster.kubernetes_version),
@@ -99,12 +114,24 @@ fn etcd_image(cfg: &InitConfig, local: &LocalEtcd) -> String {
 
 /// `https://<advertise>:2379` (kubeadm: etcdutil.GetClientURL).
 pub fn client_url(cfg: &InitConfig) -> String {
-    format!("https://{}", join_host_port(&cfg.local_api_endpoint.advertise_address.to_string(), names::ETCD_CLIENT_PORT))
+    format!(
+        "https://{}",
+        join_host_port(
+            &cfg.local_api_endpoint.advertise_address.to_string(),
+            names::ETCD_CLIENT_PORT
+        )
+    )
 }
 
 /// `https://<advertise>:2380` (kubeadm: etcdutil.GetPeerURL).
 pub fn peer_url(cfg: &InitConfig) -> String {
-    format!("https://{}", join_host_port(&cfg.local_api_endpoint.advertise_address.to_string(), names::ETCD_PEER_PORT))
+    format!(
+        "https://{}",
+        join_host_port(
+            &cfg.local_api_endpoint.advertise_address.to_string(),
+            names::ETCD_PEER_PORT
+        )
+    )
 }
 
 /// etcd's default flags before the local etcd's extraArgs (kubeadm: getEtcdCommand).
@@ -131,17 +158,30 @@ pub fn etcd_default_args(
     a.insert("name".into(), node.to_string());
     a.insert(
         "listen-client-urls".into(),
-        format!("https://{},{}", join_host_port(lo, names::ETCD_CLIENT_PORT), client_url(cfg)),
+        format!(
+            "https://{},{}",
+            join_host_port(lo, names::ETCD_CLIENT_PORT),
+            client_url(cfg)
+        ),
     );
     a.insert("advertise-client-urls".into(), client_url(cfg));
     a.insert("listen-peer-urls".into(), peer_url(cfg));
     a.insert("initial-advertise-peer-urls".into(), peer_url(cfg));
     a.insert("data-dir".into(), paths.etcd_data_dir(cfg));
-    a.insert("listen-metrics-urls".into(), format!("http://{}", join_host_port(lo, names::ETCD_METRICS_PORT)));
+    a.insert(
+        "listen-metrics-urls".into(),
+        format!("http://{}", join_host_port(lo, names::ETCD_METRICS_PORT)),
+    );
     if initial_cluster.is_empty() {
-        a.insert("initial-cluster".into(), format!("{node}={}", peer_url(cfg)));
+        a.insert(
+            "initial-cluster".into(),
+            format!("{node}={}", peer_url(cfg)),
+        );
     } else {
-        let members: Vec<String> = initial_cluster.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect();
+        let members: Vec<String> = initial_cluster
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect();
         a.insert("initial-cluster".into(), members.join(","));
         a.insert("initial-cluster-state".into(), "existing".into());
     }
@@ -152,22 +192,36 @@ pub fn etcd_default_args(
 ///
 /// # Errors
 /// [`EtcdIsExternal`] when the configuration uses an external etcd.
-pub fn etcd_command(cfg: &InitConfig, layout: &Layout, initial_cluster: &[EtcdMember]) -> Result<Vec<String>, EtcdIsExternal> {
+pub fn etcd_command(
+    cfg: &InitConfig,
+    layout: &Layout,
+    initial_cluster: &[EtcdMember],
+) -> Result<Vec<String>, EtcdIsExternal> {
     let Etcd::Local(local) = &cfg.cluster.etcd else {
         return Err(EtcdIsExternal);
     };
-    Ok(args::command(names::ETCD, &etcd_default_args(cfg, layout, initial_cluster)?, &local.extra_args))
+    Ok(args::command(
+        names::ETCD,
+        &etcd_default_args(cfg, layout, initial_cluster)?,
+        &local.extra_args,
+    ))
 }
 
 /// Where the kubelet probes etcd: the first `listen-metrics-urls` extraArg if the user set
 /// one, else `http://<loopback>:2381` (kubeadm: staticpod.GetEtcdProbeEndpoint).
 fn etcd_probe_target(cfg: &InitConfig, local: &LocalEtcd) -> ProbeTarget {
-    let health = catalogue::ports(Component::Etcd).expect("etcd has ports").health;
+    let health = catalogue::ports(Component::Etcd)
+        .expect("etcd has ports")
+        .health;
     let default_port = match health.port {
         ProbePort::Fixed(p) => p,
         ProbePort::ApiServerBindPort => cfg.local_api_endpoint.bind_port,
     };
-    let fallback = ProbeTarget { host: loopback(cfg).to_string(), port: default_port, scheme: health.scheme };
+    let fallback = ProbeTarget {
+        host: loopback(cfg).to_string(),
+        port: default_port,
+        scheme: health.scheme,
+    };
     let Some(urls) = local.extra_args.get("listen-metrics-urls") else {
         return fallback;
     };
@@ -178,9 +232,17 @@ fn etcd_probe_target(cfg: &InitConfig, local: &LocalEtcd) -> ProbeTarget {
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let (host, port) = split_authority(authority);
     ProbeTarget {
-        host: if host.is_empty() { fallback.host } else { host.to_string() },
+        host: if host.is_empty() {
+            fallback.host
+        } else {
+            host.to_string()
+        },
         port: port.and_then(|p| p.parse().ok()).unwrap_or(default_port),
-        scheme: if scheme == "https" { Scheme::Https } else { Scheme::Http },
+        scheme: if scheme == "https" {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        },
     }
 }
 
@@ -204,7 +266,10 @@ mod tests {
 
     #[test]
     fn splits_authorities_like_go() {
-        assert_eq!(split_authority("127.0.0.1:2381"), ("127.0.0.1", Some("2381")));
+        assert_eq!(
+            split_authority("127.0.0.1:2381"),
+            ("127.0.0.1", Some("2381"))
+        );
         assert_eq!(split_authority("[::1]:2381"), ("::1", Some("2381")));
         assert_eq!(split_authority("localhost"), ("localhost", None));
     }

@@ -29,12 +29,18 @@ impl HostPaths {
             .filter(|dir| exists(&layout.node_path(dir)))
             .map(|dir| dir.to_string())
             .collect();
-        HostPaths { ca_certs_extra_dirs, external_ca: false }
+        HostPaths {
+            ca_certs_extra_dirs,
+            external_ca: false,
+        }
     }
 
     /// A node with the given extra CA directories and its own CA key.
     pub fn with_ca_dirs(dirs: &[&str]) -> Self {
-        HostPaths { ca_certs_extra_dirs: dirs.iter().map(|d| d.to_string()).collect(), external_ca: false }
+        HostPaths {
+            ca_certs_extra_dirs: dirs.iter().map(|d| d.to_string()).collect(),
+            external_ca: false,
+        }
     }
 
     /// True when `dir` (one of kubeadm's extra CA directories) exists on the node.

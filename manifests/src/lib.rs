@@ -40,11 +40,24 @@ pub use host::HostPaths;
 /// Every control-plane static pod of an `init` node, named by component, in kubeadm's init
 /// order: kube-apiserver, kube-controller-manager, kube-scheduler, then etcd when it is local
 /// (kubeadm: phases control-plane/all, then etcd/local).
-pub fn control_plane_pods(cfg: &InitConfig, layout: &Layout, host: &HostPaths) -> Vec<(String, Pod)> {
+pub fn control_plane_pods(
+    cfg: &InitConfig,
+    layout: &Layout,
+    host: &HostPaths,
+) -> Vec<(String, Pod)> {
     let mut pods = vec![
-        (components::names::KUBE_APISERVER.to_string(), apiserver_pod(cfg, layout, host)),
-        (components::names::KUBE_CONTROLLER_MANAGER.to_string(), controller_manager_pod(cfg, layout, host)),
-        (components::names::KUBE_SCHEDULER.to_string(), scheduler_pod(cfg, layout, host)),
+        (
+            components::names::KUBE_APISERVER.to_string(),
+            apiserver_pod(cfg, layout, host),
+        ),
+        (
+            components::names::KUBE_CONTROLLER_MANAGER.to_string(),
+            controller_manager_pod(cfg, layout, host),
+        ),
+        (
+            components::names::KUBE_SCHEDULER.to_string(),
+            scheduler_pod(cfg, layout, host),
+        ),
     ];
     if let Etcd::Local(_) = cfg.cluster.etcd {
         let pod = etcd_pod(cfg, layout).expect("etcd is local, checked above");

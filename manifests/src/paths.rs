@@ -19,7 +19,10 @@ impl<'a> NodePaths<'a> {
             "" => names::DEFAULT_CERTIFICATES_DIR,
             dir => dir,
         };
-        NodePaths { layout, cert_dir: layout.node_path(configured) }
+        NodePaths {
+            layout,
+            cert_dir: layout.node_path(configured),
+        }
     }
 
     /// The certificates directory (`certificatesDir` mapped through the layout).

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use components::catalogue::{self, Component, ProbeKind, Scheme};
 use components::names;
 use k8s_openapi::api::core::v1::{
-    Container, HTTPGetAction, HostPathVolumeSource, Pod, PodSpec, Probe, ResourceRequirements, Volume,
-    VolumeMount,
+    Container, HTTPGetAction, HostPathVolumeSource, Pod, PodSpec, Probe, ResourceRequirements,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -15,11 +15,18 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 /// A control-plane static pod around one container (kubeadm: staticpod.ComponentPod): named
 /// after the container, in `kube-system`, labelled `component` and `tier: control-plane`,
 /// host network, priority class `system-node-critical`, volumes sorted by name.
-pub fn component_pod(container: Container, mut volumes: Vec<Volume>, annotations: BTreeMap<String, String>) -> Pod {
+pub fn component_pod(
+    container: Container,
+    mut volumes: Vec<Volume>,
+    annotations: BTreeMap<String, String>,
+) -> Pod {
     volumes.sort_by(|a, b| a.name.cmp(&b.name));
     let labels = BTreeMap::from([
         (names::LABEL_COMPONENT.to_string(), container.name.clone()),
-        (names::LABEL_TIER.to_string(), names::TIER_CONTROL_PLANE.to_string()),
+        (
+            names::LABEL_TIER.to_string(),
+            names::TIER_CONTROL_PLANE.to_string(),
+        ),
     ]);
     Pod {
         metadata: ObjectMeta {
@@ -77,12 +84,20 @@ pub struct ProbeTiming {
 }
 
 /// kubeadm's liveness timing: skip one period, 15s timeout, 8 failures, every 10s.
-pub const LIVENESS: ProbeTiming =
-    ProbeTiming { initial_delay_seconds: 10, timeout_seconds: 15, failure_threshold: 8, period_seconds: 10 };
+pub const LIVENESS: ProbeTiming = ProbeTiming {
+    initial_delay_seconds: 10,
+    timeout_seconds: 15,
+    failure_threshold: 8,
+    period_seconds: 10,
+};
 
 /// kubeadm's readiness timing: no delay, 15s timeout, 3 failures, every second.
-pub const READINESS: ProbeTiming =
-    ProbeTiming { initial_delay_seconds: 0, timeout_seconds: 15, failure_threshold: 3, period_seconds: 1 };
+pub const READINESS: ProbeTiming = ProbeTiming {
+    initial_delay_seconds: 0,
+    timeout_seconds: 15,
+    failure_threshold: 3,
+    period_seconds: 1,
+};
 
 /// kubeadm's startup timing: enough failures every 10s to cover the control-plane timeout
 /// (`timeoutForControlPlane`, 0 meaning kubeadm's default of 4 minutes).
@@ -94,7 +109,12 @@ pub fn startup_timing(timeout_for_control_plane_secs: u64) -> ProbeTiming {
     };
     let failures = i32::try_from(timeout.div_ceil(period)).unwrap_or(i32::MAX);
     let period = i32::try_from(period).expect("the startup period fits an i32");
-    ProbeTiming { initial_delay_seconds: period, timeout_seconds: 15, failure_threshold: failures, period_seconds: period }
+    ProbeTiming {
+        initial_delay_seconds: period,
+        timeout_seconds: 15,
+        failure_threshold: failures,
+        period_seconds: period,
+    }
 }
 
 /// An HTTP GET probe (kubeadm: createHTTPProbe). An empty host is left out (the kubelet then
@@ -143,7 +163,10 @@ pub fn component_probes(
     (
         probe(ProbeKind::Liveness, LIVENESS),
         probe(ProbeKind::Readiness, READINESS),
-        probe(ProbeKind::Startup, startup_timing(timeout_for_control_plane_secs)),
+        probe(
+            ProbeKind::Startup,
+            startup_timing(timeout_for_control_plane_secs),
+        ),
     )
 }
 
@@ -157,10 +180,17 @@ pub fn probe_address(addr: &str) -> String {
 }
 
 /// Resource requests from `(resource, quantity)` pairs (kubeadm: staticpod.ComponentResources).
-pub fn component_resources<'a>(requests: impl IntoIterator<Item = (&'a str, &'a str)>) -> ResourceRequirements {
-    let requests: BTreeMap<String, Quantity> =
-        requests.into_iter().map(|(r, q)| (r.to_string(), Quantity(q.to_string()))).collect();
-    ResourceRequirements { requests: Some(requests), ..ResourceRequirements::default() }
+pub fn component_resources<'a>(
+    requests: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> ResourceRequirements {
+    let requests: BTreeMap<String, Quantity> = requests
+        .into_iter()
+        .map(|(r, q)| (r.to_string(), Quantity(q.to_string())))
+        .collect();
+    ResourceRequirements {
+        requests: Some(requests),
+        ..ResourceRequirements::default()
+    }
 }
 
 #[cfg(test)]
@@ -193,14 +223,25 @@ mod tests {
 
     #[test]
     fn component_pod_sorts_volumes_and_labels() {
-        let c = Container { name: "kube-scheduler".into(), ..Container::default() };
+        let c = Container {
+            name: "kube-scheduler".into(),
+            ..Container::default()
+        };
         let pod = component_pod(
             c,
-            vec![host_path_volume("b", "/b", ""), host_path_volume("a", "/a", "FileOrCreate")],
+            vec![
+                host_path_volume("b", "/b", ""),
+                host_path_volume("a", "/a", "FileOrCreate"),
+            ],
             BTreeMap::new(),
         );
         let spec = pod.spec.unwrap();
-        let names: Vec<_> = spec.volumes.unwrap().iter().map(|v| v.name.clone()).collect();
+        let names: Vec<_> = spec
+            .volumes
+            .unwrap()
+            .iter()
+            .map(|v| v.name.clone())
+            .collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(pod.metadata.labels.unwrap()["component"], "kube-scheduler");
         assert_eq!(pod.metadata.annotations, None);

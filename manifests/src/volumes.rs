@@ -43,24 +43,30 @@ impl HostPathMounts {
         read_only: bool,
         path_type: &str,
     ) {
-        self.volumes
-            .entry(component)
-            .or_default()
-            .insert(name.to_string(), host_path_volume(name, host_path, path_type));
-        self.mounts
-            .entry(component)
-            .or_default()
-            .insert(name.to_string(), volume_mount(name, container_path, read_only));
+        self.volumes.entry(component).or_default().insert(
+            name.to_string(),
+            host_path_volume(name, host_path, path_type),
+        );
+        self.mounts.entry(component).or_default().insert(
+            name.to_string(),
+            volume_mount(name, container_path, read_only),
+        );
     }
 
     /// A component's volumes, sorted by name.
     pub fn volumes(&self, component: Component) -> Vec<Volume> {
-        self.volumes.get(&component).map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.volumes
+            .get(&component)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// A component's volume mounts, sorted by name (kubeadm: VolumeMountMapToSlice).
     pub fn volume_mounts(&self, component: Component) -> Vec<VolumeMount> {
-        self.mounts.get(&component).map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.mounts
+            .get(&component)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -71,56 +77,153 @@ impl HostPathMounts {
 pub fn control_plane_mounts(cfg: &InitConfig, layout: &Layout, host: &HostPaths) -> HostPathMounts {
     let paths = NodePaths::new(cfg, layout);
     let mut m = HostPathMounts::default();
-    let (api, kcm, sched) = (Component::KubeApiServer, Component::KubeControllerManager, Component::KubeScheduler);
+    let (api, kcm, sched) = (
+        Component::KubeApiServer,
+        Component::KubeControllerManager,
+        Component::KubeScheduler,
+    );
     let cert_dir = paths.cert_dir();
     let ca_certs = paths.node(catalogue::CA_CERTS_DIR);
 
-    m.add(api, K8S_CERTS, &cert_dir, &cert_dir, true, DIRECTORY_OR_CREATE);
-    m.add(api, CA_CERTS, &ca_certs, &ca_certs, true, DIRECTORY_OR_CREATE);
+    m.add(
+        api,
+        K8S_CERTS,
+        &cert_dir,
+        &cert_dir,
+        true,
+        DIRECTORY_OR_CREATE,
+    );
+    m.add(
+        api,
+        CA_CERTS,
+        &ca_certs,
+        &ca_certs,
+        true,
+        DIRECTORY_OR_CREATE,
+    );
     if let Etcd::External(external) = &cfg.cluster.etcd {
-        for dir in external_etcd_cert_dirs(external, cfg, &paths).iter().enumerate() {
+        for dir in external_etcd_cert_dirs(external, cfg, &paths)
+            .iter()
+            .enumerate()
+        {
             let (i, dir) = dir;
-            m.add(api, &format!("etcd-certs-{i}"), dir, dir, true, DIRECTORY_OR_CREATE);
+            m.add(
+                api,
+                &format!("etcd-certs-{i}"),
+                dir,
+                dir,
+                true,
+                DIRECTORY_OR_CREATE,
+            );
         }
     }
 
-    m.add(kcm, K8S_CERTS, &cert_dir, &cert_dir, true, DIRECTORY_OR_CREATE);
-    m.add(kcm, CA_CERTS, &ca_certs, &ca_certs, true, DIRECTORY_OR_CREATE);
+    m.add(
+        kcm,
+        K8S_CERTS,
+        &cert_dir,
+        &cert_dir,
+        true,
+        DIRECTORY_OR_CREATE,
+    );
+    m.add(
+        kcm,
+        CA_CERTS,
+        &ca_certs,
+        &ca_certs,
+        true,
+        DIRECTORY_OR_CREATE,
+    );
     let kcm_kubeconfig = paths.kubeconfig(kcm);
-    m.add(kcm, KUBECONFIG, &kcm_kubeconfig, &kcm_kubeconfig, true, FILE_OR_CREATE);
+    m.add(
+        kcm,
+        KUBECONFIG,
+        &kcm_kubeconfig,
+        &kcm_kubeconfig,
+        true,
+        FILE_OR_CREATE,
+    );
     // Not read-only: third-party storage plugins talk to their backends over sockets there.
-    let flexvolume = match cfg.cluster.controller_manager.extra_args.get("flex-volume-plugin-dir") {
+    let flexvolume = match cfg
+        .cluster
+        .controller_manager
+        .extra_args
+        .get("flex-volume-plugin-dir")
+    {
         Some(dir) => paths.node(dir),
         None => paths.node(catalogue::DEFAULT_FLEXVOLUME_DIR),
     };
-    m.add(kcm, FLEXVOLUME_DIR, &flexvolume, &flexvolume, false, DIRECTORY_OR_CREATE);
+    m.add(
+        kcm,
+        FLEXVOLUME_DIR,
+        &flexvolume,
+        &flexvolume,
+        false,
+        DIRECTORY_OR_CREATE,
+    );
 
     let sched_kubeconfig = paths.kubeconfig(sched);
-    m.add(sched, KUBECONFIG, &sched_kubeconfig, &sched_kubeconfig, true, FILE_OR_CREATE);
+    m.add(
+        sched,
+        KUBECONFIG,
+        &sched_kubeconfig,
+        &sched_kubeconfig,
+        true,
+        FILE_OR_CREATE,
+    );
 
-    for dir in catalogue::CA_CERTS_EXTRA_DIRS.iter().filter(|d| host.has_ca_dir(d)) {
+    for dir in catalogue::CA_CERTS_EXTRA_DIRS
+        .iter()
+        .filter(|d| host.has_ca_dir(d))
+    {
         let name = dir.replace('/', "-")[1..].to_string();
         let path = paths.node(dir);
         m.add(api, &name, &path, &path, true, DIRECTORY_OR_CREATE);
         m.add(kcm, &name, &path, &path, true, DIRECTORY_OR_CREATE);
     }
 
-    add_extra(&mut m, api, &cfg.cluster.api_server.component.extra_volumes, &paths);
-    add_extra(&mut m, kcm, &cfg.cluster.controller_manager.extra_volumes, &paths);
+    add_extra(
+        &mut m,
+        api,
+        &cfg.cluster.api_server.component.extra_volumes,
+        &paths,
+    );
+    add_extra(
+        &mut m,
+        kcm,
+        &cfg.cluster.controller_manager.extra_volumes,
+        &paths,
+    );
     add_extra(&mut m, sched, &cfg.cluster.scheduler.extra_volumes, &paths);
     m
 }
 
 /// kubeadm: AddExtraHostPathMounts.
-fn add_extra(m: &mut HostPathMounts, component: Component, extra: &[HostPathMount], paths: &NodePaths<'_>) {
+fn add_extra(
+    m: &mut HostPathMounts,
+    component: Component,
+    extra: &[HostPathMount],
+    paths: &NodePaths<'_>,
+) {
     for v in extra {
-        m.add(component, &v.name, &paths.node(&v.host_path), &v.mount_path, v.read_only, &v.path_type);
+        m.add(
+            component,
+            &v.name,
+            &paths.node(&v.host_path),
+            &v.mount_path,
+            v.read_only,
+            &v.path_type,
+        );
     }
 }
 
 /// The directories holding an external etcd's client files that are not already mounted
 /// (kubeadm: getEtcdCertVolumes), mapped through the layout, sorted.
-fn external_etcd_cert_dirs(external: &ExternalEtcd, cfg: &InitConfig, paths: &NodePaths<'_>) -> Vec<String> {
+fn external_etcd_cert_dirs(
+    external: &ExternalEtcd,
+    cfg: &InitConfig,
+    paths: &NodePaths<'_>,
+) -> Vec<String> {
     let k8s_cert_dir = match cfg.cluster.certificates_dir.as_str() {
         "" => components::names::DEFAULT_CERTIFICATES_DIR,
         d => d,
@@ -132,13 +235,17 @@ fn external_etcd_cert_dirs(external: &ExternalEtcd, cfg: &InitConfig, paths: &No
             Some((dir, _)) => dir.to_string(),
             None => continue, // filepath.Dir of a bare name or "" is ".", which kubeadm skips.
         };
-        let covered = catalogue::CA_CERTS_EXTRA_DIRS.iter().any(|p| dir.starts_with(p))
+        let covered = catalogue::CA_CERTS_EXTRA_DIRS
+            .iter()
+            .any(|p| dir.starts_with(p))
             || dir.starts_with(catalogue::CA_CERTS_DIR)
             || dir.starts_with(k8s_cert_dir);
         if covered {
             continue;
         }
-        if dirs.iter().any(|existing| dir.starts_with(existing.as_str()) && !existing.starts_with(dir.as_str())) {
+        if dirs.iter().any(|existing| {
+            dir.starts_with(existing.as_str()) && !existing.starts_with(dir.as_str())
+        }) {
             continue;
         }
         dirs.retain(|existing| !existing.starts_with(dir.as_str()));

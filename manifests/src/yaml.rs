@@ -9,7 +9,7 @@
 
 use std::cmp::Ordering;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use yaml_serde::{Mapping, Value};
 
 /// YAML that could not be read back as a pod.
@@ -23,19 +23,30 @@ pub fn to_yaml(pod: &Pod) -> String {
     let mut json = serde_json::to_value(pod).expect("a k8s-openapi Pod always serializes");
     if let Some(obj) = json.as_object_mut() {
         if let Some(meta) = obj.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-            meta.entry("creationTimestamp").or_insert(serde_json::Value::Null);
+            meta.entry("creationTimestamp")
+                .or_insert(serde_json::Value::Null);
         }
-        obj.entry("status").or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        obj.entry("status")
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
     }
     yaml_serde::to_string(&sorted(&json)).expect("a YAML value always serializes")
 }
 
-/// Reads a static pod manifest (ours or kubeadm's).
+/// Reads a static pod manifest (ours or kubeadm's). The `status: {}` kubeadm writes reads as
+/// no status, so `from_yaml(&to_yaml(pod)) == pod`.
 ///
 /// # Errors
 /// [`ParseError`] when the text is not YAML or not a `v1` `Pod`.
 pub fn from_yaml(text: &str) -> Result<Pod, ParseError> {
-    Ok(yaml_serde::from_str(text)?)
+    let mut pod: Pod = yaml_serde::from_str(text)?;
+    if pod
+        .status
+        .as_ref()
+        .is_some_and(|s| *s == PodStatus::default())
+    {
+        pod.status = None;
+    }
+    Ok(pod)
 }
 
 /// A JSON value as a YAML value with every mapping's keys in go-yaml's order.
@@ -78,7 +89,11 @@ pub fn go_yaml_key_order(a: &str, b: &str) -> Ordering {
             return ar[i].cmp(&br[i]);
         }
         if al || bl {
-            return if bl { Ordering::Less } else { Ordering::Greater };
+            return if bl {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
         }
         let (mut an, mut bn): (i64, i64) = (0, 0);
         if ar[i] == '0' || br[i] == '0' {
@@ -94,12 +109,16 @@ pub fn go_yaml_key_order(a: &str, b: &str) -> Ordering {
         }
         let mut ai = i;
         while ai < ar.len() && ar[ai].is_ascii_digit() {
-            an = an.saturating_mul(10).saturating_add(i64::from(ar[ai] as u8 - b'0'));
+            an = an
+                .saturating_mul(10)
+                .saturating_add(i64::from(ar[ai] as u8 - b'0'));
             ai += 1;
         }
         let mut bi = i;
         while bi < br.len() && br[bi].is_ascii_digit() {
-            bn = bn.saturating_mul(10).saturating_add(i64::from(br[bi] as u8 - b'0'));
+            bn = bn
+                .saturating_mul(10)
+                .saturating_add(i64::from(br[bi] as u8 - b'0'));
             bi += 1;
         }
         if an != bn {
@@ -130,7 +149,10 @@ mod tests {
         let text = to_yaml(&pod);
         assert!(text.contains("creationTimestamp: null"), "{text}");
         assert!(text.ends_with("status: {}\n"), "{text}");
-        assert!(text.starts_with("apiVersion: v1\nkind: Pod\nmetadata:\n"), "{text}");
+        assert!(
+            text.starts_with("apiVersion: v1\nkind: Pod\nmetadata:\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub fn facts(bin_dirs: &[PathBuf]) -> HostFacts {
     }
 }
 
-/// Whether `/etc/pki` exists (kubeadm mounts it into control-plane pods then).
-pub fn has_etc_pki() -> bool {
-    Path::new("/etc/pki").is_dir()
+/// The host facts the manifests depend on (which CA directories exist: kubeadm mounts them).
+pub fn host_paths(layout: &components::Layout) -> manifests::HostPaths {
+    manifests::HostPaths::detect(layout, |p| p.exists())
 }

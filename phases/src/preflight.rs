@@ -116,11 +116,9 @@ impl Check {
     pub fn dir_available(path: &Path, layout: &Layout) -> Self {
         let shown = node_view(path, layout);
         let path = path.to_path_buf();
-        Check::new(format!("DirAvailable-{}", path_name(&shown)), move || match std::fs::read_dir(&path) {
-            Ok(mut entries) if entries.next().is_some() => {
-                Outcome::Error(format!("{} is not empty", shown.display()))
-            }
-            _ => Outcome::Ok,
+        Check::new(format!("DirAvailable-{}", path_name(&shown)), move || {
+            let empty = std::fs::read_dir(&path).map(|mut e| e.next().is_none()).unwrap_or(true);
+            if empty { Outcome::Ok } else { Outcome::Error(format!("{} is not empty", shown.display())) }
         })
     }
 
@@ -192,14 +190,22 @@ pub fn binary_checks(pods: &[(String, Pod)], bin_dirs: &[PathBuf]) -> Vec<Check>
         let containers = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
         for c in containers {
             let Some(image) = c.image.clone() else { continue };
-            let Some(want) = components::image::binary_for_image(&image) else { continue };
+            let want = match components::image::binary_for_image(&image) {
+                Ok(Some(want)) => want,
+                Ok(None) => continue,
+                Err(e) => {
+                    let msg = e.to_string();
+                    checks.push(Check::new(format!("ComponentImage-{}", c.name), move || Outcome::Error(msg.clone())));
+                    continue;
+                }
+            };
             if seen.contains(&want.binary) {
                 continue;
             }
-            seen.push(want.binary.clone());
+            seen.push(want.binary);
             let dirs = bin_dirs.to_vec();
             checks.push(Check::new(format!("ComponentBinary-{}", want.binary), move || {
-                match check_binary(&want, &dirs) {
+                match check_binary(&image, &want, &dirs) {
                     Ok(_) => Outcome::Ok,
                     Err(e) => Outcome::Error(e),
                 }
@@ -213,7 +219,7 @@ pub fn binary_checks(pods: &[(String, Pod)], bin_dirs: &[PathBuf]) -> Vec<Check>
 ///
 /// # Errors
 /// A message naming the binary, what was found and the fix.
-pub fn check_binary(want: &components::image::ImageBinary, dirs: &[PathBuf]) -> Result<PathBuf, String> {
+pub fn check_binary(image: &str, want: &components::image::ImageBinary, dirs: &[PathBuf]) -> Result<PathBuf, String> {
     let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     let Some(path) = dirs.iter().map(|d| d.join(&want.binary)).find(|p| is_executable(p)) else {
         return Err(format!(
@@ -227,14 +233,13 @@ pub fn check_binary(want: &components::image::ImageBinary, dirs: &[PathBuf]) -> 
         .map_err(|e| format!("{} could not be run: {e}", path.display()))?;
     let found = components::Version::find_in(&out)
         .ok_or_else(|| format!("{} --version printed no version: {:?}", path.display(), out.trim()))?;
-    if want.accepts(&found) {
+    if want.policy.accepts(&found) {
         Ok(path)
     } else {
         Err(format!(
-            "{} is {found}, but the image {} needs {}; put the right version first in --bin-dir",
+            "{} is {found}, but the image {image} needs {}; put a binary of that version first in --bin-dir",
             path.display(),
-            want.image,
-            want.describe_wanted()
+            want.policy.wanted()
         ))
     }
 }

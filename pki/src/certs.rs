@@ -116,8 +116,11 @@ impl CertSpec {
     }
 }
 
-const CA_USAGES: &[KeyUsage] =
-    &[KeyUsage::DigitalSignature, KeyUsage::KeyEncipherment, KeyUsage::CertSign];
+const CA_USAGES: &[KeyUsage] = &[
+    KeyUsage::DigitalSignature,
+    KeyUsage::KeyEncipherment,
+    KeyUsage::CertSign,
+];
 const LEAF_USAGES: &[KeyUsage] = &[KeyUsage::DigitalSignature, KeyUsage::KeyEncipherment];
 const MASTERS: &[&str] = &[names::SYSTEM_PRIVILEGED_GROUP];
 
@@ -275,7 +278,9 @@ pub fn cert_spec(name: &str) -> Option<&'static CertSpec> {
 /// The certificates for a cluster: all of them with a local etcd, without the etcd ones
 /// with an external etcd (kubeadm: GetDefaultCertList / GetCertsWithoutEtcd).
 pub fn certs_for(local_etcd: bool) -> impl Iterator<Item = &'static CertSpec> {
-    CERTS.iter().filter(move |s| local_etcd || !s.local_etcd_only)
+    CERTS
+        .iter()
+        .filter(move |s| local_etcd || !s.local_etcd_only)
 }
 
 /// What the per-cluster parts of the certificates are made from.
@@ -345,7 +350,10 @@ impl AltNames {
             {
                 self.dns_names.push(san.clone());
             } else {
-                return Err(PkiError::InvalidSan { field, value: san.clone() });
+                return Err(PkiError::InvalidSan {
+                    field,
+                    value: san.clone(),
+                });
             }
         }
         Ok(())
@@ -384,7 +392,10 @@ pub fn alt_names(spec: &CertSpec, inputs: &CertInputs) -> Result<AltNames, PkiEr
                 "kubernetes.default.svc".to_string(),
                 format!("kubernetes.default.svc.{}", inputs.dns_domain),
             ];
-            alt.ips = vec![apiserver_service_ip(inputs.service_subnet)?, inputs.advertise_address];
+            alt.ips = vec![
+                apiserver_service_ip(inputs.service_subnet)?,
+                inputs.advertise_address,
+            ];
             if let Some(endpoint) = &inputs.control_plane_endpoint {
                 let (host, _) = parse_host_port(endpoint)?;
                 match host.parse::<IpAddr>() {
@@ -418,17 +429,31 @@ pub fn alt_names(spec: &CertSpec, inputs: &CertInputs) -> Result<AltNames, PkiEr
 /// # Errors
 /// [`PkiError::ServiceSubnetTooSmall`] for a /32 (or /128).
 pub fn apiserver_service_ip(service_subnet: IpNet) -> Result<IpAddr, PkiError> {
-    let too_small = || PkiError::ServiceSubnetTooSmall { value: service_subnet.to_string() };
+    let too_small = || PkiError::ServiceSubnetTooSmall {
+        value: service_subnet.to_string(),
+    };
     match service_subnet.trunc() {
         IpNet::V4(net) => {
-            let first = u32::from(net.network()).checked_add(1).ok_or_else(too_small)?;
+            let first = u32::from(net.network())
+                .checked_add(1)
+                .ok_or_else(too_small)?;
             let ip = std::net::Ipv4Addr::from(first);
-            if net.contains(&ip) { Ok(IpAddr::V4(ip)) } else { Err(too_small()) }
+            if net.contains(&ip) {
+                Ok(IpAddr::V4(ip))
+            } else {
+                Err(too_small())
+            }
         }
         IpNet::V6(net) => {
-            let first = u128::from(net.network()).checked_add(1).ok_or_else(too_small)?;
+            let first = u128::from(net.network())
+                .checked_add(1)
+                .ok_or_else(too_small)?;
             let ip = std::net::Ipv6Addr::from(first);
-            if net.contains(&ip) { Ok(IpAddr::V6(ip)) } else { Err(too_small()) }
+            if net.contains(&ip) {
+                Ok(IpAddr::V6(ip))
+            } else {
+                Err(too_small())
+            }
         }
     }
 }
@@ -439,12 +464,18 @@ pub fn apiserver_service_ip(service_subnet: IpNet) -> Result<IpAddr, PkiError> {
 /// # Errors
 /// [`PkiError::InvalidControlPlaneEndpoint`].
 pub fn parse_host_port(value: &str) -> Result<(String, Option<u16>), PkiError> {
-    let fail = |reason| PkiError::InvalidControlPlaneEndpoint { value: value.to_string(), reason };
+    let fail = |reason| PkiError::InvalidControlPlaneEndpoint {
+        value: value.to_string(),
+        reason,
+    };
     let (host, port) = if let Some(rest) = value.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or_else(|| fail("missing ']'"))?;
         let port = match after {
             "" => None,
-            p => Some(p.strip_prefix(':').ok_or_else(|| fail("expected ':' after ']'"))?),
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| fail("expected ':' after ']'"))?,
+            ),
         };
         if host.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(fail("an address in brackets must be IPv6"));
@@ -478,7 +509,8 @@ pub(crate) fn is_dns1123_subdomain(s: &str) -> bool {
         && s.split('.').all(|label| {
             let b = label.as_bytes();
             !b.is_empty()
-                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
                 && b[0] != b'-'
                 && b[b.len() - 1] != b'-'
         })
@@ -527,7 +559,11 @@ pub(crate) mod tests {
         for (i, s) in CERTS.iter().enumerate() {
             if let Some(ca) = s.ca_spec() {
                 assert!(ca.is_ca(), "{} signed by non-CA", s.name);
-                assert!(CERTS[..i].iter().any(|c| c.name == ca.name), "{} before its CA", s.name);
+                assert!(
+                    CERTS[..i].iter().any(|c| c.name == ca.name),
+                    "{} before its CA",
+                    s.name
+                );
             }
         }
         assert_eq!(certs_for(false).count(), 5);
@@ -537,7 +573,11 @@ pub(crate) mod tests {
     fn apiserver_sans_follow_kubeadm() {
         let mut i = inputs();
         i.control_plane_endpoint = Some("lb.example.com:6443".to_string());
-        i.apiserver_cert_sans = vec!["10.0.0.9".into(), "extra.example.com".into(), "10.0.0.1".into()];
+        i.apiserver_cert_sans = vec![
+            "10.0.0.9".into(),
+            "extra.example.com".into(),
+            "10.0.0.1".into(),
+        ];
         let alt = alt_names(spec("apiserver"), &i).expect("sans");
         assert_eq!(
             alt.dns_names,

@@ -33,14 +33,20 @@ pub(crate) fn read(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             return None;
         }
-        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         (len, &rest[n..])
     };
     if rest.len() < len {
         return None;
     }
     let header = input.len() - rest.len();
-    let tlv = Tlv { tag, content: &rest[..len], raw: &input[..header + len] };
+    let tlv = Tlv {
+        tag,
+        content: &rest[..len],
+        raw: &input[..header + len],
+    };
     Some((tlv, &rest[len..]))
 }
 

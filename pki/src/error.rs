@@ -44,7 +44,9 @@ pub enum PkiError {
         reason: &'static str,
     },
     /// The service subnet has no first address for the `kubernetes` service.
-    #[error("networking.serviceSubnet: {value:?} is too small to hold the API server's service IP; use a larger subnet")]
+    #[error(
+        "networking.serviceSubnet: {value:?} is too small to hold the API server's service IP; use a larger subnet"
+    )]
     ServiceSubnetTooSmall {
         /// The subnet.
         value: String,
@@ -90,7 +92,9 @@ pub enum PkiError {
         reason: String,
     },
     /// A leaf certificate was requested without its CA.
-    #[error("certificate {cert:?} must be signed by CA {ca:?}, but no CA was given; create the {ca:?} CA first")]
+    #[error(
+        "certificate {cert:?} must be signed by CA {ca:?}, but no CA was given; create the {ca:?} CA first"
+    )]
     MissingIssuer {
         /// The certificate's kubeadm name.
         cert: &'static str,
@@ -104,7 +108,9 @@ pub enum PkiError {
         cert: &'static str,
     },
     /// A key exists without its certificate.
-    #[error("found the key of {cert:?} but not its certificate; delete the key or put the certificate beside it")]
+    #[error(
+        "found the key of {cert:?} but not its certificate; delete the key or put the certificate beside it"
+    )]
     KeyWithoutCert {
         /// The certificate's kubeadm name.
         cert: &'static str,
@@ -116,7 +122,9 @@ pub enum PkiError {
         cert: &'static str,
     },
     /// A CA certificate exists without its key (kubeadm's external CA mode).
-    #[error("found CA certificate {cert:?} but not its key: external CA mode is not supported by kubeboot; put the CA key beside it or delete the certificate")]
+    #[error(
+        "found CA certificate {cert:?} but not its key: external CA mode is not supported by kubeboot; put the CA key beside it or delete the certificate"
+    )]
     CaWithoutKey {
         /// The CA's kubeadm name.
         cert: &'static str,
@@ -128,7 +136,9 @@ pub enum PkiError {
         cert: &'static str,
     },
     /// The certificate has expired.
-    #[error("existing certificate {cert:?} expired at {not_after}; renew it with \"kubeboot certs renew\", {FIX}")]
+    #[error(
+        "existing certificate {cert:?} expired at {not_after}; renew it with \"kubeboot certs renew\", {FIX}"
+    )]
     Expired {
         /// The certificate's kubeadm name.
         cert: &'static str,
@@ -136,7 +146,9 @@ pub enum PkiError {
         not_after: String,
     },
     /// The certificate is not valid yet (or the clock is wrong).
-    #[error("existing certificate {cert:?} is not valid before {not_before}; check the node's clock, or {FIX}")]
+    #[error(
+        "existing certificate {cert:?} is not valid before {not_before}; check the node's clock, or {FIX}"
+    )]
     NotYetValid {
         /// The certificate's kubeadm name.
         cert: &'static str,
@@ -144,13 +156,17 @@ pub enum PkiError {
         not_before: String,
     },
     /// The key beside a certificate belongs to another certificate.
-    #[error("the key of existing certificate {cert:?} does not match the certificate's public key; {FIX}")]
+    #[error(
+        "the key of existing certificate {cert:?} does not match the certificate's public key; {FIX}"
+    )]
     KeyMismatch {
         /// The certificate's kubeadm name.
         cert: &'static str,
     },
     /// The certificate was signed by a different CA than the one on the node.
-    #[error("existing certificate {cert:?} is not signed by the {ca:?} CA (issuer {issuer:?}); {FIX}")]
+    #[error(
+        "existing certificate {cert:?} is not signed by the {ca:?} CA (issuer {issuer:?}); {FIX}"
+    )]
     WrongCa {
         /// The certificate's kubeadm name.
         cert: &'static str,
@@ -172,16 +188,20 @@ pub enum PkiError {
         has: Vec<String>,
     },
     /// `sa.pub` exists without `sa.key`.
-    #[error("found the service account public key \"sa.pub\" but not the private key \"sa.key\"; delete sa.pub or put sa.key beside it")]
+    #[error(
+        "found the service account public key \"sa.pub\" but not the private key \"sa.key\"; delete sa.pub or put sa.key beside it"
+    )]
     SaPublicWithoutKey,
     /// `sa.pub` does not belong to `sa.key`.
-    #[error("the service account public key \"sa.pub\" does not match the private key \"sa.key\"; delete sa.pub to derive it from sa.key again")]
+    #[error(
+        "the service account public key \"sa.pub\" does not match the private key \"sa.key\"; delete sa.pub to derive it from sa.key again"
+    )]
     SaMismatch,
     /// A kubeconfig file does not parse.
     #[error("the existing kubeconfig {file} is not valid ({reason}); {FIX}")]
     KubeconfigParse {
-        /// Its file name (`admin.conf`).
-        file: &'static str,
+        /// Its file name (`admin.conf`), or `kubeconfig`.
+        file: String,
         /// Why.
         reason: String,
     },
@@ -200,7 +220,9 @@ pub enum PkiError {
         file: &'static str,
     },
     /// A kubeconfig points at another API server.
-    #[error("a kubeconfig file {file} exists already but points at {actual} instead of {expected}; {FIX}")]
+    #[error(
+        "a kubeconfig file {file} exists already but points at {actual} instead of {expected}; {FIX}"
+    )]
     KubeconfigWrongServer {
         /// Its file name.
         file: &'static str,
@@ -210,7 +232,9 @@ pub enum PkiError {
         actual: String,
     },
     /// A CA public key pin is malformed.
-    #[error("{value:?} is not a valid CA certificate hash ({reason}); use the format \"sha256:<64 hex digits>\" printed by \"kubeboot init\" or \"kubeboot token create --print-join-command\"")]
+    #[error(
+        "{value:?} is not a valid CA certificate hash ({reason}); use the format \"sha256:<64 hex digits>\" printed by \"kubeboot init\" or \"kubeboot token create --print-join-command\""
+    )]
     InvalidPin {
         /// The value as given.
         value: String,
@@ -218,7 +242,9 @@ pub enum PkiError {
         reason: &'static str,
     },
     /// A bootstrap token is malformed. The value is not repeated: it may hold a secret.
-    #[error("the bootstrap token does not match the format [a-z0-9]{{6}}.[a-z0-9]{{16}} ({reason}); use \"kubeboot token generate\" to make one")]
+    #[error(
+        "the bootstrap token does not match the format [a-z0-9]{{6}}.[a-z0-9]{{16}} ({reason}); use \"kubeboot token generate\" to make one"
+    )]
     InvalidToken {
         /// What is wrong, without the secret.
         reason: &'static str,

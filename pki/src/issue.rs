@@ -24,7 +24,9 @@ pub struct Issuer {
 
 impl std::fmt::Debug for Issuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Issuer").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
+        f.debug_struct("Issuer")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
     }
 }
 
@@ -40,13 +42,18 @@ pub struct Issued {
 
 impl std::fmt::Debug for Issued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Issued").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
+        f.debug_struct("Issued")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
     }
 }
 
 impl From<Issued> for Issuer {
     fn from(issued: Issued) -> Self {
-        Issuer { cert_pem: issued.cert_pem, key_pem: issued.key_pem }
+        Issuer {
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+        }
     }
 }
 
@@ -68,7 +75,10 @@ pub fn issue(
 ) -> Result<Issued, PkiError> {
     match (spec.ca, issuer) {
         (Some(ca), None) => {
-            return Err(PkiError::MissingIssuer { cert: spec.name, ca });
+            return Err(PkiError::MissingIssuer {
+                cert: spec.name,
+                ca,
+            });
         }
         (None, Some(_)) => return Err(PkiError::UnexpectedIssuer { cert: spec.name }),
         _ => {}
@@ -86,7 +96,10 @@ pub fn issue(
     let key = PrivateKey::generate(inputs.algorithm)?;
     let ca_name = spec.ca.unwrap_or(spec.name);
     let cert_pem = sign(&template, &key, issuer.map(|i| (i, ca_name)), now)?;
-    Ok(Issued { cert_pem, key_pem: key.to_pem().to_string() })
+    Ok(Issued {
+        cert_pem,
+        key_pem: key.to_pem().to_string(),
+    })
 }
 
 /// What a certificate says, independent of where the values come from (a [`CertSpec`] or a
@@ -111,11 +124,14 @@ pub(crate) fn sign(
     issuer: Option<(&Issuer, &str)>,
     now: SystemTime,
 ) -> Result<String, PkiError> {
-    let fail = |reason: String| PkiError::Sign { cert: template.name.to_string(), reason };
+    let fail = |reason: String| PkiError::Sign {
+        cert: template.name.to_string(),
+        reason,
+    };
     let now = OffsetDateTime::from(now);
     let mut params = CertificateParams::default();
-    params.distinguished_name = subject(template.common_name, template.organizations)
-        .map_err(|e| fail(e.to_string()))?;
+    params.distinguished_name =
+        subject(template.common_name, template.organizations).map_err(|e| fail(e.to_string()))?;
     params.serial_number = Some(random_serial());
     params.not_after = now + Duration::from_secs(u64::from(template.validity_days) * 86_400);
     params.key_usages = template
@@ -137,10 +153,19 @@ pub(crate) fn sign(
         .collect();
     // Go's x509 writes DNS names before IPs (marshalSANs); so do we.
     for dns in &template.alt_names.dns_names {
-        let name = dns.clone().try_into().map_err(|e: rcgen::Error| fail(e.to_string()))?;
+        let name = dns
+            .clone()
+            .try_into()
+            .map_err(|e: rcgen::Error| fail(e.to_string()))?;
         params.subject_alt_names.push(SanType::DnsName(name));
     }
-    params.subject_alt_names.extend(template.alt_names.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    params.subject_alt_names.extend(
+        template
+            .alt_names
+            .ips
+            .iter()
+            .map(|ip| SanType::IpAddress(*ip)),
+    );
     if template.is_ca {
         // client-go cert.NewSelfSignedCACert: CA:TRUE, no path length; Go adds a subject
         // key identifier to CAs.
@@ -154,16 +179,21 @@ pub(crate) fn sign(
     let cert = match issuer {
         None => {
             params.not_before = now;
-            params.self_signed(key.key_pair()).map_err(|e| fail(e.to_string()))?
+            params
+                .self_signed(key.key_pair())
+                .map_err(|e| fail(e.to_string()))?
         }
         Some((issuer, ca_name)) => {
-            let ca_cert = verify::parse_cert(&issuer.cert_pem, &format!("CA certificate {ca_name:?}"))?;
+            let ca_cert =
+                verify::parse_cert(&issuer.cert_pem, &format!("CA certificate {ca_name:?}"))?;
             let ca_key = PrivateKey::from_pem(&issuer.key_pem, &format!("key of CA {ca_name:?}"))?;
             // kubeadm: pkiutil.NewSignedCert, `NotBefore: caCert.NotBefore`.
             params.not_before = ca_cert.not_before;
             let rc_issuer = rcgen::Issuer::from_ca_cert_pem(&issuer.cert_pem, ca_key.key_pair())
                 .map_err(|e| fail(format!("CA {ca_name:?}: {e}")))?;
-            params.signed_by(key.key_pair(), &rc_issuer).map_err(|e| fail(e.to_string()))?
+            params
+                .signed_by(key.key_pair(), &rc_issuer)
+                .map_err(|e| fail(e.to_string()))?
         }
     };
     Ok(der::pem_encode("CERTIFICATE", cert.der()))
@@ -192,9 +222,8 @@ fn subject(cn: &str, organizations: &[&str]) -> Result<DistinguishedName, rcgen:
 
 /// Go's encoding/asn1 isPrintable (without the parse-only `*` and `&`).
 fn is_printable(s: &str) -> bool {
-    s.bytes().all(|b| {
-        b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b)
-    })
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b))
 }
 
 /// A positive 63-bit serial (kubeadm: `rand.Int(rand.Reader, MaxInt64)`).
@@ -202,4 +231,174 @@ fn random_serial() -> SerialNumber {
     let mut bytes: [u8; 8] = rand::random();
     bytes[0] = (bytes[0] & 0x7f).max(1);
     SerialNumber::from_slice(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use components::config::KeyAlgorithm;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    use super::*;
+    use crate::certs::{CERTS, cert_spec, tests::inputs};
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    fn der_of(pem: &str) -> Vec<u8> {
+        der::pem_blocks(pem).expect("pem").remove(0).1
+    }
+
+    /// Issues every spec (CAs first) and checks each field against the table.
+    fn check_all(algorithm: KeyAlgorithm) {
+        let mut i = inputs();
+        i.algorithm = algorithm;
+        i.control_plane_endpoint = Some("lb.example.com:6443".into());
+        let mut cas: Vec<(&str, Issuer)> = Vec::new();
+        for spec in CERTS {
+            let issuer = spec
+                .ca
+                .map(|ca| &cas.iter().find(|(n, _)| *n == ca).expect("CA first").1);
+            // Leaves are issued a minute after their CA: NotBefore must still be the CA's.
+            let at = if spec.is_ca() {
+                now()
+            } else {
+                now() + Duration::from_secs(60)
+            };
+            let issued = issue(spec, &i, issuer, at).expect("issues");
+            let d = der_of(&issued.cert_pem);
+            let (_, c) = X509Certificate::from_der(&d).expect("parses");
+            let strs = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue>| -> Vec<String> {
+                it.map(|a| a.as_str().expect("string").to_string()).collect()
+            };
+            assert_eq!(
+                strs(&mut c.subject().iter_common_name()),
+                [spec.common_name(&i)],
+                "{}",
+                spec.name
+            );
+            assert_eq!(
+                strs(&mut c.subject().iter_organization()),
+                spec.organizations,
+                "{}",
+                spec.name
+            );
+            let issuer_cn = spec
+                .ca_spec()
+                .map_or(spec.common_name(&i), |ca| ca.common_name(&i));
+            assert_eq!(
+                strs(&mut c.issuer().iter_common_name()),
+                [issuer_cn],
+                "{}",
+                spec.name
+            );
+            assert_eq!(c.is_ca(), spec.is_ca(), "{}", spec.name);
+            let ku = c.key_usage().expect("ku").expect("present");
+            assert!(ku.critical);
+            assert!(
+                ku.value.digital_signature() && ku.value.key_encipherment(),
+                "{}",
+                spec.name
+            );
+            assert_eq!(ku.value.key_cert_sign(), spec.is_ca(), "{}", spec.name);
+            let eku = c.extended_key_usage().expect("eku");
+            match eku {
+                None => assert!(spec.ext_key_usages.is_empty(), "{}", spec.name),
+                Some(e) => {
+                    assert_eq!(
+                        e.value.server_auth,
+                        spec.ext_key_usages
+                            .contains(&crate::ExtKeyUsage::ServerAuth)
+                    );
+                    assert_eq!(
+                        e.value.client_auth,
+                        spec.ext_key_usages
+                            .contains(&crate::ExtKeyUsage::ClientAuth)
+                    );
+                }
+            }
+            let parsed = verify::parse_cert(&issued.cert_pem, "c").expect("parses");
+            let want = alt_names(spec, &i).expect("sans");
+            assert_eq!(parsed.dns_names, want.dns_names, "{}", spec.name);
+            assert_eq!(parsed.ips, want.ips, "{}", spec.name);
+            let nb = OffsetDateTime::from(now());
+            assert_eq!(parsed.not_before, nb, "{}", spec.name);
+            let days = (parsed.not_after - OffsetDateTime::from(at)).whole_days();
+            assert_eq!(days, i64::from(spec.validity_days), "{}", spec.name);
+            let key = PrivateKey::from_pem(&issued.key_pem, "k").expect("key parses");
+            assert_eq!(key.algorithm(), algorithm);
+            assert_eq!(key.public_key_raw(), parsed.public_key_raw.as_slice());
+            if let Some(ca) = issuer {
+                let ca_der = der_of(&ca.cert_pem);
+                let (_, ca_cert) = X509Certificate::from_der(&ca_der).expect("ca");
+                c.verify_signature(Some(ca_cert.public_key()))
+                    .expect("signed by its CA");
+                assert_eq!(
+                    c.issuer().as_raw(),
+                    ca_cert.subject().as_raw(),
+                    "issuer DN bytes"
+                );
+            } else {
+                c.verify_signature(None).expect("self-signed");
+            }
+            if spec.is_ca() {
+                cas.push((spec.name, issued.into()));
+            }
+        }
+    }
+
+    #[test]
+    fn every_spec_ecdsa() {
+        check_all(KeyAlgorithm::EcdsaP256);
+    }
+
+    #[test]
+    fn rsa_ca_signs_rsa_leaf() {
+        let mut i = inputs();
+        i.algorithm = KeyAlgorithm::Rsa2048;
+        let ca: Issuer = issue(cert_spec("ca").expect("ca"), &i, None, now())
+            .expect("ca")
+            .into();
+        assert!(ca.key_pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        let leaf = issue(
+            cert_spec("apiserver-kubelet-client").expect("s"),
+            &i,
+            Some(&ca),
+            now(),
+        )
+        .expect("leaf");
+        let d = der_of(&leaf.cert_pem);
+        let (_, c) = X509Certificate::from_der(&d).expect("parses");
+        assert_eq!(
+            c.signature_algorithm.algorithm.to_id_string(),
+            "1.2.840.113549.1.1.11"
+        );
+        let ca_der = der_of(&ca.cert_pem);
+        let (_, ca_cert) = X509Certificate::from_der(&ca_der).expect("ca");
+        c.verify_signature(Some(ca_cert.public_key()))
+            .expect("signed");
+    }
+
+    #[test]
+    fn subject_strings_follow_go() {
+        assert!(is_printable("system:masters"));
+        assert!(!is_printable("ü"));
+        assert!(!is_printable("a*b"));
+    }
+
+    #[test]
+    fn issuer_must_fit_the_spec() {
+        let ca: Issuer = issue(cert_spec("ca").expect("ca"), &inputs(), None, now())
+            .expect("ca")
+            .into();
+        let e =
+            issue(cert_spec("apiserver").expect("s"), &inputs(), None, now()).expect_err("no CA");
+        assert_eq!(
+            e.to_string(),
+            "certificate \"apiserver\" must be signed by CA \"ca\", but no CA was given; create the \"ca\" CA first"
+        );
+        assert!(issue(cert_spec("ca").expect("s"), &inputs(), Some(&ca), now()).is_err());
+    }
 }

@@ -31,7 +31,9 @@ pub struct PrivateKey {
 impl std::fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
-        f.debug_struct("PrivateKey").field("algorithm", &self.algorithm).finish_non_exhaustive()
+        f.debug_struct("PrivateKey")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
     }
 }
 
@@ -41,24 +43,35 @@ impl PrivateKey {
     /// # Errors
     /// [`PkiError::KeyGeneration`] if the system's random source or the library fails.
     pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, PkiError> {
-        let fail = |reason: String| PkiError::KeyGeneration { algorithm: algorithm.as_str(), reason };
+        let fail = |reason: String| PkiError::KeyGeneration {
+            algorithm: algorithm.as_str(),
+            reason,
+        };
         match algorithm.rsa_bits() {
             None => {
                 let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
                     .map_err(|e| fail(e.to_string()))?;
                 let sec1 = pkcs8_to_sec1(pair.serialized_der())
                     .ok_or_else(|| fail("unexpected PKCS#8 layout from ring".to_string()))?;
-                Ok(Self { pem: der::pem_encode(PEM_EC_PRIVATE_KEY, &sec1), pair, algorithm })
+                Ok(Self {
+                    pem: der::pem_encode(PEM_EC_PRIVATE_KEY, &sec1),
+                    pair,
+                    algorithm,
+                })
             }
             Some(bits) => {
                 let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits)
                     .map_err(|e| fail(e.to_string()))?;
                 let pkcs1 = key.to_pkcs1_der().map_err(|e| fail(e.to_string()))?;
                 let pkcs8 = key.to_pkcs8_der().map_err(|e| fail(e.to_string()))?;
-                let pair = rcgen::KeyPair::try_from(pkcs8.as_bytes())
-                    .map_err(|e| fail(e.to_string()))?;
+                let pair =
+                    rcgen::KeyPair::try_from(pkcs8.as_bytes()).map_err(|e| fail(e.to_string()))?;
                 let pem = der::pem_encode(PEM_RSA_PRIVATE_KEY, pkcs1.as_bytes());
-                Ok(Self { pair, pem, algorithm })
+                Ok(Self {
+                    pair,
+                    pem,
+                    algorithm,
+                })
             }
         }
     }
@@ -71,14 +84,19 @@ impl PrivateKey {
     /// [`PkiError::ParseKey`] for bad PEM, no key block, a curve other than P-256 or an RSA
     /// size other than 2048, 3072 or 4096 bits.
     pub fn from_pem(pem: &str, what: &str) -> Result<Self, PkiError> {
-        let fail = |reason: String| PkiError::ParseKey { what: what.to_string(), reason };
+        let fail = |reason: String| PkiError::ParseKey {
+            what: what.to_string(),
+            reason,
+        };
         let blocks = der::pem_blocks(pem).map_err(fail)?;
         let (label, der_bytes) = blocks
             .iter()
             .find(|(label, _)| {
                 [PEM_EC_PRIVATE_KEY, PEM_RSA_PRIVATE_KEY, PEM_PRIVATE_KEY].contains(&label.as_str())
             })
-            .ok_or_else(|| fail("no EC PRIVATE KEY, RSA PRIVATE KEY or PRIVATE KEY block".into()))?;
+            .ok_or_else(|| {
+                fail("no EC PRIVATE KEY, RSA PRIVATE KEY or PRIVATE KEY block".into())
+            })?;
         let (pkcs8, algorithm) = match label.as_str() {
             PEM_EC_PRIVATE_KEY => {
                 let pkcs8 = sec1_to_pkcs8(der_bytes).map_err(|r| fail(r.to_string()))?;
@@ -97,7 +115,11 @@ impl PrivateKey {
             }
         };
         let pair = rcgen::KeyPair::try_from(pkcs8).map_err(|e| fail(e.to_string()))?;
-        Ok(Self { pair, pem: pem.to_string(), algorithm })
+        Ok(Self {
+            pair,
+            pem: pem.to_string(),
+            algorithm,
+        })
     }
 
     /// The key as PEM: for generated keys kubeadm's format, for read keys the text read.
@@ -112,7 +134,10 @@ impl PrivateKey {
 
     /// The public key as a PKIX `PUBLIC KEY` PEM (kubeadm: pkiutil.EncodePublicKeyPEM).
     pub fn public_key_pem(&self) -> String {
-        der::pem_encode(PEM_PUBLIC_KEY, &rcgen::PublicKeyData::subject_public_key_info(&self.pair))
+        der::pem_encode(
+            PEM_PUBLIC_KEY,
+            &rcgen::PublicKeyData::subject_public_key_info(&self.pair),
+        )
     }
 
     /// The raw public key: the contents of the SubjectPublicKeyInfo bit string.
@@ -137,7 +162,9 @@ pub struct KeyPairPem {
 
 impl std::fmt::Debug for KeyPairPem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyPairPem").field("public_pem", &self.public_pem).finish_non_exhaustive()
+        f.debug_struct("KeyPairPem")
+            .field("public_pem", &self.public_pem)
+            .finish_non_exhaustive()
     }
 }
 
@@ -149,7 +176,10 @@ impl std::fmt::Debug for KeyPairPem {
 /// [`PkiError::KeyGeneration`].
 pub fn sa_key_pair(algorithm: KeyAlgorithm) -> Result<KeyPairPem, PkiError> {
     let key = PrivateKey::generate(algorithm)?;
-    Ok(KeyPairPem { public_pem: key.public_key_pem(), private_pem: key.pem })
+    Ok(KeyPairPem {
+        public_pem: key.public_key_pem(),
+        private_pem: key.pem,
+    })
 }
 
 /// The PKIX public key PEM of a private key PEM, e.g. to restore a missing `sa.pub`.
@@ -162,15 +192,18 @@ pub fn public_key_pem(private_pem: &str) -> Result<String, PkiError> {
 
 /// The raw public key bits of a `PUBLIC KEY` PEM.
 pub(crate) fn public_key_raw_from_pem(pem: &str, what: &str) -> Result<Vec<u8>, PkiError> {
-    let fail = |reason: String| PkiError::ParsePublicKey { what: what.to_string(), reason };
+    let fail = |reason: String| PkiError::ParsePublicKey {
+        what: what.to_string(),
+        reason,
+    };
     let blocks = der::pem_blocks(pem).map_err(fail)?;
     let (_, spki) = blocks
         .iter()
         .find(|(label, _)| label == PEM_PUBLIC_KEY)
         .ok_or_else(|| fail("no PUBLIC KEY block".to_string()))?;
     use x509_parser::prelude::FromDer;
-    let (_, info) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki)
-        .map_err(|e| fail(e.to_string()))?;
+    let (_, info) =
+        x509_parser::x509::SubjectPublicKeyInfo::from_der(spki).map_err(|e| fail(e.to_string()))?;
     Ok(info.subject_public_key.data.to_vec())
 }
 
@@ -179,7 +212,9 @@ fn rsa_algorithm(key: &rsa::RsaPrivateKey) -> Result<KeyAlgorithm, String> {
         2048 => Ok(KeyAlgorithm::Rsa2048),
         3072 => Ok(KeyAlgorithm::Rsa3072),
         4096 => Ok(KeyAlgorithm::Rsa4096),
-        bits => Err(format!("RSA keys of {bits} bits are not supported; use 2048, 3072 or 4096")),
+        bits => Err(format!(
+            "RSA keys of {bits} bits are not supported; use 2048, 3072 or 4096"
+        )),
     }
 }
 
@@ -296,7 +331,10 @@ ncDVa0gEHQyM4I+3gmcka8fVLEILnCNp2w==
     #[test]
     fn rsa_key_is_pkcs1_and_reads_back_in_both_formats() {
         let key = PrivateKey::generate(KeyAlgorithm::Rsa2048).expect("generates");
-        assert!(key.to_pem().starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
+        assert!(
+            key.to_pem()
+                .starts_with("-----BEGIN RSA PRIVATE KEY-----\n")
+        );
         let again = PrivateKey::from_pem(key.to_pem(), "key").expect("reads back");
         assert_eq!(again.algorithm(), KeyAlgorithm::Rsa2048);
         assert_eq!(again.public_key_raw(), key.public_key_raw());
@@ -317,6 +355,9 @@ ncDVa0gEHQyM4I+3gmcka8fVLEILnCNp2w==
     fn sa_key_pair_public_matches_private() {
         let pair = sa_key_pair(KeyAlgorithm::EcdsaP256).expect("generates");
         assert!(pair.public_pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
-        assert_eq!(public_key_pem(&pair.private_pem).expect("derives"), pair.public_pem);
+        assert_eq!(
+            public_key_pem(&pair.private_pem).expect("derives"),
+            pair.public_pem
+        );
     }
 }

@@ -1,1 +1,49 @@
-//! pki
+//! kubeboot's public key infrastructure: the certificate authorities, certificates, keys,
+//! kubeconfig files, CA public key pins and bootstrap tokens of a kubeadm-compatible
+//! cluster, with the same fields kubeadm v1.20 writes, so kubeadm and kubeboot nodes trust
+//! each other.
+//!
+//! This crate is pure: bytes in, bytes out. It never touches the filesystem, the network,
+//! processes, the environment or the clock (`now` is a parameter); only key generation
+//! reads the system's random source. Phases read files, call [`decide`], then [`issue()`], and
+//! write the PEMs they get back.
+//!
+//! Modules:
+//! - [`certs`]: the certificate table [`CERTS`] (kubeadm's certlist.go) and [`CertInputs`].
+//! - [`mod@issue`]: issuing self-signed CAs and CA-signed certificates.
+//! - [`key`]: private keys (ECDSA P-256, RSA), their PEM formats, the service account pair.
+//! - [`verify`]: [`decide`] whether what is on the node can be reused.
+//! - [`kubeconfig`]: the kubeconfig table [`KUBECONFIGS`], building and checking them.
+//! - [`pin`]: `sha256:` CA public key pins for discovery.
+//! - [`token`]: bootstrap tokens.
+//! - [`info`]: expiry facts for `certs check-expiration`.
+//! - [`error`]: the one error type, [`PkiError`], and [`SanKind`].
+#![warn(missing_docs)]
+
+pub mod certs;
+mod der;
+pub mod error;
+pub mod info;
+pub mod issue;
+pub mod key;
+pub mod kubeconfig;
+pub mod pin;
+pub mod token;
+pub mod verify;
+
+pub use certs::{
+    AltNames, CA_VALIDITY_DAYS, CERTS, CertInputs, CertSpec, CommonName, ExtKeyUsage, KeyUsage,
+    LEAF_VALIDITY_DAYS, SA_BASE_NAME, SanRule, alt_names, apiserver_service_ip, cert_spec,
+    certs_for, parse_host_port,
+};
+pub use error::{PkiError, SanKind};
+pub use info::{CertInfo, cert_info};
+pub use issue::{Issued, Issuer, issue};
+pub use key::{KeyPairPem, PrivateKey, public_key_pem, sa_key_pair};
+pub use kubeconfig::{
+    KUBECONFIGS, Kubeconfig, KubeconfigSpec, build_kubeconfig, decide_kubeconfig, kubeconfig_spec,
+    local_server_url, server_url,
+};
+pub use pin::{CaPin, ca_cert_hash};
+pub use token::BootstrapToken;
+pub use verify::{Decision, check_sa_key, decide, decide_sa};

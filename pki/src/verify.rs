@@ -67,15 +67,26 @@ pub fn decide(
         return Ok(Decision::Reuse);
     }
     let ca_name = spec.ca.unwrap_or(spec.name);
-    let ca_pem = issuer_ca_cert_pem.ok_or(PkiError::MissingIssuer { cert: spec.name, ca: ca_name })?;
+    let ca_pem = issuer_ca_cert_pem.ok_or(PkiError::MissingIssuer {
+        cert: spec.name,
+        ca: ca_name,
+    })?;
     let ca = parse_cert(ca_pem, &format!("CA certificate {ca_name:?}"))?;
     if !signed_by(&cert.der, &ca.der) {
-        return Err(PkiError::WrongCa { cert: spec.name, ca: ca_name, issuer: cert.issuer.clone() });
+        return Err(PkiError::WrongCa {
+            cert: spec.name,
+            ca: ca_name,
+            issuer: cert.issuer.clone(),
+        });
     }
     // kubeadm: validateCertificateWithConfig, cert.VerifyHostname for every DNS name and IP.
     let want = alt_names(spec, inputs)?;
     for dns in &want.dns_names {
-        if !cert.dns_names.iter().any(|pattern| hostname_matches(pattern, dns)) {
+        if !cert
+            .dns_names
+            .iter()
+            .any(|pattern| hostname_matches(pattern, dns))
+        {
             return Err(PkiError::MissingSan {
                 cert: spec.name,
                 kind: SanKind::Dns,
@@ -114,14 +125,24 @@ pub fn decide_sa(
             Some(_) => Err(PkiError::SaPublicWithoutKey),
         };
     };
-    let key = PrivateKey::from_pem(key_pem, "service account key \"sa.key\"")?;
+    check_sa_key(key_pem, existing_pub_pem)?;
+    Ok(Decision::Reuse)
+}
+
+/// Checks an existing `sa.key` (and `sa.pub`, if present, against it) and returns the public
+/// key PEM derived from `sa.key`, for the caller to write when `sa.pub` is missing.
+///
+/// # Errors
+/// [`PkiError::ParseKey`], [`PkiError::ParsePublicKey`], [`PkiError::SaMismatch`].
+pub fn check_sa_key(private_pem: &str, existing_pub_pem: Option<&str>) -> Result<String, PkiError> {
+    let key = PrivateKey::from_pem(private_pem, "service account key \"sa.key\"")?;
     if let Some(pub_pem) = existing_pub_pem {
         let public = public_key_raw_from_pem(pub_pem, "service account public key \"sa.pub\"")?;
         if public != key.public_key_raw() {
             return Err(PkiError::SaMismatch);
         }
     }
-    Ok(Decision::Reuse)
+    Ok(key.public_key_pem())
 }
 
 /// The fields of a certificate this crate looks at, owned.
@@ -143,7 +164,10 @@ pub(crate) struct ParsedCert {
 
 /// Parses the first `CERTIFICATE` block of `pem`; `what` names it in errors.
 pub(crate) fn parse_cert(pem: &str, what: &str) -> Result<ParsedCert, PkiError> {
-    let fail = |reason: String| PkiError::ParseCert { what: what.to_string(), reason };
+    let fail = |reason: String| PkiError::ParseCert {
+        what: what.to_string(),
+        reason,
+    };
     let blocks = der::pem_blocks(pem).map_err(fail)?;
     let (_, der_bytes) = blocks
         .into_iter()
@@ -155,7 +179,10 @@ pub(crate) fn parse_cert(pem: &str, what: &str) -> Result<ParsedCert, PkiError> 
     };
     let mut dns_names = Vec::new();
     let mut ips = Vec::new();
-    if let Some(san) = x.subject_alternative_name().map_err(|e| fail(e.to_string()))? {
+    if let Some(san) = x
+        .subject_alternative_name()
+        .map_err(|e| fail(e.to_string()))?
+    {
         for name in &san.value.general_names {
             match name {
                 GeneralName::DNSName(d) => dns_names.push(d.to_string()),
@@ -191,9 +218,10 @@ pub(crate) fn parse_cert(pem: &str, what: &str) -> Result<ParsedCert, PkiError> 
 
 /// Whether `cert_der` carries a valid signature of `ca_der`'s key.
 fn signed_by(cert_der: &[u8], ca_der: &[u8]) -> bool {
-    let (Ok((_, cert)), Ok((_, ca))) =
-        (X509Certificate::from_der(cert_der), X509Certificate::from_der(ca_der))
-    else {
+    let (Ok((_, cert)), Ok((_, ca))) = (
+        X509Certificate::from_der(cert_der),
+        X509Certificate::from_der(ca_der),
+    ) else {
         return false;
     };
     cert.verify_signature(Some(ca.public_key())).is_ok()
@@ -204,13 +232,20 @@ fn signed_by(cert_der: &[u8], ca_der: &[u8]) -> bool {
 fn check_period(name: &'static str, cert: &ParsedCert, now: SystemTime) -> Result<(), PkiError> {
     let now = OffsetDateTime::from(now);
     let rfc3339 = |t: OffsetDateTime| {
-        t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| t.to_string())
     };
     if now < cert.not_before {
-        return Err(PkiError::NotYetValid { cert: name, not_before: rfc3339(cert.not_before) });
+        return Err(PkiError::NotYetValid {
+            cert: name,
+            not_before: rfc3339(cert.not_before),
+        });
     }
     if now > cert.not_after {
-        return Err(PkiError::Expired { cert: name, not_after: rfc3339(cert.not_after) });
+        return Err(PkiError::Expired {
+            cert: name,
+            not_after: rfc3339(cert.not_after),
+        });
     }
     Ok(())
 }
@@ -245,7 +280,9 @@ mod tests {
     }
 
     fn ca() -> Issuer {
-        issue(spec("ca"), &inputs(), None, now()).expect("ca").into()
+        issue(spec("ca"), &inputs(), None, now())
+            .expect("ca")
+            .into()
     }
 
     #[test]
@@ -257,7 +294,14 @@ mod tests {
     #[test]
     fn fitting_leaf_and_user_ca_are_reused() {
         let ca = ca();
-        let d = decide(spec("ca"), &inputs(), Some(&ca.cert_pem), Some(&ca.key_pem), None, now());
+        let d = decide(
+            spec("ca"),
+            &inputs(),
+            Some(&ca.cert_pem),
+            Some(&ca.key_pem),
+            None,
+            now(),
+        );
         assert_eq!(d.expect("ok"), Decision::Reuse);
         let leaf = issue(spec("apiserver"), &inputs(), Some(&ca), now()).expect("leaf");
         let later = now() + Duration::from_secs(86_400);
@@ -300,9 +344,18 @@ mod tests {
         let leaf = issue(spec("etcd-server"), &inputs(), Some(&ca), now()).expect("leaf");
         let mut i = inputs();
         i.etcd_server_sans = vec!["etcd.example.com".into()];
-        let err = decide(spec("etcd-server"), &i, Some(&leaf.cert_pem), Some(&leaf.key_pem), Some(&ca.cert_pem), now())
-            .expect_err("missing SAN");
-        assert!(matches!(err, PkiError::MissingSan { kind: SanKind::Dns, ref value, .. } if value == "etcd.example.com"));
+        let err = decide(
+            spec("etcd-server"),
+            &i,
+            Some(&leaf.cert_pem),
+            Some(&leaf.key_pem),
+            Some(&ca.cert_pem),
+            now(),
+        )
+        .expect_err("missing SAN");
+        assert!(
+            matches!(err, PkiError::MissingSan { kind: SanKind::Dns, ref value, .. } if value == "etcd.example.com")
+        );
     }
 
     #[test]
@@ -325,8 +378,22 @@ mod tests {
             now(),
         )
         .expect_err("other CA");
-        assert!(matches!(err, PkiError::WrongCa { cert: "apiserver", ca: "ca", .. }), "{err}");
-        assert!(err.to_string().contains("not signed by the \"ca\" CA (issuer \"CN=kubernetes\")"), "{err}");
+        assert!(
+            matches!(
+                err,
+                PkiError::WrongCa {
+                    cert: "apiserver",
+                    ca: "ca",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("not signed by the \"ca\" CA (issuer \"CN=kubernetes\")"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -334,11 +401,21 @@ mod tests {
         let ca = ca();
         let leaf = issue(spec("front-proxy-client"), &inputs(), Some(&ca), now()).expect("leaf");
         let at = |t: SystemTime| {
-            decide(spec("front-proxy-client"), &inputs(), Some(&leaf.cert_pem), Some(&leaf.key_pem), Some(&ca.cert_pem), t)
+            decide(
+                spec("front-proxy-client"),
+                &inputs(),
+                Some(&leaf.cert_pem),
+                Some(&leaf.key_pem),
+                Some(&ca.cert_pem),
+                t,
+            )
         };
         let err = at(now() + Duration::from_secs(400 * 86_400)).expect_err("expired");
         assert!(matches!(err, PkiError::Expired { .. }), "{err}");
-        assert!(err.to_string().contains("expired at 2024-11-13T22:13:20Z"), "{err}");
+        assert!(
+            err.to_string().contains("expired at 2024-11-13T22:13:20Z"),
+            "{err}"
+        );
         let err = at(now() - Duration::from_secs(60)).expect_err("not yet valid");
         assert!(matches!(err, PkiError::NotYetValid { .. }), "{err}");
     }
@@ -346,8 +423,20 @@ mod tests {
     #[test]
     fn key_of_another_cert_is_refused() {
         let ca = ca();
-        let a = issue(spec("apiserver-kubelet-client"), &inputs(), Some(&ca), now()).expect("a");
-        let b = issue(spec("apiserver-kubelet-client"), &inputs(), Some(&ca), now()).expect("b");
+        let a = issue(
+            spec("apiserver-kubelet-client"),
+            &inputs(),
+            Some(&ca),
+            now(),
+        )
+        .expect("a");
+        let b = issue(
+            spec("apiserver-kubelet-client"),
+            &inputs(),
+            Some(&ca),
+            now(),
+        )
+        .expect("b");
         let err = decide(
             spec("apiserver-kubelet-client"),
             &inputs(),
@@ -363,11 +452,31 @@ mod tests {
     #[test]
     fn half_present_pairs_are_refused() {
         let ca = ca();
-        let e = decide(spec("ca"), &inputs(), Some(&ca.cert_pem), None, None, now()).expect_err("no key");
-        assert!(e.to_string().contains("external CA mode is not supported"), "{e}");
-        let e = decide(spec("apiserver"), &inputs(), Some(&ca.cert_pem), None, None, now()).expect_err("no key");
+        let e = decide(spec("ca"), &inputs(), Some(&ca.cert_pem), None, None, now())
+            .expect_err("no key");
+        assert!(
+            e.to_string().contains("external CA mode is not supported"),
+            "{e}"
+        );
+        let e = decide(
+            spec("apiserver"),
+            &inputs(),
+            Some(&ca.cert_pem),
+            None,
+            None,
+            now(),
+        )
+        .expect_err("no key");
         assert!(matches!(e, PkiError::CertWithoutKey { .. }));
-        let e = decide(spec("apiserver"), &inputs(), None, Some(&ca.key_pem), None, now()).expect_err("no cert");
+        let e = decide(
+            spec("apiserver"),
+            &inputs(),
+            None,
+            Some(&ca.key_pem),
+            None,
+            now(),
+        )
+        .expect_err("no cert");
         assert!(matches!(e, PkiError::KeyWithoutCert { .. }));
     }
 
@@ -375,8 +484,15 @@ mod tests {
     fn leaf_in_place_of_a_ca_is_refused() {
         let ca = ca();
         let leaf = issue(spec("apiserver"), &inputs(), Some(&ca), now()).expect("leaf");
-        let e = decide(spec("ca"), &inputs(), Some(&leaf.cert_pem), Some(&leaf.key_pem), None, now())
-            .expect_err("not a CA");
+        let e = decide(
+            spec("ca"),
+            &inputs(),
+            Some(&leaf.cert_pem),
+            Some(&leaf.key_pem),
+            None,
+            now(),
+        )
+        .expect_err("not a CA");
         assert!(matches!(e, PkiError::NotCa { .. }));
     }
 
@@ -385,9 +501,21 @@ mod tests {
         let pair = crate::sa_key_pair(components::config::KeyAlgorithm::EcdsaP256).expect("sa");
         let other = crate::sa_key_pair(components::config::KeyAlgorithm::EcdsaP256).expect("sa");
         assert_eq!(decide_sa(None, None).expect("ok"), Decision::Create);
-        assert_eq!(decide_sa(Some(&pair.private_pem), None).expect("ok"), Decision::Reuse);
-        assert_eq!(decide_sa(Some(&pair.private_pem), Some(&pair.public_pem)).expect("ok"), Decision::Reuse);
-        assert!(matches!(decide_sa(Some(&pair.private_pem), Some(&other.public_pem)), Err(PkiError::SaMismatch)));
-        assert!(matches!(decide_sa(None, Some(&pair.public_pem)), Err(PkiError::SaPublicWithoutKey)));
+        assert_eq!(
+            decide_sa(Some(&pair.private_pem), None).expect("ok"),
+            Decision::Reuse
+        );
+        assert_eq!(
+            decide_sa(Some(&pair.private_pem), Some(&pair.public_pem)).expect("ok"),
+            Decision::Reuse
+        );
+        assert!(matches!(
+            decide_sa(Some(&pair.private_pem), Some(&other.public_pem)),
+            Err(PkiError::SaMismatch)
+        ));
+        assert!(matches!(
+            decide_sa(None, Some(&pair.public_pem)),
+            Err(PkiError::SaPublicWithoutKey)
+        ));
     }
 }

@@ -7,8 +7,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 
 /// The command that prepares a machine; every "missing input" error names it.
-pub const SETUP_HINT: &str =
-    "run scripts/setup.sh, then `set -a; . /var/lib/kubeboot-dev/env; set +a` (scripts/test.sh does both)";
+pub const SETUP_HINT: &str = "run scripts/setup.sh, then `set -a; . /var/lib/kubeboot-dev/env; set +a` (scripts/test.sh does both)";
 
 /// The binaries an end-to-end scenario may start inside a node.
 pub const NODE_BINS: &[&str] = &[
@@ -77,9 +76,9 @@ pub fn require_bins(names: &[&str]) -> Result<PathBuf> {
 /// The kubeboot binary under test.
 ///
 /// 1. `KUBEBOOT_EXE`, if set (e.g. `/usr/local/bin/kubeboot` from scripts/setup.sh).
-/// 2. Otherwise `kubeboot` next to this test's own profile directory: the test executable
-///    is `<target>/<profile>/deps/e2e-<hash>`, so the workspace build of the same profile
-///    is `<target>/<profile>/kubeboot`. This follows `CARGO_TARGET_DIR`, `--profile` and
+/// 2. Otherwise `kubeboot` in this test's own profile directory: the test executable is
+///    `<target>/<profile>/deps/e2e-<hash>`, so the workspace build of the same profile is
+///    `<target>/<profile>/kubeboot`. This follows `CARGO_TARGET_DIR`, `--profile` and
 ///    nextest alike, without needing the variable at run time. (`CARGO_BIN_EXE_kubeboot`
 ///    only exists for the `kubeboot` package's own tests.)
 ///
@@ -95,10 +94,14 @@ pub fn kubeboot_exe() -> Result<PathBuf> {
         return Ok(p);
     }
     let exe = std::env::current_exe().context("locating the test executable")?;
-    let profile_dir = exe
+    let mut profile_dir = exe
         .parent()
-        .and_then(Path::parent)
-        .context("test executable has no <target>/<profile>/deps parent")?;
+        .context("test executable has no parent directory")?;
+    if profile_dir.file_name().is_some_and(|n| n == "deps") {
+        profile_dir = profile_dir
+            .parent()
+            .context("deps/ has no parent directory")?;
+    }
     let p = profile_dir.join("kubeboot");
     if !is_executable(&p) {
         bail!(
@@ -151,11 +154,14 @@ fn newest_source() -> Result<Option<(PathBuf, SystemTime)>> {
             if p.file_name().is_some_and(|n| n == "tests" || n == "target") {
                 continue;
             }
-            for entry in std::fs::read_dir(&p).with_context(|| format!("listing {}", p.display()))? {
+            for entry in
+                std::fs::read_dir(&p).with_context(|| format!("listing {}", p.display()))?
+            {
                 stack.push(entry?.path());
             }
         } else if p.extension().is_some_and(|e| e == "rs")
-            || p.file_name().is_some_and(|n| n == "Cargo.toml" || n == "Cargo.lock")
+            || p.file_name()
+                .is_some_and(|n| n == "Cargo.toml" || n == "Cargo.lock")
         {
             let t = meta.modified()?;
             if newest.as_ref().is_none_or(|(_, n)| t > *n) {

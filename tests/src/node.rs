@@ -165,7 +165,9 @@ impl Node {
     pub fn kubeboot(&self, args: &[&str]) -> Result<CmdOutput> {
         let exe = kubeboot_exe()?;
         let exe = exe.to_string_lossy();
-        let argv: Vec<&str> = std::iter::once(exe.as_ref()).chain(args.iter().copied()).collect();
+        let argv: Vec<&str> = std::iter::once(exe.as_ref())
+            .chain(args.iter().copied())
+            .collect();
         self.exec(&argv)
     }
 
@@ -180,7 +182,12 @@ impl Node {
     pub fn kubectl(&self, args: &[&str]) -> Result<CmdOutput> {
         let kubectl = env::require_bins(&["kubectl"])?.join("kubectl");
         let kubectl = kubectl.to_string_lossy();
-        let mut argv = vec![kubectl.as_ref(), "--kubeconfig", ADMIN_CONF, "--request-timeout=20s"];
+        let mut argv = vec![
+            kubectl.as_ref(),
+            "--kubeconfig",
+            ADMIN_CONF,
+            "--request-timeout=20s",
+        ];
         argv.extend_from_slice(args);
         self.exec(&argv)
     }
@@ -195,7 +202,8 @@ impl Node {
         let mut argv = args.to_vec();
         argv.extend_from_slice(&["-o", "json"]);
         let out = self.kubectl_ok(&argv)?;
-        serde_json::from_str(&out).with_context(|| format!("parsing `kubectl {}` output", argv.join(" ")))
+        serde_json::from_str(&out)
+            .with_context(|| format!("parsing `kubectl {}` output", argv.join(" ")))
     }
 
     /// `kubeboot agent status -o json` inside the node, parsed.
@@ -226,7 +234,12 @@ impl Node {
             .open(log)
             .with_context(|| format!("opening {}", log.display()))?;
         let err = out.try_clone()?;
-        eprintln!("[{}] $ {} &  (log: {})", self.name, argv.join(" "), log.display());
+        eprintln!(
+            "[{}] $ {} &  (log: {})",
+            self.name,
+            argv.join(" "),
+            log.display()
+        );
         Command::new(node_script())
             .args(["exec", &self.name, "--", "setsid"])
             .args(argv)
@@ -242,11 +255,18 @@ impl Node {
     /// and are not listed.
     pub fn processes(&self) -> Result<Vec<NodeProcess>> {
         let net = ns_id("net", &PathBuf::from(format!("/run/netns/{}", self.name)))?;
-        let mnt = ns_id("mnt", &PathBuf::from(format!("/run/kubeboot-nodes/{}/mnt", self.name)))?;
+        let mnt = ns_id(
+            "mnt",
+            &PathBuf::from(format!("/run/kubeboot-nodes/{}/mnt", self.name)),
+        )?;
         let mut found = Vec::new();
         for entry in std::fs::read_dir("/proc").context("listing /proc")? {
             let entry = entry?;
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
             let dir = entry.path();
@@ -303,7 +323,10 @@ impl Node {
     /// processes, the last lines of every container log under /var/log/pods and of
     /// /var/log/kubeboot/agent.log.
     pub fn diagnostics(&self) -> String {
-        let mut report = format!("######## diagnostics of node {} ({})\n", self.name, self.cidr);
+        let mut report = format!(
+            "######## diagnostics of node {} ({})\n",
+            self.name, self.cidr
+        );
         match kubeboot_exe() {
             Ok(exe) => {
                 let exe = exe.to_string_lossy();
@@ -420,7 +443,11 @@ fn sanitize(label: &str) -> String {
         }
     }
     let out = out.trim_end_matches('-').to_string();
-    if out.is_empty() { "node".to_string() } else { out }
+    if out.is_empty() {
+        "node".to_string()
+    } else {
+        out
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {

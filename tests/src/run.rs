@@ -64,12 +64,27 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<CmdOutput> {
     let out = Arc::new(Mutex::new(Vec::new()));
     let err = Arc::new(Mutex::new(Vec::new()));
     let readers = [
-        drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), &out),
-        drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>), &err),
+        drain(
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            &out,
+        ),
+        drain(
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            &err,
+        ),
     ];
     let deadline = Instant::now() + timeout;
     let status = loop {
-        if let Some(status) = child.try_wait().with_context(|| format!("waiting for `{shown}`"))? {
+        if let Some(status) = child
+            .try_wait()
+            .with_context(|| format!("waiting for `{shown}`"))?
+        {
             break status;
         }
         if Instant::now() >= deadline {
@@ -104,7 +119,9 @@ fn drain(src: Option<Box<dyn Read + Send>>, buf: &Arc<Mutex<Vec<u8>>>) -> Option
             if n == 0 {
                 break;
             }
-            buf.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&chunk[..n]);
+            buf.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(&chunk[..n]);
         }
     }))
 }

@@ -82,7 +82,10 @@ pub fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let start = Instant::now();
     let res = f().with_context(|| format!("step `{name}` failed"));
     match &res {
-        Ok(_) => eprintln!("<== step: {name} ok ({:.1}s)", start.elapsed().as_secs_f64()),
+        Ok(_) => eprintln!(
+            "<== step: {name} ok ({:.1}s)",
+            start.elapsed().as_secs_f64()
+        ),
         Err(e) => {
             mark_failed();
             eprintln!("<== step: {name} FAILED: {e:#}");

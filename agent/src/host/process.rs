@@ -97,14 +97,45 @@ impl PidFd {
         }
     }
 
-    /// Waits for the process to exit, then reaps it if it is our child.
-    pub async fn exited(self) -> io::Result<()> {
-        let afd = tokio::io::unix::AsyncFd::with_interest(self, tokio::io::Interest::READABLE)?;
-        let guard = afd.readable().await?;
-        drop(guard);
-        reap(afd.get_ref().pid);
-        Ok(())
+}
+
+struct SharedPidFd(std::sync::Arc<PidFd>);
+
+/// Types that own their file descriptor for their whole life and always return the same one
+/// from `as_raw_fd` (what tokio's `AsyncFd::register` requires).
+pub trait OwnsFd: AsRawFd + sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::SharedPidFd {}
+    impl Sealed for inotify::Inotify {}
+}
+
+impl OwnsFd for SharedPidFd {}
+impl OwnsFd for inotify::Inotify {}
+
+/// Registers an fd-owning object with the tokio reactor for readability.
+pub fn async_fd<T: OwnsFd>(inner: T) -> io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: `OwnsFd` is implemented only for types that own their descriptor (an OwnedFd
+    // inside an Arc that the AsyncFd keeps alive; inotify's own fd, closed only on drop) and
+    // return the same one every time, so it stays open and unchanged while registered.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }.map_err(io::Error::from)
+}
+
+impl AsRawFd for SharedPidFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
     }
+}
+
+/// Waits for the process to exit, then reaps it if it is our child; returns its wait status
+/// when it was our child. Only one waiter per pidfd.
+pub async fn wait_exit(fd: std::sync::Arc<PidFd>) -> io::Result<Option<WaitStatus>> {
+    let pid = fd.pid;
+    let afd = async_fd(SharedPidFd(fd))?;
+    let guard = afd.readable().await?;
+    drop(guard);
+    Ok(reap(pid))
 }
 
 fn poll_readable(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
@@ -198,9 +229,9 @@ pub struct Marked {
     pub stat: ProcStat,
 }
 
-/// Every live (non-zombie) process whose environment has `name` set to a value starting
-/// with `value_prefix`.
-pub fn find_marked(name: &str, value_prefix: &str) -> Vec<Marked> {
+/// Every live (non-zombie) process whose environment has `name` set to a value that
+/// `matches` accepts.
+pub fn find_marked(name: &str, matches: impl Fn(&str) -> bool) -> Vec<Marked> {
     let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
     let me = std::process::id();
     let mut out = Vec::new();
@@ -210,7 +241,7 @@ pub fn find_marked(name: &str, value_prefix: &str) -> Vec<Marked> {
             continue;
         }
         let Some(marker) = proc_env_var(pid, name) else { continue };
-        if !marker.starts_with(value_prefix) {
+        if !matches(&marker) {
             continue;
         }
         let Ok(stat) = proc_stat(pid) else { continue };
@@ -222,29 +253,34 @@ pub fn find_marked(name: &str, value_prefix: &str) -> Vec<Marked> {
     out
 }
 
-/// Signals every live process whose marker starts with `value_prefix`, through pidfds, and
-/// also each such process's group when it leads one. Returns how many were signalled.
-pub fn signal_marked(name: &str, value_prefix: &str, signal: Signal) -> usize {
+/// Signals every live process whose marker `matches` accepts, through pidfds, and also
+/// each such process's group when it leads one. Returns how many were signalled.
+pub fn signal_marked(name: &str, matches: impl Fn(&str) -> bool, signal: Signal) -> usize {
     let mut n = 0;
-    for m in find_marked(name, value_prefix) {
-        let Ok(fd) = PidFd::open(m.pid) else { continue };
-        // The pidfd pins the process; check it is still the one we listed.
-        if proc_stat(m.pid).map(|s| s.start_time) != Ok(m.stat.start_time) {
-            continue;
-        }
-        if fd.send_signal(signal).is_ok() {
-            n += 1;
-        }
-        if m.stat.pgid == m.pid {
-            let _ = signal_group(m.pid, signal);
-        }
+    for m in find_marked(name, matches) {
+        n += usize::from(signal_one(&m, signal));
     }
     n
 }
 
+/// Signals one listed process through a pidfd (and its group when it leads one), if it is
+/// still the process that was listed. True if it was signalled.
+pub fn signal_one(m: &Marked, signal: Signal) -> bool {
+    let Ok(fd) = PidFd::open(m.pid) else { return false };
+    // The pidfd pins the process; check it is still the one we listed.
+    if proc_stat(m.pid).ok().map(|s| s.start_time) != Some(m.stat.start_time) {
+        return false;
+    }
+    let sent = fd.send_signal(signal).is_ok();
+    if m.stat.pgid == m.pid {
+        let _ = signal_group(m.pid, signal);
+    }
+    sent
+}
+
 /// Spawns `exe` with `args`, exactly `env` as its environment, stdio on /dev/null and no
 /// controlling terminal of ours; returns the child's PID. The caller reaps it (through
-/// [`PidFd::exited`]).
+/// [`wait_exit`]).
 pub fn spawn_detached_child(exe: &Path, args: &[String], env: &[(String, String)], cwd: &Path) -> io::Result<u32> {
     let child = Command::new(exe)
         .args(args)

@@ -30,6 +30,15 @@ pub enum ApiVersion {
 }
 
 impl ApiVersion {
+    /// Parses `v1beta2`, `v1beta3` or the full `kubeadm.k8s.io/v1beta2` form.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.strip_prefix("kubeadm.k8s.io/").unwrap_or(s) {
+            "v1beta2" => Some(ApiVersion::V1beta2),
+            "v1beta3" => Some(ApiVersion::V1beta3),
+            _ => None,
+        }
+    }
+
     /// The `apiVersion` string.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -249,7 +258,9 @@ pub enum LoadError {
         message: String,
     },
     /// `apiVersion` or `kind` is missing.
-    #[error("document {document}: {field} is missing; kubeadm config documents need apiVersion and kind")]
+    #[error(
+        "document {document}: {field} is missing; kubeadm config documents need apiVersion and kind"
+    )]
     MissingTypeMeta {
         /// Document number.
         document: usize,
@@ -278,7 +289,9 @@ pub enum LoadError {
         api_version: String,
     },
     /// A kind the apiVersion does not have.
-    #[error("document {document}: unknown kind {kind:?} for apiVersion {api_version:?}; expected {expected}")]
+    #[error(
+        "document {document}: unknown kind {kind:?} for apiVersion {api_version:?}; expected {expected}"
+    )]
     UnknownKind {
         /// Document number.
         document: usize,
@@ -290,7 +303,9 @@ pub enum LoadError {
         expected: String,
     },
     /// The same kind twice.
-    #[error("document {document}: a second {kind} (the first is document {first}); a file holds one document of each kind")]
+    #[error(
+        "document {document}: a second {kind} (the first is document {first}); a file holds one document of each kind"
+    )]
     Duplicate {
         /// Document number.
         document: usize,
@@ -316,7 +331,11 @@ fn position(document: usize, kind: Option<&str>, line: Option<usize>) -> String 
     s
 }
 
-const KUBEADM_KINDS: &[&str] = &["InitConfiguration", "ClusterConfiguration", "JoinConfiguration"];
+const KUBEADM_KINDS: &[&str] = &[
+    "InitConfiguration",
+    "ClusterConfiguration",
+    "JoinConfiguration",
+];
 const OLD_KUBEADM_VERSIONS: &[&str] = &[
     "kubeadm.k8s.io/v1alpha1",
     "kubeadm.k8s.io/v1alpha2",
@@ -325,8 +344,13 @@ const OLD_KUBEADM_VERSIONS: &[&str] = &[
 ];
 
 fn supported_api_versions() -> String {
-    [names::KUBEADM_V1BETA2, names::KUBEADM_V1BETA3, KUBELET_CONFIG_API_VERSION, KUBE_PROXY_CONFIG_API_VERSION]
-        .join(", ")
+    [
+        names::KUBEADM_V1BETA2,
+        names::KUBEADM_V1BETA3,
+        KUBELET_CONFIG_API_VERSION,
+        KUBE_PROXY_CONFIG_API_VERSION,
+    ]
+    .join(", ")
 }
 
 /// One YAML document of a file: its text and the line (1-based) of its first line.
@@ -345,13 +369,19 @@ fn split_documents(content: &str) -> Vec<RawDocument<'_>> {
     for (i, line) in content.split_inclusive('\n').enumerate() {
         let bare = line.trim_end_matches(['\n', '\r']);
         if bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t") {
-            docs.push(RawDocument { text: &content[start..offset], first_line: start_line });
+            docs.push(RawDocument {
+                text: &content[start..offset],
+                first_line: start_line,
+            });
             start = offset + line.len();
             start_line = i + 2;
         }
         offset += line.len();
     }
-    docs.push(RawDocument { text: &content[start..], first_line: start_line });
+    docs.push(RawDocument {
+        text: &content[start..],
+        first_line: start_line,
+    });
     docs.retain(|d| {
         d.text.lines().any(|l| {
             let t = l.trim();
@@ -368,13 +398,23 @@ struct TypeMeta {
     kind: Option<String>,
 }
 
-fn yaml_error(document: usize, kind: Option<&str>, doc: &RawDocument<'_>, err: &yaml_serde::Error) -> LoadError {
+fn yaml_error(
+    document: usize,
+    kind: Option<&str>,
+    doc: &RawDocument<'_>,
+    err: &yaml_serde::Error,
+) -> LoadError {
     let line = err.location().map(|l| l.line() + doc.first_line - 1);
     let mut message = err.to_string();
     if let Some(at) = message.rfind(" at line ") {
         message.truncate(at);
     }
-    LoadError::Yaml { document, kind: kind.map(str::to_string), line, message }
+    LoadError::Yaml {
+        document,
+        kind: kind.map(str::to_string),
+        line,
+        message,
+    }
 }
 
 fn decode<'a, T: Deserialize<'a>>(
@@ -396,10 +436,22 @@ pub fn load(content: &str) -> Result<ConfigFile, LoadError> {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (i, doc) in split_documents(content).iter().enumerate() {
         let n = i + 1;
-        let meta: TypeMeta = yaml_serde::from_str(doc.text).map_err(|e| yaml_error(n, None, doc, &e))?;
+        let meta: TypeMeta =
+            yaml_serde::from_str(doc.text).map_err(|e| yaml_error(n, None, doc, &e))?;
         let api_version =
-            meta.api_version.filter(|s| !s.is_empty()).ok_or(LoadError::MissingTypeMeta { document: n, field: "apiVersion" })?;
-        let kind = meta.kind.filter(|s| !s.is_empty()).ok_or(LoadError::MissingTypeMeta { document: n, field: "kind" })?;
+            meta.api_version
+                .filter(|s| !s.is_empty())
+                .ok_or(LoadError::MissingTypeMeta {
+                    document: n,
+                    field: "apiVersion",
+                })?;
+        let kind = meta
+            .kind
+            .filter(|s| !s.is_empty())
+            .ok_or(LoadError::MissingTypeMeta {
+                document: n,
+                field: "kind",
+            })?;
         let unknown_kind = |expected: &[&str]| LoadError::UnknownKind {
             document: n,
             kind: kind.clone(),
@@ -420,7 +472,10 @@ pub fn load(content: &str) -> Result<ConfigFile, LoadError> {
             }
             KUBELET_CONFIG_API_VERSION | KUBE_PROXY_CONFIG_API_VERSION => {}
             v if OLD_KUBEADM_VERSIONS.contains(&v) => {
-                return Err(LoadError::OldApiVersion { document: n, api_version: api_version.clone() });
+                return Err(LoadError::OldApiVersion {
+                    document: n,
+                    api_version: api_version.clone(),
+                });
             }
             _ => {
                 return Err(LoadError::UnknownApiVersion {
@@ -431,7 +486,11 @@ pub fn load(content: &str) -> Result<ConfigFile, LoadError> {
             }
         }
         if let Some(&first) = seen.get(&kind) {
-            return Err(LoadError::Duplicate { document: n, kind, first });
+            return Err(LoadError::Duplicate {
+                document: n,
+                kind,
+                first,
+            });
         }
         seen.insert(kind.clone(), n);
         let v3 = api_version == names::KUBEADM_V1BETA3;
@@ -543,20 +602,30 @@ cgroupDriver: cgroupfs
         let f = load_for_init(PRINT_DEFAULTS_EDITED).unwrap();
         let init = f.init.unwrap();
         assert_eq!(init.node_registration.name.as_deref(), Some("node1"));
-        assert_eq!(init.local_api_endpoint.advertise_address.as_deref(), Some("10.0.0.1"));
+        assert_eq!(
+            init.local_api_endpoint.advertise_address.as_deref(),
+            Some("10.0.0.1")
+        );
         let tokens = init.bootstrap_tokens.unwrap();
         assert_eq!(tokens[0].token.as_deref(), Some("abcdef.0123456789abcdef"));
         assert_eq!(tokens[0].ttl.as_deref(), Some("24h0m0s"));
         let taints = init.node_registration.taints.unwrap();
         assert_eq!(taints[0].key, "node-role.kubernetes.io/master");
         let cluster = f.cluster.unwrap();
-        assert_eq!(cluster.networking.pod_subnet.as_deref(), Some("10.244.0.0/16"));
+        assert_eq!(
+            cluster.networking.pod_subnet.as_deref(),
+            Some("10.244.0.0/16")
+        );
         assert_eq!(cluster.kubernetes_version.as_deref(), Some("v1.20.2"));
         assert_eq!(cluster.dns.kind.as_deref(), Some("CoreDNS"));
         assert_eq!(cluster.etcd.local.unwrap().data_dir, "/var/lib/etcd");
         assert_eq!(f.component_configs.len(), 1);
         assert_eq!(f.component_configs[0].kind, "KubeletConfiguration");
-        assert!(f.component_configs[0].yaml.contains("cgroupDriver: cgroupfs"));
+        assert!(
+            f.component_configs[0]
+                .yaml
+                .contains("cgroupDriver: cgroupfs")
+        );
     }
 
     #[test]
@@ -568,7 +637,10 @@ cgroupDriver: cgroupfs
         .unwrap();
         let init = f.init.unwrap();
         assert_eq!(init.skip_phases, vec!["addon/kube-proxy"]);
-        assert_eq!(init.node_registration.image_pull_policy.as_deref(), Some("Never"));
+        assert_eq!(
+            init.node_registration.image_pull_policy.as_deref(),
+            Some("Never")
+        );
         assert_eq!(init.node_registration.ignore_preflight_errors, vec!["Swap"]);
         assert_eq!(init.patches_directory.as_deref(), Some("/etc/p"));
         assert!(f.cluster.is_none());
@@ -592,7 +664,12 @@ cgroupDriver: cgroupfs
                        apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\nnodeRegistration:\n  nam: x\n";
         let e = load(content).unwrap_err();
         match &e {
-            LoadError::Yaml { document, kind, line, message } => {
+            LoadError::Yaml {
+                document,
+                kind,
+                line,
+                message,
+            } => {
                 assert_eq!(*document, 2);
                 assert_eq!(kind.as_deref(), Some("InitConfiguration"));
                 assert_eq!(*line, Some(7));
@@ -601,27 +678,39 @@ cgroupDriver: cgroupfs
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert!(e.to_string().starts_with("document 2 (InitConfiguration), line 7: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("document 2 (InitConfiguration), line 7: "),
+            "{e}"
+        );
     }
 
     #[test]
     fn v1beta3_field_in_v1beta2_is_unknown() {
-        let e = err("apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\nskipPhases: [preflight]\n");
+        let e = err(
+            "apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\nskipPhases: [preflight]\n",
+        );
         assert!(e.contains("skipPhases") && e.contains("line 3"), "{e}");
     }
 
     #[test]
     fn v1beta2_field_in_v1beta3_is_unknown() {
-        let e = err("apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\nuseHyperKubeImage: false\n");
+        let e = err(
+            "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\nuseHyperKubeImage: false\n",
+        );
         assert!(e.contains("useHyperKubeImage"), "{e}");
-        let e = err("apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\ndns:\n  type: CoreDNS\n");
+        let e = err(
+            "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\ndns:\n  type: CoreDNS\n",
+        );
         assert!(e.contains("type") && e.contains("line 4"), "{e}");
     }
 
     #[test]
     fn unknown_kind_names_document_and_choices() {
-        let e = err("apiVersion: kubeadm.k8s.io/v1beta2\nkind: ClusterConfiguration\n---\n\
-                     apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfig\n");
+        let e = err(
+            "apiVersion: kubeadm.k8s.io/v1beta2\nkind: ClusterConfiguration\n---\n\
+                     apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfig\n",
+        );
         assert_eq!(
             e,
             "document 2: unknown kind \"InitConfig\" for apiVersion \"kubeadm.k8s.io/v1beta2\"; \
@@ -640,14 +729,20 @@ cgroupDriver: cgroupfs
     #[test]
     fn v1beta1_is_no_longer_supported() {
         let e = err("apiVersion: kubeadm.k8s.io/v1beta1\nkind: InitConfiguration\n");
-        assert!(e.contains("no longer supported") && e.contains("kubeadm config migrate"), "{e}");
+        assert!(
+            e.contains("no longer supported") && e.contains("kubeadm config migrate"),
+            "{e}"
+        );
     }
 
     #[test]
     fn missing_kind_is_an_error() {
         assert_eq!(
             load("apiVersion: kubeadm.k8s.io/v1beta2\n").unwrap_err(),
-            LoadError::MissingTypeMeta { document: 1, field: "kind" }
+            LoadError::MissingTypeMeta {
+                document: 1,
+                field: "kind"
+            }
         );
     }
 
@@ -658,13 +753,22 @@ cgroupDriver: cgroupfs
              apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n",
         )
         .unwrap_err();
-        assert_eq!(e, LoadError::Duplicate { document: 2, kind: "ClusterConfiguration".into(), first: 1 });
+        assert_eq!(
+            e,
+            LoadError::Duplicate {
+                document: 2,
+                kind: "ClusterConfiguration".into(),
+                first: 1
+            }
+        );
     }
 
     #[test]
     fn malformed_yaml_has_file_line() {
-        let e = load("# comment\n---\napiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\nfoo: [\n")
-            .unwrap_err();
+        let e = load(
+            "# comment\n---\napiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\nfoo: [\n",
+        )
+        .unwrap_err();
         match e {
             LoadError::Yaml { line: Some(l), .. } => assert!(l >= 5, "line {l}"),
             other => panic!("unexpected {other:?}"),
@@ -673,14 +777,32 @@ cgroupDriver: cgroupfs
 
     #[test]
     fn wrong_type_names_field() {
-        let e = err("apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\nlocalAPIEndpoint:\n  bindPort: abc\n");
-        assert!(e.contains("localAPIEndpoint.bindPort") && e.contains("line 4"), "{e}");
+        let e = err(
+            "apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\nlocalAPIEndpoint:\n  bindPort: abc\n",
+        );
+        assert!(
+            e.contains("localAPIEndpoint.bindPort") && e.contains("line 4"),
+            "{e}"
+        );
     }
 
     #[test]
     fn file_without_init_or_cluster_is_refused_for_init() {
-        let e = load_for_init("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n").unwrap_err();
+        let e = load_for_init(
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n",
+        )
+        .unwrap_err();
         assert_eq!(e, LoadError::NoInitOrCluster);
+    }
+
+    #[test]
+    fn api_version_parses_short_and_full() {
+        assert_eq!(ApiVersion::parse("v1beta3"), Some(ApiVersion::V1beta3));
+        assert_eq!(
+            ApiVersion::parse("kubeadm.k8s.io/v1beta2"),
+            Some(ApiVersion::V1beta2)
+        );
+        assert_eq!(ApiVersion::parse("v1beta1"), None);
     }
 
     #[test]
@@ -691,7 +813,10 @@ cgroupDriver: cgroupfs
         )
         .unwrap();
         let j = f.join.unwrap();
-        assert_eq!(j.discovery.api_server_endpoint.as_deref(), Some("10.0.0.1:6443"));
+        assert_eq!(
+            j.discovery.api_server_endpoint.as_deref(),
+            Some("10.0.0.1:6443")
+        );
         assert_eq!(j.discovery.ca_cert_hashes, vec!["sha256:00"]);
     }
 }

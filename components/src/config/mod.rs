@@ -4,6 +4,19 @@
 //! versioned document converts with `From` into the one internal form below, which is what
 //! defaulting, validation and every other crate see.
 
+pub mod defaults;
+pub mod flags;
+pub mod load;
+pub mod print;
+pub mod v1beta2;
+pub mod v1beta3;
+pub mod validate;
+
+pub use flags::{ConfigError, ConfigSource, HostFacts, InitFlags, resolve_init};
+pub use load::{ApiVersion, ConfigFile, LoadError, load};
+pub use print::{cluster_configuration_yaml, init_defaults_yaml};
+pub use validate::FieldError;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 

@@ -415,7 +415,11 @@ impl From<ControlPlaneComponentV> for ControlPlaneComponent {
 
 impl From<TaintV> for Taint {
     fn from(v: TaintV) -> Self {
-        Taint { key: v.key, value: opt(v.value), effect: v.effect }
+        Taint {
+            key: v.key,
+            value: opt(v.value),
+            effect: v.effect,
+        }
     }
 }
 
@@ -423,7 +427,11 @@ impl From<ApiEndpoint> for ApiEndpointSpec {
     fn from(v: ApiEndpoint) -> Self {
         ApiEndpointSpec {
             advertise_address: opt(v.advertise_address),
-            bind_port: if v.bind_port == 0 { None } else { Some(v.bind_port) },
+            bind_port: if v.bind_port == 0 {
+                None
+            } else {
+                Some(v.bind_port)
+            },
         }
     }
 }
@@ -508,7 +516,12 @@ impl From<ClusterConfiguration> for ClusterSpec {
             api_server: ApiServerSpec {
                 component: ControlPlaneComponent {
                     extra_args: v.api_server.extra_args,
-                    extra_volumes: v.api_server.extra_volumes.into_iter().map(Into::into).collect(),
+                    extra_volumes: v
+                        .api_server
+                        .extra_volumes
+                        .into_iter()
+                        .map(Into::into)
+                        .collect(),
                 },
                 cert_sans: v.api_server.cert_sans,
                 timeout_for_control_plane: v.api_server.timeout_for_control_plane,
@@ -534,7 +547,12 @@ impl From<JoinConfiguration> for JoinSpec {
             node_registration: v.node_registration.into(),
             ca_cert_path: opt(v.ca_cert_path),
             discovery: DiscoverySpec {
-                token: v.discovery.bootstrap_token.as_ref().map(|b| b.token.clone()).and_then(opt),
+                token: v
+                    .discovery
+                    .bootstrap_token
+                    .as_ref()
+                    .map(|b| b.token.clone())
+                    .and_then(opt),
                 api_server_endpoint: v
                     .discovery
                     .bootstrap_token

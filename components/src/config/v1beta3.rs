@@ -12,16 +12,16 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::ControlPlaneComponent;
+use super::load::{
+    ApiServerSpec, ClusterSpec, DnsSpec, InitSpec, JoinSpec, NetworkingSpec, NodeRegistrationSpec,
+};
+use super::v1beta2::{self, opt};
 pub use super::v1beta2::{
     ApiEndpoint, ApiServer, BootstrapToken, BootstrapTokenDiscovery, ControlPlaneComponentV,
     Discovery, Etcd, EtcdV, ExternalEtcdV, FileDiscovery, HostPathMountV, JoinControlPlane,
     LocalEtcdV, Networking, TaintV,
 };
-use super::load::{
-    ApiServerSpec, ClusterSpec, DnsSpec, InitSpec, JoinSpec, NetworkingSpec, NodeRegistrationSpec,
-};
-use super::v1beta2::{self, opt};
-use super::ControlPlaneComponent;
 
 /// InitConfiguration: the settings of the node that runs `init`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -217,7 +217,12 @@ impl From<ClusterConfiguration> for ClusterSpec {
             api_server: ApiServerSpec {
                 component: ControlPlaneComponent {
                     extra_args: v.api_server.extra_args,
-                    extra_volumes: v.api_server.extra_volumes.into_iter().map(Into::into).collect(),
+                    extra_volumes: v
+                        .api_server
+                        .extra_volumes
+                        .into_iter()
+                        .map(Into::into)
+                        .collect(),
                 },
                 cert_sans: v.api_server.cert_sans,
                 timeout_for_control_plane: v.api_server.timeout_for_control_plane,

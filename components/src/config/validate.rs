@@ -56,13 +56,25 @@ pub struct FieldError {
 
 impl FieldError {
     /// An error about a value.
-    pub fn invalid(field: impl Into<String>, value: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), value: Some(value.into()), message: message.into() }
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            field: field.into(),
+            value: Some(value.into()),
+            message: message.into(),
+        }
     }
 
     /// An error about a field with no value to show (missing, or a rule across fields).
     pub fn other(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), value: None, message: message.into() }
+        FieldError {
+            field: field.into(),
+            value: None,
+            message: message.into(),
+        }
     }
 }
 
@@ -81,7 +93,9 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -91,8 +105,13 @@ const DNS1123_MESSAGE: &str = "must be a valid DNS-1123 subdomain: lower-case le
 
 /// True for a valid bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`.
 pub fn is_bootstrap_token(s: &str) -> bool {
-    let ok = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    s.split_once('.').is_some_and(|(id, secret)| ok(id, 6) && ok(secret, 16))
+    let ok = |p: &str, n: usize| {
+        p.len() == n
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    s.split_once('.')
+        .is_some_and(|(id, secret)| ok(id, 6) && ok(secret, 16))
 }
 
 /// kubeadm's ParseHostPort: `host[:port]`, host an IP or DNS-1123 subdomain. Returns host and
@@ -125,7 +144,9 @@ pub fn parse_host_port(s: &str) -> Option<(String, Option<u16>)> {
 }
 
 fn valid_san(s: &str) -> bool {
-    s.parse::<IpAddr>().is_ok() || is_dns1123_subdomain(s) || s.strip_prefix("*.").is_some_and(is_dns1123_subdomain)
+    s.parse::<IpAddr>().is_ok()
+        || is_dns1123_subdomain(s)
+        || s.strip_prefix("*.").is_some_and(is_dns1123_subdomain)
 }
 
 fn check_sans(field: &str, sans: &[String], errs: &mut Vec<FieldError>) -> Vec<String> {
@@ -149,12 +170,25 @@ fn check_absolute(field: &str, path: &str, errs: &mut Vec<FieldError>) {
 
 fn range_size(net: &IpNet) -> u128 {
     let host_bits = u32::from(net.max_prefix_len() - net.prefix_len());
-    if host_bits >= 128 { u128::MAX } else { 1u128 << host_bits }
+    if host_bits >= 128 {
+        u128::MAX
+    } else {
+        1u128 << host_bits
+    }
 }
 
-fn parse_subnet(field: &str, value: &str, min_addresses: u128, errs: &mut Vec<FieldError>) -> Option<IpNet> {
+fn parse_subnet(
+    field: &str,
+    value: &str,
+    min_addresses: u128,
+    errs: &mut Vec<FieldError>,
+) -> Option<IpNet> {
     if value.contains(',') {
-        errs.push(FieldError::invalid(field, value, "is a dual-stack list; kubeboot supports one CIDR"));
+        errs.push(FieldError::invalid(
+            field,
+            value,
+            "is a dual-stack list; kubeboot supports one CIDR",
+        ));
         return None;
     }
     match value.trim().parse::<IpNet>() {
@@ -186,7 +220,9 @@ fn check_version(value: Option<&str>, errs: &mut Vec<FieldError>) -> Option<Vers
         ));
         return None;
     };
-    let is_label = ["stable", "latest", "ci/", "release/"].iter().any(|p| value.starts_with(p));
+    let is_label = ["stable", "latest", "ci/", "release/"]
+        .iter()
+        .any(|p| value.starts_with(p));
     if is_label {
         errs.push(FieldError::invalid(
             FIELD,
@@ -198,7 +234,11 @@ fn check_version(value: Option<&str>, errs: &mut Vec<FieldError>) -> Option<Vers
     let version = match value.parse::<Version>() {
         Ok(v) => v,
         Err(_) => {
-            errs.push(FieldError::invalid(FIELD, value, "is not a valid version: expected vMAJOR.MINOR.PATCH, e.g. v1.20.2"));
+            errs.push(FieldError::invalid(
+                FIELD,
+                value,
+                "is not a valid version: expected vMAJOR.MINOR.PATCH, e.g. v1.20.2",
+            ));
             return None;
         }
     };
@@ -209,7 +249,10 @@ fn check_version(value: Option<&str>, errs: &mut Vec<FieldError>) -> Option<Vers
             value,
             format!(
                 "is not supported: kubeboot runs control planes v{}.{} to v{}.{}",
-                MIN_SUPPORTED_VERSION.major, MIN_SUPPORTED_VERSION.minor, MAX_SUPPORTED_MINOR.0, MAX_SUPPORTED_MINOR.1
+                MIN_SUPPORTED_VERSION.major,
+                MIN_SUPPORTED_VERSION.minor,
+                MAX_SUPPORTED_MINOR.0,
+                MAX_SUPPORTED_MINOR.1
             ),
         ));
         return None;
@@ -219,8 +262,15 @@ fn check_version(value: Option<&str>, errs: &mut Vec<FieldError>) -> Option<Vers
 
 fn node_mask(c: &ClusterSpec, ipv6: bool) -> Result<u8, String> {
     let arg = "node-cidr-mask-size";
-    match c.controller_manager.extra_args.get(arg).filter(|v| !v.is_empty()) {
-        Some(v) => v.parse().map_err(|_| format!("controllerManager.extraArgs.{arg} {v:?} is not an integer")),
+    match c
+        .controller_manager
+        .extra_args
+        .get(arg)
+        .filter(|v| !v.is_empty())
+    {
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("controllerManager.extraArgs.{arg} {v:?} is not an integer")),
         None => Ok(if ipv6 { 64 } else { 24 }),
     }
 }
@@ -245,10 +295,19 @@ fn check_cluster(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> Option<ClusterC
     // Networking.
     let dns_domain = c.networking.dns_domain.clone().unwrap_or_default();
     if !is_dns1123_subdomain(&dns_domain) {
-        errs.push(FieldError::invalid("networking.dnsDomain", &dns_domain, DNS1123_MESSAGE));
+        errs.push(FieldError::invalid(
+            "networking.dnsDomain",
+            &dns_domain,
+            DNS1123_MESSAGE,
+        ));
     }
     let service_subnet = c.networking.service_subnet.as_deref().and_then(|s| {
-        let net = parse_subnet("networking.serviceSubnet", s, MIN_SERVICE_SUBNET_ADDRESSES, errs)?;
+        let net = parse_subnet(
+            "networking.serviceSubnet",
+            s,
+            MIN_SERVICE_SUBNET_ADDRESSES,
+            errs,
+        )?;
         if net.max_prefix_len() - net.prefix_len() > MAX_SERVICE_SUBNET_BITS {
             let bits = net.max_prefix_len();
             errs.push(FieldError::invalid(
@@ -293,15 +352,26 @@ fn check_cluster(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> Option<ClusterC
         errs.push(FieldError::invalid(
             "networking.podSubnet",
             pod.to_string(),
-            format!("overlaps networking.serviceSubnet {:?}; pick ranges that do not overlap", svc.to_string()),
+            format!(
+                "overlaps networking.serviceSubnet {:?}; pick ranges that do not overlap",
+                svc.to_string()
+            ),
         ));
     }
 
     // API server.
     let cert_sans = check_sans("apiServer.certSANs", &c.api_server.cert_sans, errs);
-    let timeout = c.api_server.timeout_for_control_plane.as_deref().unwrap_or("4m0s");
+    let timeout = c
+        .api_server
+        .timeout_for_control_plane
+        .as_deref()
+        .unwrap_or("4m0s");
     let timeout_secs = parse_go_duration(timeout).unwrap_or_else(|| {
-        errs.push(FieldError::invalid("apiServer.timeoutForControlPlane", timeout, "is not a duration such as 4m0s"));
+        errs.push(FieldError::invalid(
+            "apiServer.timeoutForControlPlane",
+            timeout,
+            "is not a duration such as 4m0s",
+        ));
         0
     });
 
@@ -319,27 +389,42 @@ fn check_cluster(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> Option<ClusterC
     }
     let etcd = match (&c.etcd.local, &c.etcd.external) {
         (Some(_), Some(_)) => {
-            errs.push(FieldError::other("etcd", "local and external are mutually exclusive"));
+            errs.push(FieldError::other(
+                "etcd",
+                "local and external are mutually exclusive",
+            ));
             None
         }
         (None, None) => {
-            errs.push(FieldError::other("etcd", "either local or external is required"));
+            errs.push(FieldError::other(
+                "etcd",
+                "either local or external is required",
+            ));
             None
         }
         (Some(local), None) => {
             check_absolute("etcd.local.dataDir", &local.data_dir, errs);
             let mut local = local.clone();
-            local.server_cert_sans = check_sans("etcd.local.serverCertSANs", &local.server_cert_sans, errs);
-            local.peer_cert_sans = check_sans("etcd.local.peerCertSANs", &local.peer_cert_sans, errs);
+            local.server_cert_sans =
+                check_sans("etcd.local.serverCertSANs", &local.server_cert_sans, errs);
+            local.peer_cert_sans =
+                check_sans("etcd.local.peerCertSANs", &local.peer_cert_sans, errs);
             Some(Etcd::Local(local))
         }
         (None, Some(ext)) => {
-            let tls = !(ext.ca_file.is_empty() && ext.cert_file.is_empty() && ext.key_file.is_empty());
+            let tls =
+                !(ext.ca_file.is_empty() && ext.cert_file.is_empty() && ext.key_file.is_empty());
             if ext.cert_file.is_empty() != ext.key_file.is_empty() {
-                errs.push(FieldError::other("etcd.external", "set both or neither of certFile and keyFile"));
+                errs.push(FieldError::other(
+                    "etcd.external",
+                    "set both or neither of certFile and keyFile",
+                ));
             }
             if !ext.cert_file.is_empty() && !ext.key_file.is_empty() && ext.ca_file.is_empty() {
-                errs.push(FieldError::other("etcd.external", "certFile and keyFile require caFile"));
+                errs.push(FieldError::other(
+                    "etcd.external",
+                    "certFile and keyFile require caFile",
+                ));
             }
             if ext.endpoints.is_empty() {
                 errs.push(FieldError::other("etcd.external.endpoints", "is required"));
@@ -348,11 +433,23 @@ fn check_cluster(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> Option<ClusterC
                 match ep.split_once("://") {
                     Some(("https", _)) => {}
                     Some(("http", _)) if !tls => {}
-                    Some(_) if tls => errs.push(FieldError::invalid("etcd.external.endpoints", ep, "must use https")),
-                    _ => errs.push(FieldError::invalid("etcd.external.endpoints", ep, "is not a URL (https://host:port)")),
+                    Some(_) if tls => errs.push(FieldError::invalid(
+                        "etcd.external.endpoints",
+                        ep,
+                        "must use https",
+                    )),
+                    _ => errs.push(FieldError::invalid(
+                        "etcd.external.endpoints",
+                        ep,
+                        "is not a URL (https://host:port)",
+                    )),
                 }
             }
-            for (field, path) in [("etcd.external.caFile", &ext.ca_file), ("etcd.external.certFile", &ext.cert_file), ("etcd.external.keyFile", &ext.key_file)] {
+            for (field, path) in [
+                ("etcd.external.caFile", &ext.ca_file),
+                ("etcd.external.certFile", &ext.cert_file),
+                ("etcd.external.keyFile", &ext.key_file),
+            ] {
                 if !path.is_empty() {
                     check_absolute(field, path, errs);
                 }
@@ -367,23 +464,37 @@ fn check_cluster(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> Option<ClusterC
             errs.push(FieldError::invalid(
                 "featureGates",
                 name,
-                format!("is not a kubeadm feature gate; known: {}", KNOWN_FEATURE_GATES.join(", ")),
+                format!(
+                    "is not a kubeadm feature gate; known: {}",
+                    KNOWN_FEATURE_GATES.join(", ")
+                ),
             ));
         }
     }
     if let Some(kind) = &c.dns.kind
         && kind != super::defaults::DEFAULT_DNS_TYPE
     {
-        errs.push(FieldError::invalid("dns.type", kind, "is not supported: kubeboot runs CoreDNS"));
+        errs.push(FieldError::invalid(
+            "dns.type",
+            kind,
+            "is not supported: kubeboot runs CoreDNS",
+        ));
     }
     if c.use_hyper_kube_image {
-        errs.push(FieldError::other("useHyperKubeImage", "is not supported: there is no hyperkube image for v1.20 and later"));
+        errs.push(FieldError::other(
+            "useHyperKubeImage",
+            "is not supported: there is no hyperkube image for v1.20 and later",
+        ));
     }
     let encryption_algorithm = match c.encryption_algorithm.as_deref() {
         None => KeyAlgorithm::default(),
         Some(s) => KeyAlgorithm::parse(s).unwrap_or_else(|| {
             let known: Vec<_> = KeyAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
-            errs.push(FieldError::invalid("encryptionAlgorithm", s, format!("is not one of {}", known.join(", "))));
+            errs.push(FieldError::invalid(
+                "encryptionAlgorithm",
+                s,
+                format!("is not one of {}", known.join(", ")),
+            ));
             KeyAlgorithm::default()
         }),
     };
@@ -397,11 +508,18 @@ fn check_cluster(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> Option<ClusterC
     // that needs the local endpoint, so validate_init does it.
     Some(ClusterConfig {
         kubernetes_version: version,
-        cluster_name: c.cluster_name.clone().unwrap_or_else(|| super::defaults::DEFAULT_CLUSTER_NAME.to_string()),
+        cluster_name: c
+            .cluster_name
+            .clone()
+            .unwrap_or_else(|| super::defaults::DEFAULT_CLUSTER_NAME.to_string()),
         control_plane_endpoint: c.control_plane_endpoint.clone(),
         image_repository,
         certificates_dir,
-        networking: Networking { pod_subnet, service_subnet: service_subnet?, dns_domain },
+        networking: Networking {
+            pod_subnet,
+            service_subnet: service_subnet?,
+            dns_domain,
+        },
         api_server: ApiServer {
             component: c.api_server.component.clone(),
             cert_sans,
@@ -415,9 +533,15 @@ fn check_cluster(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> Option<ClusterC
     })
 }
 
-fn check_endpoint(e: &ApiEndpointSpec, host: &HostFacts, errs: &mut Vec<FieldError>) -> Option<ApiEndpoint> {
+fn check_endpoint(
+    e: &ApiEndpointSpec,
+    host: &HostFacts,
+    errs: &mut Vec<FieldError>,
+) -> Option<ApiEndpoint> {
     const ADDR: &str = "localAPIEndpoint.advertiseAddress";
-    let port = e.bind_port.unwrap_or(i64::from(crate::names::DEFAULT_APISERVER_BIND_PORT));
+    let port = e
+        .bind_port
+        .unwrap_or(i64::from(crate::names::DEFAULT_APISERVER_BIND_PORT));
     let bind_port = match u16::try_from(port) {
         Ok(p) if p >= 1 => Some(p),
         _ => {
@@ -443,7 +567,8 @@ fn check_endpoint(e: &ApiEndpointSpec, host: &HostFacts, errs: &mut Vec<FieldErr
                 None
             }
             Ok(ip) if !host.local_addresses.is_empty() && !host.local_addresses.contains(&ip) => {
-                let list: Vec<String> = host.local_addresses.iter().map(IpAddr::to_string).collect();
+                let list: Vec<String> =
+                    host.local_addresses.iter().map(IpAddr::to_string).collect();
                 errs.push(FieldError::invalid(
                     ADDR,
                     a,
@@ -457,39 +582,69 @@ fn check_endpoint(e: &ApiEndpointSpec, host: &HostFacts, errs: &mut Vec<FieldErr
             Ok(ip) => Some(ip),
         },
     };
-    Some(ApiEndpoint { advertise_address: address?, bind_port: bind_port? })
+    Some(ApiEndpoint {
+        advertise_address: address?,
+        bind_port: bind_port?,
+    })
 }
 
-fn check_token(i: usize, t: &BootstrapTokenSpec, errs: &mut Vec<FieldError>) -> Option<BootstrapToken> {
+fn check_token(
+    i: usize,
+    t: &BootstrapTokenSpec,
+    errs: &mut Vec<FieldError>,
+) -> Option<BootstrapToken> {
     let field = |f: &str| format!("bootstrapTokens[{i}].{f}");
     if let Some(tok) = &t.token
         && !is_bootstrap_token(tok)
     {
-        errs.push(FieldError::invalid(field("token"), tok, "is not a valid bootstrap token: expected [a-z0-9]{6}.[a-z0-9]{16}"));
+        errs.push(FieldError::invalid(
+            field("token"),
+            tok,
+            "is not a valid bootstrap token: expected [a-z0-9]{6}.[a-z0-9]{16}",
+        ));
     }
     if t.expires.is_some() {
-        errs.push(FieldError::other(field("expires"), "is not supported by kubeboot; use ttl"));
+        errs.push(FieldError::other(
+            field("expires"),
+            "is not supported by kubeboot; use ttl",
+        ));
     }
     let ttl = t.ttl.as_deref().unwrap_or("24h0m0s");
     let ttl_secs = parse_go_duration(ttl);
     if ttl_secs.is_none() {
-        errs.push(FieldError::invalid(field("ttl"), ttl, "is not a duration such as 24h0m0s"));
+        errs.push(FieldError::invalid(
+            field("ttl"),
+            ttl,
+            "is not a duration such as 24h0m0s",
+        ));
     }
     for u in &t.usages {
         if !["signing", "authentication"].contains(&u.as_str()) {
-            errs.push(FieldError::invalid(field("usages"), u, "is not a bootstrap token usage: expected signing or authentication"));
+            errs.push(FieldError::invalid(
+                field("usages"),
+                u,
+                "is not a bootstrap token usage: expected signing or authentication",
+            ));
         }
     }
     if !t.groups.is_empty() && !t.usages.iter().any(|u| u == "authentication") {
-        errs.push(FieldError::other(field("groups"), "token groups cannot be specified unless usages includes \"authentication\""));
+        errs.push(FieldError::other(
+            field("groups"),
+            "token groups cannot be specified unless usages includes \"authentication\"",
+        ));
     }
     for g in &t.groups {
         let ok = g == "system:bootstrappers"
             || g.strip_prefix("system:bootstrappers:").is_some_and(|rest| {
                 !rest.is_empty()
                     && rest.len() <= 256
-                    && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b':' || b == b'-')
-                    && rest.bytes().last().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                    && rest.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b':' || b == b'-'
+                    })
+                    && rest
+                        .bytes()
+                        .last()
+                        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             });
         if !ok {
             errs.push(FieldError::invalid(field("groups"), g, "must match system:bootstrappers[:<name>] with lower-case letters, digits, ':' and '-'"));
@@ -511,7 +666,10 @@ fn check_token(i: usize, t: &BootstrapTokenSpec, errs: &mut Vec<FieldError>) -> 
 /// # Errors
 ///
 /// `all` in the file, or `all` together with other names.
-pub fn merge_ignore_preflight_errors(cli: &[String], config: &[String]) -> Result<Vec<String>, Vec<FieldError>> {
+pub fn merge_ignore_preflight_errors(
+    cli: &[String],
+    config: &[String],
+) -> Result<Vec<String>, Vec<FieldError>> {
     let mut errs = Vec::new();
     let mut set: BTreeSet<String> = config.iter().map(|s| s.trim().to_lowercase()).collect();
     if set.contains("all") {
@@ -521,12 +679,25 @@ pub fn merge_ignore_preflight_errors(cli: &[String], config: &[String]) -> Resul
             "cannot be used in a configuration file; list the checks to ignore, or pass --ignore-preflight-errors=all",
         ));
     }
-    set.extend(cli.iter().flat_map(|s| s.split(',')).map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()));
+    set.extend(
+        cli.iter()
+            .flat_map(|s| s.split(','))
+            .map(|s| s.trim().to_lowercase())
+            .filter(|s| !s.is_empty()),
+    );
     if set.contains("all") && set.len() > 1 {
         let list: Vec<&str> = set.iter().map(String::as_str).collect();
-        errs.push(FieldError::invalid("--ignore-preflight-errors", list.join(","), "names single checks together with 'all'; give 'all' alone"));
+        errs.push(FieldError::invalid(
+            "--ignore-preflight-errors",
+            list.join(","),
+            "names single checks together with 'all'; give 'all' alone",
+        ));
     }
-    if errs.is_empty() { Ok(set.into_iter().collect()) } else { Err(errs) }
+    if errs.is_empty() {
+        Ok(set.into_iter().collect())
+    } else {
+        Err(errs)
+    }
 }
 
 /// Validates a defaulted InitConfiguration and ClusterConfiguration against the host and
@@ -536,7 +707,11 @@ pub fn merge_ignore_preflight_errors(cli: &[String], config: &[String]) -> Resul
 /// # Errors
 ///
 /// Every invalid field, one [`FieldError`] each.
-pub fn validate_init(i: &InitSpec, c: &ClusterSpec, host: &HostFacts) -> Result<InitConfig, Vec<FieldError>> {
+pub fn validate_init(
+    i: &InitSpec,
+    c: &ClusterSpec,
+    host: &HostFacts,
+) -> Result<InitConfig, Vec<FieldError>> {
     let mut errs = Vec::new();
     let cluster = check_cluster(c, &mut errs);
 
@@ -548,34 +723,60 @@ pub fn validate_init(i: &InitSpec, c: &ClusterSpec, host: &HostFacts) -> Result<
             "is required and could not be taken from the host name; pass --node-name",
         ));
     } else if !is_dns1123_subdomain(&name) {
-        errs.push(FieldError::invalid("nodeRegistration.name", &name, DNS1123_MESSAGE));
+        errs.push(FieldError::invalid(
+            "nodeRegistration.name",
+            &name,
+            DNS1123_MESSAGE,
+        ));
     }
     if let Some(sock) = &nr.cri_socket {
         let path = sock.strip_prefix("unix://").unwrap_or(sock);
         if !path.starts_with('/') {
-            errs.push(FieldError::invalid("nodeRegistration.criSocket", sock, "must be an absolute path or a unix:// URL"));
+            errs.push(FieldError::invalid(
+                "nodeRegistration.criSocket",
+                sock,
+                "must be an absolute path or a unix:// URL",
+            ));
         }
     }
     for t in nr.taints.iter().flatten() {
         if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&t.effect.as_str()) {
-            errs.push(FieldError::invalid("nodeRegistration.taints", &t.effect, "is not a taint effect: expected NoSchedule, PreferNoSchedule or NoExecute"));
+            errs.push(FieldError::invalid(
+                "nodeRegistration.taints",
+                &t.effect,
+                "is not a taint effect: expected NoSchedule, PreferNoSchedule or NoExecute",
+            ));
         }
         if t.key.is_empty() {
-            errs.push(FieldError::other("nodeRegistration.taints", "a taint needs a key"));
+            errs.push(FieldError::other(
+                "nodeRegistration.taints",
+                "a taint needs a key",
+            ));
         }
     }
     if let Some(p) = &nr.image_pull_policy
         && !["Always", "IfNotPresent", "Never"].contains(&p.as_str())
     {
-        errs.push(FieldError::invalid("nodeRegistration.imagePullPolicy", p, "is not one of Always, IfNotPresent, Never"));
+        errs.push(FieldError::invalid(
+            "nodeRegistration.imagePullPolicy",
+            p,
+            "is not one of Always, IfNotPresent, Never",
+        ));
     }
     if i.patches_directory.is_some() {
-        errs.push(FieldError::other("patches", "is not supported by kubeboot yet"));
+        errs.push(FieldError::other(
+            "patches",
+            "is not supported by kubeboot yet",
+        ));
     }
     if let Some(key) = &i.certificate_key
         && !(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()))
     {
-        errs.push(FieldError::invalid("certificateKey", key, "is not valid: expected 64 hexadecimal characters (32 bytes)"));
+        errs.push(FieldError::invalid(
+            "certificateKey",
+            key,
+            "is not valid: expected 64 hexadecimal characters (32 bytes)",
+        ));
     }
     let ignore = match merge_ignore_preflight_errors(&[], &nr.ignore_preflight_errors) {
         Ok(v) => v,
@@ -603,7 +804,11 @@ pub fn validate_init(i: &InitSpec, c: &ClusterSpec, host: &HostFacts) -> Result<
     if let Some(ep) = &cluster.control_plane_endpoint
         && let Some((host, None)) = parse_host_port(ep)
     {
-        let host = if host.contains(':') { format!("[{host}]") } else { host };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
         cluster.control_plane_endpoint = Some(format!("{host}:{}", endpoint.bind_port));
     }
     Ok(InitConfig {
@@ -637,7 +842,9 @@ mod tests {
         }
     }
 
-    fn run(edit: impl FnOnce(&mut InitSpec, &mut ClusterSpec)) -> Result<InitConfig, Vec<FieldError>> {
+    fn run(
+        edit: impl FnOnce(&mut InitSpec, &mut ClusterSpec),
+    ) -> Result<InitConfig, Vec<FieldError>> {
         let (mut i, mut c) = (InitSpec::default(), ClusterSpec::default());
         edit(&mut i, &mut c);
         default_init(&mut i);
@@ -647,7 +854,11 @@ mod tests {
     }
 
     fn errors(edit: impl FnOnce(&mut InitSpec, &mut ClusterSpec)) -> Vec<String> {
-        run(edit).unwrap_err().iter().map(ToString::to_string).collect()
+        run(edit)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     fn one_error(edit: impl FnOnce(&mut InitSpec, &mut ClusterSpec)) -> String {
@@ -659,7 +870,10 @@ mod tests {
     #[test]
     fn defaults_alone_are_valid() {
         let cfg = run(|_, _| {}).unwrap();
-        assert_eq!(cfg.cluster.networking.service_subnet.to_string(), "10.96.0.0/12");
+        assert_eq!(
+            cfg.cluster.networking.service_subnet.to_string(),
+            "10.96.0.0/12"
+        );
         assert_eq!(cfg.local_api_endpoint.bind_port, 6443);
         assert_eq!(cfg.bootstrap_tokens[0].ttl_secs, 86400);
         assert_eq!(cfg.cluster.encryption_algorithm, KeyAlgorithm::EcdsaP256);
@@ -670,36 +884,182 @@ mod tests {
     fn table_of_single_field_errors() {
         type Edit = fn(&mut InitSpec, &mut ClusterSpec);
         let cases: &[(&str, Edit, &str)] = &[
-            ("bad_pod_cidr", |_, c| c.networking.pod_subnet = Some("10.244.0.0/33".into()), "networking.podSubnet: \"10.244.0.0/33\" is not a valid CIDR"),
-            ("bad_service_cidr", |_, c| c.networking.service_subnet = Some("nope".into()), "networking.serviceSubnet: \"nope\" is not a valid CIDR"),
-            ("service_subnet_too_large", |_, c| c.networking.service_subnet = Some("10.0.0.0/8".into()), "the mask must be >= 12"),
-            ("ipv6_service_subnet_too_large", |_, c| c.networking.service_subnet = Some("fd00::/100".into()), "the mask must be >= 108"),
-            ("bad_advertise_address", |i, _| i.local_api_endpoint.advertise_address = Some("10.0.0.300".into()), "is not a valid IP address"),
-            ("advertise_address_not_local", |i, _| i.local_api_endpoint.advertise_address = Some("10.0.0.9".into()), "\"10.0.0.9\" is not an address of this node (it has 10.0.0.1, 127.0.0.1)"),
-            ("bad_bind_port", |i, _| i.local_api_endpoint.bind_port = Some(70000), "localAPIEndpoint.bindPort: \"70000\" is not a valid port"),
-            ("bad_dns_domain", |_, c| c.networking.dns_domain = Some("Cluster_Local".into()), "networking.dnsDomain: \"Cluster_Local\" must be a valid DNS-1123"),
-            ("bad_node_name", |i, _| i.node_registration.name = Some("node_1".into()), "nodeRegistration.name: \"node_1\" must be a valid DNS-1123"),
-            ("unparsable_version", |_, c| c.kubernetes_version = Some("v1.20".into()), "kubernetesVersion: \"v1.20\" is not a valid version"),
-            ("version_below_range", |_, c| c.kubernetes_version = Some("v1.19.7".into()), "kubeboot runs control planes v1.20 to v1.33"),
-            ("version_above_range", |_, c| c.kubernetes_version = Some("v1.34.0".into()), "kubeboot runs control planes v1.20 to v1.33"),
-            ("version_label", |_, c| c.kubernetes_version = Some("stable-1".into()), "cannot resolve offline"),
-            ("bad_cert_san", |_, c| c.api_server.cert_sans = vec!["bad_name!".into()], "apiServer.certSANs: \"bad_name!\" is not a valid IP address"),
-            ("bad_control_plane_endpoint", |_, c| c.control_plane_endpoint = Some("lb:99999".into()), "controlPlaneEndpoint: \"lb:99999\" is not valid"),
-            ("bad_token", |i, _| i.bootstrap_tokens = Some(vec![BootstrapTokenSpec { token: Some("abcdef.0123".into()), ..Default::default() }]), "bootstrapTokens[0].token: \"abcdef.0123\" is not a valid bootstrap token"),
-            ("bad_encryption_algorithm", |_, c| c.encryption_algorithm = Some("RSA-1024".into()), "encryptionAlgorithm: \"RSA-1024\" is not one of ECDSA-P256, RSA-2048, RSA-3072, RSA-4096"),
-            ("relative_cert_dir", |_, c| c.certificates_dir = Some("pki".into()), "certificatesDir: \"pki\" is not an absolute path"),
-            ("bad_token_ttl", |i, _| i.bootstrap_tokens = Some(vec![BootstrapTokenSpec { ttl: Some("1d".into()), ..Default::default() }]), "bootstrapTokens[0].ttl: \"1d\""),
-            ("unknown_feature_gate", |_, c| { c.feature_gates.insert("Nope".into(), true); }, "featureGates: \"Nope\" is not a kubeadm feature gate"),
-            ("kube_dns", |_, c| c.dns.kind = Some("kube-dns".into()), "dns.type: \"kube-dns\" is not supported"),
-            ("all_in_config", |i, _| i.node_registration.ignore_preflight_errors = vec!["All".into()], "cannot be used in a configuration file"),
-            ("bad_certificate_key", |i, _| i.certificate_key = Some("xyz".into()), "certificateKey: \"xyz\" is not valid"),
-            ("both_etcds", |_, c| c.etcd.external = Some(Default::default()), "etcd: local and external are mutually exclusive"),
-            ("pod_subnet_smaller_than_node_mask", |_, c| c.networking.pod_subnet = Some("10.244.0.0/26".into()), "is smaller than the node subnet size"),
+            (
+                "bad_pod_cidr",
+                |_, c| c.networking.pod_subnet = Some("10.244.0.0/33".into()),
+                "networking.podSubnet: \"10.244.0.0/33\" is not a valid CIDR",
+            ),
+            (
+                "bad_service_cidr",
+                |_, c| c.networking.service_subnet = Some("nope".into()),
+                "networking.serviceSubnet: \"nope\" is not a valid CIDR",
+            ),
+            (
+                "service_subnet_too_large",
+                |_, c| c.networking.service_subnet = Some("10.0.0.0/8".into()),
+                "the mask must be >= 12",
+            ),
+            (
+                "ipv6_service_subnet_too_large",
+                |_, c| c.networking.service_subnet = Some("fd00::/100".into()),
+                "the mask must be >= 108",
+            ),
+            (
+                "bad_advertise_address",
+                |i, _| i.local_api_endpoint.advertise_address = Some("10.0.0.300".into()),
+                "is not a valid IP address",
+            ),
+            (
+                "advertise_address_not_local",
+                |i, _| i.local_api_endpoint.advertise_address = Some("10.0.0.9".into()),
+                "\"10.0.0.9\" is not an address of this node (it has 10.0.0.1, 127.0.0.1)",
+            ),
+            (
+                "bad_bind_port",
+                |i, _| i.local_api_endpoint.bind_port = Some(70000),
+                "localAPIEndpoint.bindPort: \"70000\" is not a valid port",
+            ),
+            (
+                "bad_dns_domain",
+                |_, c| c.networking.dns_domain = Some("Cluster_Local".into()),
+                "networking.dnsDomain: \"Cluster_Local\" must be a valid DNS-1123",
+            ),
+            (
+                "bad_node_name",
+                |i, _| i.node_registration.name = Some("node_1".into()),
+                "nodeRegistration.name: \"node_1\" must be a valid DNS-1123",
+            ),
+            (
+                "unparsable_version",
+                |_, c| c.kubernetes_version = Some("v1.20".into()),
+                "kubernetesVersion: \"v1.20\" is not a valid version",
+            ),
+            (
+                "version_below_range",
+                |_, c| c.kubernetes_version = Some("v1.19.7".into()),
+                "kubeboot runs control planes v1.20 to v1.33",
+            ),
+            (
+                "version_above_range",
+                |_, c| c.kubernetes_version = Some("v1.34.0".into()),
+                "kubeboot runs control planes v1.20 to v1.33",
+            ),
+            (
+                "version_label",
+                |_, c| c.kubernetes_version = Some("stable-1".into()),
+                "cannot resolve offline",
+            ),
+            (
+                "bad_cert_san",
+                |_, c| c.api_server.cert_sans = vec!["bad_name!".into()],
+                "apiServer.certSANs: \"bad_name!\" is not a valid IP address",
+            ),
+            (
+                "bad_control_plane_endpoint",
+                |_, c| c.control_plane_endpoint = Some("lb:99999".into()),
+                "controlPlaneEndpoint: \"lb:99999\" is not valid",
+            ),
+            (
+                "bad_token",
+                |i, _| {
+                    i.bootstrap_tokens = Some(vec![BootstrapTokenSpec {
+                        token: Some("abcdef.0123".into()),
+                        ..Default::default()
+                    }])
+                },
+                "bootstrapTokens[0].token: \"abcdef.0123\" is not a valid bootstrap token",
+            ),
+            (
+                "bad_encryption_algorithm",
+                |_, c| c.encryption_algorithm = Some("RSA-1024".into()),
+                "encryptionAlgorithm: \"RSA-1024\" is not one of ECDSA-P256, RSA-2048, RSA-3072, RSA-4096",
+            ),
+            (
+                "relative_cert_dir",
+                |_, c| c.certificates_dir = Some("pki".into()),
+                "certificatesDir: \"pki\" is not an absolute path",
+            ),
+            (
+                "bad_token_ttl",
+                |i, _| {
+                    i.bootstrap_tokens = Some(vec![BootstrapTokenSpec {
+                        ttl: Some("1d".into()),
+                        ..Default::default()
+                    }])
+                },
+                "bootstrapTokens[0].ttl: \"1d\"",
+            ),
+            (
+                "unknown_feature_gate",
+                |_, c| {
+                    c.feature_gates.insert("Nope".into(), true);
+                },
+                "featureGates: \"Nope\" is not a kubeadm feature gate",
+            ),
+            (
+                "kube_dns",
+                |_, c| c.dns.kind = Some("kube-dns".into()),
+                "dns.type: \"kube-dns\" is not supported",
+            ),
+            (
+                "all_in_config",
+                |i, _| i.node_registration.ignore_preflight_errors = vec!["All".into()],
+                "cannot be used in a configuration file",
+            ),
+            (
+                "bad_certificate_key",
+                |i, _| i.certificate_key = Some("xyz".into()),
+                "certificateKey: \"xyz\" is not valid",
+            ),
+            (
+                "both_etcds",
+                |_, c| {
+                    c.etcd.local = Some(Default::default());
+                    c.etcd.external = Some(Default::default());
+                },
+                "etcd: local and external are mutually exclusive",
+            ),
+            (
+                "pod_subnet_smaller_than_node_mask",
+                |_, c| c.networking.pod_subnet = Some("10.244.0.0/26".into()),
+                "is smaller than the node subnet size",
+            ),
+            (
+                "external_etcd_without_endpoints",
+                |_, c| c.etcd.external = Some(Default::default()),
+                "etcd.external.endpoints: is required",
+            ),
+            (
+                "http_etcd_with_tls",
+                |_, c| {
+                    c.etcd.external = Some(crate::config::ExternalEtcd {
+                        endpoints: vec!["http://10.0.0.5:2379".into()],
+                        ca_file: "/ca.crt".into(),
+                        cert_file: "/c.crt".into(),
+                        key_file: "/c.key".into(),
+                    })
+                },
+                "must use https",
+            ),
+            (
+                "patches_unsupported",
+                |i, _| i.patches_directory = Some("/p".into()),
+                "patches: is not supported",
+            ),
+            (
+                "bad_image_pull_policy",
+                |i, _| i.node_registration.image_pull_policy = Some("Sometimes".into()),
+                "imagePullPolicy",
+            ),
         ];
         for (name, edit, want) in cases {
-            let got = errors(|i, c| edit(i, c));
+            let got = errors(*edit);
             assert_eq!(got.len(), 1, "{name}: {got:#?}");
-            assert!(got[0].contains(want), "{name}: {:?} does not contain {want:?}", got[0]);
+            assert!(
+                got[0].contains(want),
+                "{name}: {:?} does not contain {want:?}",
+                got[0]
+            );
         }
     }
 
@@ -729,25 +1089,49 @@ mod tests {
         let (mut i, mut c) = (InitSpec::default(), ClusterSpec::default());
         default_init(&mut i);
         default_cluster(&mut c);
-        let h = HostFacts { detected_version: None, ..host() };
+        let h = HostFacts {
+            detected_version: None,
+            ..host()
+        };
         apply_dynamic_defaults(&mut i, &mut c, &h);
         let e = validate_init(&i, &c, &h).unwrap_err();
         assert_eq!(e.len(), 1);
-        assert!(e[0].to_string().contains("pass --kubernetes-version or put kube-apiserver on the node"), "{}", e[0]);
+        assert!(
+            e[0].to_string()
+                .contains("pass --kubernetes-version or put kube-apiserver on the node"),
+            "{}",
+            e[0]
+        );
     }
 
     #[test]
     fn control_plane_endpoint_gets_bind_port() {
         let cfg = run(|_, c| c.control_plane_endpoint = Some("lb.example.com".into())).unwrap();
-        assert_eq!(cfg.cluster.control_plane_endpoint.as_deref(), Some("lb.example.com:6443"));
+        assert_eq!(
+            cfg.cluster.control_plane_endpoint.as_deref(),
+            Some("lb.example.com:6443")
+        );
         let cfg = run(|_, c| c.control_plane_endpoint = Some("10.0.0.5:443".into())).unwrap();
-        assert_eq!(cfg.cluster.control_plane_endpoint.as_deref(), Some("10.0.0.5:443"));
+        assert_eq!(
+            cfg.cluster.control_plane_endpoint.as_deref(),
+            Some("10.0.0.5:443")
+        );
     }
 
     #[test]
     fn cert_sans_are_lower_cased_and_wildcards_allowed() {
-        let cfg = run(|_, c| c.api_server.cert_sans = vec!["API.Example.com".into(), "*.example.com".into(), "10.0.0.5".into()]).unwrap();
-        assert_eq!(cfg.cluster.api_server.cert_sans, vec!["api.example.com", "*.example.com", "10.0.0.5"]);
+        let cfg = run(|_, c| {
+            c.api_server.cert_sans = vec![
+                "API.Example.com".into(),
+                "*.example.com".into(),
+                "10.0.0.5".into(),
+            ]
+        })
+        .unwrap();
+        assert_eq!(
+            cfg.cluster.api_server.cert_sans,
+            vec!["api.example.com", "*.example.com", "10.0.0.5"]
+        );
     }
 
     #[test]
@@ -758,7 +1142,10 @@ mod tests {
             i.local_api_endpoint.advertise_address = Some("127.0.0.1".into());
         })
         .unwrap();
-        assert_eq!(cfg.cluster.networking.service_subnet.to_string(), "fd00:10:96::/112");
+        assert_eq!(
+            cfg.cluster.networking.service_subnet.to_string(),
+            "fd00:10:96::/112"
+        );
     }
 
     #[test]
@@ -773,7 +1160,10 @@ mod tests {
     #[test]
     fn host_port_parsing() {
         assert_eq!(parse_host_port("lb:6443"), Some(("lb".into(), Some(6443))));
-        assert_eq!(parse_host_port("[fd00::1]:6443"), Some(("fd00::1".into(), Some(6443))));
+        assert_eq!(
+            parse_host_port("[fd00::1]:6443"),
+            Some(("fd00::1".into(), Some(6443)))
+        );
         assert_eq!(parse_host_port("fd00::1"), Some(("fd00::1".into(), None)));
         assert_eq!(parse_host_port("lb:0"), None);
         assert_eq!(parse_host_port("LB_x"), None);

@@ -4,15 +4,18 @@
 use std::collections::BTreeMap;
 
 use components::config::{
-    ApiEndpoint, ApiServer, ClusterConfig, ControlPlaneComponent, Etcd, InitConfig, KeyAlgorithm, LocalEtcd,
-    Networking, NodeRegistration,
+    ApiEndpoint, ApiServer, ClusterConfig, ControlPlaneComponent, Etcd, InitConfig, KeyAlgorithm,
+    LocalEtcd, Networking, NodeRegistration,
 };
 use components::names;
 
 /// What `tests/golden/v1.20.2/config.yaml` says, defaulted as kubeadm v1.20 defaults it.
 pub fn golden_config() -> InitConfig {
     let mut api_extra = BTreeMap::new();
-    api_extra.insert("enable-admission-plugins".to_string(), "NodeRestriction,LimitRanger".to_string());
+    api_extra.insert(
+        "enable-admission-plugins".to_string(),
+        "NodeRestriction,LimitRanger".to_string(),
+    );
     InitConfig {
         cluster: ClusterConfig {
             kubernetes_version: "v1.20.2".parse().unwrap(),
@@ -26,13 +29,19 @@ pub fn golden_config() -> InitConfig {
                 dns_domain: "cluster.local".into(),
             },
             api_server: ApiServer {
-                component: ControlPlaneComponent { extra_args: api_extra, extra_volumes: vec![] },
+                component: ControlPlaneComponent {
+                    extra_args: api_extra,
+                    extra_volumes: vec![],
+                },
                 cert_sans: vec!["kubeboot.example.test".into()],
                 timeout_for_control_plane_secs: 240,
             },
             controller_manager: ControlPlaneComponent::default(),
             scheduler: ControlPlaneComponent::default(),
-            etcd: Etcd::Local(LocalEtcd { data_dir: names::DEFAULT_ETCD_DATA_DIR.into(), ..LocalEtcd::default() }),
+            etcd: Etcd::Local(LocalEtcd {
+                data_dir: names::DEFAULT_ETCD_DATA_DIR.into(),
+                ..LocalEtcd::default()
+            }),
             feature_gates: BTreeMap::new(),
             encryption_algorithm: KeyAlgorithm::Rsa2048,
         },
@@ -43,7 +52,10 @@ pub fn golden_config() -> InitConfig {
             kubelet_extra_args: BTreeMap::new(),
             ignore_preflight_errors: vec![],
         },
-        local_api_endpoint: ApiEndpoint { advertise_address: "10.123.0.2".parse().unwrap(), bind_port: 6443 },
+        local_api_endpoint: ApiEndpoint {
+            advertise_address: "10.123.0.2".parse().unwrap(),
+            bind_port: 6443,
+        },
         bootstrap_tokens: vec![],
         certificate_key: None,
         skip_phases: vec![],
@@ -62,7 +74,10 @@ pub fn config_at(version: &str) -> InitConfig {
 
 /// The container's command of a pod.
 pub fn command(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<String> {
-    pod.spec.as_ref().unwrap().containers[0].command.clone().unwrap()
+    pod.spec.as_ref().unwrap().containers[0]
+        .command
+        .clone()
+        .unwrap()
 }
 
 /// The flag `--name=` value, if present.

@@ -49,12 +49,7 @@ fn component_of(phase: &str) -> &'static str {
 /// The control-plane static pods (etcd included when local) this node runs, built purely from
 /// the config.
 pub fn pods(d: &InitData) -> Vec<(String, Pod)> {
-    manifests::control_plane_pods(&d.cfg, &d.layout, &host_paths(d))
-}
-
-/// Host facts the manifests depend on.
-pub fn host_paths(d: &InitData) -> manifests::HostPaths {
-    manifests::HostPaths { etc_pki: d.host_has_etc_pki }
+    manifests::control_plane_pods(&d.cfg, &d.layout, &d.host_paths)
 }
 
 fn write(d: &mut InitData, component: &'static str) -> anyhow::Result<()> {

@@ -30,8 +30,8 @@ pub struct InitData {
     pub ignore_preflight_errors: Vec<String>,
     /// The clock reading certificates are issued at.
     pub now: SystemTime,
-    /// Whether the host has `/etc/pki` (kubeadm mounts it into control-plane pods if so).
-    pub host_has_etc_pki: bool,
+    /// Host facts the manifests depend on (extra CA directories, external CA).
+    pub host_paths: manifests::HostPaths,
 }
 
 impl InitData {

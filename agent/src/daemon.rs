@@ -1,0 +1,172 @@
+//! Running the agent in the background where systemd is not PID 1: start it detached with a
+//! pid file, stop it, and (for `kubeboot reset`) stop every pod process of this node.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use components::Layout;
+use components::names::AGENT_MARKER_ENV;
+use nix::sys::signal::Signal;
+
+use crate::host::fs::Fs;
+use crate::host::process::{self, PidFd};
+use crate::state::StateDir;
+
+/// Reads the pid file: `<pid> <start-time>`.
+fn read_pid_file(layout: &Layout) -> Option<(u32, u64)> {
+    let text = Fs::real().read_string_if_exists(&layout.agent_pid_file()).ok()??;
+    let mut it = text.split_whitespace();
+    let pid = it.next()?.parse().ok()?;
+    let start = it.next()?.parse().ok()?;
+    Some((pid, start))
+}
+
+/// The PID of the agent that owns the pid file, if it is alive (same PID and start time).
+pub fn is_running(layout: &Layout) -> Option<u32> {
+    let (pid, start) = read_pid_file(layout)?;
+    process::is_alive(pid, start).then_some(pid)
+}
+
+/// Starts `exe args` (e.g. `kubeboot agent ...`) detached: double fork with `setsid`, stdin
+/// on /dev/null, stdout/stderr appended to `layout.agent_log_file()`, and writes the pid file
+/// `layout.agent_pid_file()` atomically (`<pid> <start-time>`). Returns the agent's PID.
+///
+/// # Errors
+/// When an agent already owns the pid file, or the agent cannot be started.
+pub fn start_detached(exe: &Path, args: &[String], layout: &Layout) -> anyhow::Result<u32> {
+    if let Some(pid) = is_running(layout) {
+        anyhow::bail!(
+            "the agent is already running (pid {pid}, pid file {:?}); stop it first",
+            layout.agent_pid_file().display().to_string()
+        );
+    }
+    let fs = Fs::real();
+    fs.create_dir(&layout.run_dir(), 0o755)?;
+    fs.create_dir(&layout.log_dir(), 0o755)?;
+    let pid = process::spawn_daemon(exe, args, &layout.agent_log_file())?;
+    let stat = process::proc_stat(pid)
+        .with_context(|| format!("the agent (pid {pid}) exited at once; see {}", layout.agent_log_file().display()))?;
+    fs.write_file(&layout.agent_pid_file(), format!("{pid} {}\n", stat.start_time).as_bytes(), 0o644)
+        .context("could not write the agent's pid file")?;
+    Ok(pid)
+}
+
+/// Stops the agent that owns the pid file: SIGTERM, up to `timeout` for it to exit, then
+/// SIGKILL. Its pods keep running. Returns false when no agent was running.
+///
+/// # Errors
+/// When the agent could not be signalled or does not die even after SIGKILL.
+pub fn stop(layout: &Layout, timeout: Duration) -> anyhow::Result<bool> {
+    let Some((pid, start)) = read_pid_file(layout) else { return Ok(false) };
+    let fs = Fs::real();
+    let fd = match PidFd::open(pid) {
+        Ok(fd) if process::is_alive(pid, start) => fd,
+        _ => {
+            fs.remove_file(&layout.agent_pid_file())?;
+            return Ok(false);
+        }
+    };
+    fd.send_signal(Signal::SIGTERM).with_context(|| format!("could not send SIGTERM to the agent (pid {pid})"))?;
+    if !fd.wait_exit_blocking(timeout) {
+        fd.send_signal(Signal::SIGKILL).with_context(|| format!("could not send SIGKILL to the agent (pid {pid})"))?;
+        if !fd.wait_exit_blocking(Duration::from_secs(5)) {
+            anyhow::bail!("the agent (pid {pid}) did not exit even after SIGKILL");
+        }
+    }
+    process::reap(pid);
+    fs.remove_file(&layout.agent_pid_file())?;
+    Ok(true)
+}
+
+/// Stops every pod process of this node (its node-id marker), for `kubeboot reset` after the
+/// agent was stopped: SIGTERM to each process and its group, up to `grace`, then SIGKILL.
+/// Returns how many processes were found.
+///
+/// # Errors
+/// When the node id cannot be read.
+pub fn stop_all_pods(layout: &Layout, grace: Duration) -> anyhow::Result<usize> {
+    let Some(node_id) = StateDir::new(layout.agent_state_dir()).existing_node_id()? else { return Ok(0) };
+    let prefix = format!("{node_id}/");
+    let ours = |m: &str| m.starts_with(&prefix);
+    let found = process::find_marked(AGENT_MARKER_ENV, ours);
+    if found.is_empty() {
+        return Ok(0);
+    }
+    for m in &found {
+        process::signal_one(m, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && found.iter().any(|m| process::is_alive(m.pid, m.stat.start_time)) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for m in &found {
+        if process::is_alive(m.pid, m.stat.start_time) {
+            process::signal_one(m, Signal::SIGKILL);
+        }
+    }
+    // Anything started in the meantime (there should be no agent left to start it).
+    process::signal_marked(AGENT_MARKER_ENV, ours, Signal::SIGKILL);
+    for m in &found {
+        process::reap(m.pid);
+    }
+    Ok(found.len())
+}
+
+/// The systemd unit for the agent. `KillMode=process`: stopping or restarting the unit
+/// stops only the agent, and its pods are adopted by the next one, as with the kubelet's
+/// containers.
+pub fn systemd_unit(exe: &Path, args: &[String]) -> String {
+    let mut cmd = vec![quote(&exe.display().to_string())];
+    cmd.extend(args.iter().map(|a| quote(a)));
+    format!(
+        "[Unit]\n\
+         Description=kubeboot node agent: runs the static pods in /etc/kubernetes/manifests\n\
+         Wants=network-online.target\n\
+         After=network-online.target\n\
+         \n\
+         [Service]\n\
+         ExecStart={}\n\
+         Restart=always\n\
+         RestartSec=2\n\
+         KillMode=process\n\
+         Delegate=yes\n\
+         LimitNOFILE=1048576\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        cmd.join(" ")
+    )
+}
+
+/// Quotes one systemd command-line word when it needs it.
+fn quote(word: &str) -> String {
+    let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c));
+    if plain {
+        return word.to_string();
+    }
+    let escaped = word.replace('\\', "\\\\").replace('"', "\\\"").replace('%', "%%").replace('$', "$$");
+    format!("\"{escaped}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_keeps_pods_on_restart_and_quotes_args() {
+        let u = systemd_unit(Path::new("/usr/bin/kubeboot"), &["agent".into(), "--bin-dir".into(), "/opt/k 8s/bin".into()]);
+        assert!(u.contains("ExecStart=/usr/bin/kubeboot agent --bin-dir \"/opt/k 8s/bin\"\n"), "{u}");
+        assert!(u.contains("KillMode=process") && u.contains("Restart=always"));
+        assert_eq!(quote("100%"), "\"100%%\"");
+    }
+
+    #[test]
+    fn no_pid_file_means_not_running() {
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout::under(d.path());
+        assert_eq!(is_running(&layout), None);
+        assert!(!stop(&layout, Duration::from_secs(1)).unwrap());
+        assert_eq!(stop_all_pods(&layout, Duration::from_secs(1)).unwrap(), 0);
+    }
+}

@@ -1,0 +1,217 @@
+//! The executor of one container: feeds events into [`lifecycle::next`] and performs the
+//! actions it returns (start, signal, probe) through the runtime. One task per container.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::lifecycle::{self, Action, Container, ContainerState, Event};
+use super::spec::{ContainerSpec, StaticPod};
+use crate::logs;
+use crate::runtime::Running;
+use crate::status::{ContainerStatus, ProbeStatus};
+use crate::supervisor::Shared;
+
+/// One container's task.
+pub(crate) struct Executor {
+    shared: Arc<Shared>,
+    pod: Arc<StaticPod>,
+    spec: ContainerSpec,
+    index: usize,
+    c: Container,
+    running: Option<Running>,
+    tx: mpsc::UnboundedSender<Event>,
+    rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Executor {
+    /// A task for container `index` of `pod`, adopted if `running` is given.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        pod: Arc<StaticPod>,
+        index: usize,
+        adopted: Option<(Running, u32)>,
+    ) -> (Self, mpsc::UnboundedSender<Event>) {
+        let spec = pod.containers[index].clone();
+        let now = Instant::now();
+        let probes = super::spec::ProbeKind::ALL
+            .into_iter()
+            .filter_map(|k| spec.probe(k).map(|p| (k, p.timing)))
+            .collect();
+        let mut c = Container::new(&spec.name, pod.restart_policy, pod.grace, shared.cfg.backoff, probes, now);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut running = None;
+        if let Some((r, restart_count)) = adopted {
+            let age = SystemTime::now().duration_since(r.started_wall).unwrap_or_default();
+            let started_at = now.checked_sub(age).unwrap_or(now);
+            c = c.adopted(r.pid, started_at, restart_count, now);
+            running = Some(r);
+        }
+        let ex = Executor { shared, pod, spec, index, c, running, tx: tx.clone(), rx };
+        (ex, tx)
+    }
+
+    /// Runs until the container is gone (its pod removed and the process stopped).
+    pub(crate) async fn run(mut self) {
+        if let Some(r) = self.running.clone() {
+            self.watch_exit(r);
+        }
+        loop {
+            self.publish();
+            if self.c.is_gone() {
+                self.shared.runtime.forget(&self.pod.uid, &self.spec.name);
+                break;
+            }
+            let deadline = self.c.next_deadline().map(tokio::time::Instant::from_std);
+            let event = tokio::select! {
+                ev = self.rx.recv() => match ev {
+                    Some(ev) => ev,
+                    None => break,
+                },
+                () = sleep_until(deadline) => Event::Tick,
+            };
+            self.handle(event).await;
+        }
+        self.shared.wake.notify_one();
+    }
+
+    async fn handle(&mut self, event: Event) {
+        let mut queue = VecDeque::from([event]);
+        while let Some(ev) = queue.pop_front() {
+            let (c, actions) = lifecycle::next(&self.c, ev, Instant::now());
+            self.c = c;
+            for a in actions {
+                if let Some(ev) = self.perform(a).await {
+                    queue.push_back(ev);
+                }
+            }
+        }
+    }
+
+    async fn perform(&mut self, action: Action) -> Option<Event> {
+        let rt = &self.shared.runtime;
+        match action {
+            Action::Start { restart_count } => match rt.start(&self.pod, &self.spec, restart_count).await {
+                Ok(r) => {
+                    let pid = r.pid;
+                    self.running = Some(r.clone());
+                    self.watch_exit(r);
+                    Some(Event::Started { pid })
+                }
+                Err(e) => {
+                    warn!(reason = %e.reason, "cannot start the container: {}", e.message);
+                    Some(Event::StartFailed { reason: e.reason, message: e.message })
+                }
+            },
+            Action::Terminate { pid } => {
+                if let Some(r) = self.running.as_ref().filter(|r| r.pid == pid) {
+                    info!(pid, grace = ?self.c.grace, "stopping the container (SIGTERM)");
+                    rt.terminate(r);
+                }
+                None
+            }
+            Action::Kill { pid } => {
+                if let Some(r) = self.running.as_ref().filter(|r| r.pid == pid) {
+                    rt.kill(&self.pod.uid, &self.spec.name, r);
+                }
+                None
+            }
+            Action::Probe { pid, kind } => {
+                let Some(spec) = self.spec.probe(kind).cloned() else { return None };
+                let env = rt.container_env(&self.spec);
+                let workdir = PathBuf::from(self.spec.working_dir.as_deref().unwrap_or("/"));
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let o = crate::probe::run(&spec, &env, &workdir).await;
+                    let _ = tx.send(Event::Probed { pid, kind, ok: o.ok, message: o.message });
+                });
+                None
+            }
+        }
+    }
+
+    fn watch_exit(&self, r: Running) {
+        let shared = self.shared.clone();
+        let (uid, name) = (self.pod.uid.clone(), self.spec.name.clone());
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let exit = shared.runtime.wait(&uid, &name, &r).await;
+            if exit.succeeded() {
+                info!(pid = r.pid, "container exited with code 0");
+            } else {
+                warn!(pid = r.pid, code = ?exit.code, signal = ?exit.signal, "container exited: {}", exit.message.as_deref().unwrap_or(&exit.reason));
+            }
+            let _ = tx.send(Event::Exited { pid: r.pid, exit });
+        });
+    }
+
+    fn publish(&self) {
+        let status = self.status();
+        if let Ok(mut board) = self.shared.board.lock() {
+            if let Some(p) = board.pods.get_mut(&self.pod.uid) {
+                if let Some(slot) = p.containers.get_mut(self.index) {
+                    *slot = status;
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> ContainerStatus {
+        let now = Instant::now();
+        let wall_now = SystemTime::now();
+        let wall = |t: Instant| wall_now.checked_sub(now.saturating_duration_since(t)).unwrap_or(wall_now);
+        let (state, reason, message) = match &self.c.state {
+            ContainerState::Waiting { reason, message, .. } => ("waiting", Some(reason.clone()), Some(message.clone())),
+            ContainerState::Starting => ("waiting", Some("ContainerCreating".to_string()), None),
+            ContainerState::Running { .. } => ("running", None, None),
+            ContainerState::Stopping { unhealthy, .. } => ("running", Some("Terminating".to_string()), unhealthy.clone()),
+            ContainerState::Terminated { exit } => (
+                "terminated",
+                Some(exit.as_ref().map_or_else(|| "Removed".to_string(), |e| e.reason.clone())),
+                exit.as_ref().and_then(|e| e.message.clone()),
+            ),
+        };
+        let running = self.c.pid().and(self.running.as_ref());
+        let started_wall = running.map(|r| r.started_wall);
+        ContainerStatus {
+            name: self.spec.name.clone(),
+            image: self.spec.image.clone(),
+            state: state.into(),
+            reason,
+            message: message.filter(|m| !m.is_empty()),
+            pid: self.c.pid(),
+            restart_count: self.c.restart_count,
+            ready: self.c.ready,
+            started: self.c.started,
+            last_exit_code: self.c.last_exit.as_ref().and_then(|e| e.exit_code()),
+            last_exit_reason: self.c.last_exit.as_ref().map(|e| e.reason.clone()),
+            last_exit_message: self.c.last_exit.as_ref().and_then(|e| e.message.clone()),
+            started_at: started_wall.map(logs::rfc3339),
+            started_at_unix: started_wall.map(|t| t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()),
+            log_file: running.map(|r| r.log_file.display().to_string()),
+            probes: self
+                .c
+                .probes
+                .iter()
+                .map(|p| ProbeStatus {
+                    kind: p.kind,
+                    result: p.result,
+                    last_ok: p.last.as_ref().map(|l| l.ok),
+                    last_message: p.last.as_ref().map(|l| l.message.clone()),
+                    last_at: p.last.as_ref().map(|l| logs::rfc3339(wall(l.at))),
+                })
+                .collect(),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => tokio::time::sleep(Duration::from_secs(3600 * 24)).await,
+    }
+}

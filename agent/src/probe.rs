@@ -1,0 +1,225 @@
+//! Running probes: httpGet (HTTP, and HTTPS without certificate verification, as the
+//! kubelet), tcpSocket and exec (kubelet: pkg/probe/{http,tcp,exec}). The one place the agent
+//! probes containers; when to probe and what a result means is `pod::lifecycle`'s business.
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::host::process;
+use crate::pod::spec::{ProbeHandler, ProbeSpec};
+
+/// The User-Agent the kubelet's probes send (kubelet: prober.go, `kube-probe/<major.minor>`).
+const USER_AGENT: &str = "kube-probe/1.20";
+/// How much of a response body or command output a result message keeps.
+const MAX_MESSAGE: usize = 1024;
+
+/// A probe's raw outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Passed.
+    pub ok: bool,
+    /// What happened, for the status.
+    pub message: String,
+}
+
+fn outcome(ok: bool, message: impl Into<String>) -> Outcome {
+    let mut message = message.into();
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    Outcome { ok, message }
+}
+
+/// The shared HTTP client: no certificate verification (the kubelet's `InsecureSkipVerify`),
+/// no proxy, no kept-alive connections (kubelet: DisableKeepAlives), at most 10 redirects.
+fn client() -> Result<&'static reqwest::Client, String> {
+    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .danger_accept_invalid_certs(true)
+                .no_proxy()
+                .pool_max_idle_per_host(0)
+                .user_agent(USER_AGENT)
+                .redirect(reqwest::redirect::Policy::limited(10))
+                .build()
+                .map_err(|e| format!("could not build the probe HTTP client: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Runs one probe. `env` and `workdir` are the container's, for exec probes.
+pub async fn run(spec: &ProbeSpec, env: &[(String, String)], workdir: &Path) -> Outcome {
+    let timeout = spec.timing.timeout;
+    match &spec.handler {
+        ProbeHandler::Http { https, host, port, path, headers } => {
+            http(*https, host, *port, path, headers, timeout).await
+        }
+        ProbeHandler::Tcp { host, port } => tcp(host, *port, timeout).await,
+        ProbeHandler::Exec { command } => exec(command, env, workdir, timeout).await,
+    }
+}
+
+/// The URL of an httpGet probe; IPv6 hosts get brackets.
+pub fn http_url(https: bool, host: &str, port: u16, path: &str) -> String {
+    let scheme = if https { "https" } else { "http" };
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+    format!("{scheme}://{host}:{port}{path}")
+}
+
+async fn http(https: bool, host: &str, port: u16, path: &str, headers: &[(String, String)], timeout: Duration) -> Outcome {
+    let client = match client() {
+        Ok(c) => c,
+        Err(e) => return outcome(false, e),
+    };
+    let url = http_url(https, host, port, path);
+    let mut req = client.get(&url).timeout(timeout).header("Accept", "*/*");
+    for (k, v) in headers {
+        // kubelet: a Host header sets the request's host.
+        req = req.header(k.as_str(), v.as_str());
+    }
+    match req.send().await {
+        Ok(resp) => {
+            let code = resp.status().as_u16();
+            let body = resp.text().await.unwrap_or_default();
+            let body = body.trim();
+            // kubelet: pkg/probe/http, 200 <= code < 400 is success.
+            if (200..400).contains(&code) {
+                outcome(true, format!("HTTP {code}"))
+            } else {
+                outcome(false, format!("HTTP probe failed with statuscode: {code} {body}").trim_end().to_string())
+            }
+        }
+        Err(e) if e.is_timeout() => outcome(false, format!("Get {url:?}: timeout after {timeout:?}")),
+        Err(e) => outcome(false, format!("Get {url:?}: {}", error_chain(&e))),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}
+
+async fn tcp(host: &str, port: u16, timeout: Duration) -> Outcome {
+    let addr = if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
+        Ok(Ok(_)) => outcome(true, format!("connected to {addr}")),
+        Ok(Err(e)) => outcome(false, format!("dial tcp {addr}: {e}")),
+        Err(_) => outcome(false, format!("dial tcp {addr}: timeout after {timeout:?}")),
+    }
+}
+
+async fn exec(command: &[String], env: &[(String, String)], workdir: &Path, timeout: Duration) -> Outcome {
+    let Some((program, args)) = command.split_first() else { return outcome(false, "exec: empty command") };
+    match process::run_with_timeout(Path::new(program), args, Some(env), workdir, timeout).await {
+        Ok(out) if out.timed_out => outcome(false, format!("command {program:?} timed out after {timeout:?}")),
+        Ok(out) if out.code == Some(0) => outcome(true, out.output.trim().to_string()),
+        Ok(out) => {
+            let code = out.code.map_or_else(|| "killed by a signal".to_string(), |c| format!("exit code {c}"));
+            outcome(false, format!("command {program:?} failed with {code}: {}", out.output.trim()).trim_end().to_string())
+        }
+        Err(e) => outcome(false, format!("could not run {program:?}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pod::spec::ProbeTiming;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn spec(handler: ProbeHandler) -> ProbeSpec {
+        ProbeSpec {
+            handler,
+            timing: ProbeTiming {
+                initial_delay: Duration::ZERO,
+                period: Duration::from_secs(1),
+                timeout: Duration::from_secs(2),
+                success_threshold: 1,
+                failure_threshold: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(http_url(true, "127.0.0.1", 6443, "/livez"), "https://127.0.0.1:6443/livez");
+        assert_eq!(http_url(false, "::1", 80, "/"), "http://[::1]:80/");
+    }
+
+    /// A one-shot HTTP server answering `status`, returning the request it saw.
+    async fn serve_once(status: u16) -> (u16, tokio::task::JoinHandle<String>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let h = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap();
+            let resp = format!("HTTP/1.1 {status} X\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbody");
+            s.write_all(resp.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        (port, h)
+    }
+
+    #[tokio::test]
+    async fn http_success_range_and_headers() {
+        for (status, ok) in [(200, true), (302, true), (399, true), (404, false), (500, false)] {
+            let (port, h) = serve_once(status).await;
+            let s = spec(ProbeHandler::Http {
+                https: false,
+                host: "127.0.0.1".into(),
+                port,
+                path: "/healthz".into(),
+                headers: vec![("X-Probe".into(), "yes".into())],
+            });
+            let o = run(&s, &[], Path::new("/")).await;
+            assert_eq!(o.ok, ok, "{status}: {o:?}");
+            let req = h.await.unwrap().to_lowercase();
+            assert!(req.starts_with("get /healthz http/1.1"), "{req}");
+            assert!(req.contains("x-probe: yes") && req.contains("user-agent: kube-probe/1.20"), "{req}");
+        }
+    }
+
+    #[tokio::test]
+    async fn tcp_and_refused() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(run(&spec(ProbeHandler::Tcp { host: "127.0.0.1".into(), port }), &[], Path::new("/")).await.ok);
+        drop(l);
+        let o = run(&spec(ProbeHandler::Tcp { host: "127.0.0.1".into(), port }), &[], Path::new("/")).await;
+        assert!(!o.ok && o.message.contains("dial tcp"), "{o:?}");
+        let o = run(
+            &spec(ProbeHandler::Http { https: true, host: "127.0.0.1".into(), port, path: "/".into(), headers: vec![] }),
+            &[],
+            Path::new("/"),
+        )
+        .await;
+        assert!(!o.ok && o.message.contains(&format!("https://127.0.0.1:{port}/")), "{o:?}");
+    }
+
+    #[tokio::test]
+    async fn exec_uses_the_container_env_and_exit_code() {
+        let env = vec![("PATH".to_string(), "/usr/bin:/bin".to_string()), ("WANT".to_string(), "7".to_string())];
+        let cmd = |s: &str| ProbeHandler::Exec { command: vec!["sh".into(), "-c".into(), s.into()] };
+        assert!(run(&spec(cmd("test \"$WANT\" = 7")), &env, Path::new("/")).await.ok);
+        let o = run(&spec(cmd("echo nope; exit 3")), &env, Path::new("/")).await;
+        assert!(!o.ok && o.message.contains("exit code 3") && o.message.contains("nope"), "{o:?}");
+        let mut s = spec(cmd("sleep 5"));
+        s.timing.timeout = Duration::from_millis(200);
+        let o = run(&s, &env, Path::new("/")).await;
+        assert!(!o.ok && o.message.contains("timed out"), "{o:?}");
+    }
+}

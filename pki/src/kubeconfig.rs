@@ -1,0 +1,617 @@
+//! The kubeconfig files of a control-plane node (kubeadm: app/phases/kubeconfig/
+//! kubeconfig.go), as a serde struct with client-go's field names.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use components::config::KeyAlgorithm;
+use components::names;
+use serde::{Deserialize, Serialize};
+
+use crate::certs::{AltNames, ExtKeyUsage, KeyUsage, LEAF_VALIDITY_DAYS};
+use crate::issue::{Issuer, Template, sign};
+use crate::key::PrivateKey;
+use crate::verify::Decision;
+use crate::{PkiError, certs};
+
+/// Whose name the client certificate carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientName {
+    /// A fixed user name.
+    Fixed(&'static str),
+    /// `system:node:<node name>` (kubeadm: NodesUserPrefix + nodeRegistration.name).
+    Node,
+}
+
+/// Which API server URL a kubeconfig points at (kubeadm 1.20: admin and kubelet use the
+/// control plane endpoint, controller-manager and scheduler the local API endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// `controlPlaneEndpoint`, else the local API endpoint (util.GetControlPlaneEndpoint).
+    ControlPlaneEndpoint,
+    /// This node's advertise address and bind port (util.GetLocalAPIEndpoint).
+    LocalApiEndpoint,
+}
+
+/// One kubeconfig file kubeadm writes (kubeadm: kubeconfig.go, getKubeConfigSpecsBase).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeconfigSpec {
+    /// The phase name, `kubeadm init phase kubeconfig <name>`.
+    pub name: &'static str,
+    /// kubeadm's help line for the phase.
+    pub short: &'static str,
+    /// The file name under `/etc/kubernetes`.
+    pub file_name: &'static str,
+    /// The client certificate's CN, which is also the kubeconfig's user name.
+    pub client: ClientName,
+    /// The client certificate's organizations (groups).
+    pub organizations: &'static [&'static str],
+    /// Which API server URL it uses.
+    pub server: ServerKind,
+}
+
+impl KubeconfigSpec {
+    /// The user name (and client certificate CN) for `node_name`.
+    pub fn client_name(&self, node_name: &str) -> String {
+        match self.client {
+            ClientName::Fixed(name) => name.to_string(),
+            ClientName::Node => format!("{}{node_name}", names::NODES_USER_PREFIX),
+        }
+    }
+
+    /// The API server URL this kubeconfig uses.
+    ///
+    /// # Errors
+    /// [`PkiError::InvalidControlPlaneEndpoint`].
+    pub fn server_url(
+        &self,
+        control_plane_endpoint: Option<&str>,
+        advertise_address: IpAddr,
+        bind_port: u16,
+    ) -> Result<String, PkiError> {
+        match self.server {
+            ServerKind::ControlPlaneEndpoint => {
+                server_url(control_plane_endpoint, advertise_address, bind_port)
+            }
+            ServerKind::LocalApiEndpoint => Ok(local_server_url(advertise_address, bind_port)),
+        }
+    }
+}
+
+/// The kubeconfig files of a control-plane node, in kubeadm's phase order.
+pub static KUBECONFIGS: &[KubeconfigSpec] = &[
+    KubeconfigSpec {
+        name: "admin",
+        short: "Generate a kubeconfig file for the admin to use and for kubeadm itself",
+        file_name: names::ADMIN_KUBECONFIG,
+        client: ClientName::Fixed(names::ADMIN_USER),
+        organizations: &[names::SYSTEM_PRIVILEGED_GROUP],
+        server: ServerKind::ControlPlaneEndpoint,
+    },
+    KubeconfigSpec {
+        name: "kubelet",
+        short: "Generate a kubeconfig file for the kubelet to use *only* for cluster bootstrapping purposes",
+        file_name: names::KUBELET_KUBECONFIG,
+        client: ClientName::Node,
+        organizations: &[names::NODES_GROUP],
+        server: ServerKind::ControlPlaneEndpoint,
+    },
+    KubeconfigSpec {
+        name: "controller-manager",
+        short: "Generate a kubeconfig file for the controller manager to use",
+        file_name: names::CONTROLLER_MANAGER_KUBECONFIG,
+        client: ClientName::Fixed(names::CONTROLLER_MANAGER_USER),
+        organizations: &[],
+        server: ServerKind::LocalApiEndpoint,
+    },
+    KubeconfigSpec {
+        name: "scheduler",
+        short: "Generate a kubeconfig file for the scheduler to use",
+        file_name: names::SCHEDULER_KUBECONFIG,
+        client: ClientName::Fixed(names::SCHEDULER_USER),
+        organizations: &[],
+        server: ServerKind::LocalApiEndpoint,
+    },
+];
+
+/// The spec named `name` (`admin`, `kubelet`, `controller-manager`, `scheduler`).
+pub fn kubeconfig_spec(name: &str) -> Option<&'static KubeconfigSpec> {
+    KUBECONFIGS.iter().find(|s| s.name == name)
+}
+
+/// `https://<controlPlaneEndpoint or advertise address>:<port>` (kubeadm: app/util/
+/// endpoint.go, GetControlPlaneEndpoint): a port in the endpoint wins over `bind_port`;
+/// IPv6 hosts go in brackets.
+///
+/// # Errors
+/// [`PkiError::InvalidControlPlaneEndpoint`].
+pub fn server_url(
+    control_plane_endpoint: Option<&str>,
+    advertise_address: IpAddr,
+    bind_port: u16,
+) -> Result<String, PkiError> {
+    match control_plane_endpoint {
+        None => Ok(local_server_url(advertise_address, bind_port)),
+        Some(endpoint) => {
+            let (host, port) = certs::parse_host_port(endpoint)?;
+            Ok(format_url(&host, port.unwrap_or(bind_port)))
+        }
+    }
+}
+
+/// `https://<advertise address>:<bind port>` (kubeadm: GetLocalAPIEndpoint).
+pub fn local_server_url(advertise_address: IpAddr, bind_port: u16) -> String {
+    format_url(&advertise_address.to_string(), bind_port)
+}
+
+fn format_url(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("https://[{host}]:{port}")
+    } else {
+        format!("https://{host}:{port}")
+    }
+}
+
+/// A kubeconfig file with client-go's field names (clientcmd/api/v1 Config), in the field
+/// order kubeadm writes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kubeconfig {
+    /// `v1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    /// Clusters by name.
+    #[serde(default)]
+    pub clusters: Vec<NamedCluster>,
+    /// Contexts by name.
+    #[serde(default)]
+    pub contexts: Vec<NamedContext>,
+    /// The context in use, `<user>@<cluster>`.
+    #[serde(rename = "current-context", default)]
+    pub current_context: String,
+    /// `Config`.
+    pub kind: String,
+    /// Always empty.
+    #[serde(default)]
+    pub preferences: Preferences,
+    /// Users by name.
+    #[serde(default)]
+    pub users: Vec<NamedUser>,
+}
+
+/// client-go `Preferences`; kubeadm writes it empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preferences {}
+
+/// client-go `NamedCluster`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedCluster {
+    /// The cluster.
+    pub cluster: Cluster,
+    /// Its name.
+    pub name: String,
+}
+
+/// client-go `Cluster`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// The CA certificate PEM, base64.
+    #[serde(
+        rename = "certificate-authority-data",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub certificate_authority_data: Option<String>,
+    /// The API server URL.
+    pub server: String,
+}
+
+/// client-go `NamedContext`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedContext {
+    /// The context.
+    pub context: Context,
+    /// Its name.
+    pub name: String,
+}
+
+/// client-go `Context`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Context {
+    /// The cluster's name.
+    pub cluster: String,
+    /// The user's name.
+    pub user: String,
+}
+
+/// client-go `NamedAuthInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedUser {
+    /// Its name.
+    pub name: String,
+    /// The credentials.
+    pub user: User,
+}
+
+/// client-go `AuthInfo`, the client-certificate part.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// The client certificate PEM, base64.
+    #[serde(
+        rename = "client-certificate-data",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_certificate_data: Option<String>,
+    /// The client key PEM, base64.
+    #[serde(
+        rename = "client-key-data",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_key_data: Option<String>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("client_certificate_data", &self.client_certificate_data)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kubeconfig {
+    /// The file's YAML.
+    pub fn to_yaml(&self) -> String {
+        yaml_serde::to_string(self).expect("a Kubeconfig of strings always serializes")
+    }
+
+    /// Reads a kubeconfig file's YAML; unknown fields are ignored, as client-go does.
+    ///
+    /// # Errors
+    /// [`PkiError::KubeconfigParse`].
+    pub fn from_yaml(yaml: &str) -> Result<Self, PkiError> {
+        yaml_serde::from_str(yaml).map_err(|e| PkiError::KubeconfigParse {
+            file: "kubeconfig".to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The cluster of the current context, if the file is complete.
+    pub fn current_cluster(&self) -> Option<&NamedCluster> {
+        let ctx = self
+            .contexts
+            .iter()
+            .find(|c| c.name == self.current_context)?;
+        self.clusters.iter().find(|c| c.name == ctx.context.cluster)
+    }
+}
+
+/// Builds the kubeconfig `spec` with a new client certificate signed by the cluster CA
+/// (kubeadm: buildKubeConfigFromSpec; kubeconfigutil.CreateWithCerts): cluster
+/// `cluster_name`, user = the client name, context `<user>@<cluster>`. `node_name` fills
+/// the kubelet's `system:node:<node>`.
+///
+/// # Errors
+/// CA parse errors, [`PkiError::KeyGeneration`], [`PkiError::Sign`].
+pub fn build_kubeconfig(
+    spec: &KubeconfigSpec,
+    node_name: &str,
+    cluster_name: &str,
+    server_url: &str,
+    ca: &Issuer,
+    algorithm: KeyAlgorithm,
+    now: SystemTime,
+) -> Result<Kubeconfig, PkiError> {
+    let user = spec.client_name(node_name);
+    let template = Template {
+        name: spec.file_name,
+        common_name: &user,
+        organizations: spec.organizations,
+        alt_names: AltNames::default(),
+        key_usages: &[KeyUsage::DigitalSignature, KeyUsage::KeyEncipherment],
+        ext_key_usages: &[ExtKeyUsage::ClientAuth],
+        is_ca: false,
+        validity_days: LEAF_VALIDITY_DAYS,
+    };
+    let key = PrivateKey::generate(algorithm)?;
+    let cert_pem = sign(&template, &key, Some((ca, "ca")), now)?;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let context = format!("{user}@{cluster_name}");
+    Ok(Kubeconfig {
+        api_version: "v1".to_string(),
+        clusters: vec![NamedCluster {
+            cluster: Cluster {
+                certificate_authority_data: Some(b64(&ca.cert_pem)),
+                server: server_url.to_string(),
+            },
+            name: cluster_name.to_string(),
+        }],
+        contexts: vec![NamedContext {
+            context: Context {
+                cluster: cluster_name.to_string(),
+                user: user.clone(),
+            },
+            name: context.clone(),
+        }],
+        current_context: context,
+        kind: "Config".to_string(),
+        preferences: Preferences {},
+        users: vec![NamedUser {
+            name: user,
+            user: User {
+                client_certificate_data: Some(b64(&cert_pem)),
+                client_key_data: Some(b64(key.to_pem())),
+            },
+        }],
+    })
+}
+
+/// Decides about an existing kubeconfig (kubeadm: validateKubeConfig): none means create;
+/// one whose current cluster has the same CA (whitespace-trimmed) and server URL is reused;
+/// anything else is an error naming what differs. kubeadm 1.20 only warns about another
+/// server URL; kubeboot refuses it, since the file would point the component elsewhere.
+///
+/// # Errors
+/// [`PkiError::KubeconfigParse`], [`PkiError::KubeconfigIncomplete`],
+/// [`PkiError::KubeconfigWrongCa`], [`PkiError::KubeconfigWrongServer`].
+pub fn decide_kubeconfig(
+    spec: &KubeconfigSpec,
+    existing_yaml: Option<&str>,
+    ca_cert_pem: &str,
+    server_url: &str,
+) -> Result<Decision, PkiError> {
+    let Some(yaml) = existing_yaml else {
+        return Ok(Decision::Create);
+    };
+    let file = spec.file_name;
+    let current = Kubeconfig::from_yaml(yaml).map_err(|e| match e {
+        PkiError::KubeconfigParse { reason, .. } => PkiError::KubeconfigParse {
+            file: file.to_string(),
+            reason,
+        },
+        other => other,
+    })?;
+    let incomplete = |what: String| PkiError::KubeconfigIncomplete { file, what };
+    let ctx = current
+        .contexts
+        .iter()
+        .find(|c| c.name == current.current_context)
+        .ok_or_else(|| {
+            incomplete(format!(
+                "context {:?} (its current-context)",
+                current.current_context
+            ))
+        })?;
+    let cluster = current
+        .clusters
+        .iter()
+        .find(|c| c.name == ctx.context.cluster)
+        .ok_or_else(|| incomplete(format!("cluster {:?}", ctx.context.cluster)))?;
+    let ca_data = cluster
+        .cluster
+        .certificate_authority_data
+        .as_deref()
+        .ok_or_else(|| incomplete("certificate-authority-data".to_string()))?;
+    let ca = base64::engine::general_purpose::STANDARD
+        .decode(ca_data.trim())
+        .map_err(|e| PkiError::KubeconfigParse {
+            file: file.to_string(),
+            reason: format!("certificate-authority-data: {e}"),
+        })?;
+    if ca.trim_ascii() != ca_cert_pem.as_bytes().trim_ascii() {
+        return Err(PkiError::KubeconfigWrongCa { file });
+    }
+    if cluster.cluster.server != server_url {
+        return Err(PkiError::KubeconfigWrongServer {
+            file,
+            expected: server_url.to_string(),
+            actual: cluster.cluster.server.clone(),
+        });
+    }
+    Ok(Decision::Reuse)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    use super::*;
+    use crate::certs::{cert_spec, tests::inputs};
+    use crate::issue::issue;
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    fn ca() -> Issuer {
+        issue(cert_spec("ca").expect("ca"), &inputs(), None, now())
+            .expect("ca")
+            .into()
+    }
+
+    fn spec(name: &str) -> &'static KubeconfigSpec {
+        kubeconfig_spec(name).expect("known")
+    }
+
+    #[test]
+    fn server_urls() {
+        let ip: IpAddr = "10.0.0.1".parse().expect("ip");
+        let v6: IpAddr = "fd00::1".parse().expect("ip");
+        assert_eq!(
+            server_url(None, ip, 6443).expect("ok"),
+            "https://10.0.0.1:6443"
+        );
+        assert_eq!(
+            server_url(None, v6, 6443).expect("ok"),
+            "https://[fd00::1]:6443"
+        );
+        assert_eq!(
+            server_url(Some("lb.example.com"), ip, 6443).expect("ok"),
+            "https://lb.example.com:6443"
+        );
+        assert_eq!(
+            server_url(Some("lb.example.com:443"), ip, 6443).expect("ok"),
+            "https://lb.example.com:443"
+        );
+        assert_eq!(
+            server_url(Some("[fd00::9]:443"), ip, 6443).expect("ok"),
+            "https://[fd00::9]:443"
+        );
+        let scheduler = spec("scheduler")
+            .server_url(Some("lb.example.com"), ip, 6443)
+            .expect("ok");
+        assert_eq!(scheduler, "https://10.0.0.1:6443");
+    }
+
+    #[test]
+    fn kubelet_kubeconfig_has_client_go_fields_and_node_identity() {
+        let ca = ca();
+        let kc = build_kubeconfig(
+            spec("kubelet"),
+            "node1",
+            "kubernetes",
+            "https://10.0.0.1:6443",
+            &ca,
+            KeyAlgorithm::EcdsaP256,
+            now(),
+        )
+        .expect("builds");
+        let yaml = kc.to_yaml();
+        let v: yaml_serde::Value = yaml_serde::from_str(&yaml).expect("yaml");
+        assert_eq!(v["apiVersion"].as_str(), Some("v1"));
+        assert_eq!(v["kind"].as_str(), Some("Config"));
+        assert_eq!(
+            v["current-context"].as_str(),
+            Some("system:node:node1@kubernetes")
+        );
+        assert_eq!(
+            v["contexts"][0]["name"].as_str(),
+            Some("system:node:node1@kubernetes")
+        );
+        assert_eq!(
+            v["contexts"][0]["context"]["cluster"].as_str(),
+            Some("kubernetes")
+        );
+        assert_eq!(
+            v["contexts"][0]["context"]["user"].as_str(),
+            Some("system:node:node1")
+        );
+        assert_eq!(v["clusters"][0]["name"].as_str(), Some("kubernetes"));
+        assert_eq!(
+            v["clusters"][0]["cluster"]["server"].as_str(),
+            Some("https://10.0.0.1:6443")
+        );
+        assert!(v["clusters"][0]["cluster"]["certificate-authority-data"].is_string());
+        assert_eq!(v["users"][0]["name"].as_str(), Some("system:node:node1"));
+        assert!(v["users"][0]["user"]["client-key-data"].is_string());
+        assert!(v["preferences"].as_mapping().is_some_and(|m| m.is_empty()));
+
+        let back = Kubeconfig::from_yaml(&yaml).expect("reads back");
+        assert_eq!(back, kc);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let cert_pem = b64
+            .decode(
+                back.users[0]
+                    .user
+                    .client_certificate_data
+                    .as_deref()
+                    .expect("cert"),
+            )
+            .expect("b64");
+        let cert_pem = String::from_utf8(cert_pem).expect("utf8");
+        let blocks = crate::der::pem_blocks(&cert_pem).expect("pem");
+        let (_, cert) = X509Certificate::from_der(&blocks[0].1).expect("der");
+        let cn: Vec<_> = cert
+            .subject()
+            .iter_common_name()
+            .map(|a| a.as_str().expect("str"))
+            .collect();
+        let o: Vec<_> = cert
+            .subject()
+            .iter_organization()
+            .map(|a| a.as_str().expect("str"))
+            .collect();
+        assert_eq!(cn, ["system:node:node1"]);
+        assert_eq!(o, ["system:nodes"]);
+        assert_eq!(cert.issuer().to_string(), "CN=kubernetes");
+        let eku = cert
+            .extended_key_usage()
+            .expect("eku")
+            .expect("present")
+            .value;
+        assert!(eku.client_auth && !eku.server_auth);
+        assert!(!cert.is_ca());
+    }
+
+    #[test]
+    fn admin_is_system_masters() {
+        let kc = build_kubeconfig(
+            spec("admin"),
+            "node1",
+            "kubernetes",
+            "https://10.0.0.1:6443",
+            &ca(),
+            KeyAlgorithm::EcdsaP256,
+            now(),
+        )
+        .expect("builds");
+        assert_eq!(kc.current_context, "kubernetes-admin@kubernetes");
+        assert_eq!(
+            spec("controller-manager").client_name("x"),
+            "system:kube-controller-manager"
+        );
+        assert_eq!(spec("scheduler").client_name("x"), "system:kube-scheduler");
+    }
+
+    #[test]
+    fn existing_kubeconfig_decisions() {
+        let ca = ca();
+        let url = "https://10.0.0.1:6443";
+        let kc = build_kubeconfig(
+            spec("admin"),
+            "node1",
+            "kubernetes",
+            url,
+            &ca,
+            KeyAlgorithm::EcdsaP256,
+            now(),
+        )
+        .expect("builds");
+        let yaml = kc.to_yaml();
+        let admin = spec("admin");
+        assert_eq!(
+            decide_kubeconfig(admin, None, &ca.cert_pem, url).expect("ok"),
+            Decision::Create
+        );
+        assert_eq!(
+            decide_kubeconfig(admin, Some(&yaml), &ca.cert_pem, url).expect("ok"),
+            Decision::Reuse
+        );
+        let e = decide_kubeconfig(admin, Some(&yaml), &ca.cert_pem, "https://10.0.0.2:6443")
+            .expect_err("server");
+        assert_eq!(
+            e.to_string(),
+            "a kubeconfig file admin.conf exists already but points at https://10.0.0.1:6443 instead of \
+             https://10.0.0.2:6443; delete it or run \"kubeboot reset\""
+        );
+        let other = ca_other();
+        let e = decide_kubeconfig(admin, Some(&yaml), &other, url).expect_err("ca");
+        assert!(matches!(
+            e,
+            PkiError::KubeconfigWrongCa { file: "admin.conf" }
+        ));
+        let e = decide_kubeconfig(admin, Some("kind: [oops"), &ca.cert_pem, url).expect_err("yaml");
+        assert!(
+            e.to_string()
+                .starts_with("the existing kubeconfig admin.conf is not valid"),
+            "{e}"
+        );
+    }
+
+    fn ca_other() -> String {
+        ca().cert_pem
+    }
+}

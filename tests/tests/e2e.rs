@@ -1,0 +1,18 @@
+//! End-to-end scenarios: real nodes (network + mount + UTS namespaces, see
+//! `scripts/node.sh`) running kubeboot and the real Kubernetes v1.20.2 binaries.
+//!
+//! Every scenario is `#[ignore]`d (it needs root and `scripts/setup.sh`); run them with
+//! `scripts/test.sh`, or after setup:
+//!
+//! ```text
+//! set -a; . /var/lib/kubeboot-dev/env; set +a
+//! cargo build -p kubeboot && cargo test -p tests --test e2e -- --include-ignored
+//! ```
+//!
+//! One module per scenario; scenarios use `tests::step` for named steps and
+//! `tests::Node::allocate` for nodes that never collide with parallel tests.
+
+#[path = "e2e/harness_node_isolation.rs"]
+mod harness_node_isolation;
+#[path = "e2e/init_single_node.rs"]
+mod init_single_node;
