@@ -144,7 +144,7 @@ struct Out {
 fn run(o: &ShimArgs) -> anyhow::Result<i32> {
     // Already a group leader (started by hand) is fine.
     let _ = process::new_session();
-    // Signals arrive through a signalfd; std resets the mask in the container.
+    // Signals arrive through a signalfd; the container gets an empty mask back.
     let mut mask = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD, Signal::SIGHUP] {
         mask.add(s);
@@ -159,14 +159,10 @@ fn run(o: &ShimArgs) -> anyhow::Result<i32> {
         .open(&o.log)
         .with_context(|| format!("could not open the container log {:?}", o.log.display().to_string()))?;
 
-    let spawned = Command::new(&o.binary)
-        .args(&o.args)
-        .current_dir(&o.workdir)
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
+    let mut cmd = Command::new(&o.binary);
+    cmd.args(&o.args).current_dir(&o.workdir).process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    process::default_signals_on_exec(&mut cmd);
+    let spawned = cmd.spawn();
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
@@ -217,20 +213,17 @@ fn run(o: &ShimArgs) -> anyhow::Result<i32> {
         if sig_ready {
             while let Ok(Some(info)) = sfd.read_signal() {
                 let signo = i32::try_from(info.ssi_signo).unwrap_or(0);
-                match Signal::try_from(signo) {
-                    Ok(s @ (Signal::SIGTERM | Signal::SIGINT)) => {
-                        let _ = process::signal_group(pid, s);
-                    }
-                    _ => {}
+                if let Ok(s @ (Signal::SIGTERM | Signal::SIGINT)) = Signal::try_from(signo) {
+                    let _ = process::signal_group(pid, s);
                 }
             }
-            if status.is_none() {
-                if let Ok(Some(st)) = child.try_wait() {
-                    status = Some(st);
-                    // Tear down what the container left behind in its group.
-                    let _ = process::signal_group(pid, Signal::SIGKILL);
-                    drain_until = Some(Instant::now() + DRAIN);
-                }
+            if status.is_none()
+                && let Ok(Some(st)) = child.try_wait()
+            {
+                status = Some(st);
+                // Tear down what the container left behind in its group.
+                let _ = process::signal_group(pid, Signal::SIGKILL);
+                drain_until = Some(Instant::now() + DRAIN);
             }
         }
         if out_ready {

@@ -34,8 +34,15 @@ pub(crate) struct Shared {
 /// The status board the executors write and the socket reads.
 #[derive(Default)]
 pub(crate) struct Board {
-    pub(crate) pods: BTreeMap<String, PodStatus>,
+    pub(crate) pods: BTreeMap<String, BoardPod>,
     manifest_errors: Vec<ManifestErrorStatus>,
+}
+
+/// One pod on the board; its phase is computed when the status is taken.
+pub(crate) struct BoardPod {
+    pub(crate) status: PodStatus,
+    policy: RestartPolicy,
+    terminating: bool,
 }
 
 struct PodHandle {
@@ -152,9 +159,7 @@ fn start_pod(shared: &Arc<Shared>, pod: Arc<StaticPod>, mut adopted: HashMap<Str
         warn!(pod = %pod.full_name(), "{w}");
     }
     if let Ok(mut board) = shared.board.lock() {
-        board.pods.insert(
-            pod.uid.clone(),
-            PodStatus {
+        let status = PodStatus {
                 namespace: pod.namespace.clone(),
                 name: pod.name.clone(),
                 uid: pod.uid.clone(),
@@ -167,8 +172,8 @@ fn start_pod(shared: &Arc<Shared>, pod: Arc<StaticPod>, mut adopted: HashMap<Str
                     .iter()
                     .map(|c| ContainerStatus { name: c.name.clone(), image: c.image.clone(), state: "waiting".into(), ..Default::default() })
                     .collect(),
-            },
-        );
+        };
+        board.pods.insert(pod.uid.clone(), BoardPod { status, policy: pod.restart_policy, terminating: false });
     }
     let containers = (0..pod.containers.len())
         .map(|i| {
@@ -188,6 +193,11 @@ fn reconcile(shared: &Arc<Shared>, observed: &mut BTreeMap<String, PodHandle>, d
         if !h.terminating && !desired.pods.contains_key(uid) {
             info!(pod = %h.pod.full_name(), uid = %uid, "pod removed; stopping it");
             h.terminating = true;
+            if let Ok(mut board) = shared.board.lock()
+                && let Some(p) = board.pods.get_mut(uid)
+            {
+                p.terminating = true;
+            }
             for (tx, _) in &h.containers {
                 let _ = tx.send(Event::Stop);
             }
@@ -217,17 +227,12 @@ fn reconcile(shared: &Arc<Shared>, observed: &mut BTreeMap<String, PodHandle>, d
         observed.insert(uid, h);
     }
     if let Ok(mut board) = shared.board.lock() {
-        for (uid, h) in observed.iter() {
-            if let Some(p) = board.pods.get_mut(uid) {
-                p.phase = if h.terminating { "Terminating".into() } else { phase(&h.pod, &p.containers) };
-            }
-        }
         board.manifest_errors = desired.errors;
     }
 }
 
 /// The pod phase (kubelet: kubelet_pods.go getPhase).
-fn phase(pod: &StaticPod, containers: &[ContainerStatus]) -> String {
+fn phase(policy: RestartPolicy, containers: &[ContainerStatus]) -> String {
     let (mut waiting, mut running, mut stopped, mut succeeded) = (0, 0, 0, 0);
     for c in containers {
         match c.state.as_str() {
@@ -247,7 +252,7 @@ fn phase(pod: &StaticPod, containers: &[ContainerStatus]) -> String {
     } else if running > 0 {
         "Running"
     } else if stopped > 0 {
-        match pod.restart_policy {
+        match policy {
             RestartPolicy::Always => "Running",
             _ if stopped == succeeded => "Succeeded",
             RestartPolicy::Never => "Failed",
@@ -263,7 +268,17 @@ fn snapshot(shared: &Shared) -> AgentStatus {
     let now = SystemTime::now();
     let board = shared.board.lock();
     let (mut pods, errors) = match &board {
-        Ok(b) => (b.pods.values().cloned().collect::<Vec<_>>(), b.manifest_errors.clone()),
+        Ok(b) => (
+            b.pods
+                .values()
+                .map(|p| {
+                    let mut s = p.status.clone();
+                    s.phase = if p.terminating { "Terminating".into() } else { phase(p.policy, &s.containers) };
+                    s
+                })
+                .collect::<Vec<_>>(),
+            b.manifest_errors.clone(),
+        ),
         Err(_) => (Vec::new(), Vec::new()),
     };
     pods.sort_by(|a, b| (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid)));
@@ -301,5 +316,32 @@ async fn serve(listener: tokio::net::UnixListener, shared: Arc<Shared>) {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(state: &str, last_exit: Option<(i32, &str)>) -> ContainerStatus {
+        ContainerStatus {
+            state: state.into(),
+            last_exit_code: last_exit.map(|e| e.0),
+            last_exit_reason: last_exit.map(|e| e.1.to_string()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn phase_follows_the_kubelet() {
+        use RestartPolicy::*;
+        assert_eq!(phase(Always, &[c("waiting", None)]), "Pending");
+        assert_eq!(phase(Always, &[c("running", None), c("waiting", None)]), "Pending");
+        assert_eq!(phase(Always, &[c("running", None)]), "Running");
+        // CrashLoopBackOff: waiting after a run counts as stopped.
+        assert_eq!(phase(Always, &[c("waiting", Some((1, "Error")))]), "Running");
+        assert_eq!(phase(Never, &[c("terminated", Some((0, "Completed")))]), "Succeeded");
+        assert_eq!(phase(Never, &[c("terminated", Some((2, "Error")))]), "Failed");
+        assert_eq!(phase(OnFailure, &[c("terminated", Some((0, "Completed")))]), "Succeeded");
     }
 }

@@ -282,15 +282,16 @@ pub fn signal_one(m: &Marked, signal: Signal) -> bool {
 /// controlling terminal of ours; returns the child's PID. The caller reaps it (through
 /// [`wait_exit`]).
 pub fn spawn_detached_child(exe: &Path, args: &[String], env: &[(String, String)], cwd: &Path) -> io::Result<u32> {
-    let child = Command::new(exe)
-        .args(args)
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+        .stderr(Stdio::null());
+    default_signals_on_exec(&mut cmd);
+    let child = cmd.spawn()?;
     Ok(child.id())
 }
 
@@ -396,6 +397,28 @@ pub fn spawn_daemon(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<u
     f.read_exact(&mut buf).with_context(|| format!("{} did not report the daemon's pid", exe.display()))?;
     let pid = i32::from_ne_bytes(buf);
     u32::try_from(pid).map_err(|_| anyhow::anyhow!("{} reported an invalid pid {pid}", exe.display()))
+}
+
+/// Makes `cmd`'s process start with the default signal state: an empty signal mask (std
+/// keeps the parent's, and the shim blocks the signals it reads from a signalfd) and default
+/// dispositions for the signals a container expects to be able to receive (an agent started
+/// in the background of a shell would otherwise pass on ignored SIGINT/SIGQUIT).
+pub fn default_signals_on_exec(cmd: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // sigemptyset, sigprocmask and signal, which are async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(set.as_mut_ptr());
+            if libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGPIPE, libc::SIGCHLD] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
 }
 
 /// True if a process with this PID and start time is alive (not a zombie).

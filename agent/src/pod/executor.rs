@@ -121,7 +121,7 @@ impl Executor {
                 None
             }
             Action::Probe { pid, kind } => {
-                let Some(spec) = self.spec.probe(kind).cloned() else { return None };
+                let spec = self.spec.probe(kind).cloned()?;
                 let env = rt.container_env(&self.spec);
                 let workdir = PathBuf::from(self.spec.working_dir.as_deref().unwrap_or("/"));
                 let tx = self.tx.clone();
@@ -151,12 +151,11 @@ impl Executor {
 
     fn publish(&self) {
         let status = self.status();
-        if let Ok(mut board) = self.shared.board.lock() {
-            if let Some(p) = board.pods.get_mut(&self.pod.uid) {
-                if let Some(slot) = p.containers.get_mut(self.index) {
-                    *slot = status;
-                }
-            }
+        if let Ok(mut board) = self.shared.board.lock()
+            && let Some(p) = board.pods.get_mut(&self.pod.uid)
+            && let Some(slot) = p.status.containers.get_mut(self.index)
+        {
+            *slot = status;
         }
     }
 

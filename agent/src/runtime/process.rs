@@ -29,6 +29,9 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// How long `<binary> --version` may take.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A binary's `--version` result and the mtime it was taken at.
+type CachedVersion = (SystemTime, Result<Version, String>);
+
 /// Runs containers as host processes under the shim.
 #[derive(Debug)]
 pub struct ProcessRuntime {
@@ -39,7 +42,7 @@ pub struct ProcessRuntime {
     state: StateDir,
     node_id: String,
     /// `--version` results by binary path, with the mtime they were taken at.
-    versions: Mutex<HashMap<PathBuf, (SystemTime, Result<Version, String>)>>,
+    versions: Mutex<HashMap<PathBuf, CachedVersion>>,
 }
 
 impl ProcessRuntime {
@@ -85,12 +88,11 @@ impl ProcessRuntime {
 
     async fn binary_version(&self, path: &Path) -> Result<Version, String> {
         let mtime = std::fs::metadata(path).and_then(|m| m.modified()).unwrap_or(UNIX_EPOCH);
-        if let Ok(cache) = self.versions.lock() {
-            if let Some((t, v)) = cache.get(path) {
-                if *t == mtime {
-                    return v.clone();
-                }
-            }
+        if let Ok(cache) = self.versions.lock()
+            && let Some((t, v)) = cache.get(path)
+            && *t == mtime
+        {
+            return v.clone();
         }
         let result = match process::run_with_timeout(path, &["--version".to_string()], None, Path::new("/"), VERSION_TIMEOUT).await {
             Ok(out) if out.timed_out => Err(format!("\"{} --version\" did not finish within {VERSION_TIMEOUT:?}", path.display())),
@@ -228,10 +230,10 @@ impl ProcessRuntime {
 
     /// SIGTERM to the shim, which forwards it to the container's process group.
     pub fn terminate(&self, r: &Running) {
-        if let Err(e) = r.pidfd.send_signal(Signal::SIGTERM) {
-            if e.raw_os_error() != Some(libc::ESRCH) {
-                warn!(pid = r.pid, "could not send SIGTERM: {e}");
-            }
+        if let Err(e) = r.pidfd.send_signal(Signal::SIGTERM)
+            && e.raw_os_error() != Some(libc::ESRCH)
+        {
+            warn!(pid = r.pid, "could not send SIGTERM: {e}");
         }
     }
 

@@ -121,8 +121,10 @@ pub fn is_allowed_with_config(flag: &str) -> bool {
     ALLOWED_WITH_CONFIG.contains(&flag) || flag.starts_with("skip-")
 }
 
-/// kubeadm 1.20's `isAllowedFlag` list; any `skip-*` flag is allowed too.
+/// kubeadm 1.20's `isAllowedFlag` list, plus kubeboot's own `bin-dir` (where the binaries
+/// are is a fact of the node, not of the cluster config); any `skip-*` flag is allowed too.
 pub const ALLOWED_WITH_CONFIG: &[&str] = &[
+    "bin-dir",
     "config",
     "ignore-preflight-errors",
     "dry-run",
