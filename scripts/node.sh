@@ -148,8 +148,10 @@ cmd_create() {
   trap 'if [ -n "${CREATING:-}" ]; then say "create $CREATING failed; cleaning up"; destroy_locked "$CREATING" quiet; fi' EXIT
 
   ensure_hub
-  ip -n "$HUB" addr show dev "$HUB_BRIDGE" | grep -q "inet $hub_addr " \
-    || ip -n "$HUB" addr add "$hub_addr" dev "$HUB_BRIDGE"
+  # (Output captured first: `ip ... | grep -q` fails under pipefail when grep exits early.)
+  local hub_addrs
+  hub_addrs=$(ip -n "$HUB" -4 -o addr show dev "$HUB_BRIDGE")
+  [[ "$hub_addrs" == *" inet $hub_addr "* ]] || ip -n "$HUB" addr add "$hub_addr" dev "$HUB_BRIDGE"
 
   # Network namespace, veth into the hub bridge, address, default route via the hub.
   ip netns add "$name"
@@ -248,7 +250,9 @@ destroy_locked() {
   rm -rf "$rd"
   if [ -e "$st" ]; then
     # Nothing may be mounted below the state dir on the host; never delete through a mount.
-    if findmnt -rn -o TARGET | grep -q "^$st/"; then
+    local mounts
+    mounts=$(findmnt -rn -o TARGET)
+    if grep -q "^$st/" <<<"$mounts"; then
       die "something is mounted under $st on the host; not deleting it"
     fi
     rm -rf --one-file-system "$st"

@@ -37,7 +37,7 @@ PACKAGES=(etcd-server iproute2 containerd runc containernetworking-plugins util-
   iptables conntrack busybox-static golang-go rsync make python3)
 command -v curl >/dev/null || PACKAGES+=(curl)
 
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = 'install ok installed' ]; }
 
 # PIDs of host daemons a package may start; compared before and after installing.
 daemon_pids() { pgrep -x 'etcd|containerd' 2>/dev/null | sort || true; }
@@ -98,7 +98,7 @@ KUBE_DIR=$("$REPO/scripts/build-kubernetes.sh" | tail -n1)
 for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm; do
   [ -x "$KUBE_DIR/$c" ] || die "$KUBE_DIR/$c missing after build-kubernetes.sh"
 done
-"$KUBE_DIR/kube-apiserver" --version | grep -qx 'Kubernetes v1.20.2' \
+[ "$("$KUBE_DIR/kube-apiserver" --version)" = 'Kubernetes v1.20.2' ] \
   || die "$KUBE_DIR/kube-apiserver is not v1.20.2"
 
 # One directory with every binary a node runs: the Kubernetes components and etcd

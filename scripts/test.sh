@@ -47,6 +47,9 @@ stage build cargo build --workspace --bins
 if [[ " ${failed[*]:-} " == *" build "* ]]; then
   say "the build failed; not running the tests"
 else
+  # The binary just built is the one under test (tests/src/env.rs: kubeboot_exe); naming it
+  # explicitly skips the harness's staleness check, which a concurrent edit would trip.
+  export KUBEBOOT_EXE="${KUBEBOOT_EXE:-$CARGO_TARGET_DIR/debug/kubeboot}"
   if cargo nextest --version >/dev/null 2>&1; then
     stage tests cargo nextest run --workspace --run-ignored all \
       --tool-config-file "kubeboot:$REPO/.ci/nextest.toml" "$@"

@@ -61,6 +61,25 @@ fn init_single_node() -> Result<()> {
     let bin = bin.to_string_lossy().to_string();
     let node = step("create node", || Node::allocate("init-single"))?;
 
+    step("init --dry-run writes nothing to the node, starts nothing, shows every file", || {
+        let mut args = init_args(&bin);
+        args.push("--dry-run".into());
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = node.kubeboot_ok(&argv)?;
+        for want in [
+            "[dryrun] Would write file \"/etc/kubernetes/manifests/kube-apiserver.yaml\" with content:",
+            "[dryrun] Would write file \"/etc/kubernetes/pki/ca.key\" (private key material, not shown)",
+            "[dryrun] Would start the kubeboot agent",
+            "--advertise-address=",
+        ] {
+            ensure!(out.contains(want), "dry-run output lacks {want:?}:\n{out}");
+        }
+        let files = node.sh_ok("find /etc/kubernetes /var/lib/etcd /var/lib/kubeboot /run/kubeboot -mindepth 1")?;
+        ensure!(files.trim().is_empty(), "dry-run wrote to the node:\n{files}");
+        ensure!(node.processes()?.iter().all(|p| p.comm != "kubeboot"), "dry-run started the agent");
+        Ok(())
+    })?;
+
     step("kubeboot init", || run_init(&node, &bin))?;
 
     step("admin.conf works with kubectl", || {

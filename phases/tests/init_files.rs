@@ -1,0 +1,119 @@
+//! The file-writing `init` phases on a layout rooted in a temp dir: what they write, with which
+//! modes, and that running them again changes nothing.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::SystemTime;
+
+use agent::host::fs::Fs;
+use components::Layout;
+use components::config::{HostFacts, InitFlags, resolve_init};
+use phases::init::InitData;
+use phases::out::Out;
+
+fn data(root: &Path) -> InitData {
+    let flags = InitFlags {
+        apiserver_advertise_address: Some("10.123.0.2".into()),
+        kubernetes_version: Some("v1.20.2".into()),
+        node_name: Some("node1".into()),
+        pod_network_cidr: Some("10.244.0.0/16".into()),
+        ..Default::default()
+    };
+    let host = HostFacts { hostname: "node1".into(), default_address: None, local_addresses: vec![], detected_version: None };
+    let mut cfg = resolve_init(&flags, &host).expect("valid config");
+    let layout = Layout::under(root);
+    cfg.cluster.certificates_dir = "/etc/kubernetes/pki".into();
+    InitData {
+        ignore_preflight_errors: vec![],
+        cfg,
+        host_paths: manifests::HostPaths::detect(&layout, |_| false),
+        layout,
+        fs: Fs::real(),
+        out: Out::capture(),
+        dry_run: false,
+        bin_dirs: vec![],
+        exe: "/usr/local/bin/kubeboot".into(),
+        now: SystemTime::now(),
+    }
+}
+
+const FILE_PHASES: &[&str] = &["certs", "kubeconfig", "etcd", "control-plane"];
+
+fn run(d: &mut InitData) {
+    let only: Vec<String> = FILE_PHASES.iter().map(|s| s.to_string()).collect();
+    phases::init::run(d, &only).expect("phases run");
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+}
+
+#[test]
+fn writes_pki_kubeconfigs_and_manifests_with_kubeadm_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = data(dir.path());
+    run(&mut d);
+    let k = dir.path().join("etc/kubernetes");
+    for key in ["pki/ca.key", "pki/apiserver.key", "pki/etcd/server.key", "pki/sa.key", "admin.conf", "scheduler.conf"] {
+        assert_eq!(mode(&k.join(key)), 0o600, "{key}");
+    }
+    for public in ["pki/ca.crt", "pki/sa.pub", "pki/front-proxy-ca.crt"] {
+        assert_eq!(mode(&k.join(public)), 0o644, "{public}");
+    }
+    assert_eq!(mode(&k.join("manifests")), 0o700);
+    assert_eq!(mode(&dir.path().join("var/lib/etcd")), 0o700);
+    let apiserver = std::fs::read_to_string(k.join("manifests/kube-apiserver.yaml")).unwrap();
+    let root = dir.path().display().to_string();
+    assert!(apiserver.contains(&format!("--client-ca-file={root}/etc/kubernetes/pki/ca.crt")), "{apiserver}");
+    assert!(apiserver.contains("--advertise-address=10.123.0.2"));
+    let out = d.out.captured();
+    assert!(out.contains("[kubeconfig] Writing \"admin.conf\" kubeconfig file"), "{out}");
+    assert!(out.contains("[control-plane] Creating static Pod manifest for \"kube-scheduler\""), "{out}");
+}
+
+#[test]
+fn running_again_is_a_no_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = data(dir.path());
+    run(&mut d);
+    let snapshot = |p: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut files = Vec::new();
+        let mut stack = vec![p.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    files.push((e.path().display().to_string(), std::fs::read(e.path()).unwrap()));
+                }
+            }
+        }
+        files.sort();
+        files
+    };
+    let before = snapshot(dir.path());
+    let mut again = data(dir.path());
+    run(&mut again);
+    assert_eq!(before, snapshot(dir.path()), "a second run changed files");
+    let out = again.out.captured();
+    assert!(out.contains("[certs] Using existing apiserver certificate and key on disk"), "{out}");
+    assert!(out.contains("Using existing kubeconfig file"), "{out}");
+    assert!(!out.contains("Generating"), "{out}");
+}
+
+#[test]
+fn a_config_change_that_breaks_a_cert_is_refused_not_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = data(dir.path());
+    run(&mut d);
+    let crt = dir.path().join("etc/kubernetes/pki/apiserver.crt");
+    let before = std::fs::read(&crt).unwrap();
+    let mut other = data(dir.path());
+    other.cfg.local_api_endpoint.advertise_address = "10.123.0.3".parse().unwrap();
+    let only = vec!["certs".to_string()];
+    let err = phases::init::run(&mut other, &only).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("error execution phase certs/apiserver"), "{msg}");
+    assert!(msg.contains("10.123.0.3"), "{msg}");
+    assert_eq!(before, std::fs::read(&crt).unwrap());
+}
