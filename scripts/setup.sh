@@ -40,7 +40,7 @@ command -v curl >/dev/null || PACKAGES+=(curl)
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = 'install ok installed' ]; }
 
 # PIDs of host daemons a package may start; compared before and after installing.
-daemon_pids() { pgrep -x 'etcd|containerd' 2>/dev/null | sort || true; }
+daemon_pids() { { pgrep -x etcd || true; pgrep -x containerd || true; } | sort; }
 
 apt_lists_fresh() {
   # Fresh enough: a Packages index newer than one day.

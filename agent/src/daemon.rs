@@ -15,7 +15,9 @@ use crate::state::StateDir;
 
 /// Reads the pid file: `<pid> <start-time>`.
 fn read_pid_file(layout: &Layout) -> Option<(u32, u64)> {
-    let text = Fs::real().read_string_if_exists(&layout.agent_pid_file()).ok()??;
+    let text = Fs::real()
+        .read_string_if_exists(&layout.agent_pid_file())
+        .ok()??;
     let mut it = text.split_whitespace();
     let pid = it.next()?.parse().ok()?;
     let start = it.next()?.parse().ok()?;
@@ -45,10 +47,18 @@ pub fn start_detached(exe: &Path, args: &[String], layout: &Layout) -> anyhow::R
     fs.create_dir(&layout.run_dir(), 0o755)?;
     fs.create_dir(&layout.log_dir(), 0o755)?;
     let pid = process::spawn_daemon(exe, args, &layout.agent_log_file())?;
-    let stat = process::proc_stat(pid)
-        .with_context(|| format!("the agent (pid {pid}) exited at once; see {}", layout.agent_log_file().display()))?;
-    fs.write_file(&layout.agent_pid_file(), format!("{pid} {}\n", stat.start_time).as_bytes(), 0o644)
-        .context("could not write the agent's pid file")?;
+    let stat = process::proc_stat(pid).with_context(|| {
+        format!(
+            "the agent (pid {pid}) exited at once; see {}",
+            layout.agent_log_file().display()
+        )
+    })?;
+    fs.write_file(
+        &layout.agent_pid_file(),
+        format!("{pid} {}\n", stat.start_time).as_bytes(),
+        0o644,
+    )
+    .context("could not write the agent's pid file")?;
     Ok(pid)
 }
 
@@ -58,7 +68,9 @@ pub fn start_detached(exe: &Path, args: &[String], layout: &Layout) -> anyhow::R
 /// # Errors
 /// When the agent could not be signalled or does not die even after SIGKILL.
 pub fn stop(layout: &Layout, timeout: Duration) -> anyhow::Result<bool> {
-    let Some((pid, start)) = read_pid_file(layout) else { return Ok(false) };
+    let Some((pid, start)) = read_pid_file(layout) else {
+        return Ok(false);
+    };
     let fs = Fs::real();
     let fd = match PidFd::open(pid) {
         Ok(fd) if process::is_alive(pid, start) => fd,
@@ -67,9 +79,11 @@ pub fn stop(layout: &Layout, timeout: Duration) -> anyhow::Result<bool> {
             return Ok(false);
         }
     };
-    fd.send_signal(Signal::SIGTERM).with_context(|| format!("could not send SIGTERM to the agent (pid {pid})"))?;
+    fd.send_signal(Signal::SIGTERM)
+        .with_context(|| format!("could not send SIGTERM to the agent (pid {pid})"))?;
     if !fd.wait_exit_blocking(timeout) {
-        fd.send_signal(Signal::SIGKILL).with_context(|| format!("could not send SIGKILL to the agent (pid {pid})"))?;
+        fd.send_signal(Signal::SIGKILL)
+            .with_context(|| format!("could not send SIGKILL to the agent (pid {pid})"))?;
         if !fd.wait_exit_blocking(Duration::from_secs(5)) {
             anyhow::bail!("the agent (pid {pid}) did not exit even after SIGKILL");
         }
@@ -86,7 +100,9 @@ pub fn stop(layout: &Layout, timeout: Duration) -> anyhow::Result<bool> {
 /// # Errors
 /// When the node id cannot be read.
 pub fn stop_all_pods(layout: &Layout, grace: Duration) -> anyhow::Result<usize> {
-    let Some(node_id) = StateDir::new(layout.agent_state_dir()).existing_node_id()? else { return Ok(0) };
+    let Some(node_id) = StateDir::new(layout.agent_state_dir()).existing_node_id()? else {
+        return Ok(0);
+    };
     let prefix = format!("{node_id}/");
     let ours = |m: &str| m.starts_with(&prefix);
     let found = process::find_marked(AGENT_MARKER_ENV, ours);
@@ -97,7 +113,11 @@ pub fn stop_all_pods(layout: &Layout, grace: Duration) -> anyhow::Result<usize> 
         process::signal_one(m, Signal::SIGTERM);
     }
     let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && found.iter().any(|m| process::is_alive(m.pid, m.stat.start_time)) {
+    while Instant::now() < deadline
+        && found
+            .iter()
+            .any(|m| process::is_alive(m.pid, m.stat.start_time))
+    {
         std::thread::sleep(Duration::from_millis(100));
     }
     for m in &found {
@@ -141,11 +161,18 @@ pub fn systemd_unit(exe: &Path, args: &[String]) -> String {
 
 /// Quotes one systemd command-line word when it needs it.
 fn quote(word: &str) -> String {
-    let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c));
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c));
     if plain {
         return word.to_string();
     }
-    let escaped = word.replace('\\', "\\\\").replace('"', "\\\"").replace('%', "%%").replace('$', "$$");
+    let escaped = word
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('%', "%%")
+        .replace('$', "$$");
     format!("\"{escaped}\"")
 }
 
@@ -155,8 +182,14 @@ mod tests {
 
     #[test]
     fn unit_keeps_pods_on_restart_and_quotes_args() {
-        let u = systemd_unit(Path::new("/usr/bin/kubeboot"), &["agent".into(), "--bin-dir".into(), "/opt/k 8s/bin".into()]);
-        assert!(u.contains("ExecStart=/usr/bin/kubeboot agent --bin-dir \"/opt/k 8s/bin\"\n"), "{u}");
+        let u = systemd_unit(
+            Path::new("/usr/bin/kubeboot"),
+            &["agent".into(), "--bin-dir".into(), "/opt/k 8s/bin".into()],
+        );
+        assert!(
+            u.contains("ExecStart=/usr/bin/kubeboot agent --bin-dir \"/opt/k 8s/bin\"\n"),
+            "{u}"
+        );
         assert!(u.contains("KillMode=process") && u.contains("Restart=always"));
         assert_eq!(quote("100%"), "\"100%%\"");
     }

@@ -104,7 +104,10 @@ impl AgentConfig {
 /// When the state, run or log directories cannot be created, another agent serves the
 /// socket, or the signal handlers cannot be installed.
 pub fn run(config: AgentConfig) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("could not start the tokio runtime")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the tokio runtime")?;
     rt.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).context("could not handle SIGTERM")?;
@@ -125,6 +128,9 @@ pub fn run(config: AgentConfig) -> anyhow::Result<()> {
 /// # Errors
 /// As [`run`].
 pub fn run_until(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("could not start the tokio runtime")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the tokio runtime")?;
     rt.block_on(supervisor::run(config, shutdown))
 }

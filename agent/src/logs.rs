@@ -98,7 +98,11 @@ pub struct LineSplitter {
 impl LineSplitter {
     /// A splitter for `stream` with lines bounded by `max` bytes.
     pub fn new(stream: Stream, max: usize) -> Self {
-        LineSplitter { stream, max: max.max(1), pending: Vec::new() }
+        LineSplitter {
+            stream,
+            max: max.max(1),
+            pending: Vec::new(),
+        }
     }
 
     /// Feeds bytes read at time `t`; returns the complete entries they finish.
@@ -164,7 +168,10 @@ mod tests {
         assert_eq!(rfc3339(t()), "2026-01-02T03:04:05Z");
         assert_eq!(rfc3339_nanos(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
         // A leap day.
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
     }
 
     #[test]
@@ -173,7 +180,10 @@ mod tests {
         let out = s.feed(t(), b"hello\nwor");
         assert_eq!(out, b"2026-01-02T03:04:05.123456789Z stdout F hello\n");
         let out = s.feed(t(), b"ld\n");
-        assert_eq!(String::from_utf8(out).unwrap(), "2026-01-02T03:04:05.123456789Z stdout F world\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2026-01-02T03:04:05.123456789Z stdout F world\n"
+        );
         assert!(s.finish(t()).is_empty());
     }
 
@@ -201,6 +211,9 @@ mod tests {
     fn paths_follow_the_kubelet() {
         let d = pod_log_dir(Path::new("/var/log/pods"), "kube-system", "etcd-n1", "abc");
         assert_eq!(d, Path::new("/var/log/pods/kube-system_etcd-n1_abc"));
-        assert_eq!(container_log_file(&d, "etcd", 2), Path::new("/var/log/pods/kube-system_etcd-n1_abc/etcd/2.log"));
+        assert_eq!(
+            container_log_file(&d, "etcd", 2),
+            Path::new("/var/log/pods/kube-system_etcd-n1_abc/etcd/2.log")
+        );
     }
 }

@@ -58,9 +58,13 @@ fn client() -> Result<&'static reqwest::Client, String> {
 pub async fn run(spec: &ProbeSpec, env: &[(String, String)], workdir: &Path) -> Outcome {
     let timeout = spec.timing.timeout;
     match &spec.handler {
-        ProbeHandler::Http { https, host, port, path, headers } => {
-            http(*https, host, *port, path, headers, timeout).await
-        }
+        ProbeHandler::Http {
+            https,
+            host,
+            port,
+            path,
+            headers,
+        } => http(*https, host, *port, path, headers, timeout).await,
         ProbeHandler::Tcp { host, port } => tcp(host, *port, timeout).await,
         ProbeHandler::Exec { command } => exec(command, env, workdir, timeout).await,
     }
@@ -69,11 +73,22 @@ pub async fn run(spec: &ProbeSpec, env: &[(String, String)], workdir: &Path) -> 
 /// The URL of an httpGet probe; IPv6 hosts get brackets.
 pub fn http_url(https: bool, host: &str, port: u16, path: &str) -> String {
     let scheme = if https { "https" } else { "http" };
-    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
     format!("{scheme}://{host}:{port}{path}")
 }
 
-async fn http(https: bool, host: &str, port: u16, path: &str, headers: &[(String, String)], timeout: Duration) -> Outcome {
+async fn http(
+    https: bool,
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Outcome {
     let client = match client() {
         Ok(c) => c,
         Err(e) => return outcome(false, e),
@@ -93,10 +108,17 @@ async fn http(https: bool, host: &str, port: u16, path: &str, headers: &[(String
             if (200..400).contains(&code) {
                 outcome(true, format!("HTTP {code}"))
             } else {
-                outcome(false, format!("HTTP probe failed with statuscode: {code} {body}").trim_end().to_string())
+                outcome(
+                    false,
+                    format!("HTTP probe failed with statuscode: {code} {body}")
+                        .trim_end()
+                        .to_string(),
+                )
             }
         }
-        Err(e) if e.is_timeout() => outcome(false, format!("Get {url:?}: timeout after {timeout:?}")),
+        Err(e) if e.is_timeout() => {
+            outcome(false, format!("Get {url:?}: timeout after {timeout:?}"))
+        }
         Err(e) => outcome(false, format!("Get {url:?}: {}", error_chain(&e))),
     }
 }
@@ -113,7 +135,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 async fn tcp(host: &str, port: u16, timeout: Duration) -> Outcome {
-    let addr = if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let addr = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
         Ok(Ok(_)) => outcome(true, format!("connected to {addr}")),
         Ok(Err(e)) => outcome(false, format!("dial tcp {addr}: {e}")),
@@ -121,14 +147,35 @@ async fn tcp(host: &str, port: u16, timeout: Duration) -> Outcome {
     }
 }
 
-async fn exec(command: &[String], env: &[(String, String)], workdir: &Path, timeout: Duration) -> Outcome {
-    let Some((program, args)) = command.split_first() else { return outcome(false, "exec: empty command") };
+async fn exec(
+    command: &[String],
+    env: &[(String, String)],
+    workdir: &Path,
+    timeout: Duration,
+) -> Outcome {
+    let Some((program, args)) = command.split_first() else {
+        return outcome(false, "exec: empty command");
+    };
     match process::run_with_timeout(Path::new(program), args, Some(env), workdir, timeout).await {
-        Ok(out) if out.timed_out => outcome(false, format!("command {program:?} timed out after {timeout:?}")),
+        Ok(out) if out.timed_out => outcome(
+            false,
+            format!("command {program:?} timed out after {timeout:?}"),
+        ),
         Ok(out) if out.code == Some(0) => outcome(true, out.output.trim().to_string()),
         Ok(out) => {
-            let code = out.code.map_or_else(|| "killed by a signal".to_string(), |c| format!("exit code {c}"));
-            outcome(false, format!("command {program:?} failed with {code}: {}", out.output.trim()).trim_end().to_string())
+            let code = out.code.map_or_else(
+                || "killed by a signal".to_string(),
+                |c| format!("exit code {c}"),
+            );
+            outcome(
+                false,
+                format!(
+                    "command {program:?} failed with {code}: {}",
+                    out.output.trim()
+                )
+                .trim_end()
+                .to_string(),
+            )
         }
         Err(e) => outcome(false, format!("could not run {program:?}: {e}")),
     }
@@ -155,7 +202,10 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(http_url(true, "127.0.0.1", 6443, "/livez"), "https://127.0.0.1:6443/livez");
+        assert_eq!(
+            http_url(true, "127.0.0.1", 6443, "/livez"),
+            "https://127.0.0.1:6443/livez"
+        );
         assert_eq!(http_url(false, "::1", 80, "/"), "http://[::1]:80/");
     }
 
@@ -167,7 +217,9 @@ mod tests {
             let (mut s, _) = l.accept().await.unwrap();
             let mut buf = vec![0u8; 4096];
             let n = s.read(&mut buf).await.unwrap();
-            let resp = format!("HTTP/1.1 {status} X\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbody");
+            let resp = format!(
+                "HTTP/1.1 {status} X\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbody"
+            );
             s.write_all(resp.as_bytes()).await.unwrap();
             String::from_utf8_lossy(&buf[..n]).into_owned()
         });
@@ -176,7 +228,13 @@ mod tests {
 
     #[tokio::test]
     async fn http_success_range_and_headers() {
-        for (status, ok) in [(200, true), (302, true), (399, true), (404, false), (500, false)] {
+        for (status, ok) in [
+            (200, true),
+            (302, true),
+            (399, true),
+            (404, false),
+            (500, false),
+        ] {
             let (port, h) = serve_once(status).await;
             let s = spec(ProbeHandler::Http {
                 https: false,
@@ -189,7 +247,10 @@ mod tests {
             assert_eq!(o.ok, ok, "{status}: {o:?}");
             let req = h.await.unwrap().to_lowercase();
             assert!(req.starts_with("get /healthz http/1.1"), "{req}");
-            assert!(req.contains("x-probe: yes") && req.contains("user-agent: kube-probe/1.20"), "{req}");
+            assert!(
+                req.contains("x-probe: yes") && req.contains("user-agent: kube-probe/1.20"),
+                "{req}"
+            );
         }
     }
 
@@ -197,26 +258,66 @@ mod tests {
     async fn tcp_and_refused() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
-        assert!(run(&spec(ProbeHandler::Tcp { host: "127.0.0.1".into(), port }), &[], Path::new("/")).await.ok);
+        assert!(
+            run(
+                &spec(ProbeHandler::Tcp {
+                    host: "127.0.0.1".into(),
+                    port
+                }),
+                &[],
+                Path::new("/")
+            )
+            .await
+            .ok
+        );
         drop(l);
-        let o = run(&spec(ProbeHandler::Tcp { host: "127.0.0.1".into(), port }), &[], Path::new("/")).await;
-        assert!(!o.ok && o.message.contains("dial tcp"), "{o:?}");
         let o = run(
-            &spec(ProbeHandler::Http { https: true, host: "127.0.0.1".into(), port, path: "/".into(), headers: vec![] }),
+            &spec(ProbeHandler::Tcp {
+                host: "127.0.0.1".into(),
+                port,
+            }),
             &[],
             Path::new("/"),
         )
         .await;
-        assert!(!o.ok && o.message.contains(&format!("https://127.0.0.1:{port}/")), "{o:?}");
+        assert!(!o.ok && o.message.contains("dial tcp"), "{o:?}");
+        let o = run(
+            &spec(ProbeHandler::Http {
+                https: true,
+                host: "127.0.0.1".into(),
+                port,
+                path: "/".into(),
+                headers: vec![],
+            }),
+            &[],
+            Path::new("/"),
+        )
+        .await;
+        assert!(
+            !o.ok && o.message.contains(&format!("https://127.0.0.1:{port}/")),
+            "{o:?}"
+        );
     }
 
     #[tokio::test]
     async fn exec_uses_the_container_env_and_exit_code() {
-        let env = vec![("PATH".to_string(), "/usr/bin:/bin".to_string()), ("WANT".to_string(), "7".to_string())];
-        let cmd = |s: &str| ProbeHandler::Exec { command: vec!["sh".into(), "-c".into(), s.into()] };
-        assert!(run(&spec(cmd("test \"$WANT\" = 7")), &env, Path::new("/")).await.ok);
+        let env = vec![
+            ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+            ("WANT".to_string(), "7".to_string()),
+        ];
+        let cmd = |s: &str| ProbeHandler::Exec {
+            command: vec!["sh".into(), "-c".into(), s.into()],
+        };
+        assert!(
+            run(&spec(cmd("test \"$WANT\" = 7")), &env, Path::new("/"))
+                .await
+                .ok
+        );
         let o = run(&spec(cmd("echo nope; exit 3")), &env, Path::new("/")).await;
-        assert!(!o.ok && o.message.contains("exit code 3") && o.message.contains("nope"), "{o:?}");
+        assert!(
+            !o.ok && o.message.contains("exit code 3") && o.message.contains("nope"),
+            "{o:?}"
+        );
         let mut s = spec(cmd("sleep 5"));
         s.timing.timeout = Duration::from_millis(200);
         let o = run(&s, &env, Path::new("/")).await;

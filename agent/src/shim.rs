@@ -79,8 +79,14 @@ impl ShimArgs {
         let (mut log, mut exit_file, mut workdir) = (None, None, PathBuf::from("/"));
         let mut it = args.iter();
         loop {
-            let Some(a) = it.next() else { return Err("missing \"-- <binary> [args...]\"".into()) };
-            let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+            let Some(a) = it.next() else {
+                return Err("missing \"-- <binary> [args...]\"".into());
+            };
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{a} needs a value"))
+            };
             match a.as_str() {
                 "--log" => log = Some(PathBuf::from(value()?)),
                 "--exit-file" => exit_file = Some(PathBuf::from(value()?)),
@@ -89,7 +95,10 @@ impl ShimArgs {
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
-        let binary = PathBuf::from(it.next().ok_or("missing the container binary after \"--\"")?);
+        let binary = PathBuf::from(
+            it.next()
+                .ok_or("missing the container binary after \"--\"")?,
+        );
         Ok(ShimArgs {
             log: log.ok_or("--log is required")?,
             exit_file: exit_file.ok_or("--exit-file is required")?,
@@ -107,7 +116,9 @@ pub fn shim_main(args: Vec<String>) -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             eprintln!("kubeboot agent shim: {e}");
-            eprintln!("usage: kubeboot agent shim --log FILE --exit-file FILE [--workdir DIR] -- BINARY [ARG...]");
+            eprintln!(
+                "usage: kubeboot agent shim --log FILE --exit-file FILE [--workdir DIR] -- BINARY [ARG...]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -121,7 +132,13 @@ pub fn shim_main(args: Vec<String>) -> ExitCode {
     }
 }
 
-fn write_exit(o: &ShimArgs, pid: Option<u32>, code: Option<i32>, signal: Option<i32>, error: Option<String>) -> anyhow::Result<()> {
+fn write_exit(
+    o: &ShimArgs,
+    pid: Option<u32>,
+    code: Option<i32>,
+    signal: Option<i32>,
+    error: Option<String>,
+) -> anyhow::Result<()> {
     let rec = ExitRecord {
         shim_pid: std::process::id(),
         container_pid: pid,
@@ -146,30 +163,59 @@ fn run(o: &ShimArgs) -> anyhow::Result<i32> {
     let _ = process::new_session();
     // Signals arrive through a signalfd; the container gets an empty mask back.
     let mut mask = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD, Signal::SIGHUP] {
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGCHLD,
+        Signal::SIGHUP,
+    ] {
         mask.add(s);
     }
     mask.thread_block().context("could not block signals")?;
-    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).context("could not create a signalfd")?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .context("could not create a signalfd")?;
 
     let mut log = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o640)
         .open(&o.log)
-        .with_context(|| format!("could not open the container log {:?}", o.log.display().to_string()))?;
+        .with_context(|| {
+            format!(
+                "could not open the container log {:?}",
+                o.log.display().to_string()
+            )
+        })?;
 
     let mut cmd = Command::new(&o.binary);
-    cmd.args(&o.args).current_dir(&o.workdir).process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(&o.args)
+        .current_dir(&o.workdir)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     process::default_signals_on_exec(&mut cmd);
     let spawned = cmd.spawn();
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
-            let msg = format!("could not start {} in {}: {e}", o.binary.display(), o.workdir.display());
-            let line = logs::format_line(SystemTime::now(), Stream::Stderr, false, format!("kubeboot-shim: {msg}").as_bytes());
+            let msg = format!(
+                "could not start {} in {}: {e}",
+                o.binary.display(),
+                o.workdir.display()
+            );
+            let line = logs::format_line(
+                SystemTime::now(),
+                Stream::Stderr,
+                false,
+                format!("kubeboot-shim: {msg}").as_bytes(),
+            );
             let _ = logs::append(&mut log, &line);
-            let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
             write_exit(o, None, Some(code), None, Some(msg))?;
             return Ok(code);
         }
@@ -185,11 +231,17 @@ fn run(o: &ShimArgs) -> anyhow::Result<i32> {
     let mut drain_until: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        if status.is_some() && (out.fd.is_none() && out.err.is_none() || drain_until.is_some_and(|d| Instant::now() >= d)) {
+        if status.is_some()
+            && (out.fd.is_none() && out.err.is_none()
+                || drain_until.is_some_and(|d| Instant::now() >= d))
+        {
             break;
         }
         let timeout = match drain_until {
-            Some(d) => PollTimeout::from(u16::try_from(d.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(u16::MAX)),
+            Some(d) => PollTimeout::from(
+                u16::try_from(d.saturating_duration_since(Instant::now()).as_millis())
+                    .unwrap_or(u16::MAX),
+            ),
             None => PollTimeout::NONE,
         };
         let (sig_ready, out_ready, err_ready) = {
@@ -205,10 +257,18 @@ fn run(o: &ShimArgs) -> anyhow::Result<i32> {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e).context("poll failed"),
             }
-            let ready = |i: usize| fds.get(i).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+            let ready = |i: usize| {
+                fds.get(i)
+                    .and_then(|f| f.revents())
+                    .is_some_and(|r| !r.is_empty())
+            };
             let out_i = 1;
             let err_i = if out.fd.is_some() { 2 } else { 1 };
-            (ready(0), out.fd.is_some() && ready(out_i), out.err.is_some() && ready(err_i))
+            (
+                ready(0),
+                out.fd.is_some() && ready(out_i),
+                out.err.is_some() && ready(err_i),
+            )
         };
         if sig_ready {
             while let Ok(Some(info)) = sfd.read_signal() {
@@ -242,7 +302,12 @@ fn run(o: &ShimArgs) -> anyhow::Result<i32> {
     Ok(code.unwrap_or_else(|| 128 + signal.unwrap_or(0)))
 }
 
-fn copy<R: Read>(src: &mut Option<R>, split: &mut LineSplitter, buf: &mut [u8], log: &mut std::fs::File) {
+fn copy<R: Read>(
+    src: &mut Option<R>,
+    split: &mut LineSplitter,
+    buf: &mut [u8],
+    log: &mut std::fs::File,
+) {
     let Some(r) = src.as_mut() else { return };
     match r.read(buf) {
         Ok(0) | Err(_) => *src = None,
@@ -255,7 +320,13 @@ fn copy<R: Read>(src: &mut Option<R>, split: &mut LineSplitter, buf: &mut [u8], 
 }
 
 /// The shim's arguments for a container, as the agent passes them.
-pub fn args_for(log: &Path, exit_file: &Path, workdir: &Path, binary: &Path, args: &[String]) -> Vec<String> {
+pub fn args_for(
+    log: &Path,
+    exit_file: &Path,
+    workdir: &Path,
+    binary: &Path,
+    args: &[String],
+) -> Vec<String> {
     ShimArgs {
         log: log.to_path_buf(),
         exit_file: exit_file.to_path_buf(),
@@ -285,9 +356,25 @@ mod tests {
     #[test]
     fn bad_args_say_what_is_missing() {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(ShimArgs::parse(&s(&["--log", "l", "--", "b"])).unwrap_err().contains("--exit-file"));
-        assert!(ShimArgs::parse(&s(&["--log", "l", "--exit-file", "e"])).unwrap_err().contains("--"));
-        assert!(ShimArgs::parse(&s(&["--bogus"])).unwrap_err().contains("--bogus"));
-        assert!(ShimArgs::parse(&s(&["--log"])).unwrap_err().contains("needs a value"));
+        assert!(
+            ShimArgs::parse(&s(&["--log", "l", "--", "b"]))
+                .unwrap_err()
+                .contains("--exit-file")
+        );
+        assert!(
+            ShimArgs::parse(&s(&["--log", "l", "--exit-file", "e"]))
+                .unwrap_err()
+                .contains("--")
+        );
+        assert!(
+            ShimArgs::parse(&s(&["--bogus"]))
+                .unwrap_err()
+                .contains("--bogus")
+        );
+        assert!(
+            ShimArgs::parse(&s(&["--log"]))
+                .unwrap_err()
+                .contains("needs a value")
+        );
     }
 }

@@ -70,7 +70,10 @@ pub struct StateDir {
 impl StateDir {
     /// The state under `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        StateDir { root: root.into(), fs: Fs::real() }
+        StateDir {
+            root: root.into(),
+            fs: Fs::real(),
+        }
     }
 
     /// The directory itself.
@@ -114,13 +117,18 @@ impl StateDir {
             }
         }
         let id = format!("{:016x}", rand::random::<u64>());
-        self.fs.write_file(&path, format!("{id}\n").as_bytes(), 0o644)?;
+        self.fs
+            .write_file(&path, format!("{id}\n").as_bytes(), 0o644)?;
         Ok(id)
     }
 
     /// The node id if one was ever created.
     pub fn existing_node_id(&self) -> anyhow::Result<Option<String>> {
-        Ok(self.fs.read_string_if_exists(&self.root.join("node-id"))?.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+        Ok(self
+            .fs
+            .read_string_if_exists(&self.root.join("node-id"))?
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()))
     }
 
     /// Prepares a pod's directory for a new run of `container`: creates it and removes a
@@ -134,7 +142,8 @@ impl StateDir {
     /// Writes a container record atomically.
     pub fn write_record(&self, r: &ContainerRecord) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec_pretty(r).context("could not encode a container record")?;
-        self.fs.write_file(&self.record_path(&r.pod_uid, &r.container), &bytes, 0o600)
+        self.fs
+            .write_file(&self.record_path(&r.pod_uid, &r.container), &bytes, 0o600)
     }
 
     /// Removes a container's record and exit file.
@@ -154,21 +163,30 @@ impl StateDir {
         let path = self.exit_path(uid, container);
         match self.fs.read_if_exists(&path)? {
             None => Ok(None),
-            Some(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .with_context(|| format!("could not read the exit file {:?}", path.display().to_string())),
+            Some(b) => serde_json::from_slice(&b).map(Some).with_context(|| {
+                format!(
+                    "could not read the exit file {:?}",
+                    path.display().to_string()
+                )
+            }),
         }
     }
 
     /// Every record on disk; unreadable ones come back as errors naming their file.
     pub fn load_records(&self) -> Vec<(PathBuf, anyhow::Result<ContainerRecord>)> {
         let mut out = Vec::new();
-        let Ok(pods) = std::fs::read_dir(self.pods_dir()) else { return out };
+        let Ok(pods) = std::fs::read_dir(self.pods_dir()) else {
+            return out;
+        };
         for pod in pods.flatten() {
-            let Ok(files) = std::fs::read_dir(pod.path()) else { continue };
+            let Ok(files) = std::fs::read_dir(pod.path()) else {
+                continue;
+            };
             for f in files.flatten() {
                 let path = f.path();
-                if path.extension().is_none_or(|e| e != "json") || f.file_name().to_string_lossy().starts_with('.') {
+                if path.extension().is_none_or(|e| e != "json")
+                    || f.file_name().to_string_lossy().starts_with('.')
+                {
                     continue;
                 }
                 let rec = self
@@ -176,7 +194,12 @@ impl StateDir {
                     .read_if_exists(&path)
                     .and_then(|b| b.ok_or_else(|| anyhow::anyhow!("vanished")))
                     .and_then(|b| serde_json::from_slice(&b).map_err(anyhow::Error::from))
-                    .with_context(|| format!("could not read the container record {:?}", path.display().to_string()));
+                    .with_context(|| {
+                        format!(
+                            "could not read the container record {:?}",
+                            path.display().to_string()
+                        )
+                    });
                 out.push((path, rec));
             }
         }
@@ -202,7 +225,12 @@ mod tests {
         let id = s.node_id().unwrap();
         assert_eq!(id.len(), 16);
         assert_eq!(s.node_id().unwrap(), id);
-        assert_eq!(StateDir::new(d.path().join("agent")).existing_node_id().unwrap(), Some(id));
+        assert_eq!(
+            StateDir::new(d.path().join("agent"))
+                .existing_node_id()
+                .unwrap(),
+            Some(id)
+        );
     }
 
     #[test]
@@ -231,7 +259,14 @@ mod tests {
         std::fs::write(s.pod_dir("u1").join("bad.json"), "{").unwrap();
         let mut loaded = s.load_records();
         loaded.sort_by(|a, b| a.0.cmp(&b.0));
-        assert!(loaded[0].1.as_ref().unwrap_err().to_string().contains("bad.json"));
+        assert!(
+            loaded[0]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("bad.json")
+        );
         assert_eq!(loaded[1].1.as_ref().unwrap(), &r);
         s.remove_container("u1", "c").unwrap();
         assert_eq!(s.load_records().len(), 1);

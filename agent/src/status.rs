@@ -141,11 +141,17 @@ pub fn query(socket: &Path, timeout: Duration) -> anyhow::Result<AgentStatus> {
     let shown = socket.display().to_string();
     let mut s = UnixStream::connect(socket)
         .with_context(|| format!("could not connect to the agent's status socket {shown:?}; is \"kubeboot agent\" running?"))?;
-    s.set_read_timeout(Some(timeout)).context("could not set a timeout")?;
-    s.set_write_timeout(Some(timeout)).context("could not set a timeout")?;
-    let mut req = serde_json::to_vec(&Request { request: "status".into() }).context("could not encode the request")?;
+    s.set_read_timeout(Some(timeout))
+        .context("could not set a timeout")?;
+    s.set_write_timeout(Some(timeout))
+        .context("could not set a timeout")?;
+    let mut req = serde_json::to_vec(&Request {
+        request: "status".into(),
+    })
+    .context("could not encode the request")?;
     req.push(b'\n');
-    s.write_all(&req).with_context(|| format!("could not send a request to {shown:?}"))?;
+    s.write_all(&req)
+        .with_context(|| format!("could not send a request to {shown:?}"))?;
     let mut line = String::new();
     BufReader::new(s)
         .read_line(&mut line)
@@ -153,15 +159,20 @@ pub fn query(socket: &Path, timeout: Duration) -> anyhow::Result<AgentStatus> {
     if let Ok(e) = serde_json::from_str::<ErrorReply>(&line) {
         anyhow::bail!("the agent at {shown:?} answered with an error: {}", e.error);
     }
-    serde_json::from_str(&line).with_context(|| format!("the agent at {shown:?} sent an unreadable status"))
+    serde_json::from_str(&line)
+        .with_context(|| format!("the agent at {shown:?} sent an unreadable status"))
 }
 
 /// The answer to one request line.
 pub(crate) fn answer(line: &str, status: impl FnOnce() -> AgentStatus) -> Vec<u8> {
     let mut out = match serde_json::from_str::<Request>(line) {
         Ok(r) if r.request == "status" => serde_json::to_vec(&status()),
-        Ok(r) => serde_json::to_vec(&ErrorReply { error: format!("unknown request {:?}; try \"status\"", r.request) }),
-        Err(e) => serde_json::to_vec(&ErrorReply { error: format!("unreadable request: {e}") }),
+        Ok(r) => serde_json::to_vec(&ErrorReply {
+            error: format!("unknown request {:?}; try \"status\"", r.request),
+        }),
+        Err(e) => serde_json::to_vec(&ErrorReply {
+            error: format!("unreadable request: {e}"),
+        }),
     }
     .unwrap_or_default();
     out.push(b'\n');
@@ -199,13 +210,27 @@ impl AgentStatus {
     /// A kubectl-like table (NAMESPACE NAME READY STATUS RESTARTS AGE PID), then one line per
     /// container that is not running well, with its reason and message.
     pub fn render_text(&self) -> String {
-        let header = ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "PID"].map(String::from);
+        let header = [
+            "NAMESPACE",
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "PID",
+        ]
+        .map(String::from);
         let mut rows = vec![header.to_vec()];
         for p in &self.pods {
             let ready = p.containers.iter().filter(|c| c.ready).count();
             let restarts: u32 = p.containers.iter().map(|c| c.restart_count).sum();
             let started = p.containers.iter().filter_map(|c| c.started_at_unix).min();
-            let pids: Vec<String> = p.containers.iter().filter_map(|c| c.pid).map(|p| p.to_string()).collect();
+            let pids: Vec<String> = p
+                .containers
+                .iter()
+                .filter_map(|c| c.pid)
+                .map(|p| p.to_string())
+                .collect();
             rows.push(vec![
                 p.namespace.clone(),
                 p.name.clone(),
@@ -213,16 +238,26 @@ impl AgentStatus {
                 p.display_status(),
                 restarts.to_string(),
                 started.map_or("-".into(), |s| age(self.time_unix.saturating_sub(s))),
-                if pids.is_empty() { "-".into() } else { pids.join(",") },
+                if pids.is_empty() {
+                    "-".into()
+                } else {
+                    pids.join(",")
+                },
             ]);
         }
-        let widths: Vec<usize> = (0..7).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+        let widths: Vec<usize> = (0..7)
+            .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+            .collect();
         let mut out = String::new();
         if self.pods.is_empty() {
             out.push_str(&format!("No static pods in {}\n", self.manifest_dir));
         } else {
             for r in &rows {
-                let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                let line: Vec<String> = r
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
                 out.push_str(line.join("   ").trim_end());
                 out.push('\n');
             }
@@ -246,9 +281,22 @@ impl AgentStatus {
                         .probes
                         .iter()
                         .filter(|p| p.result != ProbeResult::Success)
-                        .map(|p| format!("{} probe {}", p.kind, p.last_message.as_deref().unwrap_or("not run yet")))
+                        .map(|p| {
+                            format!(
+                                "{} probe {}",
+                                p.kind,
+                                p.last_message.as_deref().unwrap_or("not run yet")
+                            )
+                        })
                         .collect();
-                    what = format!("not ready: {}", if failing.is_empty() { "starting".into() } else { failing.join("; ") });
+                    what = format!(
+                        "not ready: {}",
+                        if failing.is_empty() {
+                            "starting".into()
+                        } else {
+                            failing.join("; ")
+                        }
+                    );
                 }
                 if let (Some(code), Some(r)) = (c.last_exit_code, &c.last_exit_reason) {
                     what.push_str(&format!(" (last exit: {r}, code {code}"));
@@ -321,8 +369,16 @@ mod tests {
     fn text_is_a_table_then_reasons() {
         let text = sample().render_text();
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].starts_with("NAMESPACE") && lines[0].ends_with("PID"), "{text}");
-        assert!(lines[1].contains("etcd-n1") && lines[1].contains("1/1") && lines[1].contains("Running") && lines[1].contains("5m"));
+        assert!(
+            lines[0].starts_with("NAMESPACE") && lines[0].ends_with("PID"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("etcd-n1")
+                && lines[1].contains("1/1")
+                && lines[1].contains("Running")
+                && lines[1].contains("5m")
+        );
         assert!(lines[1].ends_with("42"));
         assert!(lines[2].contains("0/1") && lines[2].contains("BinaryVersionMismatch"));
         assert!(text.contains("kube-system/kube-apiserver-n1 kube-apiserver: BinaryVersionMismatch: /usr/bin/kube-apiserver is v1.20.1"), "{text}");
@@ -333,7 +389,19 @@ mod tests {
     fn json_field_names_are_stable() {
         let v = serde_json::to_value(sample()).unwrap();
         let c = &v["pods"][0]["containers"][0];
-        for f in ["name", "state", "reason", "message", "pid", "restart_count", "ready", "started", "last_exit_code", "started_at", "probes"] {
+        for f in [
+            "name",
+            "state",
+            "reason",
+            "message",
+            "pid",
+            "restart_count",
+            "ready",
+            "started",
+            "last_exit_code",
+            "started_at",
+            "probes",
+        ] {
             assert!(c.get(f).is_some(), "missing {f}");
         }
         for f in ["namespace", "name", "uid", "phase", "containers"] {

@@ -52,7 +52,10 @@ struct PodHandle {
 }
 
 /// Runs the agent until `shutdown` resolves. Pods keep running after it returns.
-pub(crate) async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    cfg: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let fs = Fs::real();
     let state = StateDir::new(&cfg.state_dir);
     state.ensure()?;
@@ -63,7 +66,13 @@ pub(crate) async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) ->
     let listener = bind_socket(&socket)?;
     let runtime = AnyRuntime::Process(ProcessRuntime::new(&cfg, state, node_id.clone()));
     info!(node_id = %node_id, manifests = %cfg.manifest_dir.display(), socket = %socket.display(), runtime = runtime.name(), "agent starting");
-    let shared = Arc::new(Shared { cfg, runtime, board: Mutex::new(Board::default()), wake: Notify::new(), node_id });
+    let shared = Arc::new(Shared {
+        cfg,
+        runtime,
+        board: Mutex::new(Board::default()),
+        wake: Notify::new(),
+        node_id,
+    });
 
     let server = tokio::spawn(serve(listener, shared.clone()));
     let mut watcher = ManifestWatcher::new(&shared.cfg.manifest_dir, shared.cfg.node_name.clone());
@@ -80,7 +89,15 @@ pub(crate) async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) ->
             Some(p) => p.clone(),
             None => pod_from_records(&list),
         };
-        let adopted = list.into_iter().map(|a| (a.record.container.clone(), (a.running, a.record.restart_count))).collect();
+        let adopted = list
+            .into_iter()
+            .map(|a| {
+                (
+                    a.record.container.clone(),
+                    (a.running, a.record.restart_count),
+                )
+            })
+            .collect();
         observed.insert(uid, start_pod(&shared, Arc::new(pod), adopted));
     }
 
@@ -117,10 +134,21 @@ fn bind_socket(socket: &std::path::Path) -> anyhow::Result<tokio::net::UnixListe
     match std::fs::remove_file(socket) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("could not remove the stale socket {:?}", socket.display().to_string())),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "could not remove the stale socket {:?}",
+                    socket.display().to_string()
+                )
+            });
+        }
     }
-    tokio::net::UnixListener::bind(socket)
-        .with_context(|| format!("could not listen on the status socket {:?}", socket.display().to_string()))
+    tokio::net::UnixListener::bind(socket).with_context(|| {
+        format!(
+            "could not listen on the status socket {:?}",
+            socket.display().to_string()
+        )
+    })
 }
 
 /// A pod known only from records (its manifest is gone): enough to stop it.
@@ -154,26 +182,42 @@ fn pod_from_records(list: &[Adopted]) -> StaticPod {
     }
 }
 
-fn start_pod(shared: &Arc<Shared>, pod: Arc<StaticPod>, mut adopted: HashMap<String, (Running, u32)>) -> PodHandle {
+fn start_pod(
+    shared: &Arc<Shared>,
+    pod: Arc<StaticPod>,
+    mut adopted: HashMap<String, (Running, u32)>,
+) -> PodHandle {
     for w in &pod.warnings {
         warn!(pod = %pod.full_name(), "{w}");
     }
     if let Ok(mut board) = shared.board.lock() {
         let status = PodStatus {
-                namespace: pod.namespace.clone(),
-                name: pod.name.clone(),
-                uid: pod.uid.clone(),
-                manifest: pod.manifest.display().to_string(),
-                phase: "Pending".into(),
-                reason: pod.unsupported(),
-                warnings: pod.warnings.clone(),
-                containers: pod
-                    .containers
-                    .iter()
-                    .map(|c| ContainerStatus { name: c.name.clone(), image: c.image.clone(), state: "waiting".into(), ..Default::default() })
-                    .collect(),
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            uid: pod.uid.clone(),
+            manifest: pod.manifest.display().to_string(),
+            phase: "Pending".into(),
+            reason: pod.unsupported(),
+            warnings: pod.warnings.clone(),
+            containers: pod
+                .containers
+                .iter()
+                .map(|c| ContainerStatus {
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    state: "waiting".into(),
+                    ..Default::default()
+                })
+                .collect(),
         };
-        board.pods.insert(pod.uid.clone(), BoardPod { status, policy: pod.restart_policy, terminating: false });
+        board.pods.insert(
+            pod.uid.clone(),
+            BoardPod {
+                status,
+                policy: pod.restart_policy,
+                terminating: false,
+            },
+        );
     }
     let containers = (0..pod.containers.len())
         .map(|i| {
@@ -184,10 +228,18 @@ fn start_pod(shared: &Arc<Shared>, pod: Arc<StaticPod>, mut adopted: HashMap<Str
         })
         .collect();
     info!(pod = %pod.full_name(), uid = %pod.uid, manifest = %pod.manifest.display(), "pod added");
-    PodHandle { pod, containers, terminating: false }
+    PodHandle {
+        pod,
+        containers,
+        terminating: false,
+    }
 }
 
-fn reconcile(shared: &Arc<Shared>, observed: &mut BTreeMap<String, PodHandle>, desired: crate::watch::Desired) {
+fn reconcile(
+    shared: &Arc<Shared>,
+    observed: &mut BTreeMap<String, PodHandle>,
+    desired: crate::watch::Desired,
+) {
     // Removed or replaced pods: stop them.
     for (uid, h) in observed.iter_mut() {
         if !h.terminating && !desired.pods.contains_key(uid) {
@@ -220,7 +272,10 @@ fn reconcile(shared: &Arc<Shared>, observed: &mut BTreeMap<String, PodHandle>, d
         if observed.contains_key(&uid) {
             continue;
         }
-        if observed.values().any(|h| h.pod.full_name() == pod.full_name()) {
+        if observed
+            .values()
+            .any(|h| h.pod.full_name() == pod.full_name())
+        {
             continue;
         }
         let h = start_pod(shared, Arc::new(pod), HashMap::new());
@@ -273,7 +328,11 @@ fn snapshot(shared: &Shared) -> AgentStatus {
                 .values()
                 .map(|p| {
                     let mut s = p.status.clone();
-                    s.phase = if p.terminating { "Terminating".into() } else { phase(p.policy, &s.containers) };
+                    s.phase = if p.terminating {
+                        "Terminating".into()
+                    } else {
+                        phase(p.policy, &s.containers)
+                    };
                     s
                 })
                 .collect::<Vec<_>>(),
@@ -308,8 +367,11 @@ async fn serve(listener: tokio::net::UnixListener, shared: Arc<Shared>) {
         let shared = shared.clone();
         tokio::spawn(async move {
             let (r, mut w) = stream.into_split();
-            let mut lines = tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(r, 64 * 1024)).lines();
-            while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
+            let mut lines =
+                tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(r, 64 * 1024)).lines();
+            while let Ok(Ok(Some(line))) =
+                tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await
+            {
                 let reply = crate::status::answer(&line, || snapshot(&shared));
                 if w.write_all(&reply).await.is_err() {
                     break;
@@ -336,12 +398,27 @@ mod tests {
     fn phase_follows_the_kubelet() {
         use RestartPolicy::*;
         assert_eq!(phase(Always, &[c("waiting", None)]), "Pending");
-        assert_eq!(phase(Always, &[c("running", None), c("waiting", None)]), "Pending");
+        assert_eq!(
+            phase(Always, &[c("running", None), c("waiting", None)]),
+            "Pending"
+        );
         assert_eq!(phase(Always, &[c("running", None)]), "Running");
         // CrashLoopBackOff: waiting after a run counts as stopped.
-        assert_eq!(phase(Always, &[c("waiting", Some((1, "Error")))]), "Running");
-        assert_eq!(phase(Never, &[c("terminated", Some((0, "Completed")))]), "Succeeded");
-        assert_eq!(phase(Never, &[c("terminated", Some((2, "Error")))]), "Failed");
-        assert_eq!(phase(OnFailure, &[c("terminated", Some((0, "Completed")))]), "Succeeded");
+        assert_eq!(
+            phase(Always, &[c("waiting", Some((1, "Error")))]),
+            "Running"
+        );
+        assert_eq!(
+            phase(Never, &[c("terminated", Some((0, "Completed")))]),
+            "Succeeded"
+        );
+        assert_eq!(
+            phase(Never, &[c("terminated", Some((2, "Error")))]),
+            "Failed"
+        );
+        assert_eq!(
+            phase(OnFailure, &[c("terminated", Some((0, "Completed")))]),
+            "Succeeded"
+        );
     }
 }

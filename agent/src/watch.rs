@@ -36,11 +36,19 @@ impl ManifestWatcher {
         let inotify = match Inotify::init().and_then(crate::host::process::async_fd) {
             Ok(i) => Some(i),
             Err(e) => {
-                warn!("inotify is unavailable, the manifest directory is only re-read periodically: {e}");
+                warn!(
+                    "inotify is unavailable, the manifest directory is only re-read periodically: {e}"
+                );
                 None
             }
         };
-        let mut w = ManifestWatcher { dir: dir.to_path_buf(), node_name, inotify, watching: false, cache: HashMap::new() };
+        let mut w = ManifestWatcher {
+            dir: dir.to_path_buf(),
+            node_name,
+            inotify,
+            watching: false,
+            cache: HashMap::new(),
+        };
         w.ensure_watch();
         w
     }
@@ -61,21 +69,31 @@ impl ManifestWatcher {
             | WatchMask::MOVE_SELF;
         match i.get_ref().watches().add(&self.dir, mask) {
             Ok(_) => self.watching = true,
-            Err(e) => debug!(dir = %self.dir.display(), "cannot watch the manifest directory yet: {e}"),
+            Err(e) => {
+                debug!(dir = %self.dir.display(), "cannot watch the manifest directory yet: {e}")
+            }
         }
     }
 
     /// Waits for a change in the directory (never returns without inotify).
     pub async fn changed(&mut self) {
-        let Some(afd) = &mut self.inotify else { return std::future::pending().await };
+        let Some(afd) = &mut self.inotify else {
+            return std::future::pending().await;
+        };
         let mut buf = [0u8; 4096];
         loop {
-            let Ok(mut guard) = afd.readable_mut().await else { return std::future::pending().await };
+            let Ok(mut guard) = afd.readable_mut().await else {
+                return std::future::pending().await;
+            };
             match guard.get_inner_mut().read_events(&mut buf) {
                 Ok(events) => {
                     let mut any = false;
                     for e in events {
-                        if e.mask.intersects(inotify::EventMask::IGNORED | inotify::EventMask::DELETE_SELF | inotify::EventMask::MOVE_SELF) {
+                        if e.mask.intersects(
+                            inotify::EventMask::IGNORED
+                                | inotify::EventMask::DELETE_SELF
+                                | inotify::EventMask::MOVE_SELF,
+                        ) {
                             self.watching = false;
                         }
                         any = true;
@@ -106,7 +124,10 @@ impl ManifestWatcher {
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => {
-                desired.errors.push(ManifestErrorStatus { manifest: self.dir.display().to_string(), message: format!("cannot list: {e}") });
+                desired.errors.push(ManifestErrorStatus {
+                    manifest: self.dir.display().to_string(),
+                    message: format!("cannot list: {e}"),
+                });
                 Vec::new()
             }
         };
@@ -119,27 +140,38 @@ impl ManifestWatcher {
                 Ok(Some(b)) => b,
                 Ok(None) => continue,
                 Err(e) => {
-                    desired.errors.push(ManifestErrorStatus { manifest: path.display().to_string(), message: format!("{e:#}") });
+                    desired.errors.push(ManifestErrorStatus {
+                        manifest: path.display().to_string(),
+                        message: format!("{e:#}"),
+                    });
                     continue;
                 }
             };
             let parsed = match self.cache.remove(&path) {
                 Some((old, parsed)) if old == bytes => parsed,
-                _ => spec::parse_manifest(&path, &bytes, self.node_name.as_deref()).map_err(|e| e.to_string()),
+                _ => spec::parse_manifest(&path, &bytes, self.node_name.as_deref())
+                    .map_err(|e| e.to_string()),
             };
             match &parsed {
                 Ok(pod) => {
                     if let Some(first) = by_name.get(&pod.full_name()) {
                         desired.errors.push(ManifestErrorStatus {
                             manifest: path.display().to_string(),
-                            message: format!("pod {} is already defined by {}; this manifest is ignored", pod.full_name(), first.display()),
+                            message: format!(
+                                "pod {} is already defined by {}; this manifest is ignored",
+                                pod.full_name(),
+                                first.display()
+                            ),
                         });
                     } else {
                         by_name.insert(pod.full_name(), path.clone());
                         desired.pods.insert(pod.uid.clone(), pod.clone());
                     }
                 }
-                Err(e) => desired.errors.push(ManifestErrorStatus { manifest: path.display().to_string(), message: e.clone() }),
+                Err(e) => desired.errors.push(ManifestErrorStatus {
+                    manifest: path.display().to_string(),
+                    message: e.clone(),
+                }),
             }
             cache.insert(path, (bytes, parsed));
         }

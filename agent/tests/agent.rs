@@ -49,7 +49,9 @@ impl Node {
         let bin = tmp.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::create_dir_all(layout.manifests_dir()).unwrap();
-        let script = SCRIPT.replace("@VERSION@", version).replace("@PYTHON@", &python());
+        let script = SCRIPT
+            .replace("@VERSION@", version)
+            .replace("@PYTHON@", &python());
         write_exec(&bin.join("kube-scheduler"), &script);
         let mut cfg = AgentConfig::from_layout(&layout, vec![bin]);
         cfg.shim_exe = PathBuf::from(env!("CARGO_BIN_EXE_kubeboot-shim"));
@@ -57,7 +59,12 @@ impl Node {
         cfg.backoff = BackoffConfig::with_initial(Duration::from_millis(300));
         cfg.resync = Duration::from_secs(1);
         cfg.node_name = Some("n1".into());
-        Node { _tmp: tmp, layout, cfg, agent: None }
+        Node {
+            _tmp: tmp,
+            layout,
+            cfg,
+            agent: None,
+        }
     }
 
     fn start_agent(&mut self) {
@@ -75,7 +82,9 @@ impl Node {
             })
         });
         self.agent = Some((tx, handle));
-        wait_until("the status socket answers", || agent::query(&self.cfg.socket(), Duration::from_secs(2)).ok());
+        wait_until("the status socket answers", || {
+            agent::query(&self.cfg.socket(), Duration::from_secs(2)).ok()
+        });
     }
 
     fn stop_agent(&mut self) {
@@ -111,7 +120,10 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("timed out waiting for {what}; last status:\n{}", last.map(|s| s.render_text()).unwrap_or_default());
+        panic!(
+            "timed out waiting for {what}; last status:\n{}",
+            last.map(|s| s.render_text()).unwrap_or_default()
+        );
     }
 
     fn wait_container(&self, what: &str, f: impl Fn(&ContainerStatus) -> bool) -> ContainerStatus {
@@ -119,7 +131,10 @@ impl Node {
     }
 
     fn node_id(&self) -> String {
-        std::fs::read_to_string(self.cfg.state_dir.join("node-id")).unwrap().trim().to_string()
+        std::fs::read_to_string(self.cfg.state_dir.join("node-id"))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     /// Live processes carrying this node's marker.
@@ -131,7 +146,10 @@ impl Node {
     /// The container process (not the shim) of a running container.
     fn container_pid(&self, shim: u32) -> u32 {
         wait_until("the container process", || {
-            self.marked().into_iter().find(|m| m.stat.session == shim && m.pid != shim).map(|m| m.pid)
+            self.marked()
+                .into_iter()
+                .find(|m| m.stat.session == shim && m.pid != shim)
+                .map(|m| m.pid)
         })
     }
 }
@@ -204,31 +222,67 @@ fn starts_logs_and_restarts_after_kill_with_backoff() {
     assert_eq!(st.pods[0].name, "sched-n1");
     assert_eq!(st.pods[0].phase, "Running");
     let text = st.render_text();
-    assert!(text.contains("kube-system") && text.contains("sched-n1") && text.contains("1/1"), "{text}");
+    assert!(
+        text.contains("kube-system") && text.contains("sched-n1") && text.contains("1/1"),
+        "{text}"
+    );
 
     // The marker is on the shim and on the container; the container runs the args and env.
     let child = n.container_pid(shim);
     let marker = format!("{}/{}/main", n.node_id(), st.pods[0].uid);
-    assert_eq!(agent::host::process::proc_env_var(shim, AGENT_MARKER_ENV), Some(marker.clone()));
-    assert_eq!(agent::host::process::proc_env_var(child, AGENT_MARKER_ENV), Some(marker));
+    assert_eq!(
+        agent::host::process::proc_env_var(shim, AGENT_MARKER_ENV),
+        Some(marker.clone())
+    );
+    assert_eq!(
+        agent::host::process::proc_env_var(child, AGENT_MARKER_ENV),
+        Some(marker)
+    );
     let log = PathBuf::from(c.log_file.clone().unwrap());
-    assert!(log.ends_with(format!("kube-system_sched-n1_{}/main/0.log", st.pods[0].uid)), "{}", log.display());
-    let line = wait_until("the log line", || std::fs::read_to_string(&log).ok().filter(|t| !t.is_empty()));
-    assert!(line.ends_with(" stdout F started --x=1 A=hello in /\n"), "{line:?}");
+    assert!(
+        log.ends_with(format!(
+            "kube-system_sched-n1_{}/main/0.log",
+            st.pods[0].uid
+        )),
+        "{}",
+        log.display()
+    );
+    let line = wait_until("the log line", || {
+        std::fs::read_to_string(&log).ok().filter(|t| !t.is_empty())
+    });
+    assert!(
+        line.ends_with(" stdout F started --x=1 A=hello in /\n"),
+        "{line:?}"
+    );
     let ts = line.split(' ').next().unwrap();
     assert_eq!(ts.len(), 30, "{ts}");
-    assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T' && ts.as_bytes()[19] == b'.', "{ts}");
+    assert!(
+        ts.ends_with('Z') && ts.as_bytes()[10] == b'T' && ts.as_bytes()[19] == b'.',
+        "{ts}"
+    );
 
     // kill -9: restarted at once (first restart), then again after a backoff.
     kill9(child);
-    let c = n.wait_container("restart 1", |c| c.restart_count == 1 && c.state == "running");
+    let c = n.wait_container("restart 1", |c| {
+        c.restart_count == 1 && c.state == "running"
+    });
     assert_eq!(c.last_exit_code, Some(137));
     assert_ne!(c.pid, Some(shim));
     assert!(!alive(shim));
     kill9(n.container_pid(c.pid.unwrap()));
-    let c = n.wait_container("restart 2", |c| c.restart_count == 2 && c.state == "running");
+    let c = n.wait_container("restart 2", |c| {
+        c.restart_count == 2 && c.state == "running"
+    });
     assert!(c.log_file.unwrap().ends_with("/main/2.log"));
-    assert!(n.cfg.pod_log_dir.join(format!("kube-system_sched-n1_{}/main/1.log", st.pods[0].uid)).exists());
+    assert!(
+        n.cfg
+            .pod_log_dir
+            .join(format!(
+                "kube-system_sched-n1_{}/main/1.log",
+                st.pods[0].uid
+            ))
+            .exists()
+    );
 }
 
 #[test]
@@ -239,28 +293,52 @@ fn crash_loop_reports_exit_code_and_stderr() {
     let c = n.wait_container("two restarts", |c| c.restart_count >= 2);
     assert_eq!(c.last_exit_code, Some(3));
     assert_eq!(c.last_exit_reason.as_deref(), Some("Error"));
-    let c = n.wait_container("CrashLoopBackOff", |c| c.reason.as_deref() == Some("CrashLoopBackOff"));
+    let c = n.wait_container("CrashLoopBackOff", |c| {
+        c.reason.as_deref() == Some("CrashLoopBackOff")
+    });
     assert!(c.message.unwrap().contains("back-off"));
     let st = n.status();
-    let dir = n.cfg.pod_log_dir.join(format!("kube-system_crash-n1_{}/main", st.pods[0].uid));
+    let dir = n
+        .cfg
+        .pod_log_dir
+        .join(format!("kube-system_crash-n1_{}/main", st.pods[0].uid));
     let log = std::fs::read_to_string(dir.join("0.log")).unwrap();
-    assert!(log.contains(" stdout F out line\n") && log.contains(" stderr F err line\n"), "{log}");
+    assert!(
+        log.contains(" stdout F out line\n") && log.contains(" stderr F err line\n"),
+        "{log}"
+    );
 }
 
 #[test]
 fn removal_sends_sigterm_then_sigkill_after_grace() {
     let mut n = Node::new("v1.20.2");
     n.start_agent();
-    n.write_manifest("stubborn", &pod("stubborn", "ignore-term", "  terminationGracePeriodSeconds: 1\n", ""));
+    n.write_manifest(
+        "stubborn",
+        &pod(
+            "stubborn",
+            "ignore-term",
+            "  terminationGracePeriodSeconds: 1\n",
+            "",
+        ),
+    );
     let c = n.wait_container("running", |c| c.state == "running");
     let shim = c.pid.unwrap();
     let child = n.container_pid(shim);
     // Wait for the trap to be installed before removing.
     let log = PathBuf::from(c.log_file.unwrap());
-    wait_until("the script to ignore SIGTERM", || std::fs::read_to_string(&log).ok().filter(|t| t.contains("ignoring")));
+    wait_until("the script to ignore SIGTERM", || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("ignoring"))
+    });
     std::fs::remove_file(n.manifest("stubborn")).unwrap();
-    n.wait_pod("the pod to terminate", |p| (p.phase == "Terminating").then_some(()));
-    wait_until("the pod to be gone", || n.status().pods.is_empty().then_some(()));
+    n.wait_pod("the pod to terminate", |p| {
+        (p.phase == "Terminating").then_some(())
+    });
+    wait_until("the pod to be gone", || {
+        n.status().pods.is_empty().then_some(())
+    });
     assert!(!alive(shim) && !alive(child));
     assert!(n.marked().is_empty(), "{:?}", n.marked());
     // SIGTERM reached the container first (it trapped it and went on), SIGKILL ended it.
@@ -274,17 +352,28 @@ fn changed_manifest_replaces_the_pod() {
     let mut n = Node::new("v1.20.2");
     n.start_agent();
     n.write_manifest("sched", &pod("sched", "sleep, --v=1", "", ""));
-    let old = n.wait_pod("v1", |p| p.containers[0].pid.map(|pid| (p.uid.clone(), pid)));
+    let old = n.wait_pod("v1", |p| {
+        p.containers[0].pid.map(|pid| (p.uid.clone(), pid))
+    });
     n.write_manifest("sched", &pod("sched", "sleep, --v=2", "", ""));
-    let new = n.wait_pod("v2", |p| (p.uid != old.0 && p.containers[0].state == "running").then(|| p.clone()));
+    let new = n.wait_pod("v2", |p| {
+        (p.uid != old.0 && p.containers[0].state == "running").then(|| p.clone())
+    });
     assert!(!alive(old.1));
     let st = n.status();
     assert_eq!(st.pods.len(), 1, "{}", st.render_text());
     let log = wait_until("v2 log", || {
-        std::fs::read_to_string(new.containers[0].log_file.as_ref().unwrap()).ok().filter(|t| !t.is_empty())
+        std::fs::read_to_string(new.containers[0].log_file.as_ref().unwrap())
+            .ok()
+            .filter(|t| !t.is_empty())
     });
     assert!(log.contains("started --v=2"), "{log}");
-    assert_eq!(n.marked().len(), 2, "one shim and one container: {:?}", n.marked());
+    assert_eq!(
+        n.marked().len(),
+        2,
+        "one shim and one container: {:?}",
+        n.marked()
+    );
 }
 
 #[test]
@@ -306,7 +395,9 @@ fn agent_restart_adopts_without_double_start() {
     assert_eq!(marked.len(), 2, "{marked:?}");
     // Still supervised: a kill restarts it.
     kill9(child);
-    let c = n.wait_container("restart after adoption", |c| c.restart_count == 1 && c.state == "running");
+    let c = n.wait_container("restart after adoption", |c| {
+        c.restart_count == 1 && c.state == "running"
+    });
     assert_ne!(c.pid, Some(shim));
     assert_eq!(n.marked().len(), 2);
 }
@@ -315,12 +406,17 @@ fn agent_restart_adopts_without_double_start() {
 fn removal_while_the_agent_is_down_stops_the_pod_on_adoption() {
     let mut n = Node::new("v1.20.2");
     n.start_agent();
-    n.write_manifest("sched", &pod("sched", "sleep", "  terminationGracePeriodSeconds: 2\n", ""));
+    n.write_manifest(
+        "sched",
+        &pod("sched", "sleep", "  terminationGracePeriodSeconds: 2\n", ""),
+    );
     let c = n.wait_container("running", |c| c.state == "running");
     n.stop_agent();
     std::fs::remove_file(n.manifest("sched")).unwrap();
     n.start_agent();
-    wait_until("the adopted pod to be stopped", || (n.status().pods.is_empty() && !alive(c.pid.unwrap())).then_some(()));
+    wait_until("the adopted pod to be stopped", || {
+        (n.status().pods.is_empty() && !alive(c.pid.unwrap())).then_some(())
+    });
     assert!(n.marked().is_empty());
 }
 
@@ -336,11 +432,15 @@ fn orphans_without_records_are_stopped() {
         std::fs::remove_dir_all(e.unwrap().path()).unwrap();
     }
     n.start_agent();
-    wait_until("the orphan to be stopped", || (!alive(c.pid.unwrap())).then_some(()));
+    wait_until("the orphan to be stopped", || {
+        (!alive(c.pid.unwrap())).then_some(())
+    });
     // And the pod is started afresh, once.
     let again = n.wait_container("restarted", |c2| c2.state == "running" && c2.pid != c.pid);
     assert!(alive(again.pid.unwrap()));
-    wait_until("only the new pod's processes", || (n.marked().len() == 2).then_some(()));
+    wait_until("only the new pod's processes", || {
+        (n.marked().len() == 2).then_some(())
+    });
 }
 
 #[test]
@@ -348,9 +448,16 @@ fn wrong_binary_version_waits_with_a_reason_naming_the_fix() {
     let mut n = Node::new("v1.20.1");
     n.start_agent();
     n.write_manifest("sched", &pod("sched", "sleep", "", ""));
-    let c = n.wait_container("mismatch", |c| c.reason.as_deref() == Some("BinaryVersionMismatch"));
+    let c = n.wait_container("mismatch", |c| {
+        c.reason.as_deref() == Some("BinaryVersionMismatch")
+    });
     let m = c.message.unwrap();
-    assert!(m.contains("/bin/kube-scheduler is v1.20.1") && m.contains("wants v1.20.2") && m.contains("--bin-dir"), "{m}");
+    assert!(
+        m.contains("/bin/kube-scheduler is v1.20.1")
+            && m.contains("wants v1.20.2")
+            && m.contains("--bin-dir"),
+        "{m}"
+    );
     assert_eq!(c.state, "waiting");
     let text = n.status().render_text();
     assert!(text.contains("BinaryVersionMismatch"), "{text}");
@@ -361,14 +468,32 @@ fn wrong_binary_version_waits_with_a_reason_naming_the_fix() {
 fn unsupported_pods_and_images_get_clear_reasons() {
     let mut n = Node::new("v1.20.2");
     n.start_agent();
-    n.write_manifest("podnet", &pod("podnet", "sleep", "", "").replace("hostNetwork: true", "hostNetwork: false"));
-    let c = n.wait_container("pod networking", |c| c.reason.as_deref() == Some("PodNetworkingNotSupported"));
-    assert!(c.message.unwrap().contains("pod networking not supported yet"));
-    n.write_manifest("nginx", &pod("nginx", "sleep", "", "").replace("k8s.gcr.io/kube-scheduler:v1.20.2", "nginx:1.19"));
-    n.wait_container("unknown image", |c| c.reason.as_deref() == Some("UnknownImage"));
+    n.write_manifest(
+        "podnet",
+        &pod("podnet", "sleep", "", "").replace("hostNetwork: true", "hostNetwork: false"),
+    );
+    let c = n.wait_container("pod networking", |c| {
+        c.reason.as_deref() == Some("PodNetworkingNotSupported")
+    });
+    assert!(
+        c.message
+            .unwrap()
+            .contains("pod networking not supported yet")
+    );
+    n.write_manifest(
+        "nginx",
+        &pod("nginx", "sleep", "", "").replace("k8s.gcr.io/kube-scheduler:v1.20.2", "nginx:1.19"),
+    );
+    n.wait_container("unknown image", |c| {
+        c.reason.as_deref() == Some("UnknownImage")
+    });
     n.write_manifest("broken", "spec: [");
     wait_until("the manifest error", || {
-        n.status().manifest_errors.iter().any(|e| e.manifest.ends_with("broken.yaml")).then_some(())
+        n.status()
+            .manifest_errors
+            .iter()
+            .any(|e| e.manifest.ends_with("broken.yaml"))
+            .then_some(())
     });
 }
 
@@ -399,20 +524,43 @@ fn probes_http_tcp_exec() {
       failureThreshold: 30
 "#
     );
-    n.write_manifest("web", &pod("web", &format!("http, \"{port}\""), "", &probes));
+    n.write_manifest(
+        "web",
+        &pod("web", &format!("http, \"{port}\""), "", &probes),
+    );
     let c = n.wait_container("ready", |c| c.ready && c.started);
     assert_eq!(c.probes.len(), 3);
-    assert!(c.probes.iter().all(|p| p.last_ok == Some(true)), "{:?}", c.probes);
+    assert!(
+        c.probes.iter().all(|p| p.last_ok == Some(true)),
+        "{:?}",
+        c.probes
+    );
     assert_eq!(c.restart_count, 0);
 
     // A liveness probe against a closed port restarts the container.
-    let dead = format!("    livenessProbe:\n      tcpSocket: {{port: {closed}}}\n      periodSeconds: 1\n      failureThreshold: 2\n");
-    n.write_manifest("dead", &pod("dead", "sleep", "  terminationGracePeriodSeconds: 1\n", &dead));
+    let dead = format!(
+        "    livenessProbe:\n      tcpSocket: {{port: {closed}}}\n      periodSeconds: 1\n      failureThreshold: 2\n"
+    );
+    n.write_manifest(
+        "dead",
+        &pod(
+            "dead",
+            "sleep",
+            "  terminationGracePeriodSeconds: 1\n",
+            &dead,
+        ),
+    );
     let c = n.wait_pod("liveness restart", |p| {
-        (p.name == "dead-n1").then(|| p.containers[0].clone()).filter(|c| c.restart_count >= 1)
+        (p.name == "dead-n1")
+            .then(|| p.containers[0].clone())
+            .filter(|c| c.restart_count >= 1)
     });
     assert_eq!(c.last_exit_reason.as_deref(), Some("Unhealthy"));
-    assert!(c.last_exit_message.unwrap().contains("liveness probe failed"));
+    assert!(
+        c.last_exit_message
+            .unwrap()
+            .contains("liveness probe failed")
+    );
 }
 
 #[test]
@@ -421,7 +569,15 @@ fn stop_all_pods_stops_every_process_of_the_node() {
     n.start_agent();
     n.write_manifest("a", &pod("a", "sleep", "", ""));
     n.write_manifest("b", &pod("b", "ignore-term", "", ""));
-    wait_until("both running", || (n.status().pods.iter().filter(|p| p.containers[0].state == "running").count() == 2).then_some(()));
+    wait_until("both running", || {
+        (n.status()
+            .pods
+            .iter()
+            .filter(|p| p.containers[0].state == "running")
+            .count()
+            == 2)
+            .then_some(())
+    });
     wait_until("4 processes", || (n.marked().len() >= 4).then_some(()));
     n.stop_agent();
     let stopped = agent::stop_all_pods(&n.layout, Duration::from_secs(1)).unwrap();

@@ -17,9 +17,15 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(AgentCommands::Shim { .. }) => unreachable!("main runs the shim before logging starts"),
+        Some(AgentCommands::Shim { .. }) => {
+            unreachable!("main runs the shim before logging starts")
+        }
         None => {
-            let bin_dirs = if args.bin_dir.is_empty() { phases::host::default_bin_dirs() } else { args.bin_dir };
+            let bin_dirs = if args.bin_dir.is_empty() {
+                phases::host::default_bin_dirs()
+            } else {
+                args.bin_dir
+            };
             let mut config = agent::AgentConfig::from_layout(&layout, bin_dirs);
             config.node_name = Some(args.node_name.unwrap_or_else(phases::host::hostname));
             agent::run(config)

@@ -14,7 +14,13 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 #[command(name = "kubeboot", version = env!("CARGO_PKG_VERSION"), propagate_version = false)]
 pub struct Cli {
     /// number for the log level verbosity
-    #[arg(short = 'v', long = "v", global = true, value_name = "Level", default_value_t = 0)]
+    #[arg(
+        short = 'v',
+        long = "v",
+        global = true,
+        value_name = "Level",
+        default_value_t = 0
+    )]
     pub v: u8,
     /// The command.
     #[command(subcommand)]
@@ -22,6 +28,8 @@ pub struct Cli {
 }
 
 /// kubeboot's commands.
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Commands {
     /// Run this command in order to set up the Kubernetes control plane
@@ -231,7 +239,12 @@ pub struct CompletionArgs {
 /// The full command, with `init phase ...` generated from the phase tree.
 pub fn command() -> clap::Command {
     Cli::command().mut_subcommand("init", |init| {
-        let phase = phase_command(&init, "phase", "Use this command to invoke single phase of the init workflow", &phases::init::phases());
+        let phase = phase_command(
+            &init,
+            "phase",
+            "Use this command to invoke single phase of the init workflow",
+            &phases::init::phases(),
+        );
         init.subcommand(phase)
     })
 }
@@ -239,8 +252,15 @@ pub fn command() -> clap::Command {
 /// Builds `phase <name> [<sub>|all]` from a phase tree, each accepting only the parent's args
 /// its phase inherits (the others exist hidden, and are refused when given: see
 /// [`refuse_foreign_flags`]).
-fn phase_command<D>(parent: &clap::Command, name: &'static str, about: &'static str, tree: &[phases::runner::Phase<D>]) -> clap::Command {
-    let mut cmd = clap::Command::new(name).about(about).subcommand_required(true);
+fn phase_command<D>(
+    parent: &clap::Command,
+    name: &'static str,
+    about: &'static str,
+    tree: &[phases::runner::Phase<D>],
+) -> clap::Command {
+    let mut cmd = clap::Command::new(name)
+        .about(about)
+        .subcommand_required(true);
     for p in tree {
         cmd = cmd.subcommand(one_phase(parent, p));
     }
@@ -291,8 +311,14 @@ fn inherited<D>(p: &phases::runner::Phase<D>) -> Vec<&'static str> {
 /// The first such flag.
 pub fn refuse_foreign_flags(cmd: &clap::Command, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     for arg in cmd.get_arguments() {
-        if arg.is_hide_set() && matches.value_source(arg.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine) {
-            anyhow::bail!("unknown flag: --{}", arg.get_long().unwrap_or(arg.get_id().as_str()));
+        if arg.is_hide_set()
+            && matches.value_source(arg.get_id().as_str())
+                == Some(clap::parser::ValueSource::CommandLine)
+        {
+            anyhow::bail!(
+                "unknown flag: --{}",
+                arg.get_long().unwrap_or(arg.get_id().as_str())
+            );
         }
     }
     Ok(())
@@ -301,7 +327,10 @@ pub fn refuse_foreign_flags(cmd: &clap::Command, matches: &clap::ArgMatches) -> 
 /// The long names of the flags the user gave on the command line.
 pub fn set_flags(cmd: &clap::Command, matches: &clap::ArgMatches) -> Vec<String> {
     cmd.get_arguments()
-        .filter(|a| matches.value_source(a.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .filter(|a| {
+            matches.value_source(a.get_id().as_str())
+                == Some(clap::parser::ValueSource::CommandLine)
+        })
         .filter_map(|a| a.get_long().map(str::to_string))
         .collect()
 }
@@ -318,7 +347,15 @@ mod tests {
     #[test]
     fn init_phase_commands_are_generated_from_the_tree() {
         let m = command()
-            .try_get_matches_from(["kubeboot", "init", "phase", "certs", "all", "--cert-dir", "/tmp/x"])
+            .try_get_matches_from([
+                "kubeboot",
+                "init",
+                "phase",
+                "certs",
+                "all",
+                "--cert-dir",
+                "/tmp/x",
+            ])
             .unwrap();
         let (_, init) = m.subcommand().unwrap();
         let (_, phase) = init.subcommand().unwrap();
@@ -326,12 +363,33 @@ mod tests {
         assert_eq!(name, "certs");
         assert_eq!(certs.subcommand_name(), Some("all"));
         for sub in ["apiserver", "etcd-ca", "sa"] {
-            assert!(command().try_get_matches_from(["kubeboot", "init", "phase", "certs", sub]).is_ok(), "{sub}");
+            assert!(
+                command()
+                    .try_get_matches_from(["kubeboot", "init", "phase", "certs", sub])
+                    .is_ok(),
+                "{sub}"
+            );
         }
-        assert!(command().try_get_matches_from(["kubeboot", "init", "phase", "kubeconfig", "admin"]).is_ok());
-        assert!(command().try_get_matches_from(["kubeboot", "init", "phase", "control-plane", "apiserver"]).is_ok());
-        assert!(command().try_get_matches_from(["kubeboot", "init", "phase", "etcd", "local"]).is_ok());
-        assert!(command().try_get_matches_from(["kubeboot", "init", "phase", "nope"]).is_err());
+        assert!(
+            command()
+                .try_get_matches_from(["kubeboot", "init", "phase", "kubeconfig", "admin"])
+                .is_ok()
+        );
+        assert!(
+            command()
+                .try_get_matches_from(["kubeboot", "init", "phase", "control-plane", "apiserver"])
+                .is_ok()
+        );
+        assert!(
+            command()
+                .try_get_matches_from(["kubeboot", "init", "phase", "etcd", "local"])
+                .is_ok()
+        );
+        assert!(
+            command()
+                .try_get_matches_from(["kubeboot", "init", "phase", "nope"])
+                .is_err()
+        );
     }
 
     #[test]
@@ -339,7 +397,15 @@ mod tests {
         let cmd = command();
         let m = cmd
             .clone()
-            .try_get_matches_from(["kubeboot", "init", "phase", "etcd", "local", "--pod-network-cidr", "10.0.0.0/16"])
+            .try_get_matches_from([
+                "kubeboot",
+                "init",
+                "phase",
+                "etcd",
+                "local",
+                "--pod-network-cidr",
+                "10.0.0.0/16",
+            ])
             .unwrap();
         let leaf_cmd = cmd
             .find_subcommand("init")
@@ -360,7 +426,10 @@ mod tests {
     #[test]
     fn set_flags_lists_only_what_the_user_typed() {
         let cmd = command();
-        let m = cmd.clone().try_get_matches_from(["kubeboot", "init", "--node-name", "n1", "--dry-run"]).unwrap();
+        let m = cmd
+            .clone()
+            .try_get_matches_from(["kubeboot", "init", "--node-name", "n1", "--dry-run"])
+            .unwrap();
         let init_cmd = cmd.find_subcommand("init").unwrap();
         let mut set = set_flags(init_cmd, m.subcommand_matches("init").unwrap());
         set.sort();

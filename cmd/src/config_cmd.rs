@@ -5,11 +5,22 @@ use crate::cli::{ConfigArgs, ConfigCommands, PrintCommands};
 /// Runs `config ...`.
 pub fn run(args: ConfigArgs) -> anyhow::Result<()> {
     match args.command {
-        ConfigCommands::Print { what: PrintCommands::InitDefaults { api_version, kubernetes_version, bin_dir } } => {
+        ConfigCommands::Print {
+            what:
+                PrintCommands::InitDefaults {
+                    api_version,
+                    kubernetes_version,
+                    bin_dir,
+                },
+        } => {
             let version = match kubernetes_version {
                 Some(v) => v.parse()?,
                 None => {
-                    let dirs = if bin_dir.is_empty() { phases::host::default_bin_dirs() } else { bin_dir };
+                    let dirs = if bin_dir.is_empty() {
+                        phases::host::default_bin_dirs()
+                    } else {
+                        bin_dir
+                    };
                     phases::host::binary_version(components::names::KUBE_APISERVER, &dirs).ok_or_else(|| {
                         anyhow::anyhow!(
                             "could not find kube-apiserver to take the Kubernetes version from; pass --kubernetes-version or --bin-dir"

@@ -16,7 +16,10 @@ pub fn run(args: InitArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     let init_cmd = root.find_subcommand("init").expect("init exists");
     match matches.subcommand() {
         Some(("phase", phase_matches)) => {
-            let (path, leaf_cmd, leaf) = phase_path(init_cmd.find_subcommand("phase").expect("phase exists"), phase_matches);
+            let (path, leaf_cmd, leaf) = phase_path(
+                init_cmd.find_subcommand("phase").expect("phase exists"),
+                phase_matches,
+            );
             cli::refuse_foreign_flags(leaf_cmd, leaf)?;
             let args = InitArgs::from_arg_matches(leaf)?;
             let set = cli::set_flags(leaf_cmd, leaf);
@@ -31,10 +34,15 @@ pub fn run(args: InitArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
 
 /// Follows `phase certs all` down to its leaf: the phase path (`certs/all` becomes `certs`),
 /// the leaf's command and matches.
-fn phase_path<'a>(mut cmd: &'a clap::Command, mut m: &'a clap::ArgMatches) -> (String, &'a clap::Command, &'a clap::ArgMatches) {
+fn phase_path<'a>(
+    mut cmd: &'a clap::Command,
+    mut m: &'a clap::ArgMatches,
+) -> (String, &'a clap::Command, &'a clap::ArgMatches) {
     let mut parts = Vec::new();
     while let Some((name, sub)) = m.subcommand() {
-        cmd = cmd.find_subcommand(name).expect("clap matched a defined subcommand");
+        cmd = cmd
+            .find_subcommand(name)
+            .expect("clap matched a defined subcommand");
         m = sub;
         if name != "all" {
             parts.push(name.to_string());
@@ -44,7 +52,11 @@ fn phase_path<'a>(mut cmd: &'a clap::Command, mut m: &'a clap::ArgMatches) -> (S
 }
 
 fn bin_dirs(given: &[PathBuf]) -> Vec<PathBuf> {
-    if given.is_empty() { phases::host::default_bin_dirs() } else { given.to_vec() }
+    if given.is_empty() {
+        phases::host::default_bin_dirs()
+    } else {
+        given.to_vec()
+    }
 }
 
 fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::Result<()> {
@@ -53,8 +65,12 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
         None => None,
         Some(path) => Some(ConfigSource {
             path: path.display().to_string(),
-            content: std::fs::read_to_string(path)
-                .with_context(|| format!("could not read the config file {:?}", path.display().to_string()))?,
+            content: std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "could not read the config file {:?}",
+                    path.display().to_string()
+                )
+            })?,
         }),
     };
     let flags = InitFlags {
@@ -89,7 +105,10 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
     let cfg = components::config::resolve_init(&flags, &host)?;
     let layout = components::Layout::host();
     let (fs, _scratch) = if args.dry_run {
-        let dir = tempfile::Builder::new().prefix("kubeboot-init-dryrun").tempdir().context("could not create the dry-run directory")?;
+        let dir = tempfile::Builder::new()
+            .prefix("kubeboot-init-dryrun")
+            .tempdir()
+            .context("could not create the dry-run directory")?;
         let keep = dir.keep();
         (agent::host::fs::Fs::under(&keep), Some(keep))
     } else {
@@ -109,7 +128,10 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
         host_paths,
     };
     if args.dry_run {
-        data.out.say("dryrun", "Running in dry-run mode: no changes are made to this node");
+        data.out.say(
+            "dryrun",
+            "Running in dry-run mode: no changes are made to this node",
+        );
     }
     phases::init::run(&mut data, only)
 }

@@ -15,8 +15,14 @@ pub fn level_for(verbosity: u8) -> &'static str {
 
 /// Installs the stderr subscriber.
 pub fn init(verbosity: u8) {
-    let filter = EnvFilter::try_from_env("KUBEBOOT_LOG").unwrap_or_else(|_| EnvFilter::new(level_for(verbosity)));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = EnvFilter::try_from_env("KUBEBOOT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(level_for(verbosity)));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 #[cfg(test)]

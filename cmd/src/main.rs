@@ -18,11 +18,14 @@ fn main() -> ExitCode {
     let matches = cli::command().get_matches();
     let verbosity = matches.get_one::<u8>("v").copied().unwrap_or(0);
     // The shim runs under every pod container: it keeps stderr for itself.
-    if let Some(("agent", sub)) = matches.subcommand() {
-        if let Some(("shim", shim)) = sub.subcommand() {
-            let args: Vec<String> = shim.get_many::<String>("args").map(|v| v.cloned().collect()).unwrap_or_default();
-            return agent::shim_main(args);
-        }
+    if let Some(("agent", sub)) = matches.subcommand()
+        && let Some(("shim", shim)) = sub.subcommand()
+    {
+        let args: Vec<String> = shim
+            .get_many::<String>("args")
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default();
+        return agent::shim_main(args);
     }
     logging::init(verbosity);
     match run(&matches) {
@@ -35,10 +38,14 @@ fn main() -> ExitCode {
 }
 
 fn run(matches: &clap::ArgMatches) -> anyhow::Result<()> {
-    let cli = cli::Cli::from_arg_matches(matches).map_err(|e| e.exit()).unwrap_or_else(|never| never);
+    let cli = cli::Cli::from_arg_matches(matches)
+        .map_err(|e| e.exit())
+        .unwrap_or_else(|never| never);
     match cli.command {
         cli::Commands::Init(args) => {
-            let init_matches = matches.subcommand_matches("init").expect("clap matched init");
+            let init_matches = matches
+                .subcommand_matches("init")
+                .expect("clap matched init");
             init::run(args, init_matches)
         }
         cli::Commands::Reset(args) => reset::run(args),

@@ -53,9 +53,14 @@ pub fn render(output: Option<&str>) -> anyhow::Result<String> {
             i.major, i.minor, i.git_version, i.compiler, i.platform
         ),
         Some("short") => format!("{}\n", i.git_version),
-        Some("json") => format!("{}\n", serde_json::to_string_pretty(&Output { client_version: i })?),
+        Some("json") => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&Output { client_version: i })?
+        ),
         Some("yaml") => yaml_serde::to_string(&Output { client_version: i })?,
-        Some(other) => anyhow::bail!("invalid output format: {other}; use one of 'yaml', 'json' or 'short'"),
+        Some(other) => {
+            anyhow::bail!("invalid output format: {other}; use one of 'yaml', 'json' or 'short'")
+        }
     })
 }
 
@@ -71,12 +76,30 @@ mod tests {
 
     #[test]
     fn formats() {
-        assert_eq!(render(Some("short")).unwrap(), format!("v{}\n", env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            render(Some("short")).unwrap(),
+            format!("v{}\n", env!("CARGO_PKG_VERSION"))
+        );
         let json: serde_json::Value = serde_json::from_str(&render(Some("json")).unwrap()).unwrap();
-        assert_eq!(json["clientVersion"]["gitVersion"], format!("v{}", env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            json["clientVersion"]["gitVersion"],
+            format!("v{}", env!("CARGO_PKG_VERSION"))
+        );
         let yaml: serde_json::Value = yaml_serde::from_str(&render(Some("yaml")).unwrap()).unwrap();
-        assert_eq!(yaml["clientVersion"]["platform"], json["clientVersion"]["platform"]);
-        assert!(render(None).unwrap().starts_with("kubeboot version: &version.Info{Major:"));
-        assert!(render(Some("xml")).unwrap_err().to_string().contains("invalid output format: xml"));
+        assert_eq!(
+            yaml["clientVersion"]["platform"],
+            json["clientVersion"]["platform"]
+        );
+        assert!(
+            render(None)
+                .unwrap()
+                .starts_with("kubeboot version: &version.Info{Major:")
+        );
+        assert!(
+            render(Some("xml"))
+                .unwrap_err()
+                .to_string()
+                .contains("invalid output format: xml")
+        );
     }
 }

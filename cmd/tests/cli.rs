@@ -4,7 +4,10 @@
 use std::process::{Command, Output};
 
 fn kubeboot(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kubeboot")).args(args).output().expect("kubeboot runs")
+    Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+        .args(args)
+        .output()
+        .expect("kubeboot runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -25,30 +28,58 @@ fn version_short_and_json() {
     assert_eq!(v["clientVersion"]["platform"], "linux/amd64");
     let o = kubeboot(&["version", "-o", "xml"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("invalid output format: xml"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("invalid output format: xml"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn completion_for_each_shell() {
-    for (shell, marker) in [("bash", "complete"), ("zsh", "#compdef kubeboot"), ("fish", "complete -c kubeboot")] {
+    for (shell, marker) in [
+        ("bash", "complete"),
+        ("zsh", "#compdef kubeboot"),
+        ("fish", "complete -c kubeboot"),
+    ] {
         let o = kubeboot(&["completion", shell]);
         assert!(o.status.success(), "{shell}");
         let s = stdout(&o);
         assert!(s.contains(marker), "{shell} completion lacks {marker:?}");
-        assert!(s.contains("init"), "{shell} completion lacks the init command");
+        assert!(
+            s.contains("init"),
+            "{shell} completion lacks the init command"
+        );
     }
 }
 
 #[test]
 fn config_print_init_defaults_loads_back() {
-    let o = kubeboot(&["config", "print", "init-defaults", "--kubernetes-version", "v1.20.2"]);
+    let o = kubeboot(&[
+        "config",
+        "print",
+        "init-defaults",
+        "--kubernetes-version",
+        "v1.20.2",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    assert!(text.contains("apiVersion: kubeadm.k8s.io/v1beta2\nbootstrapTokens:"), "{text}");
+    assert!(
+        text.contains("apiVersion: kubeadm.k8s.io/v1beta2\nbootstrapTokens:"),
+        "{text}"
+    );
     assert!(text.contains("kind: ClusterConfiguration"), "{text}");
     let parsed = components::config::load(&text).expect("init-defaults loads back");
     assert!(parsed.init.is_some() && parsed.cluster.is_some());
-    let o = kubeboot(&["config", "print", "init-defaults", "--kubernetes-version", "v1.20.2", "--api-version", "v1beta3"]);
+    let o = kubeboot(&[
+        "config",
+        "print",
+        "init-defaults",
+        "--kubernetes-version",
+        "v1.20.2",
+        "--api-version",
+        "v1beta3",
+    ]);
     assert!(stdout(&o).contains("apiVersion: kubeadm.k8s.io/v1beta3"));
 }
 
@@ -79,9 +110,20 @@ fn init_help_has_kubeadm_flags() {
 
 #[test]
 fn phase_rejects_flags_it_does_not_take() {
-    let o = kubeboot(&["init", "phase", "etcd", "local", "--pod-network-cidr", "10.244.0.0/16"]);
+    let o = kubeboot(&[
+        "init",
+        "phase",
+        "etcd",
+        "local",
+        "--pod-network-cidr",
+        "10.244.0.0/16",
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).starts_with("unknown flag: --pod-network-cidr"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("unknown flag: --pod-network-cidr"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -90,18 +132,47 @@ fn certs_phase_writes_into_cert_dir_with_private_modes() {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     let pki_s = pki.to_str().unwrap();
-    let o = kubeboot(&["init", "phase", "certs", "all", "--cert-dir", pki_s, "--kubernetes-version", "v1.20.2", "--node-name", "node1"]);
+    let o = kubeboot(&[
+        "init",
+        "phase",
+        "certs",
+        "all",
+        "--cert-dir",
+        pki_s,
+        "--kubernetes-version",
+        "v1.20.2",
+        "--node-name",
+        "node1",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("[certs] Generating \"etcd/ca\" certificate and key"));
     for key in ["ca.key", "apiserver.key", "etcd/peer.key", "sa.key"] {
-        let mode = std::fs::metadata(pki.join(key)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(pki.join(key))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{key}");
     }
     // A second run reuses everything.
-    let o = kubeboot(&["init", "phase", "certs", "all", "--cert-dir", pki_s, "--kubernetes-version", "v1.20.2", "--node-name", "node1"]);
+    let o = kubeboot(&[
+        "init",
+        "phase",
+        "certs",
+        "all",
+        "--cert-dir",
+        pki_s,
+        "--kubernetes-version",
+        "v1.20.2",
+        "--node-name",
+        "node1",
+    ]);
     assert!(o.status.success());
     let out = stdout(&o);
-    assert!(out.contains("[certs] Using existing ca certificate authority"), "{out}");
+    assert!(
+        out.contains("[certs] Using existing ca certificate authority"),
+        "{out}"
+    );
     assert!(!out.contains("Generating"), "{out}");
 }
 
@@ -114,7 +185,11 @@ fn reset_without_terminal_needs_force() {
         .unwrap();
     // --dry-run needs no confirmation; a plain reset without a terminal does.
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = Command::new(env!("CARGO_BIN_EXE_kubeboot")).args(["reset"]).stdin(std::process::Stdio::null()).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+        .args(["reset"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("kubeboot reset -f"), "{}", stderr(&o));
 }

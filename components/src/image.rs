@@ -31,7 +31,10 @@ impl ImageRef {
     /// # Errors
     /// [`ImageError::Invalid`] for an empty reference, an empty path component, tag or digest.
     pub fn parse(image: &str) -> Result<ImageRef, ImageError> {
-        let invalid = |why: &'static str| ImageError::Invalid { image: image.to_string(), why };
+        let invalid = |why: &'static str| ImageError::Invalid {
+            image: image.to_string(),
+            why,
+        };
         let trimmed = image.trim();
         if trimmed.is_empty() {
             return Err(invalid("it is empty"));
@@ -54,7 +57,9 @@ impl ImageRef {
             None => (rest, None),
         };
         let (registry, repository) = match path.split_once('/') {
-            Some((first, repo)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            Some((first, repo))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
                 (Some(first.to_string()), repo)
             }
             _ => (None, path),
@@ -62,12 +67,20 @@ impl ImageRef {
         if repository.is_empty() || repository.split('/').any(str::is_empty) {
             return Err(invalid("a path component is empty"));
         }
-        Ok(ImageRef { registry, repository: repository.to_string(), tag, digest })
+        Ok(ImageRef {
+            registry,
+            repository: repository.to_string(),
+            tag,
+            digest,
+        })
     }
 
     /// The last path component (`kube-apiserver` for `k8s.gcr.io/kube-apiserver:v1.20.2`).
     pub fn name(&self) -> &str {
-        self.repository.rsplit('/').next().unwrap_or(&self.repository)
+        self.repository
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.repository)
     }
 }
 
@@ -99,7 +112,9 @@ pub enum ImageError {
         why: &'static str,
     },
     /// A known component image whose tag is not a version, so the binary cannot be checked.
-    #[error("image {image:?} has no version tag (e.g. {example:?}): the process runtime checks the {binary} binary's version against it")]
+    #[error(
+        "image {image:?} has no version tag (e.g. {example:?}): the process runtime checks the {binary} binary's version against it"
+    )]
     NoVersionTag {
         /// The reference as written in the manifest.
         image: String,
@@ -174,18 +189,31 @@ const ARCH_SUFFIXES: &[&str] = &["-amd64", "-arm64", "-arm", "-ppc64le", "-s390x
 pub fn binary_for_image(image: &str) -> Result<Option<ImageBinary>, ImageError> {
     let r = ImageRef::parse(image)?;
     let name = r.name();
-    let base = ARCH_SUFFIXES.iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+    let base = ARCH_SUFFIXES
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name);
     let Some(&(binary, exact)) = KNOWN.iter().find(|(b, _)| *b == base) else {
         return Ok(None);
     };
-    let version = r.tag.as_deref().and_then(|t| t.parse::<Version>().ok()).ok_or_else(|| {
-        ImageError::NoVersionTag {
+    let version = r
+        .tag
+        .as_deref()
+        .and_then(|t| t.parse::<Version>().ok())
+        .ok_or_else(|| ImageError::NoVersionTag {
             image: image.to_string(),
             binary,
-            example: format!("{}:{}", r.repository, if exact { "v1.20.2" } else { "3.4.13-0" }),
-        }
-    })?;
-    let policy = if exact { VersionPolicy::Exact(version) } else { VersionPolicy::SameMinor(version) };
+            example: format!(
+                "{}:{}",
+                r.repository,
+                if exact { "v1.20.2" } else { "3.4.13-0" }
+            ),
+        })?;
+    let policy = if exact {
+        VersionPolicy::Exact(version)
+    } else {
+        VersionPolicy::SameMinor(version)
+    };
     Ok(Some(ImageBinary { binary, policy }))
 }
 
@@ -220,36 +248,59 @@ mod tests {
 
     #[test]
     fn kubernetes_images_want_the_exact_version() {
-        for image in ["k8s.gcr.io/kube-apiserver:v1.20.2", "registry.k8s.io/kube-apiserver:v1.20.2"] {
+        for image in [
+            "k8s.gcr.io/kube-apiserver:v1.20.2",
+            "registry.k8s.io/kube-apiserver:v1.20.2",
+        ] {
             let b = binary_for_image(image).unwrap().unwrap();
             assert_eq!(b.binary, "kube-apiserver");
-            assert!(b.policy.accepts(&Version::find_in("Kubernetes v1.20.2").unwrap()));
+            assert!(
+                b.policy
+                    .accepts(&Version::find_in("Kubernetes v1.20.2").unwrap())
+            );
             assert!(!b.policy.accepts(&v(1, 20, 3)));
             assert!(!b.policy.accepts(&v(1, 21, 2)));
             assert_eq!(b.policy.wanted(), "v1.20.2");
         }
         for (image, bin) in [
-            ("k8s.gcr.io/kube-controller-manager:v1.20.2", "kube-controller-manager"),
+            (
+                "k8s.gcr.io/kube-controller-manager:v1.20.2",
+                "kube-controller-manager",
+            ),
             ("k8s.gcr.io/kube-scheduler:v1.20.2", "kube-scheduler"),
             ("mirror.local:5000/k8s/kube-proxy:v1.20.2", "kube-proxy"),
             ("k8s.gcr.io/kube-proxy-amd64:v1.20.2", "kube-proxy"),
         ] {
-            assert_eq!(binary_for_image(image).unwrap().unwrap().binary, bin, "{image}");
+            assert_eq!(
+                binary_for_image(image).unwrap().unwrap().binary,
+                bin,
+                "{image}"
+            );
         }
     }
 
     #[test]
     fn etcd_wants_the_same_minor() {
-        let b = binary_for_image("k8s.gcr.io/etcd:3.4.13-0").unwrap().unwrap();
+        let b = binary_for_image("k8s.gcr.io/etcd:3.4.13-0")
+            .unwrap()
+            .unwrap();
         assert_eq!(b.binary, "etcd");
-        assert!(b.policy.accepts(&Version::find_in("etcd Version: 3.4.23\n").unwrap()));
+        assert!(
+            b.policy
+                .accepts(&Version::find_in("etcd Version: 3.4.23\n").unwrap())
+        );
         assert!(!b.policy.accepts(&v(3, 5, 0)));
         assert_eq!(b.policy.wanted(), "v3.4.x");
     }
 
     #[test]
     fn unknown_images_map_to_nothing() {
-        for image in ["k8s.gcr.io/pause:3.2", "k8s.gcr.io/coredns:1.7.0", "nginx", "busybox:latest"] {
+        for image in [
+            "k8s.gcr.io/pause:3.2",
+            "k8s.gcr.io/coredns:1.7.0",
+            "nginx",
+            "busybox:latest",
+        ] {
             assert_eq!(binary_for_image(image).unwrap(), None, "{image}");
         }
     }
@@ -257,7 +308,16 @@ mod tests {
     #[test]
     fn known_image_without_version_tag_is_an_error() {
         let err = binary_for_image("k8s.gcr.io/kube-apiserver:latest").unwrap_err();
-        assert!(matches!(err, ImageError::NoVersionTag { binary: "kube-apiserver", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                ImageError::NoVersionTag {
+                    binary: "kube-apiserver",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(binary_for_image("k8s.gcr.io/etcd").is_err());
     }
 }

@@ -21,7 +21,9 @@ impl Default for Layout {
 impl Layout {
     /// The real node layout, rooted at `/`.
     pub fn host() -> Self {
-        Self { root: PathBuf::from("/") }
+        Self {
+            root: PathBuf::from("/"),
+        }
     }
 
     /// A layout rooted at `root` (tests and rooted installs).
@@ -147,9 +149,15 @@ mod tests {
     #[test]
     fn host_layout_uses_kubeadm_paths() {
         let l = Layout::host();
-        assert_eq!(l.manifest("etcd"), PathBuf::from("/etc/kubernetes/manifests/etcd.yaml"));
+        assert_eq!(
+            l.manifest("etcd"),
+            PathBuf::from("/etc/kubernetes/manifests/etcd.yaml")
+        );
         assert_eq!(l.default_cert_dir(), PathBuf::from("/etc/kubernetes/pki"));
-        assert_eq!(l.kubeconfig("admin.conf"), PathBuf::from("/etc/kubernetes/admin.conf"));
+        assert_eq!(
+            l.kubeconfig("admin.conf"),
+            PathBuf::from("/etc/kubernetes/admin.conf")
+        );
         assert_eq!(l.default_etcd_data_dir(), PathBuf::from("/var/lib/etcd"));
         assert_eq!(l.pod_logs_dir(), PathBuf::from("/var/log/pods"));
     }
@@ -157,8 +165,17 @@ mod tests {
     #[test]
     fn rooted_layout_keeps_everything_under_root() {
         let l = Layout::under("/tmp/node1");
-        assert_eq!(l.manifests_dir(), PathBuf::from("/tmp/node1/etc/kubernetes/manifests"));
-        assert_eq!(l.agent_socket(), PathBuf::from("/tmp/node1/run/kubeboot/agent.sock"));
-        assert_eq!(l.node_path("/etc/kubernetes/pki"), PathBuf::from("/tmp/node1/etc/kubernetes/pki"));
+        assert_eq!(
+            l.manifests_dir(),
+            PathBuf::from("/tmp/node1/etc/kubernetes/manifests")
+        );
+        assert_eq!(
+            l.agent_socket(),
+            PathBuf::from("/tmp/node1/run/kubeboot/agent.sock")
+        );
+        assert_eq!(
+            l.node_path("/etc/kubernetes/pki"),
+            PathBuf::from("/tmp/node1/etc/kubernetes/pki")
+        );
     }
 }

@@ -81,7 +81,8 @@ pub const LABEL_NODE_ROLE_MASTER: &str = "node-role.kubernetes.io/master";
 /// LabelNodeRoleControlPlane (v1.20+ label; the only taint from v1.24 on).
 pub const LABEL_NODE_ROLE_CONTROL_PLANE: &str = "node-role.kubernetes.io/control-plane";
 /// LabelExcludeFromExternalLB.
-pub const LABEL_EXCLUDE_FROM_EXTERNAL_LB: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+pub const LABEL_EXCLUDE_FROM_EXTERNAL_LB: &str =
+    "node.kubernetes.io/exclude-from-external-load-balancers";
 
 /// KubeadmConfigConfigMap.
 pub const KUBEADM_CONFIG_CONFIGMAP: &str = "kubeadm-config";

@@ -28,7 +28,12 @@ pub struct InvalidVersion {
 
 /// Shorthand for a release version with no pre-release part.
 pub const fn v(major: u32, minor: u32, patch: u32) -> Version {
-    Version { major, minor, patch, pre: None }
+    Version {
+        major,
+        minor,
+        patch,
+        pre: None,
+    }
 }
 
 impl Version {
@@ -46,7 +51,11 @@ impl Version {
     /// `Kubernetes v1.20.2` or `etcd Version: 3.4.23`.
     pub fn find_in(text: &str) -> Option<Version> {
         text.split(|c: char| c.is_whitespace() || c == ',')
-            .filter(|t| t.chars().next().is_some_and(|c| c == 'v' || c.is_ascii_digit()))
+            .filter(|t| {
+                t.chars()
+                    .next()
+                    .is_some_and(|c| c == 'v' || c.is_ascii_digit())
+            })
             .find_map(|t| t.parse().ok())
     }
 }
@@ -55,7 +64,9 @@ impl FromStr for Version {
     type Err = InvalidVersion;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || InvalidVersion { value: s.to_string() };
+        let err = || InvalidVersion {
+            value: s.to_string(),
+        };
         let body = s.strip_prefix('v').unwrap_or(s);
         // Build metadata (`+abc`) is ignored, as semver says.
         let body = body.split('+').next().unwrap_or(body);
@@ -76,7 +87,12 @@ impl FromStr for Version {
         if parts.next().is_some() {
             return Err(err());
         }
-        Ok(Version { major, minor, patch, pre })
+        Ok(Version {
+            major,
+            minor,
+            patch,
+            pre,
+        })
     }
 }
 
@@ -143,7 +159,15 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "v1.20", "1.20.x", "v1.20.2.1", "latest", "v1..2", "v1.20.2-"] {
+        for bad in [
+            "",
+            "v1.20",
+            "1.20.x",
+            "v1.20.2.1",
+            "latest",
+            "v1..2",
+            "v1.20.2-",
+        ] {
             assert!(bad.parse::<Version>().is_err(), "{bad} should not parse");
         }
     }

@@ -7,13 +7,20 @@ use agent::status::AgentStatus;
 /// matches `kube-apiserver-node1`).
 pub fn describe(status: &AgentStatus, component: &str) -> Vec<String> {
     let prefix = format!("{component}-");
-    let Some(pod) = status
-        .pods
-        .iter()
-        .find(|p| p.namespace == components::names::KUBE_SYSTEM && (p.name == component || p.name.starts_with(&prefix)))
-    else {
-        let mut lines = vec![format!("no pod for {component} (is its manifest in {}?)", status.manifest_dir)];
-        lines.extend(status.manifest_errors.iter().map(|e| format!("manifest {}: {}", e.manifest, e.message)));
+    let Some(pod) = status.pods.iter().find(|p| {
+        p.namespace == components::names::KUBE_SYSTEM
+            && (p.name == component || p.name.starts_with(&prefix))
+    }) else {
+        let mut lines = vec![format!(
+            "no pod for {component} (is its manifest in {}?)",
+            status.manifest_dir
+        )];
+        lines.extend(
+            status
+                .manifest_errors
+                .iter()
+                .map(|e| format!("manifest {}: {}", e.manifest, e.message)),
+        );
         return lines;
     };
     let mut lines = Vec::new();

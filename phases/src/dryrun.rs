@@ -9,7 +9,9 @@ use crate::out::Out;
 /// # Errors
 /// A scratch file that cannot be read back.
 pub fn print_written(out: &Out, fs: &Fs) -> anyhow::Result<()> {
-    let Some(root) = fs.scratch_root() else { return Ok(()) };
+    let Some(root) = fs.scratch_root() else {
+        return Ok(());
+    };
     out.say(
         "dryrun",
         &format!("Wrote certificates, kubeconfig files and control plane manifests to the {:?} directory", root.display().to_string()),
@@ -17,11 +19,17 @@ pub fn print_written(out: &Out, fs: &Fs) -> anyhow::Result<()> {
     for path in fs.written() {
         let name = path.display().to_string();
         if is_secret(&name) {
-            out.say("dryrun", &format!("Would write file {name:?} (private key material, not shown)"));
+            out.say(
+                "dryrun",
+                &format!("Would write file {name:?} (private key material, not shown)"),
+            );
             continue;
         }
         let content = fs.read_string_if_exists(&path)?.unwrap_or_default();
-        out.say("dryrun", &format!("Would write file {name:?} with content:"));
+        out.say(
+            "dryrun",
+            &format!("Would write file {name:?} with content:"),
+        );
         for line in content.lines() {
             out.line(&format!("\t{line}"));
         }

@@ -32,14 +32,22 @@ pub struct Failure {
 /// `4m0s`-style durations as kubeadm prints them.
 pub fn human(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 60 { format!("{}m{}s", s / 60, s % 60) } else { format!("{s}s") }
+    if s >= 60 {
+        format!("{}m{}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
 }
 
 fn http_target(c: &Container) -> Option<HTTPGetAction> {
-    [c.startup_probe.as_ref(), c.liveness_probe.as_ref(), c.readiness_probe.as_ref()]
-        .into_iter()
-        .flatten()
-        .find_map(|p| p.http_get.clone())
+    [
+        c.startup_probe.as_ref(),
+        c.liveness_probe.as_ref(),
+        c.readiness_probe.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|p| p.http_get.clone())
 }
 
 fn port_number(c: &Container, port: &IntOrString) -> Option<i32> {
@@ -62,11 +70,26 @@ pub fn targets(pods: &[(String, Pod)]) -> Vec<Target> {
             let c = pod.spec.as_ref()?.containers.first()?;
             let get = http_target(c)?;
             let port = port_number(c, &get.port)?;
-            let host = get.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| "127.0.0.1".into());
-            let host = if host.contains(':') { format!("[{host}]") } else { host };
-            let scheme = get.scheme.clone().unwrap_or_else(|| "HTTP".into()).to_lowercase();
+            let host = get
+                .host
+                .clone()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "127.0.0.1".into());
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host
+            };
+            let scheme = get
+                .scheme
+                .clone()
+                .unwrap_or_else(|| "HTTP".into())
+                .to_lowercase();
             let path = get.path.clone().unwrap_or_else(|| "/".into());
-            Some(Target { component: component.clone(), url: format!("{scheme}://{host}:{port}{path}") })
+            Some(Target {
+                component: component.clone(),
+                url: format!("{scheme}://{host}:{port}{path}"),
+            })
         })
         .collect()
 }
@@ -116,7 +139,11 @@ pub fn wait_all(
     let mut last_report = start;
     let mut pending: Vec<Failure> = targets
         .iter()
-        .map(|t| Failure { component: t.component.clone(), url: t.url.clone(), last: "not checked yet".into() })
+        .map(|t| Failure {
+            component: t.component.clone(),
+            url: t.url.clone(),
+            last: "not checked yet".into(),
+        })
         .collect();
     loop {
         for f in pending.iter_mut() {
@@ -146,23 +173,36 @@ pub fn wait_all(
 pub fn last_log_lines(layout: &Layout, component: &str, n: usize) -> Vec<String> {
     let dir = layout.pod_logs_dir();
     let prefix = format!("{}_{component}", components::names::KUBE_SYSTEM);
-    let Ok(entries) = std::fs::read_dir(&dir) else { return vec![] };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return vec![];
+    };
     let mut newest: Option<(std::time::SystemTime, std::path::PathBuf)> = None;
-    for pod_dir in entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)) {
-        let Ok(files) = std::fs::read_dir(pod_dir.path().join(component)) else { continue };
+    for pod_dir in entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+    {
+        let Ok(files) = std::fs::read_dir(pod_dir.path().join(component)) else {
+            continue;
+        };
         for f in files.flatten() {
-            let Ok(m) = f.metadata().and_then(|m| m.modified()) else { continue };
+            let Ok(m) = f.metadata().and_then(|m| m.modified()) else {
+                continue;
+            };
             if newest.as_ref().is_none_or(|(t, _)| m > *t) {
                 newest = Some((m, f.path()));
             }
         }
     }
-    let Some((_, path)) = newest else { return vec![] };
+    let Some((_, path)) = newest else {
+        return vec![];
+    };
     tail_cri_log(&path, n)
 }
 
 fn tail_cri_log(path: &Path, n: usize) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(path) else { return vec![] };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return vec![];
+    };
     let lines: Vec<String> = text
         .lines()
         .map(|l| l.splitn(4, ' ').nth(3).unwrap_or(l).to_string())
@@ -177,10 +217,17 @@ pub fn explain_timeout(layout: &Layout, failures: &[Failure], timeout: Duration)
     let mut msg = format!(
         "the control plane did not become healthy within {}: {} not healthy",
         human(timeout),
-        failures.iter().map(|f| f.component.as_str()).collect::<Vec<_>>().join(", ")
+        failures
+            .iter()
+            .map(|f| f.component.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     for f in failures {
-        msg.push_str(&format!("\n\n{}: GET {} failed: {}", f.component, f.url, f.last));
+        msg.push_str(&format!(
+            "\n\n{}: GET {} failed: {}",
+            f.component, f.url, f.last
+        ));
         match &status {
             Some(s) => {
                 for line in crate::agent_view::describe(s, &f.component) {
@@ -217,7 +264,10 @@ mod tests {
             spec: Some(PodSpec {
                 containers: vec![Container {
                     name: "c".into(),
-                    liveness_probe: Some(Probe { http_get: Some(get), ..Default::default() }),
+                    liveness_probe: Some(Probe {
+                        http_get: Some(get),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -241,14 +291,24 @@ mod tests {
             ),
             (
                 "etcd".to_string(),
-                pod_with(HTTPGetAction { path: Some("/health".into()), port: IntOrString::Int(2381), ..Default::default() }),
+                pod_with(HTTPGetAction {
+                    path: Some("/health".into()),
+                    port: IntOrString::Int(2381),
+                    ..Default::default()
+                }),
             ),
         ];
         assert_eq!(
             targets(&pods),
             vec![
-                Target { component: "kube-apiserver".into(), url: "https://10.0.0.2:6443/livez".into() },
-                Target { component: "etcd".into(), url: "http://127.0.0.1:2381/health".into() },
+                Target {
+                    component: "kube-apiserver".into(),
+                    url: "https://10.0.0.2:6443/livez".into()
+                },
+                Target {
+                    component: "etcd".into(),
+                    url: "http://127.0.0.1:2381/health".into()
+                },
             ]
         );
     }
@@ -263,11 +323,23 @@ mod tests {
     fn tail_reads_cri_message_text() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::under(dir.path());
-        let d = layout.pod_logs_dir().join("kube-system_etcd-node1_abc/etcd");
+        let d = layout
+            .pod_logs_dir()
+            .join("kube-system_etcd-node1_abc/etcd");
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("0.log"), "2026-01-01T00:00:00Z stderr F one\n2026-01-01T00:00:01Z stderr F two words\n").unwrap();
-        assert_eq!(last_log_lines(&layout, "etcd", 1), vec!["two words".to_string()]);
-        assert_eq!(last_log_lines(&layout, "kube-apiserver", 5), Vec::<String>::new());
+        std::fs::write(
+            d.join("0.log"),
+            "2026-01-01T00:00:00Z stderr F one\n2026-01-01T00:00:01Z stderr F two words\n",
+        )
+        .unwrap();
+        assert_eq!(
+            last_log_lines(&layout, "etcd", 1),
+            vec!["two words".to_string()]
+        );
+        assert_eq!(
+            last_log_lines(&layout, "kube-apiserver", 5),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -275,7 +347,10 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         drop(l);
-        let t = vec![Target { component: "etcd".into(), url: format!("http://127.0.0.1:{port}/health") }];
+        let t = vec![Target {
+            component: "etcd".into(),
+            url: format!("http://127.0.0.1:{port}/health"),
+        }];
         let err = wait_all(&t, Duration::from_millis(300), |_, _| {}).unwrap_err();
         assert_eq!(err[0].component, "etcd");
         assert!(!err[0].last.is_empty());

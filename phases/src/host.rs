@@ -32,7 +32,9 @@ fn default_route_interface() -> Option<String> {
 
 /// Every address of every interface, with the interface name.
 fn interface_addresses() -> Vec<(String, IpAddr)> {
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return vec![] };
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return vec![];
+    };
     addrs
         .filter_map(|a| {
             let sa = a.address?;
@@ -50,8 +52,14 @@ fn interface_addresses() -> Vec<(String, IpAddr)> {
 
 /// The version of a binary found in `bin_dirs`, if it runs and prints one.
 pub fn binary_version(name: &str, bin_dirs: &[PathBuf]) -> Option<components::Version> {
-    let path = bin_dirs.iter().map(|d| d.join(name)).find(|p| Path::new(p).is_file())?;
-    let out = std::process::Command::new(&path).arg("--version").output().ok()?;
+    let path = bin_dirs
+        .iter()
+        .map(|d| d.join(name))
+        .find(|p| Path::new(p).is_file())?;
+    let out = std::process::Command::new(&path)
+        .arg("--version")
+        .output()
+        .ok()?;
     components::Version::find_in(&String::from_utf8_lossy(&out.stdout))
 }
 
@@ -59,9 +67,12 @@ pub fn binary_version(name: &str, bin_dirs: &[PathBuf]) -> Option<components::Ve
 pub fn facts(bin_dirs: &[PathBuf]) -> HostFacts {
     let addrs = interface_addresses();
     let default_if = default_route_interface();
-    let default_address = default_if
-        .as_ref()
-        .and_then(|ifname| addrs.iter().find(|(n, ip)| n == ifname && ip.is_ipv4()).map(|(_, ip)| *ip));
+    let default_address = default_if.as_ref().and_then(|ifname| {
+        addrs
+            .iter()
+            .find(|(n, ip)| n == ifname && ip.is_ipv4())
+            .map(|(_, ip)| *ip)
+    });
     HostFacts {
         hostname: hostname(),
         default_address,

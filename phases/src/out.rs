@@ -17,12 +17,17 @@ impl Out {
 
     /// Captures into a buffer (tests).
     pub fn capture() -> Self {
-        Self { captured: Some(Arc::new(Mutex::new(String::new()))) }
+        Self {
+            captured: Some(Arc::new(Mutex::new(String::new()))),
+        }
     }
 
     /// What was captured so far.
     pub fn captured(&self) -> String {
-        self.captured.as_ref().and_then(|c| c.lock().ok().map(|s| s.clone())).unwrap_or_default()
+        self.captured
+            .as_ref()
+            .and_then(|c| c.lock().ok().map(|s| s.clone()))
+            .unwrap_or_default()
     }
 
     /// Writes one line as is.
@@ -64,6 +69,9 @@ mod tests {
     fn say_formats_kubeadm_style() {
         let out = Out::capture();
         say!(out, "certs", "Generating {:?} certificate and key", "ca");
-        assert_eq!(out.captured(), "[certs] Generating \"ca\" certificate and key\n");
+        assert_eq!(
+            out.captured(),
+            "[certs] Generating \"ca\" certificate and key\n"
+        );
     }
 }

@@ -50,7 +50,10 @@ pub fn path_name(path: &Path) -> String {
 impl Check {
     /// A check from a name and an observation.
     pub fn new(name: impl Into<String>, observe: impl Fn() -> Outcome + 'static) -> Self {
-        Check { name: name.into(), observe: Box::new(observe) }
+        Check {
+            name: name.into(),
+            observe: Box::new(observe),
+        }
     }
 
     /// `IsPrivilegedUser`: kubeboot must run as root.
@@ -64,9 +67,13 @@ impl Check {
     /// `NumCPU`.
     pub fn num_cpu(min: usize) -> Self {
         Check::new("NumCPU", move || {
-            let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let n = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
             if n < min {
-                Outcome::Error(format!("the number of available CPUs {n} is less than the required {min}"))
+                Outcome::Error(format!(
+                    "the number of available CPUs {n} is less than the required {min}"
+                ))
             } else {
                 Outcome::Ok
             }
@@ -80,7 +87,9 @@ impl Check {
             sys.refresh_memory();
             let mb = sys.total_memory() / 1024 / 1024;
             if mb < min_mb {
-                Outcome::Error(format!("the system RAM ({mb} MB) is less than the minimum {min_mb} MB"))
+                Outcome::Error(format!(
+                    "the system RAM ({mb} MB) is less than the minimum {min_mb} MB"
+                ))
             } else {
                 Outcome::Ok
             }
@@ -117,18 +126,28 @@ impl Check {
         let shown = node_view(path, layout);
         let path = path.to_path_buf();
         Check::new(format!("DirAvailable-{}", path_name(&shown)), move || {
-            let empty = std::fs::read_dir(&path).map(|mut e| e.next().is_none()).unwrap_or(true);
-            if empty { Outcome::Ok } else { Outcome::Error(format!("{} is not empty", shown.display())) }
+            let empty = std::fs::read_dir(&path)
+                .map(|mut e| e.next().is_none())
+                .unwrap_or(true);
+            if empty {
+                Outcome::Ok
+            } else {
+                Outcome::Error(format!("{} is not empty", shown.display()))
+            }
         })
     }
 
     /// `FileContent-<path>`: the file holds `want` (kubeadm: FileContentCheck).
     pub fn file_content(path: &Path, want: &'static str) -> Self {
         let path = path.to_path_buf();
-        Check::new(format!("FileContent-{}", path_name(&path)), move || match std::fs::read_to_string(&path) {
-            Err(_) => Outcome::Error(format!("{} does not exist", path.display())),
-            Ok(s) if s.trim() == want => Outcome::Ok,
-            Ok(_) => Outcome::Error(format!("{} contents are not set to {want}", path.display())),
+        Check::new(format!("FileContent-{}", path_name(&path)), move || {
+            match std::fs::read_to_string(&path) {
+                Err(_) => Outcome::Error(format!("{} does not exist", path.display())),
+                Ok(s) if s.trim() == want => Outcome::Ok,
+                Ok(_) => {
+                    Outcome::Error(format!("{} contents are not set to {want}", path.display()))
+                }
+            }
         })
     }
 
@@ -136,9 +155,9 @@ impl Check {
     /// swap off; the kubelet does, and its own check will say so.
     pub fn swap() -> Self {
         Check::new("Swap", || match std::fs::read_to_string("/proc/swaps") {
-            Ok(s) if s.lines().count() > 1 => {
-                Outcome::Warning("running with swap on is not supported. Please disable swap".into())
-            }
+            Ok(s) if s.lines().count() > 1 => Outcome::Warning(
+                "running with swap on is not supported. Please disable swap".into(),
+            ),
             _ => Outcome::Ok,
         })
     }
@@ -173,12 +192,16 @@ fn effective_uid() -> Option<u32> {
 /// Finds an executable on `$PATH`.
 pub fn find_in_path(exe: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(exe)).find(|p| is_executable(p))
+    std::env::split_paths(&path)
+        .map(|d| d.join(exe))
+        .find(|p| is_executable(p))
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 /// kubeboot's own checks: every container of the given static pods has its host binary in
@@ -187,15 +210,24 @@ pub fn binary_checks(pods: &[(String, Pod)], bin_dirs: &[PathBuf]) -> Vec<Check>
     let mut seen = Vec::new();
     let mut checks = Vec::new();
     for (_, pod) in pods {
-        let containers = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default();
         for c in containers {
-            let Some(image) = c.image.clone() else { continue };
+            let Some(image) = c.image.clone() else {
+                continue;
+            };
             let want = match components::image::binary_for_image(&image) {
                 Ok(Some(want)) => want,
                 Ok(None) => continue,
                 Err(e) => {
                     let msg = e.to_string();
-                    checks.push(Check::new(format!("ComponentImage-{}", c.name), move || Outcome::Error(msg.clone())));
+                    checks.push(Check::new(
+                        format!("ComponentImage-{}", c.name),
+                        move || Outcome::Error(msg.clone()),
+                    ));
                     continue;
                 }
             };
@@ -204,12 +236,13 @@ pub fn binary_checks(pods: &[(String, Pod)], bin_dirs: &[PathBuf]) -> Vec<Check>
             }
             seen.push(want.binary);
             let dirs = bin_dirs.to_vec();
-            checks.push(Check::new(format!("ComponentBinary-{}", want.binary), move || {
-                match check_binary(&image, &want, &dirs) {
+            checks.push(Check::new(
+                format!("ComponentBinary-{}", want.binary),
+                move || match check_binary(&image, &want, &dirs) {
                     Ok(_) => Outcome::Ok,
                     Err(e) => Outcome::Error(e),
-                }
-            }));
+                },
+            ));
         }
     }
     checks
@@ -219,9 +252,17 @@ pub fn binary_checks(pods: &[(String, Pod)], bin_dirs: &[PathBuf]) -> Vec<Check>
 ///
 /// # Errors
 /// A message naming the binary, what was found and the fix.
-pub fn check_binary(image: &str, want: &components::image::ImageBinary, dirs: &[PathBuf]) -> Result<PathBuf, String> {
+pub fn check_binary(
+    image: &str,
+    want: &components::image::ImageBinary,
+    dirs: &[PathBuf],
+) -> Result<PathBuf, String> {
     let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-    let Some(path) = dirs.iter().map(|d| d.join(&want.binary)).find(|p| is_executable(p)) else {
+    let Some(path) = dirs
+        .iter()
+        .map(|d| d.join(want.binary))
+        .find(|p| is_executable(p))
+    else {
         return Err(format!(
             "{} not found in {}; install it or pass --bin-dir <dir containing {}>",
             want.binary,
@@ -231,8 +272,13 @@ pub fn check_binary(image: &str, want: &components::image::ImageBinary, dirs: &[
     };
     let out = run_with_timeout(&path, &["--version"], Duration::from_secs(10))
         .map_err(|e| format!("{} could not be run: {e}", path.display()))?;
-    let found = components::Version::find_in(&out)
-        .ok_or_else(|| format!("{} --version printed no version: {:?}", path.display(), out.trim()))?;
+    let found = components::Version::find_in(&out).ok_or_else(|| {
+        format!(
+            "{} --version printed no version: {:?}",
+            path.display(),
+            out.trim()
+        )
+    })?;
     if want.policy.accepts(&found) {
         Ok(path)
     } else {
@@ -262,7 +308,10 @@ fn run_with_timeout(path: &Path, args: &[&str], timeout: Duration) -> std::io::R
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out after 10s"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "timed out after 10s",
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -278,14 +327,20 @@ pub fn run_checks(checks: &[Check]) -> Vec<Finding> {
                 Outcome::Warning(w) => (vec![w], None),
                 Outcome::Error(e) => (vec![], Some(e)),
             };
-            Finding { name: c.name.clone(), warnings, error }
+            Finding {
+                name: c.name.clone(),
+                warnings,
+                error,
+            }
         })
         .collect()
 }
 
 /// True if `name` is ignored by `--ignore-preflight-errors` (case-insensitive, or `all`).
 pub fn is_ignored(name: &str, ignore: &[String]) -> bool {
-    ignore.iter().any(|i| i.eq_ignore_ascii_case("all") || i.eq_ignore_ascii_case(name))
+    ignore
+        .iter()
+        .any(|i| i.eq_ignore_ascii_case("all") || i.eq_ignore_ascii_case(name))
 }
 
 /// Prints warnings (and ignored errors, as warnings) and fails on the rest, as kubeadm does.
@@ -338,7 +393,10 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         let f = run_checks(&[Check::port(port)]);
         assert_eq!(f[0].name, format!("Port-{port}"));
-        assert_eq!(f[0].error.as_deref(), Some(format!("Port {port} is in use").as_str()));
+        assert_eq!(
+            f[0].error.as_deref(),
+            Some(format!("Port {port} is in use").as_str())
+        );
     }
 
     #[test]
@@ -346,7 +404,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::under(dir.path());
         let etcd = dir.path().join("var/lib/etcd");
-        assert_eq!(run_checks(&[Check::dir_available(&etcd, &layout)])[0].error, None);
+        assert_eq!(
+            run_checks(&[Check::dir_available(&etcd, &layout)])[0].error,
+            None
+        );
         std::fs::create_dir_all(etcd.join("member")).unwrap();
         let f = run_checks(&[Check::dir_available(&etcd, &layout)]);
         assert_eq!(f[0].name, "DirAvailable--var-lib-etcd");
@@ -356,16 +417,30 @@ mod tests {
     #[test]
     fn report_fails_on_errors_unless_ignored() {
         let findings = vec![
-            Finding { name: "Port-6443".into(), warnings: vec![], error: Some("Port 6443 is in use".into()) },
-            Finding { name: "Swap".into(), warnings: vec!["swap on".into()], error: None },
+            Finding {
+                name: "Port-6443".into(),
+                warnings: vec![],
+                error: Some("Port 6443 is in use".into()),
+            },
+            Finding {
+                name: "Swap".into(),
+                warnings: vec!["swap on".into()],
+                error: None,
+            },
         ];
         let out = Out::capture();
         let err = report(&out, &findings, &[]).unwrap_err().to_string();
-        assert!(err.contains("\t[ERROR Port-6443]: Port 6443 is in use"), "{err}");
+        assert!(
+            err.contains("\t[ERROR Port-6443]: Port 6443 is in use"),
+            "{err}"
+        );
         assert!(out.captured().contains("[WARNING Swap]: swap on"));
         let out = Out::capture();
         report(&out, &findings, &["port-6443".into()]).unwrap();
-        assert!(out.captured().contains("[WARNING Port-6443]: Port 6443 is in use"));
+        assert!(
+            out.captured()
+                .contains("[WARNING Port-6443]: Port 6443 is in use")
+        );
         report(&Out::capture(), &findings, &["all".into()]).unwrap();
     }
 }

@@ -47,7 +47,15 @@ impl<D> Phase<D> {
 
     /// A group of sub-phases.
     pub fn group(name: &'static str, short: &'static str, children: Vec<Phase<D>>) -> Self {
-        Phase { name, short, run: None, run_if: None, inherit_flags: &[], children, hidden: false }
+        Phase {
+            name,
+            short,
+            run: None,
+            run_if: None,
+            inherit_flags: &[],
+            children,
+            hidden: false,
+        }
     }
 
     /// Sets the flags `<command> phase <name>` accepts.
@@ -80,7 +88,12 @@ pub struct UnknownPhase {
 
 impl fmt::Display for UnknownPhase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid phase name: {}; valid phases are: {}", self.name, self.valid.join(", "))
+        write!(
+            f,
+            "invalid phase name: {}; valid phases are: {}",
+            self.name,
+            self.valid.join(", ")
+        )
     }
 }
 
@@ -90,7 +103,11 @@ impl std::error::Error for UnknownPhase {}
 pub fn paths<D>(tree: &[Phase<D>]) -> Vec<String> {
     fn walk<D>(prefix: &str, phases: &[Phase<D>], out: &mut Vec<String>) {
         for p in phases {
-            let path = if prefix.is_empty() { p.name.to_string() } else { format!("{prefix}/{}", p.name) };
+            let path = if prefix.is_empty() {
+                p.name.to_string()
+            } else {
+                format!("{prefix}/{}", p.name)
+            };
             out.push(path.clone());
             walk(&path, &p.children, out);
         }
@@ -115,14 +132,21 @@ fn normalize(name: &str) -> String {
 ///
 /// # Errors
 /// A name in `only` or `skip` that is not a phase path.
-pub fn plan<D>(tree: &[Phase<D>], only: &[String], skip: &[String]) -> Result<Vec<String>, UnknownPhase> {
+pub fn plan<D>(
+    tree: &[Phase<D>],
+    only: &[String],
+    skip: &[String],
+) -> Result<Vec<String>, UnknownPhase> {
     let all = paths(tree);
     let check = |name: &String| -> Result<String, UnknownPhase> {
         let n = normalize(name);
         if all.contains(&n) {
             Ok(n)
         } else {
-            Err(UnknownPhase { name: name.clone(), valid: all.clone() })
+            Err(UnknownPhase {
+                name: name.clone(),
+                valid: all.clone(),
+            })
         }
     };
     let covers = |root: &str, p: &str| p == root || p.starts_with(&format!("{root}/"));
@@ -131,10 +155,17 @@ pub fn plan<D>(tree: &[Phase<D>], only: &[String], skip: &[String]) -> Result<Ve
     let mut selected: BTreeSet<&str> = if only.is_empty() {
         all.iter().map(String::as_str).collect()
     } else {
-        all.iter().filter(|p| only.iter().any(|o| covers(o, p))).map(String::as_str).collect()
+        all.iter()
+            .filter(|p| only.iter().any(|o| covers(o, p)))
+            .map(String::as_str)
+            .collect()
     };
     selected.retain(|p| !skip.iter().any(|s| covers(s, p)));
-    Ok(all.iter().filter(|p| selected.contains(p.as_str())).cloned().collect())
+    Ok(all
+        .iter()
+        .filter(|p| selected.contains(p.as_str()))
+        .cloned()
+        .collect())
 }
 
 /// A phase failed: `error execution phase <path>: <cause>`.
@@ -163,15 +194,28 @@ impl std::error::Error for PhaseError {
 /// # Errors
 /// The first failing phase, wrapped as [`PhaseError`].
 pub fn run<D>(tree: &[Phase<D>], data: &mut D, planned: &[String]) -> Result<(), PhaseError> {
-    fn walk<D>(prefix: &str, phases: &[Phase<D>], data: &mut D, planned: &[String]) -> Result<(), PhaseError> {
+    fn walk<D>(
+        prefix: &str,
+        phases: &[Phase<D>],
+        data: &mut D,
+        planned: &[String],
+    ) -> Result<(), PhaseError> {
         for p in phases {
-            let path = if prefix.is_empty() { p.name.to_string() } else { format!("{prefix}/{}", p.name) };
-            if planned.contains(&path) && p.run_if.is_none_or(|f| f(data)) {
-                if let Some(run) = &p.run {
-                    let _span = info_span!("phase", %path).entered();
-                    tracing::debug!("running phase");
-                    run(data).map_err(|source| PhaseError { path: path.clone(), source })?;
-                }
+            let path = if prefix.is_empty() {
+                p.name.to_string()
+            } else {
+                format!("{prefix}/{}", p.name)
+            };
+            if planned.contains(&path)
+                && p.run_if.is_none_or(|f| f(data))
+                && let Some(run) = &p.run
+            {
+                let _span = info_span!("phase", %path).entered();
+                tracing::debug!("running phase");
+                run(data).map_err(|source| PhaseError {
+                    path: path.clone(),
+                    source,
+                })?;
             }
             walk(&path, &p.children, data, planned)?;
         }
@@ -202,7 +246,11 @@ mod tests {
     // kubeadm: cmd/phases/workflow/runner_test.go, TestComputePhaseRunFlags's tree.
     fn tree() -> Vec<Phase<Vec<String>>> {
         vec![
-            Phase::group("foo", "", vec![Phase::new("bar", "", noop), Phase::new("baz", "", noop)]),
+            Phase::group(
+                "foo",
+                "",
+                vec![Phase::new("bar", "", noop), Phase::new("baz", "", noop)],
+            ),
             Phase::new("qux", "", noop),
         ]
     }
@@ -213,22 +261,34 @@ mod tests {
 
     #[test]
     fn no_options_runs_all_phases() {
-        assert_eq!(plan(&tree(), &[], &[]).unwrap(), s(&["foo", "foo/bar", "foo/baz", "qux"]));
+        assert_eq!(
+            plan(&tree(), &[], &[]).unwrap(),
+            s(&["foo", "foo/bar", "foo/baz", "qux"])
+        );
     }
 
     #[test]
     fn options_can_filter_phases() {
-        assert_eq!(plan(&tree(), &s(&["foo/baz", "qux"]), &[]).unwrap(), s(&["foo/baz", "qux"]));
+        assert_eq!(
+            plan(&tree(), &s(&["foo/baz", "qux"]), &[]).unwrap(),
+            s(&["foo/baz", "qux"])
+        );
     }
 
     #[test]
     fn filter_considers_hierarchy() {
-        assert_eq!(plan(&tree(), &s(&["foo"]), &[]).unwrap(), s(&["foo", "foo/bar", "foo/baz"]));
+        assert_eq!(
+            plan(&tree(), &s(&["foo"]), &[]).unwrap(),
+            s(&["foo", "foo/bar", "foo/baz"])
+        );
     }
 
     #[test]
     fn options_can_skip_phases() {
-        assert_eq!(plan(&tree(), &[], &s(&["foo/bar", "qux"])).unwrap(), s(&["foo", "foo/baz"]));
+        assert_eq!(
+            plan(&tree(), &[], &s(&["foo/bar", "qux"])).unwrap(),
+            s(&["foo", "foo/baz"])
+        );
     }
 
     #[test]
@@ -238,7 +298,10 @@ mod tests {
 
     #[test]
     fn skip_beats_filter() {
-        assert_eq!(plan(&tree(), &s(&["foo"]), &s(&["foo/bar"])).unwrap(), s(&["foo", "foo/baz"]));
+        assert_eq!(
+            plan(&tree(), &s(&["foo"]), &s(&["foo/bar"])).unwrap(),
+            s(&["foo", "foo/baz"])
+        );
     }
 
     #[test]
@@ -255,7 +318,10 @@ mod tests {
 
     #[test]
     fn all_alias_and_case_are_accepted() {
-        assert_eq!(plan(&tree(), &s(&["FOO/all"]), &[]).unwrap(), s(&["foo", "foo/bar", "foo/baz"]));
+        assert_eq!(
+            plan(&tree(), &s(&["FOO/all"]), &[]).unwrap(),
+            s(&["foo", "foo/bar", "foo/baz"])
+        );
     }
 
     #[test]

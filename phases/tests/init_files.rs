@@ -19,7 +19,12 @@ fn data(root: &Path) -> InitData {
         pod_network_cidr: Some("10.244.0.0/16".into()),
         ..Default::default()
     };
-    let host = HostFacts { hostname: "node1".into(), default_address: None, local_addresses: vec![], detected_version: None };
+    let host = HostFacts {
+        hostname: "node1".into(),
+        default_address: None,
+        local_addresses: vec![],
+        detected_version: None,
+    };
     let mut cfg = resolve_init(&flags, &host).expect("valid config");
     let layout = Layout::under(root);
     cfg.cluster.certificates_dir = "/etc/kubernetes/pki".into();
@@ -45,7 +50,11 @@ fn run(d: &mut InitData) {
 }
 
 fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 #[test]
@@ -54,7 +63,14 @@ fn writes_pki_kubeconfigs_and_manifests_with_kubeadm_modes() {
     let mut d = data(dir.path());
     run(&mut d);
     let k = dir.path().join("etc/kubernetes");
-    for key in ["pki/ca.key", "pki/apiserver.key", "pki/etcd/server.key", "pki/sa.key", "admin.conf", "scheduler.conf"] {
+    for key in [
+        "pki/ca.key",
+        "pki/apiserver.key",
+        "pki/etcd/server.key",
+        "pki/sa.key",
+        "admin.conf",
+        "scheduler.conf",
+    ] {
         assert_eq!(mode(&k.join(key)), 0o600, "{key}");
     }
     for public in ["pki/ca.crt", "pki/sa.pub", "pki/front-proxy-ca.crt"] {
@@ -64,11 +80,22 @@ fn writes_pki_kubeconfigs_and_manifests_with_kubeadm_modes() {
     assert_eq!(mode(&dir.path().join("var/lib/etcd")), 0o700);
     let apiserver = std::fs::read_to_string(k.join("manifests/kube-apiserver.yaml")).unwrap();
     let root = dir.path().display().to_string();
-    assert!(apiserver.contains(&format!("--client-ca-file={root}/etc/kubernetes/pki/ca.crt")), "{apiserver}");
+    assert!(
+        apiserver.contains(&format!(
+            "--client-ca-file={root}/etc/kubernetes/pki/ca.crt"
+        )),
+        "{apiserver}"
+    );
     assert!(apiserver.contains("--advertise-address=10.123.0.2"));
     let out = d.out.captured();
-    assert!(out.contains("[kubeconfig] Writing \"admin.conf\" kubeconfig file"), "{out}");
-    assert!(out.contains("[control-plane] Creating static Pod manifest for \"kube-scheduler\""), "{out}");
+    assert!(
+        out.contains("[kubeconfig] Writing \"admin.conf\" kubeconfig file"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[control-plane] Creating static Pod manifest for \"kube-scheduler\""),
+        "{out}"
+    );
 }
 
 #[test]
@@ -84,7 +111,10 @@ fn running_again_is_a_no_op() {
                 if e.file_type().unwrap().is_dir() {
                     stack.push(e.path());
                 } else {
-                    files.push((e.path().display().to_string(), std::fs::read(e.path()).unwrap()));
+                    files.push((
+                        e.path().display().to_string(),
+                        std::fs::read(e.path()).unwrap(),
+                    ));
                 }
             }
         }
@@ -96,7 +126,10 @@ fn running_again_is_a_no_op() {
     run(&mut again);
     assert_eq!(before, snapshot(dir.path()), "a second run changed files");
     let out = again.out.captured();
-    assert!(out.contains("[certs] Using existing apiserver certificate and key on disk"), "{out}");
+    assert!(
+        out.contains("[certs] Using existing apiserver certificate and key on disk"),
+        "{out}"
+    );
     assert!(out.contains("Using existing kubeconfig file"), "{out}");
     assert!(!out.contains("Generating"), "{out}");
 }
@@ -113,7 +146,10 @@ fn a_config_change_that_breaks_a_cert_is_refused_not_applied() {
     let only = vec!["certs".to_string()];
     let err = phases::init::run(&mut other, &only).unwrap_err();
     let msg = format!("{err:#}");
-    assert!(msg.contains("error execution phase certs/apiserver"), "{msg}");
+    assert!(
+        msg.contains("error execution phase certs/apiserver"),
+        "{msg}"
+    );
     assert!(msg.contains("10.123.0.3"), "{msg}");
     assert_eq!(before, std::fs::read(&crt).unwrap());
 }

@@ -14,7 +14,7 @@
 
 #[path = "e2e/harness_node_isolation.rs"]
 mod harness_node_isolation;
-#[path = "e2e/init_single_node.rs"]
-mod init_single_node;
 #[path = "e2e/init_bad_input.rs"]
 mod init_bad_input;
+#[path = "e2e/init_single_node.rs"]
+mod init_single_node;

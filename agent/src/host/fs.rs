@@ -37,7 +37,10 @@ impl Fs {
 
     /// Writes every path under `root` instead (dry-run).
     pub fn under(root: impl Into<PathBuf>) -> Self {
-        Self { root: Some(root.into()), written: Default::default() }
+        Self {
+            root: Some(root.into()),
+            written: Default::default(),
+        }
     }
 
     /// The scratch root of a dry-run `Fs`.
@@ -72,11 +75,11 @@ impl Fs {
     /// exist (create it with [`Fs::create_dir`] and the mode it needs).
     pub fn write_file(&self, path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
         let target = self.resolve(path);
-        if self.root.is_some() {
-            if let Some(parent) = target.parent() {
-                fs::create_dir_all(parent)
-                    .with_context(|| format!("could not create {}", parent.display()))?;
-            }
+        if self.root.is_some()
+            && let Some(parent) = target.parent()
+        {
+            fs::create_dir_all(parent)
+                .with_context(|| format!("could not create {}", parent.display()))?;
         }
         write_atomic(&target, bytes, mode)
             .with_context(|| format!("could not write {:?}", path.display().to_string()))?;
@@ -90,8 +93,12 @@ impl Fs {
     /// is chmod-ed to it). Parents get 0755.
     pub fn create_dir(&self, path: &Path, mode: u32) -> anyhow::Result<()> {
         let target = self.resolve(path);
-        create_dir_mode(&target, mode)
-            .with_context(|| format!("could not create directory {:?}", path.display().to_string()))
+        create_dir_mode(&target, mode).with_context(|| {
+            format!(
+                "could not create directory {:?}",
+                path.display().to_string()
+            )
+        })
     }
 
     /// Reads a file, `None` if it does not exist.
@@ -100,7 +107,9 @@ impl Fs {
         match fs::read(&target) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("could not read {:?}", path.display().to_string())),
+            Err(e) => {
+                Err(e).with_context(|| format!("could not read {:?}", path.display().to_string()))
+            }
         }
     }
 
@@ -124,7 +133,9 @@ impl Fs {
         match fs::remove_file(self.resolve(path)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("could not remove {:?}", path.display().to_string())),
+            Err(e) => {
+                Err(e).with_context(|| format!("could not remove {:?}", path.display().to_string()))
+            }
         }
     }
 
@@ -136,14 +147,18 @@ impl Fs {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
             Err(e) => {
-                return Err(e).with_context(|| format!("could not list {:?}", path.display().to_string()));
+                return Err(e)
+                    .with_context(|| format!("could not list {:?}", path.display().to_string()));
             }
         };
         let mut n = 0;
         for entry in entries {
-            let entry = entry.with_context(|| format!("could not list {:?}", path.display().to_string()))?;
+            let entry = entry
+                .with_context(|| format!("could not list {:?}", path.display().to_string()))?;
             let p = entry.path();
-            let ft = entry.file_type().with_context(|| format!("could not stat {}", p.display()))?;
+            let ft = entry
+                .file_type()
+                .with_context(|| format!("could not stat {}", p.display()))?;
             if ft.is_dir() {
                 fs::remove_dir_all(&p)
             } else {
@@ -157,10 +172,11 @@ impl Fs {
 }
 
 fn create_dir_mode(path: &Path, mode: u32) -> io::Result<()> {
-    if let Some(parent) = path.parent() {
-        if !parent.as_os_str().is_empty() && !parent.exists() {
-            fs::create_dir_all(parent)?;
-        }
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.exists()
+    {
+        fs::create_dir_all(parent)?;
     }
     match fs::create_dir(path) {
         Ok(()) => {}
@@ -171,7 +187,10 @@ fn create_dir_mode(path: &Path, mode: u32) -> io::Result<()> {
 }
 
 fn temp_name(target: &Path) -> io::Result<PathBuf> {
-    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = target
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?
@@ -183,7 +202,11 @@ fn temp_name(target: &Path) -> io::Result<PathBuf> {
 fn write_atomic(target: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let tmp = temp_name(target)?;
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
@@ -212,7 +235,10 @@ mod tests {
         Fs::real().write_private(&p, b"secret").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"secret");
         assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "temp file left behind: {names:?}");
     }
 
@@ -238,9 +264,17 @@ mod tests {
     fn under_reroots_and_records_node_paths() {
         let dir = tempfile::tempdir().unwrap();
         let fs_ = Fs::under(dir.path());
-        fs_.write_public(Path::new("/etc/kubernetes/manifests/etcd.yaml"), b"x").unwrap();
-        assert!(dir.path().join("etc/kubernetes/manifests/etcd.yaml").exists());
-        assert_eq!(fs_.written(), vec![PathBuf::from("/etc/kubernetes/manifests/etcd.yaml")]);
+        fs_.write_public(Path::new("/etc/kubernetes/manifests/etcd.yaml"), b"x")
+            .unwrap();
+        assert!(
+            dir.path()
+                .join("etc/kubernetes/manifests/etcd.yaml")
+                .exists()
+        );
+        assert_eq!(
+            fs_.written(),
+            vec![PathBuf::from("/etc/kubernetes/manifests/etcd.yaml")]
+        );
         assert!(fs_.exists(Path::new("/etc/kubernetes/manifests/etcd.yaml")));
     }
 

@@ -44,7 +44,8 @@ impl PidFd {
     /// Opens a pidfd for `pid` (`pidfd_open(2)`, Linux 5.3+). Fails with ESRCH when no such
     /// process exists. Pair it with a check that the process is the one you mean (start time).
     pub fn open(pid: u32) -> io::Result<PidFd> {
-        let raw_pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+        let raw_pid =
+            libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
         // SAFETY: pidfd_open takes a pid and flags by value and returns a new fd or -1; no
         // memory is passed.
         let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, raw_pid, 0 as libc::c_uint) };
@@ -75,7 +76,11 @@ impl PidFd {
                 0 as libc::c_uint,
             )
         };
-        if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 
     /// True once the process has exited (the pidfd polls readable).
@@ -96,7 +101,6 @@ impl PidFd {
             }
         }
     }
-
 }
 
 struct SharedPidFd(std::sync::Arc<PidFd>);
@@ -119,7 +123,10 @@ pub fn async_fd<T: OwnsFd>(inner: T) -> io::Result<tokio::io::unix::AsyncFd<T>> 
     // SAFETY: `OwnsFd` is implemented only for types that own their descriptor (an OwnedFd
     // inside an Arc that the AsyncFd keeps alive; inotify's own fd, closed only on drop) and
     // return the same one every time, so it stays open and unchanged while registered.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }.map_err(io::Error::from)
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE)
+    }
+    .map_err(io::Error::from)
 }
 
 impl AsRawFd for SharedPidFd {
@@ -181,7 +188,12 @@ pub struct ProcStat {
 /// Reads /proc/<pid>/stat.
 pub fn proc_stat(pid: u32) -> io::Result<ProcStat> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("unreadable /proc/{pid}/stat")))
+    parse_stat(&text).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unreadable /proc/{pid}/stat"),
+        )
+    })
 }
 
 /// Parses /proc/<pid>/stat; the command name (field 2) may contain spaces and parentheses.
@@ -211,7 +223,10 @@ pub fn proc_exe(pid: u32) -> io::Result<PathBuf> {
 /// The value of environment variable `name` in /proc/<pid>/environ, if set.
 pub fn proc_env_var(pid: u32, name: &str) -> Option<String> {
     let mut buf = Vec::new();
-    fs::File::open(format!("/proc/{pid}/environ")).ok()?.read_to_end(&mut buf).ok()?;
+    fs::File::open(format!("/proc/{pid}/environ"))
+        .ok()?
+        .read_to_end(&mut buf)
+        .ok()?;
     let prefix = format!("{name}=");
     buf.split(|b| *b == 0)
         .find_map(|e| e.strip_prefix(prefix.as_bytes()))
@@ -232,15 +247,25 @@ pub struct Marked {
 /// Every live (non-zombie) process whose environment has `name` set to a value that
 /// `matches` accepts.
 pub fn find_marked(name: &str, matches: impl Fn(&str) -> bool) -> Vec<Marked> {
-    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     let me = std::process::id();
     let mut out = Vec::new();
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
         if pid == me {
             continue;
         }
-        let Some(marker) = proc_env_var(pid, name) else { continue };
+        let Some(marker) = proc_env_var(pid, name) else {
+            continue;
+        };
         if !matches(&marker) {
             continue;
         }
@@ -266,7 +291,9 @@ pub fn signal_marked(name: &str, matches: impl Fn(&str) -> bool, signal: Signal)
 /// Signals one listed process through a pidfd (and its group when it leads one), if it is
 /// still the process that was listed. True if it was signalled.
 pub fn signal_one(m: &Marked, signal: Signal) -> bool {
-    let Ok(fd) = PidFd::open(m.pid) else { return false };
+    let Ok(fd) = PidFd::open(m.pid) else {
+        return false;
+    };
     // The pidfd pins the process; check it is still the one we listed.
     if proc_stat(m.pid).ok().map(|s| s.start_time) != Some(m.stat.start_time) {
         return false;
@@ -281,7 +308,12 @@ pub fn signal_one(m: &Marked, signal: Signal) -> bool {
 /// Spawns `exe` with `args`, exactly `env` as its environment, stdio on /dev/null and no
 /// controlling terminal of ours; returns the child's PID. The caller reaps it (through
 /// [`wait_exit`]).
-pub fn spawn_detached_child(exe: &Path, args: &[String], env: &[(String, String)], cwd: &Path) -> io::Result<u32> {
+pub fn spawn_detached_child(
+    exe: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    cwd: &Path,
+) -> io::Result<u32> {
     let mut cmd = Command::new(exe);
     cmd.args(args)
         .env_clear()
@@ -330,8 +362,16 @@ pub async fn run_with_timeout(
     }
     let mut child = cmd.spawn()?;
     let pgid = child.id();
-    let mut stdout = child.stdout.take().expect("stdout is piped").take(MAX_OUTPUT);
-    let mut stderr = child.stderr.take().expect("stderr is piped").take(MAX_OUTPUT);
+    let mut stdout = child
+        .stdout
+        .take()
+        .expect("stdout is piped")
+        .take(MAX_OUTPUT);
+    let mut stderr = child
+        .stderr
+        .take()
+        .expect("stderr is piped")
+        .take(MAX_OUTPUT);
     let work = async {
         let (mut a, mut b) = (Vec::new(), Vec::new());
         let (ra, rb) = tokio::join!(stdout.read_to_end(&mut a), stderr.read_to_end(&mut b));
@@ -344,13 +384,21 @@ pub async fn run_with_timeout(
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => {
             let (status, out) = r?;
-            Ok(Output { code: status.code(), output: String::from_utf8_lossy(&out).into_owned(), timed_out: false })
+            Ok(Output {
+                code: status.code(),
+                output: String::from_utf8_lossy(&out).into_owned(),
+                timed_out: false,
+            })
         }
         Err(_) => {
             if let Some(pgid) = pgid {
                 let _ = signal_group(pgid, Signal::SIGKILL);
             }
-            Ok(Output { code: None, output: String::new(), timed_out: true })
+            Ok(Output {
+                code: None,
+                output: String::new(),
+                timed_out: true,
+            })
         }
     }
 }
@@ -363,9 +411,17 @@ pub fn spawn_daemon(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<u
         .create(true)
         .append(true)
         .open(log)
-        .with_context(|| format!("could not open the agent log {:?}", log.display().to_string()))?;
-    let err = out.try_clone().with_context(|| format!("could not open the agent log {}", log.display()))?;
-    let (pid_read, pid_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("could not create a pipe")?;
+        .with_context(|| {
+            format!(
+                "could not open the agent log {:?}",
+                log.display().to_string()
+            )
+        })?;
+    let err = out
+        .try_clone()
+        .with_context(|| format!("could not open the agent log {}", log.display()))?;
+    let (pid_read, pid_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("could not create a pipe")?;
     let write_fd = pid_write.as_raw_fd();
     let mut cmd = Command::new(exe);
     cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
@@ -389,14 +445,18 @@ pub fn spawn_daemon(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<u
             Ok(())
         });
     }
-    let mut child = cmd.spawn().with_context(|| format!("could not start {}", exe.display()))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("could not start {}", exe.display()))?;
     drop(pid_write);
     let _ = child.wait();
     let mut buf = [0u8; 4];
     let mut f = fs::File::from(pid_read);
-    f.read_exact(&mut buf).with_context(|| format!("{} did not report the daemon's pid", exe.display()))?;
+    f.read_exact(&mut buf)
+        .with_context(|| format!("{} did not report the daemon's pid", exe.display()))?;
     let pid = i32::from_ne_bytes(buf);
-    u32::try_from(pid).map_err(|_| anyhow::anyhow!("{} reported an invalid pid {pid}", exe.display()))
+    u32::try_from(pid)
+        .map_err(|_| anyhow::anyhow!("{} reported an invalid pid {pid}", exe.display()))
 }
 
 /// Makes `cmd`'s process start with the default signal state: an empty signal mask (std
@@ -413,7 +473,14 @@ pub fn default_signals_on_exec(cmd: &mut Command) {
             if libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) != 0 {
                 return Err(io::Error::last_os_error());
             }
-            for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGPIPE, libc::SIGCHLD] {
+            for sig in [
+                libc::SIGHUP,
+                libc::SIGINT,
+                libc::SIGQUIT,
+                libc::SIGTERM,
+                libc::SIGPIPE,
+                libc::SIGCHLD,
+            ] {
                 libc::signal(sig, libc::SIG_DFL);
             }
             Ok(())

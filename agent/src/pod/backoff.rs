@@ -30,7 +30,11 @@ impl BackoffConfig {
     /// The kubelet's shape with another base: `initial`, cap 30 x `initial`, reset after
     /// 60 x `initial` (tests use a base of milliseconds).
     pub fn with_initial(initial: Duration) -> Self {
-        BackoffConfig { initial, max: initial * 30, reset_after: initial * 60 }
+        BackoffConfig {
+            initial,
+            max: initial * 30,
+            reset_after: initial * 60,
+        }
     }
 }
 
@@ -55,7 +59,13 @@ impl Backoff {
             Some(d) if !expired => (d, d.saturating_mul(2).min(cfg.max)),
             _ => (Duration::ZERO, cfg.initial.min(cfg.max)),
         };
-        (wait, Backoff { delay: Some(following), last_update: Some(failed_at) })
+        (
+            wait,
+            Backoff {
+                delay: Some(following),
+                last_update: Some(failed_at),
+            },
+        )
     }
 }
 

@@ -42,16 +42,34 @@ impl Executor {
             .into_iter()
             .filter_map(|k| spec.probe(k).map(|p| (k, p.timing)))
             .collect();
-        let mut c = Container::new(&spec.name, pod.restart_policy, pod.grace, shared.cfg.backoff, probes, now);
+        let mut c = Container::new(
+            &spec.name,
+            pod.restart_policy,
+            pod.grace,
+            shared.cfg.backoff,
+            probes,
+            now,
+        );
         let (tx, rx) = mpsc::unbounded_channel();
         let mut running = None;
         if let Some((r, restart_count)) = adopted {
-            let age = SystemTime::now().duration_since(r.started_wall).unwrap_or_default();
+            let age = SystemTime::now()
+                .duration_since(r.started_wall)
+                .unwrap_or_default();
             let started_at = now.checked_sub(age).unwrap_or(now);
             c = c.adopted(r.pid, started_at, restart_count, now);
             running = Some(r);
         }
-        let ex = Executor { shared, pod, spec, index, c, running, tx: tx.clone(), rx };
+        let ex = Executor {
+            shared,
+            pod,
+            spec,
+            index,
+            c,
+            running,
+            tx: tx.clone(),
+            rx,
+        };
         (ex, tx)
     }
 
@@ -95,18 +113,23 @@ impl Executor {
     async fn perform(&mut self, action: Action) -> Option<Event> {
         let rt = &self.shared.runtime;
         match action {
-            Action::Start { restart_count } => match rt.start(&self.pod, &self.spec, restart_count).await {
-                Ok(r) => {
-                    let pid = r.pid;
-                    self.running = Some(r.clone());
-                    self.watch_exit(r);
-                    Some(Event::Started { pid })
+            Action::Start { restart_count } => {
+                match rt.start(&self.pod, &self.spec, restart_count).await {
+                    Ok(r) => {
+                        let pid = r.pid;
+                        self.running = Some(r.clone());
+                        self.watch_exit(r);
+                        Some(Event::Started { pid })
+                    }
+                    Err(e) => {
+                        warn!(reason = %e.reason, "cannot start the container: {}", e.message);
+                        Some(Event::StartFailed {
+                            reason: e.reason,
+                            message: e.message,
+                        })
+                    }
                 }
-                Err(e) => {
-                    warn!(reason = %e.reason, "cannot start the container: {}", e.message);
-                    Some(Event::StartFailed { reason: e.reason, message: e.message })
-                }
-            },
+            }
             Action::Terminate { pid } => {
                 if let Some(r) = self.running.as_ref().filter(|r| r.pid == pid) {
                     info!(pid, grace = ?self.c.grace, "stopping the container (SIGTERM)");
@@ -127,7 +150,12 @@ impl Executor {
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
                     let o = crate::probe::run(&spec, &env, &workdir).await;
-                    let _ = tx.send(Event::Probed { pid, kind, ok: o.ok, message: o.message });
+                    let _ = tx.send(Event::Probed {
+                        pid,
+                        kind,
+                        ok: o.ok,
+                        message: o.message,
+                    });
                 });
                 None
             }
@@ -162,15 +190,28 @@ impl Executor {
     fn status(&self) -> ContainerStatus {
         let now = Instant::now();
         let wall_now = SystemTime::now();
-        let wall = |t: Instant| wall_now.checked_sub(now.saturating_duration_since(t)).unwrap_or(wall_now);
+        let wall = |t: Instant| {
+            wall_now
+                .checked_sub(now.saturating_duration_since(t))
+                .unwrap_or(wall_now)
+        };
         let (state, reason, message) = match &self.c.state {
-            ContainerState::Waiting { reason, message, .. } => ("waiting", Some(reason.clone()), Some(message.clone())),
+            ContainerState::Waiting {
+                reason, message, ..
+            } => ("waiting", Some(reason.clone()), Some(message.clone())),
             ContainerState::Starting => ("waiting", Some("ContainerCreating".to_string()), None),
             ContainerState::Running { .. } => ("running", None, None),
-            ContainerState::Stopping { unhealthy, .. } => ("running", Some("Terminating".to_string()), unhealthy.clone()),
+            ContainerState::Stopping { unhealthy, .. } => (
+                "running",
+                Some("Terminating".to_string()),
+                unhealthy.clone(),
+            ),
             ContainerState::Terminated { exit } => (
                 "terminated",
-                Some(exit.as_ref().map_or_else(|| "Removed".to_string(), |e| e.reason.clone())),
+                Some(
+                    exit.as_ref()
+                        .map_or_else(|| "Removed".to_string(), |e| e.reason.clone()),
+                ),
                 exit.as_ref().and_then(|e| e.message.clone()),
             ),
         };
@@ -190,7 +231,8 @@ impl Executor {
             last_exit_reason: self.c.last_exit.as_ref().map(|e| e.reason.clone()),
             last_exit_message: self.c.last_exit.as_ref().and_then(|e| e.message.clone()),
             started_at: started_wall.map(logs::rfc3339),
-            started_at_unix: started_wall.map(|t| t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()),
+            started_at_unix: started_wall
+                .map(|t| t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()),
             log_file: running.map(|r| r.log_file.display().to_string()),
             probes: self
                 .c

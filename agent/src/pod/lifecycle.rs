@@ -54,8 +54,17 @@ impl ExitInfo {
 
     /// From an exit code or a signal, with kubectl's reasons.
     pub fn from_status(code: Option<i32>, signal: Option<i32>) -> ExitInfo {
-        let reason = if code == Some(0) { "Completed" } else { "Error" };
-        ExitInfo { code, signal, reason: reason.into(), message: None }
+        let reason = if code == Some(0) {
+            "Completed"
+        } else {
+            "Error"
+        };
+        ExitInfo {
+            code,
+            signal,
+            reason: reason.into(),
+            message: None,
+        }
     }
 
     /// The code as the kubelet reports it: 128 + signal for a signalled process.
@@ -216,7 +225,15 @@ pub struct ProbeTracker {
 impl ProbeTracker {
     /// A tracker for a probe of `kind`.
     pub fn new(kind: ProbeKind, timing: ProbeTiming) -> Self {
-        let mut t = ProbeTracker { kind, timing, next_at: None, in_flight: false, result: ProbeResult::Unknown, run: None, last: None };
+        let mut t = ProbeTracker {
+            kind,
+            timing,
+            next_at: None,
+            in_flight: false,
+            result: ProbeResult::Unknown,
+            run: None,
+            last: None,
+        };
         t.reset(None);
         t
     }
@@ -237,17 +254,29 @@ impl ProbeTracker {
     /// Records a raw result; returns the thresholded result when it changed.
     fn record(&mut self, ok: bool, message: String, now: Instant) -> Option<ProbeResult> {
         self.in_flight = false;
-        self.last = Some(LastProbe { ok, message, at: now });
+        self.last = Some(LastProbe {
+            ok,
+            message,
+            at: now,
+        });
         let len = match self.run {
             Some((prev, n)) if prev == ok => n.saturating_add(1),
             _ => 1,
         };
         self.run = Some((ok, len));
-        let needed = if ok { self.timing.success_threshold } else { self.timing.failure_threshold };
+        let needed = if ok {
+            self.timing.success_threshold
+        } else {
+            self.timing.failure_threshold
+        };
         if len < needed {
             return None;
         }
-        let new = if ok { ProbeResult::Success } else { ProbeResult::Failure };
+        let new = if ok {
+            ProbeResult::Success
+        } else {
+            ProbeResult::Failure
+        };
         let changed = new != self.result;
         self.result = new;
         changed.then_some(new)
@@ -300,20 +329,33 @@ impl Container {
             policy,
             grace,
             backoff_config,
-            state: ContainerState::Waiting { reason: "ContainerCreating".into(), message: String::new(), retry_at: Some(now) },
+            state: ContainerState::Waiting {
+                reason: "ContainerCreating".into(),
+                message: String::new(),
+                retry_at: Some(now),
+            },
             restart_count: 0,
             has_run: false,
             backoff: Backoff::default(),
             last_exit: None,
             started: false,
             ready: false,
-            probes: probes.into_iter().map(|(k, t)| ProbeTracker::new(k, t)).collect(),
+            probes: probes
+                .into_iter()
+                .map(|(k, t)| ProbeTracker::new(k, t))
+                .collect(),
             removing: false,
         }
     }
 
     /// A container found running after an agent restart (adoption).
-    pub fn adopted(mut self, pid: u32, started_at: Instant, restart_count: u32, now: Instant) -> Self {
+    pub fn adopted(
+        mut self,
+        pid: u32,
+        started_at: Instant,
+        restart_count: u32,
+        now: Instant,
+    ) -> Self {
         self.restart_count = restart_count;
         self.has_run = true;
         self.enter_running(pid, started_at.min(now));
@@ -335,17 +377,28 @@ impl Container {
 
     /// Removed and stopped: the executor may forget it.
     pub fn is_gone(&self) -> bool {
-        self.removing && matches!(self.state, ContainerState::Terminated { .. } | ContainerState::Waiting { .. })
+        self.removing
+            && matches!(
+                self.state,
+                ContainerState::Terminated { .. } | ContainerState::Waiting { .. }
+            )
     }
 
     /// The earliest time a Tick is needed, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.state {
             ContainerState::Waiting { retry_at, .. } => *retry_at,
-            ContainerState::Stopping { kill_at, killed: false, .. } => Some(*kill_at),
-            ContainerState::Running { .. } => {
-                self.probes.iter().filter(|p| self.probe_eligible(p)).filter_map(|p| p.next_at).min()
-            }
+            ContainerState::Stopping {
+                kill_at,
+                killed: false,
+                ..
+            } => Some(*kill_at),
+            ContainerState::Running { .. } => self
+                .probes
+                .iter()
+                .filter(|p| self.probe_eligible(p))
+                .filter_map(|p| p.next_at)
+                .min(),
             _ => None,
         }
     }
@@ -374,7 +427,9 @@ impl Container {
         let running = matches!(self.state, ContainerState::Running { .. });
         self.ready = running
             && self.started
-            && self.probe(ProbeKind::Readiness).is_none_or(|p| p.result == ProbeResult::Success);
+            && self
+                .probe(ProbeKind::Readiness)
+                .is_none_or(|p| p.result == ProbeResult::Success);
     }
 
     fn not_running(&mut self) {
@@ -385,8 +440,20 @@ impl Container {
         }
     }
 
-    fn stop(&mut self, pid: u32, started_at: Instant, unhealthy: Option<String>, now: Instant) -> Vec<Action> {
-        self.state = ContainerState::Stopping { pid, started_at, kill_at: now + self.grace, killed: false, unhealthy };
+    fn stop(
+        &mut self,
+        pid: u32,
+        started_at: Instant,
+        unhealthy: Option<String>,
+        now: Instant,
+    ) -> Vec<Action> {
+        self.state = ContainerState::Stopping {
+            pid,
+            started_at,
+            kill_at: now + self.grace,
+            killed: false,
+            unhealthy,
+        };
         self.ready = false;
         vec![Action::Terminate { pid }]
     }
@@ -409,11 +476,17 @@ impl Container {
         self.backoff = backoff;
         if delay.is_zero() {
             self.state = ContainerState::Starting;
-            return vec![Action::Start { restart_count: self.restart_count + 1 }];
+            return vec![Action::Start {
+                restart_count: self.restart_count + 1,
+            }];
         }
         self.state = ContainerState::Waiting {
             reason: "CrashLoopBackOff".into(),
-            message: format!("back-off {} restarting failed container {}", human(delay), self.name),
+            message: format!(
+                "back-off {} restarting failed container {}",
+                human(delay),
+                self.name
+            ),
             retry_at: Some(now + delay),
         };
         Vec::new()
@@ -466,9 +539,16 @@ fn step(c: &mut Container, event: Event, now: Instant) -> Vec<Action> {
         }
 
         // Starting.
-        (S::Waiting { retry_at: Some(at), .. }, Event::Tick) if now >= at => {
+        (
+            S::Waiting {
+                retry_at: Some(at), ..
+            },
+            Event::Tick,
+        ) if now >= at => {
             c.state = S::Starting;
-            vec![Action::Start { restart_count: if c.has_run { c.restart_count + 1 } else { 0 } }]
+            vec![Action::Start {
+                restart_count: if c.has_run { c.restart_count + 1 } else { 0 },
+            }]
         }
         (S::Starting, Event::Started { pid }) => {
             if c.has_run {
@@ -476,7 +556,11 @@ fn step(c: &mut Container, event: Event, now: Instant) -> Vec<Action> {
             }
             c.has_run = true;
             c.enter_running(pid, now);
-            if c.removing { c.stop(pid, now, None, now) } else { Vec::new() }
+            if c.removing {
+                c.stop(pid, now, None, now)
+            } else {
+                Vec::new()
+            }
         }
         (S::Starting, Event::StartFailed { reason, message }) => {
             if c.removing {
@@ -487,12 +571,18 @@ fn step(c: &mut Container, event: Event, now: Instant) -> Vec<Action> {
             c.backoff = backoff;
             // Retry at once only the first time; never spin.
             let delay = delay.max(c.backoff_config.initial.min(Duration::from_secs(1)));
-            c.state = S::Waiting { reason, message, retry_at: Some(now + delay) };
+            c.state = S::Waiting {
+                reason,
+                message,
+                retry_at: Some(now + delay),
+            };
             Vec::new()
         }
 
         // Running.
-        (S::Running { pid, .. }, Event::Exited { pid: p, exit }) if p == pid => c.after_exit(exit, now),
+        (S::Running { pid, .. }, Event::Exited { pid: p, exit }) if p == pid => {
+            c.after_exit(exit, now)
+        }
         (S::Running { pid, .. }, Event::Tick) => {
             let mut actions = Vec::new();
             let due: Vec<ProbeKind> = c
@@ -510,8 +600,18 @@ fn step(c: &mut Container, event: Event, now: Instant) -> Vec<Action> {
             }
             actions
         }
-        (S::Running { pid, started_at }, Event::Probed { pid: p, kind, ok, message }) if p == pid => {
-            let Some(t) = c.probes.iter_mut().find(|t| t.kind == kind) else { return Vec::new() };
+        (
+            S::Running { pid, started_at },
+            Event::Probed {
+                pid: p,
+                kind,
+                ok,
+                message,
+            },
+        ) if p == pid => {
+            let Some(t) = c.probes.iter_mut().find(|t| t.kind == kind) else {
+                return Vec::new();
+            };
             let changed = t.record(ok, message.clone(), now);
             match (kind, changed) {
                 (ProbeKind::Startup, Some(ProbeResult::Success)) => {
@@ -534,7 +634,15 @@ fn step(c: &mut Container, event: Event, now: Instant) -> Vec<Action> {
         }
 
         // Stopping.
-        (S::Stopping { pid, killed: false, kill_at, .. }, Event::Tick) if now >= kill_at => {
+        (
+            S::Stopping {
+                pid,
+                killed: false,
+                kill_at,
+                ..
+            },
+            Event::Tick,
+        ) if now >= kill_at => {
             if let S::Stopping { killed, .. } = &mut c.state {
                 *killed = true;
             }
@@ -579,7 +687,10 @@ mod tests {
     impl Sim {
         fn new(policy: RestartPolicy, probes: Vec<(ProbeKind, ProbeTiming)>) -> Self {
             let now = Instant::now();
-            Sim { c: Container::new("c", policy, secs(30), BackoffConfig::default(), probes, now), now }
+            Sim {
+                c: Container::new("c", policy, secs(30), BackoffConfig::default(), probes, now),
+                now,
+            }
         }
         fn at(&mut self, t: Duration) -> &mut Self {
             self.now += t;
@@ -591,11 +702,18 @@ mod tests {
             a
         }
         fn start(&mut self, pid: u32) {
-            assert!(matches!(self.ev(Event::Tick)[..], [Action::Start { .. }]), "{:?}", self.c.state);
+            assert!(
+                matches!(self.ev(Event::Tick)[..], [Action::Start { .. }]),
+                "{:?}",
+                self.c.state
+            );
             assert!(self.ev(Event::Started { pid }).is_empty());
         }
         fn exit(&mut self, pid: u32, code: i32) -> Vec<Action> {
-            self.ev(Event::Exited { pid, exit: ExitInfo::from_status(Some(code), None) })
+            self.ev(Event::Exited {
+                pid,
+                exit: ExitInfo::from_status(Some(code), None),
+            })
         }
     }
 
@@ -616,17 +734,31 @@ mod tests {
         let mut s = Sim::new(RestartPolicy::Always, vec![]);
         s.start(1);
         // First crash: restart at once.
-        assert_eq!(s.at(secs(1)).exit(1, 3), [Action::Start { restart_count: 1 }]);
+        assert_eq!(
+            s.at(secs(1)).exit(1, 3),
+            [Action::Start { restart_count: 1 }]
+        );
         s.ev(Event::Started { pid: 2 });
         assert_eq!(s.c.restart_count, 1);
         for (pid, wait) in [(2, 10), (3, 20), (4, 40)] {
             assert!(s.at(secs(1)).exit(pid, 3).is_empty());
-            let ContainerState::Waiting { reason, retry_at, message } = s.c.state.clone() else { panic!("{:?}", s.c.state) };
+            let ContainerState::Waiting {
+                reason,
+                retry_at,
+                message,
+            } = s.c.state.clone()
+            else {
+                panic!("{:?}", s.c.state)
+            };
             assert_eq!(reason, "CrashLoopBackOff");
             assert!(message.contains(&format!("back-off {wait}s")), "{message}");
             assert_eq!(retry_at, Some(s.now + secs(wait)));
             // Not before the deadline.
-            assert!(s.at(secs(wait) - Duration::from_millis(1)).ev(Event::Tick).is_empty());
+            assert!(
+                s.at(secs(wait) - Duration::from_millis(1))
+                    .ev(Event::Tick)
+                    .is_empty()
+            );
             assert!(!s.at(Duration::from_millis(1)).ev(Event::Tick).is_empty());
             s.ev(Event::Started { pid: pid + 1 });
         }
@@ -641,22 +773,37 @@ mod tests {
         assert_eq!(s.exit(1, 1), [Action::Start { restart_count: 1 }]);
         s.ev(Event::Started { pid: 2 });
         assert!(s.exit(2, 0).is_empty());
-        assert!(matches!(&s.c.state, ContainerState::Terminated { exit: Some(e) } if e.reason == "Completed"));
+        assert!(
+            matches!(&s.c.state, ContainerState::Terminated { exit: Some(e) } if e.reason == "Completed")
+        );
 
         let mut s = Sim::new(RestartPolicy::Never, vec![]);
         s.start(1);
         assert!(s.exit(1, 2).is_empty());
-        assert!(matches!(&s.c.state, ContainerState::Terminated { exit: Some(e) } if e.reason == "Error"));
+        assert!(
+            matches!(&s.c.state, ContainerState::Terminated { exit: Some(e) } if e.reason == "Error")
+        );
         assert_eq!(s.c.next_deadline(), None);
     }
 
     #[test]
     fn stale_events_are_ignored() {
-        let mut s = Sim::new(RestartPolicy::Always, vec![(ProbeKind::Liveness, timing(1, 1))]);
+        let mut s = Sim::new(
+            RestartPolicy::Always,
+            vec![(ProbeKind::Liveness, timing(1, 1))],
+        );
         s.start(5);
         let before = s.c.clone();
         assert!(s.exit(4, 1).is_empty());
-        assert!(s.ev(Event::Probed { pid: 4, kind: ProbeKind::Liveness, ok: false, message: "x".into() }).is_empty());
+        assert!(
+            s.ev(Event::Probed {
+                pid: 4,
+                kind: ProbeKind::Liveness,
+                ok: false,
+                message: "x".into()
+            })
+            .is_empty()
+        );
         assert_eq!(s.c, before);
     }
 
@@ -669,7 +816,13 @@ mod tests {
         assert!(s.at(secs(29)).ev(Event::Tick).is_empty());
         assert_eq!(s.at(secs(1)).ev(Event::Tick), [Action::Kill { pid: 7 }]);
         assert_eq!(s.c.next_deadline(), None);
-        assert!(s.ev(Event::Exited { pid: 7, exit: ExitInfo::from_status(None, Some(9)) }).is_empty());
+        assert!(
+            s.ev(Event::Exited {
+                pid: 7,
+                exit: ExitInfo::from_status(None, Some(9))
+            })
+            .is_empty()
+        );
         assert!(s.c.is_gone());
         assert!(matches!(s.c.state, ContainerState::Terminated { .. }));
     }
@@ -684,19 +837,39 @@ mod tests {
         s.ev(Event::Tick);
         s.ev(Event::Stop);
         assert!(!s.c.is_gone());
-        assert_eq!(s.ev(Event::Started { pid: 3 }), [Action::Terminate { pid: 3 }]);
-        s.ev(Event::Exited { pid: 3, exit: ExitInfo::from_status(Some(0), None) });
+        assert_eq!(
+            s.ev(Event::Started { pid: 3 }),
+            [Action::Terminate { pid: 3 }]
+        );
+        s.ev(Event::Exited {
+            pid: 3,
+            exit: ExitInfo::from_status(Some(0), None),
+        });
         assert!(s.c.is_gone());
     }
 
     #[test]
     fn liveness_failures_restart_after_the_threshold() {
-        let mut s = Sim::new(RestartPolicy::Always, vec![(ProbeKind::Liveness, timing(10, 3))]);
+        let mut s = Sim::new(
+            RestartPolicy::Always,
+            vec![(ProbeKind::Liveness, timing(10, 3))],
+        );
         s.start(1);
         for i in 0..3 {
-            assert_eq!(s.ev(Event::Tick), [Action::Probe { pid: 1, kind: ProbeKind::Liveness }]);
+            assert_eq!(
+                s.ev(Event::Tick),
+                [Action::Probe {
+                    pid: 1,
+                    kind: ProbeKind::Liveness
+                }]
+            );
             assert!(s.ev(Event::Tick).is_empty(), "in flight: no second run");
-            let a = s.ev(Event::Probed { pid: 1, kind: ProbeKind::Liveness, ok: false, message: "HTTP 500".into() });
+            let a = s.ev(Event::Probed {
+                pid: 1,
+                kind: ProbeKind::Liveness,
+                ok: false,
+                message: "HTTP 500".into(),
+            });
             if i < 2 {
                 assert!(a.is_empty());
                 assert_eq!(s.c.next_deadline(), Some(s.now + secs(10)));
@@ -705,21 +878,39 @@ mod tests {
                 assert_eq!(a, [Action::Terminate { pid: 1 }]);
             }
         }
-        let a = s.ev(Event::Exited { pid: 1, exit: ExitInfo::from_status(Some(0), None) });
+        let a = s.ev(Event::Exited {
+            pid: 1,
+            exit: ExitInfo::from_status(Some(0), None),
+        });
         // Killed for liveness: a restart, reason Unhealthy, even with exit code 0.
         assert_eq!(a, [Action::Start { restart_count: 1 }]);
         let last = s.c.last_exit.clone().unwrap();
         assert_eq!(last.reason, "Unhealthy");
-        assert!(last.message.unwrap().contains("liveness probe failed: HTTP 500"));
+        assert!(
+            last.message
+                .unwrap()
+                .contains("liveness probe failed: HTTP 500")
+        );
     }
 
     #[test]
     fn a_success_resets_the_failure_run() {
-        let mut s = Sim::new(RestartPolicy::Always, vec![(ProbeKind::Liveness, timing(1, 2))]);
+        let mut s = Sim::new(
+            RestartPolicy::Always,
+            vec![(ProbeKind::Liveness, timing(1, 2))],
+        );
         s.start(1);
         for ok in [false, true, false, true] {
             s.ev(Event::Tick);
-            assert!(s.ev(Event::Probed { pid: 1, kind: ProbeKind::Liveness, ok, message: String::new() }).is_empty());
+            assert!(
+                s.ev(Event::Probed {
+                    pid: 1,
+                    kind: ProbeKind::Liveness,
+                    ok,
+                    message: String::new()
+                })
+                .is_empty()
+            );
             s.at(secs(1));
         }
         assert!(matches!(s.c.state, ContainerState::Running { .. }));
@@ -729,37 +920,101 @@ mod tests {
     fn startup_probe_gates_liveness_and_readiness() {
         let mut s = Sim::new(
             RestartPolicy::Always,
-            vec![(ProbeKind::Startup, timing(1, 5)), (ProbeKind::Liveness, timing(1, 1)), (ProbeKind::Readiness, timing(1, 1))],
+            vec![
+                (ProbeKind::Startup, timing(1, 5)),
+                (ProbeKind::Liveness, timing(1, 1)),
+                (ProbeKind::Readiness, timing(1, 1)),
+            ],
         );
         s.start(1);
         assert!(!s.c.started && !s.c.ready);
-        assert_eq!(s.ev(Event::Tick), [Action::Probe { pid: 1, kind: ProbeKind::Startup }]);
-        s.ev(Event::Probed { pid: 1, kind: ProbeKind::Startup, ok: false, message: "refused".into() });
+        assert_eq!(
+            s.ev(Event::Tick),
+            [Action::Probe {
+                pid: 1,
+                kind: ProbeKind::Startup
+            }]
+        );
+        s.ev(Event::Probed {
+            pid: 1,
+            kind: ProbeKind::Startup,
+            ok: false,
+            message: "refused".into(),
+        });
         s.at(secs(1));
-        assert_eq!(s.ev(Event::Tick), [Action::Probe { pid: 1, kind: ProbeKind::Startup }]);
-        s.ev(Event::Probed { pid: 1, kind: ProbeKind::Startup, ok: true, message: String::new() });
+        assert_eq!(
+            s.ev(Event::Tick),
+            [Action::Probe {
+                pid: 1,
+                kind: ProbeKind::Startup
+            }]
+        );
+        s.ev(Event::Probed {
+            pid: 1,
+            kind: ProbeKind::Startup,
+            ok: true,
+            message: String::new(),
+        });
         assert!(s.c.started && !s.c.ready, "readiness starts as failed");
         let mut a = s.ev(Event::Tick);
         a.sort_by_key(|a| format!("{a:?}"));
-        assert_eq!(a, [Action::Probe { pid: 1, kind: ProbeKind::Liveness }, Action::Probe { pid: 1, kind: ProbeKind::Readiness }]);
-        s.ev(Event::Probed { pid: 1, kind: ProbeKind::Readiness, ok: true, message: String::new() });
+        assert_eq!(
+            a,
+            [
+                Action::Probe {
+                    pid: 1,
+                    kind: ProbeKind::Liveness
+                },
+                Action::Probe {
+                    pid: 1,
+                    kind: ProbeKind::Readiness
+                }
+            ]
+        );
+        s.ev(Event::Probed {
+            pid: 1,
+            kind: ProbeKind::Readiness,
+            ok: true,
+            message: String::new(),
+        });
         assert!(s.c.ready);
-        s.ev(Event::Probed { pid: 1, kind: ProbeKind::Readiness, ok: false, message: String::new() });
+        s.ev(Event::Probed {
+            pid: 1,
+            kind: ProbeKind::Readiness,
+            ok: false,
+            message: String::new(),
+        });
         assert!(!s.c.ready);
-        assert!(matches!(s.c.state, ContainerState::Running { .. }), "readiness never restarts");
+        assert!(
+            matches!(s.c.state, ContainerState::Running { .. }),
+            "readiness never restarts"
+        );
     }
 
     #[test]
     fn startup_failure_kills_the_container() {
-        let mut s = Sim::new(RestartPolicy::Never, vec![(ProbeKind::Startup, timing(1, 1))]);
+        let mut s = Sim::new(
+            RestartPolicy::Never,
+            vec![(ProbeKind::Startup, timing(1, 1))],
+        );
         s.start(1);
         s.ev(Event::Tick);
         assert_eq!(
-            s.ev(Event::Probed { pid: 1, kind: ProbeKind::Startup, ok: false, message: "timeout".into() }),
+            s.ev(Event::Probed {
+                pid: 1,
+                kind: ProbeKind::Startup,
+                ok: false,
+                message: "timeout".into()
+            }),
             [Action::Terminate { pid: 1 }]
         );
-        s.ev(Event::Exited { pid: 1, exit: ExitInfo::from_status(None, Some(15)) });
-        assert!(matches!(&s.c.state, ContainerState::Terminated { exit: Some(e) } if e.reason == "Unhealthy"));
+        s.ev(Event::Exited {
+            pid: 1,
+            exit: ExitInfo::from_status(None, Some(15)),
+        });
+        assert!(
+            matches!(&s.c.state, ContainerState::Terminated { exit: Some(e) } if e.reason == "Unhealthy")
+        );
     }
 
     #[test]
@@ -777,13 +1032,26 @@ mod tests {
     fn failed_starts_wait_and_keep_the_reason() {
         let mut s = Sim::new(RestartPolicy::Always, vec![]);
         s.ev(Event::Tick);
-        s.ev(Event::StartFailed { reason: "BinaryNotFound".into(), message: "no kube-scheduler".into() });
-        let ContainerState::Waiting { reason, retry_at, .. } = s.c.state.clone() else { panic!() };
+        s.ev(Event::StartFailed {
+            reason: "BinaryNotFound".into(),
+            message: "no kube-scheduler".into(),
+        });
+        let ContainerState::Waiting {
+            reason, retry_at, ..
+        } = s.c.state.clone()
+        else {
+            panic!()
+        };
         assert_eq!(reason, "BinaryNotFound");
         assert_eq!(retry_at, Some(s.now + secs(1)));
         s.at(secs(1)).ev(Event::Tick);
-        s.ev(Event::StartFailed { reason: "BinaryNotFound".into(), message: String::new() });
-        assert!(matches!(s.c.state, ContainerState::Waiting { retry_at: Some(t), .. } if t == s.now + secs(10)));
+        s.ev(Event::StartFailed {
+            reason: "BinaryNotFound".into(),
+            message: String::new(),
+        });
+        assert!(
+            matches!(s.c.state, ContainerState::Waiting { retry_at: Some(t), .. } if t == s.now + secs(10))
+        );
         assert_eq!(s.c.restart_count, 0);
         assert!(!s.c.has_run);
     }
@@ -791,11 +1059,25 @@ mod tests {
     #[test]
     fn adopted_containers_keep_their_restart_count() {
         let now = Instant::now();
-        let c = Container::new("c", RestartPolicy::Always, secs(30), BackoffConfig::default(), vec![], now)
-            .adopted(42, now - secs(100), 3, now);
+        let c = Container::new(
+            "c",
+            RestartPolicy::Always,
+            secs(30),
+            BackoffConfig::default(),
+            vec![],
+            now,
+        )
+        .adopted(42, now - secs(100), 3, now);
         assert_eq!(c.pid(), Some(42));
         assert_eq!(c.restart_count, 3);
-        let (c, a) = next(&c, Event::Exited { pid: 42, exit: ExitInfo::from_status(Some(1), None) }, now);
+        let (c, a) = next(
+            &c,
+            Event::Exited {
+                pid: 42,
+                exit: ExitInfo::from_status(Some(1), None),
+            },
+            now,
+        );
         assert_eq!(a, [Action::Start { restart_count: 4 }]);
         assert_eq!(c.restart_count, 3);
     }

@@ -99,7 +99,9 @@ impl ContainerSpec {
 }
 
 /// Which probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeKind {
     /// startupProbe.
@@ -112,7 +114,11 @@ pub enum ProbeKind {
 
 impl ProbeKind {
     /// All kinds, startup first.
-    pub const ALL: [ProbeKind; 3] = [ProbeKind::Startup, ProbeKind::Liveness, ProbeKind::Readiness];
+    pub const ALL: [ProbeKind; 3] = [
+        ProbeKind::Startup,
+        ProbeKind::Liveness,
+        ProbeKind::Readiness,
+    ];
 }
 
 impl std::fmt::Display for ProbeKind {
@@ -203,7 +209,10 @@ pub enum ManifestError {
 /// True for files the agent reads as manifests: not hidden, ending in .yaml, .yml or .json
 /// (kubelet: config/file.go ignores dot-files).
 pub fn is_manifest_file(name: &str) -> bool {
-    !name.starts_with('.') && [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext))
+    !name.starts_with('.')
+        && [".yaml", ".yml", ".json"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
 }
 
 /// Hex of the first 16 bytes of SHA-256 over `parts`, each length-prefixed.
@@ -213,7 +222,10 @@ fn hash_hex(parts: &[&[u8]]) -> String {
         h.update((p.len() as u64).to_le_bytes());
         h.update(p);
     }
-    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Reads a manifest file's bytes into a [`StaticPod`].
@@ -221,19 +233,37 @@ fn hash_hex(parts: &[&[u8]]) -> String {
 /// # Errors
 /// [`ManifestError::Parse`] when the bytes are not a Pod, [`ManifestError::Invalid`] when
 /// the Pod has no name or no containers.
-pub fn parse_manifest(path: &Path, bytes: &[u8], node_name: Option<&str>) -> Result<StaticPod, ManifestError> {
+pub fn parse_manifest(
+    path: &Path,
+    bytes: &[u8],
+    node_name: Option<&str>,
+) -> Result<StaticPod, ManifestError> {
     let shown = path.display().to_string();
     let pod: Pod = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_slice(bytes).map_err(|e| ManifestError::Parse { path: shown.clone(), message: e.to_string() })?
+        serde_json::from_slice(bytes).map_err(|e| ManifestError::Parse {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?
     } else {
-        yaml_serde::from_slice(bytes).map_err(|e| ManifestError::Parse { path: shown.clone(), message: e.to_string() })?
+        yaml_serde::from_slice(bytes).map_err(|e| ManifestError::Parse {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?
     };
-    let invalid = |message: String| ManifestError::Invalid { path: shown.clone(), message };
+    let invalid = |message: String| ManifestError::Invalid {
+        path: shown.clone(),
+        message,
+    };
     if pod.metadata.name.as_deref().unwrap_or_default().is_empty() {
         return Err(invalid("metadata.name is missing".into()));
     }
     let base_name = pod.metadata.name.clone().unwrap_or_default();
-    let namespace = pod.metadata.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into());
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into());
     let name = match node_name {
         Some(node) if !node.is_empty() => format!("{base_name}-{node}"),
         _ => base_name,
@@ -247,12 +277,16 @@ pub fn parse_manifest(path: &Path, bytes: &[u8], node_name: Option<&str>) -> Res
         Some("OnFailure") => RestartPolicy::OnFailure,
         Some("Never") => RestartPolicy::Never,
         Some(other) => {
-            return Err(invalid(format!("spec.restartPolicy: {other:?} is not one of Always, OnFailure, Never")));
+            return Err(invalid(format!(
+                "spec.restartPolicy: {other:?} is not one of Always, OnFailure, Never"
+            )));
         }
     };
     let grace = spec
         .termination_grace_period_seconds
-        .map_or(DEFAULT_GRACE, |s| Duration::from_secs(u64::try_from(s).unwrap_or(0)));
+        .map_or(DEFAULT_GRACE, |s| {
+            Duration::from_secs(u64::try_from(s).unwrap_or(0))
+        });
     let mut warnings = Vec::new();
     if let Some(init) = spec.init_containers.as_ref().filter(|i| !i.is_empty()) {
         let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
@@ -269,12 +303,25 @@ pub fn parse_manifest(path: &Path, bytes: &[u8], node_name: Option<&str>) -> Res
             return Err(invalid(format!("spec.containers[{i}].name is missing")));
         }
         if !seen.insert(c.name.clone()) {
-            return Err(invalid(format!("spec.containers[{i}].name: duplicate name {:?}", c.name)));
+            return Err(invalid(format!(
+                "spec.containers[{i}].name: duplicate name {:?}",
+                c.name
+            )));
         }
         containers.push(container_spec(i, c));
     }
     let uid = hash_hex(&[node_name.unwrap_or_default().as_bytes(), bytes]);
-    Ok(StaticPod { uid, namespace, name, manifest: path.to_path_buf(), host_network, restart_policy, grace, containers, warnings })
+    Ok(StaticPod {
+        uid,
+        namespace,
+        name,
+        manifest: path.to_path_buf(),
+        host_network,
+        restart_policy,
+        grace,
+        containers,
+        warnings,
+    })
 }
 
 fn container_spec(i: usize, c: &Container) -> ContainerSpec {
@@ -293,7 +340,10 @@ fn container_spec(i: usize, c: &Container) -> ContainerSpec {
         }
     }
     if c.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
-        errors.push(format!("{}: envFrom is not supported by the process runtime", field("envFrom")));
+        errors.push(format!(
+            "{}: envFrom is not supported by the process runtime",
+            field("envFrom")
+        ));
     }
     let ports: Vec<(String, u16)> = c
         .ports
@@ -335,16 +385,26 @@ fn container_spec(i: usize, c: &Container) -> ContainerSpec {
 }
 
 fn seconds(v: Option<i32>, default: u64, min: u64) -> Duration {
-    Duration::from_secs(v.and_then(|s| u64::try_from(s).ok()).filter(|s| *s > 0).unwrap_or(default).max(min))
+    Duration::from_secs(
+        v.and_then(|s| u64::try_from(s).ok())
+            .filter(|s| *s > 0)
+            .unwrap_or(default)
+            .max(min),
+    )
 }
 
 fn threshold(v: Option<i32>, default: u32) -> u32 {
-    v.and_then(|s| u32::try_from(s).ok()).filter(|s| *s > 0).unwrap_or(default)
+    v.and_then(|s| u32::try_from(s).ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(default)
 }
 
 fn resolve_port(port: &IntOrString, ports: &[(String, u16)]) -> Result<u16, String> {
     match port {
-        IntOrString::Int(n) => u16::try_from(*n).ok().filter(|p| *p > 0).ok_or_else(|| format!("port {n} is out of range")),
+        IntOrString::Int(n) => u16::try_from(*n)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("port {n} is out of range")),
         IntOrString::String(s) => match s.parse::<u16>() {
             Ok(n) if n > 0 => Ok(n),
             _ => ports
@@ -360,30 +420,54 @@ fn resolve_port(port: &IntOrString, ports: &[(String, u16)]) -> Result<u16, Stri
 /// SetDefaults_Probe, SetDefaults_HTTPGetAction).
 pub fn probe_spec(p: &Probe, ports: &[(String, u16)]) -> Result<ProbeSpec, String> {
     let timing = ProbeTiming {
-        initial_delay: Duration::from_secs(p.initial_delay_seconds.and_then(|s| u64::try_from(s).ok()).unwrap_or(0)),
+        initial_delay: Duration::from_secs(
+            p.initial_delay_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(0),
+        ),
         period: seconds(p.period_seconds, 10, 1),
         timeout: seconds(p.timeout_seconds, 1, 1),
         success_threshold: threshold(p.success_threshold, 1),
         failure_threshold: threshold(p.failure_threshold, 3),
     };
-    let host = |h: &Option<String>| h.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| "127.0.0.1".into());
+    let host = |h: &Option<String>| {
+        h.clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "127.0.0.1".into())
+    };
     let handler = if let Some(h) = &p.http_get {
         let https = match h.scheme.as_deref() {
             None | Some("") | Some("HTTP") => false,
             Some("HTTPS") => true,
             Some(other) => return Err(format!("httpGet.scheme {other:?} is not HTTP or HTTPS")),
         };
-        let path = h.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
-        let path = if path.starts_with('/') { path } else { format!("/{path}") };
+        let path = h
+            .path
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/".into());
+        let path = if path.starts_with('/') {
+            path
+        } else {
+            format!("/{path}")
+        };
         ProbeHandler::Http {
             https,
             host: host(&h.host),
             port: resolve_port(&h.port, ports).map_err(|e| format!("httpGet: {e}"))?,
             path,
-            headers: h.http_headers.iter().flatten().map(|x| (x.name.clone(), x.value.clone())).collect(),
+            headers: h
+                .http_headers
+                .iter()
+                .flatten()
+                .map(|x| (x.name.clone(), x.value.clone()))
+                .collect(),
         }
     } else if let Some(t) = &p.tcp_socket {
-        ProbeHandler::Tcp { host: host(&t.host), port: resolve_port(&t.port, ports).map_err(|e| format!("tcpSocket: {e}"))? }
+        ProbeHandler::Tcp {
+            host: host(&t.host),
+            port: resolve_port(&t.port, ports).map_err(|e| format!("tcpSocket: {e}"))?,
+        }
     } else if let Some(e) = &p.exec {
         let command = e.command.clone().unwrap_or_default();
         if command.is_empty() {
@@ -437,7 +521,10 @@ spec:
     #[test]
     fn reads_a_kubeadm_manifest_with_defaults() {
         let p = parse(APISERVER, Some("node1"));
-        assert_eq!((p.namespace.as_str(), p.name.as_str()), ("kube-system", "kube-apiserver-node1"));
+        assert_eq!(
+            (p.namespace.as_str(), p.name.as_str()),
+            ("kube-system", "kube-apiserver-node1")
+        );
         assert!(p.host_network && p.unsupported().is_none());
         assert_eq!(p.restart_policy, RestartPolicy::Always);
         assert_eq!(p.grace, DEFAULT_GRACE);
@@ -449,13 +536,28 @@ spec:
         let l = c.liveness.as_ref().unwrap();
         assert_eq!(
             l.handler,
-            ProbeHandler::Http { https: true, host: "10.0.0.1".into(), port: 6443, path: "/livez".into(), headers: vec![] }
+            ProbeHandler::Http {
+                https: true,
+                host: "10.0.0.1".into(),
+                port: 6443,
+                path: "/livez".into(),
+                headers: vec![]
+            }
         );
         assert_eq!(l.timing.initial_delay, Duration::from_secs(10));
         assert_eq!(l.timing.timeout, Duration::from_secs(15));
-        assert_eq!((l.timing.success_threshold, l.timing.failure_threshold), (1, 8));
+        assert_eq!(
+            (l.timing.success_threshold, l.timing.failure_threshold),
+            (1, 8)
+        );
         let r = c.readiness.as_ref().unwrap();
-        assert_eq!(r.handler, ProbeHandler::Tcp { host: "127.0.0.1".into(), port: 6443 });
+        assert_eq!(
+            r.handler,
+            ProbeHandler::Tcp {
+                host: "127.0.0.1".into(),
+                port: 6443
+            }
+        );
         assert_eq!(r.timing.period, Duration::from_secs(10));
         assert_eq!(r.timing.timeout, Duration::from_secs(1));
         assert_eq!(r.timing.failure_threshold, 3);
@@ -474,7 +576,10 @@ spec:
         let a = parse(APISERVER, Some("n1")).uid;
         assert_eq!(a, parse(APISERVER, Some("n1")).uid);
         assert_ne!(a, parse(APISERVER, Some("n2")).uid);
-        assert_ne!(a, parse(&APISERVER.replace("6443]", "6444]"), Some("n1")).uid);
+        assert_ne!(
+            a,
+            parse(&APISERVER.replace("6443]", "6444]"), Some("n1")).uid
+        );
     }
 
     #[test]
@@ -495,15 +600,26 @@ spec:
         assert_eq!(p.namespace, "default");
         assert_eq!(p.restart_policy, RestartPolicy::OnFailure);
         assert_eq!(p.grace, Duration::from_secs(2));
-        assert!(p.unsupported().unwrap().contains("pod networking not supported yet"));
+        assert!(
+            p.unsupported()
+                .unwrap()
+                .contains("pod networking not supported yet")
+        );
         assert!(p.warnings[0].contains("initContainers"), "{:?}", p.warnings);
         let err = p.containers[0].config_error.as_deref().unwrap();
-        assert!(err.contains("valueFrom") && err.contains("\"metrics\" is not a named port"), "{err}");
+        assert!(
+            err.contains("valueFrom") && err.contains("\"metrics\" is not a named port"),
+            "{err}"
+        );
     }
 
     #[test]
     fn broken_manifests_are_errors_naming_the_file() {
-        for text in ["a: [", "metadata: {name: x}\nspec: {containers: []}", "spec: {containers: [{name: c}]}"] {
+        for text in [
+            "a: [",
+            "metadata: {name: x}\nspec: {containers: []}",
+            "spec: {containers: [{name: c}]}",
+        ] {
             let err = parse_manifest(Path::new("/m/bad.yaml"), text.as_bytes(), None).unwrap_err();
             assert!(err.to_string().contains("/m/bad.yaml"), "{err}");
         }
@@ -511,8 +627,16 @@ spec:
 
     #[test]
     fn manifest_file_names() {
-        assert!(is_manifest_file("etcd.yaml") && is_manifest_file("a.yml") && is_manifest_file("b.json"));
-        assert!(!is_manifest_file(".etcd.yaml.1234.tmp") && !is_manifest_file(".x.yaml") && !is_manifest_file("x.bak"));
+        assert!(
+            is_manifest_file("etcd.yaml")
+                && is_manifest_file("a.yml")
+                && is_manifest_file("b.json")
+        );
+        assert!(
+            !is_manifest_file(".etcd.yaml.1234.tmp")
+                && !is_manifest_file(".x.yaml")
+                && !is_manifest_file("x.bak")
+        );
     }
 
     #[test]

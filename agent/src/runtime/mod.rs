@@ -26,7 +26,10 @@ pub struct StartError {
 impl StartError {
     /// A start error.
     pub fn new(reason: &str, message: impl Into<String>) -> Self {
-        StartError { reason: reason.into(), message: message.into() }
+        StartError {
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -68,7 +71,12 @@ impl AnyRuntime {
     }
 
     /// Starts a container.
-    pub async fn start(&self, pod: &StaticPod, c: &ContainerSpec, restart_count: u32) -> Result<Running, StartError> {
+    pub async fn start(
+        &self,
+        pod: &StaticPod,
+        c: &ContainerSpec,
+        restart_count: u32,
+    ) -> Result<Running, StartError> {
         match self {
             AnyRuntime::Process(r) => r.start(pod, c, restart_count).await,
         }

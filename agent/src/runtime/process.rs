@@ -69,7 +69,11 @@ impl ProcessRuntime {
     pub fn container_env(&self, c: &ContainerSpec) -> Vec<(String, String)> {
         let mut env = c.env.clone();
         if !env.iter().any(|(k, _)| k == "PATH") {
-            let mut path: Vec<String> = self.bin_dirs.iter().map(|d| d.display().to_string()).collect();
+            let mut path: Vec<String> = self
+                .bin_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
             path.push(DEFAULT_PATH.to_string());
             env.push(("PATH".into(), path.join(":")));
         }
@@ -77,7 +81,11 @@ impl ProcessRuntime {
     }
 
     fn searched(&self) -> String {
-        self.bin_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+        self.bin_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn find_binary(&self, name: &str) -> Option<PathBuf> {
@@ -87,19 +95,39 @@ impl ProcessRuntime {
     }
 
     async fn binary_version(&self, path: &Path) -> Result<Version, String> {
-        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).unwrap_or(UNIX_EPOCH);
+        let mtime = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .unwrap_or(UNIX_EPOCH);
         if let Ok(cache) = self.versions.lock()
             && let Some((t, v)) = cache.get(path)
             && *t == mtime
         {
             return v.clone();
         }
-        let result = match process::run_with_timeout(path, &["--version".to_string()], None, Path::new("/"), VERSION_TIMEOUT).await {
-            Ok(out) if out.timed_out => Err(format!("\"{} --version\" did not finish within {VERSION_TIMEOUT:?}", path.display())),
+        let result = match process::run_with_timeout(
+            path,
+            &["--version".to_string()],
+            None,
+            Path::new("/"),
+            VERSION_TIMEOUT,
+        )
+        .await
+        {
+            Ok(out) if out.timed_out => Err(format!(
+                "\"{} --version\" did not finish within {VERSION_TIMEOUT:?}",
+                path.display()
+            )),
             Ok(out) => Version::find_in(&out.output).ok_or_else(|| {
-                format!("\"{} --version\" printed no version: {:?}", path.display(), out.output.trim())
+                format!(
+                    "\"{} --version\" printed no version: {:?}",
+                    path.display(),
+                    out.output.trim()
+                )
             }),
-            Err(e) => Err(format!("could not run \"{} --version\": {e}", path.display())),
+            Err(e) => Err(format!(
+                "could not run \"{} --version\": {e}",
+                path.display()
+            )),
         };
         if let Ok(mut cache) = self.versions.lock() {
             cache.insert(path.to_path_buf(), (mtime, result.clone()));
@@ -108,7 +136,11 @@ impl ProcessRuntime {
     }
 
     /// Resolves the container's binary and arguments, checking the binary's version.
-    async fn resolve(&self, pod: &StaticPod, c: &ContainerSpec) -> Result<(PathBuf, Vec<String>), StartError> {
+    async fn resolve(
+        &self,
+        pod: &StaticPod,
+        c: &ContainerSpec,
+    ) -> Result<(PathBuf, Vec<String>), StartError> {
         if let Some(why) = pod.unsupported() {
             return Err(StartError::new("PodNetworkingNotSupported", why));
         }
@@ -142,12 +174,21 @@ impl ProcessRuntime {
         let args = match c.command.split_first() {
             None => c.args.clone(),
             Some((first, rest)) => {
-                let base = Path::new(first).file_name().map(|n| n.to_string_lossy().into_owned());
-                let ok = if first.contains('/') { Path::new(first).is_absolute() && base.as_deref() == Some(binary) } else { first == binary };
+                let base = Path::new(first)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
+                let ok = if first.contains('/') {
+                    Path::new(first).is_absolute() && base.as_deref() == Some(binary)
+                } else {
+                    first == binary
+                };
                 if !ok {
                     return Err(StartError::new(
                         "CommandMismatch",
-                        format!("command[0] {first:?} is not the {binary} binary that image {:?} names; the process runtime runs only {binary}", c.image),
+                        format!(
+                            "command[0] {first:?} is not the {binary} binary that image {:?} names; the process runtime runs only {binary}",
+                            c.image
+                        ),
                     ));
                 }
                 rest.iter().chain(&c.args).cloned().collect()
@@ -166,23 +207,40 @@ impl ProcessRuntime {
             )),
             Err(e) => Err(StartError::new(
                 "BinaryVersionUnknown",
-                format!("{e}; image {:?} wants {binary} {wanted}, pass a directory with it with --bin-dir", c.image),
+                format!(
+                    "{e}; image {:?} wants {binary} {wanted}, pass a directory with it with --bin-dir",
+                    c.image
+                ),
             )),
         }
     }
 
     /// Starts one container under a new shim and records it.
-    pub async fn start(&self, pod: &StaticPod, c: &ContainerSpec, restart_count: u32) -> Result<Running, StartError> {
+    pub async fn start(
+        &self,
+        pod: &StaticPod,
+        c: &ContainerSpec,
+        restart_count: u32,
+    ) -> Result<Running, StartError> {
         let (binary, args) = self.resolve(pod, c).await?;
-        self.spawn(pod, c, restart_count, &binary, &args).map_err(|e| StartError::new("RunContainerError", format!("{e:#}")))
+        self.spawn(pod, c, restart_count, &binary, &args)
+            .map_err(|e| StartError::new("RunContainerError", format!("{e:#}")))
     }
 
-    fn spawn(&self, pod: &StaticPod, c: &ContainerSpec, restart_count: u32, binary: &Path, args: &[String]) -> anyhow::Result<Running> {
+    fn spawn(
+        &self,
+        pod: &StaticPod,
+        c: &ContainerSpec,
+        restart_count: u32,
+        binary: &Path,
+        args: &[String],
+    ) -> anyhow::Result<Running> {
         let fs = Fs::real();
         let workdir = PathBuf::from(c.working_dir.as_deref().unwrap_or("/"));
         if !workdir.is_dir() {
             // As runc does for a missing working directory.
-            fs.create_dir(&workdir, 0o755).context("could not create the working directory")?;
+            fs.create_dir(&workdir, 0o755)
+                .context("could not create the working directory")?;
         }
         let pod_logs = logs::pod_log_dir(&self.pod_log_dir, &pod.namespace, &pod.name, &pod.uid);
         let log_file = logs::container_log_file(&pod_logs, &c.name, restart_count);
@@ -195,14 +253,24 @@ impl ProcessRuntime {
         env.push((AGENT_MARKER_ENV.to_string(), marker.clone()));
         let exit_file = self.state.exit_path(&pod.uid, &c.name);
         let mut shim_args = self.shim_args_prefix.clone();
-        shim_args.extend(crate::shim::args_for(&log_file, &exit_file, &workdir, binary, args));
+        shim_args.extend(crate::shim::args_for(
+            &log_file, &exit_file, &workdir, binary, args,
+        ));
         let pid = process::spawn_detached_child(&self.shim_exe, &shim_args, &env, Path::new("/"))
-            .with_context(|| format!("could not start the shim {:?}", self.shim_exe.display().to_string()))?;
+            .with_context(|| {
+            format!(
+                "could not start the shim {:?}",
+                self.shim_exe.display().to_string()
+            )
+        })?;
         let started_wall = SystemTime::now();
         // Our unreaped child: its PID cannot be reused before the pidfd pins it.
-        let pidfd = PidFd::open(pid).with_context(|| format!("could not open a pidfd for the shim (pid {pid})"))?;
-        let stat = process::proc_stat(pid).with_context(|| format!("could not read /proc/{pid}/stat"))?;
-        let exe = process::proc_exe(pid).with_context(|| format!("could not read /proc/{pid}/exe"))?;
+        let pidfd = PidFd::open(pid)
+            .with_context(|| format!("could not open a pidfd for the shim (pid {pid})"))?;
+        let stat =
+            process::proc_stat(pid).with_context(|| format!("could not read /proc/{pid}/stat"))?;
+        let exe =
+            process::proc_exe(pid).with_context(|| format!("could not read /proc/{pid}/exe"))?;
         let record = ContainerRecord {
             pod_uid: pod.uid.clone(),
             namespace: pod.namespace.clone(),
@@ -225,7 +293,12 @@ impl ProcessRuntime {
             return Err(e.context("could not record the container"));
         }
         info!(pid, restart_count, binary = %binary.display(), "container started");
-        Ok(Running { pid, pidfd: Arc::new(pidfd), log_file, started_wall })
+        Ok(Running {
+            pid,
+            pidfd: Arc::new(pidfd),
+            log_file,
+            started_wall,
+        })
     }
 
     /// SIGTERM to the shim, which forwards it to the container's process group.
@@ -242,7 +315,11 @@ impl ProcessRuntime {
         let marker = self.marker(uid, container);
         let n = process::signal_marked(AGENT_MARKER_ENV, |m| m == marker, Signal::SIGKILL);
         let _ = r.pidfd.send_signal(Signal::SIGKILL);
-        warn!(pid = r.pid, processes = n, "grace period expired: killed the container");
+        warn!(
+            pid = r.pid,
+            processes = n,
+            "grace period expired: killed the container"
+        );
     }
 
     /// Waits for the shim to exit and reads how the container ended.
@@ -309,7 +386,10 @@ impl ProcessRuntime {
                         log_file: rec.log_file.clone(),
                         started_wall: UNIX_EPOCH + Duration::from_millis(rec.started_at_unix_ms),
                     };
-                    adopted.push(Adopted { record: rec, running });
+                    adopted.push(Adopted {
+                        record: rec,
+                        running,
+                    });
                 }
                 Err(why) => {
                     info!(pod = %format!("{}/{}", rec.namespace, rec.pod_name), container = %rec.container, pid = rec.pid, "not adopting: {why}");
@@ -319,10 +399,11 @@ impl ProcessRuntime {
         }
         let shims: Vec<u32> = adopted.iter().map(|a| a.record.pid).collect();
         let prefix = format!("{}/", self.node_id);
-        let orphans: Vec<process::Marked> = process::find_marked(AGENT_MARKER_ENV, |m| m.starts_with(&prefix))
-            .into_iter()
-            .filter(|m| !shims.contains(&m.pid) && !shims.contains(&m.stat.session))
-            .collect();
+        let orphans: Vec<process::Marked> =
+            process::find_marked(AGENT_MARKER_ENV, |m| m.starts_with(&prefix))
+                .into_iter()
+                .filter(|m| !shims.contains(&m.pid) && !shims.contains(&m.stat.session))
+                .collect();
         if !orphans.is_empty() {
             for m in &orphans {
                 warn!(pid = m.pid, marker = %m.marker, "stopping an orphaned pod process (no record)");
@@ -331,7 +412,10 @@ impl ProcessRuntime {
             tokio::spawn(async move {
                 let deadline = tokio::time::Instant::now() + orphan_grace;
                 while tokio::time::Instant::now() < deadline {
-                    if orphans.iter().all(|m| !process::is_alive(m.pid, m.stat.start_time)) {
+                    if orphans
+                        .iter()
+                        .all(|m| !process::is_alive(m.pid, m.stat.start_time))
+                    {
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -353,14 +437,26 @@ impl ProcessRuntime {
         let pidfd = PidFd::open(rec.pid).map_err(|e| format!("pid {} is gone: {e}", rec.pid))?;
         let stat = process::proc_stat(rec.pid).map_err(|e| format!("pid {}: {e}", rec.pid))?;
         if stat.start_time != rec.start_time || stat.state == 'Z' {
-            return Err(format!("pid {} is another process now (or a zombie)", rec.pid));
+            return Err(format!(
+                "pid {} is another process now (or a zombie)",
+                rec.pid
+            ));
         }
         let exe = process::proc_exe(rec.pid).map_err(|e| format!("pid {}: {e}", rec.pid))?;
         if exe != rec.exe {
-            return Err(format!("pid {} runs {}, not {}", rec.pid, exe.display(), rec.exe.display()));
+            return Err(format!(
+                "pid {} runs {}, not {}",
+                rec.pid,
+                exe.display(),
+                rec.exe.display()
+            ));
         }
-        if process::proc_env_var(rec.pid, AGENT_MARKER_ENV).as_deref() != Some(rec.marker.as_str()) {
-            return Err(format!("pid {} does not carry the marker {}", rec.pid, rec.marker));
+        if process::proc_env_var(rec.pid, AGENT_MARKER_ENV).as_deref() != Some(rec.marker.as_str())
+        {
+            return Err(format!(
+                "pid {} does not carry the marker {}",
+                rec.pid, rec.marker
+            ));
         }
         Ok(pidfd)
     }

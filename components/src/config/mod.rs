@@ -41,8 +41,12 @@ pub enum KeyAlgorithm {
 
 impl KeyAlgorithm {
     /// Every algorithm, in the order the API lists them.
-    pub const ALL: [KeyAlgorithm; 4] =
-        [KeyAlgorithm::EcdsaP256, KeyAlgorithm::Rsa2048, KeyAlgorithm::Rsa3072, KeyAlgorithm::Rsa4096];
+    pub const ALL: [KeyAlgorithm; 4] = [
+        KeyAlgorithm::EcdsaP256,
+        KeyAlgorithm::Rsa2048,
+        KeyAlgorithm::Rsa3072,
+        KeyAlgorithm::Rsa4096,
+    ];
 
     /// The API spelling (`ECDSA-P256`, `RSA-2048`, ...).
     pub fn as_str(self) -> &'static str {

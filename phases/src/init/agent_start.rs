@@ -21,7 +21,11 @@ pub fn phase() -> Phase<InitData> {
 
 /// The arguments the agent is started with.
 pub fn agent_args(node_name: &str, bin_dirs: &[PathBuf]) -> Vec<String> {
-    let mut args = vec!["agent".to_string(), "--node-name".to_string(), node_name.to_string()];
+    let mut args = vec![
+        "agent".to_string(),
+        "--node-name".to_string(),
+        node_name.to_string(),
+    ];
     for d in bin_dirs {
         args.push("--bin-dir".into());
         args.push(d.display().to_string());
@@ -37,26 +41,52 @@ pub fn systemd_is_init(layout: &components::Layout) -> bool {
 fn run(d: &mut InitData) -> anyhow::Result<()> {
     let args = agent_args(&d.cfg.node.name, &d.bin_dirs);
     if d.dry_run {
-        say!(d.out, "dryrun", "Would start the kubeboot agent: {} {}", d.exe.display(), args.join(" "));
+        say!(
+            d.out,
+            "dryrun",
+            "Would start the kubeboot agent: {} {}",
+            d.exe.display(),
+            args.join(" ")
+        );
         return Ok(());
     }
     if let Some(pid) = agent::daemon::is_running(&d.layout) {
-        say!(d.out, "agent-start", "The kubeboot agent is already running (pid {pid})");
+        say!(
+            d.out,
+            "agent-start",
+            "The kubeboot agent is already running (pid {pid})"
+        );
         return Ok(());
     }
     if systemd_is_init(&d.layout) {
         let unit_path = d.layout.agent_systemd_unit();
         let unit = agent::systemd_unit(&d.exe, &args);
-        say!(d.out, "agent-start", "Writing the agent's systemd unit to {:?}", unit_path.display().to_string());
+        say!(
+            d.out,
+            "agent-start",
+            "Writing the agent's systemd unit to {:?}",
+            unit_path.display().to_string()
+        );
         d.fs.write_public(&unit_path, unit.as_bytes())?;
-        for cmd in [&["daemon-reload"][..], &["enable", "--now", "kubeboot-agent.service"][..]] {
+        for cmd in [
+            &["daemon-reload"][..],
+            &["enable", "--now", "kubeboot-agent.service"][..],
+        ] {
             let status = std::process::Command::new("systemctl")
                 .args(cmd)
                 .status()
                 .map_err(|e| anyhow::anyhow!("could not run systemctl {}: {e}", cmd.join(" ")))?;
-            anyhow::ensure!(status.success(), "systemctl {} failed ({status})", cmd.join(" "));
+            anyhow::ensure!(
+                status.success(),
+                "systemctl {} failed ({status})",
+                cmd.join(" ")
+            );
         }
-        say!(d.out, "agent-start", "Started the kubeboot agent (systemd unit kubeboot-agent.service)");
+        say!(
+            d.out,
+            "agent-start",
+            "Started the kubeboot agent (systemd unit kubeboot-agent.service)"
+        );
         return Ok(());
     }
     say!(d.out, "agent-start", "Starting the kubeboot agent");

@@ -24,15 +24,27 @@ const FLAGS: &[&str] = &[
 /// The `control-plane` phase and its per-component sub-phases.
 pub fn phase() -> Phase<InitData> {
     let sub = |name: &'static str, short: &'static str| {
-        Phase::new(name, short, move |d: &mut InitData| write(d, component_of(name))).flags(FLAGS)
+        Phase::new(name, short, move |d: &mut InitData| {
+            write(d, component_of(name))
+        })
+        .flags(FLAGS)
     };
     Phase::group(
         "control-plane",
         "Generate all static Pod manifest files necessary to establish the control plane",
         vec![
-            sub("apiserver", "Generates the kube-apiserver static Pod manifest"),
-            sub("controller-manager", "Generates the kube-controller-manager static Pod manifest"),
-            sub("scheduler", "Generates the kube-scheduler static Pod manifest"),
+            sub(
+                "apiserver",
+                "Generates the kube-apiserver static Pod manifest",
+            ),
+            sub(
+                "controller-manager",
+                "Generates the kube-controller-manager static Pod manifest",
+            ),
+            sub(
+                "scheduler",
+                "Generates the kube-scheduler static Pod manifest",
+            ),
         ],
     )
     .flags(FLAGS)
@@ -55,14 +67,25 @@ pub fn pods(d: &InitData) -> Vec<(String, Pod)> {
 fn write(d: &mut InitData, component: &'static str) -> anyhow::Result<()> {
     let manifests_dir = d.layout.manifests_dir();
     if component == components::names::KUBE_APISERVER {
-        say!(d.out, "control-plane", "Using manifest folder {:?}", manifests_dir.display().to_string());
+        say!(
+            d.out,
+            "control-plane",
+            "Using manifest folder {:?}",
+            manifests_dir.display().to_string()
+        );
     }
     let pod = pods(d)
         .into_iter()
         .find(|(name, _)| name == component)
         .map(|(_, pod)| pod)
-        .ok_or_else(|| anyhow::anyhow!("no static pod for {component} in the component catalogue"))?;
-    say!(d.out, "control-plane", "Creating static Pod manifest for {component:?}");
+        .ok_or_else(|| {
+            anyhow::anyhow!("no static pod for {component} in the component catalogue")
+        })?;
+    say!(
+        d.out,
+        "control-plane",
+        "Creating static Pod manifest for {component:?}"
+    );
     write_manifest(d, component, &pod)
 }
 

@@ -20,7 +20,11 @@ pub fn phase() -> Phase<InitData> {
 
 fn run(d: &mut InitData) -> anyhow::Result<()> {
     let components::config::Etcd::Local(local) = &d.cfg.cluster.etcd else {
-        say!(d.out, "etcd", "External etcd mode: Skipping the creation of a manifest for local etcd");
+        say!(
+            d.out,
+            "etcd",
+            "External etcd mode: Skipping the creation of a manifest for local etcd"
+        );
         return Ok(());
     };
     let data_dir = d.layout.node_path(&local.data_dir);

@@ -29,7 +29,9 @@ pub fn phase() -> Phase<InitData> {
     .flags(FLAGS);
     p.children = pki::KUBECONFIGS
         .iter()
-        .map(|spec: &'static KubeconfigSpec| Phase::new(spec.name, spec.short, move |d: &mut InitData| run(d, spec)).flags(FLAGS))
+        .map(|spec: &'static KubeconfigSpec| {
+            Phase::new(spec.name, spec.short, move |d: &mut InitData| run(d, spec)).flags(FLAGS)
+        })
         .collect();
     p
 }
@@ -38,21 +40,36 @@ fn run(d: &mut InitData, spec: &'static KubeconfigSpec) -> anyhow::Result<()> {
     let path = d.layout.kubeconfig(spec.file_name);
     let shown = path.display().to_string();
     let (ca_crt, ca_key) = crate::shared::certs::cert_files(&d.cert_dir(), "ca");
-    let ca_cert_pem = d
-        .fs
-        .read_string_if_exists(&ca_crt)?
-        .with_context(|| format!("the CA certificate {:?} is missing; run \"kubeboot init phase certs ca\" first", ca_crt.display().to_string()))?;
+    let ca_cert_pem = d.fs.read_string_if_exists(&ca_crt)?.with_context(|| {
+        format!(
+            "the CA certificate {:?} is missing; run \"kubeboot init phase certs ca\" first",
+            ca_crt.display().to_string()
+        )
+    })?;
     let cfg = &d.cfg;
     let ep = cfg.local_api_endpoint;
-    let server = spec.server_url(cfg.cluster.control_plane_endpoint.as_deref(), ep.advertise_address, ep.bind_port)?;
+    let server = spec.server_url(
+        cfg.cluster.control_plane_endpoint.as_deref(),
+        ep.advertise_address,
+        ep.bind_port,
+    )?;
     let existing = d.fs.read_string_if_exists(&path)?;
-    match pki::decide_kubeconfig(spec, existing.as_deref(), &ca_cert_pem, &server).with_context(|| format!("{shown:?}"))? {
-        Decision::Reuse => say!(d.out, "kubeconfig", "Using existing kubeconfig file: {shown:?}"),
+    match pki::decide_kubeconfig(spec, existing.as_deref(), &ca_cert_pem, &server)
+        .with_context(|| format!("{shown:?}"))?
+    {
+        Decision::Reuse => say!(
+            d.out,
+            "kubeconfig",
+            "Using existing kubeconfig file: {shown:?}"
+        ),
         Decision::Create => {
             let ca_key_pem = d.fs.read_string_if_exists(&ca_key)?.with_context(|| {
                 format!("the CA key {:?} is missing; kubeboot needs it to sign the {} client certificate", ca_key.display().to_string(), spec.file_name)
             })?;
-            let ca = Issuer { cert_pem: ca_cert_pem, key_pem: ca_key_pem };
+            let ca = Issuer {
+                cert_pem: ca_cert_pem,
+                key_pem: ca_key_pem,
+            };
             let kubeconfig = pki::build_kubeconfig(
                 spec,
                 &cfg.node.name,
@@ -64,7 +81,12 @@ fn run(d: &mut InitData, spec: &'static KubeconfigSpec) -> anyhow::Result<()> {
             )?;
             d.fs.create_dir(&d.layout.kubernetes_dir(), 0o755)?;
             d.fs.write_private(&path, kubeconfig.to_yaml().as_bytes())?;
-            say!(d.out, "kubeconfig", "Writing {:?} kubeconfig file", spec.file_name);
+            say!(
+                d.out,
+                "kubeconfig",
+                "Writing {:?} kubeconfig file",
+                spec.file_name
+            );
         }
     }
     Ok(())

@@ -51,7 +51,10 @@ fn closing_text(d: &InitData) {
     out.line("To start using your cluster, you need to run the following as a regular user:");
     out.line("");
     out.line("  mkdir -p $HOME/.kube");
-    out.line(&format!("  sudo cp -i {} $HOME/.kube/config", admin.display()));
+    out.line(&format!(
+        "  sudo cp -i {} $HOME/.kube/config",
+        admin.display()
+    ));
     out.line("  sudo chown $(id -u):$(id -g) $HOME/.kube/config");
     out.line("");
     out.line("Alternatively, if you are the root user, you can run:");

@@ -10,8 +10,14 @@ use crate::say;
 
 /// The `preflight` phase.
 pub fn phase() -> crate::runner::Phase<InitData> {
-    crate::runner::Phase::new("preflight", "Run pre-flight checks", run)
-        .flags(&["config", "kubernetes-version", "ignore-preflight-errors", "dry-run", "bin-dir", "node-name"])
+    crate::runner::Phase::new("preflight", "Run pre-flight checks", run).flags(&[
+        "config",
+        "kubernetes-version",
+        "ignore-preflight-errors",
+        "dry-run",
+        "bin-dir",
+        "node-name",
+    ])
 }
 
 fn run(d: &mut InitData) -> anyhow::Result<()> {
@@ -19,7 +25,11 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
     let checks = checks(d);
     let findings = preflight::run_checks(&checks);
     preflight::report(&d.out, &findings, &d.ignore_preflight_errors)?;
-    say!(d.out, "preflight", "Component binaries found and of the right version; no images to pull");
+    say!(
+        d.out,
+        "preflight",
+        "Component binaries found and of the right version; no images to pull"
+    );
     Ok(())
 }
 
@@ -31,7 +41,11 @@ fn checks(d: &InitData) -> Vec<Check> {
         Check::mem(1700),
     ];
     let bind_port = d.cfg.local_api_endpoint.bind_port;
-    for port in [bind_port, components::names::KUBE_SCHEDULER_PORT, components::names::KUBE_CONTROLLER_MANAGER_PORT] {
+    for port in [
+        bind_port,
+        components::names::KUBE_SCHEDULER_PORT,
+        components::names::KUBE_CONTROLLER_MANAGER_PORT,
+    ] {
         checks.push(Check::port(port));
     }
     for c in [
@@ -45,11 +59,23 @@ fn checks(d: &InitData) -> Vec<Check> {
     if let components::config::Etcd::Local(local) = &d.cfg.cluster.etcd {
         checks.push(Check::port(components::names::ETCD_CLIENT_PORT));
         checks.push(Check::port(components::names::ETCD_PEER_PORT));
-        checks.push(Check::dir_available(&layout.node_path(&local.data_dir), layout));
+        checks.push(Check::dir_available(
+            &layout.node_path(&local.data_dir),
+            layout,
+        ));
     }
-    checks.push(Check::file_content(Path::new("/proc/sys/net/ipv4/ip_forward"), "1"));
+    checks.push(Check::file_content(
+        Path::new("/proc/sys/net/ipv4/ip_forward"),
+        "1",
+    ));
     checks.push(Check::swap());
-    for (exe, mandatory) in [("ip", true), ("mount", true), ("nsenter", true), ("iptables", false), ("conntrack", false)] {
+    for (exe, mandatory) in [
+        ("ip", true),
+        ("mount", true),
+        ("nsenter", true),
+        ("iptables", false),
+        ("conntrack", false),
+    ] {
         checks.push(Check::in_path(exe, mandatory));
     }
     checks.extend(preflight::binary_checks(

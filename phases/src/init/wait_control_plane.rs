@@ -13,14 +13,30 @@ use crate::say;
 
 /// The `wait-control-plane` phase.
 pub fn phase() -> Phase<InitData> {
-    Phase::new("wait-control-plane", "Wait for the control plane to start", run).hidden()
+    Phase::new(
+        "wait-control-plane",
+        "Wait for the control plane to start",
+        run,
+    )
+    .hidden()
 }
 
 fn run(d: &mut InitData) -> anyhow::Result<()> {
-    let timeout = Duration::from_secs(d.cfg.cluster.api_server.timeout_for_control_plane_secs.max(1));
+    let timeout = Duration::from_secs(
+        d.cfg
+            .cluster
+            .api_server
+            .timeout_for_control_plane_secs
+            .max(1),
+    );
     let dir = d.layout.manifests_dir();
     if d.dry_run {
-        say!(d.out, "dryrun", "Would wait for the control plane to become healthy (up to {})", health::human(timeout));
+        say!(
+            d.out,
+            "dryrun",
+            "Would wait for the control plane to become healthy (up to {})",
+            health::human(timeout)
+        );
         return Ok(());
     }
     say!(
@@ -34,7 +50,13 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
     let targets: Vec<Target> = health::targets(&pods);
     let start = Instant::now();
     let result = health::wait_all(&targets, timeout, |pending, elapsed| {
-        say!(d.out, "wait-control-plane", "Still waiting for {} ({} elapsed)", pending.join(", "), health::human(elapsed));
+        say!(
+            d.out,
+            "wait-control-plane",
+            "Still waiting for {} ({} elapsed)",
+            pending.join(", "),
+            health::human(elapsed)
+        );
     });
     match result {
         Ok(()) => {
@@ -46,6 +68,8 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Err(failures) => Err(anyhow::anyhow!(health::explain_timeout(&d.layout, &failures, timeout))),
+        Err(failures) => Err(anyhow::anyhow!(health::explain_timeout(
+            &d.layout, &failures, timeout
+        ))),
     }
 }

@@ -32,10 +32,14 @@ pub struct ResetData {
 /// The `reset` phase tree.
 pub fn phases() -> Vec<Phase<ResetData>> {
     vec![
-        Phase::new("preflight", "Run reset pre-flight checks", |d: &mut ResetData| {
-            say!(d.out, "preflight", "Running pre-flight checks");
-            Ok(())
-        }),
+        Phase::new(
+            "preflight",
+            "Run reset pre-flight checks",
+            |d: &mut ResetData| {
+                say!(d.out, "preflight", "Running pre-flight checks");
+                Ok(())
+            },
+        ),
         Phase::new("cleanup-node", "Run cleanup node.", cleanup_node),
     ]
 }
@@ -59,7 +63,8 @@ fn manifest_flag(fs: &Fs, manifest: &Path, flag: &str) -> Option<String> {
     let needle = format!("--{flag}=");
     text.lines().find_map(|l| {
         let l = l.trim().trim_start_matches("- ").trim();
-        l.strip_prefix(&needle).map(|v| v.trim_matches('"').to_string())
+        l.strip_prefix(&needle)
+            .map(|v| v.trim_matches('"').to_string())
     })
 }
 
@@ -76,7 +81,11 @@ fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
     });
 
     if d.dry_run {
-        say!(d.out, "dryrun", "Would stop the kubeboot agent and every static Pod it runs");
+        say!(
+            d.out,
+            "dryrun",
+            "Would stop the kubeboot agent and every static Pod it runs"
+        );
     } else {
         say!(d.out, "reset", "Stopping the kubeboot agent");
         let unit = l.agent_systemd_unit();
@@ -92,7 +101,12 @@ fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
     }
 
     let config_dirs = [l.manifests_dir(), cert_dir];
-    say!(d.out, "reset", "Deleting contents of config directories: {}", show(&config_dirs));
+    say!(
+        d.out,
+        "reset",
+        "Deleting contents of config directories: {}",
+        show(&config_dirs)
+    );
     let files: Vec<PathBuf> = [
         names::ADMIN_KUBECONFIG,
         names::KUBELET_KUBECONFIG,
@@ -105,7 +119,12 @@ fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
     .collect();
     say!(d.out, "reset", "Deleting files: {}", show(&files));
     let state_dirs = [etcd_data, l.agent_state_dir(), l.run_dir(), l.tmp_dir()];
-    say!(d.out, "reset", "Deleting contents of stateful directories: {}", show(&state_dirs));
+    say!(
+        d.out,
+        "reset",
+        "Deleting contents of stateful directories: {}",
+        show(&state_dirs)
+    );
     if d.dry_run {
         return Ok(());
     }
@@ -119,7 +138,14 @@ fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
 }
 
 fn show(paths: &[PathBuf]) -> String {
-    format!("[{}]", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "))
+    format!(
+        "[{}]",
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
 }
 
 fn closing_text(out: &Out) {
@@ -127,9 +153,13 @@ fn closing_text(out: &Out) {
     out.line("The reset process does not clean CNI configuration. To do so, you must remove /etc/cni/net.d");
     out.line("");
     out.line("The reset process does not reset or clean up iptables rules or IPVS tables.");
-    out.line("If you wish to reset iptables, you must do so manually by using the \"iptables\" command.");
+    out.line(
+        "If you wish to reset iptables, you must do so manually by using the \"iptables\" command.",
+    );
     out.line("");
-    out.line("The reset process does not clean your kubeconfig files and you must remove them manually.");
+    out.line(
+        "The reset process does not clean your kubeconfig files and you must remove them manually.",
+    );
     out.line("Please, check the contents of the $HOME/.kube/config file.");
 }
 
@@ -141,8 +171,15 @@ mod tests {
     fn manifest_flag_reads_etcd_data_dir() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("etcd.yaml");
-        std::fs::write(&p, "spec:\n  containers:\n  - command:\n    - etcd\n    - --data-dir=/var/lib/etcd2\n").unwrap();
-        assert_eq!(manifest_flag(&Fs::real(), &p, "data-dir").as_deref(), Some("/var/lib/etcd2"));
+        std::fs::write(
+            &p,
+            "spec:\n  containers:\n  - command:\n    - etcd\n    - --data-dir=/var/lib/etcd2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            manifest_flag(&Fs::real(), &p, "data-dir").as_deref(),
+            Some("/var/lib/etcd2")
+        );
         assert_eq!(manifest_flag(&Fs::real(), &p, "name"), None);
     }
 }

@@ -68,16 +68,32 @@ pub fn phase<D: CertsData + 'static>() -> Phase<D> {
     let mut children: Vec<Phase<D>> = pki::CERTS
         .iter()
         .map(|spec: &'static CertSpec| {
-            let p = Phase::new(spec.name, spec.long_name, move |d: &mut D| run_cert(d, spec)).flags(FLAGS);
-            if spec.local_etcd_only { p.when(|d: &D| d.local_etcd()) } else { p }
+            let p = Phase::new(spec.name, spec.long_name, move |d: &mut D| {
+                run_cert(d, spec)
+            })
+            .flags(FLAGS);
+            if spec.local_etcd_only {
+                p.when(|d: &D| d.local_etcd())
+            } else {
+                p
+            }
         })
         .collect();
     children.push(
-        Phase::new("sa", "Generate a private key for signing service account tokens along with its public key", run_sa)
-            .flags(&["cert-dir", "config", "dry-run"]),
+        Phase::new(
+            "sa",
+            "Generate a private key for signing service account tokens along with its public key",
+            run_sa,
+        )
+        .flags(&["cert-dir", "config", "dry-run"]),
     );
     let mut certs = Phase::new("certs", "Certificate generation", |d: &mut D| {
-        say!(d.out(), "certs", "Using certificateDir folder {:?}", d.cert_dir().display().to_string());
+        say!(
+            d.out(),
+            "certs",
+            "Using certificateDir folder {:?}",
+            d.cert_dir().display().to_string()
+        );
         Ok(())
     })
     .flags(FLAGS);
@@ -87,7 +103,10 @@ pub fn phase<D: CertsData + 'static>() -> Phase<D> {
 
 /// The `.crt` and `.key` paths of a certificate.
 pub fn cert_files(dir: &Path, base_name: &str) -> (PathBuf, PathBuf) {
-    (dir.join(format!("{base_name}.crt")), dir.join(format!("{base_name}.key")))
+    (
+        dir.join(format!("{base_name}.crt")),
+        dir.join(format!("{base_name}.key")),
+    )
 }
 
 fn read(fs: &Fs, path: &Path) -> anyhow::Result<Option<String>> {
@@ -96,10 +115,17 @@ fn read(fs: &Fs, path: &Path) -> anyhow::Result<Option<String>> {
 
 /// Loads the CA that signs `spec`, which an earlier phase (or the user) must have put there.
 fn issuer<D: CertsData>(d: &D, spec: &CertSpec) -> anyhow::Result<Option<Issuer>> {
-    let Some(ca) = spec.ca_spec() else { return Ok(None) };
+    let Some(ca) = spec.ca_spec() else {
+        return Ok(None);
+    };
     let (crt, key) = cert_files(&d.cert_dir(), ca.base_name);
     let cert_pem = read(d.fs(), &crt)?.with_context(|| {
-        format!("the {:?} CA certificate {:?} is missing; run \"kubeboot init phase certs {}\" first", ca.base_name, crt.display().to_string(), ca.name)
+        format!(
+            "the {:?} CA certificate {:?} is missing; run \"kubeboot init phase certs {}\" first",
+            ca.base_name,
+            crt.display().to_string(),
+            ca.name
+        )
     })?;
     let key_pem = read(d.fs(), &key)?.with_context(|| {
         format!(
@@ -130,14 +156,29 @@ fn run_cert<D: CertsData>(d: &mut D, spec: &'static CertSpec) -> anyhow::Result<
     )
     .with_context(|| format!("{:?}", crt.display().to_string()))?;
     match decision {
-        Decision::Reuse if spec.is_ca() => say!(d.out(), "certs", "Using existing {} certificate authority", spec.base_name),
-        Decision::Reuse => say!(d.out(), "certs", "Using existing {} certificate and key on disk", spec.base_name),
+        Decision::Reuse if spec.is_ca() => say!(
+            d.out(),
+            "certs",
+            "Using existing {} certificate authority",
+            spec.base_name
+        ),
+        Decision::Reuse => say!(
+            d.out(),
+            "certs",
+            "Using existing {} certificate and key on disk",
+            spec.base_name
+        ),
         Decision::Create => {
             let issued = pki::issue(spec, &inputs, issuer.as_ref(), d.now())?;
             d.fs().create_dir(crt.parent().unwrap_or(&dir), 0o755)?;
             d.fs().write_private(&key, issued.key_pem.as_bytes())?;
             d.fs().write_public(&crt, issued.cert_pem.as_bytes())?;
-            say!(d.out(), "certs", "Generating {:?} certificate and key", spec.base_name);
+            say!(
+                d.out(),
+                "certs",
+                "Generating {:?} certificate and key",
+                spec.base_name
+            );
             let sans = pki::alt_names(spec, &inputs)?;
             if !sans.dns_names.is_empty() || !sans.ips.is_empty() {
                 let ips: Vec<String> = sans.ips.iter().map(|i| i.to_string()).collect();
@@ -170,7 +211,8 @@ fn run_sa<D: CertsData>(d: &mut D) -> anyhow::Result<()> {
     }
     let pair = pki::sa_key_pair(d.cert_inputs().algorithm)?;
     d.fs().create_dir(&dir, 0o755)?;
-    d.fs().write_private(&key_path, pair.private_pem.as_bytes())?;
+    d.fs()
+        .write_private(&key_path, pair.private_pem.as_bytes())?;
     d.fs().write_public(&pub_path, pair.public_pem.as_bytes())?;
     say!(d.out(), "certs", "Generating \"sa\" key and public key");
     Ok(())

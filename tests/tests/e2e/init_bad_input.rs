@@ -5,15 +5,32 @@ use anyhow::{Result, ensure};
 use tests::{CmdOutput, Node, bin_dir, require_root, step};
 
 /// What a node that `init` has not touched holds: nothing under these.
-const NODE_STATE: &str = "find /etc/kubernetes /var/lib/etcd /var/lib/kubeboot /run/kubeboot -mindepth 1 2>/dev/null";
+const NODE_STATE: &str =
+    "find /etc/kubernetes /var/lib/etcd /var/lib/kubeboot /run/kubeboot -mindepth 1 2>/dev/null";
 
-fn assert_refused(node: &Node, what: &str, out: &CmdOutput, wants: &[&str], state_before: &str) -> Result<()> {
-    ensure!(out.code == Some(1), "{what}: exit code {:?}, want 1:\n{out}", out.code);
+fn assert_refused(
+    node: &Node,
+    what: &str,
+    out: &CmdOutput,
+    wants: &[&str],
+    state_before: &str,
+) -> Result<()> {
+    ensure!(
+        out.code == Some(1),
+        "{what}: exit code {:?}, want 1:\n{out}",
+        out.code
+    );
     for want in wants {
-        ensure!(out.stderr.contains(want), "{what}: stderr lacks {want:?}:\n{out}");
+        ensure!(
+            out.stderr.contains(want),
+            "{what}: stderr lacks {want:?}:\n{out}"
+        );
     }
     let state = node.sh_ok(NODE_STATE)?;
-    ensure!(state == state_before, "{what}: the node changed:\nbefore:\n{state_before}\nafter:\n{state}");
+    ensure!(
+        state == state_before,
+        "{what}: the node changed:\nbefore:\n{state_before}\nafter:\n{state}"
+    );
     Ok(())
 }
 
@@ -39,32 +56,77 @@ fn init_bad_input() -> Result<()> {
         node.kubeboot(&argv)
     };
 
-    step("typo in a config field names the field and the line", || {
-        let cfg = write_config(
-            &node,
-            "typo",
-            &format!(
-                "apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\nlocalAPIEndpoint:\n  advertiseAddress: {ip}\n---\napiVersion: kubeadm.k8s.io/v1beta2\nkind: ClusterConfiguration\nnetworking:\n  podSubnett: 10.244.0.0/16\n"
-            ),
-        )?;
-        assert_refused(&node, "typo", &init(&["--config", &cfg])?, &["podSubnett", "line 9"], &empty)
-    })?;
+    step(
+        "typo in a config field names the field and the line",
+        || {
+            let cfg = write_config(
+                &node,
+                "typo",
+                &format!(
+                    "apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\nlocalAPIEndpoint:\n  advertiseAddress: {ip}\n---\napiVersion: kubeadm.k8s.io/v1beta2\nkind: ClusterConfiguration\nnetworking:\n  podSubnett: 10.244.0.0/16\n"
+                ),
+            )?;
+            assert_refused(
+                &node,
+                "typo",
+                &init(&["--config", &cfg])?,
+                &["podSubnett", "line 9"],
+                &empty,
+            )
+        },
+    )?;
 
     step("wrong apiVersion and wrong kind", || {
-        let cfg = write_config(&node, "apiversion", "apiVersion: kubeadm.k8s.io/v1alpha9\nkind: InitConfiguration\n")?;
-        assert_refused(&node, "apiVersion", &init(&["--config", &cfg])?, &["kubeadm.k8s.io/v1alpha9"], &empty)?;
-        let cfg = write_config(&node, "kind", "apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfig\n")?;
-        assert_refused(&node, "kind", &init(&["--config", &cfg])?, &["InitConfig", "InitConfiguration"], &empty)
+        let cfg = write_config(
+            &node,
+            "apiversion",
+            "apiVersion: kubeadm.k8s.io/v1alpha9\nkind: InitConfiguration\n",
+        )?;
+        assert_refused(
+            &node,
+            "apiVersion",
+            &init(&["--config", &cfg])?,
+            &["kubeadm.k8s.io/v1alpha9"],
+            &empty,
+        )?;
+        let cfg = write_config(
+            &node,
+            "kind",
+            "apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfig\n",
+        )?;
+        assert_refused(
+            &node,
+            "kind",
+            &init(&["--config", &cfg])?,
+            &["InitConfig", "InitConfiguration"],
+            &empty,
+        )
     })?;
 
     step("--config mixed with flags kubeadm refuses", || {
-        let cfg = write_config(&node, "mix", "apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\n")?;
+        let cfg = write_config(
+            &node,
+            "mix",
+            "apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\n",
+        )?;
         let out = init(&["--config", &cfg, "--pod-network-cidr", "10.244.0.0/16"])?;
-        assert_refused(&node, "mix", &out, &["can not mix '--config' with arguments [pod-network-cidr]"], &empty)
+        assert_refused(
+            &node,
+            "mix",
+            &out,
+            &["can not mix '--config' with arguments [pod-network-cidr]"],
+            &empty,
+        )
     })?;
 
     step("bad and overlapping CIDRs", || {
-        assert_refused(&node, "bad cidr", &init(&["--pod-network-cidr", "10.244.0.0/33"])?, &["10.244.0.0/33"], &empty)?;
+        assert_refused(
+            &node,
+            "bad cidr",
+            &init(&["--pod-network-cidr", "10.244.0.0/33"])?,
+            &["10.244.0.0/33"],
+            &empty,
+        )?;
         let out = init(&["--pod-network-cidr", "10.96.0.0/16"])?;
         assert_refused(&node, "overlap", &out, &["10.96.0.0/16", "overlap"], &empty)
     })?;
@@ -75,15 +137,53 @@ fn init_bad_input() -> Result<()> {
     })?;
 
     step("unparsable and unsupported Kubernetes versions", || {
-        assert_refused(&node, "unparsable", &init(&["--kubernetes-version", "v1.x"])?, &["v1.x"], &empty)?;
-        assert_refused(&node, "too old", &init(&["--kubernetes-version", "v1.12.0"])?, &["v1.12.0"], &empty)
+        assert_refused(
+            &node,
+            "unparsable",
+            &init(&["--kubernetes-version", "v1.x"])?,
+            &["v1.x"],
+            &empty,
+        )?;
+        assert_refused(
+            &node,
+            "too old",
+            &init(&["--kubernetes-version", "v1.12.0"])?,
+            &["v1.12.0"],
+            &empty,
+        )
     })?;
 
     step("missing and wrong-version component binaries", || {
-        let out = node.kubeboot(&["init", "--bin-dir", "/nonexistent-kb", "--kubernetes-version", "v1.20.2"])?;
-        assert_refused(&node, "missing binary", &out, &["[ERROR ComponentBinary-kube-apiserver]", "/nonexistent-kb", "--bin-dir"], &empty)?;
+        let out = node.kubeboot(&[
+            "init",
+            "--bin-dir",
+            "/nonexistent-kb",
+            "--kubernetes-version",
+            "v1.20.2",
+        ])?;
+        assert_refused(
+            &node,
+            "missing binary",
+            &out,
+            &[
+                "[ERROR ComponentBinary-kube-apiserver]",
+                "/nonexistent-kb",
+                "--bin-dir",
+            ],
+            &empty,
+        )?;
         let out = init(&["--kubernetes-version", "v1.20.3"])?;
-        assert_refused(&node, "wrong version", &out, &["[ERROR ComponentBinary-kube-apiserver]", "v1.20.2", "v1.20.3"], &empty)
+        assert_refused(
+            &node,
+            "wrong version",
+            &out,
+            &[
+                "[ERROR ComponentBinary-kube-apiserver]",
+                "v1.20.2",
+                "v1.20.3",
+            ],
+            &empty,
+        )
     })?;
 
     step("ports 6443 and 2379 already in use", || {
@@ -92,12 +192,24 @@ fn init_bad_input() -> Result<()> {
             &["python3", "-c", "import socket,time\nfor p in (6443, 2379):\n s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', p)); s.listen(); globals()[f's{p}']=s\ntime.sleep(120)"],
             &log,
         )?;
-        let result = tests::wait_until("ports bound", std::time::Duration::from_secs(10), std::time::Duration::from_millis(100), || {
-            Ok(node.sh("ss -ltn | grep -q ':2379 '")?.success())
-        })
+        let result = tests::wait_until(
+            "ports bound",
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_millis(100),
+            || Ok(node.sh("ss -ltn | grep -q ':2379 '")?.success()),
+        )
         .and_then(|_| {
             let out = init(&[])?;
-            assert_refused(&node, "ports", &out, &["[ERROR Port-6443]: Port 6443 is in use", "[ERROR Port-2379]: Port 2379 is in use"], &empty)
+            assert_refused(
+                &node,
+                "ports",
+                &out,
+                &[
+                    "[ERROR Port-6443]: Port 6443 is in use",
+                    "[ERROR Port-2379]: Port 2379 is in use",
+                ],
+                &empty,
+            )
         });
         for pid in node.pids_named("python3")? {
             node.kill9(pid)?;
@@ -108,30 +220,95 @@ fn init_bad_input() -> Result<()> {
 
     step("unknown phase in --skip-phases", || {
         let out = init(&["--skip-phases", "certs/nope"])?;
-        assert_refused(&node, "skip-phases", &out, &["invalid phase name: certs/nope"], &empty)
+        assert_refused(
+            &node,
+            "skip-phases",
+            &out,
+            &["invalid phase name: certs/nope"],
+            &empty,
+        )
     })?;
 
-    step("existing certificate with wrong SANs or from another CA is refused, not replaced", || {
-        // A PKI made for another address: init must refuse the apiserver certificate.
-        node.kubeboot_ok(&["init", "phase", "certs", "all", "--apiserver-advertise-address", "10.9.9.9", "--kubernetes-version", "v1.20.2"])?;
-        let crt_before = node.read_file("/etc/kubernetes/pki/apiserver.crt")?;
-        let state_before = node.sh_ok(NODE_STATE)?;
-        let out = init(&[])?;
-        assert_refused(&node, "wrong SANs", &out, &["error execution phase certs/apiserver", "is not valid for IP", &ip, "kubeboot reset"], &state_before)?;
-        ensure!(node.read_file("/etc/kubernetes/pki/apiserver.crt")? == crt_before, "apiserver.crt was replaced");
-        // Another CA in place of the one that signed apiserver.crt.
-        let other = format!("/tmp/kb-e2e-{}-other", node.name());
-        node.kubeboot_ok(&["init", "phase", "certs", "ca", "--cert-dir", &other, "--kubernetes-version", "v1.20.2"])?;
-        node.sh_ok(&format!("cp {other}/ca.crt {other}/ca.key /etc/kubernetes/pki/ && rm -rf {other} && rm /etc/kubernetes/pki/apiserver.*"))?;
-        node.kubeboot_ok(&["init", "phase", "certs", "apiserver", "--kubernetes-version", "v1.20.2"])?;
-        node.kubeboot_ok(&["init", "phase", "certs", "ca", "--cert-dir", &other, "--kubernetes-version", "v1.20.2"])?;
-        node.sh_ok(&format!("cp {other}/ca.crt {other}/ca.key /etc/kubernetes/pki/ && rm -rf {other}"))?;
-        let state_before = node.sh_ok(NODE_STATE)?;
-        let out = init(&[])?;
-        assert_refused(&node, "other CA", &out, &["error execution phase certs/apiserver", "apiserver"], &state_before)?;
-        node.kubeboot_ok(&["reset", "-f"])?;
-        Ok(())
-    })?;
+    step(
+        "existing certificate with wrong SANs or from another CA is refused, not replaced",
+        || {
+            // A PKI made for another address: init must refuse the apiserver certificate.
+            node.kubeboot_ok(&[
+                "init",
+                "phase",
+                "certs",
+                "all",
+                "--apiserver-advertise-address",
+                "10.9.9.9",
+                "--kubernetes-version",
+                "v1.20.2",
+            ])?;
+            let crt_before = node.read_file("/etc/kubernetes/pki/apiserver.crt")?;
+            let state_before = node.sh_ok(NODE_STATE)?;
+            let out = init(&[])?;
+            assert_refused(
+                &node,
+                "wrong SANs",
+                &out,
+                &[
+                    "error execution phase certs/apiserver",
+                    "is not valid for IP",
+                    &ip,
+                    "kubeboot reset",
+                ],
+                &state_before,
+            )?;
+            ensure!(
+                node.read_file("/etc/kubernetes/pki/apiserver.crt")? == crt_before,
+                "apiserver.crt was replaced"
+            );
+            // Another CA in place of the one that signed apiserver.crt.
+            let other = format!("/tmp/kb-e2e-{}-other", node.name());
+            node.kubeboot_ok(&[
+                "init",
+                "phase",
+                "certs",
+                "ca",
+                "--cert-dir",
+                &other,
+                "--kubernetes-version",
+                "v1.20.2",
+            ])?;
+            node.sh_ok(&format!("cp {other}/ca.crt {other}/ca.key /etc/kubernetes/pki/ && rm -rf {other} && rm /etc/kubernetes/pki/apiserver.*"))?;
+            node.kubeboot_ok(&[
+                "init",
+                "phase",
+                "certs",
+                "apiserver",
+                "--kubernetes-version",
+                "v1.20.2",
+            ])?;
+            node.kubeboot_ok(&[
+                "init",
+                "phase",
+                "certs",
+                "ca",
+                "--cert-dir",
+                &other,
+                "--kubernetes-version",
+                "v1.20.2",
+            ])?;
+            node.sh_ok(&format!(
+                "cp {other}/ca.crt {other}/ca.key /etc/kubernetes/pki/ && rm -rf {other}"
+            ))?;
+            let state_before = node.sh_ok(NODE_STATE)?;
+            let out = init(&[])?;
+            assert_refused(
+                &node,
+                "other CA",
+                &out,
+                &["error execution phase certs/apiserver", "apiserver"],
+                &state_before,
+            )?;
+            node.kubeboot_ok(&["reset", "-f"])?;
+            Ok(())
+        },
+    )?;
 
     node.destroy()
 }

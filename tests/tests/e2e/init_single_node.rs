@@ -12,18 +12,32 @@ use tests::{Node, bin_dir, require_root, step, wait_until};
 
 /// `init` with the real binaries: the Kubernetes ones from KUBEBOOT_BIN_DIR, Debian's etcd.
 pub fn init_args(bin: &str) -> Vec<String> {
-    ["init", "--pod-network-cidr", "10.244.0.0/16", "--bin-dir", bin, "--bin-dir", "/usr/bin"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "init",
+        "--pod-network-cidr",
+        "10.244.0.0/16",
+        "--bin-dir",
+        bin,
+        "--bin-dir",
+        "/usr/bin",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 fn run_init(node: &Node, bin: &str) -> Result<String> {
     let args = init_args(bin);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = node.kubeboot_ok(&argv)?;
-    ensure!(out.contains("Your Kubernetes control-plane has initialized successfully!"), "init output:\n{out}");
-    ensure!(out.contains("[apiclient] All control plane components are healthy after"), "init output:\n{out}");
+    ensure!(
+        out.contains("Your Kubernetes control-plane has initialized successfully!"),
+        "init output:\n{out}"
+    );
+    ensure!(
+        out.contains("[apiclient] All control plane components are healthy after"),
+        "init output:\n{out}"
+    );
     Ok(out)
 }
 
@@ -32,7 +46,10 @@ fn agent_pids(node: &Node) -> Result<BTreeMap<String, u64>> {
     let status = node.agent_status_json()?;
     let mut pids = BTreeMap::new();
     for pod in status["pods"].as_array().context("status has no pods")? {
-        for c in pod["containers"].as_array().context("pod has no containers")? {
+        for c in pod["containers"]
+            .as_array()
+            .context("pod has no containers")?
+        {
             if let Some(pid) = c["pid"].as_u64() {
                 pids.insert(c["name"].as_str().unwrap_or_default().to_string(), pid);
             }
@@ -49,7 +66,10 @@ fn all_running_and_ready(status: &Value) -> bool {
     let pods = status["pods"].as_array().cloned().unwrap_or_default();
     pods.len() == 4
         && pods.iter().all(|p| {
-            p["containers"].as_array().is_some_and(|cs| cs.iter().all(|c| c["state"] == "running" && c["ready"] == true))
+            p["containers"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .all(|c| c["state"] == "running" && c["ready"] == true)
+            })
         })
 }
 
@@ -61,175 +81,300 @@ fn init_single_node() -> Result<()> {
     let bin = bin.to_string_lossy().to_string();
     let node = step("create node", || Node::allocate("init-single"))?;
 
-    step("init --dry-run writes nothing to the node, starts nothing, shows every file", || {
-        let mut args = init_args(&bin);
-        args.push("--dry-run".into());
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = node.kubeboot_ok(&argv)?;
-        for want in [
-            "[dryrun] Would write file \"/etc/kubernetes/manifests/kube-apiserver.yaml\" with content:",
-            "[dryrun] Would write file \"/etc/kubernetes/pki/ca.key\" (private key material, not shown)",
-            "[dryrun] Would start the kubeboot agent",
-            "--advertise-address=",
-        ] {
-            ensure!(out.contains(want), "dry-run output lacks {want:?}:\n{out}");
-        }
-        let files = node.sh_ok("find /etc/kubernetes /var/lib/etcd /var/lib/kubeboot /run/kubeboot -mindepth 1")?;
-        ensure!(files.trim().is_empty(), "dry-run wrote to the node:\n{files}");
-        ensure!(node.processes()?.iter().all(|p| p.comm != "kubeboot"), "dry-run started the agent");
-        Ok(())
-    })?;
+    step(
+        "init --dry-run writes nothing to the node, starts nothing, shows every file",
+        || {
+            let mut args = init_args(&bin);
+            args.push("--dry-run".into());
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = node.kubeboot_ok(&argv)?;
+            for want in [
+                "[dryrun] Would write file \"/etc/kubernetes/manifests/kube-apiserver.yaml\" with content:",
+                "[dryrun] Would write file \"/etc/kubernetes/pki/ca.key\" (private key material, not shown)",
+                "[dryrun] Would start the kubeboot agent",
+                "--advertise-address=",
+            ] {
+                ensure!(out.contains(want), "dry-run output lacks {want:?}:\n{out}");
+            }
+            let files = node.sh_ok(
+                "find /etc/kubernetes /var/lib/etcd /var/lib/kubeboot /run/kubeboot -mindepth 1",
+            )?;
+            ensure!(
+                files.trim().is_empty(),
+                "dry-run wrote to the node:\n{files}"
+            );
+            ensure!(
+                node.processes()?.iter().all(|p| p.comm != "kubeboot"),
+                "dry-run started the agent"
+            );
+            Ok(())
+        },
+    )?;
 
     step("kubeboot init", || run_init(&node, &bin))?;
 
     step("admin.conf works with kubectl", || {
         ensure!(livez_ok(&node)?, "/livez is not ok");
         let ns = node.kubectl_ok(&["get", "ns", "-o", "name"])?;
-        for want in ["namespace/default", "namespace/kube-system", "namespace/kube-public", "namespace/kube-node-lease"] {
+        for want in [
+            "namespace/default",
+            "namespace/kube-system",
+            "namespace/kube-public",
+            "namespace/kube-node-lease",
+        ] {
             ensure!(ns.lines().any(|l| l == want), "{want} missing from:\n{ns}");
         }
         Ok(())
     })?;
 
-    step("each component kubeconfig authenticates as its user", || {
-        let kubectl = format!("{bin}/kubectl");
-        let node_user = format!("system:node:{}", node.name());
-        for (file, user) in [
-            ("controller-manager.conf", "system:kube-controller-manager"),
-            ("scheduler.conf", "system:kube-scheduler"),
-            ("kubelet.conf", node_user.as_str()),
-        ] {
-            // A request each of them is forbidden to make: the answer names who asked.
-            let out = node.exec(&[
-                &kubectl,
-                "--kubeconfig",
-                &format!("/etc/kubernetes/{file}"),
-                "create",
-                "namespace",
-                "kb-whoami",
-                "--dry-run=server",
-            ])?;
-            ensure!(!out.success(), "{file} may create namespaces:\n{out}");
-            ensure!(out.stderr.contains(&format!("User \"{user}\"")), "{file} is not {user}:\n{out}");
-        }
-        Ok(())
-    })?;
+    step(
+        "each component kubeconfig authenticates as its user",
+        || {
+            let kubectl = format!("{bin}/kubectl");
+            let node_user = format!("system:node:{}", node.name());
+            for (file, user) in [
+                ("controller-manager.conf", "system:kube-controller-manager"),
+                ("scheduler.conf", "system:kube-scheduler"),
+                ("kubelet.conf", node_user.as_str()),
+            ] {
+                // A request each of them is forbidden to make: the answer names who asked.
+                let out = node.exec(&[
+                    &kubectl,
+                    "--kubeconfig",
+                    &format!("/etc/kubernetes/{file}"),
+                    "create",
+                    "namespace",
+                    "kb-whoami",
+                    "--dry-run=server",
+                ])?;
+                ensure!(!out.success(), "{file} may create namespaces:\n{out}");
+                ensure!(
+                    out.stderr.contains(&format!("User \"{user}\"")),
+                    "{file} is not {user}:\n{out}"
+                );
+            }
+            Ok(())
+        },
+    )?;
 
     step("agent status: 4 pods running and ready", || {
-        wait_until("all 4 static pods ready", Duration::from_secs(90), Duration::from_secs(1), || {
-            Ok(all_running_and_ready(&node.agent_status_json()?))
-        })?;
+        wait_until(
+            "all 4 static pods ready",
+            Duration::from_secs(90),
+            Duration::from_secs(1),
+            || Ok(all_running_and_ready(&node.agent_status_json()?)),
+        )?;
         let text = node.kubeboot_ok(&["agent", "status"])?;
-        for pod in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+        for pod in [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ] {
             let name = format!("{pod}-{}", node.name());
-            ensure!(text.lines().any(|l| l.contains(&name) && l.contains("Running")), "{name} not Running in:\n{text}");
+            ensure!(
+                text.lines()
+                    .any(|l| l.contains(&name) && l.contains("Running")),
+                "{name} not Running in:\n{text}"
+            );
         }
         Ok(())
     })?;
 
-    step("etcd accepts the healthcheck client and rejects a cert from another CA", || {
-        let ok = node.sh_ok(
+    step(
+        "etcd accepts the healthcheck client and rejects a cert from another CA",
+        || {
+            let ok = node.sh_ok(
             "cd /etc/kubernetes/pki/etcd && curl -sS --max-time 5 --cacert ca.crt \
              --cert healthcheck-client.crt --key healthcheck-client.key https://127.0.0.1:2379/health",
         )?;
-        ensure!(ok.contains("\"health\":\"true\""), "etcd health: {ok}");
-        let other = format!("/tmp/kb-e2e-other-ca-{}", node.name());
-        node.sh_ok(&format!("rm -rf {other}"))?;
-        node.kubeboot_ok(&["init", "phase", "certs", "etcd-ca", "--cert-dir", &other, "--kubernetes-version", "v1.20.2"])?;
-        node.kubeboot_ok(&[
-            "init",
-            "phase",
-            "certs",
-            "etcd-healthcheck-client",
-            "--cert-dir",
-            &other,
-            "--kubernetes-version",
-            "v1.20.2",
-        ])?;
-        let bad = node.sh(&format!(
-            "cd /etc/kubernetes/pki/etcd && curl -sS --max-time 5 --cacert ca.crt \
+            ensure!(ok.contains("\"health\":\"true\""), "etcd health: {ok}");
+            let other = format!("/tmp/kb-e2e-other-ca-{}", node.name());
+            node.sh_ok(&format!("rm -rf {other}"))?;
+            node.kubeboot_ok(&[
+                "init",
+                "phase",
+                "certs",
+                "etcd-ca",
+                "--cert-dir",
+                &other,
+                "--kubernetes-version",
+                "v1.20.2",
+            ])?;
+            node.kubeboot_ok(&[
+                "init",
+                "phase",
+                "certs",
+                "etcd-healthcheck-client",
+                "--cert-dir",
+                &other,
+                "--kubernetes-version",
+                "v1.20.2",
+            ])?;
+            let bad = node.sh(&format!(
+                "cd /etc/kubernetes/pki/etcd && curl -sS --max-time 5 --cacert ca.crt \
              --cert {other}/etcd/healthcheck-client.crt --key {other}/etcd/healthcheck-client.key \
              https://127.0.0.1:2379/health"
-        ))?;
-        node.sh_ok(&format!("rm -rf {other}"))?;
-        ensure!(!bad.success() && !bad.stdout.contains("true"), "etcd accepted a foreign client cert:\n{bad}");
-        Ok(())
-    })?;
+            ))?;
+            node.sh_ok(&format!("rm -rf {other}"))?;
+            ensure!(
+                !bad.success() && !bad.stdout.contains("true"),
+                "etcd accepted a foreign client cert:\n{bad}"
+            );
+            Ok(())
+        },
+    )?;
 
     step("kill -9 kube-apiserver: the agent restarts it", || {
         let before = agent_pids(&node)?;
         let pids = node.pids_named("kube-apiserver")?;
-        ensure!(pids.len() == 1, "expected one kube-apiserver, found {pids:?}");
+        ensure!(
+            pids.len() == 1,
+            "expected one kube-apiserver, found {pids:?}"
+        );
         node.kill9(pids[0])?;
-        wait_until("a new kube-apiserver answering /livez", Duration::from_secs(120), Duration::from_millis(500), || {
-            let now = node.pids_named("kube-apiserver")?;
-            Ok(now.len() == 1 && now[0] != pids[0] && livez_ok(&node)?)
-        })?;
+        wait_until(
+            "a new kube-apiserver answering /livez",
+            Duration::from_secs(120),
+            Duration::from_millis(500),
+            || {
+                let now = node.pids_named("kube-apiserver")?;
+                Ok(now.len() == 1 && now[0] != pids[0] && livez_ok(&node)?)
+            },
+        )?;
         let status = node.agent_status_json()?;
         let api = status["pods"]
             .as_array()
-            .and_then(|ps| ps.iter().find(|p| p["name"].as_str().is_some_and(|n| n.starts_with("kube-apiserver-"))))
+            .and_then(|ps| {
+                ps.iter().find(|p| {
+                    p["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("kube-apiserver-"))
+                })
+            })
             .context("no kube-apiserver pod in agent status")?;
-        ensure!(api["containers"][0]["restart_count"].as_u64() >= Some(1), "restart not counted: {api}");
+        ensure!(
+            api["containers"][0]["restart_count"].as_u64() >= Some(1),
+            "restart not counted: {api}"
+        );
         let after = agent_pids(&node)?;
-        ensure!(after["etcd"] == before["etcd"], "etcd was restarted too: {before:?} -> {after:?}");
+        ensure!(
+            after["etcd"] == before["etcd"],
+            "etcd was restarted too: {before:?} -> {after:?}"
+        );
         Ok(())
     })?;
 
-    step("kill -9 the agent, start it again: pods are adopted, not started twice", || {
-        let before = agent_pids(&node)?;
-        ensure!(before.len() == 4, "expected 4 watched containers, got {before:?}");
-        let agent_pid: u32 = node
-            .read_file("/run/kubeboot/agent.pid")?
-            .split_whitespace()
-            .next()
-            .context("empty pid file")?
-            .parse()?;
-        node.kill9(agent_pid)?;
-        wait_until("the agent gone", Duration::from_secs(10), Duration::from_millis(100), || {
-            Ok(!std::path::Path::new(&format!("/proc/{agent_pid}")).exists())
-        })?;
-        node.kubeboot_ok(&["init", "phase", "agent-start", "--bin-dir", &bin, "--bin-dir", "/usr/bin"])?;
-        wait_until("the new agent reports 4 pods", Duration::from_secs(30), Duration::from_millis(200), || {
-            Ok(agent_pids(&node).map(|p| p.len() == 4).unwrap_or(false))
-        })?;
-        let after = agent_pids(&node)?;
-        ensure!(after == before, "pods were not adopted: {before:?} -> {after:?}");
-        for comm in ["etcd", "kube-apiserver", "kube-controller", "kube-scheduler"] {
-            let pids = node.pids_named(comm)?;
-            ensure!(pids.len() == 1, "{comm} runs {} times: {pids:?}", pids.len());
-        }
-        ensure!(livez_ok(&node)?, "/livez not ok after adoption");
-        Ok(())
-    })?;
+    step(
+        "kill -9 the agent, start it again: pods are adopted, not started twice",
+        || {
+            let before = agent_pids(&node)?;
+            ensure!(
+                before.len() == 4,
+                "expected 4 watched containers, got {before:?}"
+            );
+            let agent_pid: u32 = node
+                .read_file("/run/kubeboot/agent.pid")?
+                .split_whitespace()
+                .next()
+                .context("empty pid file")?
+                .parse()?;
+            node.kill9(agent_pid)?;
+            wait_until(
+                "the agent gone",
+                Duration::from_secs(10),
+                Duration::from_millis(100),
+                || Ok(!std::path::Path::new(&format!("/proc/{agent_pid}")).exists()),
+            )?;
+            node.kubeboot_ok(&[
+                "init",
+                "phase",
+                "agent-start",
+                "--bin-dir",
+                &bin,
+                "--bin-dir",
+                "/usr/bin",
+            ])?;
+            wait_until(
+                "the new agent reports 4 pods",
+                Duration::from_secs(30),
+                Duration::from_millis(200),
+                || Ok(agent_pids(&node).map(|p| p.len() == 4).unwrap_or(false)),
+            )?;
+            let after = agent_pids(&node)?;
+            ensure!(
+                after == before,
+                "pods were not adopted: {before:?} -> {after:?}"
+            );
+            for comm in [
+                "etcd",
+                "kube-apiserver",
+                "kube-controller",
+                "kube-scheduler",
+            ] {
+                let pids = node.pids_named(comm)?;
+                ensure!(
+                    pids.len() == 1,
+                    "{comm} runs {} times: {pids:?}",
+                    pids.len()
+                );
+            }
+            ensure!(livez_ok(&node)?, "/livez not ok after adoption");
+            Ok(())
+        },
+    )?;
 
-    step("a second init fails preflight clearly and changes nothing", || {
-        let manifest_before = node.read_file("/etc/kubernetes/manifests/kube-apiserver.yaml")?;
-        let ca_before = node.read_file("/etc/kubernetes/pki/ca.crt")?;
-        let args = init_args(&bin);
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = node.kubeboot(&argv)?;
-        ensure!(out.code == Some(1), "second init exit code {:?}:\n{out}", out.code);
-        for want in [
-            "error execution phase preflight",
-            "[ERROR Port-6443]: Port 6443 is in use",
-            "[ERROR FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml]",
-            "[ERROR DirAvailable--var-lib-etcd]: /var/lib/etcd is not empty",
-        ] {
-            ensure!(out.stderr.contains(want), "missing {want:?} in:\n{out}");
-        }
-        ensure!(node.read_file("/etc/kubernetes/manifests/kube-apiserver.yaml")? == manifest_before, "manifest changed");
-        ensure!(node.read_file("/etc/kubernetes/pki/ca.crt")? == ca_before, "CA changed");
-        ensure!(livez_ok(&node)?, "control plane hurt by the failed init");
-        Ok(())
-    })?;
+    step(
+        "a second init fails preflight clearly and changes nothing",
+        || {
+            let manifest_before =
+                node.read_file("/etc/kubernetes/manifests/kube-apiserver.yaml")?;
+            let ca_before = node.read_file("/etc/kubernetes/pki/ca.crt")?;
+            let args = init_args(&bin);
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = node.kubeboot(&argv)?;
+            ensure!(
+                out.code == Some(1),
+                "second init exit code {:?}:\n{out}",
+                out.code
+            );
+            for want in [
+                "error execution phase preflight",
+                "[ERROR Port-6443]: Port 6443 is in use",
+                "[ERROR FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml]",
+                "[ERROR DirAvailable--var-lib-etcd]: /var/lib/etcd is not empty",
+            ] {
+                ensure!(out.stderr.contains(want), "missing {want:?} in:\n{out}");
+            }
+            ensure!(
+                node.read_file("/etc/kubernetes/manifests/kube-apiserver.yaml")? == manifest_before,
+                "manifest changed"
+            );
+            ensure!(
+                node.read_file("/etc/kubernetes/pki/ca.crt")? == ca_before,
+                "CA changed"
+            );
+            ensure!(livez_ok(&node)?, "control plane hurt by the failed init");
+            Ok(())
+        },
+    )?;
 
     step("reset -f cleans the node", || {
         node.kubeboot_ok(&["reset", "-f"])?;
         let left: Vec<String> = node
             .processes()?
             .into_iter()
-            .filter(|p| ["etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "kubeboot"].iter().any(|c| p.comm.starts_with(c)))
+            .filter(|p| {
+                [
+                    "etcd",
+                    "kube-apiserver",
+                    "kube-controller",
+                    "kube-scheduler",
+                    "kubeboot",
+                ]
+                .iter()
+                .any(|c| p.comm.starts_with(c))
+            })
             .map(|p| format!("{} {}", p.pid, p.cmdline))
             .collect();
         ensure!(left.is_empty(), "processes left after reset: {left:?}");
@@ -244,6 +389,8 @@ fn init_single_node() -> Result<()> {
         Ok(())
     })?;
 
-    step("reset -f again", || node.kubeboot_ok(&["reset", "-f"]).map(|_| ()))?;
+    step("reset -f again", || {
+        node.kubeboot_ok(&["reset", "-f"]).map(|_| ())
+    })?;
     node.destroy()
 }
