@@ -13,7 +13,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ROUNDS=${1:-5}
-source "$ROOT/scripts/env.sh"
+set -a; . /var/lib/kubeboot-dev/env; set +a
 KUBEBOOT=${KUBEBOOT_EXE:-$(command -v kubeboot)}
 NODE_SH="$ROOT/scripts/node.sh"
 work=$(mktemp -d)
