@@ -97,7 +97,11 @@ fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
         }
         agent::daemon::stop(l, Duration::from_secs(10))?;
         let stopped = agent::stop_all_pods(l, d.grace)?;
-        say!(d.out, "reset", "Stopped the static Pods ({stopped} processes)");
+        say!(
+            d.out,
+            "reset",
+            "Stopped the static Pods ({stopped} processes)"
+        );
     }
 
     let config_dirs = [l.manifests_dir(), cert_dir];
