@@ -49,8 +49,10 @@ CFG
 echo "== 1. certs: kubeboot init phase certs all vs kubeadm init phase certs all (best of $ROUNDS)"
 # --cert-dir cannot be mixed with --config in kubeadm; put it in the file instead.
 sed -i '/^kind: ClusterConfiguration/a certificatesDir: CERTDIR' "$work/config.yaml"
-kb_certs() { rm -rf "$work/kb-pki"; sed "s#CERTDIR#$work/kb-pki#" "$work/config.yaml" > "$work/kb.yaml"; "$KUBEBOOT" init phase certs all --config "$work/kb.yaml"; }
-ka_certs() { rm -rf "$work/ka-pki"; sed "s#CERTDIR#$work/ka-pki#" "$work/config.yaml" > "$work/ka.yaml"; "$KUBEBOOT_BIN_DIR/kubeadm" init phase certs all --config "$work/ka.yaml"; }
+sed "s#CERTDIR#$work/kb-pki#" "$work/config.yaml" > "$work/kb.yaml"
+sed "s#CERTDIR#$work/ka-pki#" "$work/config.yaml" > "$work/ka.yaml"
+kb_certs() { rm -rf "$work/kb-pki"; "$KUBEBOOT" init phase certs all --config "$work/kb.yaml"; }
+ka_certs() { rm -rf "$work/ka-pki"; "$KUBEBOOT_BIN_DIR/kubeadm" init phase certs all --config "$work/ka.yaml"; }
 kb=$(best_of "$ROUNDS" kb_certs); ka=$(best_of "$ROUNDS" ka_certs)
 echo "kubeboot ${kb}s   kubeadm ${ka}s   kubeboot is $(ratio "$ka" "$kb") faster"
 
@@ -72,7 +74,7 @@ t_manual=$(tail -1 "$work/manual.out")
 echo "kubeboot init ${t_init}s   by hand ${t_manual}s   difference $(python3 -c "print(f'{$t_init - $t_manual:+.2f}s')")"
 
 echo "== 3. agent idle footprint (4 pods running)"
-pid=$(bash "$NODE_SH" exec kb-bench-a -- cat /run/kubeboot/agent.pid)
+pid=$(bash "$NODE_SH" exec kb-bench-a -- cat /run/kubeboot/agent.pid | cut -d' ' -f1)
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 tick=$(getconf CLK_TCK)
 c1=$(awk '{print $14 + $15}' "/proc/$pid/stat"); sleep 20; c2=$(awk '{print $14 + $15}' "/proc/$pid/stat")
