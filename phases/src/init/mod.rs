@@ -1,27 +1,38 @@
 //! `kubeboot init`: the phase tree of the first control-plane node (kubeadm: cmd/init.go and
 //! cmd/phases/init/).
 
+pub mod addons;
 pub mod agent_start;
+pub mod bootstrap_token;
 pub mod control_plane;
 pub mod data;
 pub mod etcd;
 pub mod kubeconfig;
+pub mod kubelet_start;
+pub mod mark_control_plane;
 pub mod preflight;
+pub mod upload_config;
 pub mod wait_control_plane;
 
 use crate::runner::Phase;
 pub use data::InitData;
 
-/// The `init` phase tree, in run order; it reads like `kubeadm init --help`.
+/// The `init` phase tree, in run order; it reads like `kubeadm init --help` (kubeadm 1.20's
+/// order, with agent-start where the kubelet's static pods would start).
 pub fn phases() -> Vec<Phase<InitData>> {
     vec![
         preflight::phase(),
         crate::shared::certs::phase(),
         kubeconfig::phase(),
-        etcd::phase(),
+        kubelet_start::phase(),
         control_plane::phase(),
+        etcd::phase(),
         agent_start::phase(),
         wait_control_plane::phase(),
+        upload_config::phase(),
+        mark_control_plane::phase(),
+        bootstrap_token::phase(),
+        addons::phase(),
     ]
 }
 
