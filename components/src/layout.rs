@@ -86,6 +86,11 @@ impl Layout {
         self.at(names::KUBELET_RUN_DIR)
     }
 
+    /// `/var/lib/kube-proxy`: the agent-run kube-proxy's config and kubeconfig.
+    pub fn kube_proxy_dir(&self) -> PathBuf {
+        self.at(names::KUBE_PROXY_DIR)
+    }
+
     /// `/var/lib/kubeboot`: kubeboot's and its agent's persistent state.
     pub fn state_dir(&self) -> PathBuf {
         self.at(names::KUBEBOOT_STATE_DIR)

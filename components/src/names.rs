@@ -142,3 +142,93 @@ pub const KUBELET_PORT: u16 = 10250;
 /// The environment variable the agent sets on every process it runs, marking it as a pod
 /// container of one agent: `<node-id>/<pod-uid>/<container>`.
 pub const AGENT_MARKER_ENV: &str = "KUBEBOOT_POD";
+
+// ---------------------------------------------------------------------------------------------
+// Addons (kubeadm: app/phases/addons/{dns,proxy}, app/constants)
+// ---------------------------------------------------------------------------------------------
+
+/// The `k8s-app` label addons select their pods by.
+pub const LABEL_K8S_APP: &str = "k8s-app";
+/// The `app` label on the kube-proxy ConfigMap (kubeadm: proxy/manifests.go).
+pub const LABEL_APP: &str = "app";
+/// The node OS label addons select (v1.LabelOSStable).
+pub const LABEL_OS: &str = "kubernetes.io/os";
+/// The `tier` label's value for node components kubeboot runs as static pods (kube-proxy).
+pub const TIER_NODE: &str = "node";
+
+/// KubeProxyConfigMap; also the ServiceAccount (proxy.KubeProxyServiceAccountName), Role,
+/// RoleBinding and DaemonSet name.
+pub const KUBE_PROXY_CONFIGMAP: &str = "kube-proxy";
+/// KubeProxyConfigMapKey: the KubeProxyConfiguration's key in the ConfigMap and its file name
+/// in the kube-proxy directory.
+pub const KUBE_PROXY_CONFIG_KEY: &str = "config.conf";
+/// The kubeconfig's key in the kube-proxy ConfigMap and its file name in the kube-proxy
+/// directory (kubeadm: componentconfigs.kubeproxyKubeConfigFileName's base name).
+pub const KUBE_PROXY_KUBECONFIG_KEY: &str = "kubeconfig.conf";
+/// Where kube-proxy reads its configuration: the DaemonSet mounts the ConfigMap there, and
+/// kubeboot's agent-run kube-proxy reads node-local files there (kubeadm: the DaemonSet's
+/// mountPath and componentconfigs.kubeproxyKubeConfigFileName's directory).
+pub const KUBE_PROXY_DIR: &str = "/var/lib/kube-proxy";
+/// proxy.KubeProxyClusterRoleName, a role the API server's default RBAC creates.
+pub const KUBE_PROXY_CLUSTER_ROLE: &str = "system:node-proxier";
+/// The ClusterRoleBinding kubeadm creates for the kube-proxy ServiceAccount (proxy.go).
+pub const KUBE_PROXY_CLUSTER_ROLE_BINDING: &str = "kubeadm:node-proxier";
+/// The user the default RBAC binds to `system:node-proxier` (rbac bootstrappolicy: user
+/// `system:kube-proxy`); kubeboot's agent-run kube-proxy authenticates as it.
+pub const KUBE_PROXY_USER: &str = "system:kube-proxy";
+/// NodeBootstrapTokenAuthGroup.
+pub const NODE_BOOTSTRAP_TOKEN_AUTH_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+/// ComponentConfigHashAnnotationKey.
+pub const ANNOTATION_COMPONENT_CONFIG_HASH: &str = "kubeadm.kubernetes.io/component-config.hash";
+/// The xtables lock file kube-proxy shares with iptables on the host (kubeadm: proxy/manifests.go).
+pub const XTABLES_LOCK: &str = "/run/xtables.lock";
+/// The kernel modules directory kube-proxy reads (kubeadm: proxy/manifests.go).
+pub const LIB_MODULES: &str = "/lib/modules";
+
+/// The node label saying who runs kube-proxy on a node; kubeboot's agent sets it to
+/// [`KUBE_PROXY_RUNNER_AGENT`] on nodes where it runs kube-proxy as a static pod, and the
+/// kube-proxy DaemonSet's node affinity keeps its pods off those nodes (no kubeadm
+/// equivalent: kubeadm runs kube-proxy only from the DaemonSet).
+pub const LABEL_KUBE_PROXY_RUNNER: &str = "node.kubeboot.io/kube-proxy";
+/// [`LABEL_KUBE_PROXY_RUNNER`]'s value on nodes whose kube-proxy the agent runs.
+pub const KUBE_PROXY_RUNNER_AGENT: &str = "agent";
+
+/// CoreDNSDeploymentName; also its ServiceAccount's name.
+pub const COREDNS: &str = "coredns";
+/// CoreDNSConfigMap.
+pub const COREDNS_CONFIGMAP: &str = "coredns";
+/// The Corefile's key in the CoreDNS ConfigMap.
+pub const COREDNS_COREFILE_KEY: &str = "Corefile";
+/// The ClusterRole and ClusterRoleBinding of CoreDNS (dns/manifests.go).
+pub const COREDNS_CLUSTER_ROLE: &str = "system:coredns";
+/// KubeDNSServiceName: the DNS Service, whatever the DNS addon (also the `k8s-app` label value).
+pub const KUBE_DNS: &str = "kube-dns";
+/// The index of the DNS Service's address in the service subnet (kubeadm: GetDNSIP).
+pub const DNS_SERVICE_IP_INDEX: u32 = 10;
+
+// ---------------------------------------------------------------------------------------------
+// The agent's static pods in the API (no kubeadm equivalent; see agent/src/mirror.rs)
+// ---------------------------------------------------------------------------------------------
+
+/// The kubeconfig the agent publishes its static pods with, in `/etc/kubernetes`.
+pub const KUBEBOOT_AGENT_KUBECONFIG: &str = "kubeboot-agent.conf";
+/// The agent's user name prefix: its client certificate's CN is `kubeboot:agent:<node>`.
+/// Not under `system:`, which Kubernetes reserves for its own users.
+pub const KUBEBOOT_AGENT_USER_PREFIX: &str = "kubeboot:agent:";
+/// The group of every node agent's client certificate (its organization).
+pub const KUBEBOOT_AGENTS_GROUP: &str = "kubeboot:agents";
+/// The ClusterRole that lets an agent publish its static pods (pods and pods/status); a
+/// RoleBinding of the same name in kube-system grants it to [`KUBEBOOT_AGENTS_GROUP`].
+pub const KUBEBOOT_AGENT_CLUSTER_ROLE: &str = "kubeboot:agent";
+/// The schedulerName of the agent's pods in the API: no scheduler serves it, so no scheduler
+/// ever binds them to a node (kube-scheduler: eventhandlers.go responsibleForPod).
+pub const KUBEBOOT_AGENT_SCHEDULER_NAME: &str = "kubeboot-agent";
+/// The `kubernetes.io/config.source` value of the agent's pods (the kubelet writes `file`,
+/// `http` or `api`).
+pub const KUBEBOOT_AGENT_CONFIG_SOURCE: &str = "kubeboot-agent";
+/// The label naming the node whose agent published a pod; each agent lists and deletes only
+/// the pods that carry its own node here.
+pub const LABEL_AGENT_NODE: &str = "kubeboot.io/agent-node";
+/// The annotation with the full node name of the publishing agent (the label value may be a
+/// hash when the node name is longer than a label value may be).
+pub const ANNOTATION_AGENT_NODE: &str = "kubeboot.io/node";

@@ -16,10 +16,19 @@
 //! - [`control_plane`]: kube-apiserver, kube-controller-manager and kube-scheduler pods
 //!   (kubeadm: controlplane/manifests.go).
 //! - [`etcd`]: the local etcd pod (kubeadm: etcd/local.go).
+//! - [`cluster`]: the API objects `init` creates: kubeadm-config, kubelet-config, bootstrap
+//!   tokens, cluster-info and their RBAC (kubeadm: phases/uploadconfig, bootstraptoken).
+//! - [`agent_rbac`]: the ClusterRole and RoleBinding that let the node agents publish their
+//!   static pods to the API.
 //! - [`yaml`]: the one place pods become YAML and back, keys sorted as kubeadm's output.
+//! - [`addons`]: the CoreDNS and kube-proxy objects kubeadm creates through the API
+//!   (kubeadm: phases/addons), and the kube-proxy static pod of kubeboot's agent mode.
 #![warn(missing_docs)]
 
+pub mod addons;
+pub mod agent_rbac;
 pub mod args;
+pub mod cluster;
 pub mod control_plane;
 pub mod etcd;
 pub mod staticpod;

@@ -74,6 +74,143 @@ pub fn sorted(json: &serde_json::Value) -> Value {
     }
 }
 
+/// Renders a plain JSON value as go-yaml v2 writes it in block style (kubeadm marshals
+/// component configs so: sigs.k8s.io/yaml over the Go struct): keys in go-yaml's order,
+/// sequences at their key's indentation, `""` and other strings that would read as another
+/// type double-quoted, strings that cannot be plain single-quoted, multi-line strings as
+/// literal blocks. Used for documents kept as text inside objects (kube-proxy's
+/// `config.conf`), whose bytes, not only values, must match kubeadm's.
+pub fn go_yaml(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    match value {
+        serde_json::Value::Object(map) if !map.is_empty() => emit_mapping(map, 0, &mut out),
+        serde_json::Value::Array(items) if !items.is_empty() => emit_sequence(items, 0, &mut out),
+        scalar => {
+            out.push_str(&go_scalar(scalar, 0));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn emit_mapping(map: &serde_json::Map<String, serde_json::Value>, indent: usize, out: &mut String) {
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort_by(|a, b| go_yaml_key_order(a, b));
+    for key in keys {
+        out.push_str(&" ".repeat(indent));
+        out.push_str(&go_string(key, indent));
+        out.push(':');
+        emit_value(&map[key.as_str()], indent, indent + 2, out);
+    }
+}
+
+fn emit_sequence(items: &[serde_json::Value], indent: usize, out: &mut String) {
+    for item in items {
+        out.push_str(&" ".repeat(indent));
+        out.push('-');
+        match item {
+            serde_json::Value::Object(map) if !map.is_empty() => {
+                // The first key shares the "- " line; go-yaml indents the rest under it.
+                let mut nested = String::new();
+                emit_mapping(map, indent + 2, &mut nested);
+                out.push(' ');
+                out.push_str(&nested[indent + 2..]);
+            }
+            other => emit_value(other, indent, indent + 2, out),
+        }
+    }
+}
+
+/// Writes what follows `key:` or `-`: a scalar on the same line, or a nested block.
+fn emit_value(value: &serde_json::Value, indent: usize, nested: usize, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) if map.is_empty() => out.push_str(" {}\n"),
+        serde_json::Value::Array(items) if items.is_empty() => out.push_str(" []\n"),
+        serde_json::Value::Object(map) => {
+            out.push('\n');
+            emit_mapping(map, nested, out);
+        }
+        serde_json::Value::Array(items) => {
+            out.push('\n');
+            emit_sequence(items, indent, out);
+        }
+        scalar => {
+            out.push(' ');
+            out.push_str(&go_scalar(scalar, nested));
+            out.push('\n');
+        }
+    }
+}
+
+fn go_scalar(value: &serde_json::Value, indent: usize) -> String {
+    match value {
+        serde_json::Value::Null => "null".to_string(),
+        serde_json::Value::Bool(b) => b.to_string(),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => go_string(s, indent),
+        serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+            unreachable!("collections are emitted as blocks")
+        }
+    }
+}
+
+/// A string as go-yaml v2 writes it (yaml.v2 encode.go stringv, emitterc.go select_scalar_style).
+fn go_string(s: &str, indent: usize) -> String {
+    if s.contains('\n') {
+        let chomp = if s.ends_with('\n') { "" } else { "-" };
+        let pad = " ".repeat(indent);
+        let body: String = s
+            .trim_end_matches('\n')
+            .split('\n')
+            .map(|line| {
+                if line.is_empty() {
+                    "\n".to_string()
+                } else {
+                    format!("{pad}{line}\n")
+                }
+            })
+            .collect();
+        return format!("|{chomp}\n{}", body.trim_end_matches('\n'));
+    }
+    if resolves_to_non_string(s) {
+        return serde_json::Value::String(s.to_string()).to_string();
+    }
+    // libyaml's analysis (which yaml_serde shares with go-yaml) decides plain or single quotes.
+    yaml_serde::to_string(&Value::String(s.to_string()))
+        .expect("a string always serializes")
+        .trim_end_matches('\n')
+        .to_string()
+}
+
+/// True when go-yaml would read `s`, written plain, as something other than a string
+/// (yaml.v2 resolve.go: YAML 1.1 booleans, null, numbers), so it must quote it.
+fn resolves_to_non_string(s: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "", "~", "null", "Null", "NULL", "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No",
+        "NO", "true", "True", "TRUE", "false", "False", "FALSE", "on", "On", "ON", "off", "Off",
+        "OFF", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF",
+        ".nan", ".NaN", ".NAN", "<<",
+    ];
+    if WORDS.contains(&s) {
+        return true;
+    }
+    let numeric_hint = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '.'));
+    if !numeric_hint {
+        return false;
+    }
+    let unsigned = s.trim_start_matches(['+', '-']);
+    let hex = unsigned
+        .strip_prefix("0x")
+        .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()));
+    let binary = unsigned
+        .strip_prefix("0b")
+        .is_some_and(|b| !b.is_empty() && b.chars().all(|c| c == '0' || c == '1'));
+    hex || binary || s.parse::<i64>().is_ok() || s.parse::<f64>().is_ok()
+}
+
 /// go-yaml v2's order for string keys (yaml.v2 sorter.go, keyList.Less): letters compare by
 /// code point, a non-letter sorts before a letter, and runs of digits compare as numbers.
 pub fn go_yaml_key_order(a: &str, b: &str) -> Ordering {

@@ -9,6 +9,7 @@
 //! Modules:
 //! - [`runner`]: phases as data, pure selection (`plan`), execution.
 //! - [`out`]: user output (`say!`).
+//! - [`cluster`]: the Kubernetes API behind blocking calls, and the dry-run recorder.
 //! - [`preflight`]: checks with kubeadm's names and `--ignore-preflight-errors`.
 //! - [`health`]: static pod health from their probes, bounded waits.
 //! - [`init`]: the `init` tree; [`shared`]: phases `join --control-plane` will share.
@@ -17,6 +18,7 @@
 //! - [`agent_view`]: the agent's status, as phases quote it.
 
 pub mod agent_view;
+pub mod cluster;
 pub mod dryrun;
 pub mod health;
 pub mod host;

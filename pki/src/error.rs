@@ -249,4 +249,36 @@ pub enum PkiError {
         /// What is wrong, without the secret.
         reason: &'static str,
     },
+    /// Bootstrap token usages that are not `signing` or `authentication`.
+    #[error(
+        "invalid bootstrap token usage string: {invalid}, valid usage options: signing,authentication"
+    )]
+    InvalidTokenUsage {
+        /// The unknown usages, sorted, comma-separated.
+        invalid: String,
+    },
+    /// An extra group of a bootstrap token outside `system:bootstrappers:`.
+    #[error(
+        "bootstrap group {group:?} is invalid (must match \\Asystem:bootstrappers:[a-z0-9:-]{{0,255}}[a-z0-9]\\z)"
+    )]
+    InvalidBootstrapGroup {
+        /// The group as given.
+        group: String,
+    },
+    /// A token time to live that is not a duration.
+    #[error(
+        "invalid token TTL {value:?}: use a duration such as 1s, 2m or 3h, or 0 for a token that never expires"
+    )]
+    InvalidTtl {
+        /// The value as given.
+        value: String,
+    },
+    /// A Secret in kube-system of the bootstrap token type that is not a valid token.
+    #[error("{name:?} is not a valid bootstrap token Secret: {reason}")]
+    InvalidTokenSecret {
+        /// The Secret's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
 }

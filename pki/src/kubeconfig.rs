@@ -22,6 +22,9 @@ pub enum ClientName {
     Fixed(&'static str),
     /// `system:node:<node name>` (kubeadm: NodesUserPrefix + nodeRegistration.name).
     Node,
+    /// A prefix followed by the node name (kubeboot's own per-node users, such as the
+    /// agent's `kubeboot:agent:<node>`).
+    NodePrefixed(&'static str),
 }
 
 /// Which API server URL a kubeconfig points at (kubeadm 1.20: admin and kubelet use the
@@ -57,6 +60,7 @@ impl KubeconfigSpec {
         match self.client {
             ClientName::Fixed(name) => name.to_string(),
             ClientName::Node => format!("{}{node_name}", names::NODES_USER_PREFIX),
+            ClientName::NodePrefixed(prefix) => format!("{prefix}{node_name}"),
         }
     }
 
@@ -114,6 +118,36 @@ pub static KUBECONFIGS: &[KubeconfigSpec] = &[
         server: ServerKind::LocalApiEndpoint,
     },
 ];
+
+/// The node-local kubeconfig of the kube-proxy that kubeboot's agent runs as a static pod,
+/// `/var/lib/kube-proxy/kubeconfig.conf`: a client certificate for `system:kube-proxy`, the
+/// user the API server's default RBAC binds to `system:node-proxier`. Not one of
+/// [`KUBECONFIGS`] (kubeadm's DaemonSet uses its ServiceAccount token instead, and
+/// `kubeadm init phase kubeconfig` has no such file); the `addon/kube-proxy` phase writes it.
+pub static KUBE_PROXY_KUBECONFIG: KubeconfigSpec = KubeconfigSpec {
+    name: "kube-proxy",
+    short: "Generate a kubeconfig file for the kube-proxy the kubeboot agent runs",
+    file_name: names::KUBE_PROXY_KUBECONFIG_KEY,
+    client: ClientName::Fixed(names::KUBE_PROXY_USER),
+    organizations: &[],
+    server: ServerKind::ControlPlaneEndpoint,
+};
+
+/// The kubeconfig of kubeboot's node agent, `/etc/kubernetes/kubeboot-agent.conf`: a client
+/// certificate for `kubeboot:agent:<node>` in the group `kubeboot:agents`, which the
+/// `kubeboot:agent` ClusterRole (bound in kube-system only) lets publish the agent's static
+/// pods as API objects (see the agent's `mirror` module). The node's own `system:node:`
+/// identity cannot: the NodeRestriction admission plugin lets a node create only mirror pods
+/// bound to itself, which the node's kubelet would delete. Not one of [`KUBECONFIGS`]
+/// (kubeadm has no such file); the `kubeconfig/agent` phase writes it.
+pub static KUBEBOOT_AGENT_KUBECONFIG: KubeconfigSpec = KubeconfigSpec {
+    name: "agent",
+    short: "Generate a kubeconfig file for the kubeboot agent to publish its static Pods with",
+    file_name: names::KUBEBOOT_AGENT_KUBECONFIG,
+    client: ClientName::NodePrefixed(names::KUBEBOOT_AGENT_USER_PREFIX),
+    organizations: &[names::KUBEBOOT_AGENTS_GROUP],
+    server: ServerKind::ControlPlaneEndpoint,
+};
 
 /// The spec named `name` (`admin`, `kubelet`, `controller-manager`, `scheduler`).
 pub fn kubeconfig_spec(name: &str) -> Option<&'static KubeconfigSpec> {
@@ -547,6 +581,49 @@ mod tests {
     }
 
     #[test]
+    fn agent_kubeconfig_is_a_per_node_user_in_the_agents_group() {
+        let spec = &KUBEBOOT_AGENT_KUBECONFIG;
+        assert!(KUBECONFIGS.iter().all(|s| s.file_name != spec.file_name));
+        assert_eq!(spec.file_name, "kubeboot-agent.conf");
+        let kc = build_kubeconfig(
+            spec,
+            "node1",
+            "kubernetes",
+            "https://10.0.0.1:6443",
+            &ca(),
+            KeyAlgorithm::EcdsaP256,
+            now(),
+        )
+        .expect("builds");
+        assert_eq!(kc.current_context, "kubeboot:agent:node1@kubernetes");
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let cert_pem = b64
+            .decode(kc.users[0].user.client_certificate_data.as_deref().expect("cert"))
+            .expect("b64");
+        let cert_pem = String::from_utf8(cert_pem).expect("utf8");
+        let blocks = crate::der::pem_blocks(&cert_pem).expect("pem");
+        let (_, cert) = X509Certificate::from_der(&blocks[0].1).expect("der");
+        let cn: Vec<_> = cert
+            .subject()
+            .iter_common_name()
+            .map(|a| a.as_str().expect("str"))
+            .collect();
+        let o: Vec<_> = cert
+            .subject()
+            .iter_organization()
+            .map(|a| a.as_str().expect("str"))
+            .collect();
+        assert_eq!(cn, ["kubeboot:agent:node1"]);
+        assert_eq!(o, ["kubeboot:agents"]);
+        let eku = cert
+            .extended_key_usage()
+            .expect("eku")
+            .expect("present")
+            .value;
+        assert!(eku.client_auth && !eku.server_auth);
+    }
+
+    #[test]
     fn admin_is_system_masters() {
         let kc = build_kubeconfig(
             spec("admin"),
@@ -609,6 +686,23 @@ mod tests {
                 .starts_with("the existing kubeconfig admin.conf is not valid"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn kube_proxy_kubeconfig_is_system_kube_proxy() {
+        let kc = build_kubeconfig(
+            &KUBE_PROXY_KUBECONFIG,
+            "node1",
+            "kubernetes",
+            "https://10.0.0.1:6443",
+            &ca(),
+            KeyAlgorithm::EcdsaP256,
+            now(),
+        )
+        .expect("builds");
+        assert_eq!(kc.current_context, "system:kube-proxy@kubernetes");
+        assert_eq!(kc.users[0].name, "system:kube-proxy");
+        assert!(KUBECONFIGS.iter().all(|s| s.name != "kube-proxy"));
     }
 
     fn ca_other() -> String {

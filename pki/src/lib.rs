@@ -15,7 +15,8 @@
 //! - [`verify`]: [`decide`] whether what is on the node can be reused.
 //! - [`kubeconfig`]: the kubeconfig table [`KUBECONFIGS`], building and checking them.
 //! - [`pin`]: `sha256:` CA public key pins for discovery.
-//! - [`token`]: bootstrap tokens.
+//! - [`token`]: bootstrap tokens, their usages, groups, TTL and Secret data.
+//! - [`jws`]: detached JWS signatures of the `cluster-info` kubeconfig.
 //! - [`info`]: expiry facts for `certs check-expiration`.
 //! - [`error`]: the one error type, [`PkiError`], and [`SanKind`].
 #![warn(missing_docs)]
@@ -25,6 +26,7 @@ mod der;
 pub mod error;
 pub mod info;
 pub mod issue;
+pub mod jws;
 pub mod key;
 pub mod kubeconfig;
 pub mod pin;
@@ -45,5 +47,5 @@ pub use kubeconfig::{
     local_server_url, server_url,
 };
 pub use pin::{CaPin, ca_cert_hash};
-pub use token::BootstrapToken;
+pub use token::{BootstrapToken, TokenSecret};
 pub use verify::{Decision, check_sa_key, decide, decide_sa};

@@ -33,6 +33,10 @@ pub fn phase() -> Phase<InitData> {
             Phase::new(spec.name, spec.short, move |d: &mut InitData| run(d, spec)).flags(FLAGS)
         })
         .collect();
+    // kubeboot's own: the agent's identity for publishing its static pods to the API.
+    let agent = &pki::kubeconfig::KUBEBOOT_AGENT_KUBECONFIG;
+    p.children
+        .push(Phase::new(agent.name, agent.short, move |d: &mut InitData| run(d, agent)).flags(FLAGS));
     p
 }
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::init::data::InitData;
-use crate::preflight::{self, Check, Finding};
+use crate::preflight::{self, Check};
 use crate::say;
 
 /// The `preflight` phase.
@@ -24,7 +24,19 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
     say!(d.out, "preflight", "Running pre-flight checks");
     let checks = checks(d);
     let findings = preflight::run_checks(&checks);
-    preflight::report(&d.out, &findings, &d.ignore_preflight_errors)?;
+    if let Err(e) = preflight::report(&d.out, &findings, &d.ignore_preflight_errors) {
+        let initialized = findings.iter().any(|f| {
+            f.error.is_some()
+                && f.name
+                    .starts_with("FileAvailable--etc-kubernetes-manifests")
+        });
+        if initialized {
+            anyhow::bail!(
+                "{e}\n[preflight] This node already has a control plane from an earlier init; run \"kubeboot reset -f\" to start over"
+            );
+        }
+        return Err(e);
+    }
     say!(
         d.out,
         "preflight",
@@ -83,9 +95,4 @@ fn checks(d: &InitData) -> Vec<Check> {
         &d.bin_dirs,
     ));
     checks
-}
-
-/// A finding that makes `init` stop unless ignored.
-pub fn is_fatal(f: &Finding) -> bool {
-    f.error.is_some()
 }
