@@ -46,6 +46,7 @@ readonly NODE_DIRS=(
   var-log-containers:/var/log/containers
   var-log-kubeboot:/var/log/kubeboot
   var-lib-kubelet:/var/lib/kubelet
+  var-lib-kube-proxy:/var/lib/kube-proxy
   run-netns:/run/netns
   run-kubernetes:/run/kubernetes
   etc-cni-net.d:/etc/cni/net.d

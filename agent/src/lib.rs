@@ -8,8 +8,8 @@
 //! SIGTERM, the grace period, then SIGKILL, writes their output as CRI logs under
 //! `/var/log/pods`, and answers status requests on a unix socket.
 //!
-//! It never talks to the Kubernetes API (no mirror pods yet) and never stops pods when it
-//! exits itself.
+//! It publishes its pods to the Kubernetes API ([`mirror`]) once its kubeconfig exists, and
+//! never stops pods when it exits itself.
 //!
 //! Modules:
 //! - [`host`]: side-effect primitives shared with the phases (files, processes).
@@ -20,13 +20,23 @@
 //! - [`shim`]: the per-container supervisor process (`kubeboot agent shim`).
 //! - [`probe`]: running probes.
 //! - [`logs`]: the CRI log format.
+//! - [`mirror`]: the agent's pods as Pods in the API (the design is there).
 //! - [`state`]: the agent's records on disk.
 //! - [`status`]: the status served on the socket, and its client.
 //! - [`daemon`]: detached start/stop, stopping every pod (reset), the systemd unit.
+//! - [`cni`]: kubeboot's bridge CNI configuration, the plugins it needs, running a plugin.
+//! - [`node_network`]: `--pod-network bridge`: the CNI configuration once the node's podCIDR
+//!   is known, and routes to the other nodes' pods.
+//! - [`node_cleanup`]: what `kubeboot reset` needs to stop CRI containers and their network
+//!   namespaces.
 
+pub mod cni;
 pub mod daemon;
 pub mod host;
 pub mod logs;
+pub mod mirror;
+pub mod node_cleanup;
+pub mod node_network;
 pub mod pod;
 pub mod probe;
 pub mod runtime;
@@ -37,6 +47,7 @@ mod supervisor;
 pub mod watch;
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -72,6 +83,16 @@ pub struct AgentConfig {
     pub shim_args_prefix: Vec<String>,
     /// How often the manifest directory is re-read without an inotify event.
     pub resync: Duration,
+    /// The kubeconfig the pods are published to the API with
+    /// (`/etc/kubernetes/kubeboot-agent.conf`); None never publishes them. The agent waits
+    /// for the file to exist. Publishing also needs [`AgentConfig::node_name`].
+    pub kubeconfig: Option<PathBuf>,
+    /// The node's address for the pods' hostIP (and podIP of hostNetwork pods); None resolves
+    /// the node name, as the kubelet does without --node-ip.
+    pub node_ip: Option<IpAddr>,
+    /// `--pod-network bridge`: the pod network loop ([`node_network`]); None leaves the pod
+    /// network to the user.
+    pub pod_network: Option<node_network::NodeNetworkConfig>,
 }
 
 impl AgentConfig {
@@ -88,7 +109,22 @@ impl AgentConfig {
             shim_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
             shim_args_prefix: vec!["agent".into(), "shim".into()],
             resync: Duration::from_secs(5),
+            kubeconfig: Some(layout.kubeconfig(components::names::KUBEBOOT_AGENT_KUBECONFIG)),
+            node_ip: None,
+            pod_network: None,
         }
+    }
+
+    /// Turns on `--pod-network bridge` for `node_name`, with the kubelet's credentials and
+    /// the node's CNI directories from `layout`.
+    pub fn with_bridge_network(mut self, layout: &Layout, node_name: &str) -> Self {
+        self.pod_network = Some(node_network::NodeNetworkConfig {
+            node_name: node_name.to_string(),
+            kubeconfig: layout.kubeconfig(components::names::KUBELET_KUBECONFIG),
+            cni_conf_dir: layout.node_path(components::names::CNI_CONF_DIR),
+            cni_plugin_dirs: cni::default_plugin_dirs(),
+        });
+        self
     }
 
     /// The status socket, `<run_dir>/agent.sock`.

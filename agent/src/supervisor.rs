@@ -75,6 +75,16 @@ pub(crate) async fn run(
     });
 
     let server = tokio::spawn(serve(listener, shared.clone()));
+    let mirror = match (&shared.cfg.kubeconfig, &shared.cfg.node_name) {
+        (Some(kubeconfig), Some(node)) => Some(tokio::spawn(
+            crate::mirror::run(shared.clone(), kubeconfig.clone(), node.clone())
+                .instrument(info_span!("mirror")),
+        )),
+        _ => None,
+    };
+    let network = shared.cfg.pod_network.clone().map(|n| {
+        tokio::spawn(crate::node_network::run(n).instrument(info_span!("pod-network")))
+    });
     let mut watcher = ManifestWatcher::new(&shared.cfg.manifest_dir, shared.cfg.node_name.clone());
     let mut observed: BTreeMap<String, PodHandle> = BTreeMap::new();
 
@@ -115,6 +125,12 @@ pub(crate) async fn run(
     }
     info!("agent stopping; pods keep running and will be adopted by the next agent");
     server.abort();
+    if let Some(m) = mirror {
+        m.abort();
+    }
+    if let Some(n) = network {
+        n.abort();
+    }
     for h in observed.values() {
         for (_, task) in &h.containers {
             task.abort();
@@ -319,7 +335,7 @@ fn phase(policy: RestartPolicy, containers: &[ContainerStatus]) -> String {
     p.to_string()
 }
 
-fn snapshot(shared: &Shared) -> AgentStatus {
+pub(crate) fn snapshot(shared: &Shared) -> AgentStatus {
     let now = SystemTime::now();
     let board = shared.board.lock();
     let (mut pods, errors) = match &board {

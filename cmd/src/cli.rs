@@ -42,6 +42,8 @@ pub enum Commands {
     Version(VersionArgs),
     /// Manage configuration for a kubeboot cluster
     Config(ConfigArgs),
+    /// Manage bootstrap tokens
+    Token(crate::token::TokenArgs),
     /// Output shell completion code for the specified shell (bash, zsh, fish)
     Completion(CompletionArgs),
 }

@@ -126,6 +126,7 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
         exe: std::env::current_exe().context("could not find the kubeboot executable")?,
         now: SystemTime::now(),
         host_paths,
+        api: None,
     };
     if args.dry_run {
         data.out.say(

@@ -8,6 +8,7 @@ mod config_cmd;
 mod init;
 mod logging;
 mod reset;
+mod token;
 mod version;
 
 use std::process::ExitCode;
@@ -52,6 +53,7 @@ fn run(matches: &clap::ArgMatches) -> anyhow::Result<()> {
         cli::Commands::Agent(args) => agent_cmd::run(args),
         cli::Commands::Version(args) => version::run(args),
         cli::Commands::Config(args) => config_cmd::run(args),
+        cli::Commands::Token(args) => token::run(args),
         cli::Commands::Completion(args) => {
             let mut cmd = cli::command();
             clap_complete::generate(args.shell, &mut cmd, "kubeboot", &mut std::io::stdout());

@@ -5,6 +5,14 @@
 //! with kubeadm's `imageRepository`) runs `kube-apiserver`, whose `--version` must be exactly
 //! v1.20.2; `k8s.gcr.io/etcd:3.4.13-0` runs `etcd` of the same major.minor (distributions
 //! ship their own patch release, e.g. Debian's 3.4.23).
+//!
+//! The node's own system components have images too, so that they can be static pods of the
+//! agent like the control plane:
+//! - `k8s.gcr.io/kubelet:v1.20.2` (kubeadm's image naming; upstream publishes no kubelet
+//!   image) runs the `kubelet` binary of exactly that version;
+//! - `kubeboot.local/containerd:1.6.20` (a kubeboot-defined name: containerd comes from the
+//!   distribution, never from an image) runs the `containerd` binary of the same
+//!   major.minor, the tag being the version `init` found installed.
 
 use std::fmt;
 
@@ -132,7 +140,8 @@ pub enum VersionPolicy {
     /// one): Kubernetes components, whose flags change between patch releases.
     Exact(Version),
     /// Major and minor must equal the tag's: etcd, whose image tag (`3.4.13-0`) carries an
-    /// image revision and whose distributions ship their own patch release.
+    /// image revision and whose distributions ship their own patch release, and containerd,
+    /// which distributions patch on their own schedule.
     SameMinor(Version),
 }
 
@@ -166,13 +175,29 @@ pub struct ImageBinary {
     pub policy: VersionPolicy,
 }
 
-/// The images the process runtime knows, by image name, with their version policy.
+/// The registry of the images kubeboot defines for host software that has no upstream image.
+pub const KUBEBOOT_IMAGE_REGISTRY: &str = "kubeboot.local";
+/// The binary (and image name) of containerd.
+pub const CONTAINERD: &str = "containerd";
+
+/// The image of the installed containerd of `version` (kubeboot-defined, see the module docs).
+pub fn containerd_image(version: &Version) -> String {
+    format!(
+        "{KUBEBOOT_IMAGE_REGISTRY}/{CONTAINERD}:{}.{}.{}",
+        version.major, version.minor, version.patch
+    )
+}
+
+/// The images the process runtime knows, by image name, and whether they want the exact
+/// version (else the same major.minor).
 const KNOWN: &[(&str, bool)] = &[
     (names::KUBE_APISERVER, true),
     (names::KUBE_CONTROLLER_MANAGER, true),
     (names::KUBE_SCHEDULER, true),
     (names::KUBE_PROXY, true),
+    (names::KUBELET, true),
     (names::ETCD, false),
+    (CONTAINERD, false),
 ];
 
 /// Architecture suffixes of the pre-1.12 image names (`kube-apiserver-amd64`).
@@ -291,6 +316,25 @@ mod tests {
         );
         assert!(!b.policy.accepts(&v(3, 5, 0)));
         assert_eq!(b.policy.wanted(), "v3.4.x");
+    }
+
+    #[test]
+    fn node_components_map_to_their_binaries() {
+        let b = binary_for_image("k8s.gcr.io/kubelet:v1.20.2")
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.binary, "kubelet");
+        assert_eq!(b.policy, VersionPolicy::Exact(v(1, 20, 2)));
+        let image = containerd_image(&v(1, 6, 20));
+        assert_eq!(image, "kubeboot.local/containerd:1.6.20");
+        let b = binary_for_image(&image).unwrap().unwrap();
+        assert_eq!(b.binary, "containerd");
+        let found = Version::find_in(
+            "containerd github.com/containerd/containerd 1.6.24~ds1 1.6.24~ds1-1+deb12u3\n",
+        )
+        .unwrap();
+        assert!(b.policy.accepts(&found));
+        assert!(!b.policy.accepts(&v(1, 7, 0)));
     }
 
     #[test]

@@ -232,3 +232,32 @@ pub const LABEL_AGENT_NODE: &str = "kubeboot.io/agent-node";
 /// The annotation with the full node name of the publishing agent (the label value may be a
 /// hash when the node name is longer than a label value may be).
 pub const ANNOTATION_AGENT_NODE: &str = "kubeboot.io/node";
+
+/// CACertName.
+pub const CA_CERT_NAME: &str = "ca.crt";
+/// KubeletConfigurationFileName (inside [`KUBELET_RUN_DIR`]).
+pub const KUBELET_CONFIG_FILE: &str = "config.yaml";
+/// KubeletEnvFileName (inside [`KUBELET_RUN_DIR`]).
+pub const KUBELET_ENV_FILE: &str = "kubeadm-flags.env";
+/// KubeletEnvFileVariableName.
+pub const KUBELET_ENV_VARIABLE: &str = "KUBELET_KUBEADM_ARGS";
+/// DefaultContainerdCRISocket (kubeadm: constants_unix.go, as a path).
+pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+/// containerd's own configuration file (containerd: defaults.DefaultConfigPath).
+pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
+/// The containerd configuration kubeboot writes when the user has none (no kubeadm
+/// equivalent: kubeadm expects containerd installed and configured).
+pub const KUBEBOOT_CONTAINERD_CONFIG: &str = "/etc/kubeboot/containerd.toml";
+/// The CNI configuration directory (libcni's DefaultNetDir).
+pub const CNI_CONF_DIR: &str = "/etc/cni/net.d";
+/// Where CNI plugin binaries are looked up, in order (Debian's package, then upstream's).
+pub const CNI_BIN_DIRS: [&str; 2] = ["/usr/lib/cni", "/opt/cni/bin"];
+/// CNI plugins' state (host-local IPAM leases: libcni's default data dir).
+pub const CNI_STATE_DIR: &str = "/var/lib/cni";
+/// The network configuration kubeboot writes for `--pod-network bridge` (no kubeadm
+/// equivalent).
+pub const KUBEBOOT_CNI_CONFLIST: &str = "10-kubeboot.conflist";
+/// The name of kubeboot's CNI network and its Linux bridge.
+pub const KUBEBOOT_CNI_NETWORK: &str = "kubeboot";
+/// The Linux bridge kubeboot's CNI network uses.
+pub const KUBEBOOT_CNI_BRIDGE: &str = "kbr0";

@@ -56,7 +56,8 @@ impl Version {
                     .next()
                     .is_some_and(|c| c == 'v' || c.is_ascii_digit())
             })
-            .find_map(|t| t.parse().ok())
+            // Debian's `1.6.20~ds1`: the upstream version before the packaging suffix.
+            .find_map(|t| t.split('~').next().and_then(|t| t.parse().ok()))
     }
 }
 

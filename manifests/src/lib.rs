@@ -20,6 +20,9 @@
 //!   tokens, cluster-info and their RBAC (kubeadm: phases/uploadconfig, bootstraptoken).
 //! - [`agent_rbac`]: the ClusterRole and RoleBinding that let the node agents publish their
 //!   static pods to the API.
+//! - [`containerd`]: containerd as an agent static pod and kubeboot's configuration for it.
+//! - [`kubelet`]: the kubelet's KubeletConfiguration, `kubeadm-flags.env` and its static pod
+//!   in agent mode (kubeadm: componentconfigs/kubelet.go, phases/kubelet/flags.go).
 //! - [`yaml`]: the one place pods become YAML and back, keys sorted as kubeadm's output.
 //! - [`addons`]: the CoreDNS and kube-proxy objects kubeadm creates through the API
 //!   (kubeadm: phases/addons), and the kube-proxy static pod of kubeboot's agent mode.
@@ -29,8 +32,10 @@ pub mod addons;
 pub mod agent_rbac;
 pub mod args;
 pub mod cluster;
+pub mod containerd;
 pub mod control_plane;
 pub mod etcd;
+pub mod kubelet;
 pub mod staticpod;
 pub mod volumes;
 pub mod yaml;

@@ -14,6 +14,7 @@
 //! - [`health`]: static pod health from their probes, bounded waits.
 //! - [`init`]: the `init` tree; [`shared`]: phases `join --control-plane` will share.
 //! - [`reset`]: `kubeboot reset`.
+//! - [`token`]: bootstrap tokens on the cluster (`init`'s and `kubeboot token`'s).
 //! - [`dryrun`]: what `--dry-run` prints.
 //! - [`agent_view`]: the agent's status, as phases quote it.
 
@@ -28,3 +29,4 @@ pub mod preflight;
 pub mod reset;
 pub mod runner;
 pub mod shared;
+pub mod token;

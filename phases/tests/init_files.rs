@@ -39,6 +39,7 @@ fn data(root: &Path) -> InitData {
         bin_dirs: vec![],
         exe: "/usr/local/bin/kubeboot".into(),
         now: SystemTime::now(),
+        api: None,
     }
 }
 

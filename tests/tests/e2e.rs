@@ -12,6 +12,10 @@
 //! One module per scenario; scenarios use `tests::step` for named steps and
 //! `tests::Node::allocate` for nodes that never collide with parallel tests.
 
+#[path = "e2e/addons.rs"]
+mod addons;
+#[path = "e2e/cluster_objects.rs"]
+mod cluster_objects;
 #[path = "e2e/harness_node_isolation.rs"]
 mod harness_node_isolation;
 #[path = "e2e/init_bad_input.rs"]

@@ -175,6 +175,8 @@ pub fn new_session() -> io::Result<()> {
 /// What /proc says about one process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcStat {
+    /// Parent process id (field 4).
+    pub ppid: u32,
     /// Process group id (field 5).
     pub pgid: u32,
     /// Session id (field 6).
@@ -203,6 +205,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     Some(ProcStat {
         state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
         pgid: f.get(2)?.parse().ok()?,
         session: f.get(3)?.parse().ok()?,
         start_time: f.get(19)?.parse().ok()?,

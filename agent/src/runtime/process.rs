@@ -153,7 +153,7 @@ impl ProcessRuntime {
                 return Err(StartError::new(
                     "UnknownImage",
                     format!(
-                        "image {:?} names no host binary: the process runtime runs only the kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy and etcd images",
+                        "image {:?} names no host binary: the process runtime runs only the kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubelet, etcd and containerd images",
                         c.image
                     ),
                 ));

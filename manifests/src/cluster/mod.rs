@@ -2,7 +2,8 @@
 //! creates them: the `kubeadm-config` and `kubelet-config-1.20` ConfigMaps with their RBAC
 //! (kubeadm: phases/uploadconfig, phases/kubelet/config.go), bootstrap-token Secrets and the
 //! bootstrappers' RBAC (phases/bootstraptoken/node), and `kube-public/cluster-info` with the
-//! anonymous Role that exposes it (phases/bootstraptoken/clusterinfo).
+//! anonymous Role that exposes it (phases/bootstraptoken/clusterinfo), and the labels,
+//! taints and annotation of the control-plane Node (phases/markcontrolplane).
 //!
 //! Pure builders: values in, k8s-openapi objects out; phases send them through
 //! `phases::cluster`.
@@ -11,6 +12,7 @@ pub mod bootstrap_token;
 pub mod cluster_info;
 pub mod kubeadm_config;
 pub mod kubelet_config;
+pub mod node;
 pub mod rbac;
 
 pub use bootstrap_token::{
@@ -22,6 +24,9 @@ pub use kubeadm_config::{
     nodes_kubeadm_config_rbac,
 };
 pub use kubelet_config::{kubelet_config_map, kubelet_config_map_name, kubelet_config_rbac};
+pub use node::{
+    control_plane_labels, default_control_plane_taints, mark_control_plane_patch, taint_string,
+};
 
 use std::collections::BTreeMap;
 

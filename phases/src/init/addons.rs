@@ -7,7 +7,7 @@ use anyhow::Context;
 use components::catalogue::{self, Component};
 use components::names;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Service};
 use manifests::addons::{self, kube_proxy};
 use pki::{Decision, Issuer};
 
@@ -66,22 +66,16 @@ pub fn phase() -> Phase<InitData> {
     )
 }
 
-/// The API client of the addon phases: admin.conf's, or the recorder in dry-run.
-fn cluster(d: &InitData) -> anyhow::Result<Cluster> {
-    if d.dry_run {
-        return Ok(Cluster::recording(d.out.clone()));
-    }
-    Cluster::from_kubeconfig(&d.layout.kubeconfig(names::ADMIN_KUBECONFIG))
-}
-
 fn run_coredns(d: &mut InitData) -> anyhow::Result<()> {
-    let cluster = cluster(d)?;
-    coredns(d, &cluster)
+    d.cluster()?;
+    let d: &InitData = d;
+    coredns(d, d.api.as_ref().expect("created by InitData::cluster"))
 }
 
 fn run_kube_proxy(d: &mut InitData) -> anyhow::Result<()> {
-    let cluster = cluster(d)?;
-    kube_proxy(d, &cluster)
+    d.cluster()?;
+    let d: &InitData = d;
+    kube_proxy(d, d.api.as_ref().expect("created by InitData::cluster"))
 }
 
 /// kubeadm: dns.EnsureDNSAddon with CoreDNS.
@@ -90,9 +84,14 @@ fn coredns(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
     let deployed = cluster
         .get::<Deployment>(Some(names::KUBE_SYSTEM), names::COREDNS)?
         .and_then(|dep| dep.spec.replicas);
+    let existing_service = cluster.get::<Service>(Some(names::KUBE_SYSTEM), names::KUBE_DNS)?;
 
     // Decide.
     let addon = addons::coredns_addon(&d.cfg, deployed)?;
+    let service_differs = match &existing_service {
+        None => true,
+        Some(live) => service_differences(&addon.service, live).is_some(),
+    };
 
     // Act, in kubeadm's order. The ConfigMap is the user's to edit: kept if it exists.
     cluster.create_or_retain(&addon.config_map)?;
@@ -100,7 +99,18 @@ fn coredns(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
     cluster.create_or_update(&addon.cluster_role_binding)?;
     cluster.create_or_update(&addon.service_account)?;
     cluster.create_or_update(&addon.deployment)?;
-    cluster.create_or_update(&addon.service)?;
+    if service_differs {
+        // kubeadm (createDNSService) tolerates "IP already allocated" on the create and then
+        // updates; the facade's create_or_update replaces only after "already exists", which
+        // the API server never answers for a Service whose clusterIP is taken, so a kube-dns
+        // Service that already has kubeadm's fields is left as it is.
+        cluster
+            .create_or_update(&addon.service)
+            .with_context(|| match existing_service.as_ref().and_then(|live| service_differences(&addon.service, live)) {
+                Some(what) => format!("the existing Service kube-system/kube-dns differs from kubeadm's in {what}"),
+                None => "the DNS Service".to_string(),
+            })?;
+    }
 
     // Say.
     say!(d.out, "addons", "Applied essential addon: CoreDNS");
@@ -115,6 +125,27 @@ fn coredns(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
         "CoreDNS needs the image {image} on the node; its Pods stay Pending until it is there"
     );
     Ok(())
+}
+
+/// The first field kubeadm's template sets in which `live` differs from `want`, if any.
+fn service_differences(want: &Service, live: &Service) -> Option<&'static str> {
+    let (w, l) = (want.spec.as_ref(), live.spec.as_ref());
+    if w.and_then(|s| s.cluster_ip.as_ref()) != l.and_then(|s| s.cluster_ip.as_ref()) {
+        return Some("spec.clusterIP");
+    }
+    if w.and_then(|s| s.ports.as_ref()) != l.and_then(|s| s.ports.as_ref()) {
+        return Some("spec.ports");
+    }
+    if w.and_then(|s| s.selector.as_ref()) != l.and_then(|s| s.selector.as_ref()) {
+        return Some("spec.selector");
+    }
+    if want.metadata.labels != live.metadata.labels {
+        return Some("metadata.labels");
+    }
+    if want.metadata.annotations != live.metadata.annotations {
+        return Some("metadata.annotations");
+    }
+    None
 }
 
 fn image_repository(d: &InitData) -> String {
@@ -226,6 +257,113 @@ fn kube_proxy(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::init::data::tests::test_data;
+    use crate::out::Out;
+
+    fn recorded_objects(cluster: &Cluster) -> Vec<String> {
+        cluster
+            .recorded()
+            .into_iter()
+            .map(|r| format!("{} {} {}", r.verb, r.resource, r.name.unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn kube_proxy_applies_kubeadms_objects_and_writes_the_node_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = test_data(dir.path());
+        d.cfg.cluster.networking.pod_subnet = Some("10.244.0.0/16".parse().expect("cidr"));
+        crate::init::run(&mut d, &["certs".to_string()]).expect("certs");
+        let cluster = Cluster::recording(Out::capture());
+        kube_proxy(&d, &cluster).expect("kube-proxy");
+        let creates: Vec<String> = recorded_objects(&cluster)
+            .into_iter()
+            .filter(|r| r.starts_with("CREATE"))
+            .collect();
+        assert_eq!(
+            creates,
+            [
+                "CREATE serviceaccounts ",
+                "CREATE configmaps ",
+                "CREATE daemonsets ",
+                "CREATE clusterrolebindings ",
+                "CREATE roles ",
+                "CREATE rolebindings ",
+            ]
+        );
+        let root = dir.path();
+        let conf = std::fs::read_to_string(root.join("var/lib/kube-proxy/config.conf"))
+            .expect("config.conf");
+        assert!(
+            conf.contains(&format!(
+                "kubeconfig: {}/var/lib/kube-proxy/kubeconfig.conf",
+                root.display()
+            )),
+            "{conf}"
+        );
+        let kubeconfig = std::fs::read_to_string(root.join("var/lib/kube-proxy/kubeconfig.conf"))
+            .expect("kubeconfig.conf");
+        assert!(kubeconfig.contains("system:kube-proxy@kubernetes"), "{kubeconfig}");
+        let pod = std::fs::read_to_string(root.join("etc/kubernetes/manifests/kube-proxy.yaml"))
+            .expect("manifest");
+        assert!(pod.contains("--hostname-override=node1"), "{pod}");
+        assert!(
+            d.out
+                .captured()
+                .contains("[addons] Applied essential addon: kube-proxy\n")
+        );
+
+        // Again: same files, the kubeconfig reused, not re-signed.
+        kube_proxy(&d, &Cluster::recording(Out::capture())).expect("again");
+        let again = std::fs::read_to_string(root.join("var/lib/kube-proxy/kubeconfig.conf"))
+            .expect("kubeconfig.conf");
+        assert_eq!(again, kubeconfig);
+    }
+
+    #[test]
+    fn an_existing_kube_dns_service_with_kubeadms_fields_is_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = test_data(dir.path());
+        let mut live = addons::coredns_addon(&d.cfg, None).expect("builds").service;
+        live.metadata.resource_version = Some("42".into());
+        live.spec.as_mut().expect("spec").type_ = Some("ClusterIP".into());
+        let cluster = Cluster::recording(Out::capture())
+            .with_objects([serde_json::to_value(&live).expect("json")]);
+        coredns(&d, &cluster).expect("coredns");
+        assert!(
+            !recorded_objects(&cluster)
+                .iter()
+                .any(|r| r.starts_with("CREATE services") || r.starts_with("UPDATE services")),
+            "{:?}",
+            recorded_objects(&cluster)
+        );
+    }
+
+    #[test]
+    fn coredns_applies_kubeadms_objects_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = test_data(dir.path());
+        let cluster = Cluster::recording(Out::capture());
+        coredns(&d, &cluster).expect("coredns");
+        let writes: Vec<String> = recorded_objects(&cluster)
+            .into_iter()
+            .filter(|r| !r.starts_with("GET"))
+            .collect();
+        assert_eq!(
+            writes,
+            [
+                "CREATE configmaps ",
+                "CREATE clusterroles ",
+                "CREATE clusterrolebindings ",
+                "CREATE serviceaccounts ",
+                "CREATE deployments ",
+                "CREATE services ",
+            ]
+        );
+        let out = d.out.captured();
+        assert!(out.contains("[addons] Applied essential addon: CoreDNS\n"), "{out}");
+        assert!(out.contains("k8s.gcr.io/coredns:1.7.0"), "{out}");
+    }
 
     #[test]
     fn sub_phases_are_kubeadms() {

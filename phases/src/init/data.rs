@@ -8,6 +8,7 @@ use agent::host::fs::Fs;
 use components::Layout;
 use components::config::InitConfig;
 
+use crate::cluster::Cluster;
 use crate::out::Out;
 
 /// What every `init` phase reads and works through.
@@ -32,9 +33,51 @@ pub struct InitData {
     pub now: SystemTime,
     /// Host facts the manifests depend on (extra CA directories, external CA).
     pub host_paths: manifests::HostPaths,
+    /// The API, created on first use by [`InitData::cluster`]; `None` until then (tests may
+    /// put a `Cluster::recording` here).
+    pub api: Option<Cluster>,
 }
 
 impl InitData {
+    /// The cluster API phases talk to, created on first use: the API server named in
+    /// admin.conf with its credentials, or the dry-run recorder (kubeadm: initData.Client).
+    ///
+    /// # Errors
+    /// admin.conf cannot be read or is not usable.
+    pub fn cluster(&mut self) -> anyhow::Result<&Cluster> {
+        if self.api.is_none() {
+            let cluster = if self.dry_run {
+                Cluster::recording(self.out.clone())
+            } else {
+                let admin = self.layout.kubeconfig(components::names::ADMIN_KUBECONFIG);
+                Cluster::from_kubeconfig(&self.fs.resolve(&admin))?
+            };
+            self.api = Some(cluster);
+        }
+        Ok(self.api.as_ref().expect("set above"))
+    }
+
+    /// The bootstrap tokens of this init, generating the ones the configuration leaves
+    /// empty (once: the phase and the closing text print the same token, as kubeadm
+    /// generates them when it loads the configuration).
+    ///
+    /// # Errors
+    /// A configured token is malformed.
+    pub fn tokens(&mut self) -> anyhow::Result<Vec<pki::BootstrapToken>> {
+        self.cfg
+            .bootstrap_tokens
+            .iter_mut()
+            .map(|t| {
+                let token = match &t.token {
+                    Some(s) => pki::BootstrapToken::parse(s)?,
+                    None => pki::BootstrapToken::generate(),
+                };
+                t.token = Some(token.to_string());
+                Ok(token)
+            })
+            .collect()
+    }
+
     /// The certificate directory as the node sees it, mapped into the layout.
     pub fn cert_dir(&self) -> PathBuf {
         self.layout.node_path(&self.cfg.cluster.certificates_dir)
@@ -46,6 +89,46 @@ impl InitData {
         match ep.advertise_address {
             std::net::IpAddr::V4(a) => format!("https://{a}:{}", ep.bind_port),
             std::net::IpAddr::V6(a) => format!("https://[{a}]:{}", ep.bind_port),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::path::Path;
+
+    use components::config::{HostFacts, InitFlags, resolve_init};
+
+    use super::*;
+
+    /// Run data for a node `node1` at 10.123.0.2 running v1.20.2, rooted in `root`.
+    pub(crate) fn test_data(root: &Path) -> InitData {
+        let flags = InitFlags {
+            apiserver_advertise_address: Some("10.123.0.2".into()),
+            kubernetes_version: Some("v1.20.2".into()),
+            node_name: Some("node1".into()),
+            ..Default::default()
+        };
+        let host = HostFacts {
+            hostname: "node1".into(),
+            default_address: None,
+            local_addresses: vec![],
+            detected_version: None,
+        };
+        let cfg = resolve_init(&flags, &host).expect("valid config");
+        let layout = Layout::under(root);
+        InitData {
+            ignore_preflight_errors: vec![],
+            cfg,
+            host_paths: manifests::HostPaths::detect(&layout, |_| false),
+            layout,
+            fs: Fs::real(),
+            out: Out::capture(),
+            dry_run: false,
+            bin_dirs: vec![],
+            exe: "/usr/local/bin/kubeboot".into(),
+            now: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+            api: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! cmd/phases/init/).
 
 pub mod addons;
+pub mod agent_rbac;
 pub mod agent_start;
 pub mod bootstrap_token;
 pub mod control_plane;
@@ -13,6 +14,8 @@ pub mod mark_control_plane;
 pub mod preflight;
 pub mod upload_config;
 pub mod wait_control_plane;
+
+use anyhow::Context;
 
 use crate::runner::Phase;
 pub use data::InitData;
@@ -29,6 +32,7 @@ pub fn phases() -> Vec<Phase<InitData>> {
         etcd::phase(),
         agent_start::phase(),
         wait_control_plane::phase(),
+        agent_rbac::phase(),
         upload_config::phase(),
         mark_control_plane::phase(),
         bootstrap_token::phase(),
@@ -48,12 +52,14 @@ pub fn run(data: &mut InitData, only: &[String]) -> anyhow::Result<()> {
         crate::dryrun::print_written(&data.out, &data.fs)?;
     }
     if only.is_empty() {
-        closing_text(data);
+        closing_text(data)?;
     }
     Ok(())
 }
 
-fn closing_text(d: &InitData) {
+/// kubeadm's closing text (cmd/init.go, initDoneTempl) with kubeboot's join commands.
+fn closing_text(d: &mut InitData) -> anyhow::Result<()> {
+    let join = join_commands(d)?;
     let admin = d.layout.kubeconfig(components::names::ADMIN_KUBECONFIG);
     let out = &d.out;
     out.line("");
@@ -75,4 +81,47 @@ fn closing_text(d: &InitData) {
     out.line("The control plane runs as static Pods under the kubeboot agent; check them with:");
     out.line("");
     out.line("  kubeboot agent status");
+    out.line("");
+    out.line("You should now deploy a pod network to the cluster.");
+    out.line("Run \"kubectl apply -f [podnetwork].yaml\" with one of the options listed at:");
+    out.line("  https://kubernetes.io/docs/concepts/cluster-administration/addons/");
+    out.line("");
+    let Some((worker, control_plane)) = join else {
+        return Ok(());
+    };
+    if let Some(cp) = control_plane {
+        out.line("You can now join any number of control-plane nodes by copying certificate authorities");
+        out.line("and service account keys on each node and then running the following as root:");
+        out.line("");
+        out.line(&format!("  {cp}"));
+        out.line("");
+    }
+    out.line("Then you can join any number of worker nodes by running the following on each as root:");
+    out.line("");
+    out.line(&worker);
+    Ok(())
+}
+
+/// The worker join command and, with a control-plane endpoint, the control-plane one, laid
+/// out as kubeadm's template lays them out; `None` when admin.conf or a token is missing
+/// (a partial init).
+fn join_commands(d: &mut InitData) -> anyhow::Result<Option<(String, Option<String>)>> {
+    let admin = d.layout.kubeconfig(components::names::ADMIN_KUBECONFIG);
+    let Some(admin_yaml) = d.fs.read_string_if_exists(&admin)? else {
+        return Ok(None);
+    };
+    let Some(token) = d.tokens()?.into_iter().next() else {
+        return Ok(None);
+    };
+    let (endpoint, hashes) = crate::token::join_facts(&admin_yaml)
+        .with_context(|| format!("could not read {:?}", admin.display().to_string()))?;
+    let pins: String = hashes
+        .iter()
+        .map(|h| format!("--discovery-token-ca-cert-hash {h} "))
+        .collect();
+    let worker = format!("kubeboot join {endpoint} --token {token} \\\n    {pins}");
+    let control_plane = d.cfg.cluster.control_plane_endpoint.as_ref().map(|_| {
+        format!("kubeboot join {endpoint} --token {token} \\\n    {pins}\\\n    --control-plane ")
+    });
+    Ok(Some((worker, control_plane)))
 }

@@ -1,0 +1,354 @@
+//! The kubelet's configuration file and its static pod in agent mode (kubeadm:
+//! componentconfigs/kubelet.go for the KubeletConfiguration defaults, phases/kubelet/flags.go
+//! for `kubeadm-flags.env`).
+//!
+//! In kubeboot's agent mode the kubelet is itself a static pod the agent runs, and its
+//! `staticPodPath` is left empty: the agent alone owns the manifest directory.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use components::catalogue::{self, Component};
+use components::config::InitConfig;
+use components::{Layout, names};
+use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
+use serde_json::{Map, Value, json};
+
+use crate::paths::text;
+use crate::staticpod::{component_pod, http_probe};
+
+/// `apiVersion` of the KubeletConfiguration kubeadm 1.20 writes.
+pub const KUBELET_CONFIG_API_VERSION: &str = "kubelet.config.k8s.io/v1beta1";
+/// `kind` of the kubelet's configuration document.
+pub const KUBELET_CONFIG_KIND: &str = "KubeletConfiguration";
+
+/// The cluster DNS address: the 10th address of the service subnet (kubeadm:
+/// constants.GetDNSIP, e.g. 10.96.0.10 for 10.96.0.0/12).
+pub fn cluster_dns_ip(cfg: &InitConfig) -> IpAddr {
+    let net = cfg.cluster.networking.service_subnet;
+    match net.network() {
+        IpAddr::V4(a) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(a).wrapping_add(10))),
+        IpAddr::V6(a) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a).wrapping_add(10))),
+    }
+}
+
+/// kubeadm 1.20's KubeletConfiguration for this cluster, before the user's document: the
+/// fields kubeadm defaults (componentconfigs/kubelet.go, Default) plus the zero durations and
+/// `logging: {}` its Go marshalling writes, and kubeboot's agent-mode choices
+/// (`staticPodPath: ""`, `cgroupDriver: cgroupfs`, `resolvConf`).
+fn kubeadm_defaults(cfg: &InitConfig) -> Value {
+    let ca = format!(
+        "{}/{}",
+        cfg.cluster.certificates_dir.trim_end_matches('/'),
+        components::names::CA_CERT_NAME
+    );
+    json!({
+        "apiVersion": KUBELET_CONFIG_API_VERSION,
+        "kind": KUBELET_CONFIG_KIND,
+        "authentication": {
+            "anonymous": { "enabled": false },
+            "webhook": { "cacheTTL": "0s", "enabled": true },
+            "x509": { "clientCAFile": ca },
+        },
+        "authorization": {
+            "mode": "Webhook",
+            "webhook": { "cacheAuthorizedTTL": "0s", "cacheUnauthorizedTTL": "0s" },
+        },
+        // No systemd on kubeboot's nodes is assumed; containerd's runc uses cgroupfs too.
+        "cgroupDriver": "cgroupfs",
+        "clusterDNS": [cluster_dns_ip(cfg).to_string()],
+        "clusterDomain": cfg.cluster.networking.dns_domain,
+        "cpuManagerReconcilePeriod": "0s",
+        "evictionPressureTransitionPeriod": "0s",
+        "fileCheckFrequency": "0s",
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": 10248,
+        "httpCheckFrequency": "0s",
+        "imageMinimumGCAge": "0s",
+        "logging": {},
+        "nodeStatusReportFrequency": "0s",
+        "nodeStatusUpdateFrequency": "0s",
+        "resolvConf": "/etc/resolv.conf",
+        "rotateCertificates": true,
+        "runtimeRequestTimeout": "0s",
+        // The agent owns the manifest directory; the kubelet runs only API-scheduled pods.
+        "staticPodPath": "",
+        "streamingConnectionIdleTimeout": "0s",
+        "syncFrequency": "0s",
+        "volumeStatsAggPeriod": "0s",
+    })
+}
+
+/// The user's KubeletConfiguration document from `--config`, if any, as JSON.
+fn user_document(cfg: &InitConfig) -> Option<Value> {
+    cfg.component_configs
+        .iter()
+        .find(|d| d.kind == KUBELET_CONFIG_KIND)
+        .and_then(|d| yaml_serde::from_str::<Value>(&d.yaml).ok())
+        .filter(Value::is_object)
+}
+
+/// Deep merge: every field the user set wins; mappings merge key by key.
+fn merge(base: &mut Value, user: &Value) {
+    match (base, user) {
+        (Value::Object(b), Value::Object(u)) => {
+            for (k, v) in u {
+                match b.get_mut(k) {
+                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, u) => *b = u.clone(),
+    }
+}
+
+/// The KubeletConfiguration kubeboot writes to `/var/lib/kubelet/config.yaml` and uploads as
+/// the `kubelet-config-1.20` ConfigMap: kubeadm 1.20's defaults merged with the user's
+/// `KubeletConfiguration` document from `--config` (the user's fields win, as kubeadm keeps
+/// them and only warns), except `rotateCertificates`, which kubeadm hard-codes to `true`.
+/// Rendered as go-yaml writes it (keys sorted).
+pub fn kubelet_configuration_yaml(cfg: &InitConfig) -> String {
+    let mut doc = kubeadm_defaults(cfg);
+    if let Some(user) = user_document(cfg) {
+        merge(&mut doc, &user);
+    }
+    if let Value::Object(map) = &mut doc {
+        // kubeadm: "we must hardcode it to true" (componentconfigs/kubelet.go).
+        map.insert("rotateCertificates".into(), Value::Bool(true));
+        map.insert("apiVersion".into(), KUBELET_CONFIG_API_VERSION.into());
+        map.insert("kind".into(), KUBELET_CONFIG_KIND.into());
+    }
+    crate::yaml::go_yaml(&doc)
+}
+
+/// The user's KubeletConfiguration document, if one was given and it is a valid mapping
+/// (callers report a document that does not parse).
+pub fn user_kubelet_configuration(cfg: &InitConfig) -> Option<Map<String, Value>> {
+    match user_document(cfg) {
+        Some(Value::Object(map)) => Some(map),
+        _ => None,
+    }
+}
+
+/// The flags kubeadm writes to `kubeadm-flags.env` as `KUBELET_KUBEADM_ARGS` (kubeadm:
+/// phases/kubelet/flags.go, buildKubeletArgMap), for a remote CRI runtime: the endpoint,
+/// the pause image and the node's name when it is not the host name; then
+/// `nodeRegistration.kubeletExtraArgs` override them (they are written in the flags file
+/// too, as kubeadm >= 1.22 does; 1.20 keeps them in the drop-in).
+pub fn kubeadm_flags(
+    cfg: &InitConfig,
+    cri_endpoint: &str,
+    pause_image: &str,
+    hostname: &str,
+) -> BTreeMap<String, String> {
+    let mut flags = BTreeMap::new();
+    flags.insert("container-runtime".to_string(), "remote".to_string());
+    flags.insert(
+        "container-runtime-endpoint".to_string(),
+        cri_endpoint.to_string(),
+    );
+    flags.insert("pod-infra-container-image".to_string(), pause_image.to_string());
+    if cfg.node.name != hostname.to_lowercase() {
+        flags.insert("hostname-override".to_string(), cfg.node.name.clone());
+    }
+    for (k, v) in &cfg.node.kubelet_extra_args {
+        flags.insert(k.clone(), v.clone());
+    }
+    flags
+}
+
+/// `KUBELET_KUBEADM_ARGS="--a=b --c=d"` plus a newline, as kubeadm writes the env file.
+pub fn kubeadm_flags_env(flags: &BTreeMap<String, String>) -> String {
+    let args: Vec<String> = flags.iter().map(|(k, v)| format!("--{k}={v}")).collect();
+    format!("KUBELET_KUBEADM_ARGS=\"{}\"\n", args.join(" "))
+}
+
+/// A CRI socket as given (`/run/containerd/containerd.sock` or `unix:///run/...`) as the
+/// kubelet's endpoint URL and as a path.
+pub fn cri_endpoint(socket: &str) -> (String, String) {
+    let path = socket.strip_prefix("unix://").unwrap_or(socket).to_string();
+    (format!("unix://{path}"), path)
+}
+
+/// The pause (sandbox) image of the cluster's version (kubeadm: images.GetPauseImage).
+pub fn pause_image(cfg: &InitConfig) -> String {
+    catalogue::image(
+        Component::Pause,
+        &crate::control_plane::image_repository(cfg),
+        &cfg.cluster.kubernetes_version,
+    )
+}
+
+/// The kubelet's image: kubeadm's naming for the cluster's version
+/// (`k8s.gcr.io/kubelet:v1.20.2`), which the agent's process runtime maps to the `kubelet`
+/// binary of exactly that version.
+pub fn kubelet_image(cfg: &InitConfig) -> String {
+    catalogue::image(
+        Component::Kubelet,
+        &crate::control_plane::image_repository(cfg),
+        &cfg.cluster.kubernetes_version,
+    )
+}
+
+/// The kubelet as a static pod of kubeboot's agent: host network, privileged,
+/// `system-node-critical`, its flags those of `kubeadm-flags.env` ([`kubeadm_flags`]) plus the
+/// configuration file, the kubeconfig, the node's address and name, and CNI networking (the
+/// kubelet's systemd drop-in carries the first two in kubeadm). A liveness probe on its
+/// healthz port.
+pub fn kubelet_pod(
+    cfg: &InitConfig,
+    layout: &Layout,
+    cri_socket: &str,
+    hostname: &str,
+) -> Pod {
+    let (endpoint, _) = cri_endpoint(cri_socket);
+    let mut flags = kubeadm_flags(cfg, &endpoint, &pause_image(cfg), hostname);
+    let mut fixed = BTreeMap::from([
+        (
+            "config".to_string(),
+            text(&layout.kubelet_dir().join(names::KUBELET_CONFIG_FILE)),
+        ),
+        (
+            "kubeconfig".to_string(),
+            text(&layout.kubeconfig(names::KUBELET_KUBECONFIG)),
+        ),
+        (
+            "node-ip".to_string(),
+            cfg.local_api_endpoint.advertise_address.to_string(),
+        ),
+        ("hostname-override".to_string(), cfg.node.name.clone()),
+        ("network-plugin".to_string(), "cni".to_string()),
+    ]);
+    // The user's kubeletExtraArgs still win.
+    fixed.retain(|k, _| !cfg.node.kubelet_extra_args.contains_key(k));
+    flags.extend(fixed);
+    let timing = crate::staticpod::ProbeTiming {
+        initial_delay_seconds: 10,
+        timeout_seconds: 15,
+        failure_threshold: 8,
+        period_seconds: 10,
+    };
+    let container = Container {
+        name: names::KUBELET.to_string(),
+        image: Some(kubelet_image(cfg)),
+        image_pull_policy: Some("IfNotPresent".to_string()),
+        command: Some(crate::args::command(
+            names::KUBELET,
+            &flags,
+            &BTreeMap::new(),
+        )),
+        liveness_probe: Some(http_probe(
+            "127.0.0.1",
+            "/healthz",
+            10248,
+            catalogue::Scheme::Http,
+            timing,
+        )),
+        security_context: Some(SecurityContext {
+            privileged: Some(true),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+    node_pod(component_pod(container, vec![], BTreeMap::new()))
+}
+
+/// A static pod of the node tier (not the control plane's).
+pub(crate) fn node_pod(mut pod: Pod) -> Pod {
+    if let Some(labels) = pod.metadata.labels.as_mut() {
+        labels.insert(names::LABEL_TIER.to_string(), names::TIER_NODE.to_string());
+    }
+    pod
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use components::config::flags::{ConfigSource, HostFacts, InitFlags, resolve_init};
+
+    fn host() -> HostFacts {
+        HostFacts {
+            hostname: "node1".into(),
+            default_address: Some("10.0.0.1".parse().expect("valid")),
+            local_addresses: vec!["10.0.0.1".parse().expect("valid")],
+            detected_version: Some(components::version::v(1, 20, 2)),
+        }
+    }
+
+    fn cfg_with(config: Option<&str>) -> InitConfig {
+        let flags = InitFlags {
+            config: config.map(|c| ConfigSource {
+                path: "kubeboot.yaml".into(),
+                content: c.into(),
+            }),
+            set_flags: if config.is_some() {
+                vec!["config".into()]
+            } else {
+                vec![]
+            },
+            ..Default::default()
+        };
+        resolve_init(&flags, &host()).expect("valid config")
+    }
+
+    fn parsed(cfg: &InitConfig) -> Value {
+        yaml_serde::from_str(&kubelet_configuration_yaml(cfg)).expect("yaml")
+    }
+
+    #[test]
+    fn defaults_follow_kubeadm() {
+        let doc = parsed(&cfg_with(None));
+        assert_eq!(doc["kind"], "KubeletConfiguration");
+        assert_eq!(doc["apiVersion"], "kubelet.config.k8s.io/v1beta1");
+        assert_eq!(doc["clusterDNS"], json!(["10.96.0.10"]));
+        assert_eq!(doc["clusterDomain"], "cluster.local");
+        assert_eq!(
+            doc["authentication"]["x509"]["clientCAFile"],
+            "/etc/kubernetes/pki/ca.crt"
+        );
+        assert_eq!(doc["authentication"]["webhook"]["enabled"], true);
+        assert_eq!(doc["authentication"]["anonymous"]["enabled"], false);
+        assert_eq!(doc["authorization"]["mode"], "Webhook");
+        assert_eq!(doc["rotateCertificates"], true);
+        assert_eq!(doc["cgroupDriver"], "cgroupfs");
+        assert_eq!(doc["staticPodPath"], "");
+        assert_eq!(doc["healthzPort"], 10248);
+    }
+
+    #[test]
+    fn user_document_is_merged_and_wins() {
+        let text = "apiVersion: kubeadm.k8s.io/v1beta2\nkind: ClusterConfiguration\nnetworking:\n  serviceSubnet: 10.100.0.0/16\n---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupRoot: /kubeboot-n1\nrotateCertificates: false\nauthentication:\n  webhook:\n    cacheTTL: 2m0s\n";
+        let doc = parsed(&cfg_with(Some(text)));
+        assert_eq!(doc["cgroupRoot"], "/kubeboot-n1");
+        assert_eq!(doc["clusterDNS"], json!(["10.100.0.10"]));
+        // Merged key by key: the user's cacheTTL, kubeadm's enabled.
+        assert_eq!(doc["authentication"]["webhook"]["cacheTTL"], "2m0s");
+        assert_eq!(doc["authentication"]["webhook"]["enabled"], true);
+        // kubeadm hard-codes certificate rotation.
+        assert_eq!(doc["rotateCertificates"], true);
+    }
+
+    #[test]
+    fn flags_env_is_sorted_and_extra_args_win() {
+        let mut cfg = cfg_with(None);
+        cfg.node.name = "other".into();
+        cfg.node
+            .kubelet_extra_args
+            .insert("pod-infra-container-image".into(), "mine:1".into());
+        let flags = kubeadm_flags(
+            &cfg,
+            "unix:///run/containerd/containerd.sock",
+            "k8s.gcr.io/pause:3.2",
+            "node1",
+        );
+        assert_eq!(
+            kubeadm_flags_env(&flags),
+            "KUBELET_KUBEADM_ARGS=\"--container-runtime=remote \
+             --container-runtime-endpoint=unix:///run/containerd/containerd.sock \
+             --hostname-override=other --pod-infra-container-image=mine:1\"\n"
+        );
+    }
+}
