@@ -68,6 +68,44 @@ valid_name() {
 }
 
 netns_path() { echo "/run/netns/$1"; }
+# The node's kubelet cgroupRoot: nodes share the host's cgroup tree, so each kubelet gets its
+# own hierarchy (the harness passes `cgroupRoot: /kubeboot-<name>` in its KubeletConfiguration).
+cgroup_root() { echo "/kubeboot-$1"; }
+# Every mounted cgroup hierarchy (v1 controllers, name=systemd, the v2 unified one).
+cgroup_mounts() { findmnt -rn -t cgroup,cgroup2 -o TARGET; }
+
+create_cgroups() {
+  local name=$1 m dir
+  for m in $(cgroup_mounts); do
+    dir="$m$(cgroup_root "$name")"
+    mkdir -p "$dir"
+    # A new v1 cpuset starts with no CPUs or memory nodes; give it its parent's.
+    if [ -f "$dir/cpuset.cpus" ] && [ -z "$(cat "$dir/cpuset.cpus")" ]; then
+      cat "$m/cpuset.cpus" >"$dir/cpuset.cpus"
+      cat "$m/cpuset.mems" >"$dir/cpuset.mems"
+    fi
+  done
+}
+
+# PIDs in the node's cgroup hierarchy: CRI containers live in namespaces of their own, but
+# always under the node's kubelet cgroupRoot.
+cgroup_pids() {
+  local name=$1 m dir
+  for m in $(cgroup_mounts); do
+    dir="$m$(cgroup_root "$name")"
+    [ -d "$dir" ] || continue
+    find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null || true
+  done
+}
+
+remove_cgroups() {
+  local name=$1 m dir
+  for m in $(cgroup_mounts); do
+    dir="$m$(cgroup_root "$name")"
+    [ -d "$dir" ] || continue
+    find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+}
 run_dir() { echo "$RUN_ROOT/$1"; }
 state_dir() { echo "$STATE_ROOT/$1"; }
 # Hub-side veth name: interface names are at most 15 bytes, node names may be longer.
@@ -165,6 +203,7 @@ cmd_create() {
   ip -n "$name" link set eth0 up
   ip -n "$name" route add default via "${hub_addr%/*}"
   nsenter --net="$ns" sysctl -qw net.ipv4.ip_forward=1
+  create_cgroups "$name"
 
   # State directories and files.
   mkdir -p "$st"
@@ -216,6 +255,7 @@ node_pids() {
     pids_in_ns net "$(netns_path "$name")"
     if is_mountpoint "$rd/mnt"; then pids_in_ns mnt "$rd/mnt"; fi
     if is_mountpoint "$rd/uts"; then pids_in_ns uts "$rd/uts"; fi
+    cgroup_pids "$name"
   } | { grep -vx "$$" || true; } | sort -un
 }
 
@@ -248,6 +288,7 @@ destroy_locked() {
   if [ -e "$(netns_path "$HUB")" ]; then
     ip -n "$HUB" link del "$(hub_veth "$name")" 2>/dev/null || true
   fi
+  remove_cgroups "$name"
   rm -rf "$rd"
   if [ -e "$st" ]; then
     # Nothing may be mounted below the state dir on the host; never delete through a mount.

@@ -198,9 +198,9 @@ pub async fn exec(req: &CniRequest) -> anyhow::Result<Value> {
         .with_context(|| format!("could not run the CNI plugin {}", plugin.display()))?;
     let stdin = serde_json::to_vec(&req.config).expect("a JSON value always serializes");
     if let Some(mut w) = child.stdin.take() {
-        w.write_all(&stdin).await.with_context(|| {
-            format!("could not write to the CNI plugin {}", plugin.display())
-        })?;
+        w.write_all(&stdin)
+            .await
+            .with_context(|| format!("could not write to the CNI plugin {}", plugin.display()))?;
     }
     let out = tokio::time::timeout(PLUGIN_TIMEOUT, child.wait_with_output())
         .await

@@ -87,8 +87,11 @@ use crate::supervisor::Shared;
 const TICK: Duration = Duration::from_secs(1);
 /// How often the agent's pods are listed from the API.
 const RESYNC: Duration = Duration::from_secs(30);
-/// The longest wait between retries.
+/// The longest wait between attempts to reach the API server.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest wait between attempts to write one pod (its failures are often brief, such
+/// as the ServiceAccount that appears seconds after init).
+const MAX_POD_BACKOFF: Duration = Duration::from_secs(10);
 /// How often a missing kubeconfig is looked for.
 const KUBECONFIG_POLL: Duration = Duration::from_secs(5);
 
@@ -112,9 +115,9 @@ impl Retry {
         self.not_before.is_none_or(|t| now >= t)
     }
 
-    fn failed(&mut self, now: Instant) {
+    fn failed(&mut self, now: Instant, max: Duration) {
         self.failures = self.failures.saturating_add(1);
-        let delay = Duration::from_secs(1 << self.failures.min(5)).min(MAX_BACKOFF);
+        let delay = Duration::from_secs(1 << self.failures.min(5)).min(max);
         self.not_before = Some(now + delay);
     }
 }
@@ -184,6 +187,14 @@ fn api_error(e: &kube::Error) -> Option<&kube::core::Status> {
     }
 }
 
+/// A kube error for the log: the API server's own message, not the whole Status.
+fn short(e: kube::Error) -> anyhow::Error {
+    match e {
+        kube::Error::Api(s) => anyhow::anyhow!("{} ({}, {})", s.message, s.reason, s.code),
+        other => other.into(),
+    }
+}
+
 /// The kubeconfig's modification time, or None when it does not exist.
 fn kubeconfig_mtime(path: &Path) -> anyhow::Result<Option<Option<SystemTime>>> {
     match std::fs::metadata(path) {
@@ -248,7 +259,9 @@ impl Publisher {
             self.node_ip_resolved = true;
             match self.node_ip {
                 Some(ip) => debug!(%ip, "pods in the API get this node's address"),
-                None => warn!(node = %self.node, "could not resolve the node name to an address; the agent's pods in the API have no hostIP"),
+                None => {
+                    warn!(node = %self.node, "could not resolve the node name to an address; the agent's pods in the API have no hostIP")
+                }
             }
         }
         let status = crate::supervisor::snapshot(&self.shared);
@@ -284,7 +297,10 @@ impl Publisher {
                     }
                 }
                 Err(e) => {
-                    self.retries.entry(key.clone()).or_default().failed(now);
+                    self.retries
+                        .entry(key.clone())
+                        .or_default()
+                        .failed(now, MAX_POD_BACKOFF);
                     self.relist = true;
                     self.report(&key, &e);
                 }
@@ -309,6 +325,12 @@ impl Publisher {
 
     fn report(&mut self, key: &Key, e: &anyhow::Error) {
         let msg = format!("{e:#}");
+        // Right after init, ServiceAccount admission refuses every pod until the
+        // controller-manager has created kube-system/default: expected, and retried.
+        if msg.contains("error looking up service account") {
+            debug!(pod = %format!("{}/{}", key.0, key.1), "waiting for the namespace's default ServiceAccount: {msg}");
+            return;
+        }
         if self.logged.get(key) != Some(&msg) {
             warn!(pod = %format!("{}/{}", key.0, key.1), "could not publish the pod to the API: {msg}");
             self.logged.insert(key.clone(), msg);
@@ -316,14 +338,17 @@ impl Publisher {
     }
 
     fn connection_failed(&mut self, now: Instant, e: &anyhow::Error) {
-        self.connection.failed(now);
+        self.connection.failed(now, MAX_BACKOFF);
         self.relist = true;
         // The API server is often not up yet (the agent starts it): stay quiet until it has
         // answered once.
         if self.ever_connected && self.connection.failures == 3 {
             warn!("the API server does not answer; retrying every {MAX_BACKOFF:?} at most: {e:#}");
         } else {
-            debug!(failures = self.connection.failures, "API server not reachable: {e:#}");
+            debug!(
+                failures = self.connection.failures,
+                "API server not reachable: {e:#}"
+            );
         }
     }
 
@@ -406,9 +431,15 @@ impl Publisher {
                 Ok(l) => l,
                 // No right to list there (the RBAC covers kube-system): nothing of ours there
                 // can be repaired either; the pod's own write reports it.
-                Err(e) if api_error(&e).is_some_and(|s| s.code == 403) && ns != components::names::KUBE_SYSTEM => continue,
+                Err(e)
+                    if api_error(&e).is_some_and(|s| s.code == 403)
+                        && ns != components::names::KUBE_SYSTEM =>
+                {
+                    continue;
+                }
                 Err(e) => {
-                    return Err(e).with_context(|| format!("could not list the agent's pods in {ns}"));
+                    return Err(short(e))
+                        .with_context(|| format!("could not list the agent's pods in {ns}"));
                 }
             };
             for pod in list.items {
@@ -468,7 +499,8 @@ impl Publisher {
         let changed = self.written.get(&key) != Some(&status);
         let drifted = listed && {
             let want = serde_json::to_value(&status).context("could not encode a pod status")?;
-            let have = serde_json::to_value(&observed.status).context("could not encode a pod status")?;
+            let have =
+                serde_json::to_value(&observed.status).context("could not encode a pod status")?;
             !object::covers(&want, &have)
         };
         if !changed && !drifted {
@@ -476,7 +508,10 @@ impl Publisher {
         }
         let mut update = observed.clone();
         update.status = Some(status.clone());
-        match api.replace_status(&pod.name, &PostParams::default(), &update).await {
+        match api
+            .replace_status(&pod.name, &PostParams::default(), &update)
+            .await
+        {
             Ok(updated) => {
                 debug!(pod = %pod.name, phase = %pod.phase, "pod status written");
                 self.observed.insert(key.clone(), updated);
@@ -488,7 +523,7 @@ impl Publisher {
                     // Deleted or changed behind our back: see again at the next list.
                     self.observed.remove(&key);
                 }
-                Err(e).context("could not write the pod's status")
+                Err(short(e)).context("could not write the pod's status")
             }
         }
     }
@@ -504,6 +539,7 @@ impl Publisher {
                 let existing = api
                     .get(&name)
                     .await
+                    .map_err(short)
                     .with_context(|| format!("could not read the existing pod {name}"))?;
                 anyhow::ensure!(
                     object::is_ours(&existing, &self.node),
@@ -511,7 +547,7 @@ impl Publisher {
                 );
                 Ok(existing)
             }
-            Err(e) => Err(e).with_context(|| format!("could not create the pod {name}")),
+            Err(e) => Err(short(e)).with_context(|| format!("could not create the pod {name}")),
         }
     }
 
@@ -533,7 +569,8 @@ impl Publisher {
             Ok(_) => info!(pod = %format!("{}/{}", key.0, key.1), "pod deleted from the API"),
             Err(e) if api_error(&e).is_some_and(|s| s.code == 404 || s.code == 409) => {}
             Err(e) => {
-                return Err(e).with_context(|| format!("could not delete the pod {}", key.1));
+                return Err(short(e))
+                    .with_context(|| format!("could not delete the pod {}", key.1));
             }
         }
         self.observed.remove(key);

@@ -194,11 +194,43 @@ pub fn unmount_kubelet_dir(layout: &Layout) -> anyhow::Result<Vec<PathBuf>> {
         .map_err(|e| anyhow::anyhow!("could not read /proc/self/mountinfo: {e}"))?;
     let mounts = mounts_below(&text, &dir);
     for m in &mounts {
-        nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH).map_err(|e| {
-            anyhow::anyhow!("could not unmount {:?}: {e}", m.display().to_string())
-        })?;
+        nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| anyhow::anyhow!("could not unmount {:?}: {e}", m.display().to_string()))?;
     }
     Ok(mounts)
+}
+
+/// Takes down kubeboot's pod network on this node: the CNI bridge and the routes to other
+/// nodes' pods ([`crate::node_network::ROUTE_PROTO`]). Returns what was removed.
+///
+/// # Errors
+/// When `ip` cannot be run.
+pub fn remove_pod_network() -> anyhow::Result<Vec<String>> {
+    let run = |args: &[&str]| -> anyhow::Result<(bool, String)> {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .map_err(|e| anyhow::anyhow!("could not run ip {}: {e}", args.join(" ")))?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    };
+    let mut removed = Vec::new();
+    let proto = crate::node_network::ROUTE_PROTO;
+    let (_, routes) = run(&["route", "show", "proto", proto])?;
+    if !routes.trim().is_empty() {
+        run(&["route", "flush", "proto", proto])?;
+        removed.push(format!(
+            "{} routes to other nodes' pods",
+            routes.lines().count()
+        ));
+    }
+    let bridge = names::KUBEBOOT_CNI_BRIDGE;
+    if run(&["link", "show", bridge])?.0 && run(&["link", "delete", bridge])?.0 {
+        removed.push(format!("bridge {bridge}"));
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

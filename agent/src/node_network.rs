@@ -157,7 +157,9 @@ async fn sync(cfg: &NodeNetworkConfig, client: &Client) -> anyhow::Result<bool> 
 /// Writes kubeboot's CNI configuration for `cidr` unless it is there already.
 fn write_conflist(cfg: &NodeNetworkConfig, cidr: &str) -> anyhow::Result<()> {
     let fs = Fs::real();
-    let path = cfg.cni_conf_dir.join(components::names::KUBEBOOT_CNI_CONFLIST);
+    let path = cfg
+        .cni_conf_dir
+        .join(components::names::KUBEBOOT_CNI_CONFLIST);
     let want = cni::bridge_conflist(cidr);
     if fs.read_string_if_exists(&path)?.as_deref() == Some(want.as_str()) {
         return Ok(());
@@ -199,7 +201,16 @@ async fn sync_routes(routes: &[Route]) -> anyhow::Result<()> {
         {
             continue;
         }
-        ip(&["route", "replace", &r.dst, "via", &via, "proto", ROUTE_PROTO]).await?;
+        ip(&[
+            "route",
+            "replace",
+            &r.dst,
+            "via",
+            &via,
+            "proto",
+            ROUTE_PROTO,
+        ])
+        .await?;
         info!(dst = %r.dst, %via, "route to a node's pods");
     }
     Ok(())

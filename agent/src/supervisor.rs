@@ -82,9 +82,10 @@ pub(crate) async fn run(
         )),
         _ => None,
     };
-    let network = shared.cfg.pod_network.clone().map(|n| {
-        tokio::spawn(crate::node_network::run(n).instrument(info_span!("pod-network")))
-    });
+    let network =
+        shared.cfg.pod_network.clone().map(|n| {
+            tokio::spawn(crate::node_network::run(n).instrument(info_span!("pod-network")))
+        });
     let mut watcher = ManifestWatcher::new(&shared.cfg.manifest_dir, shared.cfg.node_name.clone());
     let mut observed: BTreeMap<String, PodHandle> = BTreeMap::new();
 

@@ -27,7 +27,15 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
                 args.bin_dir
             };
             let mut config = agent::AgentConfig::from_layout(&layout, bin_dirs);
-            config.node_name = Some(args.node_name.unwrap_or_else(phases::host::hostname));
+            let node_name = args.node_name.unwrap_or_else(phases::host::hostname);
+            config.node_name = Some(node_name.clone());
+            let network: agent::cni::PodNetwork = match args.pod_network.as_deref() {
+                Some(v) => v.parse()?,
+                None => agent::cni::PodNetwork::None,
+            };
+            if network == agent::cni::PodNetwork::Bridge {
+                config = config.with_bridge_network(&layout, &node_name);
+            }
             agent::run(config)
         }
     }

@@ -123,6 +123,9 @@ pub struct InitArgs {
     /// Directory holding the component binaries (kube-apiserver, etcd, ...) the agent runs; repeatable, searched in order. (default /usr/local/bin, /usr/bin)
     #[arg(long, value_name = "dir")]
     pub bin_dir: Vec<PathBuf>,
+    /// The pod network: "bridge" (kubeboot's CNI bridge on each node's podCIDR, with routes between nodes) or "none" (install your own CNI network).
+    #[arg(long, value_name = "bridge|none")]
+    pub pod_network: Option<String>,
 }
 
 /// `kubeboot reset` (kubeadm: cmd/reset.go).
@@ -158,6 +161,9 @@ pub struct AgentArgs {
     /// The node name static Pod names are suffixed with. (default: the host name)
     #[arg(long, value_name = "string")]
     pub node_name: Option<String>,
+    /// "bridge": write kubeboot's CNI configuration once this node's podCIDR is known and keep routes to the other nodes' pods; "none" (default): leave the pod network alone.
+    #[arg(long, value_name = "bridge|none")]
+    pub pod_network: Option<String>,
 }
 
 /// The agent's subcommands.

@@ -127,6 +127,12 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
         now: SystemTime::now(),
         host_paths,
         api: None,
+        pod_network: args
+            .pod_network
+            .as_deref()
+            .map(str::parse)
+            .transpose()?
+            .unwrap_or_default(),
     };
     if args.dry_run {
         data.out.say(

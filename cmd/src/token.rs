@@ -197,7 +197,10 @@ mod tests {
         };
         assert_eq!(c.ttl, "24h0m0s");
         assert_eq!(c.usages, vec!["signing", "authentication"]);
-        assert_eq!(c.groups, vec!["system:bootstrappers:kubeadm:default-node-token"]);
+        assert_eq!(
+            c.groups,
+            vec!["system:bootstrappers:kubeadm:default-node-token"]
+        );
     }
 
     #[test]
@@ -218,8 +221,13 @@ mod tests {
         assert!(with(&["--groups", "system:nodes"]).contains("must match"));
         assert!(with(&["abcdef.short"]).contains("does not match the format"));
         assert!(
-            bad(&["delete", "NOT-A-TOKEN", "--kubeconfig", "/nonexistent/admin.conf"])
-                .contains("didn't match pattern")
+            bad(&[
+                "delete",
+                "NOT-A-TOKEN",
+                "--kubeconfig",
+                "/nonexistent/admin.conf"
+            ])
+            .contains("didn't match pattern")
         );
         assert!(bad(&["delete"]).contains("missing subcommand"));
     }

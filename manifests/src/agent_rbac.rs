@@ -102,7 +102,11 @@ mod tests {
         );
         assert_eq!(verbs(&role, "pods/status"), ["get", "update", "patch"]);
         // Never pods update/patch, never a wildcard.
-        assert!(!verbs(&role, "pods").iter().any(|v| v == "update" || v == "patch" || v == "*"));
+        assert!(
+            !verbs(&role, "pods")
+                .iter()
+                .any(|v| v == "update" || v == "patch" || v == "*")
+        );
     }
 
     #[test]

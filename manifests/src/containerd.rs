@@ -147,10 +147,7 @@ mod tests {
             Path::new("/var/lib/kubeboot/containerd/config.toml"),
         );
         let c = &pod.spec.as_ref().unwrap().containers[0];
-        assert_eq!(
-            c.image.as_deref(),
-            Some("kubeboot.local/containerd:1.6.20")
-        );
+        assert_eq!(c.image.as_deref(), Some("kubeboot.local/containerd:1.6.20"));
         assert_eq!(
             c.command.as_ref().unwrap()[1],
             "--config=/var/lib/kubeboot/containerd/config.toml"

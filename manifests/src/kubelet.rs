@@ -150,7 +150,10 @@ pub fn kubeadm_flags(
         "container-runtime-endpoint".to_string(),
         cri_endpoint.to_string(),
     );
-    flags.insert("pod-infra-container-image".to_string(), pause_image.to_string());
+    flags.insert(
+        "pod-infra-container-image".to_string(),
+        pause_image.to_string(),
+    );
     if cfg.node.name != hostname.to_lowercase() {
         flags.insert("hostname-override".to_string(), cfg.node.name.clone());
     }
@@ -198,12 +201,7 @@ pub fn kubelet_image(cfg: &InitConfig) -> String {
 /// configuration file, the kubeconfig, the node's address and name, and CNI networking (the
 /// kubelet's systemd drop-in carries the first two in kubeadm). A liveness probe on its
 /// healthz port.
-pub fn kubelet_pod(
-    cfg: &InitConfig,
-    layout: &Layout,
-    cri_socket: &str,
-    hostname: &str,
-) -> Pod {
+pub fn kubelet_pod(cfg: &InitConfig, layout: &Layout, cri_socket: &str, hostname: &str) -> Pod {
     let (endpoint, _) = cri_endpoint(cri_socket);
     let mut flags = kubeadm_flags(cfg, &endpoint, &pause_image(cfg), hostname);
     let mut fixed = BTreeMap::from([

@@ -170,7 +170,11 @@ fn diff(path: &str, want: &Value, got: &Value, out: &mut Vec<String>) {
             for (k, wv) in w {
                 match g.get(k) {
                     Some(gv) => diff(&format!("{path}.{}", key(k)), wv, gv, out),
-                    None => out.push(format!("{path}.{}: missing (kubeadm: {})", key(k), short(wv))),
+                    None => out.push(format!(
+                        "{path}.{}: missing (kubeadm: {})",
+                        key(k),
+                        short(wv)
+                    )),
                 }
             }
             for (k, gv) in g {
@@ -183,14 +187,22 @@ fn diff(path: &str, want: &Value, got: &Value, out: &mut Vec<String>) {
             for i in 0..w.len().max(g.len()) {
                 match (w.get(i), g.get(i)) {
                     (Some(wv), Some(gv)) => diff(&format!("{path}[{i}]"), wv, gv, out),
-                    (Some(wv), None) => out.push(format!("{path}[{i}]: missing (kubeadm: {})", short(wv))),
-                    (None, Some(gv)) => out.push(format!("{path}[{i}]: extra (ours: {})", short(gv))),
+                    (Some(wv), None) => {
+                        out.push(format!("{path}[{i}]: missing (kubeadm: {})", short(wv)))
+                    }
+                    (None, Some(gv)) => {
+                        out.push(format!("{path}[{i}]: extra (ours: {})", short(gv)))
+                    }
                     (None, None) => {}
                 }
             }
         }
         (w, g) if w == g => {}
-        (w, g) => out.push(format!("{path}:\n--- kubeadm\n{}\n--- ours\n{}", long(w), long(g))),
+        (w, g) => out.push(format!(
+            "{path}:\n--- kubeadm\n{}\n--- ours\n{}",
+            long(w),
+            long(g)
+        )),
     }
 }
 
@@ -220,7 +232,12 @@ fn addon_objects_match_kubeadm_field_by_field() {
     for case in CASES {
         let cfg = load(case.config);
         let ours = ours(&cfg);
-        assert_eq!(ours.len(), case.objects.len(), "{}: object count", case.name);
+        assert_eq!(
+            ours.len(),
+            case.objects.len(),
+            "{}: object count",
+            case.name
+        );
         for (golden, got) in case.objects.iter().zip(ours) {
             let want = normalize(yaml_serde::from_str(golden).expect("golden parses"));
             let got = normalize(got);

@@ -56,7 +56,10 @@ fn kubeadm_objects() -> Vec<(String, Value)> {
             lines.next();
         }
         let value: Value = yaml_serde::from_str(&yaml).expect("kubeadm's YAML");
-        let name = value["metadata"]["name"].as_str().expect("name").to_string();
+        let name = value["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_string();
         out.push((format!("{resource}/{name}"), value));
     }
     out
@@ -101,7 +104,11 @@ fn ours() -> Vec<(String, Value)> {
     push("rolebindings", value(&binding));
     push(
         "configmaps",
-        value(&cluster::kubelet_config_map(version, "kind: KubeletConfiguration\n", false)),
+        value(&cluster::kubelet_config_map(
+            version,
+            "kind: KubeletConfiguration\n",
+            false,
+        )),
     );
     let (role, binding) = cluster::kubelet_config_rbac(version);
     push("roles", value(&role));
@@ -158,7 +165,10 @@ fn normalize(key: &str, mut v: Value) -> Value {
         remove(&mut v, "data.expiration");
     }
     if key == "configmaps/cluster-info" {
-        let text = v["data"]["kubeconfig"].as_str().expect("kubeconfig").to_string();
+        let text = v["data"]["kubeconfig"]
+            .as_str()
+            .expect("kubeconfig")
+            .to_string();
         let mut kc: Value = yaml_serde::from_str(&text).expect("kubeconfig YAML");
         kc["clusters"][0]["cluster"]["certificate-authority-data"] = Value::String("CA".into());
         v["data"]["kubeconfig"] = kc;
@@ -234,11 +244,14 @@ fn cluster_status_is_byte_identical() {
 fn cluster_status_merges_other_control_plane_nodes() {
     let cfg = config();
     let existing = "apiEndpoints:\n  other:\n    advertiseAddress: 10.0.0.9\n    bindPort: 6443\napiVersion: kubeadm.k8s.io/v1beta2\nkind: ClusterStatus\n";
-    let merged = cluster::merge_cluster_status(existing, "dryref", &cfg.local_api_endpoint)
-        .expect("merges");
+    let merged =
+        cluster::merge_cluster_status(existing, "dryref", &cfg.local_api_endpoint).expect("merges");
     let v: Value = yaml_serde::from_str(&merged).expect("yaml");
     assert_eq!(v["apiEndpoints"]["other"]["advertiseAddress"], "10.0.0.9");
-    assert_eq!(v["apiEndpoints"]["dryref"]["advertiseAddress"], "10.123.0.77");
+    assert_eq!(
+        v["apiEndpoints"]["dryref"]["advertiseAddress"],
+        "10.123.0.77"
+    );
     let e = cluster::merge_cluster_status("kind: ClusterStatus\n", "n", &cfg.local_api_endpoint)
         .expect_err("no endpoints");
     assert!(e.to_string().contains("APIEndpoints"), "{e}");
@@ -268,8 +281,7 @@ fn kubelet_config_checksum_is_kubeadms() {
     let content = cm["data"]["kubelet"].as_str().expect("text");
     let ours = cluster::kubelet_config_map(&"v1.20.2".parse().unwrap(), content, false);
     assert_eq!(
-        ours.metadata.annotations.expect("annotated")
-            ["kubeadm.kubernetes.io/component-config.hash"],
+        ours.metadata.annotations.expect("annotated")["kubeadm.kubernetes.io/component-config.hash"],
         cm["metadata"]["annotations"]["kubeadm.kubernetes.io/component-config.hash"]
             .as_str()
             .expect("hash")
@@ -283,5 +295,8 @@ fn newer_versions_use_unversioned_kubelet_config_names() {
     let v: components::Version = "v1.24.0".parse().unwrap();
     assert_eq!(cluster::kubelet_config_map_name(&v), "kubelet-config");
     let (role, _) = cluster::kubelet_config_rbac(&v);
-    assert_eq!(role.metadata.name.as_deref(), Some("kubeadm:kubelet-config"));
+    assert_eq!(
+        role.metadata.name.as_deref(),
+        Some("kubeadm:kubelet-config")
+    );
 }

@@ -275,10 +275,7 @@ impl Cluster {
         let delete = Self::request::<K>(namespace)
             .delete(name, &DeleteParams::default())
             .with_context(|| format!("could not build the request to delete {what}"))?;
-        match self.block(
-            self.client
-                .request_status::<serde_json::Value>(delete),
-        ) {
+        match self.block(self.client.request_status::<serde_json::Value>(delete)) {
             Ok(_) => Ok(true),
             Err(e) if is_status(&e, 404) => Ok(false),
             Err(e) => Err(e).with_context(|| format!("unable to delete {what}")),
@@ -407,12 +404,13 @@ fn field<'a>(obj: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::V
 }
 
 fn matches_selector(obj: &serde_json::Value, selector: &str) -> bool {
-    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
-        match term.split_once('=') {
+    selector
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .all(|term| match term.split_once('=') {
             Some((k, v)) => field(obj, k).and_then(|x| x.as_str()) == Some(v),
             None => true,
-        }
-    })
+        })
 }
 
 fn query_param(query: Option<&str>, key: &str) -> Option<String> {
@@ -597,7 +595,11 @@ impl tower_service::Service<http::Request<Body>> for Recorder {
         let this = self.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
-            let bytes = body.collect_bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+            let bytes = body
+                .collect_bytes()
+                .await
+                .map(|b| b.to_vec())
+                .unwrap_or_default();
             Ok(this.answer(parts, bytes))
         })
     }
@@ -673,7 +675,11 @@ mod tests {
     #[test]
     fn recording_answers_404_for_gets_and_a_node_placeholder() {
         let c = Cluster::recording(Out::capture());
-        assert!(c.get::<ConfigMap>(Some("kube-system"), "x").unwrap().is_none());
+        assert!(
+            c.get::<ConfigMap>(Some("kube-system"), "x")
+                .unwrap()
+                .is_none()
+        );
         let node = c.get::<Node>(None, "n1").unwrap().expect("placeholder");
         assert_eq!(node.metadata.name.as_deref(), Some("n1"));
         let node = c
@@ -703,11 +709,20 @@ mod tests {
         let all: Vec<Secret> = c.list(Some("kube-system"), None).unwrap();
         assert_eq!(all.len(), 2);
         let tokens: Vec<Secret> = c
-            .list(Some("kube-system"), Some("type=bootstrap.kubernetes.io/token"))
+            .list(
+                Some("kube-system"),
+                Some("type=bootstrap.kubernetes.io/token"),
+            )
             .unwrap();
         assert_eq!(tokens.len(), 1);
-        assert!(c.delete::<Secret>(Some("kube-system"), "bootstrap-token-abcdef").unwrap());
-        assert!(!c.delete::<Secret>(Some("kube-system"), "bootstrap-token-zzzzzz").unwrap());
+        assert!(
+            c.delete::<Secret>(Some("kube-system"), "bootstrap-token-abcdef")
+                .unwrap()
+        );
+        assert!(
+            !c.delete::<Secret>(Some("kube-system"), "bootstrap-token-zzzzzz")
+                .unwrap()
+        );
     }
 
     #[test]
@@ -723,7 +738,11 @@ mod tests {
         c.create_or_update(&role).unwrap();
         let rec = &c.recorded()[0];
         assert_eq!(
-            (rec.resource.as_str(), rec.namespace.as_deref(), rec.group_version.as_str()),
+            (
+                rec.resource.as_str(),
+                rec.namespace.as_deref(),
+                rec.group_version.as_str()
+            ),
             ("clusterroles", None, "rbac.authorization.k8s.io/v1")
         );
     }
@@ -732,8 +751,11 @@ mod tests {
     fn patches_are_printed_as_json() {
         let out = Out::capture();
         let c = Cluster::recording(out.clone());
-        c.patch_node("n1", &serde_json::json!({"metadata": {"labels": {"a": ""}}}))
-            .unwrap();
+        c.patch_node(
+            "n1",
+            &serde_json::json!({"metadata": {"labels": {"a": ""}}}),
+        )
+        .unwrap();
         assert!(
             out.captured().contains(
                 "[dryrun] Resource name: \"n1\"\n[dryrun] Attached patch:\n\t{\"metadata\":{\"labels\":{\"a\":\"\"}}}\n"

@@ -37,6 +37,18 @@ pub fn print_written(out: &Out, fs: &Fs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn is_secret(path: &str) -> bool {
-    path.ends_with(".key") || path.ends_with(".conf")
+/// Private keys and kubeconfigs that embed one are not printed.
+fn is_secret(content: &str) -> bool {
+    content.contains("PRIVATE KEY") || content.contains("client-key-data")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secrets_are_recognised_by_content() {
+        assert!(super::is_secret("-----BEGIN EC PRIVATE KEY-----\n"));
+        assert!(super::is_secret("users:\n- user:\n    client-key-data: abc\n"));
+        assert!(!super::is_secret("apiVersion: kubeproxy.config.k8s.io/v1alpha1\n"));
+        assert!(!super::is_secret("-----BEGIN CERTIFICATE-----\n"));
+    }
 }

@@ -40,6 +40,7 @@ fn data(root: &Path) -> InitData {
         exe: "/usr/local/bin/kubeboot".into(),
         now: SystemTime::now(),
         api: None,
+        pod_network: agent::cni::PodNetwork::Bridge,
     }
 }
 

@@ -598,7 +598,13 @@ mod tests {
         assert_eq!(kc.current_context, "kubeboot:agent:node1@kubernetes");
         let b64 = base64::engine::general_purpose::STANDARD;
         let cert_pem = b64
-            .decode(kc.users[0].user.client_certificate_data.as_deref().expect("cert"))
+            .decode(
+                kc.users[0]
+                    .user
+                    .client_certificate_data
+                    .as_deref()
+                    .expect("cert"),
+            )
             .expect("b64");
         let cert_pem = String::from_utf8(cert_pem).expect("utf8");
         let blocks = crate::der::pem_blocks(&cert_pem).expect("pem");

@@ -231,8 +231,8 @@ impl TokenSecret {
                 secret_name(&id)
             )));
         }
-        let token = BootstrapToken::parse(&format!("{id}.{secret}"))
-            .map_err(|e| fail(e.to_string()))?;
+        let token =
+            BootstrapToken::parse(&format!("{id}.{secret}")).map_err(|e| fail(e.to_string()))?;
         let expiration = get(KEY_EXPIRATION);
         let expires = match &expiration {
             None => None,
@@ -329,7 +329,10 @@ mod tests {
             ("token-secret", "0123456789abcdef"),
             ("usage-bootstrap-signing", "true"),
             ("usage-bootstrap-authentication", "true"),
-            ("auth-extra-groups", "system:bootstrappers:kubeadm:default-node-token"),
+            (
+                "auth-extra-groups",
+                "system:bootstrappers:kubeadm:default-node-token",
+            ),
             ("expiration", "2026-11-24T20:58:47Z"),
             ("description", "d"),
         ] {

@@ -213,6 +213,39 @@ impl Node {
             .with_context(|| format!("`kubeboot agent status -o json` printed no JSON:\n{out}"))
     }
 
+    /// The kubelet `cgroupRoot` the harness gives this node (`scripts/node.sh` creates it in
+    /// every cgroup hierarchy and kills what runs in it on destroy): nodes share the
+    /// machine's cgroup tree, and two kubelets must never manage one `kubepods` hierarchy.
+    pub fn cgroup_root(&self) -> String {
+        format!("/kubeboot-{}", self.name)
+    }
+
+    /// Writes an init `--config` into the node (`/var/lib/kubeboot/e2e-init.yaml`, which
+    /// `reset` keeps): a ClusterConfiguration with `pod_subnet`, and a KubeletConfiguration
+    /// with this node's [`Node::cgroup_root`]. Returns the path as the node sees it.
+    pub fn write_init_config(&self, pod_subnet: &str) -> Result<String> {
+        const PATH: &str = "/var/lib/kubeboot/e2e-init.yaml";
+        let yaml = format!(
+            "apiVersion: kubeadm.k8s.io/v1beta2\n\
+             kind: ClusterConfiguration\n\
+             networking:\n  podSubnet: {pod_subnet}\n\
+             ---\n\
+             apiVersion: kubelet.config.k8s.io/v1beta1\n\
+             kind: KubeletConfiguration\n\
+             cgroupRoot: {}\n",
+            self.cgroup_root()
+        );
+        self.exec_ok(&[
+            "sh",
+            "-c",
+            "mkdir -p /var/lib/kubeboot && printf '%s' \"$1\" >\"$2\"",
+            "sh",
+            &yaml,
+            PATH,
+        ])?;
+        Ok(PATH.to_string())
+    }
+
     /// Reads a file as the node sees it (its private /etc/kubernetes etc.).
     pub fn read_file(&self, path: &str) -> Result<String> {
         self.exec_ok(&["cat", path])

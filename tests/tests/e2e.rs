@@ -16,9 +16,13 @@
 mod addons;
 #[path = "e2e/cluster_objects.rs"]
 mod cluster_objects;
+#[path = "e2e/cluster_workloads.rs"]
+mod cluster_workloads;
 #[path = "e2e/harness_node_isolation.rs"]
 mod harness_node_isolation;
 #[path = "e2e/init_bad_input.rs"]
 mod init_bad_input;
 #[path = "e2e/init_single_node.rs"]
 mod init_single_node;
+#[path = "e2e/mirror_pods.rs"]
+mod mirror_pods;

@@ -226,7 +226,11 @@ pub fn api_status(
     }
 }
 
-fn terminated(code: Option<i32>, reason: Option<&String>, message: Option<&String>) -> ContainerState {
+fn terminated(
+    code: Option<i32>,
+    reason: Option<&String>,
+    message: Option<&String>,
+) -> ContainerState {
     ContainerState {
         terminated: Some(ContainerStateTerminated {
             exit_code: code.unwrap_or_default(),
@@ -526,15 +530,27 @@ spec:
             &desired,
             &json!({"phase": "Running", "cs": [{"n": 1, "extra": 2}], "o": {"x": 1, "y": 2}, "qos": "x"})
         ));
-        assert!(!covers(&desired, &json!({"phase": "Pending", "cs": [{"n": 1}], "o": {"x": 1}})));
-        assert!(!covers(&desired, &json!({"phase": "Running", "cs": [], "o": {"x": 1}})));
-        assert!(!covers(&desired, &json!({"phase": "Running", "cs": [{"n": 1}]})));
+        assert!(!covers(
+            &desired,
+            &json!({"phase": "Pending", "cs": [{"n": 1}], "o": {"x": 1}})
+        ));
+        assert!(!covers(
+            &desired,
+            &json!({"phase": "Running", "cs": [], "o": {"x": 1}})
+        ));
+        assert!(!covers(
+            &desired,
+            &json!({"phase": "Running", "cs": [{"n": 1}]})
+        ));
         // The status the agent computes from the API's own status covers it.
         let s = api_status(&agent_pod(vec![running(1, true)]), &ctx(), None);
         let v = serde_json::to_value(&s).expect("json");
         let again = api_status(&agent_pod(vec![running(1, true)]), &ctx(), Some(&s));
         assert!(covers(&serde_json::to_value(&again).expect("json"), &v));
         let restarted = api_status(&agent_pod(vec![running(2, true)]), &ctx(), Some(&s));
-        assert!(!covers(&serde_json::to_value(&restarted).expect("json"), &v));
+        assert!(!covers(
+            &serde_json::to_value(&restarted).expect("json"),
+            &v
+        ));
     }
 }

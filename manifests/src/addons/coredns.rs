@@ -281,7 +281,11 @@ fn deployment(cfg: &InitConfig, replicas: i32) -> Deployment {
         tolerations: Some(vec![
             toleration("CriticalAddonsOnly", Some("Exists"), None),
             toleration(names::LABEL_NODE_ROLE_MASTER, None, Some("NoSchedule")),
-            toleration(names::LABEL_NODE_ROLE_CONTROL_PLANE, None, Some("NoSchedule")),
+            toleration(
+                names::LABEL_NODE_ROLE_CONTROL_PLANE,
+                None,
+                Some("NoSchedule"),
+            ),
         ]),
         node_selector: Some(string_map([(names::LABEL_OS, "linux")])),
         containers: vec![container],

@@ -220,9 +220,7 @@ pub fn kube_proxy_config(cfg: &InitConfig) -> Result<KubeProxyConfig, AddonError
         }
         merge(&mut value, parsed);
     }
-    let obj = value
-        .as_object_mut()
-        .expect("the zero config is a mapping");
+    let obj = value.as_object_mut().expect("the zero config is a mapping");
     if is_empty_string(obj.get("bindAddress")) {
         let bind = match cfg.local_api_endpoint.advertise_address {
             IpAddr::V4(_) => DEFAULT_BIND_ADDRESS_V4,
@@ -242,9 +240,7 @@ pub fn kube_proxy_config(cfg: &InitConfig) -> Result<KubeProxyConfig, AddonError
             names::KUBE_PROXY_KUBECONFIG_KEY
         ));
     }
-    let obj = value
-        .as_object_mut()
-        .expect("the zero config is a mapping");
+    let obj = value.as_object_mut().expect("the zero config is a mapping");
     let mut gates = match obj.remove("featureGates") {
         Some(Value::Object(g)) => g,
         _ => serde_json::Map::new(),
@@ -393,8 +389,12 @@ fn config_map(config: &KubeProxyConfig, server: &str) -> ConfigMap {
             in_cluster_kubeconfig(server).as_str(),
         ),
     ]);
-    let annotations = (!config.user_supplied())
-        .then(|| string_map([(names::ANNOTATION_COMPONENT_CONFIG_HASH, config_map_checksum(&data).as_str())]));
+    let annotations = (!config.user_supplied()).then(|| {
+        string_map([(
+            names::ANNOTATION_COMPONENT_CONFIG_HASH,
+            config_map_checksum(&data).as_str(),
+        )])
+    });
     ConfigMap {
         metadata: ObjectMeta {
             labels: Some(string_map([(names::LABEL_APP, names::KUBE_PROXY)])),

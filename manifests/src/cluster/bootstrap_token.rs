@@ -97,20 +97,27 @@ pub fn get_nodes_cluster_role() -> ClusterRole {
 pub fn bootstrappers_rbac() -> Vec<(Option<&'static str>, ClusterRoleBinding)> {
     let tokens = || vec![group(DEFAULT_TOKEN_GROUP)];
     vec![
+        (None, cluster_role_binding(GET_NODES, GET_NODES, tokens())),
         (
-            None,
-            cluster_role_binding(GET_NODES, GET_NODES, tokens()),
-        ),
-        (
-            Some("configured RBAC rules to allow Node Bootstrap tokens to post CSRs in order for nodes to get long term certificate credentials"),
+            Some(
+                "configured RBAC rules to allow Node Bootstrap tokens to post CSRs in order for nodes to get long term certificate credentials",
+            ),
             cluster_role_binding(KUBELET_BOOTSTRAP_BINDING, NODE_BOOTSTRAPPER_ROLE, tokens()),
         ),
         (
-            Some("configured RBAC rules to allow the csrapprover controller automatically approve CSRs from a Node Bootstrap Token"),
-            cluster_role_binding(NODE_AUTOAPPROVE_BOOTSTRAP_BINDING, CSR_NODECLIENT_ROLE, tokens()),
+            Some(
+                "configured RBAC rules to allow the csrapprover controller automatically approve CSRs from a Node Bootstrap Token",
+            ),
+            cluster_role_binding(
+                NODE_AUTOAPPROVE_BOOTSTRAP_BINDING,
+                CSR_NODECLIENT_ROLE,
+                tokens(),
+            ),
         ),
         (
-            Some("configured RBAC rules to allow certificate rotation for all node client certificates in the cluster"),
+            Some(
+                "configured RBAC rules to allow certificate rotation for all node client certificates in the cluster",
+            ),
             cluster_role_binding(
                 NODE_AUTOAPPROVE_ROTATION_BINDING,
                 CSR_SELFNODECLIENT_ROLE,

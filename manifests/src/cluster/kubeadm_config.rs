@@ -23,7 +23,9 @@ pub enum ClusterStatusError {
     #[error("the ClusterStatus in ConfigMap \"kubeadm-config\" is not valid YAML: {0}")]
     Yaml(String),
     /// No `apiEndpoints` (kubeadm: mutateClusterStatus refuses a nil map too).
-    #[error("APIEndpoints from ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace is nil")]
+    #[error(
+        "APIEndpoints from ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace is nil"
+    )]
     NoEndpoints,
 }
 

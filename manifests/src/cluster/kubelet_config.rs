@@ -77,7 +77,8 @@ pub fn kubelet_config_map(version: &Version, kubelet_yaml: &str, user_supplied: 
     };
     if !user_supplied {
         let sum = config_map_checksum(&cm);
-        cm.metadata.annotations = Some([(COMPONENT_CONFIG_HASH_ANNOTATION.to_string(), sum)].into());
+        cm.metadata.annotations =
+            Some([(COMPONENT_CONFIG_HASH_ANNOTATION.to_string(), sum)].into());
     }
     cm
 }

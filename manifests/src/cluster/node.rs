@@ -121,7 +121,10 @@ mod tests {
             ]
         );
         let t = default_control_plane_taints(&v("v1.20.2"));
-        assert_eq!(taint_string(&t[0]), "node-role.kubernetes.io/master:NoSchedule");
+        assert_eq!(
+            taint_string(&t[0]),
+            "node-role.kubernetes.io/master:NoSchedule"
+        );
         let t = default_control_plane_taints(&v("v1.24.0"));
         assert_eq!(
             taint_string(&t[0]),

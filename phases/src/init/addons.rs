@@ -104,12 +104,17 @@ fn coredns(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
         // updates; the facade's create_or_update replaces only after "already exists", which
         // the API server never answers for a Service whose clusterIP is taken, so a kube-dns
         // Service that already has kubeadm's fields is left as it is.
-        cluster
-            .create_or_update(&addon.service)
-            .with_context(|| match existing_service.as_ref().and_then(|live| service_differences(&addon.service, live)) {
-                Some(what) => format!("the existing Service kube-system/kube-dns differs from kubeadm's in {what}"),
+        cluster.create_or_update(&addon.service).with_context(|| {
+            match existing_service
+                .as_ref()
+                .and_then(|live| service_differences(&addon.service, live))
+            {
+                Some(what) => format!(
+                    "the existing Service kube-system/kube-dns differs from kubeadm's in {what}"
+                ),
                 None => "the DNS Service".to_string(),
-            })?;
+            }
+        })?;
     }
 
     // Say.
@@ -303,7 +308,10 @@ mod tests {
         );
         let kubeconfig = std::fs::read_to_string(root.join("var/lib/kube-proxy/kubeconfig.conf"))
             .expect("kubeconfig.conf");
-        assert!(kubeconfig.contains("system:kube-proxy@kubernetes"), "{kubeconfig}");
+        assert!(
+            kubeconfig.contains("system:kube-proxy@kubernetes"),
+            "{kubeconfig}"
+        );
         let pod = std::fs::read_to_string(root.join("etc/kubernetes/manifests/kube-proxy.yaml"))
             .expect("manifest");
         assert!(pod.contains("--hostname-override=node1"), "{pod}");
@@ -361,14 +369,20 @@ mod tests {
             ]
         );
         let out = d.out.captured();
-        assert!(out.contains("[addons] Applied essential addon: CoreDNS\n"), "{out}");
+        assert!(
+            out.contains("[addons] Applied essential addon: CoreDNS\n"),
+            "{out}"
+        );
         assert!(out.contains("k8s.gcr.io/coredns:1.7.0"), "{out}");
     }
 
     #[test]
     fn sub_phases_are_kubeadms() {
         let p = phase();
-        assert_eq!(p.short, "Install required addons for passing Conformance tests");
+        assert_eq!(
+            p.short,
+            "Install required addons for passing Conformance tests"
+        );
         let names: Vec<_> = p.children.iter().map(|c| c.name).collect();
         assert_eq!(names, ["coredns", "kube-proxy"]);
     }

@@ -16,15 +16,21 @@ pub fn phase() -> Phase<InitData> {
         "Start the kubeboot node agent, which runs the static Pods of the manifest directory",
         run,
     )
-    .flags(&["config", "node-name", "bin-dir", "dry-run"])
+    .flags(&["config", "node-name", "bin-dir", "pod-network", "dry-run"])
 }
 
 /// The arguments the agent is started with.
-pub fn agent_args(node_name: &str, bin_dirs: &[PathBuf]) -> Vec<String> {
+pub fn agent_args(
+    node_name: &str,
+    bin_dirs: &[PathBuf],
+    pod_network: agent::cni::PodNetwork,
+) -> Vec<String> {
     let mut args = vec![
         "agent".to_string(),
         "--node-name".to_string(),
         node_name.to_string(),
+        "--pod-network".to_string(),
+        pod_network.as_str().to_string(),
     ];
     for d in bin_dirs {
         args.push("--bin-dir".into());
@@ -39,7 +45,7 @@ pub fn systemd_is_init(layout: &components::Layout) -> bool {
 }
 
 fn run(d: &mut InitData) -> anyhow::Result<()> {
-    let args = agent_args(&d.cfg.node.name, &d.bin_dirs);
+    let args = agent_args(&d.cfg.node.name, &d.bin_dirs, d.pod_network);
     if d.dry_run {
         say!(
             d.out,

@@ -51,14 +51,20 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
             admin.display().to_string()
         )
     })?;
-    let (ca_data, server) = admin_cluster(&admin_yaml).context("failed to load admin kubeconfig")?;
+    let (ca_data, server) =
+        admin_cluster(&admin_yaml).context("failed to load admin kubeconfig")?;
 
     match tokens.as_slice() {
         [] => {}
         [one] => say!(out, "bootstrap-token", "Using token: {one}"),
         many => {
             let shown: Vec<String> = many.iter().map(ToString::to_string).collect();
-            say!(out, "bootstrap-token", "Using tokens: [{}]", shown.join(" "));
+            say!(
+                out,
+                "bootstrap-token",
+                "Using tokens: [{}]",
+                shown.join(" ")
+            );
         }
     }
     say!(
@@ -133,9 +139,20 @@ mod tests {
         let rec = d.api.as_ref().unwrap().recorded();
         let got: Vec<String> = rec
             .iter()
-            .map(|r| format!("{} {}/{}", r.verb, r.resource, r.name.clone().unwrap_or_else(|| {
-                r.body.as_ref().and_then(|b| b["metadata"]["name"].as_str()).unwrap_or("").to_string()
-            })))
+            .map(|r| {
+                format!(
+                    "{} {}/{}",
+                    r.verb,
+                    r.resource,
+                    r.name.clone().unwrap_or_else(|| {
+                        r.body
+                            .as_ref()
+                            .and_then(|b| b["metadata"]["name"].as_str())
+                            .unwrap_or("")
+                            .to_string()
+                    })
+                )
+            })
             .collect();
         // kubeadm 1.20.2 `init --dry-run` (manifests/tests/golden/v1.20.2/
         // init-dryrun-api-objects.txt), less the Node GET/PATCH kubeboot does in
@@ -173,8 +190,16 @@ mod tests {
             assert!(out.contains(line), "missing {line:?} in\n{out}");
         }
         // cluster-info holds admin.conf's server and CA.
-        let ci = rec.iter().find(|r| r.resource == "configmaps" && r.body.as_ref().unwrap()["metadata"]["name"] == "cluster-info").unwrap();
-        let kc = ci.body.as_ref().unwrap()["data"]["kubeconfig"].as_str().unwrap();
+        let ci = rec
+            .iter()
+            .find(|r| {
+                r.resource == "configmaps"
+                    && r.body.as_ref().unwrap()["metadata"]["name"] == "cluster-info"
+            })
+            .unwrap();
+        let kc = ci.body.as_ref().unwrap()["data"]["kubeconfig"]
+            .as_str()
+            .unwrap();
         assert!(kc.contains("server: https://10.123.0.2:6443"), "{kc}");
     }
 }

@@ -36,6 +36,8 @@ pub struct InitData {
     /// The API, created on first use by [`InitData::cluster`]; `None` until then (tests may
     /// put a `Cluster::recording` here).
     pub api: Option<Cluster>,
+    /// `--pod-network`: kubeboot's bridge CNI network (the agent configures it) or none.
+    pub pod_network: agent::cni::PodNetwork,
 }
 
 impl InitData {
@@ -129,6 +131,7 @@ pub(crate) mod tests {
             exe: "/usr/local/bin/kubeboot".into(),
             now: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
             api: None,
+            pod_network: agent::cni::PodNetwork::Bridge,
         }
     }
 }

@@ -35,8 +35,12 @@ pub fn phase() -> Phase<InitData> {
         .collect();
     // kubeboot's own: the agent's identity for publishing its static pods to the API.
     let agent = &pki::kubeconfig::KUBEBOOT_AGENT_KUBECONFIG;
-    p.children
-        .push(Phase::new(agent.name, agent.short, move |d: &mut InitData| run(d, agent)).flags(FLAGS));
+    p.children.push(
+        Phase::new(agent.name, agent.short, move |d: &mut InitData| {
+            run(d, agent)
+        })
+        .flags(FLAGS),
+    );
     p
 }
 

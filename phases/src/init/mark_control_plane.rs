@@ -22,18 +22,18 @@ pub const PATCH_NODE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The `mark-control-plane` phase.
 pub fn phase() -> Phase<InitData> {
-    Phase::new("mark-control-plane", "Mark a node as a control-plane", run)
-        .flags(&["node-name", "config", "dry-run"])
+    Phase::new("mark-control-plane", "Mark a node as a control-plane", run).flags(&[
+        "node-name",
+        "config",
+        "dry-run",
+    ])
 }
 
 fn run(d: &mut InitData) -> anyhow::Result<()> {
     let cfg = d.cfg.clone();
     let out = d.out.clone();
     let node_name = cfg.node.name.clone();
-    let kubelet_config = d
-        .layout
-        .kubelet_dir()
-        .join(names::KUBELET_CONFIG_FILE);
+    let kubelet_config = d.layout.kubelet_dir().join(names::KUBELET_CONFIG_FILE);
     if !d.fs.exists(&kubelet_config) {
         say!(
             out,
@@ -94,12 +94,8 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
                 kubelet_kubeconfig.display().to_string()
             )
         })?;
-    let patch = cluster::mark_control_plane_patch(
-        &node,
-        &labels,
-        &taints,
-        cfg.node.cri_socket.as_deref(),
-    );
+    let patch =
+        cluster::mark_control_plane_patch(&node, &labels, &taints, cfg.node.cri_socket.as_deref());
     c.patch_node(&node_name, &patch)?;
     Ok(())
 }
@@ -126,7 +122,8 @@ mod tests {
         let mut d = test_data(dir.path());
         let cfg = d.layout.kubelet_dir().join(names::KUBELET_CONFIG_FILE);
         d.fs.create_dir(&d.layout.kubelet_dir(), 0o700).unwrap();
-        d.fs.write_public(&cfg, b"kind: KubeletConfiguration\n").unwrap();
+        d.fs.write_public(&cfg, b"kind: KubeletConfiguration\n")
+            .unwrap();
         d.api = Some(Cluster::recording(d.out.clone()));
         run(&mut d).expect("marks");
         let out = d.out.captured();

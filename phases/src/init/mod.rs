@@ -90,13 +90,17 @@ fn closing_text(d: &mut InitData) -> anyhow::Result<()> {
         return Ok(());
     };
     if let Some(cp) = control_plane {
-        out.line("You can now join any number of control-plane nodes by copying certificate authorities");
+        out.line(
+            "You can now join any number of control-plane nodes by copying certificate authorities",
+        );
         out.line("and service account keys on each node and then running the following as root:");
         out.line("");
         out.line(&format!("  {cp}"));
         out.line("");
     }
-    out.line("Then you can join any number of worker nodes by running the following on each as root:");
+    out.line(
+        "Then you can join any number of worker nodes by running the following on each as root:",
+    );
     out.line("");
     out.line(&worker);
     Ok(())

@@ -90,9 +90,32 @@ fn checks(d: &InitData) -> Vec<Check> {
     ] {
         checks.push(Check::in_path(exe, mandatory));
     }
-    checks.extend(preflight::binary_checks(
-        &crate::init::control_plane::pods(d),
-        &d.bin_dirs,
-    ));
+    let mut pods = crate::init::control_plane::pods(d);
+    // kubeadm: CRICheck ("CRI"), then the node components the agent will run.
+    match crate::init::kubelet_start::detect_cri(d) {
+        Ok(cri) => {
+            let hostname = crate::host::hostname();
+            pods.push((
+                components::names::KUBELET.to_string(),
+                manifests::kubelet::kubelet_pod(&d.cfg, layout, cri.socket(), &hostname),
+            ));
+            checks.push(Check::new("CRI", || preflight::Outcome::Ok));
+        }
+        Err(e) => {
+            let msg = format!("{e:#}");
+            checks.push(Check::new("CRI", move || {
+                preflight::Outcome::Error(msg.clone())
+            }));
+        }
+    }
+    if d.pod_network == agent::cni::PodNetwork::Bridge {
+        checks.push(Check::new("CNIPlugins", || {
+            match agent::cni::plugin_dir(&agent::cni::default_plugin_dirs(), |p| p.is_file()) {
+                Ok(_) => preflight::Outcome::Ok,
+                Err(e) => preflight::Outcome::Error(e.to_string()),
+            }
+        }));
+    }
+    checks.extend(preflight::binary_checks(&pods, &d.bin_dirs));
     checks
 }

@@ -96,12 +96,51 @@ fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
             d.fs.remove_file(&unit)?;
         }
         agent::daemon::stop(l, Duration::from_secs(10))?;
+        // The kubelet first, so it restarts nothing; then the CRI containers, while
+        // containerd and its shims (static pods too) still run.
+        let workloads = agent::node_cleanup::stop_workloads(l, d.grace)?;
+        if workloads.kubelets > 0 || workloads.containers > 0 {
+            say!(
+                d.out,
+                "reset",
+                "Stopped the kubelet and the processes of {} CRI containers",
+                workloads.containers
+            );
+        }
         let stopped = agent::stop_all_pods(l, d.grace)?;
         say!(
             d.out,
             "reset",
             "Stopped the static Pods ({stopped} processes)"
         );
+        let netns = agent::node_cleanup::remove_pod_netns(l)?;
+        if !netns.is_empty() {
+            say!(
+                d.out,
+                "reset",
+                "Removed the pod network namespaces: {}",
+                show(&netns)
+            );
+        }
+        let mounts = agent::node_cleanup::unmount_kubelet_dir(l)?;
+        if !mounts.is_empty() {
+            say!(
+                d.out,
+                "reset",
+                "Unmounted {} volumes of the kubelet directory {}",
+                mounts.len(),
+                l.kubelet_dir().display()
+            );
+        }
+        let network = agent::node_cleanup::remove_pod_network()?;
+        if !network.is_empty() {
+            say!(
+                d.out,
+                "reset",
+                "Removed kubeboot's pod network: {}",
+                network.join(", ")
+            );
+        }
     }
 
     let config_dirs = [l.manifests_dir(), cert_dir];
@@ -111,18 +150,33 @@ fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
         "Deleting contents of config directories: {}",
         show(&config_dirs)
     );
-    let files: Vec<PathBuf> = [
+    let mut files: Vec<PathBuf> = [
         names::ADMIN_KUBECONFIG,
         names::KUBELET_KUBECONFIG,
         names::KUBELET_BOOTSTRAP_KUBECONFIG,
         names::CONTROLLER_MANAGER_KUBECONFIG,
         names::SCHEDULER_KUBECONFIG,
+        names::KUBEBOOT_AGENT_KUBECONFIG,
     ]
     .iter()
     .map(|f| l.kubeconfig(f))
     .collect();
+    // kubeboot's own CNI configuration (a user's CNI files stay, as kubeadm leaves them).
+    files.push(
+        l.node_path(names::CNI_CONF_DIR)
+            .join(names::KUBEBOOT_CNI_CONFLIST),
+    );
     say!(d.out, "reset", "Deleting files: {}", show(&files));
-    let state_dirs = [etcd_data, l.agent_state_dir(), l.run_dir(), l.tmp_dir()];
+    let state_dirs = [
+        etcd_data,
+        l.agent_state_dir(),
+        l.kube_proxy_dir(),
+        l.run_dir(),
+        l.tmp_dir(),
+        l.kubelet_dir(),
+        l.node_path(names::CNI_STATE_DIR),
+        l.state_dir().join("containerd"),
+    ];
     say!(
         d.out,
         "reset",

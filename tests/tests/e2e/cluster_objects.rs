@@ -42,7 +42,10 @@ fn expected_objects() -> Result<Vec<Expected>> {
             lines.next();
         }
         let object = yaml_to_json(&yaml)?;
-        let name = object["metadata"]["name"].as_str().context("name")?.to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .context("name")?
+            .to_string();
         let namespace = object["metadata"]["namespace"].as_str().map(str::to_string);
         // kubeadm's namespace on cluster-scoped RBAC objects is dropped by the API server.
         let namespace = namespace.filter(|_| !resource.starts_with("cluster"));
@@ -53,7 +56,11 @@ fn expected_objects() -> Result<Vec<Expected>> {
             object,
         });
     }
-    ensure!(out.len() == 15, "the golden capture has {} objects", out.len());
+    ensure!(
+        out.len() == 15,
+        "the golden capture has {} objects",
+        out.len()
+    );
     Ok(out)
 }
 
@@ -75,11 +82,31 @@ fn get(node: &Node, e: &Expected) -> Result<Value> {
     node.kubectl_json(&args)
 }
 
+/// The API server defaults `apiGroup: rbac.authorization.k8s.io` on Group and User subjects
+/// (kubeadm's capture shows them before defaulting).
+fn undefault_subjects(v: &mut Value) {
+    if let Some(subjects) = v["subjects"].as_array_mut() {
+        for s in subjects {
+            if s["apiGroup"] == "rbac.authorization.k8s.io"
+                && (s["kind"] == "Group" || s["kind"] == "User")
+            {
+                s.as_object_mut().map(|m| m.remove("apiGroup"));
+            }
+        }
+    }
+}
+
 fn compare(node: &Node, e: &Expected) -> Result<()> {
-    let got = get(node, e).with_context(|| format!("{}/{} is missing", e.resource, e.name))?;
+    let mut got = get(node, e).with_context(|| format!("{}/{} is missing", e.resource, e.name))?;
+    undefault_subjects(&mut got);
     let want = &e.object;
     let what = format!("{}/{}", e.resource, e.name);
-    ensure!(got["kind"] == want["kind"], "{what}: kind {} vs {}", got["kind"], want["kind"]);
+    ensure!(
+        got["kind"] == want["kind"],
+        "{what}: kind {} vs {}",
+        got["kind"],
+        want["kind"]
+    );
     for field in ["type", "rules", "roleRef", "subjects"] {
         ensure!(
             got[field] == want[field],
@@ -95,7 +122,10 @@ fn compare(node: &Node, e: &Expected) -> Result<()> {
         keys(&got["metadata"]["annotations"]),
         keys(&want["metadata"]["annotations"]),
     );
-    ensure!(wa.is_subset(&ga), "{what}: annotations {ga:?}, kubeadm has {wa:?}");
+    ensure!(
+        wa.is_subset(&ga),
+        "{what}: annotations {ga:?}, kubeadm has {wa:?}"
+    );
     Ok(())
 }
 
@@ -121,7 +151,10 @@ fn cluster_objects() -> Result<()> {
     step("running as root", require_root)?;
     let bin = step("real binaries present", bin_dir)?;
     let bin = bin.to_string_lossy().to_string();
-    let expected = step("kubeadm's objects from the golden capture", expected_objects)?;
+    let expected = step(
+        "kubeadm's objects from the golden capture",
+        expected_objects,
+    )?;
     let node = step("create node", || Node::allocate("cluster-objects"))?;
 
     let init_out = step("kubeboot init with a known token", || {
@@ -131,30 +164,44 @@ fn cluster_objects() -> Result<()> {
         node.kubeboot_ok(&argv)
     })?;
 
-    step("init prints kubeadm's lines and a join command with the CA hash", || {
-        for want in [
-            "[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace",
-            "[bootstrap-token] Using token: abcdef.0123456789abcdef",
-            "[bootstrap-token] Creating the \"cluster-info\" ConfigMap in the \"kube-public\" namespace",
-        ] {
-            ensure!(init_out.contains(want), "init output lacks {want:?}:\n{init_out}");
-        }
-        let hash = ca_hash(&node)?;
-        let want = format!("--token {TOKEN} \\\n    --discovery-token-ca-cert-hash {hash}");
-        ensure!(init_out.contains(&want), "init output lacks {want:?}:\n{init_out}");
-        Ok(())
-    })?;
+    step(
+        "init prints kubeadm's lines and a join command with the CA hash",
+        || {
+            for want in [
+                "[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace",
+                "[bootstrap-token] Using token: abcdef.0123456789abcdef",
+                "[bootstrap-token] Creating the \"cluster-info\" ConfigMap in the \"kube-public\" namespace",
+            ] {
+                ensure!(
+                    init_out.contains(want),
+                    "init output lacks {want:?}:\n{init_out}"
+                );
+            }
+            let hash = ca_hash(&node)?;
+            let want = format!("--token {TOKEN} \\\n    --discovery-token-ca-cert-hash {hash}");
+            ensure!(
+                init_out.contains(&want),
+                "init output lacks {want:?}:\n{init_out}"
+            );
+            Ok(())
+        },
+    )?;
 
-    step("every object kubeadm 1.20 creates exists and matches", || {
-        for e in &expected {
-            compare(&node, e)?;
-        }
-        Ok(())
-    })?;
+    step(
+        "every object kubeadm 1.20 creates exists and matches",
+        || {
+            for e in &expected {
+                compare(&node, e)?;
+            }
+            Ok(())
+        },
+    )?;
 
     step("kubeadm-config holds this node in ClusterStatus", || {
         let cm = node.kubectl_json(&["get", "cm", "kubeadm-config", "-n", "kube-system"])?;
-        let status = cm["data"]["ClusterStatus"].as_str().context("ClusterStatus")?;
+        let status = cm["data"]["ClusterStatus"]
+            .as_str()
+            .context("ClusterStatus")?;
         ensure!(
             status.contains(&format!("advertiseAddress: {}", node.ip())),
             "ClusterStatus:\n{status}"
@@ -162,35 +209,44 @@ fn cluster_objects() -> Result<()> {
         Ok(())
     })?;
 
-    step("the bootstrap signer signs cluster-info and the signature verifies", || {
-        let mut sig = String::new();
-        let mut content = String::new();
-        wait_until(
-            "jws-kubeconfig-abcdef in cluster-info",
-            Duration::from_secs(90),
-            Duration::from_secs(2),
-            || {
-                let cm = node.kubectl_json(&["get", "cm", "cluster-info", "-n", "kube-public"])?;
-                match cm["data"]["jws-kubeconfig-abcdef"].as_str() {
-                    Some(s) => {
-                        sig = s.to_string();
-                        content = cm["data"]["kubeconfig"].as_str().unwrap_or_default().into();
-                        Ok(true)
+    step(
+        "the bootstrap signer signs cluster-info and the signature verifies",
+        || {
+            let mut sig = String::new();
+            let mut content = String::new();
+            wait_until(
+                "jws-kubeconfig-abcdef in cluster-info",
+                Duration::from_secs(90),
+                Duration::from_secs(2),
+                || {
+                    let cm =
+                        node.kubectl_json(&["get", "cm", "cluster-info", "-n", "kube-public"])?;
+                    match cm["data"]["jws-kubeconfig-abcdef"].as_str() {
+                        Some(s) => {
+                            sig = s.to_string();
+                            content = cm["data"]["kubeconfig"].as_str().unwrap_or_default().into();
+                            Ok(true)
+                        }
+                        None => Ok(false),
                     }
-                    None => Ok(false),
-                }
-            },
-        )?;
-        ensure!(
-            pki::jws::detached_signature_is_valid(&sig, &content, "abcdef", "0123456789abcdef"),
-            "the signature {sig:?} does not verify"
-        );
-        ensure!(
-            !pki::jws::detached_signature_is_valid(&sig, &content, "abcdef", "0123456789abcdeg"),
-            "a wrong secret verifies"
-        );
-        Ok(())
-    })?;
+                },
+            )?;
+            ensure!(
+                pki::jws::detached_signature_is_valid(&sig, &content, "abcdef", "0123456789abcdef"),
+                "the signature {sig:?} does not verify"
+            );
+            ensure!(
+                !pki::jws::detached_signature_is_valid(
+                    &sig,
+                    &content,
+                    "abcdef",
+                    "0123456789abcdeg"
+                ),
+                "a wrong secret verifies"
+            );
+            Ok(())
+        },
+    )?;
 
     let joined = step("token create --print-join-command", || {
         let line = node.kubeboot_ok(&["token", "create", "--print-join-command"])?;
@@ -199,41 +255,62 @@ fn cluster_objects() -> Result<()> {
             words.len() == 7 && words[..2] == ["kubeboot", "join"],
             "unexpected join command {line:?}"
         );
-        ensure!(words[2] == format!("{}:6443", node.ip()), "endpoint in {line:?}");
+        ensure!(
+            words[2] == format!("{}:6443", node.ip()),
+            "endpoint in {line:?}"
+        );
         ensure!(words[3] == "--token" && words[5] == "--discovery-token-ca-cert-hash");
-        ensure!(words[6] == ca_hash(&node)?, "hash in {line:?} is not the CA's");
+        ensure!(
+            words[6] == ca_hash(&node)?,
+            "hash in {line:?} is not the CA's"
+        );
         Ok(words[4].to_string())
     })?;
     let new_id = joined.split('.').next().unwrap_or_default().to_string();
 
-    step("token list shows both tokens, as kubeadm token list does", || {
-        let ids = token_ids(&node)?;
-        ensure!(ids.contains(&"abcdef".to_string()) && ids.contains(&new_id), "{ids:?}");
-        let ours = node.kubeboot_ok(&["token", "list"])?;
-        let kubeadm = format!("{bin}/kubeadm");
-        let theirs = node.exec_ok(&[&kubeadm, "token", "list", "--kubeconfig", "/etc/kubernetes/admin.conf"])?;
-        let norm = |s: &str| -> Vec<Vec<String>> {
-            let mut rows: Vec<Vec<String>> = s
-                .lines()
-                .map(|l| {
-                    l.split_whitespace()
-                        .enumerate()
-                        .filter(|(i, _)| *i != 1) // the TTL ticks
-                        .map(|(_, w)| w.to_string())
-                        .collect()
-                })
-                .collect();
-            rows.sort();
-            rows
-        };
-        ensure!(norm(&ours) == norm(&theirs), "kubeboot:\n{ours}\nkubeadm:\n{theirs}");
-        let widths = |s: &str| s.lines().map(str::len).collect::<Vec<_>>();
-        ensure!(
-            widths(&ours).len() == widths(&theirs).len(),
-            "kubeboot:\n{ours}\nkubeadm:\n{theirs}"
-        );
-        Ok(())
-    })?;
+    step(
+        "token list shows both tokens, as kubeadm token list does",
+        || {
+            let ids = token_ids(&node)?;
+            ensure!(
+                ids.contains(&"abcdef".to_string()) && ids.contains(&new_id),
+                "{ids:?}"
+            );
+            let ours = node.kubeboot_ok(&["token", "list"])?;
+            let kubeadm = format!("{bin}/kubeadm");
+            let theirs = node.exec_ok(&[
+                &kubeadm,
+                "token",
+                "list",
+                "--kubeconfig",
+                "/etc/kubernetes/admin.conf",
+            ])?;
+            let norm = |s: &str| -> Vec<Vec<String>> {
+                let mut rows: Vec<Vec<String>> = s
+                    .lines()
+                    .map(|l| {
+                        l.split_whitespace()
+                            .enumerate()
+                            .filter(|(i, _)| *i != 1) // the TTL ticks
+                            .map(|(_, w)| w.to_string())
+                            .collect()
+                    })
+                    .collect();
+                rows.sort();
+                rows
+            };
+            ensure!(
+                norm(&ours) == norm(&theirs),
+                "kubeboot:\n{ours}\nkubeadm:\n{theirs}"
+            );
+            let widths = |s: &str| s.lines().map(str::len).collect::<Vec<_>>();
+            ensure!(
+                widths(&ours).len() == widths(&theirs).len(),
+                "kubeboot:\n{ours}\nkubeadm:\n{theirs}"
+            );
+            Ok(())
+        },
+    )?;
 
     step("token delete removes it", || {
         let out = node.kubeboot_ok(&["token", "delete", &new_id])?;
@@ -245,66 +322,85 @@ fn cluster_objects() -> Result<()> {
         Ok(())
     })?;
 
-    step("bad token input fails with exit 1 and changes nothing", || {
-        let before = token_ids(&node)?;
-        for args in [
-            vec!["token", "create", "abcdef.short"],
-            vec!["token", "create", "--ttl", "soon"],
-            vec!["token", "create", "--usages", "signing,bogus"],
-            vec!["token", "create", "--groups", "system:nodes"],
-            vec!["token", "create", TOKEN],
-            vec!["token", "delete", "zzzzzz"],
-            vec!["token", "delete", "abcdef", "NOPE"],
-        ] {
-            let out = node.kubeboot(&args)?;
-            ensure!(out.code == Some(1), "{args:?} exited {:?}: {}", out.code, out.stderr);
-            ensure!(!out.stderr.trim().is_empty(), "{args:?} said nothing");
-        }
-        ensure!(token_ids(&node)? == before, "the tokens changed");
-        Ok(())
-    })?;
+    step(
+        "bad token input fails with exit 1 and changes nothing",
+        || {
+            let before = token_ids(&node)?;
+            for args in [
+                vec!["token", "create", "abcdef.short"],
+                vec!["token", "create", "--ttl", "soon"],
+                vec!["token", "create", "--usages", "signing,bogus"],
+                vec!["token", "create", "--groups", "system:nodes"],
+                vec!["token", "create", TOKEN],
+                vec!["token", "delete", "zzzzzz"],
+                vec!["token", "delete", "abcdef", "NOPE"],
+            ] {
+                let out = node.kubeboot(&args)?;
+                ensure!(
+                    out.code == Some(1),
+                    "{args:?} exited {:?}: {}",
+                    out.code,
+                    out.stderr
+                );
+                ensure!(!out.stderr.trim().is_empty(), "{args:?} said nothing");
+            }
+            ensure!(token_ids(&node)? == before, "the tokens changed");
+            Ok(())
+        },
+    )?;
 
-    step("a token created with --ttl 1s is removed by the token cleaner", || {
-        let t = node.kubeboot_ok(&["token", "create", "--ttl", "1s"])?;
-        let id = t.trim().split('.').next().unwrap_or_default().to_string();
-        wait_until(
-            "the expired token to be deleted",
-            Duration::from_secs(120),
-            Duration::from_secs(2),
-            || Ok(!token_ids(&node)?.contains(&id)),
-        )
-    })?;
+    step(
+        "a token created with --ttl 1s is removed by the token cleaner",
+        || {
+            let t = node.kubeboot_ok(&["token", "create", "--ttl", "1s"])?;
+            let id = t.trim().split('.').next().unwrap_or_default().to_string();
+            wait_until(
+                "the expired token to be deleted",
+                Duration::from_secs(120),
+                Duration::from_secs(2),
+                || Ok(!token_ids(&node)?.contains(&id)),
+            )
+        },
+    )?;
 
-    step("the control-plane Node is labelled and tainted, once a kubelet registered it", || {
-        let name = node
+    step(
+        "the control-plane Node is labelled and tainted, once a kubelet registered it",
+        || {
+            let name = node
             .kubectl_json(&["get", "cm", "kubeadm-config", "-n", "kube-system"])?["data"]
             ["ClusterStatus"]
             .as_str()
             .and_then(|s| s.lines().nth(1))
             .map(|l| l.trim().trim_end_matches(':').to_string())
             .context("node name")?;
-        let got = node.kubectl(&["get", "node", &name, "-o", "json"])?;
-        if !got.success() {
-            ensure!(
-                init_out.contains("[mark-control-plane] WARNING: skipping"),
-                "no Node {name:?} and mark-control-plane did not say it skipped"
-            );
-            eprintln!("[note] no kubelet on this node yet: mark-control-plane skipped");
-            return Ok(());
-        }
-        let n: Value = serde_json::from_str(&got.stdout)?;
-        for label in ["node-role.kubernetes.io/master", "node-role.kubernetes.io/control-plane"] {
-            ensure!(n["metadata"]["labels"][label] == "", "label {label} missing");
-        }
-        let taints = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
-        if !taints
-            .iter()
-            .any(|t| t["key"] == "node-role.kubernetes.io/master" && t["effect"] == "NoSchedule")
-        {
-            bail!("taint missing: {taints:?}");
-        }
-        Ok(())
-    })?;
+            let got = node.kubectl(&["get", "node", &name, "-o", "json"])?;
+            if !got.success() {
+                ensure!(
+                    init_out.contains("[mark-control-plane] WARNING: skipping"),
+                    "no Node {name:?} and mark-control-plane did not say it skipped"
+                );
+                eprintln!("[note] no kubelet on this node yet: mark-control-plane skipped");
+                return Ok(());
+            }
+            let n: Value = serde_json::from_str(&got.stdout)?;
+            for label in [
+                "node-role.kubernetes.io/master",
+                "node-role.kubernetes.io/control-plane",
+            ] {
+                ensure!(
+                    n["metadata"]["labels"][label] == "",
+                    "label {label} missing"
+                );
+            }
+            let taints = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
+            if !taints.iter().any(|t| {
+                t["key"] == "node-role.kubernetes.io/master" && t["effect"] == "NoSchedule"
+            }) {
+                bail!("taint missing: {taints:?}");
+            }
+            Ok(())
+        },
+    )?;
 
     node.destroy()
 }

@@ -46,6 +46,9 @@ fn agent_pids(node: &Node) -> Result<BTreeMap<String, u64>> {
     let status = node.agent_status_json()?;
     let mut pids = BTreeMap::new();
     for pod in status["pods"].as_array().context("status has no pods")? {
+        if !pod["name"].as_str().is_some_and(is_control_plane) {
+            continue;
+        }
         for c in pod["containers"]
             .as_array()
             .context("pod has no containers")?
@@ -62,8 +65,28 @@ fn livez_ok(node: &Node) -> Result<bool> {
     Ok(node.kubectl(&["get", "--raw", "/livez"])?.stdout.trim() == "ok")
 }
 
+/// The four control-plane static pods (the agent may run more, such as kube-proxy).
+const CONTROL_PLANE: [&str; 4] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
+
+fn is_control_plane(pod_name: &str) -> bool {
+    CONTROL_PLANE
+        .iter()
+        .any(|c| pod_name.starts_with(&format!("{c}-")))
+}
+
 fn all_running_and_ready(status: &Value) -> bool {
-    let pods = status["pods"].as_array().cloned().unwrap_or_default();
+    let pods: Vec<Value> = status["pods"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p["name"].as_str().is_some_and(is_control_plane))
+        .collect();
     pods.len() == 4
         && pods.iter().all(|p| {
             p["containers"].as_array().is_some_and(|cs| {
@@ -378,7 +401,7 @@ fn init_single_node() -> Result<()> {
             .map(|p| format!("{} {}", p.pid, p.cmdline))
             .collect();
         ensure!(left.is_empty(), "processes left after reset: {left:?}");
-        let files = node.sh_ok("find /etc/kubernetes /var/lib/etcd /var/lib/kubeboot /run/kubeboot -mindepth 1 -type f")?;
+        let files = node.sh_ok("find /etc/kubernetes /var/lib/etcd /var/lib/kubeboot /var/lib/kube-proxy /run/kubeboot -mindepth 1 -type f")?;
         ensure!(files.trim().is_empty(), "files left after reset:\n{files}");
         Ok(())
     })?;
