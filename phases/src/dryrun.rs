@@ -47,8 +47,12 @@ mod tests {
     #[test]
     fn secrets_are_recognised_by_content() {
         assert!(super::is_secret("-----BEGIN EC PRIVATE KEY-----\n"));
-        assert!(super::is_secret("users:\n- user:\n    client-key-data: abc\n"));
-        assert!(!super::is_secret("apiVersion: kubeproxy.config.k8s.io/v1alpha1\n"));
+        assert!(super::is_secret(
+            "users:\n- user:\n    client-key-data: abc\n"
+        ));
+        assert!(!super::is_secret(
+            "apiVersion: kubeproxy.config.k8s.io/v1alpha1\n"
+        ));
         assert!(!super::is_secret("-----BEGIN CERTIFICATE-----\n"));
     }
 }
