@@ -6,7 +6,7 @@
 //! restart and are adopted by the next agent), probes them (startup, liveness, readiness:
 //! httpGet, tcpSocket, exec), restarts them with the kubelet's backoff, stops them with
 //! SIGTERM, the grace period, then SIGKILL, writes their output as CRI logs under
-//! `/var/log/pods`, and answers status requests on a unix socket.
+//! `/var/log/kubeboot/pods`, and answers status requests on a unix socket.
 //!
 //! It publishes its pods to the Kubernetes API ([`mirror`]) once its kubeconfig exists, and
 //! never stops pods when it exits itself.
@@ -68,7 +68,7 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Runtime files: the status socket `agent.sock` (`/run/kubeboot`).
     pub run_dir: PathBuf,
-    /// Container logs (`/var/log/pods`).
+    /// Container logs (`/var/log/kubeboot/pods`).
     pub pod_log_dir: PathBuf,
     /// Where the component binaries are looked up, first hit wins (`--bin-dir`).
     pub bin_dirs: Vec<PathBuf>,

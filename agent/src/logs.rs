@@ -1,6 +1,6 @@
 //! Container logs in the CRI format the kubelet reads (kubelet: pkg/kubelet/kuberuntime/logs):
 //! `2026-01-02T03:04:05.123456789Z stdout F text`, with `P` for the parts of a line longer
-//! than [`MAX_LINE`], under `/var/log/pods/<namespace>_<pod>_<uid>/<container>/<restarts>.log`.
+//! than [`MAX_LINE`], under the pod log directory (`/var/log/kubeboot/pods/<namespace>_<pod>_<uid>/<container>/<restarts>.log`)
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

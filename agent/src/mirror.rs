@@ -56,7 +56,7 @@
 //!
 //! # The loop
 //!
-//! Level-triggered, as the pod loop: every second it compares the agent's status board with
+//! Level-triggered, as the pod loop: every 2 s it compares the agent's status board with
 //! what it last wrote (no API call when nothing changed); every 30 s, or after an error, it
 //! lists its own pods (label `kubeboot.io/agent-node=<node>`) and repairs the difference:
 //! creates missing pods (someone deleted one), deletes pods whose manifest is gone or changed
@@ -84,7 +84,7 @@ use crate::status::PodStatus;
 use crate::supervisor::Shared;
 
 /// How often the board is compared with what was last written.
-const TICK: Duration = Duration::from_secs(1);
+const TICK: Duration = Duration::from_secs(2);
 /// How often the agent's pods are listed from the API.
 const RESYNC: Duration = Duration::from_secs(30);
 /// The longest wait between attempts to reach the API server.

@@ -126,7 +126,9 @@ impl Layout {
         self.log_dir().join("agent.log")
     }
 
-    /// `/var/log/pods`: per-container logs in the CRI format, as the kubelet writes them.
+    /// `/var/log/kubeboot/pods`: per-container logs in the CRI format, laid out as the
+    /// kubelet's `/var/log/pods` (which the kubelet garbage-collects, see
+    /// [`names::POD_LOGS_DIR`]).
     pub fn pod_logs_dir(&self) -> PathBuf {
         self.at(names::POD_LOGS_DIR)
     }
@@ -164,7 +166,7 @@ mod tests {
             PathBuf::from("/etc/kubernetes/admin.conf")
         );
         assert_eq!(l.default_etcd_data_dir(), PathBuf::from("/var/lib/etcd"));
-        assert_eq!(l.pod_logs_dir(), PathBuf::from("/var/log/pods"));
+        assert_eq!(l.pod_logs_dir(), PathBuf::from("/var/log/kubeboot/pods"));
     }
 
     #[test]

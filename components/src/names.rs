@@ -19,8 +19,11 @@ pub const KUBEBOOT_STATE_DIR: &str = "/var/lib/kubeboot";
 pub const KUBEBOOT_RUN_DIR: &str = "/run/kubeboot";
 /// kubeboot's log directory (no kubeadm equivalent).
 pub const KUBEBOOT_LOG_DIR: &str = "/var/log/kubeboot";
-/// The kubelet's pod log directory (kubelet: kuberuntime.podLogsRootDirectory).
-pub const POD_LOGS_DIR: &str = "/var/log/pods";
+/// The agent's pod log directory, in the layout of the kubelet's `/var/log/pods`
+/// (kubelet: kuberuntime.podLogsRootDirectory) but apart from it: the kubelet's container GC
+/// deletes every directory of `/var/log/pods` whose pod it does not run, which includes all
+/// of the agent's static pods.
+pub const POD_LOGS_DIR: &str = "/var/log/kubeboot/pods";
 
 /// AdminKubeConfigFileName.
 pub const ADMIN_KUBECONFIG: &str = "admin.conf";

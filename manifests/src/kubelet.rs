@@ -125,7 +125,7 @@ pub fn kubelet_configuration_yaml(cfg: &InitConfig) -> String {
 }
 
 /// The user's KubeletConfiguration document, if one was given and it is a valid mapping
-/// (callers report a document that does not parse).
+/// (the upload-config phase marks the ConfigMap as user-supplied then).
 pub fn user_kubelet_configuration(cfg: &InitConfig) -> Option<Map<String, Value>> {
     match user_document(cfg) {
         Some(Value::Object(map)) => Some(map),

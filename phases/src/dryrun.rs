@@ -18,14 +18,14 @@ pub fn print_written(out: &Out, fs: &Fs) -> anyhow::Result<()> {
     );
     for path in fs.written() {
         let name = path.display().to_string();
-        if is_secret(&name) {
+        let content = fs.read_string_if_exists(&path)?.unwrap_or_default();
+        if is_secret(&content) {
             out.say(
                 "dryrun",
                 &format!("Would write file {name:?} (private key material, not shown)"),
             );
             continue;
         }
-        let content = fs.read_string_if_exists(&path)?.unwrap_or_default();
         out.say(
             "dryrun",
             &format!("Would write file {name:?} with content:"),

@@ -221,8 +221,12 @@ impl Node {
     }
 
     /// Writes an init `--config` into the node (`/var/lib/kubeboot/e2e-init.yaml`, which
-    /// `reset` keeps): a ClusterConfiguration with `pod_subnet`, and a KubeletConfiguration
-    /// with this node's [`Node::cgroup_root`]. Returns the path as the node sees it.
+    /// `reset` keeps): a ClusterConfiguration with `pod_subnet`; a KubeletConfiguration with
+    /// this node's [`Node::cgroup_root`] and hard eviction thresholds of 1% (the nodes share
+    /// the machine's disk, whose free share may be below the kubelet's default 10%/15%, which
+    /// taints the node with disk-pressure); a KubeProxyConfiguration with
+    /// `conntrack.maxPerCore: 0` (a node's network namespace may not set the global
+    /// `nf_conntrack_max`). Returns the path as the node sees it.
     pub fn write_init_config(&self, pod_subnet: &str) -> Result<String> {
         const PATH: &str = "/var/lib/kubeboot/e2e-init.yaml";
         let yaml = format!(
@@ -232,7 +236,12 @@ impl Node {
              ---\n\
              apiVersion: kubelet.config.k8s.io/v1beta1\n\
              kind: KubeletConfiguration\n\
-             cgroupRoot: {}\n",
+             cgroupRoot: {}\n\
+             evictionHard:\n  imagefs.available: 1%\n  nodefs.available: 1%\n  nodefs.inodesFree: 1%\n\
+             ---\n\
+             apiVersion: kubeproxy.config.k8s.io/v1alpha1\n\
+             kind: KubeProxyConfiguration\n\
+             conntrack:\n  maxPerCore: 0\n",
             self.cgroup_root()
         );
         self.exec_ok(&[
@@ -353,7 +362,7 @@ impl Node {
     }
 
     /// What to look at when a scenario fails: `kubeboot agent status`, the node's
-    /// processes, the last lines of every container log under /var/log/pods and of
+    /// processes, the last lines of every container log under /var/log/kubeboot/pods and /var/log/pods, and of
     /// /var/log/kubeboot/agent.log.
     pub fn diagnostics(&self) -> String {
         let mut report = format!(
@@ -377,7 +386,7 @@ impl Node {
             Err(e) => report += &format!("(no process list: {e:#})\n"),
         }
         report += &self.capture(
-            "for f in $(find /var/log/pods -type f -name '*.log' 2>/dev/null | sort); do \
+            "for f in $(find /var/log/kubeboot/pods /var/log/pods -type f -name '*.log' 2>/dev/null | sort); do \
                echo \"### $f (last 40 lines)\"; tail -n 40 \"$f\"; done; \
              echo '### /var/log/kubeboot/agent.log (last 80 lines)'; \
              tail -n 80 /var/log/kubeboot/agent.log 2>&1",

@@ -190,3 +190,37 @@ fn write_containerd(
     let pod = manifests::containerd::containerd_pod(version, &config);
     crate::init::control_plane::write_manifest(d, components::image::CONTAINERD, &pod)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::data::tests::test_data;
+
+    #[test]
+    fn no_socket_and_no_containerd_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = test_data(dir.path());
+        let err = format!("{:#}", detect_cri(&d).unwrap_err());
+        assert!(
+            err.contains("the CRI socket \"/run/containerd/containerd.sock\" does not exist")
+                && err.contains("containerd is not installed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_live_socket_is_used_as_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = test_data(dir.path());
+        d.cfg.node.cri_socket = Some("unix:///run/crio/crio.sock".into());
+        let path = d.layout.node_path("/run/crio/crio.sock");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert_eq!(
+            detect_cri(&d).unwrap(),
+            CriRuntime::Running {
+                socket: "/run/crio/crio.sock".into()
+            }
+        );
+    }
+}

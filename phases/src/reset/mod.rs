@@ -132,7 +132,13 @@ fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
                 l.kubelet_dir().display()
             );
         }
-        let network = agent::node_cleanup::remove_pod_network()?;
+        // The bridge and routes live in the host's network namespace: only for the host layout
+        // (tests root the layout in a temporary directory on a shared machine).
+        let network = if l.is_host() {
+            agent::node_cleanup::remove_pod_network()?
+        } else {
+            Vec::new()
+        };
         if !network.is_empty() {
             say!(
                 d.out,

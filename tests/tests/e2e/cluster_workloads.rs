@@ -55,9 +55,9 @@ fn web_pods(node: &Node) -> Result<Vec<Value>> {
     Ok(pods["items"].as_array().cloned().unwrap_or_default())
 }
 
-/// An HTTP GET from inside the node (busybox wget), bounded.
+/// An HTTP GET from inside the node, bounded (curl: busybox-static's `wget -T` segfaults).
 fn http_get(node: &Node, url: &str) -> Result<String> {
-    node.exec_ok(&["busybox", "wget", "-q", "-T", "5", "-O", "-", url])
+    node.exec_ok(&["curl", "-s", "-m", "5", url])
 }
 
 #[test]

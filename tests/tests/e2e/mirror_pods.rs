@@ -236,7 +236,11 @@ fn mirror_pods() -> Result<()> {
             .map(|c| Ok((name(c), uid(&pods(&node)?[&name(c)]))))
             .collect::<Result<_>>()?;
         let start = Instant::now();
-        eprintln!("[mirror-pods] watching the pods for {PODGC_PERIOD:?} of PodGC rounds");
+        // Where the agent runs a kubelet, this also shows that it leaves the pods alone.
+        let kubelet = !node.pids_named("kubelet")?.is_empty();
+        eprintln!(
+            "[mirror-pods] watching the pods for {PODGC_PERIOD:?} of PodGC rounds (kubelet running: {kubelet})"
+        );
         while start.elapsed() < PODGC_PERIOD {
             std::thread::sleep(Duration::from_secs(10));
             let pods = pods(&node)?;
@@ -249,8 +253,11 @@ fn mirror_pods() -> Result<()> {
                 );
             }
         }
+        // The agent's container logs: /var/log/kubeboot/pods where a kubelet owns
+        // /var/log/pods.
         let cm_log = node.sh_ok(
-            "cat /var/log/pods/kube-system_kube-controller-manager-*/kube-controller-manager/*.log",
+            "cat $(find /var/log/kubeboot/pods /var/log/pods -type f -name '*.log' \
+             -path '*/kube-system_kube-controller-manager-*' 2>/dev/null) </dev/null",
         )?;
         ensure!(
             cm_log.contains("Started \"podgc\""),
