@@ -120,7 +120,7 @@ pub struct InitArgs {
     /// Upload control-plane certificates to the kubeadm-certs Secret.
     #[arg(long)]
     pub upload_certs: bool,
-    /// Directory holding the component binaries (kube-apiserver, etcd, ...) the agent runs; repeatable, searched in order. (default /usr/local/bin, /usr/bin)
+    /// Directory holding the component binaries (kube-apiserver, etcd, ...) the agent runs; repeatable, searched in order before /usr/local/bin and /usr/bin
     #[arg(long, value_name = "dir")]
     pub bin_dir: Vec<PathBuf>,
     /// The pod network: "bridge" (kubeboot's CNI bridge on each node's podCIDR, with routes between nodes) or "none" (install your own CNI network).
@@ -155,7 +155,7 @@ pub struct AgentArgs {
     /// What to do; without a subcommand the agent runs in the foreground.
     #[command(subcommand)]
     pub command: Option<AgentCommands>,
-    /// Directory holding the component binaries; repeatable, searched in order. (default /usr/local/bin, /usr/bin)
+    /// Directory holding the component binaries; repeatable, searched in order before /usr/local/bin and /usr/bin
     #[arg(long, value_name = "dir")]
     pub bin_dir: Vec<PathBuf>,
     /// The node name static Pod names are suffixed with. (default: the host name)

@@ -16,11 +16,7 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<()> {
             let version = match kubernetes_version {
                 Some(v) => v.parse()?,
                 None => {
-                    let dirs = if bin_dir.is_empty() {
-                        phases::host::default_bin_dirs()
-                    } else {
-                        bin_dir
-                    };
+                    let dirs = phases::host::bin_dirs(&bin_dir);
                     phases::host::binary_version(components::names::KUBE_APISERVER, &dirs).ok_or_else(|| {
                         anyhow::anyhow!(
                             "could not find kube-apiserver to take the Kubernetes version from; pass --kubernetes-version or --bin-dir"

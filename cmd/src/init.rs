@@ -1,7 +1,6 @@
 //! `kubeboot init` and `kubeboot init phase ...`: builds the validated config from flags and
 //! `--config` (one pure merge), then runs the phase tree.
 
-use std::path::PathBuf;
 use std::time::SystemTime;
 
 use anyhow::Context;
@@ -51,16 +50,8 @@ fn phase_path<'a>(
     (parts.join("/"), cmd, m)
 }
 
-fn bin_dirs(given: &[PathBuf]) -> Vec<PathBuf> {
-    if given.is_empty() {
-        phases::host::default_bin_dirs()
-    } else {
-        given.to_vec()
-    }
-}
-
 fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::Result<()> {
-    let bin_dirs = bin_dirs(&args.bin_dir);
+    let bin_dirs = phases::host::bin_dirs(&args.bin_dir);
     let config = match &args.config {
         None => None,
         Some(path) => Some(ConfigSource {

@@ -6,9 +6,41 @@ use std::path::{Path, PathBuf};
 
 use components::config::HostFacts;
 
-/// The default binary directories when no `--bin-dir` is given.
+/// The default binary directories, searched after any `--bin-dir`.
 pub fn default_bin_dirs() -> Vec<PathBuf> {
     vec![PathBuf::from("/usr/local/bin"), PathBuf::from("/usr/bin")]
+}
+
+/// The directories binaries are looked up in: the `--bin-dir`s in order, then the defaults
+/// (so a `--bin-dir` holding the Kubernetes binaries still finds the distribution's etcd and
+/// containerd), without repeats.
+pub fn bin_dirs(given: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for d in given.iter().cloned().chain(default_bin_dirs()) {
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
+    dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_dirs_come_first_then_defaults_without_repeats() {
+        let given = vec![PathBuf::from("/opt/k8s"), PathBuf::from("/usr/bin")];
+        assert_eq!(
+            bin_dirs(&given),
+            vec![
+                PathBuf::from("/opt/k8s"),
+                PathBuf::from("/usr/bin"),
+                PathBuf::from("/usr/local/bin")
+            ]
+        );
+        assert_eq!(bin_dirs(&[]), default_bin_dirs());
+    }
 }
 
 /// The host name, lower-cased as kubeadm's node name default.

@@ -228,9 +228,26 @@ impl Node {
     /// `conntrack.maxPerCore: 0` (a node's network namespace may not set the global
     /// `nf_conntrack_max`). Returns the path as the node sees it.
     pub fn write_init_config(&self, pod_subnet: &str) -> Result<String> {
+        self.write_init_config_with_token(pod_subnet, None)
+    }
+
+    /// [`Node::write_init_config`], plus an InitConfiguration whose one bootstrap token is
+    /// `token`, when given (`--token` cannot be mixed with `--config`).
+    pub fn write_init_config_with_token(
+        &self,
+        pod_subnet: &str,
+        token: Option<&str>,
+    ) -> Result<String> {
         const PATH: &str = "/var/lib/kubeboot/e2e-init.yaml";
+        let init_doc = token
+            .map(|t| {
+                format!(
+                    "apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\nbootstrapTokens:\n- token: {t}\n---\n"
+                )
+            })
+            .unwrap_or_default();
         let yaml = format!(
-            "apiVersion: kubeadm.k8s.io/v1beta2\n\
+            "{init_doc}apiVersion: kubeadm.k8s.io/v1beta2\n\
              kind: ClusterConfiguration\n\
              networking:\n  podSubnet: {pod_subnet}\n\
              ---\n\

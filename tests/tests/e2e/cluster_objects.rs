@@ -158,8 +158,7 @@ fn cluster_objects() -> Result<()> {
     let node = step("create node", || Node::allocate("cluster-objects"))?;
 
     let init_out = step("kubeboot init with a known token", || {
-        let mut args = crate::init_single_node::init_args(&bin);
-        args.extend(["--token".to_string(), TOKEN.to_string()]);
+        let args = crate::init_single_node::init_args_for(&node, &bin, Some(TOKEN))?;
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         node.kubeboot_ok(&argv)
     })?;

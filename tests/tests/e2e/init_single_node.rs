@@ -11,6 +11,7 @@ use serde_json::Value;
 use tests::{Node, bin_dir, require_root, step, wait_until};
 
 /// `init` with the real binaries: the Kubernetes ones from KUBEBOOT_BIN_DIR, Debian's etcd.
+/// Flags only: the kubelet then uses the default cgroupRoot; prefer [`init_args_for`].
 pub fn init_args(bin: &str) -> Vec<String> {
     [
         "init",
@@ -26,8 +27,19 @@ pub fn init_args(bin: &str) -> Vec<String> {
     .collect()
 }
 
+/// `init` with a config file written into the node: its own kubelet cgroupRoot (so parallel
+/// nodes never share a kubepods hierarchy), kube-proxy settings for a namespace node and, if
+/// given, the bootstrap token.
+pub fn init_args_for(node: &Node, bin: &str, token: Option<&str>) -> Result<Vec<String>> {
+    let config = node.write_init_config_with_token("10.244.0.0/16", token)?;
+    Ok(["init", "--config", config.as_str(), "--bin-dir", bin]
+        .iter()
+        .map(|s| s.to_string())
+        .collect())
+}
+
 fn run_init(node: &Node, bin: &str) -> Result<String> {
-    let args = init_args(bin);
+    let args = init_args_for(node, bin, None)?;
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = node.kubeboot_ok(&argv)?;
     ensure!(
@@ -107,7 +119,7 @@ fn init_single_node() -> Result<()> {
     step(
         "init --dry-run writes nothing to the node, starts nothing, shows every file",
         || {
-            let mut args = init_args(&bin);
+            let mut args = init_args_for(&node, &bin, None)?;
             args.push("--dry-run".into());
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
             let out = node.kubeboot_ok(&argv)?;
@@ -120,7 +132,7 @@ fn init_single_node() -> Result<()> {
                 ensure!(out.contains(want), "dry-run output lacks {want:?}:\n{out}");
             }
             let files = node.sh_ok(
-                "find /etc/kubernetes /var/lib/etcd /var/lib/kubeboot /run/kubeboot -mindepth 1",
+                "find /etc/kubernetes /var/lib/etcd /var/lib/kubeboot /run/kubeboot -mindepth 1 ! -name e2e-init.yaml",
             )?;
             ensure!(
                 files.trim().is_empty(),
@@ -353,7 +365,7 @@ fn init_single_node() -> Result<()> {
             let manifest_before =
                 node.read_file("/etc/kubernetes/manifests/kube-apiserver.yaml")?;
             let ca_before = node.read_file("/etc/kubernetes/pki/ca.crt")?;
-            let args = init_args(&bin);
+            let args = init_args_for(&node, &bin, None)?;
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
             let out = node.kubeboot(&argv)?;
             ensure!(
@@ -401,7 +413,7 @@ fn init_single_node() -> Result<()> {
             .map(|p| format!("{} {}", p.pid, p.cmdline))
             .collect();
         ensure!(left.is_empty(), "processes left after reset: {left:?}");
-        let files = node.sh_ok("find /etc/kubernetes /var/lib/etcd /var/lib/kubeboot /var/lib/kube-proxy /run/kubeboot -mindepth 1 -type f")?;
+        let files = node.sh_ok("find /etc/kubernetes /var/lib/etcd /var/lib/kubeboot /var/lib/kube-proxy /run/kubeboot -mindepth 1 -type f ! -name e2e-init.yaml")?;
         ensure!(files.trim().is_empty(), "files left after reset:\n{files}");
         Ok(())
     })?;
