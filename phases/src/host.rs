@@ -24,25 +24,6 @@ pub fn bin_dirs(given: &[PathBuf]) -> Vec<PathBuf> {
     dirs
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn given_dirs_come_first_then_defaults_without_repeats() {
-        let given = vec![PathBuf::from("/opt/k8s"), PathBuf::from("/usr/bin")];
-        assert_eq!(
-            bin_dirs(&given),
-            vec![
-                PathBuf::from("/opt/k8s"),
-                PathBuf::from("/usr/bin"),
-                PathBuf::from("/usr/local/bin")
-            ]
-        );
-        assert_eq!(bin_dirs(&[]), default_bin_dirs());
-    }
-}
-
 /// The host name, lower-cased as kubeadm's node name default.
 pub fn hostname() -> String {
     nix::unistd::gethostname()
@@ -116,4 +97,23 @@ pub fn facts(bin_dirs: &[PathBuf]) -> HostFacts {
 /// The host facts the manifests depend on (which CA directories exist: kubeadm mounts them).
 pub fn host_paths(layout: &components::Layout) -> manifests::HostPaths {
     manifests::HostPaths::detect(layout, |p| p.exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_dirs_come_first_then_defaults_without_repeats() {
+        let given = vec![PathBuf::from("/opt/k8s"), PathBuf::from("/usr/bin")];
+        assert_eq!(
+            bin_dirs(&given),
+            vec![
+                PathBuf::from("/opt/k8s"),
+                PathBuf::from("/usr/bin"),
+                PathBuf::from("/usr/local/bin")
+            ]
+        );
+        assert_eq!(bin_dirs(&[]), default_bin_dirs());
+    }
 }
