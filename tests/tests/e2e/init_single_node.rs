@@ -10,23 +10,6 @@ use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use tests::{Node, bin_dir, require_root, step, wait_until};
 
-/// `init` with the real binaries: the Kubernetes ones from KUBEBOOT_BIN_DIR, Debian's etcd.
-/// Flags only: the kubelet then uses the default cgroupRoot; prefer [`init_args_for`].
-pub fn init_args(bin: &str) -> Vec<String> {
-    [
-        "init",
-        "--pod-network-cidr",
-        "10.244.0.0/16",
-        "--bin-dir",
-        bin,
-        "--bin-dir",
-        "/usr/bin",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
 /// `init` with a config file written into the node: its own kubelet cgroupRoot (so parallel
 /// nodes never share a kubepods hierarchy), kube-proxy settings for a namespace node and, if
 /// given, the bootstrap token.

@@ -69,7 +69,7 @@ fn mirror_pods() -> Result<()> {
     let name = |component: &str| format!("{component}-{}", node.name());
 
     step("kubeboot init", || {
-        let args = crate::init_single_node::init_args(&bin);
+        let args = crate::init_single_node::init_args_for(&node, &bin, None)?;
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = node.kubeboot_ok(&argv)?;
         ensure!(
