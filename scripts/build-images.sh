@@ -6,15 +6,29 @@
 #   k8s.gcr.io/pause:3.2    busybox-static; sleeps until SIGTERM, then exits 0
 #   kubeboot.local/web:1    busybox-static `httpd -f -p 80` serving "hello from <hostname>"
 #
-# Usage: build-images.sh [output dir]   (default $KUBEBOOT_IMAGE_DIR or
-#                                        /var/lib/kubeboot-dev/images)
+# With --control-plane, also the images kubeadm v1.20 names, from the binaries on this host
+# (busybox in /bin, the binary in /usr/local/bin, its shared libraries and the real loader file):
+#   k8s.gcr.io/kube-apiserver:v1.20.2, kube-controller-manager, kube-scheduler
+#   k8s.gcr.io/kube-proxy:v1.20.2      + iptables-nft (xtables-nft-multi), conntrack, their
+#                                        libraries and /usr/lib/x86_64-linux-gnu/xtables
+#   k8s.gcr.io/etcd:3.4.13-0           Debian's etcd 3.4 (dynamically linked)
+# The Kubernetes binaries come from $KUBEBOOT_BIN_DIR (default /var/lib/kubeboot-dev/bin),
+# etcd from $ETCD (default: $KUBEBOOT_BIN_DIR/etcd, else /usr/bin/etcd).
+#
+# Usage: build-images.sh [--control-plane] [output dir]   (default $KUBEBOOT_IMAGE_DIR or
+#                                                          /var/lib/kubeboot-dev/images)
 # Prints one "<image> <tar>" line per image. Cached: an image is rebuilt only when this
-# script or busybox changed since its tar was written.
+# script, busybox or one of the files copied into it changed since its tar was written.
 set -euo pipefail
 
+CONTROL_PLANE=
+if [ "${1:-}" = --control-plane ]; then CONTROL_PLANE=1; shift; fi
+readonly CONTROL_PLANE
 readonly OUT=${1:-${KUBEBOOT_IMAGE_DIR:-/var/lib/kubeboot-dev/images}}
 readonly BUSYBOX=${BUSYBOX:-/bin/busybox}
 readonly SELF=$(readlink -f "$0")
+readonly K8S_BIN=${KUBEBOOT_BIN_DIR:-/var/lib/kubeboot-dev/bin}
+readonly K8S_VERSION=v1.20.2
 
 die() { echo "[build-images] error: $*" >&2; exit 1; }
 
@@ -23,11 +37,64 @@ file -L "$BUSYBOX" 2>/dev/null | grep -q 'statically linked' \
   || die "$BUSYBOX is not statically linked: install busybox-static"
 mkdir -p "$OUT"
 
-# build <tag> <file name> <json array: entrypoint>
+# Copies the file $2 (symlinks resolved) to the same path under rootfs $1.
+copy_in() {
+  local root=$1 src=$2
+  mkdir -p "$root$(dirname "$src")"
+  cp -L "$src" "$root$src"
+}
+
+# Copies each ELF file given (already in rootfs $1 at the path given) 's shared libraries from
+# the host into rootfs $1, at the paths ldd names; the loader as a real file, not a symlink.
+copy_libs() {
+  local root=$1 f lib
+  shift
+  for f in "$@"; do
+    # ldd: "libx.so => /path (0x..)", "/lib64/ld-linux-x86-64.so.2 (0x..)", or "not a dynamic".
+    for lib in $(ldd "$f" 2>/dev/null | grep -o '/[^ ]*' || true); do
+      [ -e "$root$lib" ] || copy_in "$root" "$lib"
+    done
+  done
+}
+
+# rootfs fillers: fill_<kind> <rootfs> [args]; each prints nothing.
+fill_busybox() { :; }
+fill_binary() { # <rootfs> <host binary> <name in /usr/local/bin>
+  local root=$1 src=$2 name=$3
+  mkdir -p "$root/usr/local/bin"
+  cp -L "$src" "$root/usr/local/bin/$name"
+  copy_libs "$root" "$src"
+}
+fill_kube_proxy() { # <rootfs> <host kube-proxy>
+  local root=$1 f
+  fill_binary "$root" "$2" kube-proxy
+  copy_in "$root" /usr/sbin/xtables-nft-multi
+  copy_in "$root" /usr/sbin/conntrack
+  copy_libs "$root" /usr/sbin/xtables-nft-multi /usr/sbin/conntrack
+  for f in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore \
+    iptables-nft iptables-nft-save iptables-nft-restore \
+    ip6tables-nft ip6tables-nft-save ip6tables-nft-restore; do
+    ln -s xtables-nft-multi "$root/usr/sbin/$f"
+  done
+  mkdir -p "$root/usr/lib/x86_64-linux-gnu"
+  cp -a /usr/lib/x86_64-linux-gnu/xtables "$root/usr/lib/x86_64-linux-gnu/xtables"
+  copy_libs "$root" /usr/lib/x86_64-linux-gnu/xtables/*.so
+  mkdir -p "$root/run" "$root/var/run" "$root/lib/modules"
+}
+
+# build <tag> <file name> <json array: entrypoint> [<filler> [filler args...]]
+# The files a filler copies in are its args that are paths; the tar is rebuilt when any of
+# them (or busybox, or this script) is newer than it.
 build() {
   local tag=$1 name=$2 entrypoint=$3
-  local tar="$OUT/$name.tar"
-  if [ -s "$tar" ] && [ "$tar" -nt "$SELF" ] && [ "$tar" -nt "$BUSYBOX" ]; then
+  local filler=${4:-busybox}
+  shift 3; [ $# -gt 0 ] && shift
+  local tar="$OUT/$name.tar" fresh=1 dep
+  for dep in "$SELF" "$BUSYBOX" "$@"; do
+    [ -e "$dep" ] || continue
+    [ -s "$tar" ] && [ "$tar" -nt "$(readlink -f "$dep")" ] || fresh=
+  done
+  if [ -n "$fresh" ]; then
     echo "$tag $tar"
     return 0
   fi
@@ -36,6 +103,7 @@ build() {
   trap 'rm -rf "$work"' RETURN
   mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/rootfs/tmp" "$work/rootfs/www" \
     "$work/rootfs/proc" "$work/rootfs/sys" "$work/rootfs/dev"
+  "fill_${filler//-/_}" "$work/rootfs" "$@"
   chmod 1777 "$work/rootfs/tmp"
   cp "$BUSYBOX" "$work/rootfs/bin/busybox"
   local applet
@@ -49,7 +117,7 @@ build() {
   mkdir -p "$work/img/$diff_id"
   mv "$work/layer.tar" "$work/img/$diff_id/layer.tar"
   cat >"$work/config.json" <<EOF
-{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Entrypoint":$entrypoint,"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:$diff_id"]},"history":[{"created_by":"kubeboot scripts/build-images.sh"}]}
+{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Entrypoint":$entrypoint,"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:$diff_id"]},"history":[{"created_by":"kubeboot scripts/build-images.sh"}]}
 EOF
   local config_id
   config_id=$(sha256sum "$work/config.json" | cut -d' ' -f1)
@@ -70,3 +138,27 @@ build k8s.gcr.io/pause:3.2 pause-3.2 \
   '["/bin/sh","-c","trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]'
 build kubeboot.local/web:1 web-1 \
   '["/bin/sh","-c","echo \"hello from $(hostname)\" >/www/index.html && exec httpd -f -p 80 -h /www"]'
+
+if [ -n "$CONTROL_PLANE" ]; then
+  for c in kube-apiserver kube-controller-manager kube-scheduler; do
+    [ -x "$K8S_BIN/$c" ] || die "$K8S_BIN/$c not found (set KUBEBOOT_BIN_DIR)"
+    build "k8s.gcr.io/$c:$K8S_VERSION" "$c-$K8S_VERSION" "[\"/usr/local/bin/$c\"]" \
+      binary "$K8S_BIN/$c" "$c"
+  done
+  [ -x "$K8S_BIN/kube-proxy" ] || die "$K8S_BIN/kube-proxy not found (set KUBEBOOT_BIN_DIR)"
+  for f in /usr/sbin/xtables-nft-multi /usr/sbin/conntrack /usr/lib/x86_64-linux-gnu/xtables; do
+    [ -e "$f" ] || die "$f not found: install iptables and conntrack"
+  done
+  build "k8s.gcr.io/kube-proxy:$K8S_VERSION" "kube-proxy-$K8S_VERSION" \
+    '["/usr/local/bin/kube-proxy"]' kube-proxy "$K8S_BIN/kube-proxy" \
+    /usr/sbin/xtables-nft-multi /usr/sbin/conntrack
+  etcd_bin=${ETCD:-}
+  if [ -z "$etcd_bin" ]; then
+    etcd_bin=/usr/bin/etcd
+    [ -x "$K8S_BIN/etcd" ] && etcd_bin=$K8S_BIN/etcd
+  fi
+  [ -x "$etcd_bin" ] || die "etcd not found (install etcd-server or set ETCD)"
+  "$etcd_bin" --version 2>/dev/null | grep -q '^etcd Version: 3\.4\.' \
+    || die "$etcd_bin is not etcd 3.4 (kubeadm v1.20 runs etcd 3.4.13)"
+  build k8s.gcr.io/etcd:3.4.13-0 etcd-3.4.13-0 '["/usr/local/bin/etcd"]' binary "$etcd_bin" etcd
+fi
