@@ -82,9 +82,23 @@ fn closing_text(d: &mut InitData) -> anyhow::Result<()> {
     out.line("");
     out.line("  kubeboot agent status");
     out.line("");
-    out.line("You should now deploy a pod network to the cluster.");
-    out.line("Run \"kubectl apply -f [podnetwork].yaml\" with one of the options listed at:");
-    out.line("  https://kubernetes.io/docs/concepts/cluster-administration/addons/");
+    match d.pod_network {
+        agent::cni::PodNetwork::None => {
+            out.line("You should now deploy a pod network to the cluster.");
+            out.line(
+                "Run \"kubectl apply -f [podnetwork].yaml\" with one of the options listed at:",
+            );
+            out.line("  https://kubernetes.io/docs/concepts/cluster-administration/addons/");
+        }
+        agent::cni::PodNetwork::Bridge => {
+            out.line(
+                "Pods get their network from kubeboot's bridge CNI on each node (routes between",
+            );
+            out.line(
+                "nodes included); to bring your own CNI instead, init with --pod-network none.",
+            );
+        }
+    }
     out.line("");
     let Some((worker, control_plane)) = join else {
         return Ok(());
