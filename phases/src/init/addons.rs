@@ -169,13 +169,8 @@ fn kube_proxy(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
     let shown = kubeconfig_path.display().to_string();
 
     // Observe.
-    let (ca_crt, ca_key) = crate::shared::certs::cert_files(&d.cert_dir(), "ca");
-    let ca_cert_pem = d.fs.read_string_if_exists(&ca_crt)?.with_context(|| {
-        format!(
-            "the CA certificate {:?} is missing; run \"kubeboot init phase certs ca\" first",
-            ca_crt.display().to_string()
-        )
-    })?;
+    let (_, ca_key) = crate::shared::certs::cert_files(&d.cert_dir(), "ca");
+    let ca_cert_pem = crate::shared::certs::read_ca_cert(&d.fs, &d.cert_dir())?;
     let existing_kubeconfig = d.fs.read_string_if_exists(&kubeconfig_path)?;
     let node = cluster.get::<Node>(None, &d.cfg.node.name)?;
 

@@ -47,13 +47,8 @@ pub fn phase() -> Phase<InitData> {
 fn run(d: &mut InitData, spec: &'static KubeconfigSpec) -> anyhow::Result<()> {
     let path = d.layout.kubeconfig(spec.file_name);
     let shown = path.display().to_string();
-    let (ca_crt, ca_key) = crate::shared::certs::cert_files(&d.cert_dir(), "ca");
-    let ca_cert_pem = d.fs.read_string_if_exists(&ca_crt)?.with_context(|| {
-        format!(
-            "the CA certificate {:?} is missing; run \"kubeboot init phase certs ca\" first",
-            ca_crt.display().to_string()
-        )
-    })?;
+    let (_, ca_key) = crate::shared::certs::cert_files(&d.cert_dir(), "ca");
+    let ca_cert_pem = crate::shared::certs::read_ca_cert(&d.fs, &d.cert_dir())?;
     let cfg = &d.cfg;
     let ep = cfg.local_api_endpoint;
     let server = spec.server_url(

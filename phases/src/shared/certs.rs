@@ -109,6 +109,20 @@ pub fn cert_files(dir: &Path, base_name: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+/// The cluster CA certificate, which `certs/ca` (or the user) must have written.
+///
+/// # Errors
+/// A missing file, naming the phase that writes it.
+pub fn read_ca_cert(fs: &Fs, cert_dir: &Path) -> anyhow::Result<String> {
+    let (crt, _) = cert_files(cert_dir, "ca");
+    fs.read_string_if_exists(&crt)?.with_context(|| {
+        format!(
+            "the CA certificate {:?} is missing; run \"kubeboot init phase certs ca\" first",
+            crt.display().to_string()
+        )
+    })
+}
+
 fn read(fs: &Fs, path: &Path) -> anyhow::Result<Option<String>> {
     fs.read_string_if_exists(path)
 }
