@@ -367,7 +367,12 @@ cmd_exec() {
 cmd_shell() {
   [ $# -eq 1 ] || usage
   require_node "$1"
-  enter "$1" env PS1="[$1] \\w# " bash --norc -i
+  # kubectl v1.20.2 (from the dev env's bin dir, when set up) first on PATH, admin.conf as the
+  # default kubeconfig: what a kubeadm user has on a control-plane node.
+  local bin="" env_file="${KUBEBOOT_DEV_DIR:-/var/lib/kubeboot-dev}/env"
+  [ -r "$env_file" ] && bin=$(sed -n 's/^KUBEBOOT_BIN_DIR=//p' "$env_file")
+  enter "$1" env PS1="[$1] \\w# " KUBECONFIG=/etc/kubernetes/admin.conf \
+    PATH="${bin:+$bin:}$PATH" bash --norc -i
 }
 
 cmd_paths() {

@@ -33,8 +33,32 @@ in_node() { "$NODE_SH" exec "$NODE" -- "$@"; }
 if in_node test -e /etc/kubernetes/admin.conf; then
   say "node $NODE already has a cluster; skipping init (reset: $NODE_SH exec $NODE -- kubeboot reset -f)"
 else
+  # A node that is a namespace on a shared machine needs three settings a real machine does
+  # not: its kubelet gets a cgroup root of its own (node.sh creates /kubeboot-<node>), eviction
+  # thresholds that tolerate the host's shared disk, and kube-proxy must not set the global
+  # nf_conntrack_max (it cannot from a network namespace).
+  say "writing the node's init config (/var/lib/kubeboot/quickstart.yaml)"
+  in_node sh -c 'mkdir -p /var/lib/kubeboot && cat > /var/lib/kubeboot/quickstart.yaml' <<CFG
+apiVersion: kubeadm.k8s.io/v1beta2
+kind: ClusterConfiguration
+networking:
+  podSubnet: 10.244.0.0/16
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupRoot: /kubeboot-$NODE
+evictionHard:
+  imagefs.available: 1%
+  nodefs.available: 1%
+  nodefs.inodesFree: 1%
+---
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+conntrack:
+  maxPerCore: 0
+CFG
   say "kubeboot init in $NODE"
-  in_node kubeboot init --pod-network-cidr 10.244.0.0/16 --bin-dir "$KUBEBOOT_BIN_DIR" \
+  in_node kubeboot init --config /var/lib/kubeboot/quickstart.yaml --bin-dir "$KUBEBOOT_BIN_DIR" \
     ${IGNORE:+--ignore-preflight-errors="$IGNORE"}
 fi
 
@@ -53,6 +77,14 @@ kc get --raw /livez || true
 echo
 say "kubectl get ns"
 kc get ns || true
+say "kubectl get nodes (Ready once the kubelet has registered and the CNI config is written)"
+for _ in $(seq 1 45); do
+  kc get nodes 2>/dev/null | grep -q ' Ready ' && break
+  sleep 2
+done
+kc get nodes -o wide || true
+say "kubectl -n kube-system get pods"
+kc -n kube-system get pods -o wide || true
 say "kubeboot agent status"
 in_node kubeboot agent status || true
 
