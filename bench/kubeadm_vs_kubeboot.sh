@@ -47,7 +47,7 @@ elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv
 ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}x' if b > 0 else 'n/a')" "$1" "$2"; }
 in_node() { local n=$1; shift; bash "$NODE_SH" exec "$n" -- "$@"; }
 # Runs a command in the node in the background, detached; it dies with the node.
-in_node_bg() { local n=$1 log=$2; shift 2; setsid bash "$NODE_SH" exec "$n" -- "$@" >"$log" 2>&1 </dev/null & }
+in_node_bg() { local n=$1 log=$2; shift 2; setsid bash "$NODE_SH" exec "$n" -- "$@" >"$log" 2>&1 </dev/null & disown; }
 kc() { local n=$1; shift; in_node "$n" "$KUBECTL" --kubeconfig /etc/kubernetes/admin.conf "$@"; }
 
 echo "== images (scripts/build-images.sh --control-plane)"

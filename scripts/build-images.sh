@@ -59,15 +59,15 @@ copy_libs() {
 
 # rootfs fillers: fill_<kind> <rootfs> [args]; each prints nothing.
 fill_busybox() { :; }
-fill_binary() { # <rootfs> <host binary> <name in /usr/local/bin>
-  local root=$1 src=$2 name=$3
+fill_binary() { # <rootfs> <host binary>: copied to /usr/local/bin/<its name>
+  local root=$1 src=$2
   mkdir -p "$root/usr/local/bin"
-  cp -L "$src" "$root/usr/local/bin/$name"
+  cp -L "$src" "$root/usr/local/bin/$(basename "$src")"
   copy_libs "$root" "$src"
 }
 fill_kube_proxy() { # <rootfs> <host kube-proxy>
   local root=$1 f
-  fill_binary "$root" "$2" kube-proxy
+  fill_binary "$root" "$2"
   copy_in "$root" /usr/sbin/xtables-nft-multi
   copy_in "$root" /usr/sbin/conntrack
   copy_libs "$root" /usr/sbin/xtables-nft-multi /usr/sbin/conntrack
@@ -83,8 +83,9 @@ fill_kube_proxy() { # <rootfs> <host kube-proxy>
 }
 
 # build <tag> <file name> <json array: entrypoint> [<filler> [filler args...]]
-# The files a filler copies in are its args that are paths; the tar is rebuilt when any of
-# them (or busybox, or this script) is newer than it.
+# A filler's args are the host files it copies in; the tar is rebuilt when any of them (or
+# busybox, or this script) is newer than it. (Shared libraries are not tracked: delete the tar
+# after a libc upgrade.)
 build() {
   local tag=$1 name=$2 entrypoint=$3
   local filler=${4:-busybox}
@@ -143,7 +144,7 @@ if [ -n "$CONTROL_PLANE" ]; then
   for c in kube-apiserver kube-controller-manager kube-scheduler; do
     [ -x "$K8S_BIN/$c" ] || die "$K8S_BIN/$c not found (set KUBEBOOT_BIN_DIR)"
     build "k8s.gcr.io/$c:$K8S_VERSION" "$c-$K8S_VERSION" "[\"/usr/local/bin/$c\"]" \
-      binary "$K8S_BIN/$c" "$c"
+      binary "$K8S_BIN/$c"
   done
   [ -x "$K8S_BIN/kube-proxy" ] || die "$K8S_BIN/kube-proxy not found (set KUBEBOOT_BIN_DIR)"
   for f in /usr/sbin/xtables-nft-multi /usr/sbin/conntrack /usr/lib/x86_64-linux-gnu/xtables; do
@@ -160,5 +161,6 @@ if [ -n "$CONTROL_PLANE" ]; then
   [ -x "$etcd_bin" ] || die "etcd not found (install etcd-server or set ETCD)"
   "$etcd_bin" --version 2>/dev/null | grep -q '^etcd Version: 3\.4\.' \
     || die "$etcd_bin is not etcd 3.4 (kubeadm v1.20 runs etcd 3.4.13)"
-  build k8s.gcr.io/etcd:3.4.13-0 etcd-3.4.13-0 '["/usr/local/bin/etcd"]' binary "$etcd_bin" etcd
+  [ "$(basename "$etcd_bin")" = etcd ] || die "$etcd_bin: the etcd binary must be named etcd"
+  build k8s.gcr.io/etcd:3.4.13-0 etcd-3.4.13-0 '["/usr/local/bin/etcd"]' binary "$etcd_bin"
 fi
