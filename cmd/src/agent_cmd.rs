@@ -36,6 +36,15 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             if network == agent::cni::PodNetwork::Bridge {
                 config = config.with_bridge_network(&layout, &node_name);
             }
+            let runner: components::StaticPodRunner = match args.static_pod_runner.as_deref() {
+                Some(v) => v.parse()?,
+                None => components::StaticPodRunner::default(),
+            };
+            if runner == components::StaticPodRunner::Kubelet {
+                // The kubelet runs the manifest directory and publishes its mirror pods.
+                config.manifest_dir = layout.agent_manifests_dir();
+                config.kubeconfig = None;
+            }
             agent::run(config)
         }
     }

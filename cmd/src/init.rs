@@ -124,6 +124,12 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
             .map(str::parse)
             .transpose()?
             .unwrap_or_default(),
+        static_pod_runner: args
+            .static_pod_runner
+            .as_deref()
+            .map(str::parse)
+            .transpose()?
+            .unwrap_or_default(),
     };
     if args.dry_run {
         data.out.say(

@@ -96,6 +96,18 @@ impl Layout {
         self.at(names::KUBEBOOT_STATE_DIR)
     }
 
+    /// `/etc/kubeboot/manifests`: the agent's own static pods (the kubelet, containerd) when
+    /// the kubelet runs `/etc/kubernetes/manifests` (`--static-pod-runner kubelet`).
+    pub fn agent_manifests_dir(&self) -> PathBuf {
+        self.at(names::KUBEBOOT_AGENT_MANIFESTS_DIR)
+    }
+
+    /// `/var/lib/kubeboot/images`: image archives (`*.tar`, docker-archive or OCI) kubeboot
+    /// imports into the node's containerd, for nodes without a registry.
+    pub fn image_archives_dir(&self) -> PathBuf {
+        self.state_dir().join("images")
+    }
+
     /// `/var/lib/kubeboot/agent`: the agent's persistent state (pod records, node id).
     pub fn agent_state_dir(&self) -> PathBuf {
         self.state_dir().join("agent")

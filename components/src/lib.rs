@@ -14,6 +14,7 @@
 //! - [`catalogue`]: the system components per Kubernetes version.
 //! - [`image`]: image reference parsing and the image -> host binary mapping the agent uses.
 //! - [`config`]: the kubeadm configuration API and kubeboot's internal configuration.
+//! - [`runner`]: who runs a node's static pods (`--static-pod-runner`).
 #![warn(missing_docs)]
 
 pub mod catalogue;
@@ -21,7 +22,9 @@ pub mod config;
 pub mod image;
 pub mod layout;
 pub mod names;
+pub mod runner;
 pub mod version;
 
 pub use layout::Layout;
+pub use runner::StaticPodRunner;
 pub use version::Version;

@@ -15,6 +15,9 @@ pub const DEFAULT_ETCD_DATA_DIR: &str = "/var/lib/etcd";
 pub const KUBELET_RUN_DIR: &str = "/var/lib/kubelet";
 /// kubeboot's own state directory (no kubeadm equivalent).
 pub const KUBEBOOT_STATE_DIR: &str = "/var/lib/kubeboot";
+/// The agent's own static pods (kubelet, containerd) when the kubelet runs the manifest
+/// directory, `--static-pod-runner kubelet` (no kubeadm equivalent).
+pub const KUBEBOOT_AGENT_MANIFESTS_DIR: &str = "/etc/kubeboot/manifests";
 /// kubeboot's runtime directory (no kubeadm equivalent).
 pub const KUBEBOOT_RUN_DIR: &str = "/run/kubeboot";
 /// kubeboot's log directory (no kubeadm equivalent).

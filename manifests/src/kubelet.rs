@@ -2,15 +2,19 @@
 //! componentconfigs/kubelet.go for the KubeletConfiguration defaults, phases/kubelet/flags.go
 //! for `kubeadm-flags.env`).
 //!
-//! In kubeboot's agent mode the kubelet is itself a static pod the agent runs, and its
-//! `staticPodPath` is left empty: the agent alone owns the manifest directory.
+//! The kubelet is itself a static pod the agent runs. Under `--static-pod-runner agent` (the
+//! default) the node's kubelet gets an empty `staticPodPath`: the agent alone owns the
+//! manifest directory. Under `--static-pod-runner kubelet` it runs
+//! `/etc/kubernetes/manifests`, as with kubeadm. The cluster-wide copy (the
+//! `kubelet-config-1.20` ConfigMap other nodes, kubeadm's included, download) always has
+//! kubeadm's `staticPodPath`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use components::catalogue::{self, Component};
 use components::config::InitConfig;
-use components::{Layout, names};
+use components::{Layout, StaticPodRunner, names};
 use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
 use serde_json::{Map, Value, json};
 
@@ -34,8 +38,8 @@ pub fn cluster_dns_ip(cfg: &InitConfig) -> IpAddr {
 
 /// kubeadm 1.20's KubeletConfiguration for this cluster, before the user's document: the
 /// fields kubeadm defaults (componentconfigs/kubelet.go, Default) plus the zero durations and
-/// `logging: {}` its Go marshalling writes, and kubeboot's agent-mode choices
-/// (`staticPodPath: ""`, `cgroupDriver: cgroupfs`, `resolvConf`).
+/// `logging: {}` its Go marshalling writes, and kubeboot's choices for nodes without systemd
+/// (`cgroupDriver: cgroupfs`, `resolvConf`; both the kubelet's own defaults too).
 fn kubeadm_defaults(cfg: &InitConfig) -> Value {
     let ca = format!(
         "{}/{}",
@@ -71,8 +75,7 @@ fn kubeadm_defaults(cfg: &InitConfig) -> Value {
         "resolvConf": "/etc/resolv.conf",
         "rotateCertificates": true,
         "runtimeRequestTimeout": "0s",
-        // The agent owns the manifest directory; the kubelet runs only API-scheduled pods.
-        "staticPodPath": "",
+        "staticPodPath": StaticPodRunner::Kubelet.kubelet_static_pod_path(),
         "streamingConnectionIdleTimeout": "0s",
         "syncFrequency": "0s",
         "volumeStatsAggPeriod": "0s",
@@ -105,12 +108,31 @@ fn merge(base: &mut Value, user: &Value) {
     }
 }
 
-/// The KubeletConfiguration kubeboot writes to `/var/lib/kubelet/config.yaml` and uploads as
-/// the `kubelet-config-1.20` ConfigMap: kubeadm 1.20's defaults merged with the user's
-/// `KubeletConfiguration` document from `--config` (the user's fields win, as kubeadm keeps
-/// them and only warns), except `rotateCertificates`, which kubeadm hard-codes to `true`.
-/// Rendered as go-yaml writes it (keys sorted).
+/// The KubeletConfiguration kubeboot uploads as the `kubelet-config-1.20` ConfigMap:
+/// kubeadm 1.20's defaults merged with the user's `KubeletConfiguration` document from
+/// `--config` (the user's fields win, as kubeadm keeps them and only warns), except
+/// `rotateCertificates`, which kubeadm hard-codes to `true`. Rendered as go-yaml writes it
+/// (keys sorted).
 pub fn kubelet_configuration_yaml(cfg: &InitConfig) -> String {
+    crate::yaml::go_yaml(&kubelet_configuration(cfg))
+}
+
+/// The KubeletConfiguration of this node's `/var/lib/kubelet/config.yaml`: the cluster's
+/// ([`kubelet_configuration_yaml`]) with the `staticPodPath` of the node's `runner` (under
+/// the agent always empty, whatever the user set: two runners of one manifest directory
+/// would run every pod twice).
+pub fn node_kubelet_configuration_yaml(cfg: &InitConfig, runner: StaticPodRunner) -> String {
+    let mut doc = kubelet_configuration(cfg);
+    if let (StaticPodRunner::Agent, Value::Object(map)) = (runner, &mut doc) {
+        map.insert(
+            "staticPodPath".into(),
+            runner.kubelet_static_pod_path().into(),
+        );
+    }
+    crate::yaml::go_yaml(&doc)
+}
+
+fn kubelet_configuration(cfg: &InitConfig) -> Value {
     let mut doc = kubeadm_defaults(cfg);
     if let Some(user) = user_document(cfg) {
         merge(&mut doc, &user);
@@ -121,7 +143,7 @@ pub fn kubelet_configuration_yaml(cfg: &InitConfig) -> String {
         map.insert("apiVersion".into(), KUBELET_CONFIG_API_VERSION.into());
         map.insert("kind".into(), KUBELET_CONFIG_KIND.into());
     }
-    crate::yaml::go_yaml(&doc)
+    doc
 }
 
 /// The user's KubeletConfiguration document, if one was given and it is a valid mapping
@@ -312,8 +334,39 @@ mod tests {
         assert_eq!(doc["authorization"]["mode"], "Webhook");
         assert_eq!(doc["rotateCertificates"], true);
         assert_eq!(doc["cgroupDriver"], "cgroupfs");
-        assert_eq!(doc["staticPodPath"], "");
+        assert_eq!(doc["staticPodPath"], "/etc/kubernetes/manifests");
         assert_eq!(doc["healthzPort"], 10248);
+    }
+
+    #[test]
+    fn the_node_file_follows_the_static_pod_runner() {
+        let user = "apiVersion: kubeadm.k8s.io/v1beta2\nkind: ClusterConfiguration\n---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: /srv/pods\n";
+        let cfg = cfg_with(Some(user));
+        let node = |r| -> Value {
+            yaml_serde::from_str(&node_kubelet_configuration_yaml(&cfg, r)).expect("yaml")
+        };
+        // The agent owns the manifest directory, whatever the user set.
+        assert_eq!(node(StaticPodRunner::Agent)["staticPodPath"], "");
+        // The kubelet runs what the user chose, else kubeadm's directory.
+        assert_eq!(node(StaticPodRunner::Kubelet)["staticPodPath"], "/srv/pods");
+        let default = cfg_with(None);
+        let doc: Value = yaml_serde::from_str(&node_kubelet_configuration_yaml(
+            &default,
+            StaticPodRunner::Kubelet,
+        ))
+        .expect("yaml");
+        assert_eq!(doc["staticPodPath"], "/etc/kubernetes/manifests");
+        // Everything else is the cluster's configuration.
+        let mut cluster = parsed(&default);
+        cluster["staticPodPath"] = "".into();
+        assert_eq!(
+            yaml_serde::from_str::<Value>(&node_kubelet_configuration_yaml(
+                &default,
+                StaticPodRunner::Agent
+            ))
+            .expect("yaml"),
+            cluster
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod dryrun;
 pub mod health;
 pub mod host;
+pub mod images;
 pub mod init;
 pub mod out;
 pub mod preflight;

@@ -41,6 +41,7 @@ fn data(root: &Path) -> InitData {
         now: SystemTime::now(),
         api: None,
         pod_network: agent::cni::PodNetwork::Bridge,
+        static_pod_runner: components::StaticPodRunner::Agent,
     }
 }
 

@@ -12,6 +12,7 @@
 //! Network rule: tests only ever contact loopback and addresses inside the nodes they
 //! created. Nodes hang off a bridge in the `kb-hub` namespace, which has no uplink.
 
+pub mod cluster;
 pub mod env;
 pub mod node;
 pub mod run;

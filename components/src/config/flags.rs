@@ -122,11 +122,12 @@ pub fn is_allowed_with_config(flag: &str) -> bool {
 }
 
 /// kubeadm 1.20's `isAllowedFlag` list, plus kubeboot's own `bin-dir` (where the binaries
-/// are is a fact of the node, not of the cluster config) and `pod-network`; any `skip-*` flag
+/// are is a fact of the node, not of the cluster config), `pod-network` and `static-pod-runner`; any `skip-*` flag
 /// is allowed too.
 pub const ALLOWED_WITH_CONFIG: &[&str] = &[
     "bin-dir",
     "pod-network",
+    "static-pod-runner",
     "config",
     "ignore-preflight-errors",
     "dry-run",

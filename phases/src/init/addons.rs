@@ -1,6 +1,7 @@
 //! `init phase addon`: CoreDNS and kube-proxy through the API server, as kubeadm 1.20 creates
 //! them (kubeadm: app/cmd/phases/init/addons.go, app/phases/addons/{dns,proxy}), and, in
-//! kubeboot's agent mode, kube-proxy on this node as a static pod the agent runs, with its
+//! kubeboot's agent mode (under `--static-pod-runner kubelet` the DaemonSet runs it, as with
+//! kubeadm), kube-proxy on this node as a static pod the agent runs, with its
 //! node-local configuration and kubeconfig in `/var/lib/kube-proxy`.
 
 use anyhow::Context;
@@ -41,6 +42,7 @@ const KUBE_PROXY_FLAGS: &[&str] = &[
     "pod-network-cidr",
     "node-name",
     "cert-dir",
+    "static-pod-runner",
     "dry-run",
 ];
 
@@ -205,6 +207,15 @@ fn kube_proxy(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
     cluster.create_or_update(&addon.cluster_role_binding)?;
     cluster.create_or_update(&addon.role)?;
     cluster.create_or_update(&addon.role_binding)?;
+    if d.static_pod_runner == components::StaticPodRunner::Kubelet {
+        say!(d.out, "addons", "Applied essential addon: kube-proxy");
+        say!(
+            d.out,
+            "addons",
+            "kube-proxy runs on this node as a Pod of kubeadm's DaemonSet (the kubelet runs the static Pods here)"
+        );
+        return Ok(());
+    }
 
     // Act: this node's kube-proxy, files first so the agent finds them when the manifest lands.
     d.fs.create_dir(&d.layout.kube_proxy_dir(), 0o755)?;

@@ -16,7 +16,14 @@ pub fn phase() -> Phase<InitData> {
         "Start the kubeboot node agent, which runs the static Pods of the manifest directory",
         run,
     )
-    .flags(&["config", "node-name", "bin-dir", "pod-network", "dry-run"])
+    .flags(&[
+        "config",
+        "node-name",
+        "bin-dir",
+        "pod-network",
+        "static-pod-runner",
+        "dry-run",
+    ])
 }
 
 /// The arguments the agent is started with.
@@ -24,6 +31,7 @@ pub fn agent_args(
     node_name: &str,
     bin_dirs: &[PathBuf],
     pod_network: agent::cni::PodNetwork,
+    runner: components::StaticPodRunner,
 ) -> Vec<String> {
     let mut args = vec![
         "agent".to_string(),
@@ -32,6 +40,10 @@ pub fn agent_args(
         "--pod-network".to_string(),
         pod_network.as_str().to_string(),
     ];
+    if runner != components::StaticPodRunner::default() {
+        args.push("--static-pod-runner".into());
+        args.push(runner.as_str().into());
+    }
     for d in bin_dirs {
         args.push("--bin-dir".into());
         args.push(d.display().to_string());
@@ -45,7 +57,21 @@ pub fn systemd_is_init(layout: &components::Layout) -> bool {
 }
 
 fn run(d: &mut InitData) -> anyhow::Result<()> {
-    let args = agent_args(&d.cfg.node.name, &d.bin_dirs, d.pod_network);
+    ensure_running(d, "agent-start")
+}
+
+/// Starts the agent unless it runs already, reporting under `phase` (kubelet-start starts it
+/// first when it has the kubelet and containerd to run; agent-start then finds it running).
+///
+/// # Errors
+/// systemctl fails, or the daemon cannot start or exits at once.
+pub fn ensure_running(d: &mut InitData, phase: &str) -> anyhow::Result<()> {
+    let args = agent_args(
+        &d.cfg.node.name,
+        &d.bin_dirs,
+        d.pod_network,
+        d.static_pod_runner,
+    );
     if d.dry_run {
         say!(
             d.out,
@@ -57,11 +83,7 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some(pid) = agent::daemon::is_running(&d.layout) {
-        say!(
-            d.out,
-            "agent-start",
-            "The kubeboot agent is already running (pid {pid})"
-        );
+        say!(d.out, phase, "The kubeboot agent is running (pid {pid})");
         return Ok(());
     }
     if systemd_is_init(&d.layout) {
@@ -69,7 +91,7 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
         let unit = agent::systemd_unit(&d.exe, &args);
         say!(
             d.out,
-            "agent-start",
+            phase,
             "Writing the agent's systemd unit to {:?}",
             unit_path.display().to_string()
         );
@@ -90,12 +112,12 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
         }
         say!(
             d.out,
-            "agent-start",
+            phase,
             "Started the kubeboot agent (systemd unit kubeboot-agent.service)"
         );
         return Ok(());
     }
-    say!(d.out, "agent-start", "Starting the kubeboot agent");
+    say!(d.out, phase, "Starting the kubeboot agent");
     let pid = agent::daemon::start_detached(&d.exe, &args, &d.layout)?;
     // A daemon that dies at once (a bad flag, a busy socket) should fail this phase, not the
     // wait that follows it.
@@ -107,7 +129,7 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
     );
     say!(
         d.out,
-        "agent-start",
+        phase,
         "The kubeboot agent is running (pid {pid}, log {})",
         d.layout.agent_log_file().display()
     );

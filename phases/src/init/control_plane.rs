@@ -92,9 +92,19 @@ fn write(d: &mut InitData, component: &'static str) -> anyhow::Result<()> {
 /// Writes one static pod manifest (0600 like kubeadm, in a 0700 directory), leaving an
 /// identical existing file untouched.
 pub fn write_manifest(d: &InitData, component: &str, pod: &Pod) -> anyhow::Result<()> {
-    let path = d.layout.manifest(component);
+    write_manifest_in(d, &d.layout.manifests_dir(), component, pod)
+}
+
+/// [`write_manifest`] into `dir` (`<dir>/<component>.yaml`).
+pub fn write_manifest_in(
+    d: &InitData,
+    dir: &std::path::Path,
+    component: &str,
+    pod: &Pod,
+) -> anyhow::Result<()> {
+    let path = dir.join(format!("{component}.yaml"));
     let yaml = manifests::yaml::to_yaml(pod);
-    d.fs.create_dir(&d.layout.manifests_dir(), 0o700)?;
+    d.fs.create_dir(dir, 0o700)?;
     if d.fs.read_if_exists(&path)?.as_deref() == Some(yaml.as_bytes()) {
         tracing::info!(path = %path.display(), "manifest unchanged");
         return Ok(());

@@ -38,6 +38,8 @@ pub struct InitData {
     pub api: Option<Cluster>,
     /// `--pod-network`: kubeboot's bridge CNI network (the agent configures it) or none.
     pub pod_network: agent::cni::PodNetwork,
+    /// `--static-pod-runner`: the agent (default) or the kubelet runs the control plane.
+    pub static_pod_runner: components::StaticPodRunner,
 }
 
 impl InitData {
@@ -78,6 +80,16 @@ impl InitData {
                 Ok(token)
             })
             .collect()
+    }
+
+    /// The directory the agent's own static pods (the kubelet, containerd) go to: the
+    /// manifest directory under the agent, `/etc/kubeboot/manifests` when the kubelet runs
+    /// the manifest directory.
+    pub fn agent_manifests_dir(&self) -> PathBuf {
+        match self.static_pod_runner {
+            components::StaticPodRunner::Agent => self.layout.manifests_dir(),
+            components::StaticPodRunner::Kubelet => self.layout.agent_manifests_dir(),
+        }
     }
 
     /// The certificate directory as the node sees it, mapped into the layout.
@@ -132,6 +144,7 @@ pub(crate) mod tests {
             now: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
             api: None,
             pod_network: agent::cni::PodNetwork::Bridge,
+            static_pod_runner: components::StaticPodRunner::Agent,
         }
     }
 }

@@ -1,12 +1,17 @@
 //! `init phase kubelet-start` (kubeadm: app/cmd/phases/init/kubelet.go): writes the kubelet's
-//! environment file and configuration, and (kubeboot's agent mode) the kubelet's static pod,
-//! plus containerd's when containerd is installed but no CRI socket is up yet. The agent
-//! started by `agent-start` runs them.
+//! environment file and configuration, the kubelet's static pod, plus containerd's when
+//! containerd is installed but no CRI socket is up yet, and starts the agent that runs them
+//! (to the manifest directory under `--static-pod-runner agent`, to
+//! `/etc/kubeboot/manifests` under `--static-pod-runner kubelet`, where the kubelet runs the
+//! manifest directory itself). Then the image archives of `/var/lib/kubeboot/images` go into
+//! containerd, and under the kubelet runner every control-plane image must be there before
+//! the control plane's manifests are written.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
-use components::names;
+use components::{StaticPodRunner, names};
 
 use crate::init::data::InitData;
 use crate::runner::Phase;
@@ -19,7 +24,15 @@ pub fn phase() -> Phase<InitData> {
         "Write kubelet settings and (re)start the kubelet",
         run,
     )
-    .flags(&["config", "cri-socket", "node-name", "bin-dir", "dry-run"])
+    .flags(&[
+        "config",
+        "cri-socket",
+        "node-name",
+        "bin-dir",
+        "pod-network",
+        "static-pod-runner",
+        "dry-run",
+    ])
 }
 
 /// Where the kubelet's CRI runtime comes from.
@@ -132,7 +145,7 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
     );
     d.fs.write_public(
         &config_file,
-        manifests::kubelet::kubelet_configuration_yaml(&d.cfg).as_bytes(),
+        manifests::kubelet::node_kubelet_configuration_yaml(&d.cfg, d.static_pod_runner).as_bytes(),
     )
     .context("could not write the kubelet configuration")?;
 
@@ -140,15 +153,131 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
         write_containerd(d, socket, version)?;
     }
     let pod = manifests::kubelet::kubelet_pod(&d.cfg, &d.layout, cri.socket(), &hostname);
-    crate::init::control_plane::write_manifest(d, names::KUBELET, &pod)?;
+    let dir = d.agent_manifests_dir();
+    crate::init::control_plane::write_manifest_in(d, &dir, names::KUBELET, &pod)?;
     say!(d.out, "kubelet-start", "Starting the kubelet");
     say!(
         d.out,
         "kubelet-start",
         "The kubeboot agent runs the kubelet as a static Pod ({:?}), with CRI endpoint {endpoint}",
-        d.layout.manifest(names::KUBELET).display().to_string()
+        dir.join(format!("{}.yaml", names::KUBELET))
+            .display()
+            .to_string()
     );
+    if d.static_pod_runner == StaticPodRunner::Kubelet {
+        say!(
+            d.out,
+            "kubelet-start",
+            "The kubelet runs the control plane's static Pods from {:?} (--static-pod-runner kubelet)",
+            d.layout.manifests_dir().display().to_string()
+        );
+    }
+    crate::init::agent_start::ensure_running(d, "kubelet-start")?;
+    load_images(d, &cri)
+}
+
+/// Imports the image archives of `/var/lib/kubeboot/images` into containerd and, under the
+/// kubelet runner, requires every image of the control plane and the pause image.
+fn load_images(d: &mut InitData, cri: &CriRuntime) -> anyhow::Result<()> {
+    let archive_dir = d.layout.image_archives_dir();
+    let archives = crate::images::archives(&archive_dir)?;
+    let kubelet_runs = d.static_pod_runner == StaticPodRunner::Kubelet;
+    if archives.is_empty() && !kubelet_runs {
+        return Ok(());
+    }
+    if d.dry_run {
+        say!(
+            d.out,
+            "dryrun",
+            "Would import {} image archive(s) from {:?} into containerd",
+            archives.len(),
+            archive_dir.display().to_string()
+        );
+        return Ok(());
+    }
+    let socket = cri.socket().to_string();
+    let is_containerd =
+        matches!(cri, CriRuntime::StartContainerd { .. }) || socket.contains("containerd");
+    if !is_containerd {
+        say!(
+            d.out,
+            "kubelet-start",
+            "[WARNING] {socket:?} is not containerd: kubeboot neither imports {:?} nor checks the images; the runtime must have them",
+            archive_dir.display().to_string()
+        );
+        return Ok(());
+    }
+    let node_socket = d.layout.node_path(&socket).display().to_string();
+    let ctr = crate::images::Ctr::find(&d.bin_dirs, &node_socket)?;
+    let out = d.out.clone();
+    ctr.wait_ready(Duration::from_secs(60), |elapsed| {
+        say!(
+            out,
+            "kubelet-start",
+            "Waiting for containerd to answer on {socket:?} ({} elapsed)",
+            crate::health::human(elapsed)
+        );
+    })?;
+    let mut present = ctr.images()?;
+    for archive in &archives {
+        let names = crate::images::archive_images(archive)?;
+        if !names.is_empty() && crate::images::missing(&names, &present).is_empty() {
+            tracing::info!(archive = %archive.display(), "images present already");
+            continue;
+        }
+        say!(
+            d.out,
+            "kubelet-start",
+            "Importing images from {:?}{}",
+            archive.display().to_string(),
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", names.join(", "))
+            }
+        );
+        ctr.import(archive).with_context(|| {
+            format!(
+                "could not import the image archive {:?}; remove it or replace it with a docker-archive or OCI archive",
+                archive.display().to_string()
+            )
+        })?;
+        present = ctr.images()?;
+    }
+    if kubelet_runs {
+        let mut wanted: Vec<String> = crate::init::control_plane::pods(d)
+            .iter()
+            .flat_map(|(_, pod)| pod_images(pod))
+            .collect();
+        wanted.push(manifests::kubelet::pause_image(&d.cfg));
+        let missing = crate::images::missing(&wanted, &present);
+        anyhow::ensure!(
+            missing.is_empty(),
+            "the kubelet runs the control plane from images, and containerd lacks {}; there is no registry to pull from: put their archives (docker save / OCI, e.g. from scripts/build-images.sh --control-plane) into {:?} and run init again, or use --static-pod-runner agent, which runs the host binaries",
+            missing
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            archive_dir.display().to_string()
+        );
+        say!(
+            d.out,
+            "kubelet-start",
+            "The control plane's images are present in containerd: {}",
+            wanted.join(", ")
+        );
+    }
     Ok(())
+}
+
+/// The images of a pod's containers.
+fn pod_images(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .filter_map(|c| c.image.clone())
+        .collect()
 }
 
 fn write_containerd(
@@ -188,7 +317,8 @@ fn write_containerd(
     d.fs.write_public(&config, toml.as_bytes())
         .context("could not write containerd's configuration")?;
     let pod = manifests::containerd::containerd_pod(version, &config);
-    crate::init::control_plane::write_manifest(d, components::image::CONTAINERD, &pod)
+    let dir = d.agent_manifests_dir();
+    crate::init::control_plane::write_manifest_in(d, &dir, components::image::CONTAINERD, &pod)
 }
 
 #[cfg(test)]

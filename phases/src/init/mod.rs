@@ -78,9 +78,20 @@ fn closing_text(d: &mut InitData) -> anyhow::Result<()> {
     out.line("");
     out.line(&format!("  export KUBECONFIG={}", admin.display()));
     out.line("");
-    out.line("The control plane runs as static Pods under the kubeboot agent; check them with:");
-    out.line("");
-    out.line("  kubeboot agent status");
+    match d.static_pod_runner {
+        components::StaticPodRunner::Agent => {
+            out.line(
+                "The control plane runs as static Pods under the kubeboot agent; check them with:",
+            );
+            out.line("");
+            out.line("  kubeboot agent status");
+        }
+        components::StaticPodRunner::Kubelet => {
+            out.line("The control plane runs as static Pods under the kubelet; check them with:");
+            out.line("");
+            out.line("  kubectl -n kube-system get pods");
+        }
+    }
     out.line("");
     match d.pod_network {
         agent::cni::PodNetwork::None => {

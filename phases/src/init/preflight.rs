@@ -17,6 +17,7 @@ pub fn phase() -> crate::runner::Phase<InitData> {
         "dry-run",
         "bin-dir",
         "node-name",
+        "static-pod-runner",
     ])
 }
 
@@ -37,11 +38,19 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
         }
         return Err(e);
     }
-    say!(
-        d.out,
-        "preflight",
-        "Component binaries found and of the right version; no images to pull"
-    );
+    match d.static_pod_runner {
+        components::StaticPodRunner::Agent => say!(
+            d.out,
+            "preflight",
+            "Component binaries found and of the right version; no images to pull"
+        ),
+        components::StaticPodRunner::Kubelet => say!(
+            d.out,
+            "preflight",
+            "The kubelet runs the control plane from images: kubelet-start imports the archives of {:?} and checks them",
+            d.layout.image_archives_dir().display().to_string()
+        ),
+    }
     Ok(())
 }
 
@@ -90,7 +99,11 @@ fn checks(d: &InitData) -> Vec<Check> {
     ] {
         checks.push(Check::in_path(exe, mandatory));
     }
-    let mut pods = crate::init::control_plane::pods(d);
+    // Under the kubelet runner the control plane comes from images, not host binaries.
+    let mut pods = match d.static_pod_runner {
+        components::StaticPodRunner::Agent => crate::init::control_plane::pods(d),
+        components::StaticPodRunner::Kubelet => Vec::new(),
+    };
     // kubeadm: CRICheck ("CRI"), then the node components the agent will run.
     match crate::init::kubelet_start::detect_cri(d) {
         Ok(cri) => {
@@ -118,4 +131,41 @@ fn checks(d: &InitData) -> Vec<Check> {
     }
     checks.extend(preflight::binary_checks(&pods, &d.bin_dirs));
     checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::data::tests::test_data;
+
+    fn binary_checks_of(d: &InitData) -> Vec<String> {
+        checks(d)
+            .into_iter()
+            .map(|c| c.name)
+            .filter(|n| n.starts_with("ComponentBinary-"))
+            .collect()
+    }
+
+    #[test]
+    fn control_plane_binaries_are_needed_only_when_the_agent_runs_the_control_plane() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = test_data(dir.path());
+        let agent = binary_checks_of(&d);
+        for b in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "etcd",
+        ] {
+            assert!(agent.contains(&format!("ComponentBinary-{b}")), "{agent:?}");
+        }
+        d.static_pod_runner = components::StaticPodRunner::Kubelet;
+        let kubelet = binary_checks_of(&d);
+        assert!(
+            !kubelet
+                .iter()
+                .any(|n| n.contains("kube-apiserver") || n.contains("etcd")),
+            "{kubelet:?}"
+        );
+    }
 }

@@ -42,7 +42,11 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
     say!(
         d.out,
         "wait-control-plane",
-        "Waiting for the kubeboot agent to boot up the control plane as static Pods from directory {:?}. This can take up to {}",
+        "Waiting for the {} to boot up the control plane as static Pods from directory {:?}. This can take up to {}",
+        match d.static_pod_runner {
+            components::StaticPodRunner::Agent => "kubeboot agent",
+            components::StaticPodRunner::Kubelet => "kubelet",
+        },
         dir.display().to_string(),
         health::human(timeout)
     );
@@ -68,8 +72,14 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Err(failures) => Err(anyhow::anyhow!(health::explain_timeout(
-            &d.layout, &failures, timeout
-        ))),
+        Err(failures) => {
+            let mut text = health::explain_timeout(&d.layout, &failures, timeout);
+            if d.static_pod_runner == components::StaticPodRunner::Kubelet {
+                text.push_str(
+                    "\nThe kubelet runs the control plane here: see its log with 'kubeboot agent status' (the kubelet Pod's log file), and the containers with 'ctr -n k8s.io containers list' or 'crictl ps -a'",
+                );
+            }
+            Err(anyhow::anyhow!(text))
+        }
     }
 }

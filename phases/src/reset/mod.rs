@@ -149,7 +149,7 @@ fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
         }
     }
 
-    let config_dirs = [l.manifests_dir(), cert_dir];
+    let config_dirs = [l.manifests_dir(), l.agent_manifests_dir(), cert_dir];
     say!(
         d.out,
         "reset",

@@ -1,0 +1,92 @@
+//! What the workload scenarios share: locally built images, node conditions, pod IPs and
+//! HTTP checks from inside a node.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use serde_json::Value;
+
+use crate::env::repo_root;
+use crate::node::Node;
+use crate::run::run_bounded;
+
+/// The image archives directory kubeboot imports from (`/var/lib/kubeboot/images`).
+pub const IMAGE_ARCHIVES_DIR: &str = "/var/lib/kubeboot/images";
+
+/// Builds the test images (`scripts/build-images.sh`, cached in
+/// `/var/lib/kubeboot-dev/images`), with the control plane's and kube-proxy's images too when
+/// `control_plane`; `(image, tar)` pairs.
+pub fn build_images(control_plane: bool) -> Result<Vec<(String, String)>> {
+    let mut cmd = Command::new(repo_root().join("scripts/build-images.sh"));
+    if control_plane {
+        cmd.arg("--control-plane");
+    }
+    let out = run_bounded(cmd, Duration::from_secs(300))?.ok()?;
+    let images: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let want = if control_plane { 7 } else { 2 };
+    ensure!(images.len() == want, "build-images.sh printed:\n{out}");
+    Ok(images)
+}
+
+/// Links the archives into the node's `/var/lib/kubeboot/images`, where `kubeboot init`
+/// imports them from.
+pub fn offer_image_archives(node: &Node, images: &[(String, String)]) -> Result<()> {
+    node.exec_ok(&["mkdir", "-p", IMAGE_ARCHIVES_DIR])?;
+    for (_, tar) in images {
+        node.exec_ok(&["ln", "-sf", tar, IMAGE_ARCHIVES_DIR])?;
+    }
+    Ok(())
+}
+
+/// The status (`True`, `False`, `Unknown`) of a Node object's condition `kind`.
+pub fn node_condition(node_obj: &Value, kind: &str) -> Option<String> {
+    node_obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+        .and_then(|c| c["status"].as_str().map(str::to_string))
+}
+
+/// Whether the IPv4 address `ip` lies in `cidr`.
+pub fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let parse = |s: &str| s.parse::<std::net::Ipv4Addr>().ok().map(u32::from);
+    let Some((net, len)) = cidr.split_once('/') else {
+        return false;
+    };
+    match (parse(ip), parse(net), len.parse::<u32>()) {
+        (Some(ip), Some(net), Ok(len)) if len <= 32 => {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            ip & mask == net & mask
+        }
+        _ => false,
+    }
+}
+
+/// The pods labelled `app=<app>` in the default namespace.
+pub fn app_pods(node: &Node, app: &str) -> Result<Vec<Value>> {
+    let pods = node.kubectl_json(&["get", "pods", "-l", &format!("app={app}")])?;
+    Ok(pods["items"].as_array().cloned().unwrap_or_default())
+}
+
+/// An HTTP GET from inside the node, bounded (curl: busybox-static's `wget -T` segfaults).
+pub fn http_get(node: &Node, url: &str) -> Result<String> {
+    node.exec_ok(&["curl", "-s", "-m", "5", url])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_membership() {
+        assert!(in_cidr("10.244.0.7", "10.244.0.0/24"));
+        assert!(!in_cidr("10.244.1.7", "10.244.0.0/24"));
+        assert!(in_cidr("1.2.3.4", "0.0.0.0/0"));
+        assert!(!in_cidr("10.244.0.7", "10.244.0.0"));
+    }
+}
