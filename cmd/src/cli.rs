@@ -126,7 +126,7 @@ pub struct InitArgs {
     /// The pod network: "bridge" (kubeboot's CNI bridge on each node's podCIDR, with routes between nodes) or "none" (install your own CNI network).
     #[arg(long, value_name = "bridge|none")]
     pub pod_network: Option<String>,
-    /// Who runs the control plane's static Pods: "agent" (kubeboot's agent, from the host binaries; the default) or "kubelet" (the kubelet, through CRI from images, as kubeadm does; image archives go in /var/lib/kubeboot/images).
+    /// Who runs the control plane's static Pods: "agent" (kubeboot's agent, from the host binaries; the default) or "kubelet" (the kubelet, through CRI from images, as kubeadm does; image archives go in /var/lib/kubeboot/images). Default: what this node was set up with, else agent.
     #[arg(long, value_name = "agent|kubelet")]
     pub static_pod_runner: Option<String>,
 }
@@ -167,7 +167,7 @@ pub struct AgentArgs {
     /// "bridge": write kubeboot's CNI configuration once this node's podCIDR is known and keep routes to the other nodes' pods; "none" (default): leave the pod network alone.
     #[arg(long, value_name = "bridge|none")]
     pub pod_network: Option<String>,
-    /// "agent" (default): run the static Pods of /etc/kubernetes/manifests and publish them to the API; "kubelet": the kubelet runs that directory, the agent runs /etc/kubeboot/manifests (the kubelet, containerd) and publishes nothing.
+    /// "agent" (default): run the static Pods of /etc/kubernetes/manifests and publish them to the API; "kubelet": the kubelet runs that directory, the agent runs /etc/kubeboot/manifests (the kubelet, containerd) and publishes nothing. Default: what /var/lib/kubelet/config.yaml says (staticPodPath), else agent.
     #[arg(long, value_name = "agent|kubelet")]
     pub static_pod_runner: Option<String>,
 }

@@ -95,6 +95,12 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
     }
     let cfg = components::config::resolve_init(&flags, &host)?;
     let layout = components::Layout::host();
+    // Without the flag, the runner this node was set up with (a phase run alone, e.g.
+    // `init phase agent-start`, must not start the agent on the kubelet's manifests).
+    let static_pod_runner = match args.static_pod_runner.as_deref() {
+        Some(v) => v.parse()?,
+        None => phases::host::node_static_pod_runner(&layout).unwrap_or_default(),
+    };
     let (fs, _scratch) = if args.dry_run {
         let dir = tempfile::Builder::new()
             .prefix("kubeboot-init-dryrun")
@@ -124,12 +130,7 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
             .map(str::parse)
             .transpose()?
             .unwrap_or_default(),
-        static_pod_runner: args
-            .static_pod_runner
-            .as_deref()
-            .map(str::parse)
-            .transpose()?
-            .unwrap_or_default(),
+        static_pod_runner,
     };
     if args.dry_run {
         data.out.say(

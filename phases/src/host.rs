@@ -117,3 +117,55 @@ mod tests {
         assert_eq!(bin_dirs(&[]), default_bin_dirs());
     }
 }
+
+/// The static pod runner this node was set up with, read from the kubelet's configuration
+/// (`/var/lib/kubelet/config.yaml`): the kubelet when its `staticPodPath` is the manifest
+/// directory, the agent otherwise; `None` before `kubelet-start` wrote the file. Starting
+/// the agent with the other runner would run every control-plane pod twice.
+pub fn node_static_pod_runner(layout: &components::Layout) -> Option<components::StaticPodRunner> {
+    let path = layout
+        .kubelet_dir()
+        .join(components::names::KUBELET_CONFIG_FILE);
+    let text = agent::host::fs::Fs::real()
+        .read_string_if_exists(&path)
+        .ok()??;
+    Some(runner_of_kubelet_config(&text, layout))
+}
+
+/// [`node_static_pod_runner`] of a KubeletConfiguration's text.
+fn runner_of_kubelet_config(
+    text: &str,
+    layout: &components::Layout,
+) -> components::StaticPodRunner {
+    let doc: serde_json::Value = yaml_serde::from_str(text).unwrap_or_default();
+    let path = doc["staticPodPath"].as_str().unwrap_or_default();
+    if !path.is_empty() && layout.node_path(path) == layout.manifests_dir() {
+        components::StaticPodRunner::Kubelet
+    } else {
+        components::StaticPodRunner::Agent
+    }
+}
+
+#[cfg(test)]
+mod runner_tests {
+    use super::*;
+    use components::StaticPodRunner;
+
+    #[test]
+    fn the_kubelet_config_tells_the_runner() {
+        let l = components::Layout::host();
+        let of = |t: &str| runner_of_kubelet_config(t, &l);
+        assert_eq!(
+            of("kind: KubeletConfiguration\nstaticPodPath: /etc/kubernetes/manifests\n"),
+            StaticPodRunner::Kubelet
+        );
+        assert_eq!(
+            of("kind: KubeletConfiguration\nstaticPodPath: \"\"\n"),
+            StaticPodRunner::Agent
+        );
+        assert_eq!(
+            of("kind: KubeletConfiguration\nstaticPodPath: /srv/other\n"),
+            StaticPodRunner::Agent
+        );
+    }
+}
