@@ -131,6 +131,7 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
             .transpose()?
             .unwrap_or_default(),
         static_pod_runner,
+        skip_token_print: args.skip_token_print,
     };
     if args.dry_run {
         data.out.say(

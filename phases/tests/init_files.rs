@@ -42,6 +42,7 @@ fn data(root: &Path) -> InitData {
         api: None,
         pod_network: agent::cni::PodNetwork::Bridge,
         static_pod_runner: components::StaticPodRunner::Agent,
+        skip_token_print: false,
     }
 }
 

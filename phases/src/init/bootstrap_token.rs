@@ -55,6 +55,7 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
         admin_cluster(&admin_yaml).context("failed to load admin kubeconfig")?;
 
     match tokens.as_slice() {
+        _ if d.skip_token_print => {}
         [] => {}
         [one] => say!(out, "bootstrap-token", "Using token: {one}"),
         many => {
@@ -124,6 +125,36 @@ fn admin_cluster(yaml: &str) -> anyhow::Result<(String, String)> {
 mod tests {
     use crate::cluster::Cluster;
     use crate::init::data::tests::test_data;
+
+    #[test]
+    fn skip_token_print_withholds_the_token_everywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = test_data(dir.path());
+        d.cfg.bootstrap_tokens[0].token = Some("abcdef.0123456789abcdef".into());
+        d.api = Some(Cluster::recording(d.out.clone()));
+        let phases: Vec<String> = ["certs", "kubeconfig", "bootstrap-token"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        crate::init::run(&mut d, &phases).expect("runs");
+        let join = crate::init::join_commands(&mut d).unwrap().unwrap().0;
+        assert!(join.contains("--token abcdef.0123456789abcdef"), "{join}");
+        assert!(d.out.captured().contains("Using token: abcdef"));
+
+        let mut d = test_data(dir.path());
+        d.cfg.bootstrap_tokens[0].token = Some("abcdef.0123456789abcdef".into());
+        d.api = Some(Cluster::recording(d.out.clone()));
+        d.skip_token_print = true;
+        crate::init::run(&mut d, &phases).expect("runs");
+        let join = crate::init::join_commands(&mut d).unwrap().unwrap().0;
+        assert!(join.contains("--token <value withheld>"), "{join}");
+        let out = d.out.captured();
+        assert!(!out.contains("abcdef.0123456789abcdef"), "{out}");
+        // The token is still created.
+        let rec = d.api.as_ref().unwrap().recorded();
+        assert!(rec.iter().any(|r| r.verb == "CREATE"
+            && r.body.as_ref().unwrap()["metadata"]["name"] == "bootstrap-token-abcdef"));
+    }
 
     #[test]
     fn upload_config_and_bootstrap_token_send_kubeadms_requests_in_order() {

@@ -40,6 +40,9 @@ pub struct InitData {
     pub pod_network: agent::cni::PodNetwork,
     /// `--static-pod-runner`: the agent (default) or the kubelet runs the control plane.
     pub static_pod_runner: components::StaticPodRunner,
+    /// `--skip-token-print`: the token is neither printed by bootstrap-token nor shown in
+    /// the join commands (`<value withheld>`, as kubeadm).
+    pub skip_token_print: bool,
 }
 
 impl InitData {
@@ -145,6 +148,7 @@ pub(crate) mod tests {
             api: None,
             pod_network: agent::cni::PodNetwork::Bridge,
             static_pod_runner: components::StaticPodRunner::Agent,
+            skip_token_print: false,
         }
     }
 }

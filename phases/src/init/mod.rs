@@ -134,13 +134,19 @@ fn closing_text(d: &mut InitData) -> anyhow::Result<()> {
 /// The worker join command and, with a control-plane endpoint, the control-plane one, laid
 /// out as kubeadm's template lays them out; `None` when admin.conf or a token is missing
 /// (a partial init).
-fn join_commands(d: &mut InitData) -> anyhow::Result<Option<(String, Option<String>)>> {
+pub(crate) fn join_commands(d: &mut InitData) -> anyhow::Result<Option<(String, Option<String>)>> {
     let admin = d.layout.kubeconfig(components::names::ADMIN_KUBECONFIG);
     let Some(admin_yaml) = d.fs.read_string_if_exists(&admin)? else {
         return Ok(None);
     };
     let Some(token) = d.tokens()?.into_iter().next() else {
         return Ok(None);
+    };
+    // kubeadm: cmd/util/join.go, getJoinCommand.
+    let token = if d.skip_token_print {
+        "<value withheld>".to_string()
+    } else {
+        token.to_string()
     };
     let (endpoint, hashes) = crate::token::join_facts(&admin_yaml)
         .with_context(|| format!("could not read {:?}", admin.display().to_string()))?;
