@@ -19,6 +19,7 @@
 #                                                          /var/lib/kubeboot-dev/images)
 # Prints one "<image> <tar>" line per image. Cached: an image is rebuilt only when this
 # script, busybox or one of the files copied into it changed since its tar was written.
+# Concurrent runs on one output directory take turns (flock).
 set -euo pipefail
 
 CONTROL_PLANE=
@@ -36,6 +37,9 @@ die() { echo "[build-images] error: $*" >&2; exit 1; }
 file -L "$BUSYBOX" 2>/dev/null | grep -q 'statically linked' \
   || die "$BUSYBOX is not statically linked: install busybox-static"
 mkdir -p "$OUT"
+# One build at a time per output directory (parallel tests call this script).
+exec 9>"$OUT/.build.lock"
+flock -w 600 9 || die "another build-images.sh holds $OUT/.build.lock for over 10 minutes"
 
 # Copies the file $2 (symlinks resolved) to the same path under rootfs $1.
 copy_in() {

@@ -39,6 +39,7 @@ readonly LOCK_WAIT_SECS=120
 # <state dir name>:<path inside the node>
 readonly NODE_DIRS=(
   etc-kubernetes:/etc/kubernetes
+  etc-kubeboot:/etc/kubeboot
   var-lib-etcd:/var/lib/etcd
   var-lib-kubeboot:/var/lib/kubeboot
   run-kubeboot:/run/kubeboot

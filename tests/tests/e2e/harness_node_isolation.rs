@@ -63,18 +63,26 @@ fn harness_node_isolation() -> Result<()> {
         Ok(())
     })?;
 
-    step("/etc/kubernetes is private to each node", || {
-        let marker = "/etc/kubernetes/harness-marker";
-        a.sh_ok(&format!("echo {} > {marker}", a.name()))?;
-        ensure!(a.read_file(marker)?.trim() == a.name());
-        ensure!(
-            !b.path_exists(marker)?,
-            "{marker} written in a is visible in b"
-        );
-        ensure!(
-            !Path::new(marker).exists(),
-            "{marker} written in a is visible on the host"
-        );
+    step("the directories kubeboot writes are private to each node", || {
+        for dir in [
+            "/etc/kubeboot",
+            "/var/lib/kubeboot",
+            "/var/lib/kubelet",
+            "/etc/cni/net.d",
+            "/etc/kubernetes",
+        ] {
+            let marker = format!("{dir}/harness-marker");
+            a.sh_ok(&format!("mkdir -p {dir} && echo {} > {marker}", a.name()))?;
+            ensure!(a.read_file(&marker)?.trim() == a.name());
+            ensure!(
+                !b.path_exists(&marker)?,
+                "{marker} written in a is visible in b"
+            );
+            ensure!(
+                !Path::new(&marker).exists(),
+                "{marker} written in a is visible on the host"
+            );
+        }
         Ok(())
     })?;
 
