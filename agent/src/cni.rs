@@ -1,6 +1,9 @@
 //! CNI: kubeboot's default pod network (bridge + host-local + portmap, with loopback) as a
-//! network configuration list built purely, the plugin binaries it needs, and the one
-//! function that executes a plugin (CNI spec: env + stdin JSON in, result JSON out).
+//! network configuration list built purely, the plugin binaries it needs, the one function
+//! that executes a plugin (CNI spec: env + stdin JSON in, result JSON out), and ADD/DEL of a
+//! whole configuration list on top of it ([`conf`] reads the lists).
+
+pub mod conf;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -138,57 +141,110 @@ pub fn conflist_pod_cidr(text: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// What a runtime passes to every plugin of one sandbox's network, for ADD and DEL alike
+/// (libcni `RuntimeConf`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RuntimeConf {
+    /// `CNI_CONTAINERID`: the sandbox's stable id.
+    pub container_id: String,
+    /// `CNI_NETNS`: the network namespace path.
+    pub netns: PathBuf,
+    /// `CNI_IFNAME`: the interface inside it.
+    pub ifname: String,
+    /// `CNI_ARGS`, `K=V` pairs (the kubelet's and containerd's `K8S_POD_*`).
+    pub args: Vec<(String, String)>,
+    /// Where plugins (and their delegates, host-local) are found, in order: `CNI_PATH`.
+    pub plugin_dirs: Vec<PathBuf>,
+}
+
+impl RuntimeConf {
+    /// The same sandbox for another interface (the loopback network's `lo`).
+    pub fn with_ifname(&self, ifname: &str) -> RuntimeConf {
+        RuntimeConf {
+            ifname: ifname.to_string(),
+            ..self.clone()
+        }
+    }
+}
+
 /// One CNI plugin invocation (CNI spec: `CNI_*` variables, the network configuration on
 /// stdin).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CniRequest {
+pub struct CniRequest<'a> {
     /// `ADD`, `DEL`, `CHECK` or `VERSION`.
     pub command: &'static str,
-    /// The container (sandbox) ID.
-    pub container_id: String,
-    /// The network namespace path.
-    pub netns: PathBuf,
-    /// The interface name inside it.
-    pub ifname: String,
-    /// Where plugins (and their delegates, host-local) are found.
-    pub plugin_dir: PathBuf,
+    /// The sandbox.
+    pub runtime: &'a RuntimeConf,
     /// The network configuration of this one plugin (a list's entry with `name` and
-    /// `cniVersion` filled in).
+    /// `cniVersion` filled in, see [`conf::NetworkList::plugin_config`]).
     pub config: Value,
 }
 
-impl CniRequest {
-    /// The plugin's environment.
+impl CniRequest<'_> {
+    /// The `CNI_*` variables.
     pub fn env(&self) -> Vec<(String, String)> {
+        let rt = self.runtime;
+        let args: Vec<String> = rt.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let path: Vec<String> = rt
+            .plugin_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
         vec![
             ("CNI_COMMAND".into(), self.command.into()),
-            ("CNI_CONTAINERID".into(), self.container_id.clone()),
-            ("CNI_NETNS".into(), self.netns.display().to_string()),
-            ("CNI_IFNAME".into(), self.ifname.clone()),
-            ("CNI_PATH".into(), self.plugin_dir.display().to_string()),
+            ("CNI_CONTAINERID".into(), rt.container_id.clone()),
+            ("CNI_NETNS".into(), rt.netns.display().to_string()),
+            ("CNI_IFNAME".into(), rt.ifname.clone()),
+            ("CNI_ARGS".into(), args.join(";")),
+            ("CNI_PATH".into(), path.join(":")),
         ]
     }
 
-    /// The plugin binary.
-    pub fn plugin(&self) -> PathBuf {
-        self.plugin_dir
-            .join(self.config["type"].as_str().unwrap_or_default())
+    /// The plugin's `type`.
+    pub fn plugin_type(&self) -> &str {
+        self.config["type"].as_str().unwrap_or_default()
+    }
+
+    /// The plugin binary: the first of the plugin directories that has it, per `exists`.
+    pub fn plugin(&self, exists: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+        let name = self.plugin_type();
+        if name.is_empty() || name.contains('/') {
+            return None;
+        }
+        self.runtime
+            .plugin_dirs
+            .iter()
+            .map(|d| d.join(name))
+            .find(|p| exists(p))
     }
 }
 
 /// How long one plugin may run.
 const PLUGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Executes one CNI plugin and returns its result JSON.
+/// Executes one CNI plugin and returns its result JSON (`null` when it printed none). The
+/// plugin inherits the agent's environment, as from libcni: plugins run `iptables` and the
+/// like through `PATH`.
 ///
 /// # Errors
-/// When the plugin cannot run, times out, or fails (its error JSON, `msg` and `details`, in
-/// the message).
-pub async fn exec(req: &CniRequest) -> anyhow::Result<Value> {
+/// When the plugin is not found, cannot run, times out, or fails (its error JSON, `msg` and
+/// `details`, in the message).
+pub async fn exec(req: &CniRequest<'_>) -> anyhow::Result<Value> {
     use tokio::io::AsyncWriteExt;
-    let plugin = req.plugin();
+    let Some(plugin) = req.plugin(Path::is_file) else {
+        let dirs: Vec<String> = req
+            .runtime
+            .plugin_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        anyhow::bail!(
+            "the CNI plugin {:?} is not in {}; install it there (Debian: containernetworking-plugins)",
+            req.plugin_type(),
+            dirs.join(", ")
+        );
+    };
     let mut child = tokio::process::Command::new(&plugin)
-        .env_clear()
         .envs(req.env())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -213,17 +269,83 @@ pub async fn exec(req: &CniRequest) -> anyhow::Result<Value> {
         .with_context(|| format!("could not wait for the CNI plugin {}", plugin.display()))?;
     let result: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let said: Vec<&str> = [
+            result["msg"].as_str().unwrap_or_default(),
+            result["details"].as_str().unwrap_or_default(),
+            stderr.trim(),
+        ]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
         anyhow::bail!(
-            "CNI {} with {} failed ({}): {} {}{}",
+            "CNI {} with {} failed ({}): {}",
             req.command,
             plugin.display(),
             out.status,
-            result["msg"].as_str().unwrap_or_default(),
-            result["details"].as_str().unwrap_or_default(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            said.join(" ")
         );
     }
     Ok(result)
+}
+
+/// ADD of a network list: its plugins in order, each given the previous one's result as
+/// `prevResult` (libcni `AddNetworkList`). Returns the last plugin's result.
+///
+/// # Errors
+/// The first plugin that fails, named with the network and its file; the plugins before it
+/// are not undone (the caller runs [`del_list`], which every plugin must tolerate).
+pub async fn add_list(list: &conf::NetworkList, rt: &RuntimeConf) -> anyhow::Result<Value> {
+    let mut prev: Option<Value> = None;
+    for i in 0..list.plugins.len() {
+        let req = CniRequest {
+            command: "ADD",
+            runtime: rt,
+            config: list.plugin_config(i, prev.as_ref()),
+        };
+        let result = exec(&req).await.with_context(|| plugin_context(list, i))?;
+        if !result.is_null() {
+            prev = Some(result);
+        }
+    }
+    Ok(prev.unwrap_or(Value::Null))
+}
+
+/// DEL of a network list: its plugins in reverse order, each given `add_result` (libcni
+/// `DelNetworkList` with the cached result).
+///
+/// # Errors
+/// The first plugin that fails; the ones after it are not run (DEL is retried as a whole).
+pub async fn del_list(
+    list: &conf::NetworkList,
+    rt: &RuntimeConf,
+    add_result: Option<&Value>,
+) -> anyhow::Result<()> {
+    let n = list.plugins.len();
+    for (k, config) in list.del_configs(add_result).into_iter().enumerate() {
+        let req = CniRequest {
+            command: "DEL",
+            runtime: rt,
+            config,
+        };
+        exec(&req)
+            .await
+            .with_context(|| plugin_context(list, n - 1 - k))?;
+    }
+    Ok(())
+}
+
+fn plugin_context(list: &conf::NetworkList, i: usize) -> String {
+    let file = if list.file.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", list.file.display())
+    };
+    format!(
+        "network {:?}{file}, plugin {i} ({})",
+        list.name,
+        list.plugin_type(i)
+    )
 }
 
 #[cfg(test)]
@@ -262,15 +384,44 @@ mod tests {
 
     #[test]
     fn request_env_follows_the_spec() {
-        let req = CniRequest {
-            command: "ADD",
+        let rt = RuntimeConf {
             container_id: "abc".into(),
             netns: "/run/netns/x".into(),
             ifname: "eth0".into(),
-            plugin_dir: "/usr/lib/cni".into(),
+            args: vec![
+                ("IgnoreUnknown".into(), "1".into()),
+                ("K8S_POD_NAME".into(), "p".into()),
+            ],
+            plugin_dirs: vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()],
+        };
+        let req = CniRequest {
+            command: "ADD",
+            runtime: &rt,
             config: json!({"type": "bridge"}),
         };
-        assert!(req.env().contains(&("CNI_COMMAND".into(), "ADD".into())));
-        assert_eq!(req.plugin(), PathBuf::from("/usr/lib/cni/bridge"));
+        let env = req.env();
+        for want in [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "abc"),
+            ("CNI_NETNS", "/run/netns/x"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=p"),
+            ("CNI_PATH", "/usr/lib/cni:/opt/cni/bin"),
+        ] {
+            assert!(
+                env.contains(&(want.0.to_string(), want.1.to_string())),
+                "{want:?} in {env:?}"
+            );
+        }
+        assert_eq!(
+            req.plugin(|p| p.starts_with("/opt")),
+            Some(PathBuf::from("/opt/cni/bin/bridge"))
+        );
+        assert_eq!(req.plugin(|_| false), None);
+        let lo = rt.with_ifname("lo");
+        assert_eq!(
+            (lo.ifname.as_str(), &lo.container_id),
+            ("lo", &rt.container_id)
+        );
     }
 }

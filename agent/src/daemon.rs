@@ -1,5 +1,6 @@
 //! Running the agent in the background where systemd is not PID 1: start it detached with a
-//! pid file, stop it, and (for `kubeboot reset`) stop every pod process of this node.
+//! pid file, stop it, and (for `kubeboot reset`) stop every pod process of this node and
+//! remove the pods' networks.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -8,9 +9,12 @@ use anyhow::Context;
 use components::Layout;
 use components::names::AGENT_MARKER_ENV;
 use nix::sys::signal::Signal;
+use tracing::info;
 
+use crate::AgentConfig;
 use crate::host::fs::Fs;
 use crate::host::process::{self, PidFd};
+use crate::pod::network::Networks;
 use crate::state::StateDir;
 
 /// Reads the pid file: `<pid> <start-time>`.
@@ -95,20 +99,19 @@ pub fn stop(layout: &Layout, timeout: Duration) -> anyhow::Result<bool> {
 
 /// Stops every pod process of this node (its node-id marker), for `kubeboot reset` after the
 /// agent was stopped: SIGTERM to each process and its group, up to `grace`, then SIGKILL.
-/// Returns how many processes were found.
+/// Then removes the pods' own networks (CNI DEL, their network namespaces), so that nothing
+/// is left behind. Returns how many processes were found.
 ///
 /// # Errors
-/// When the node id cannot be read.
+/// When the node id cannot be read, or a pod's network namespace cannot be removed.
 pub fn stop_all_pods(layout: &Layout, grace: Duration) -> anyhow::Result<usize> {
-    let Some(node_id) = StateDir::new(layout.agent_state_dir()).existing_node_id()? else {
+    let state = StateDir::new(layout.agent_state_dir());
+    let Some(node_id) = state.existing_node_id()? else {
         return Ok(0);
     };
     let prefix = format!("{node_id}/");
     let ours = |m: &str| m.starts_with(&prefix);
     let found = process::find_marked(AGENT_MARKER_ENV, ours);
-    if found.is_empty() {
-        return Ok(0);
-    }
     for m in &found {
         process::signal_one(m, Signal::SIGTERM);
     }
@@ -130,7 +133,28 @@ pub fn stop_all_pods(layout: &Layout, grace: Duration) -> anyhow::Result<usize> 
     for m in &found {
         process::reap(m.pid);
     }
+    remove_pod_networks(layout, state, node_id)?;
     Ok(found.len())
+}
+
+/// The networks of the pods without hostNetwork, once their processes are gone.
+fn remove_pod_networks(layout: &Layout, state: StateDir, node_id: String) -> anyhow::Result<()> {
+    let cfg = AgentConfig::from_layout(layout, Vec::new());
+    let networks = Networks::new(&cfg, state, node_id);
+    let removed = if networks.recorded().is_empty() {
+        networks.remove_strays()?
+    } else {
+        // CNI runs plugins as async processes: a runtime of its own for this one call.
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("could not start the tokio runtime")?
+            .block_on(networks.remove_all())?
+    };
+    for path in removed {
+        info!(netns = %path.display(), "removed a pod network namespace");
+    }
+    Ok(())
 }
 
 /// The systemd unit for the agent. `KillMode=process`: stopping or restarting the unit

@@ -8,14 +8,23 @@
 //! SIGTERM, the grace period, then SIGKILL, writes their output as CRI logs under
 //! `/var/log/kubeboot/pods`, and answers status requests on a unix socket.
 //!
+//! A hostNetwork pod runs in the node's network namespace. Any other pod gets a network
+//! namespace of its own (`/run/netns/kubeboot-<node-id>-<pod-uid>`), wired by the node's CNI
+//! network (the first configuration in `/etc/cni/net.d`, with `lo` from the loopback plugin):
+//! CNI ADD before its containers start, in that namespace; CNI DEL and the namespace's removal
+//! once they stopped. Until a configuration exists the pod waits (`NetworkNotReady`). Its
+//! address is in the status and the API, and its probes go to it.
+//!
 //! It publishes its pods to the Kubernetes API ([`mirror`]) once its kubeconfig exists, and
 //! never stops pods when it exits itself.
 //!
 //! Modules:
-//! - [`host`]: side-effect primitives shared with the phases (files, processes).
-//! - [`watch`]: the manifest directory.
+//! - [`host`]: side-effect primitives shared with the phases (files, processes, network
+//!   namespaces).
+//! - [`watch`]: the manifest directory (and a watch on the CNI configuration directory).
 //! - [`pod`]: manifests read as pods ([`pod::spec`]), the pure container lifecycle
-//!   ([`pod::lifecycle`]) and restart backoff ([`pod::backoff`]), and their executor.
+//!   ([`pod::lifecycle`]) and restart backoff ([`pod::backoff`]), their executor, and the
+//!   pods' own networks ([`pod::network`]).
 //! - [`runtime`]: the runtimes (`process`).
 //! - [`shim`]: the per-container supervisor process (`kubeboot agent shim`).
 //! - [`probe`]: running probes.
@@ -24,7 +33,8 @@
 //! - [`state`]: the agent's records on disk.
 //! - [`status`]: the status served on the socket, and its client.
 //! - [`daemon`]: detached start/stop, stopping every pod (reset), the systemd unit.
-//! - [`cni`]: kubeboot's bridge CNI configuration, the plugins it needs, running a plugin.
+//! - [`cni`]: kubeboot's bridge CNI configuration, the plugins it needs, running a plugin and
+//!   ADD/DEL of a configuration list ([`cni::conf`]: reading and choosing configurations).
 //! - [`node_network`]: `--pod-network bridge`: the CNI configuration once the node's podCIDR
 //!   is known, and routes to the other nodes' pods.
 //! - [`node_cleanup`]: what `kubeboot reset` needs to stop CRI containers and their network
@@ -58,6 +68,10 @@ pub use daemon::{is_running, start_detached, stop, stop_all_pods, systemd_unit};
 pub use pod::backoff::BackoffConfig;
 pub use shim::shim_main;
 pub use status::{AgentStatus, query};
+
+/// Where named network namespaces are kept (iproute2's NETNS_RUN_DIR; containerd's CNI and
+/// `ip netns` use it too).
+pub(crate) const NETNS_DIR: &str = "/run/netns";
 
 /// The agent's settings.
 #[derive(Debug, Clone)]
@@ -93,6 +107,13 @@ pub struct AgentConfig {
     /// `--pod-network bridge`: the pod network loop ([`node_network`]); None leaves the pod
     /// network to the user.
     pub pod_network: Option<node_network::NodeNetworkConfig>,
+    /// The CNI configuration directory pods without hostNetwork get their network from
+    /// (`/etc/cni/net.d`).
+    pub cni_conf_dir: PathBuf,
+    /// Where CNI plugins are looked up, in order ([`cni::default_plugin_dirs`]).
+    pub cni_plugin_dirs: Vec<PathBuf>,
+    /// Where the network namespaces of those pods are kept (`/run/netns`).
+    pub netns_dir: PathBuf,
 }
 
 impl AgentConfig {
@@ -112,17 +133,20 @@ impl AgentConfig {
             kubeconfig: Some(layout.kubeconfig(components::names::KUBEBOOT_AGENT_KUBECONFIG)),
             node_ip: None,
             pod_network: None,
+            cni_conf_dir: layout.node_path(components::names::CNI_CONF_DIR),
+            cni_plugin_dirs: cni::default_plugin_dirs(),
+            netns_dir: layout.node_path(NETNS_DIR),
         }
     }
 
-    /// Turns on `--pod-network bridge` for `node_name`, with the kubelet's credentials and
-    /// the node's CNI directories from `layout`.
+    /// Turns on `--pod-network bridge` for `node_name`, with the kubelet's credentials from
+    /// `layout` and the agent's CNI directories.
     pub fn with_bridge_network(mut self, layout: &Layout, node_name: &str) -> Self {
         self.pod_network = Some(node_network::NodeNetworkConfig {
             node_name: node_name.to_string(),
             kubeconfig: layout.kubeconfig(components::names::KUBELET_KUBECONFIG),
-            cni_conf_dir: layout.node_path(components::names::CNI_CONF_DIR),
-            cni_plugin_dirs: cni::default_plugin_dirs(),
+            cni_conf_dir: self.cni_conf_dir.clone(),
+            cni_plugin_dirs: self.cni_plugin_dirs.clone(),
         });
         self
     }

@@ -23,7 +23,8 @@
 //! `kubernetes.io/config.source: kubeboot-agent` with the manifest hash in
 //! `kubernetes.io/config.hash`. Its status comes from the agent's own state through
 //! `pods/status` ([`object::api_status`]): phase, conditions, container states with ready,
-//! started and restartCount, hostIP/podIP = the node's address, startTime.
+//! started and restartCount, hostIP = the node's address, podIP = the node's address for a
+//! hostNetwork pod and the pod's own for the others, startTime.
 //!
 //! Checked against Kubernetes v1.20.2:
 //! - PodGC (controller/podgc/gc_controller.go, every 20 s) deletes terminated pods over a

@@ -131,7 +131,7 @@ pub fn stop_workloads(layout: &Layout, grace: Duration) -> anyhow::Result<Stoppe
 /// # Errors
 /// When a namespace file cannot be removed.
 pub fn remove_pod_netns(layout: &Layout) -> anyhow::Result<Vec<PathBuf>> {
-    let dir = layout.node_path("/run/netns");
+    let dir = layout.node_path(crate::NETNS_DIR);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(Vec::new());
     };

@@ -175,9 +175,16 @@ fn write_conflist(cfg: &NodeNetworkConfig, cidr: &str) -> anyhow::Result<()> {
 
 async fn ip(args: &[&str]) -> anyhow::Result<String> {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let out = process::run_with_timeout(Path::new("ip"), &args, None, Path::new("/"), IP_TIMEOUT)
-        .await
-        .with_context(|| format!("could not run ip {}", args.join(" ")))?;
+    let out = process::run_with_timeout(
+        Path::new("ip"),
+        &args,
+        None,
+        None,
+        Path::new("/"),
+        IP_TIMEOUT,
+    )
+    .await
+    .with_context(|| format!("could not run ip {}", args.join(" ")))?;
     anyhow::ensure!(
         !out.timed_out && out.code == Some(0),
         "ip {} failed: {}",

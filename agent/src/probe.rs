@@ -2,11 +2,12 @@
 //! kubelet), tcpSocket and exec (kubelet: pkg/probe/{http,tcp,exec}). The one place the agent
 //! probes containers; when to probe and what a result means is `pod::lifecycle`'s business.
 
-use std::path::Path;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::host::process;
+use crate::host::{netns, process};
 use crate::pod::spec::{ProbeHandler, ProbeSpec};
 
 /// The User-Agent the kubelet's probes send (kubelet: prober.go, `kube-probe/<major.minor>`).
@@ -54,8 +55,33 @@ fn client() -> Result<&'static reqwest::Client, String> {
         .map_err(Clone::clone)
 }
 
-/// Runs one probe. `env` and `workdir` are the container's, for exec probes.
-pub async fn run(spec: &ProbeSpec, env: &[(String, String)], workdir: &Path) -> Outcome {
+/// What a container's probes are run against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The pod's own IP: httpGet and tcpSocket probes without a host go there, as the
+    /// kubelet's (prober.go). `None` for hostNetwork pods: 127.0.0.1.
+    pub pod_ip: Option<IpAddr>,
+    /// The pod's network namespace: exec probes run in it, as in the container.
+    pub netns: Option<PathBuf>,
+    /// The container's environment, for exec probes.
+    pub env: Vec<(String, String)>,
+    /// The container's working directory, for exec probes.
+    pub workdir: PathBuf,
+}
+
+impl Target {
+    /// The host of a probe: its own, else the pod's IP, else 127.0.0.1.
+    pub fn host(&self, host: Option<&str>) -> String {
+        match (host, self.pod_ip) {
+            (Some(h), _) => h.to_string(),
+            (None, Some(ip)) => ip.to_string(),
+            (None, None) => "127.0.0.1".to_string(),
+        }
+    }
+}
+
+/// Runs one probe against `target`.
+pub async fn run(spec: &ProbeSpec, target: &Target) -> Outcome {
     let timeout = spec.timing.timeout;
     match &spec.handler {
         ProbeHandler::Http {
@@ -64,9 +90,14 @@ pub async fn run(spec: &ProbeSpec, env: &[(String, String)], workdir: &Path) -> 
             port,
             path,
             headers,
-        } => http(*https, host, *port, path, headers, timeout).await,
-        ProbeHandler::Tcp { host, port } => tcp(host, *port, timeout).await,
-        ProbeHandler::Exec { command } => exec(command, env, workdir, timeout).await,
+        } => {
+            let host = target.host(host.as_deref());
+            http(*https, &host, *port, path, headers, timeout).await
+        }
+        ProbeHandler::Tcp { host, port } => {
+            tcp(&target.host(host.as_deref()), *port, timeout).await
+        }
+        ProbeHandler::Exec { command } => exec(command, target, timeout).await,
     }
 }
 
@@ -147,16 +178,23 @@ async fn tcp(host: &str, port: u16, timeout: Duration) -> Outcome {
     }
 }
 
-async fn exec(
-    command: &[String],
-    env: &[(String, String)],
-    workdir: &Path,
-    timeout: Duration,
-) -> Outcome {
+async fn exec(command: &[String], target: &Target, timeout: Duration) -> Outcome {
     let Some((program, args)) = command.split_first() else {
         return outcome(false, "exec: empty command");
     };
-    match process::run_with_timeout(Path::new(program), args, Some(env), workdir, timeout).await {
+    let ns = match target.netns.as_deref().map(netns::open).transpose() {
+        Ok(ns) => ns,
+        Err(e) => return outcome(false, format!("{e:#}")),
+    };
+    let run = process::run_with_timeout(
+        Path::new(program),
+        args,
+        Some(&target.env),
+        ns.as_ref(),
+        &target.workdir,
+        timeout,
+    );
+    match run.await {
         Ok(out) if out.timed_out => outcome(
             false,
             format!("command {program:?} timed out after {timeout:?}"),
@@ -186,6 +224,26 @@ mod tests {
     use super::*;
     use crate::pod::spec::ProbeTiming;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A hostNetwork container's target.
+    fn target(env: &[(String, String)]) -> Target {
+        Target {
+            pod_ip: None,
+            netns: None,
+            env: env.to_vec(),
+            workdir: "/".into(),
+        }
+    }
+
+    #[test]
+    fn probes_without_a_host_go_to_the_pod_ip() {
+        let mut t = target(&[]);
+        assert_eq!(t.host(None), "127.0.0.1");
+        assert_eq!(t.host(Some("10.0.0.1")), "10.0.0.1");
+        t.pod_ip = Some("10.199.0.5".parse().unwrap());
+        assert_eq!(t.host(None), "10.199.0.5");
+        assert_eq!(t.host(Some("localhost")), "localhost");
+    }
 
     fn spec(handler: ProbeHandler) -> ProbeSpec {
         ProbeSpec {
@@ -238,12 +296,12 @@ mod tests {
             let (port, h) = serve_once(status).await;
             let s = spec(ProbeHandler::Http {
                 https: false,
-                host: "127.0.0.1".into(),
+                host: None,
                 port,
                 path: "/healthz".into(),
                 headers: vec![("X-Probe".into(), "yes".into())],
             });
-            let o = run(&s, &[], Path::new("/")).await;
+            let o = run(&s, &target(&[])).await;
             assert_eq!(o.ok, ok, "{status}: {o:?}");
             let req = h.await.unwrap().to_lowercase();
             assert!(req.starts_with("get /healthz http/1.1"), "{req}");
@@ -259,38 +317,29 @@ mod tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         assert!(
-            run(
-                &spec(ProbeHandler::Tcp {
-                    host: "127.0.0.1".into(),
-                    port
-                }),
-                &[],
-                Path::new("/")
-            )
-            .await
-            .ok
+            run(&spec(ProbeHandler::Tcp { host: None, port }), &target(&[]))
+                .await
+                .ok
         );
         drop(l);
         let o = run(
             &spec(ProbeHandler::Tcp {
-                host: "127.0.0.1".into(),
+                host: Some("127.0.0.1".into()),
                 port,
             }),
-            &[],
-            Path::new("/"),
+            &target(&[]),
         )
         .await;
         assert!(!o.ok && o.message.contains("dial tcp"), "{o:?}");
         let o = run(
             &spec(ProbeHandler::Http {
                 https: true,
-                host: "127.0.0.1".into(),
+                host: None,
                 port,
                 path: "/".into(),
                 headers: vec![],
             }),
-            &[],
-            Path::new("/"),
+            &target(&[]),
         )
         .await;
         assert!(
@@ -309,18 +358,18 @@ mod tests {
             command: vec!["sh".into(), "-c".into(), s.into()],
         };
         assert!(
-            run(&spec(cmd("test \"$WANT\" = 7")), &env, Path::new("/"))
+            run(&spec(cmd("test \"$WANT\" = 7")), &target(&env))
                 .await
                 .ok
         );
-        let o = run(&spec(cmd("echo nope; exit 3")), &env, Path::new("/")).await;
+        let o = run(&spec(cmd("echo nope; exit 3")), &target(&env)).await;
         assert!(
             !o.ok && o.message.contains("exit code 3") && o.message.contains("nope"),
             "{o:?}"
         );
         let mut s = spec(cmd("sleep 5"));
         s.timing.timeout = Duration::from_millis(200);
-        let o = run(&s, &env, Path::new("/")).await;
+        let o = run(&s, &target(&env)).await;
         assert!(!o.ok && o.message.contains("timed out"), "{o:?}");
     }
 }

@@ -5,14 +5,15 @@
 //! Argument format (after the `agent shim` prefix):
 //!
 //! ```text
-//! --log <cri-log-file> --exit-file <path> [--workdir <dir>] -- <binary> [<arg>...]
+//! --log <cri-log-file> --exit-file <path> [--workdir <dir>] [--netns <path>] -- <binary> [<arg>...]
 //! ```
 //!
 //! The shim's environment is the container's environment, exactly (the agent builds it:
 //! the manifest's `env`, `PATH`, and the marker `KUBEBOOT_POD=<node-id>/<pod-uid>/<container>`);
 //! the container inherits it. The shim:
 //! 1. starts a new session (`setsid`), so it has no terminal and is not in the agent's group;
-//! 2. spawns the container in its own process group, stdin on /dev/null;
+//! 2. enters the pod's network namespace (`--netns`, pods without hostNetwork), then spawns
+//!    the container in its own process group, stdin on /dev/null;
 //! 3. copies the container's stdout/stderr into the CRI log file;
 //! 4. forwards SIGTERM and SIGINT to the container's process group;
 //! 5. when the container exits, SIGKILLs what is left of its process group (as a runtime
@@ -24,7 +25,7 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,7 +35,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::host::fs::Fs;
-use crate::host::process;
+use crate::host::{netns, process};
 use crate::logs::{self, LineSplitter, MAX_LINE, Stream};
 use crate::state::ExitRecord;
 
@@ -51,6 +52,8 @@ pub struct ShimArgs {
     pub exit_file: PathBuf,
     /// The container's working directory.
     pub workdir: PathBuf,
+    /// The pod's network namespace, for a pod without hostNetwork.
+    pub netns: Option<PathBuf>,
     /// The container's binary.
     pub binary: PathBuf,
     /// Its arguments.
@@ -67,16 +70,19 @@ impl ShimArgs {
             self.exit_file.display().to_string(),
             "--workdir".into(),
             self.workdir.display().to_string(),
-            "--".into(),
-            self.binary.display().to_string(),
         ];
+        if let Some(ns) = &self.netns {
+            v.extend(["--netns".into(), ns.display().to_string()]);
+        }
+        v.extend(["--".into(), self.binary.display().to_string()]);
         v.extend(self.args.iter().cloned());
         v
     }
 
     /// Parses the shim's arguments (without the program name and the `agent shim` prefix).
     pub fn parse(args: &[String]) -> Result<ShimArgs, String> {
-        let (mut log, mut exit_file, mut workdir) = (None, None, PathBuf::from("/"));
+        let (mut log, mut exit_file, mut workdir, mut netns) =
+            (None, None, PathBuf::from("/"), None);
         let mut it = args.iter();
         loop {
             let Some(a) = it.next() else {
@@ -91,6 +97,7 @@ impl ShimArgs {
                 "--log" => log = Some(PathBuf::from(value()?)),
                 "--exit-file" => exit_file = Some(PathBuf::from(value()?)),
                 "--workdir" => workdir = PathBuf::from(value()?),
+                "--netns" => netns = Some(PathBuf::from(value()?)),
                 "--" => break,
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -103,6 +110,7 @@ impl ShimArgs {
             log: log.ok_or("--log is required")?,
             exit_file: exit_file.ok_or("--exit-file is required")?,
             workdir,
+            netns,
             binary,
             args: it.cloned().collect(),
         })
@@ -117,7 +125,7 @@ pub fn shim_main(args: Vec<String>) -> ExitCode {
         Err(e) => {
             eprintln!("kubeboot agent shim: {e}");
             eprintln!(
-                "usage: kubeboot agent shim --log FILE --exit-file FILE [--workdir DIR] -- BINARY [ARG...]"
+                "usage: kubeboot agent shim --log FILE --exit-file FILE [--workdir DIR] [--netns FILE] -- BINARY [ARG...]"
             );
             return ExitCode::from(2);
         }
@@ -187,6 +195,12 @@ fn run(o: &ShimArgs) -> anyhow::Result<i32> {
             )
         })?;
 
+    // Only this thread exists: the container, started next, inherits the namespace.
+    if let Some(ns) = &o.netns
+        && let Err(e) = netns::enter(ns)
+    {
+        return cannot_start(o, &mut log, format!("{e:#}"), 126);
+    }
     let mut cmd = Command::new(&o.binary);
     cmd.args(&o.args)
         .current_dir(&o.workdir)
@@ -204,20 +218,12 @@ fn run(o: &ShimArgs) -> anyhow::Result<i32> {
                 o.binary.display(),
                 o.workdir.display()
             );
-            let line = logs::format_line(
-                SystemTime::now(),
-                Stream::Stderr,
-                false,
-                format!("kubeboot-shim: {msg}").as_bytes(),
-            );
-            let _ = logs::append(&mut log, &line);
             let code = if e.kind() == std::io::ErrorKind::NotFound {
                 127
             } else {
                 126
             };
-            write_exit(o, None, Some(code), None, Some(msg))?;
-            return Ok(code);
+            return cannot_start(o, &mut log, msg, code);
         }
     };
     let pid = child.id();
@@ -302,6 +308,24 @@ fn run(o: &ShimArgs) -> anyhow::Result<i32> {
     Ok(code.unwrap_or_else(|| 128 + signal.unwrap_or(0)))
 }
 
+/// The container could not be started: says why in its log and the exit file.
+fn cannot_start(
+    o: &ShimArgs,
+    log: &mut std::fs::File,
+    msg: String,
+    code: i32,
+) -> anyhow::Result<i32> {
+    let line = logs::format_line(
+        SystemTime::now(),
+        Stream::Stderr,
+        false,
+        format!("kubeboot-shim: {msg}").as_bytes(),
+    );
+    let _ = logs::append(log, &line);
+    write_exit(o, None, Some(code), None, Some(msg))?;
+    Ok(code)
+}
+
 fn copy<R: Read>(
     src: &mut Option<R>,
     split: &mut LineSplitter,
@@ -319,37 +343,23 @@ fn copy<R: Read>(
     }
 }
 
-/// The shim's arguments for a container, as the agent passes them.
-pub fn args_for(
-    log: &Path,
-    exit_file: &Path,
-    workdir: &Path,
-    binary: &Path,
-    args: &[String],
-) -> Vec<String> {
-    ShimArgs {
-        log: log.to_path_buf(),
-        exit_file: exit_file.to_path_buf(),
-        workdir: workdir.to_path_buf(),
-        binary: binary.to_path_buf(),
-        args: args.to_vec(),
-    }
-    .to_args()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn args_round_trip() {
-        let a = ShimArgs {
+        let mut a = ShimArgs {
             log: "/var/log/pods/x/c/0.log".into(),
             exit_file: "/s/c.exit".into(),
             workdir: "/".into(),
+            netns: None,
             binary: "/usr/bin/etcd".into(),
             args: vec!["--name=n1".into(), "--".into()],
         };
+        assert_eq!(ShimArgs::parse(&a.to_args()).unwrap(), a);
+        a.netns = Some("/run/netns/kubeboot-x".into());
+        assert!(a.to_args().contains(&"--netns".to_string()));
         assert_eq!(ShimArgs::parse(&a.to_args()).unwrap(), a);
     }
 

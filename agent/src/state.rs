@@ -1,11 +1,15 @@
 //! The agent's persistent state under `/var/lib/kubeboot/agent`: the node id, one record per
-//! running container (`pods/<uid>/<container>.json`) and the exit files the shims write
-//! (`pods/<uid>/<container>.exit`). Every file is written atomically through [`Fs`].
+//! running container (`pods/<uid>/<container>.json`), the exit files the shims write
+//! (`pods/<uid>/<container>.exit`) and one record per pod network (`sandboxes/<uid>.json`).
+//! Every file is written atomically through [`Fs`].
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::cni::RuntimeConf;
+use crate::cni::conf::NetworkList;
 use crate::host::fs::Fs;
 
 /// What the agent remembers about a container process it started, to adopt it after a
@@ -41,6 +45,28 @@ pub struct ContainerRecord {
     pub grace_seconds: u64,
     /// The container's log file.
     pub log_file: PathBuf,
+}
+
+/// What the agent did for a pod's own network (a pod without hostNetwork), written before
+/// the network namespace is created and again once CNI ADD succeeded: an agent restart adopts
+/// the network from it, and DEL runs with the same configuration, arguments and result.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SandboxRecord {
+    /// The pod's UID (content hash).
+    pub pod_uid: String,
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod_name: String,
+    /// What every plugin got: `CNI_CONTAINERID`, `CNI_NETNS` (the namespace file), `CNI_IFNAME`,
+    /// `CNI_ARGS`, `CNI_PATH`.
+    pub runtime: RuntimeConf,
+    /// The network configuration ADD ran with.
+    pub network: NetworkList,
+    /// ADD's result (`prevResult` of DEL); `None` until ADD succeeded.
+    pub result: Option<serde_json::Value>,
+    /// The pod's addresses from the result.
+    pub ips: Vec<IpAddr>,
 }
 
 /// What a shim writes when its container exits.
@@ -160,14 +186,19 @@ impl StateDir {
 
     /// Reads the exit file of `container`, if the shim wrote one.
     pub fn read_exit(&self, uid: &str, container: &str) -> anyhow::Result<Option<ExitRecord>> {
-        let path = self.exit_path(uid, container);
-        match self.fs.read_if_exists(&path)? {
+        self.read_json(&self.exit_path(uid, container), "exit file")
+    }
+
+    /// Reads a JSON file, `what` it is naming it in errors, if it exists.
+    fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &Path,
+        what: &str,
+    ) -> anyhow::Result<Option<T>> {
+        match self.fs.read_if_exists(path)? {
             None => Ok(None),
             Some(b) => serde_json::from_slice(&b).map(Some).with_context(|| {
-                format!(
-                    "could not read the exit file {:?}",
-                    path.display().to_string()
-                )
+                format!("could not read the {what} {:?}", path.display().to_string())
             }),
         }
     }
@@ -204,6 +235,51 @@ impl StateDir {
             }
         }
         out
+    }
+
+    fn sandboxes_dir(&self) -> PathBuf {
+        self.root.join("sandboxes")
+    }
+
+    /// `sandboxes/<uid>.json`.
+    pub fn sandbox_path(&self, uid: &str) -> PathBuf {
+        self.sandboxes_dir().join(format!("{uid}.json"))
+    }
+
+    /// Writes a pod network record atomically.
+    pub fn write_sandbox(&self, r: &SandboxRecord) -> anyhow::Result<()> {
+        self.fs.create_dir(&self.sandboxes_dir(), 0o700)?;
+        let bytes =
+            serde_json::to_vec_pretty(r).context("could not encode a pod network record")?;
+        self.fs
+            .write_file(&self.sandbox_path(&r.pod_uid), &bytes, 0o600)
+    }
+
+    /// Reads a pod's network record, if there is one.
+    pub fn read_sandbox(&self, uid: &str) -> anyhow::Result<Option<SandboxRecord>> {
+        self.read_json(&self.sandbox_path(uid), "pod network record")
+    }
+
+    /// Removes a pod's network record.
+    pub fn remove_sandbox(&self, uid: &str) -> anyhow::Result<()> {
+        self.fs.remove_file(&self.sandbox_path(uid)).map(|_| ())
+    }
+
+    /// The pod UIDs that have a network record, sorted.
+    pub fn sandbox_uids(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.sandboxes_dir()) else {
+            return Vec::new();
+        };
+        let mut uids: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let uid = name.strip_suffix(".json")?;
+                (!uid.starts_with('.')).then(|| uid.to_string())
+            })
+            .collect();
+        uids.sort();
+        uids
     }
 
     /// Removes a file by path (a record that did not match).
@@ -270,5 +346,35 @@ mod tests {
         assert_eq!(loaded[1].1.as_ref().unwrap(), &r);
         s.remove_container("u1", "c").unwrap();
         assert_eq!(s.load_records().len(), 1);
+    }
+
+    #[test]
+    fn sandbox_records_round_trip_apart_from_container_records() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StateDir::new(d.path());
+        s.ensure().unwrap();
+        assert!(s.sandbox_uids().is_empty());
+        assert_eq!(s.read_sandbox("u1").unwrap(), None);
+        let r = SandboxRecord {
+            pod_uid: "u1".into(),
+            namespace: "default".into(),
+            pod_name: "web".into(),
+            runtime: RuntimeConf {
+                container_id: "kubeboot-n-u1".into(),
+                netns: "/run/netns/kubeboot-n-u1".into(),
+                ifname: "eth0".into(),
+                args: vec![("K8S_POD_NAME".into(), "web".into())],
+                plugin_dirs: vec!["/usr/lib/cni".into()],
+            },
+            network: NetworkList::loopback(),
+            result: Some(serde_json::json!({"ips": []})),
+            ips: vec!["10.1.0.2".parse().unwrap()],
+        };
+        s.write_sandbox(&r).unwrap();
+        assert_eq!(s.sandbox_uids(), ["u1"]);
+        assert_eq!(s.read_sandbox("u1").unwrap(), Some(r));
+        assert!(s.load_records().is_empty(), "not a container record");
+        s.remove_sandbox("u1").unwrap();
+        assert!(s.sandbox_uids().is_empty());
     }
 }

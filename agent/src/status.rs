@@ -62,8 +62,18 @@ pub struct PodStatus {
     pub manifest: String,
     /// Pending, Running, Succeeded, Failed (kubelet: getPhase), or Terminating.
     pub phase: String,
-    /// Why the pod cannot run, if it cannot (e.g. pod networking not supported yet).
+    /// Why the pod cannot run, if it cannot.
     pub reason: Option<String>,
+    /// spec.hostNetwork: the pod uses the node's network.
+    #[serde(default)]
+    pub host_network: bool,
+    /// The pod's own addresses, IPv4 first (pods without hostNetwork, once their network is
+    /// set up).
+    #[serde(default)]
+    pub pod_ips: Vec<String>,
+    /// The pod's network namespace file, once set up.
+    #[serde(default)]
+    pub netns: Option<String>,
     /// Things the agent ignored in the manifest.
     pub warnings: Vec<String>,
     /// Containers, in manifest order.
@@ -189,6 +199,17 @@ fn age(seconds: u64) -> String {
 }
 
 impl PodStatus {
+    /// The IP column: `host` for hostNetwork pods, else the pod's addresses or `-`.
+    pub fn ip_column(&self) -> String {
+        if self.host_network {
+            "host".into()
+        } else if self.pod_ips.is_empty() {
+            "-".into()
+        } else {
+            self.pod_ips.join(",")
+        }
+    }
+
     /// kubectl's STATUS column: the first waiting or terminated container's reason, else
     /// the phase.
     pub fn display_status(&self) -> String {
@@ -207,8 +228,9 @@ impl PodStatus {
 }
 
 impl AgentStatus {
-    /// A kubectl-like table (NAMESPACE NAME READY STATUS RESTARTS AGE PID), then one line per
-    /// container that is not running well, with its reason and message.
+    /// A kubectl-like table (NAMESPACE NAME READY STATUS RESTARTS AGE IP PID; IP is `host` for
+    /// hostNetwork pods), then one line per container that is not running well, with its
+    /// reason and message.
     pub fn render_text(&self) -> String {
         let header = [
             "NAMESPACE",
@@ -217,6 +239,7 @@ impl AgentStatus {
             "STATUS",
             "RESTARTS",
             "AGE",
+            "IP",
             "PID",
         ]
         .map(String::from);
@@ -238,6 +261,7 @@ impl AgentStatus {
                 p.display_status(),
                 restarts.to_string(),
                 started.map_or("-".into(), |s| age(self.time_unix.saturating_sub(s))),
+                p.ip_column(),
                 if pids.is_empty() {
                     "-".into()
                 } else {
@@ -245,7 +269,7 @@ impl AgentStatus {
                 },
             ]);
         }
-        let widths: Vec<usize> = (0..7)
+        let widths: Vec<usize> = (0..header.len())
             .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
             .collect();
         let mut out = String::new();
@@ -336,6 +360,7 @@ mod tests {
                     namespace: "kube-system".into(),
                     name: "etcd-n1".into(),
                     phase: "Running".into(),
+                    host_network: true,
                     containers: vec![ContainerStatus {
                         name: "etcd".into(),
                         state: "running".into(),
@@ -379,10 +404,70 @@ mod tests {
                 && lines[1].contains("Running")
                 && lines[1].contains("5m")
         );
-        assert!(lines[1].ends_with("42"));
+        assert!(lines[1].ends_with("host   42"), "{text}");
         assert!(lines[2].contains("0/1") && lines[2].contains("BinaryVersionMismatch"));
         assert!(text.contains("kube-system/kube-apiserver-n1 kube-apiserver: BinaryVersionMismatch: /usr/bin/kube-apiserver is v1.20.1"), "{text}");
         assert!(!text.contains("etcd-n1 etcd:"), "{text}");
+    }
+
+    #[test]
+    fn pod_ips_and_network_waits_are_shown() {
+        let mut st = sample();
+        st.pods = vec![
+            PodStatus {
+                namespace: "default".into(),
+                name: "web-n1".into(),
+                phase: "Running".into(),
+                pod_ips: vec!["10.199.0.5".into()],
+                netns: Some("/run/netns/kubeboot-abc-u1".into()),
+                containers: vec![ContainerStatus {
+                    name: "web".into(),
+                    state: "running".into(),
+                    ready: true,
+                    pid: Some(7),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            PodStatus {
+                namespace: "default".into(),
+                name: "wait-n1".into(),
+                phase: "Pending".into(),
+                containers: vec![ContainerStatus {
+                    name: "c".into(),
+                    state: "waiting".into(),
+                    reason: Some(crate::pod::network::NETWORK_NOT_READY.into()),
+                    message: Some(crate::pod::network::not_ready_message(
+                        &crate::cni::conf::NoNetwork::Empty {
+                            dir: "/etc/cni/net.d".into(),
+                        },
+                    )),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ];
+        let text = st.render_text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("   IP   "), "{text}");
+        assert!(
+            lines[1].contains("10.199.0.5") && lines[1].ends_with(" 7"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("NetworkNotReady") && lines[2].contains("   -   "),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "default/wait-n1 c: NetworkNotReady: no CNI configuration in /etc/cni/net.d; the pod starts once"
+            ),
+            "{text}"
+        );
+        let v = serde_json::to_value(&st).unwrap();
+        assert_eq!(v["pods"][0]["pod_ips"], serde_json::json!(["10.199.0.5"]));
+        assert_eq!(v["pods"][0]["host_network"], false);
+        assert_eq!(v["pods"][0]["netns"], "/run/netns/kubeboot-abc-u1");
     }
 
     #[test]

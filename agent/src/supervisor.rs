@@ -1,10 +1,13 @@
 //! The agent's main loop, level-triggered: desired pods (the manifest directory) against
-//! observed pods (one executor task per container). Also serves the status socket.
+//! observed pods (one executor task per container), and the networks of pods without
+//! hostNetwork: set up before their containers start (once a CNI configuration exists), torn
+//! down once the pod is gone (every network record whose pod is neither running nor desired).
+//! Also serves the status socket.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -13,19 +16,23 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::AgentConfig;
+use crate::cni::conf::NetworkList;
 use crate::host::fs::Fs;
+use crate::pod::backoff::Backoff;
 use crate::pod::executor::Executor;
 use crate::pod::lifecycle::Event;
+use crate::pod::network::{self, Networks, PodNet};
 use crate::pod::spec::{ContainerSpec, DEFAULT_GRACE, RestartPolicy, StaticPod};
 use crate::runtime::{Adopted, AnyRuntime, ProcessRuntime, Running};
 use crate::state::StateDir;
 use crate::status::{AgentStatus, ContainerStatus, ManifestErrorStatus, PodStatus};
-use crate::watch::ManifestWatcher;
+use crate::watch::{DirWatch, ManifestWatcher};
 
 /// What the tasks share.
 pub(crate) struct Shared {
     pub(crate) cfg: AgentConfig,
     pub(crate) runtime: AnyRuntime,
+    pub(crate) networks: Networks,
     pub(crate) board: Mutex<Board>,
     pub(crate) wake: Notify,
     node_id: String,
@@ -45,10 +52,48 @@ pub(crate) struct BoardPod {
     terminating: bool,
 }
 
+type ContainerTask = (mpsc::UnboundedSender<Event>, JoinHandle<()>);
+
 struct PodHandle {
     pod: Arc<StaticPod>,
-    containers: Vec<(mpsc::UnboundedSender<Event>, JoinHandle<()>)>,
+    /// Empty until the pod's network is ready.
+    containers: Vec<ContainerTask>,
     terminating: bool,
+    network: Sandbox,
+}
+
+/// A pod's own network as the loop drives it (pods without hostNetwork).
+enum Sandbox {
+    /// A hostNetwork pod, or its network is set up: the containers have their executors.
+    Ready,
+    /// Waiting for a CNI configuration, or for `retry_at` after a failed setup.
+    Waiting {
+        retry_at: Option<Instant>,
+        backoff: Backoff,
+    },
+    /// The setup (namespace, CNI ADD) is under way.
+    SettingUp {
+        task: JoinHandle<anyhow::Result<PodNet>>,
+        backoff: Backoff,
+    },
+}
+
+/// Teardowns of the networks of pods that are gone: those under way, and when to retry the
+/// ones that failed.
+#[derive(Default)]
+struct Teardowns {
+    running: BTreeMap<String, JoinHandle<anyhow::Result<()>>>,
+    retry_at: BTreeMap<String, Instant>,
+}
+
+/// Wakes the loop when dropped: a network task that ends, or is aborted, brings the next
+/// pass at once.
+struct WakeOnDrop(Arc<Shared>);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        self.0.wake.notify_one();
+    }
 }
 
 /// Runs the agent until `shutdown` resolves. Pods keep running after it returns.
@@ -64,11 +109,13 @@ pub(crate) async fn run(
     let node_id = state.node_id()?;
     let socket = cfg.socket();
     let listener = bind_socket(&socket)?;
+    let networks = Networks::new(&cfg, state.clone(), node_id.clone());
     let runtime = AnyRuntime::Process(ProcessRuntime::new(&cfg, state, node_id.clone()));
     info!(node_id = %node_id, manifests = %cfg.manifest_dir.display(), socket = %socket.display(), runtime = runtime.name(), "agent starting");
     let shared = Arc::new(Shared {
         cfg,
         runtime,
+        networks,
         board: Mutex::new(Board::default()),
         wake: Notify::new(),
         node_id,
@@ -87,7 +134,9 @@ pub(crate) async fn run(
             tokio::spawn(crate::node_network::run(n).instrument(info_span!("pod-network")))
         });
     let mut watcher = ManifestWatcher::new(&shared.cfg.manifest_dir, shared.cfg.node_name.clone());
+    let mut cni_watch = DirWatch::new(&shared.cfg.cni_conf_dir, "CNI configuration directory");
     let mut observed: BTreeMap<String, PodHandle> = BTreeMap::new();
+    let mut teardowns = Teardowns::default();
 
     let desired = watcher.scan();
     let adopted = shared.runtime.adopt(DEFAULT_GRACE);
@@ -95,10 +144,11 @@ pub(crate) async fn run(
     for a in adopted {
         by_pod.entry(a.record.pod_uid.clone()).or_default().push(a);
     }
+    let recorded = shared.networks.recorded();
     for (uid, list) in by_pod {
         let pod = match desired.pods.get(&uid) {
             Some(p) => p.clone(),
-            None => pod_from_records(&list),
+            None => pod_from_records(&list, !recorded.contains(&uid)),
         };
         let adopted = list
             .into_iter()
@@ -116,12 +166,18 @@ pub(crate) async fn run(
     let mut desired = Some(desired);
     loop {
         let d = desired.take().unwrap_or_else(|| watcher.scan());
-        reconcile(&shared, &mut observed, d);
+        cni_watch.ensure();
+        let next = reconcile(&shared, &mut observed, &mut teardowns, d).await;
+        let resync = shared.cfg.resync;
+        let wait = next.map_or(resync, |t| {
+            t.saturating_duration_since(Instant::now()).min(resync)
+        });
         tokio::select! {
             () = &mut shutdown => break,
             () = watcher.changed() => {}
+            () = cni_watch.changed() => {}
             () = shared.wake.notified() => {}
-            () = tokio::time::sleep(shared.cfg.resync) => {}
+            () = tokio::time::sleep(wait) => {}
         }
     }
     info!("agent stopping; pods keep running and will be adopted by the next agent");
@@ -136,6 +192,13 @@ pub(crate) async fn run(
         for (_, task) in &h.containers {
             task.abort();
         }
+        // A setup cut short is torn down by the next agent, from its record.
+        if let Sandbox::SettingUp { task, .. } = &h.network {
+            task.abort();
+        }
+    }
+    for task in teardowns.running.values() {
+        task.abort();
     }
     let _ = std::fs::remove_file(&socket);
     Ok(())
@@ -169,14 +232,14 @@ fn bind_socket(socket: &std::path::Path) -> anyhow::Result<tokio::net::UnixListe
 }
 
 /// A pod known only from records (its manifest is gone): enough to stop it.
-fn pod_from_records(list: &[Adopted]) -> StaticPod {
+fn pod_from_records(list: &[Adopted], host_network: bool) -> StaticPod {
     let first = &list[0].record;
     StaticPod {
         uid: first.pod_uid.clone(),
         namespace: first.namespace.clone(),
         name: first.pod_name.clone(),
         manifest: first.manifest.clone(),
-        host_network: true,
+        host_network,
         restart_policy: RestartPolicy::Never,
         grace: Duration::from_secs(first.grace_seconds),
         containers: list
@@ -199,10 +262,12 @@ fn pod_from_records(list: &[Adopted]) -> StaticPod {
     }
 }
 
+/// Puts a pod on the board and starts its containers, or, for a pod without hostNetwork,
+/// adopts its network from before an agent restart or leaves it waiting for one.
 fn start_pod(
     shared: &Arc<Shared>,
     pod: Arc<StaticPod>,
-    mut adopted: HashMap<String, (Running, u32)>,
+    adopted: HashMap<String, (Running, u32)>,
 ) -> PodHandle {
     for w in &pod.warnings {
         warn!(pod = %pod.full_name(), "{w}");
@@ -214,7 +279,10 @@ fn start_pod(
             uid: pod.uid.clone(),
             manifest: pod.manifest.display().to_string(),
             phase: "Pending".into(),
-            reason: pod.unsupported(),
+            reason: None,
+            host_network: pod.host_network,
+            pod_ips: Vec::new(),
+            netns: None,
             warnings: pod.warnings.clone(),
             containers: pod
                 .containers
@@ -236,27 +304,101 @@ fn start_pod(
             },
         );
     }
-    let containers = (0..pod.containers.len())
+    info!(pod = %pod.full_name(), uid = %pod.uid, manifest = %pod.manifest.display(), "pod added");
+    let mut h = PodHandle {
+        pod,
+        containers: Vec::new(),
+        terminating: false,
+        network: Sandbox::Ready,
+    };
+    if h.pod.host_network {
+        start_containers(shared, &mut h, adopted, None);
+    } else if let Some(net) = shared.networks.adopt(&h.pod.uid) {
+        info!(pod = %h.pod.full_name(), netns = %net.netns.display(), "adopted the pod's network");
+        start_containers(shared, &mut h, adopted, Some(net));
+    } else if !adopted.is_empty() {
+        warn!(pod = %h.pod.full_name(), "the pod's containers run, but its network record is missing or its namespace is gone: they keep running, and restarts fail until the pod is replaced");
+        let net = PodNet {
+            netns: shared.networks.netns_path(&h.pod.uid),
+            ips: Vec::new(),
+        };
+        start_containers(shared, &mut h, adopted, Some(net));
+    } else {
+        h.network = Sandbox::Waiting {
+            retry_at: None,
+            backoff: Backoff::default(),
+        };
+    }
+    h
+}
+
+/// Starts the executors of a pod's containers, in its own network `net` unless it is a
+/// hostNetwork pod.
+fn start_containers(
+    shared: &Arc<Shared>,
+    h: &mut PodHandle,
+    mut adopted: HashMap<String, (Running, u32)>,
+    net: Option<PodNet>,
+) {
+    let net = net.map(Arc::new);
+    if let Some(n) = &net
+        && let Ok(mut board) = shared.board.lock()
+        && let Some(p) = board.pods.get_mut(&h.pod.uid)
+    {
+        p.status.pod_ips = n.ips.iter().map(ToString::to_string).collect();
+        p.status.netns = Some(n.netns.display().to_string());
+    }
+    let pod = &h.pod;
+    h.containers = (0..pod.containers.len())
         .map(|i| {
             let name = pod.containers[i].name.clone();
-            let (ex, tx) = Executor::new(shared.clone(), pod.clone(), i, adopted.remove(&name));
+            let (ex, tx) = Executor::new(
+                shared.clone(),
+                pod.clone(),
+                i,
+                adopted.remove(&name),
+                net.clone(),
+            );
             let span = info_span!("pod", pod = %pod.full_name(), container = %name);
             (tx, tokio::spawn(ex.run().instrument(span)))
         })
         .collect();
-    info!(pod = %pod.full_name(), uid = %pod.uid, manifest = %pod.manifest.display(), "pod added");
-    PodHandle {
-        pod,
-        containers,
-        terminating: false,
+    h.network = Sandbox::Ready;
+}
+
+/// Shows every container of a pod as waiting for `reason`; true when that is news.
+fn set_waiting(shared: &Shared, uid: &str, reason: &str, message: &str) -> bool {
+    let Ok(mut board) = shared.board.lock() else {
+        return false;
+    };
+    let Some(p) = board.pods.get_mut(uid) else {
+        return false;
+    };
+    let mut changed = false;
+    for c in &mut p.status.containers {
+        changed |= c.reason.as_deref() != Some(reason);
+        c.state = "waiting".into();
+        c.reason = Some(reason.to_string());
+        c.message = Some(message.to_string()).filter(|m| !m.is_empty());
+    }
+    changed
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
-fn reconcile(
+/// One pass; returns when the next one is due at the latest (a retry), if ever.
+async fn reconcile(
     shared: &Arc<Shared>,
     observed: &mut BTreeMap<String, PodHandle>,
+    teardowns: &mut Teardowns,
     desired: crate::watch::Desired,
-) {
+) -> Option<Instant> {
+    let now = Instant::now();
     // Removed or replaced pods: stop them.
     for (uid, h) in observed.iter_mut() {
         if !h.terminating && !desired.pods.contains_key(uid) {
@@ -270,11 +412,17 @@ fn reconcile(
             for (tx, _) in &h.containers {
                 let _ = tx.send(Event::Stop);
             }
+            if let Sandbox::SettingUp { task, .. } = &h.network {
+                task.abort();
+            }
         }
     }
-    // Stopped pods: forget them.
+    // Stopped pods: forget them (their network goes with the sweep below).
     observed.retain(|uid, h| {
-        let done = h.containers.iter().all(|(_, t)| t.is_finished());
+        let setting_up =
+            matches!(&h.network, Sandbox::SettingUp { task, .. } if !task.is_finished());
+        let done =
+            h.terminating && !setting_up && h.containers.iter().all(|(_, t)| t.is_finished());
         if done {
             info!(pod = %h.pod.full_name(), "pod stopped");
             shared.runtime.forget_pod(uid);
@@ -284,9 +432,11 @@ fn reconcile(
         }
         !done
     });
-    // New pods: start them once an old pod of the same name is gone.
+    // New pods: start them once an old pod of the same name, and their own network's
+    // teardown from before, are gone.
+    let desired_uids: BTreeSet<String> = desired.pods.keys().cloned().collect();
     for (uid, pod) in desired.pods {
-        if observed.contains_key(&uid) {
+        if observed.contains_key(&uid) || teardowns.running.contains_key(&uid) {
             continue;
         }
         if observed
@@ -298,9 +448,145 @@ fn reconcile(
         let h = start_pod(shared, Arc::new(pod), HashMap::new());
         observed.insert(uid, h);
     }
+    // The networks pods wait for.
+    let mut next = None;
+    for h in observed.values_mut().filter(|h| !h.terminating) {
+        next = earliest(next, drive_network(shared, h, now).await);
+    }
+    next = earliest(
+        next,
+        sweep(shared, observed, &desired_uids, teardowns, now).await,
+    );
     if let Ok(mut board) = shared.board.lock() {
         board.manifest_errors = desired.errors;
     }
+    next
+}
+
+/// Moves a pod's network on: looks for a CNI configuration and starts the setup, or takes
+/// the setup's result (starting the containers, or scheduling a retry with backoff).
+async fn drive_network(shared: &Arc<Shared>, h: &mut PodHandle, now: Instant) -> Option<Instant> {
+    match &mut h.network {
+        Sandbox::Ready => None,
+        Sandbox::SettingUp { task, backoff } => {
+            if !task.is_finished() {
+                return None;
+            }
+            let backoff = *backoff;
+            let result = task
+                .await
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("the setup task ended: {e}")));
+            match result {
+                Ok(net) => {
+                    start_containers(shared, h, HashMap::new(), Some(net));
+                    None
+                }
+                Err(e) => {
+                    let (delay, backoff) = backoff.next_delay(&shared.cfg.backoff, now);
+                    warn!(pod = %h.pod.full_name(), "could not set up the pod network (next try in {delay:?}): {e:#}");
+                    set_waiting(shared, &h.pod.uid, network::SETUP_FAILED, &format!("{e:#}"));
+                    h.network = Sandbox::Waiting {
+                        retry_at: Some(now + delay),
+                        backoff,
+                    };
+                    Some(now + delay)
+                }
+            }
+        }
+        Sandbox::Waiting { retry_at, backoff } => {
+            if let Some(at) = *retry_at
+                && at > now
+            {
+                return Some(at);
+            }
+            let backoff = *backoff;
+            match shared.networks.config() {
+                Err(why) => {
+                    *retry_at = None;
+                    let message = network::not_ready_message(&why);
+                    if set_waiting(shared, &h.pod.uid, network::NETWORK_NOT_READY, &message) {
+                        info!(pod = %h.pod.full_name(), "waiting for the pod network: {why}");
+                    }
+                    None
+                }
+                Ok(list) => {
+                    let message = format!(
+                        "setting up the pod network {:?} ({})",
+                        list.name,
+                        list.file.display()
+                    );
+                    set_waiting(shared, &h.pod.uid, "ContainerCreating", &message);
+                    let span = info_span!("pod", pod = %h.pod.full_name());
+                    let task = tokio::spawn(
+                        setup_network(shared.clone(), h.pod.clone(), list).instrument(span),
+                    );
+                    h.network = Sandbox::SettingUp { task, backoff };
+                    None
+                }
+            }
+        }
+    }
+}
+
+async fn setup_network(
+    shared: Arc<Shared>,
+    pod: Arc<StaticPod>,
+    list: NetworkList,
+) -> anyhow::Result<PodNet> {
+    let _wake = WakeOnDrop(shared.clone());
+    shared.networks.setup(&pod, list).await
+}
+
+/// Tears down the network of every pod that has a record but is neither observed nor
+/// desired (removed or replaced, its containers stopped; or left by an earlier agent). A
+/// failed teardown is logged and retried after the resync period.
+async fn sweep(
+    shared: &Arc<Shared>,
+    observed: &BTreeMap<String, PodHandle>,
+    desired: &BTreeSet<String>,
+    t: &mut Teardowns,
+    now: Instant,
+) -> Option<Instant> {
+    let finished: Vec<String> = t
+        .running
+        .iter()
+        .filter(|(_, task)| task.is_finished())
+        .map(|(uid, _)| uid.clone())
+        .collect();
+    for uid in finished {
+        let task = t.running.remove(&uid).expect("listed above");
+        let result = task
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the teardown task ended: {e}")));
+        if let Err(e) = result {
+            let resync = shared.cfg.resync;
+            warn!(uid = %uid, "could not remove the network of a pod that is gone (next try in {resync:?}): {e:#}");
+            t.retry_at.insert(uid, now + resync);
+        }
+    }
+    let recorded = shared.networks.recorded();
+    t.retry_at.retain(|uid, _| recorded.contains(uid));
+    for uid in recorded {
+        let busy = observed.contains_key(&uid)
+            || desired.contains(&uid)
+            || t.running.contains_key(&uid)
+            || t.retry_at.get(&uid).is_some_and(|at| *at > now);
+        if busy {
+            continue;
+        }
+        t.retry_at.remove(&uid);
+        let s = shared.clone();
+        let id = uid.clone();
+        let task = tokio::spawn(
+            async move {
+                let _wake = WakeOnDrop(s.clone());
+                s.networks.teardown(&id).await
+            }
+            .instrument(info_span!("pod-network", uid = %uid)),
+        );
+        t.running.insert(uid, task);
+    }
+    t.retry_at.values().min().copied()
 }
 
 /// The pod phase (kubelet: kubelet_pods.go getPhase).

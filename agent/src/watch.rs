@@ -1,5 +1,6 @@
 //! The manifest directory: what pods are desired. inotify only wakes the level-triggered
-//! loop; every pass re-reads the directory (unchanged files are not re-parsed).
+//! loop ([`DirWatch`], also on the CNI configuration directory); every pass re-reads the
+//! directory (unchanged files are not re-parsed).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -21,39 +22,38 @@ pub struct Desired {
     pub errors: Vec<ManifestErrorStatus>,
 }
 
-/// Watches and reads the manifest directory.
-pub struct ManifestWatcher {
+/// Wakes a loop when something changes in one directory (inotify). The directory may not
+/// exist yet: [`DirWatch::ensure`] arms the watch once it does; the loop's periodic pass
+/// covers the time before.
+pub struct DirWatch {
     dir: PathBuf,
-    node_name: Option<String>,
+    what: &'static str,
     inotify: Option<AsyncFd<Inotify>>,
     watching: bool,
-    cache: HashMap<PathBuf, (Vec<u8>, Result<StaticPod, String>)>,
 }
 
-impl ManifestWatcher {
-    /// A watcher for `dir`; pods get `-<node_name>` appended when one is given.
-    pub fn new(dir: &Path, node_name: Option<String>) -> Self {
+impl DirWatch {
+    /// A watch on `dir`, named `what` in log messages.
+    pub fn new(dir: &Path, what: &'static str) -> Self {
         let inotify = match Inotify::init().and_then(crate::host::process::async_fd) {
             Ok(i) => Some(i),
             Err(e) => {
-                warn!(
-                    "inotify is unavailable, the manifest directory is only re-read periodically: {e}"
-                );
+                warn!("inotify is unavailable, the {what} is only re-read periodically: {e}");
                 None
             }
         };
-        let mut w = ManifestWatcher {
+        let mut w = DirWatch {
             dir: dir.to_path_buf(),
-            node_name,
+            what,
             inotify,
             watching: false,
-            cache: HashMap::new(),
         };
-        w.ensure_watch();
+        w.ensure();
         w
     }
 
-    fn ensure_watch(&mut self) {
+    /// Arms the watch if it is not (the directory appeared, or was replaced).
+    pub fn ensure(&mut self) {
         if self.watching {
             return;
         }
@@ -70,7 +70,7 @@ impl ManifestWatcher {
         match i.get_ref().watches().add(&self.dir, mask) {
             Ok(_) => self.watching = true,
             Err(e) => {
-                debug!(dir = %self.dir.display(), "cannot watch the manifest directory yet: {e}")
+                debug!(dir = %self.dir.display(), "cannot watch the {} yet: {e}", self.what)
             }
         }
     }
@@ -110,10 +110,35 @@ impl ManifestWatcher {
             }
         }
     }
+}
+
+/// Watches and reads the manifest directory.
+pub struct ManifestWatcher {
+    dir: PathBuf,
+    node_name: Option<String>,
+    watch: DirWatch,
+    cache: HashMap<PathBuf, (Vec<u8>, Result<StaticPod, String>)>,
+}
+
+impl ManifestWatcher {
+    /// A watcher for `dir`; pods get `-<node_name>` appended when one is given.
+    pub fn new(dir: &Path, node_name: Option<String>) -> Self {
+        ManifestWatcher {
+            dir: dir.to_path_buf(),
+            node_name,
+            watch: DirWatch::new(dir, "manifest directory"),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Waits for a change in the directory (never returns without inotify).
+    pub async fn changed(&mut self) {
+        self.watch.changed().await;
+    }
 
     /// Reads the directory: every `.yaml`, `.yml` and `.json` file that is not hidden.
     pub fn scan(&mut self) -> Desired {
-        self.ensure_watch();
+        self.watch.ensure();
         let mut desired = Desired::default();
         let mut names: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
             Ok(rd) => rd

@@ -1,213 +1,12 @@
-//! The agent with real processes in temp directories: a test binary named like a component
-//! (`kube-scheduler`, a shell script) in a temp `--bin-dir`, the shim from the
-//! `kubeboot-shim` test binary, every wait bounded by a deadline.
+//! The agent with real processes in temp directories (see [`common`]).
 
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+mod common;
 
-use agent::status::{AgentStatus, ContainerStatus, PodStatus};
-use agent::{AgentConfig, BackoffConfig};
-use components::Layout;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{Node, alive, kill9, pod, wait_until};
 use components::names::AGENT_MARKER_ENV;
-
-const WAIT: Duration = Duration::from_secs(30);
-
-/// The component stand-in: `--version` prints the version, the first argument picks a mode.
-const SCRIPT: &str = r#"#!/bin/sh
-if [ "$1" = "--version" ]; then echo "Kubernetes @VERSION@"; exit 0; fi
-mode="$1"; shift
-case "$mode" in
-  sleep) echo "started $* A=$A in $(pwd)"; exec sleep 1000 ;;
-  exit3) echo "out line"; echo "err line" >&2; exit 3 ;;
-  ignore-term) trap 'echo got TERM' TERM; echo ignoring; while :; do sleep 0.2; done ;;
-  http) exec @PYTHON@ -m http.server --bind 127.0.0.1 "$1" ;;
-  *) echo "unknown mode $mode" >&2; exit 2 ;;
-esac
-"#;
-
-fn python() -> String {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .expect("python3 is needed for the httpGet probe test");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-struct Node {
-    _tmp: tempfile::TempDir,
-    layout: Layout,
-    cfg: AgentConfig,
-    agent: Option<(mpsc::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
-}
-
-impl Node {
-    fn new(version: &str) -> Node {
-        let tmp = tempfile::tempdir().unwrap();
-        let layout = Layout::under(tmp.path());
-        let bin = tmp.path().join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        std::fs::create_dir_all(layout.manifests_dir()).unwrap();
-        let script = SCRIPT
-            .replace("@VERSION@", version)
-            .replace("@PYTHON@", &python());
-        write_exec(&bin.join("kube-scheduler"), &script);
-        let mut cfg = AgentConfig::from_layout(&layout, vec![bin]);
-        cfg.shim_exe = PathBuf::from(env!("CARGO_BIN_EXE_kubeboot-shim"));
-        cfg.shim_args_prefix = vec![];
-        cfg.backoff = BackoffConfig::with_initial(Duration::from_millis(300));
-        cfg.resync = Duration::from_secs(1);
-        cfg.node_name = Some("n1".into());
-        Node {
-            _tmp: tmp,
-            layout,
-            cfg,
-            agent: None,
-        }
-    }
-
-    fn start_agent(&mut self) {
-        assert!(self.agent.is_none());
-        let (tx, rx) = mpsc::channel::<()>();
-        let cfg = self.cfg.clone();
-        let handle = std::thread::spawn(move || {
-            let (atx, arx) = tokio::sync::oneshot::channel::<()>();
-            std::thread::spawn(move || {
-                let _ = rx.recv();
-                let _ = atx.send(());
-            });
-            agent::run_until(cfg, async move {
-                let _ = arx.await;
-            })
-        });
-        self.agent = Some((tx, handle));
-        wait_until("the status socket answers", || {
-            agent::query(&self.cfg.socket(), Duration::from_secs(2)).ok()
-        });
-    }
-
-    fn stop_agent(&mut self) {
-        let (tx, handle) = self.agent.take().expect("agent running");
-        tx.send(()).unwrap();
-        handle.join().expect("agent thread").expect("agent result");
-    }
-
-    fn manifest(&self, name: &str) -> PathBuf {
-        self.layout.manifests_dir().join(format!("{name}.yaml"))
-    }
-
-    fn write_manifest(&self, name: &str, body: &str) {
-        // Atomically, as the phases do: a dot-file renamed into place.
-        let tmp = self.layout.manifests_dir().join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, body).unwrap();
-        std::fs::rename(&tmp, self.manifest(name)).unwrap();
-    }
-
-    fn status(&self) -> AgentStatus {
-        agent::query(&self.cfg.socket(), Duration::from_secs(5)).expect("status")
-    }
-
-    fn wait_pod<T>(&self, what: &str, f: impl Fn(&PodStatus) -> Option<T>) -> T {
-        let mut last = None;
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if let Ok(st) = agent::query(&self.cfg.socket(), Duration::from_secs(5)) {
-                if let Some(t) = st.pods.iter().find_map(&f) {
-                    return t;
-                }
-                last = Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "timed out waiting for {what}; last status:\n{}",
-            last.map(|s| s.render_text()).unwrap_or_default()
-        );
-    }
-
-    fn wait_container(&self, what: &str, f: impl Fn(&ContainerStatus) -> bool) -> ContainerStatus {
-        self.wait_pod(what, |p| p.containers.iter().find(|c| f(c)).cloned())
-    }
-
-    fn node_id(&self) -> String {
-        std::fs::read_to_string(self.cfg.state_dir.join("node-id"))
-            .unwrap()
-            .trim()
-            .to_string()
-    }
-
-    /// Live processes carrying this node's marker.
-    fn marked(&self) -> Vec<agent::host::process::Marked> {
-        let prefix = format!("{}/", self.node_id());
-        agent::host::process::find_marked(AGENT_MARKER_ENV, |m| m.starts_with(&prefix))
-    }
-
-    /// The container process (not the shim) of a running container.
-    fn container_pid(&self, shim: u32) -> u32 {
-        wait_until("the container process", || {
-            self.marked()
-                .into_iter()
-                .find(|m| m.stat.session == shim && m.pid != shim)
-                .map(|m| m.pid)
-        })
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some((tx, handle)) = self.agent.take() {
-            let _ = tx.send(());
-            let _ = handle.join();
-        }
-        let _ = agent::stop_all_pods(&self.layout, Duration::from_secs(2));
-    }
-}
-
-fn write_exec(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if let Some(t) = f() {
-            return t;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {WAIT:?} waiting for {what}");
-}
-
-fn pod(name: &str, mode_args: &str, extra_spec: &str, extra_container: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  namespace: kube-system
-spec:
-  hostNetwork: true
-{extra_spec}  containers:
-  - name: main
-    image: k8s.gcr.io/kube-scheduler:v1.20.2
-    command: [kube-scheduler, {mode_args}]
-    env:
-    - {{name: A, value: "hello"}}
-{extra_container}"#
-    )
-}
-
-fn alive(pid: u32) -> bool {
-    agent::host::process::proc_stat(pid).is_ok_and(|s| s.state != 'Z')
-}
-
-fn kill9(pid: u32) {
-    let m = agent::host::process::PidFd::open(pid).unwrap();
-    m.send_signal(nix::sys::signal::Signal::SIGKILL).unwrap();
-}
 
 #[test]
 fn starts_logs_and_restarts_after_kill_with_backoff() {
@@ -465,21 +264,26 @@ fn wrong_binary_version_waits_with_a_reason_naming_the_fix() {
 }
 
 #[test]
-fn unsupported_pods_and_images_get_clear_reasons() {
+fn pods_that_cannot_run_yet_get_clear_reasons() {
     let mut n = Node::new("v1.20.2");
     n.start_agent();
+    // No CNI configuration in the node's (temporary) /etc/cni/net.d: the pod waits for one.
     n.write_manifest(
         "podnet",
         &pod("podnet", "sleep", "", "").replace("hostNetwork: true", "hostNetwork: false"),
     );
     let c = n.wait_container("pod networking", |c| {
-        c.reason.as_deref() == Some("PodNetworkingNotSupported")
+        c.reason.as_deref() == Some("NetworkNotReady")
     });
+    let m = c.message.unwrap();
     assert!(
-        c.message
-            .unwrap()
-            .contains("pod networking not supported yet")
+        m.starts_with(&format!(
+            "no CNI configuration in {}",
+            n.cfg.cni_conf_dir.display()
+        )),
+        "{m}"
     );
+    assert_eq!(c.state, "waiting");
     n.write_manifest(
         "nginx",
         &pod("nginx", "sleep", "", "").replace("k8s.gcr.io/kube-scheduler:v1.20.2", "nginx:1.19"),

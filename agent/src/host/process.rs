@@ -342,11 +342,14 @@ pub struct Output {
 }
 
 /// Runs a command in its own process group with `env` (or the agent's environment when
-/// `None`), kills the group after `timeout`, and returns its combined output (bounded).
+/// `None`), in the network namespace `netns` when given (an open namespace file, see
+/// [`super::netns::open`]), kills the group after `timeout`, and returns its combined output
+/// (bounded).
 pub async fn run_with_timeout(
     program: &Path,
     args: &[String],
     env: Option<&[(String, String)]>,
+    netns: Option<&fs::File>,
     cwd: &Path,
     timeout: Duration,
 ) -> io::Result<Output> {
@@ -362,6 +365,20 @@ pub async fn run_with_timeout(
         .kill_on_drop(true);
     if let Some(env) = env {
         cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+    }
+    if let Some(ns) = netns {
+        let fd = ns.as_raw_fd();
+        // SAFETY: the closure runs in the forked child before exec and only calls setns, a
+        // plain system call, on a descriptor the parent keeps open until spawn returns; it
+        // allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
     let mut child = cmd.spawn()?;
     let pgid = child.id();

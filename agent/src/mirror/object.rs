@@ -129,7 +129,8 @@ fn time(unix: u64) -> Option<Time> {
 /// What the node knows to put in a pod's status besides the agent's own view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusContext<'a> {
-    /// The node's address: status.hostIP, and status.podIP of hostNetwork pods.
+    /// The node's address: status.hostIP, and status.podIP of hostNetwork pods (the others
+    /// have their own, [`PodStatus::pod_ips`]).
     pub node_ip: Option<IpAddr>,
     /// spec.hostNetwork of the manifest.
     pub host_network: bool,
@@ -142,7 +143,8 @@ pub struct StatusContext<'a> {
 /// The status the agent writes for one of its pods, as the kubelet would (kubelet:
 /// kubelet_pods.go generateAPIPodStatus, status/generate.go): the phase, the conditions
 /// Initialized, Ready, ContainersReady and PodScheduled, one containerStatus per container
-/// (state, lastState, ready, started, restartCount), hostIP/podIP and startTime.
+/// (state, lastState, ready, started, restartCount), hostIP, podIP/podIPs (the node's for a
+/// hostNetwork pod, else the pod's own once its network is set up) and startTime.
 /// `previous` is the status the API shows now: its conditions' transition times, startTime and
 /// qosClass are kept.
 pub fn api_status(
@@ -194,7 +196,11 @@ pub fn api_status(
         condition("PodScheduled", true, None, None),
     ];
     let node_ip = ctx.node_ip.map(|ip| ip.to_string());
-    let pod_ip = node_ip.clone().filter(|_| ctx.host_network);
+    let pod_ips: Vec<String> = if ctx.host_network {
+        node_ip.iter().cloned().collect()
+    } else {
+        pod.pod_ips.clone()
+    };
     let start_time = previous
         .and_then(|p| p.start_time.clone())
         .or_else(|| {
@@ -212,8 +218,9 @@ pub fn api_status(
         // Not hostIPs: Kubernetes 1.28 added it; an older API server drops it, and the status
         // would never look written.
         host_ip: node_ip,
-        pod_ip: pod_ip.clone(),
-        pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]),
+        pod_ip: pod_ips.first().cloned(),
+        pod_ips: (!pod_ips.is_empty())
+            .then(|| pod_ips.into_iter().map(|ip| PodIP { ip }).collect()),
         start_time,
         qos_class: previous.and_then(|p| p.qos_class.clone()),
         container_statuses: Some(
@@ -485,14 +492,23 @@ spec:
         };
         let mut p = agent_pod(vec![c]);
         p.phase = "Succeeded".into();
-        p.reason = Some("pod networking not supported yet".into());
+        p.reason = Some("some reason".into());
         let mut ctx = ctx();
         ctx.host_network = false;
         let v = serde_json::to_value(api_status(&p, &ctx, None)).expect("json");
         assert_eq!(v["phase"], "Succeeded");
-        assert_eq!(v["message"], "pod networking not supported yet");
+        assert_eq!(v["message"], "some reason");
         assert_eq!(v["hostIP"], "10.0.0.1");
-        assert!(v.get("podIP").is_none());
+        assert!(v.get("podIP").is_none(), "no network yet: no podIP");
+        // Its own network set up: its own addresses, never the node's.
+        p.pod_ips = vec!["10.199.0.5".into(), "fd00::5".into()];
+        let v = serde_json::to_value(api_status(&p, &ctx, None)).expect("json");
+        assert_eq!(v["hostIP"], "10.0.0.1");
+        assert_eq!(v["podIP"], "10.199.0.5");
+        assert_eq!(
+            v["podIPs"],
+            json!([{"ip": "10.199.0.5"}, {"ip": "fd00::5"}])
+        );
         let cs = &v["containerStatuses"][0];
         assert_eq!(cs["state"]["terminated"]["exitCode"], 0);
         assert_eq!(cs["state"]["terminated"]["reason"], "Completed");

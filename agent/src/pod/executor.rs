@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::lifecycle::{self, Action, Container, ContainerState, Event};
+use super::network::PodNet;
 use super::spec::{ContainerSpec, StaticPod};
 use crate::logs;
 use crate::runtime::Running;
@@ -22,6 +23,8 @@ pub(crate) struct Executor {
     pod: Arc<StaticPod>,
     spec: ContainerSpec,
     index: usize,
+    /// The pod's own network (pods without hostNetwork).
+    net: Option<Arc<PodNet>>,
     c: Container,
     running: Option<Running>,
     tx: mpsc::UnboundedSender<Event>,
@@ -29,12 +32,14 @@ pub(crate) struct Executor {
 }
 
 impl Executor {
-    /// A task for container `index` of `pod`, adopted if `running` is given.
+    /// A task for container `index` of `pod`, adopted if `running` is given, in the pod's
+    /// own network `net` unless it is a hostNetwork pod.
     pub(crate) fn new(
         shared: Arc<Shared>,
         pod: Arc<StaticPod>,
         index: usize,
         adopted: Option<(Running, u32)>,
+        net: Option<Arc<PodNet>>,
     ) -> (Self, mpsc::UnboundedSender<Event>) {
         let spec = pod.containers[index].clone();
         let now = Instant::now();
@@ -65,6 +70,7 @@ impl Executor {
             pod,
             spec,
             index,
+            net,
             c,
             running,
             tx: tx.clone(),
@@ -114,7 +120,8 @@ impl Executor {
         let rt = &self.shared.runtime;
         match action {
             Action::Start { restart_count } => {
-                match rt.start(&self.pod, &self.spec, restart_count).await {
+                let netns = self.net.as_ref().map(|n| n.netns.as_path());
+                match rt.start(&self.pod, &self.spec, restart_count, netns).await {
                     Ok(r) => {
                         let pid = r.pid;
                         self.running = Some(r.clone());
@@ -145,11 +152,15 @@ impl Executor {
             }
             Action::Probe { pid, kind } => {
                 let spec = self.spec.probe(kind).cloned()?;
-                let env = rt.container_env(&self.spec);
-                let workdir = PathBuf::from(self.spec.working_dir.as_deref().unwrap_or("/"));
+                let target = crate::probe::Target {
+                    pod_ip: self.net.as_ref().and_then(|n| n.ips.first().copied()),
+                    netns: self.net.as_ref().map(|n| n.netns.clone()),
+                    env: rt.container_env(&self.spec),
+                    workdir: PathBuf::from(self.spec.working_dir.as_deref().unwrap_or("/")),
+                };
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    let o = crate::probe::run(&spec, &env, &workdir).await;
+                    let o = crate::probe::run(&spec, &target).await;
                     let _ = tx.send(Event::Probed {
                         pid,
                         kind,

@@ -33,7 +33,8 @@ pub struct StaticPod {
     pub name: String,
     /// The manifest file.
     pub manifest: PathBuf,
-    /// spec.hostNetwork.
+    /// spec.hostNetwork; without it the pod gets a network namespace of its own
+    /// ([`crate::pod::network`]).
     pub host_network: bool,
     /// spec.restartPolicy.
     pub restart_policy: RestartPolicy,
@@ -49,14 +50,6 @@ impl StaticPod {
     /// `<namespace>/<name>`.
     pub fn full_name(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
-    }
-
-    /// Why the process runtime cannot run this pod at all, if it cannot.
-    pub fn unsupported(&self) -> Option<String> {
-        (!self.host_network).then(|| {
-            "pod networking not supported yet: the process runtime runs only hostNetwork pods; set spec.hostNetwork: true"
-                .to_string()
-        })
     }
 }
 
@@ -162,8 +155,9 @@ pub enum ProbeHandler {
     Http {
         /// HTTPS without certificate verification, as the kubelet.
         https: bool,
-        /// host (127.0.0.1 for hostNetwork pods when empty).
-        host: String,
+        /// host; `None`: the pod's IP (127.0.0.1 for hostNetwork pods), see
+        /// [`crate::probe::Target::host`].
+        host: Option<String>,
         /// port, named ports resolved.
         port: u16,
         /// path, `/` when empty.
@@ -173,8 +167,8 @@ pub enum ProbeHandler {
     },
     /// tcpSocket: success is a connection.
     Tcp {
-        /// host (127.0.0.1 when empty).
-        host: String,
+        /// host; `None` as for [`ProbeHandler::Http`].
+        host: Option<String>,
         /// port.
         port: u16,
     },
@@ -430,11 +424,7 @@ pub fn probe_spec(p: &Probe, ports: &[(String, u16)]) -> Result<ProbeSpec, Strin
         success_threshold: threshold(p.success_threshold, 1),
         failure_threshold: threshold(p.failure_threshold, 3),
     };
-    let host = |h: &Option<String>| {
-        h.clone()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "127.0.0.1".into())
-    };
+    let host = |h: &Option<String>| h.clone().filter(|h| !h.is_empty());
     let handler = if let Some(h) = &p.http_get {
         let https = match h.scheme.as_deref() {
             None | Some("") | Some("HTTP") => false,
@@ -525,7 +515,7 @@ spec:
             (p.namespace.as_str(), p.name.as_str()),
             ("kube-system", "kube-apiserver-node1")
         );
-        assert!(p.host_network && p.unsupported().is_none());
+        assert!(p.host_network);
         assert_eq!(p.restart_policy, RestartPolicy::Always);
         assert_eq!(p.grace, DEFAULT_GRACE);
         assert_eq!(p.uid.len(), 32);
@@ -538,7 +528,7 @@ spec:
             l.handler,
             ProbeHandler::Http {
                 https: true,
-                host: "10.0.0.1".into(),
+                host: Some("10.0.0.1".into()),
                 port: 6443,
                 path: "/livez".into(),
                 headers: vec![]
@@ -554,7 +544,7 @@ spec:
         assert_eq!(
             r.handler,
             ProbeHandler::Tcp {
-                host: "127.0.0.1".into(),
+                host: None,
                 port: 6443
             }
         );
@@ -600,11 +590,7 @@ spec:
         assert_eq!(p.namespace, "default");
         assert_eq!(p.restart_policy, RestartPolicy::OnFailure);
         assert_eq!(p.grace, Duration::from_secs(2));
-        assert!(
-            p.unsupported()
-                .unwrap()
-                .contains("pod networking not supported yet")
-        );
+        assert!(!p.host_network, "hostNetwork defaults to false");
         assert!(p.warnings[0].contains("initContainers"), "{:?}", p.warnings);
         let err = p.containers[0].config_error.as_deref().unwrap();
         assert!(

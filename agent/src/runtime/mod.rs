@@ -3,7 +3,7 @@
 
 pub mod process;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -17,7 +17,7 @@ pub use self::process::ProcessRuntime;
 /// Why a container could not be started: a CamelCase reason and a message naming the fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartError {
-    /// BinaryNotFound, BinaryVersionMismatch, PodNetworkingNotSupported, ...
+    /// BinaryNotFound, BinaryVersionMismatch, CommandMismatch, ...
     pub reason: String,
     /// What is wrong and how to fix it.
     pub message: String,
@@ -70,15 +70,17 @@ impl AnyRuntime {
         }
     }
 
-    /// Starts a container.
+    /// Starts a container, in the pod's network namespace `netns` unless it is a hostNetwork
+    /// pod.
     pub async fn start(
         &self,
         pod: &StaticPod,
         c: &ContainerSpec,
         restart_count: u32,
+        netns: Option<&Path>,
     ) -> Result<Running, StartError> {
         match self {
-            AnyRuntime::Process(r) => r.start(pod, c, restart_count).await,
+            AnyRuntime::Process(r) => r.start(pod, c, restart_count, netns).await,
         }
     }
 

@@ -1,5 +1,7 @@
 //! The process runtime: a container is the host binary its image names, run under the shim
-//! (`kubeboot agent shim`), hostNetwork pods only for now.
+//! (`kubeboot agent shim`). A hostNetwork pod's containers run in the host's network
+//! namespace; those of any other pod in the pod's own, which the shim enters before it starts
+//! the container (the namespace and its CNI network are [`crate::pod::network`]'s).
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -108,6 +110,7 @@ impl ProcessRuntime {
             path,
             &["--version".to_string()],
             None,
+            None,
             Path::new("/"),
             VERSION_TIMEOUT,
         )
@@ -136,14 +139,7 @@ impl ProcessRuntime {
     }
 
     /// Resolves the container's binary and arguments, checking the binary's version.
-    async fn resolve(
-        &self,
-        pod: &StaticPod,
-        c: &ContainerSpec,
-    ) -> Result<(PathBuf, Vec<String>), StartError> {
-        if let Some(why) = pod.unsupported() {
-            return Err(StartError::new("PodNetworkingNotSupported", why));
-        }
+    async fn resolve(&self, c: &ContainerSpec) -> Result<(PathBuf, Vec<String>), StartError> {
         if let Some(why) = &c.config_error {
             return Err(StartError::new("CreateContainerConfigError", why.clone()));
         }
@@ -215,15 +211,17 @@ impl ProcessRuntime {
         }
     }
 
-    /// Starts one container under a new shim and records it.
+    /// Starts one container under a new shim and records it; in the network namespace
+    /// `netns` when given (a pod without hostNetwork).
     pub async fn start(
         &self,
         pod: &StaticPod,
         c: &ContainerSpec,
         restart_count: u32,
+        netns: Option<&Path>,
     ) -> Result<Running, StartError> {
-        let (binary, args) = self.resolve(pod, c).await?;
-        self.spawn(pod, c, restart_count, &binary, &args)
+        let (binary, args) = self.resolve(c).await?;
+        self.spawn(pod, c, restart_count, netns, &binary, &args)
             .map_err(|e| StartError::new("RunContainerError", format!("{e:#}")))
     }
 
@@ -232,6 +230,7 @@ impl ProcessRuntime {
         pod: &StaticPod,
         c: &ContainerSpec,
         restart_count: u32,
+        netns: Option<&Path>,
         binary: &Path,
         args: &[String],
     ) -> anyhow::Result<Running> {
@@ -253,9 +252,17 @@ impl ProcessRuntime {
         env.push((AGENT_MARKER_ENV.to_string(), marker.clone()));
         let exit_file = self.state.exit_path(&pod.uid, &c.name);
         let mut shim_args = self.shim_args_prefix.clone();
-        shim_args.extend(crate::shim::args_for(
-            &log_file, &exit_file, &workdir, binary, args,
-        ));
+        shim_args.extend(
+            crate::shim::ShimArgs {
+                log: log_file.clone(),
+                exit_file,
+                workdir,
+                netns: netns.map(Path::to_path_buf),
+                binary: binary.to_path_buf(),
+                args: args.to_vec(),
+            }
+            .to_args(),
+        );
         let pid = process::spawn_detached_child(&self.shim_exe, &shim_args, &env, Path::new("/"))
             .with_context(|| {
             format!(
