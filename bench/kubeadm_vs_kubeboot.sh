@@ -19,6 +19,9 @@
 #     CoreDNS has no image here (Debian packages none); neither measurement needs it.
 #   kubeboot node: `kubeboot init` (the agent runs the control plane, kubelet, kube-proxy and
 #     writes the CNI conflist itself).
+#   kubeboot kubelet node: `kubeboot init --static-pod-runner kubelet` (the kubelet runs the
+#     control plane from the same images; kube-proxy from the DaemonSet; the agent runs the
+#     kubelet and writes the CNI conflist).
 # Measured from the start of init (wall clock): node Ready, and a Running pod of a 1-replica
 # Deployment of kubeboot.local/web:1 created right after init returns (after untainting).
 # Every wait is bounded; both nodes are destroyed on exit.
@@ -34,10 +37,12 @@ CNI_BIN=${KUBEBOOT_CNI_BIN_DIR:-/usr/lib/cni}
 NODE_SH="$ROOT/scripts/node.sh"
 TIMEOUT=${BENCH_TIMEOUT:-300}
 readonly KA=kb-vs-kubeadm KA_IP=10.123.0.45 KB=kb-vs-kubeboot KB_IP=10.123.0.46
+readonly KK=kb-vs-kubelet KK_IP=10.123.0.47
 work=$(mktemp -d)
 cleanup() {
   bash "$NODE_SH" destroy "$KA" >/dev/null 2>&1 || true
   bash "$NODE_SH" destroy "$KB" >/dev/null 2>&1 || true
+  bash "$NODE_SH" destroy "$KK" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -204,8 +209,19 @@ read -r kb_init kb_ready kb_pod < <(measure "$KB" "$work/kubeboot-init.log" \
 echo "   init returned ${kb_init}s   node Ready ${kb_ready}s   web pod Running ${kb_pod}s"
 bash "$NODE_SH" destroy "$KB" >/dev/null
 
-echo "== kubeadm / kubeboot (wall time from the start of init)"
-printf '   %-16s %10s %10s %8s\n' "" kubeadm kubeboot ratio
-printf '   %-16s %9ss %9ss %8s\n' "init returned" "$ka_init" "$kb_init" "$(ratio "$ka_init" "$kb_init")"
-printf '   %-16s %9ss %9ss %8s\n' "node Ready" "$ka_ready" "$kb_ready" "$(ratio "$ka_ready" "$kb_ready")"
-printf '   %-16s %9ss %9ss %8s\n' "pod Running" "$ka_pod" "$kb_pod" "$(ratio "$ka_pod" "$kb_pod")"
+echo "== kubeboot --static-pod-runner kubelet (node $KK, $KK_IP)"
+prepare "$KK" "$KK_IP"
+read -r kk_init kk_ready kk_pod < <(measure "$KK" "$work/kubeboot-kubelet-init.log" \
+  "$KUBEBOOT" init --config /var/lib/kubeboot/bench.yaml --static-pod-runner kubelet \
+  --bin-dir "$KUBEBOOT_BIN_DIR" --bin-dir /usr/bin)
+echo "   init returned ${kk_init}s   node Ready ${kk_ready}s   web pod Running ${kk_pod}s"
+bash "$NODE_SH" destroy "$KK" >/dev/null
+
+echo "== wall time from the start of init (ratio: kubeadm / kubeboot)"
+printf '   %-16s %9s %15s %8s %17s %8s\n' "" kubeadm "kubeboot agent" ratio "kubeboot kubelet" ratio
+row() {
+  printf '   %-16s %8ss %14ss %8s %16ss %8s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")" "$4" "$(ratio "$2" "$4")"
+}
+row "init returned" "$ka_init" "$kb_init" "$kk_init"
+row "node Ready" "$ka_ready" "$kb_ready" "$kk_ready"
+row "pod Running" "$ka_pod" "$kb_pod" "$kk_pod"
