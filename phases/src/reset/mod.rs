@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use agent::host::fs::Fs;
 use components::{Layout, names};
+use k8s_openapi::api::core::v1::Pod;
 
 use crate::out::Out;
 use crate::runner::Phase;
@@ -87,6 +88,10 @@ fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
             "Would stop the kubeboot agent and every static Pod it runs"
         );
     } else {
+        // Which node's pods the agent published, asked before it stops.
+        let node_name = agent::status::query(&l.agent_socket(), Duration::from_secs(2))
+            .ok()
+            .and_then(|s| s.node_name);
         say!(d.out, "reset", "Stopping the kubeboot agent");
         let unit = l.agent_systemd_unit();
         if crate::init::agent_start::systemd_is_init(l) && unit.exists() {
@@ -96,6 +101,10 @@ fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
             d.fs.remove_file(&unit)?;
         }
         agent::daemon::stop(l, Duration::from_secs(10))?;
+        // With the agent stopped nothing publishes them again; the API server still runs.
+        if let Some(node) = node_name {
+            delete_published_pods(d, &node);
+        }
         // The kubelet first, so it restarts nothing; then the CRI containers, while
         // containerd and its shims (static pods too) still run.
         let workloads = agent::node_cleanup::stop_workloads(l, d.grace)?;
@@ -199,6 +208,55 @@ fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
         d.fs.remove_file(f)?;
     }
     Ok(())
+}
+
+/// Deletes the Pods this node's agent published to the API (kube-system, label
+/// `kubeboot.io/agent-node=<node>`): they have no `nodeName`, so no controller removes them
+/// once the node is gone. Best effort, as kubeadm's reset treats the cluster: a cluster that
+/// cannot be reached gets a warning with the command that does it later.
+fn delete_published_pods(d: &ResetData, node: &str) {
+    let l = &d.layout;
+    let kubeconfig = l.kubeconfig(names::KUBEBOOT_AGENT_KUBECONFIG);
+    if !kubeconfig.exists() {
+        return;
+    }
+    let label = agent::mirror::object::node_label_value(node);
+    let result = (|| -> anyhow::Result<Vec<String>> {
+        let cluster = crate::cluster::Cluster::from_kubeconfig(&kubeconfig)?;
+        let pods: Vec<Pod> = cluster.list(Some(names::KUBE_SYSTEM), None)?;
+        let mut deleted = Vec::new();
+        for pod in pods {
+            let ours = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|m| m.get(names::LABEL_AGENT_NODE))
+                .is_some_and(|v| *v == label);
+            let Some(name) = pod.metadata.name.filter(|_| ours) else {
+                continue;
+            };
+            if cluster.delete::<Pod>(Some(names::KUBE_SYSTEM), &name)? {
+                deleted.push(name);
+            }
+        }
+        Ok(deleted)
+    })();
+    match result {
+        Ok(deleted) if deleted.is_empty() => {}
+        Ok(deleted) => say!(
+            d.out,
+            "reset",
+            "Deleted the Pods this node's agent published to the API: {}",
+            deleted.join(", ")
+        ),
+        Err(e) => say!(
+            d.out,
+            "reset",
+            "[WARNING] could not delete the Pods this node's agent published ({e:#}); once the cluster answers, run: kubectl -n {} delete pods -l {}={label}",
+            names::KUBE_SYSTEM,
+            names::LABEL_AGENT_NODE
+        ),
+    }
 }
 
 fn show(paths: &[PathBuf]) -> String {

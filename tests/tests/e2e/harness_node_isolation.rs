@@ -63,28 +63,31 @@ fn harness_node_isolation() -> Result<()> {
         Ok(())
     })?;
 
-    step("the directories kubeboot writes are private to each node", || {
-        for dir in [
-            "/etc/kubeboot",
-            "/var/lib/kubeboot",
-            "/var/lib/kubelet",
-            "/etc/cni/net.d",
-            "/etc/kubernetes",
-        ] {
-            let marker = format!("{dir}/harness-marker");
-            a.sh_ok(&format!("mkdir -p {dir} && echo {} > {marker}", a.name()))?;
-            ensure!(a.read_file(&marker)?.trim() == a.name());
-            ensure!(
-                !b.path_exists(&marker)?,
-                "{marker} written in a is visible in b"
-            );
-            ensure!(
-                !Path::new(&marker).exists(),
-                "{marker} written in a is visible on the host"
-            );
-        }
-        Ok(())
-    })?;
+    step(
+        "the directories kubeboot writes are private to each node",
+        || {
+            for dir in [
+                "/etc/kubeboot",
+                "/var/lib/kubeboot",
+                "/var/lib/kubelet",
+                "/etc/cni/net.d",
+                "/etc/kubernetes",
+            ] {
+                let marker = format!("{dir}/harness-marker");
+                a.sh_ok(&format!("mkdir -p {dir} && echo {} > {marker}", a.name()))?;
+                ensure!(a.read_file(&marker)?.trim() == a.name());
+                ensure!(
+                    !b.path_exists(&marker)?,
+                    "{marker} written in a is visible in b"
+                );
+                ensure!(
+                    !Path::new(&marker).exists(),
+                    "{marker} written in a is visible on the host"
+                );
+            }
+            Ok(())
+        },
+    )?;
 
     step("node b reaches a TCP server on node a's address", || {
         let log = std::env::temp_dir().join(format!("{}-http.log", a.name()));

@@ -331,8 +331,28 @@ fn mirror_pods() -> Result<()> {
         Ok(())
     })?;
 
-    step("reset -f", || {
-        node.kubeboot_ok(&["reset", "-f"]).map(|_| ())
+    step("reset -f deletes the pods the agent published", || {
+        let mut published: Vec<String> = pods(&node)?
+            .into_iter()
+            .filter(|(_, p)| p["metadata"]["labels"]["kubeboot.io/agent-node"] == node.name())
+            .map(|(name, _)| name)
+            .collect();
+        published.sort();
+        ensure!(published.len() >= 4, "published: {published:?}");
+        let out = node.kubeboot_ok(&["reset", "-f"])?;
+        let line = out
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("[reset] Deleted the Pods this node's agent published to the API: ")
+            })
+            .with_context(|| format!("reset did not delete the published pods:\n{out}"))?;
+        let mut deleted: Vec<String> = line.split(", ").map(str::to_string).collect();
+        deleted.sort();
+        ensure!(
+            deleted == published,
+            "deleted {deleted:?}, published {published:?}"
+        );
+        Ok(())
     })?;
     node.destroy()
 }
