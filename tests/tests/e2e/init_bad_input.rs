@@ -218,6 +218,54 @@ fn init_bad_input() -> Result<()> {
         result
     })?;
 
+    step("a --cri-socket nothing serves", || {
+        let out = init(&["--cri-socket", "unix:///run/nope/cri.sock"])?;
+        assert_refused(
+            &node,
+            "cri-socket",
+            &out,
+            &[
+                "[ERROR CRI]",
+                "the CRI socket \"/run/nope/cri.sock\" does not exist",
+                "--cri-socket",
+            ],
+            &empty,
+        )
+    })?;
+
+    step("an unknown --pod-network", || {
+        let out = init(&["--pod-network", "flannel"])?;
+        assert_refused(
+            &node,
+            "pod-network",
+            &out,
+            &[
+                "--pod-network \"flannel\" is not supported",
+                "\"bridge\"",
+                "\"none\"",
+            ],
+            &empty,
+        )
+    })?;
+
+    step("a CNI plugin binary missing", || {
+        // Only this node's mount namespace sees the plugin directories without `portmap`.
+        let hide = "for d in /usr/lib/cni /opt/cni/bin; do [ -e $d/portmap ] && mount --bind /dev/null $d/portmap; done; true";
+        node.sh_ok(hide)?;
+        let out = init(&[]);
+        node.sh_ok(
+            "for d in /usr/lib/cni /opt/cni/bin; do umount $d/portmap 2>/dev/null; done; true",
+        )?;
+        let out = out?;
+        assert_refused(
+            &node,
+            "CNI plugin",
+            &out,
+            &["[ERROR CNIPlugins]", "portmap", "--pod-network none"],
+            &empty,
+        )
+    })?;
+
     step("unknown phase in --skip-phases", || {
         let out = init(&["--skip-phases", "certs/nope"])?;
         assert_refused(
