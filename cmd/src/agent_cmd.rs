@@ -36,11 +36,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             if network == agent::cni::PodNetwork::Bridge {
                 config = config.with_bridge_network(&layout, &node_name);
             }
-            // Without the flag, the runner this node was set up with.
-            let runner: components::StaticPodRunner = match args.static_pod_runner.as_deref() {
-                Some(v) => v.parse()?,
-                None => phases::host::node_static_pod_runner(&layout).unwrap_or_default(),
-            };
+            let runner =
+                phases::host::static_pod_runner(args.static_pod_runner.as_deref(), &layout)?;
             if runner == components::StaticPodRunner::Kubelet {
                 // The kubelet runs the manifest directory and publishes its mirror pods.
                 config.manifest_dir = layout.agent_manifests_dir();

@@ -97,10 +97,8 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
     let layout = components::Layout::host();
     // Without the flag, the runner this node was set up with (a phase run alone, e.g.
     // `init phase agent-start`, must not start the agent on the kubelet's manifests).
-    let static_pod_runner = match args.static_pod_runner.as_deref() {
-        Some(v) => v.parse()?,
-        None => phases::host::node_static_pod_runner(&layout).unwrap_or_default(),
-    };
+    let static_pod_runner =
+        phases::host::static_pod_runner(args.static_pod_runner.as_deref(), &layout)?;
     let (fs, _scratch) = if args.dry_run {
         let dir = tempfile::Builder::new()
             .prefix("kubeboot-init-dryrun")

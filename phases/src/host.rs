@@ -2,7 +2,7 @@
 //! GetHostname): observed here, handed to the pure config code as `HostFacts`.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use components::config::HostFacts;
 
@@ -63,12 +63,17 @@ fn interface_addresses() -> Vec<(String, IpAddr)> {
         .collect()
 }
 
+/// The first `<dir>/<name>` of `dirs` that is an executable file.
+pub fn find_binary(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    dirs.iter().map(|d| d.join(name)).find(|p| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
 /// The version of a binary found in `bin_dirs`, if it runs and prints one.
 pub fn binary_version(name: &str, bin_dirs: &[PathBuf]) -> Option<components::Version> {
-    let path = bin_dirs
-        .iter()
-        .map(|d| d.join(name))
-        .find(|p| Path::new(p).is_file())?;
+    let path = find_binary(name, bin_dirs)?;
     let out = std::process::Command::new(&path)
         .arg("--version")
         .output()
@@ -130,6 +135,21 @@ pub fn node_static_pod_runner(layout: &components::Layout) -> Option<components:
         .read_string_if_exists(&path)
         .ok()??;
     Some(runner_of_kubelet_config(&text, layout))
+}
+
+/// The `--static-pod-runner` to use: the flag's, else the one this node was set up with
+/// ([`node_static_pod_runner`]), else the default.
+///
+/// # Errors
+/// The flag names no runner.
+pub fn static_pod_runner(
+    flag: Option<&str>,
+    layout: &components::Layout,
+) -> anyhow::Result<components::StaticPodRunner> {
+    Ok(match flag {
+        Some(v) => v.parse()?,
+        None => node_static_pod_runner(layout).unwrap_or_default(),
+    })
 }
 
 /// [`node_static_pod_runner`] of a KubeletConfiguration's text.

@@ -31,11 +31,7 @@ impl Ctr {
     /// # Errors
     /// No `ctr` binary: names the directories searched and the package.
     pub fn find(bin_dirs: &[PathBuf], socket: &str) -> anyhow::Result<Ctr> {
-        let exe = bin_dirs
-            .iter()
-            .map(|d| d.join("ctr"))
-            .find(|p| p.is_file())
-            .with_context(|| {
+        let exe = crate::host::find_binary("ctr", bin_dirs).with_context(|| {
                 let searched: Vec<String> =
                     bin_dirs.iter().map(|p| p.display().to_string()).collect();
                 format!(

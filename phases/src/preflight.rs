@@ -192,16 +192,7 @@ fn effective_uid() -> Option<u32> {
 /// Finds an executable on `$PATH`.
 pub fn find_in_path(exe: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(exe))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    crate::host::find_binary(exe, &std::env::split_paths(&path).collect::<Vec<_>>())
 }
 
 /// kubeboot's own checks: every container of the given static pods has its host binary in
@@ -258,11 +249,7 @@ pub fn check_binary(
     dirs: &[PathBuf],
 ) -> Result<PathBuf, String> {
     let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-    let Some(path) = dirs
-        .iter()
-        .map(|d| d.join(want.binary))
-        .find(|p| is_executable(p))
-    else {
+    let Some(path) = crate::host::find_binary(want.binary, dirs) else {
         return Err(format!(
             "{} not found in {}; install it or pass --bin-dir <dir containing {}>",
             want.binary,
