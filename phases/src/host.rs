@@ -63,13 +63,7 @@ fn interface_addresses() -> Vec<(String, IpAddr)> {
         .collect()
 }
 
-/// The first `<dir>/<name>` of `dirs` that is an executable file.
-pub fn find_binary(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    dirs.iter().map(|d| d.join(name)).find(|p| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
-}
+pub use agent::host::process::find_binary;
 
 /// The version of a binary found in `bin_dirs`, if it runs and prints one.
 pub fn binary_version(name: &str, bin_dirs: &[PathBuf]) -> Option<components::Version> {

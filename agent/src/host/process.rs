@@ -152,6 +152,15 @@ fn poll_readable(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
     matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0)
 }
 
+/// The first `<dir>/<name>` of `dirs` that is an executable file (the component binaries
+/// the agent runs, the tools the phases call).
+pub fn find_binary(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    dirs.iter()
+        .map(|d| d.join(name))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
 /// Reaps `pid` if it is an exited child of ours; harmless (ECHILD) for other processes.
 pub fn reap(pid: u32) -> Option<WaitStatus> {
     let pid = Pid::from_raw(i32::try_from(pid).ok()?);

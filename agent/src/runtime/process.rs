@@ -4,7 +4,6 @@
 //! the container (the namespace and its CNI network are [`crate::pod::network`]'s).
 
 use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -91,9 +90,7 @@ impl ProcessRuntime {
     }
 
     fn find_binary(&self, name: &str) -> Option<PathBuf> {
-        self.bin_dirs.iter().map(|d| d.join(name)).find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+        crate::host::process::find_binary(name, &self.bin_dirs)
     }
 
     async fn binary_version(&self, path: &Path) -> Result<Version, String> {
