@@ -227,8 +227,8 @@ const PLUGIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// like through `PATH`.
 ///
 /// # Errors
-/// When the plugin is not found, cannot run, times out, or fails (its error JSON, `msg` and
-/// `details`, in the message).
+/// When the plugin is not found, is not trusted ([`crate::host::trust`]), cannot run, times
+/// out, or fails (its error JSON, `msg` and `details`, in the message).
 pub async fn exec(req: &CniRequest<'_>) -> anyhow::Result<Value> {
     use tokio::io::AsyncWriteExt;
     let Some(plugin) = req.plugin(Path::is_file) else {
@@ -244,6 +244,8 @@ pub async fn exec(req: &CniRequest<'_>) -> anyhow::Result<Value> {
             dirs.join(", ")
         );
     };
+    // It runs as root: only a file no one else can replace.
+    crate::host::trust::check_binary(&plugin)?;
     let mut child = tokio::process::Command::new(&plugin)
         .envs(req.env())
         .stdin(std::process::Stdio::piped())

@@ -39,7 +39,8 @@ pub fn is_running(layout: &Layout) -> Option<u32> {
 /// `layout.agent_pid_file()` atomically (`<pid> <start-time>`). Returns the agent's PID.
 ///
 /// # Errors
-/// When an agent already owns the pid file, or the agent cannot be started.
+/// When an agent already owns the pid file, `exe` is not trusted
+/// ([`crate::host::trust::check_binary`]), or the agent cannot be started.
 pub fn start_detached(exe: &Path, args: &[String], layout: &Layout) -> anyhow::Result<u32> {
     if let Some(pid) = is_running(layout) {
         anyhow::bail!(
@@ -47,6 +48,8 @@ pub fn start_detached(exe: &Path, args: &[String], layout: &Layout) -> anyhow::R
             layout.agent_pid_file().display().to_string()
         );
     }
+    // It runs as root from now on: a file someone else can replace is refused.
+    crate::host::trust::check_binary(exe)?;
     let fs = Fs::real();
     fs.create_dir(&layout.run_dir(), 0o755)?;
     fs.create_dir(&layout.log_dir(), 0o755)?;

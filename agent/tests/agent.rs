@@ -247,20 +247,77 @@ fn wrong_binary_version_waits_with_a_reason_naming_the_fix() {
     let mut n = Node::new("v1.20.1");
     n.start_agent();
     n.write_manifest("sched", &pod("sched", "sleep", "", ""));
-    let c = n.wait_container("mismatch", |c| {
-        c.reason.as_deref() == Some("BinaryVersionMismatch")
-    });
-    let m = c.message.unwrap();
+    let m = n.wait_held_back("BinaryVersionMismatch");
     assert!(
-        m.contains("/bin/kube-scheduler is v1.20.1")
-            && m.contains("wants v1.20.2")
+        m.contains(&format!(
+            "{} is v1.20.1",
+            n.bin.path().join("kube-scheduler").display()
+        )) && m.contains("wants v1.20.2")
             && m.contains("--bin-dir"),
         "{m}"
     );
-    assert_eq!(c.state, "waiting");
-    let text = n.status().render_text();
-    assert!(text.contains("BinaryVersionMismatch"), "{text}");
+}
+
+#[test]
+fn untrusted_component_binary_is_never_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut n = Node::new("v1.20.2");
+    // A canary: the binary notes every run, `--version` included (that would run as root too).
+    let exe = n.bin.path().join("kube-scheduler");
+    let canary = n.tmp.path().join("ran");
+    let script = std::fs::read_to_string(&exe).unwrap().replacen(
+        "#!/bin/sh\n",
+        &format!("#!/bin/sh\necho \"$@\" >> {}\n", canary.display()),
+        1,
+    );
+    common::write_exec(&exe, &script);
+    // Group-writable: anyone in its group could replace what the agent runs as root.
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o775)).unwrap();
+    n.start_agent();
+    n.write_manifest("sched", &pod("sched", "sleep", "", ""));
+    let m = n.wait_held_back("UntrustedBinary");
+    assert!(
+        m.contains(&format!("refusing to run \"{}\" as root", exe.display()))
+            && m.contains("mode 0775")
+            && m.contains(&format!("chmod go-w {}", exe.display())),
+        "{m}"
+    );
+    if nix::unistd::geteuid().is_root() {
+        // Owned by another user (nobody), even with a safe mode: still refused.
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(&exe, Some(65534), Some(65534)).unwrap();
+        n.wait_container("refusal naming the owner", |c| {
+            c.message
+                .as_deref()
+                .is_some_and(|m| m.contains("owned by uid 65534"))
+        });
+        std::os::unix::fs::chown(&exe, Some(0), Some(0)).unwrap();
+    } else {
+        eprintln!("not root: the owner case is covered by agent::host::trust's unit tests only");
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     assert!(n.marked().is_empty());
+    assert!(!canary.exists(), "the untrusted binary ran");
+    // Fixed as the message says: the next retry runs it.
+    n.wait_container("running once fixed", |c| c.state == "running");
+    assert!(canary.exists());
+}
+
+#[test]
+fn untrusted_shim_is_never_run() {
+    let mut n = Node::new("v1.20.2");
+    // A copy of the shim in /tmp: world-writable, sticky or not, is not trusted.
+    let scratch = tempfile::tempdir().unwrap();
+    let shim = scratch.path().join("kubeboot-shim");
+    std::fs::copy(env!("CARGO_BIN_EXE_kubeboot-shim"), &shim).unwrap();
+    n.cfg.shim_exe = shim;
+    n.start_agent();
+    n.write_manifest("sched", &pod("sched", "sleep", "", ""));
+    let m = n.wait_held_back("UntrustedBinary");
+    assert!(
+        m.starts_with("the shim: refusing to run") && m.contains("writable by group or others"),
+        "{m}"
+    );
 }
 
 #[test]

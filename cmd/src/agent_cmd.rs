@@ -24,7 +24,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             let bin_dirs = if args.bin_dir.is_empty() {
                 phases::host::default_bin_dirs()
             } else {
-                args.bin_dir
+                phases::host::canonical_bin_dirs(&args.bin_dir)?
             };
             let mut config = agent::AgentConfig::from_layout(&layout, bin_dirs);
             let node_name = args.node_name.unwrap_or_else(phases::host::hostname);

@@ -16,8 +16,8 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<()> {
             let version = match kubernetes_version {
                 Some(v) => v.parse()?,
                 None => {
-                    let dirs = phases::host::bin_dirs(&bin_dir);
-                    phases::host::binary_version(components::names::KUBE_APISERVER, &dirs).ok_or_else(|| {
+                    let dirs = phases::host::bin_dirs(&bin_dir)?;
+                    phases::host::binary_version(components::names::KUBE_APISERVER, &dirs)?.ok_or_else(|| {
                         anyhow::anyhow!(
                             "could not find kube-apiserver to take the Kubernetes version from; pass --kubernetes-version or --bin-dir"
                         )

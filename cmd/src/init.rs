@@ -51,7 +51,7 @@ fn phase_path<'a>(
 }
 
 fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::Result<()> {
-    let bin_dirs = phases::host::bin_dirs(&args.bin_dir);
+    let bin_dirs = phases::host::bin_dirs(&args.bin_dir)?;
     let config = match &args.config {
         None => None,
         Some(path) => Some(ConfigSource {
@@ -93,7 +93,16 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
         // full init needs the advertise address to be this node's.
         host.local_addresses.clear();
     }
-    let cfg = components::config::resolve_init(&flags, &host)?;
+    let cfg = components::config::resolve_init(&flags, &host).map_err(|e| {
+        // Why no version was detected: the kube-apiserver found is not trusted, so it was
+        // not run for `--version` (the preflight says the same once a version is given).
+        match phases::host::find_binary(components::names::KUBE_APISERVER, &bin_dirs) {
+            Err(untrusted) if host.detected_version.is_none() => {
+                anyhow::anyhow!("{e}\nkube-apiserver was not asked for its version: {untrusted}")
+            }
+            _ => e.into(),
+        }
+    })?;
     let layout = components::Layout::host();
     // Without the flag, the runner this node was set up with (a phase run alone, e.g.
     // `init phase agent-start`, must not start the agent on the kubelet's manifests).

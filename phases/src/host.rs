@@ -4,6 +4,8 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use anyhow::Context;
+
 use components::config::HostFacts;
 
 /// The default binary directories, searched after any `--bin-dir`.
@@ -11,17 +13,43 @@ pub fn default_bin_dirs() -> Vec<PathBuf> {
     vec![PathBuf::from("/usr/local/bin"), PathBuf::from("/usr/bin")]
 }
 
-/// The directories binaries are looked up in: the `--bin-dir`s in order, then the defaults
-/// (so a `--bin-dir` holding the Kubernetes binaries still finds the distribution's etcd and
-/// containerd), without repeats.
-pub fn bin_dirs(given: &[PathBuf]) -> Vec<PathBuf> {
+/// The `--bin-dir`s as absolute, symlink-free paths, resolved once against the current
+/// directory ([`agent::host::trust::canonical_dir`]): what the preflight checks is what the
+/// agent, started elsewhere and later, runs.
+///
+/// # Errors
+/// The current directory cannot be read (a relative `--bin-dir` then means nothing).
+pub fn canonical_bin_dirs(given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    given
+        .iter()
+        .map(|d| {
+            agent::host::trust::canonical_dir(d).with_context(|| {
+                format!(
+                    "could not resolve --bin-dir {:?} against the current directory; pass an absolute path",
+                    d.display().to_string()
+                )
+            })
+        })
+        .collect()
+}
+
+/// The directories binaries are looked up in: the `--bin-dir`s in order
+/// ([`canonical_bin_dirs`]), then the defaults (so a `--bin-dir` holding the Kubernetes
+/// binaries still finds the distribution's etcd and containerd), without repeats.
+///
+/// # Errors
+/// As [`canonical_bin_dirs`].
+pub fn bin_dirs(given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut dirs: Vec<PathBuf> = Vec::new();
-    for d in given.iter().cloned().chain(default_bin_dirs()) {
+    for d in canonical_bin_dirs(given)?
+        .into_iter()
+        .chain(default_bin_dirs())
+    {
         if !dirs.contains(&d) {
             dirs.push(d);
         }
     }
-    dirs
+    Ok(dirs)
 }
 
 /// The host name, lower-cased as kubeadm's node name default.
@@ -66,13 +94,22 @@ fn interface_addresses() -> Vec<(String, IpAddr)> {
 pub use agent::host::process::find_binary;
 
 /// The version of a binary found in `bin_dirs`, if it runs and prints one.
-pub fn binary_version(name: &str, bin_dirs: &[PathBuf]) -> Option<components::Version> {
-    let path = find_binary(name, bin_dirs)?;
-    let out = std::process::Command::new(&path)
-        .arg("--version")
-        .output()
-        .ok()?;
-    components::Version::find_in(&String::from_utf8_lossy(&out.stdout))
+///
+/// # Errors
+/// The binary found is not trusted: it is not run, not even for `--version`.
+pub fn binary_version(
+    name: &str,
+    bin_dirs: &[PathBuf],
+) -> Result<Option<components::Version>, agent::host::trust::Untrusted> {
+    let Some(path) = find_binary(name, bin_dirs)? else {
+        return Ok(None);
+    };
+    let Ok(out) = std::process::Command::new(&path).arg("--version").output() else {
+        return Ok(None);
+    };
+    Ok(components::Version::find_in(&String::from_utf8_lossy(
+        &out.stdout,
+    )))
 }
 
 /// Observes the host.
@@ -89,7 +126,10 @@ pub fn facts(bin_dirs: &[PathBuf]) -> HostFacts {
         hostname: hostname(),
         default_address,
         local_addresses: addrs.into_iter().map(|(_, ip)| ip).collect(),
-        detected_version: binary_version(components::names::KUBE_APISERVER, bin_dirs),
+        // An untrusted kube-apiserver gives no version; the preflight names it.
+        detected_version: binary_version(components::names::KUBE_APISERVER, bin_dirs)
+            .ok()
+            .flatten(),
     }
 }
 
@@ -106,14 +146,23 @@ mod tests {
     fn given_dirs_come_first_then_defaults_without_repeats() {
         let given = vec![PathBuf::from("/opt/k8s"), PathBuf::from("/usr/bin")];
         assert_eq!(
-            bin_dirs(&given),
+            bin_dirs(&given).unwrap(),
             vec![
                 PathBuf::from("/opt/k8s"),
                 PathBuf::from("/usr/bin"),
                 PathBuf::from("/usr/local/bin")
             ]
         );
-        assert_eq!(bin_dirs(&[]), default_bin_dirs());
+        assert_eq!(bin_dirs(&[]).unwrap(), default_bin_dirs());
+    }
+
+    #[test]
+    fn relative_bin_dirs_become_absolute_and_symlink_free() {
+        let cwd = std::env::current_dir().unwrap();
+        let dirs = bin_dirs(&[PathBuf::from("./src/../src"), PathBuf::from("missing")]).unwrap();
+        assert_eq!(dirs[0], cwd.join("src").canonicalize().unwrap());
+        assert_eq!(dirs[1], cwd.join("missing"));
+        assert!(dirs.iter().all(|d| d.is_absolute()), "{dirs:?}");
     }
 }
 

@@ -29,9 +29,10 @@ impl Ctr {
     /// The `ctr` found in `bin_dirs` for the containerd at `socket` (a node path).
     ///
     /// # Errors
-    /// No `ctr` binary: names the directories searched and the package.
+    /// No `ctr` binary: names the directories searched and the package; an untrusted one
+    /// (it runs as root).
     pub fn find(bin_dirs: &[PathBuf], socket: &str) -> anyhow::Result<Ctr> {
-        let exe = crate::host::find_binary("ctr", bin_dirs).with_context(|| {
+        let exe = crate::host::find_binary("ctr", bin_dirs)?.with_context(|| {
                 let searched: Vec<String> =
                     bin_dirs.iter().map(|p| p.display().to_string()).collect();
                 format!(

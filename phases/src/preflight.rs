@@ -162,17 +162,32 @@ impl Check {
         })
     }
 
-    /// `FileExisting-<exe>` (kubeadm: InPathCheck).
+    /// `FileExisting-<exe>` (kubeadm: InPathCheck). The one `$PATH` finds must also be
+    /// trusted: kubeboot and its components run it as root, so an untrusted one is an error
+    /// even where a missing one is only a warning.
     pub fn in_path(exe: &'static str, mandatory: bool) -> Self {
         Check::new(format!("FileExisting-{exe}"), move || {
-            if find_in_path(exe).is_some() {
-                Outcome::Ok
-            } else if mandatory {
-                Outcome::Error(format!("{exe} not found in system path"))
-            } else {
-                Outcome::Warning(format!("{exe} not found in system path"))
+            match find_in_path(exe) {
+                Ok(Some(_)) => Outcome::Ok,
+                Err(untrusted) => Outcome::Error(untrusted.to_string()),
+                Ok(None) if mandatory => Outcome::Error(format!("{exe} not found in system path")),
+                Ok(None) => Outcome::Warning(format!("{exe} not found in system path")),
             }
         })
+    }
+
+    /// `KubebootBinary`: the kubeboot executable, which the agent runs as (and which the
+    /// shim of every container is), is trusted; checked before init changes anything, since
+    /// starting the agent from it is refused late otherwise.
+    pub fn kubeboot_binary(exe: &Path) -> Self {
+        let exe = exe.to_path_buf();
+        Check::new(
+            "KubebootBinary",
+            move || match agent::host::trust::check_binary(&exe) {
+                Ok(()) => Outcome::Ok,
+                Err(e) => Outcome::Error(e.to_string()),
+            },
+        )
     }
 }
 
@@ -189,9 +204,14 @@ fn effective_uid() -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
-/// Finds an executable on `$PATH`.
-pub fn find_in_path(exe: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
+/// Finds an executable on `$PATH` (the first hit, checked like every binary kubeboot runs).
+///
+/// # Errors
+/// The first hit is not trusted (a relative `$PATH` entry included).
+pub fn find_in_path(exe: &str) -> Result<Option<PathBuf>, agent::host::trust::Untrusted> {
+    let Some(path) = std::env::var_os("PATH") else {
+        return Ok(None);
+    };
     crate::host::find_binary(exe, &std::env::split_paths(&path).collect::<Vec<_>>())
 }
 
@@ -239,7 +259,8 @@ pub fn binary_checks(pods: &[(String, Pod)], bin_dirs: &[PathBuf]) -> Vec<Check>
     checks
 }
 
-/// Finds `want.binary` in `dirs`, runs `--version` and checks it against the image's version.
+/// Finds `want.binary` in `dirs`, checks that it is trusted ([`agent::host::trust`]: it will
+/// run as root), runs `--version` and checks it against the image's version.
 ///
 /// # Errors
 /// A message naming the binary, what was found and the fix.
@@ -249,7 +270,9 @@ pub fn check_binary(
     dirs: &[PathBuf],
 ) -> Result<PathBuf, String> {
     let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-    let Some(path) = crate::host::find_binary(want.binary, dirs) else {
+    // Before `--version` runs it.
+    let found = crate::host::find_binary(want.binary, dirs).map_err(|e| e.to_string())?;
+    let Some(path) = found else {
         return Err(format!(
             "{} not found in {}; install it or pass --bin-dir <dir containing {}>",
             want.binary,

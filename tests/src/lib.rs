@@ -15,10 +15,12 @@
 pub mod cluster;
 pub mod env;
 pub mod node;
+pub mod refused;
 pub mod run;
 pub mod wait;
 
 pub use env::{bin_dir, kubeboot_exe, repo_root, require_bins, require_root};
 pub use node::{Node, NodeProcess};
+pub use refused::{NODE_STATE, assert_refused};
 pub use run::{CmdOutput, run_bounded};
 pub use wait::{mark_failed, step, wait_until};

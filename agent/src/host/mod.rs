@@ -1,5 +1,6 @@
 //! The side-effect primitives shared by the agent and the phases: files, processes, network
-//! namespaces.
+//! namespaces, and which executables may run as root.
 pub mod fs;
 pub mod netns;
 pub mod process;
+pub mod trust;

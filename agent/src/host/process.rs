@@ -21,6 +21,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use super::trust::{Untrusted, check_binary};
+
 /// A handle on one process that stays valid after the process exits, unlike its PID.
 #[derive(Debug)]
 pub struct PidFd {
@@ -153,12 +155,21 @@ fn poll_readable(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
 }
 
 /// The first `<dir>/<name>` of `dirs` that is an executable file (the component binaries
-/// the agent runs, the tools the phases call).
-pub fn find_binary(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+/// the agent runs, the tools the phases call), once it passed the trust check: kubeboot runs
+/// these as root. `Ok(None)` when no directory has it.
+///
+/// # Errors
+/// The first hit is not trusted ([`super::trust::check_binary`]); a later directory is not
+/// tried, so a refused binary is never silently replaced by another one.
+pub fn find_binary(name: &str, dirs: &[PathBuf]) -> Result<Option<PathBuf>, Untrusted> {
     use std::os::unix::fs::PermissionsExt;
-    dirs.iter()
-        .map(|d| d.join(name))
-        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+    let found = dirs.iter().map(|d| d.join(name)).find(|p| {
+        fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    });
+    match found {
+        None => Ok(None),
+        Some(p) => check_binary(&p).map(|()| Some(p)),
+    }
 }
 
 /// Reaps `pid` if it is an exited child of ours; harmless (ECHILD) for other processes.

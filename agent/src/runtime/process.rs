@@ -89,10 +89,6 @@ impl ProcessRuntime {
             .join(", ")
     }
 
-    fn find_binary(&self, name: &str) -> Option<PathBuf> {
-        crate::host::process::find_binary(name, &self.bin_dirs)
-    }
-
     async fn binary_version(&self, path: &Path) -> Result<Version, String> {
         let mtime = std::fs::metadata(path)
             .and_then(|m| m.modified())
@@ -154,7 +150,10 @@ impl ProcessRuntime {
             Err(e) => return Err(StartError::new("InvalidImageName", e.to_string())),
         };
         let wanted = policy.wanted();
-        let Some(path) = self.find_binary(binary) else {
+        // Trusted before anything runs it, `--version` included: it would run as root.
+        let found = process::find_binary(binary, &self.bin_dirs)
+            .map_err(|e| StartError::new("UntrustedBinary", e.to_string()))?;
+        let Some(path) = found else {
             return Err(StartError::new(
                 "BinaryNotFound",
                 format!(
@@ -218,6 +217,9 @@ impl ProcessRuntime {
         netns: Option<&Path>,
     ) -> Result<Running, StartError> {
         let (binary, args) = self.resolve(c).await?;
+        // The shim is kubeboot itself (current_exe): replaced by a user, it would run as root.
+        crate::host::trust::check_binary(&self.shim_exe)
+            .map_err(|e| StartError::new("UntrustedBinary", format!("the shim: {e}")))?;
         self.spawn(pod, c, restart_count, netns, &binary, &args)
             .map_err(|e| StartError::new("RunContainerError", format!("{e:#}")))
     }

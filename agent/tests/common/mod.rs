@@ -1,7 +1,9 @@
 //! What the agent's integration tests share: a node in a temp directory whose agent runs on a
 //! thread of the test, a test binary named like a component (`kube-scheduler`, a shell
 //! script) in a temp `--bin-dir`, the shim from the `kubeboot-shim` test binary, every wait
-//! bounded by a deadline.
+//! bounded by a deadline. The `--bin-dir` is not under /tmp: the agent runs only binaries
+//! whose directories no other user can write ([`agent::host::trust`]), so it lives in the
+//! build's own temp directory (`CARGO_TARGET_TMPDIR`).
 #![allow(dead_code, reason = "each test binary uses a part of the helpers")]
 
 use std::path::{Path, PathBuf};
@@ -40,6 +42,8 @@ pub fn python() -> String {
 
 pub struct Node {
     pub tmp: tempfile::TempDir,
+    /// The `--bin-dir`, in a directory only its owner can write.
+    pub bin: tempfile::TempDir,
     pub layout: Layout,
     pub cfg: AgentConfig,
     /// The network namespace the agent's thread runs in (the host's when `None`): the CNI
@@ -52,8 +56,8 @@ impl Node {
     pub fn new(version: &str) -> Node {
         let tmp = tempfile::tempdir().unwrap();
         let layout = Layout::under(tmp.path());
-        let bin = tmp.path().join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
+        let bin_tmp = trusted_tempdir();
+        let bin = bin_tmp.path().to_path_buf();
         std::fs::create_dir_all(layout.manifests_dir()).unwrap();
         let script = SCRIPT
             .replace("@VERSION@", version)
@@ -67,6 +71,7 @@ impl Node {
         cfg.node_name = Some("n1".into());
         Node {
             tmp,
+            bin: bin_tmp,
             layout,
             cfg,
             agent_netns: None,
@@ -145,6 +150,17 @@ impl Node {
         self.wait_pod(what, |p| p.containers.iter().find(|c| f(c)).cloned())
     }
 
+    /// Waits for the container to be held back (waiting) with `reason`, checks that the
+    /// status text shows the reason and that nothing of the node runs; returns the message.
+    pub fn wait_held_back(&self, reason: &str) -> String {
+        let c = self.wait_container(reason, |c| c.reason.as_deref() == Some(reason));
+        assert_eq!(c.state, "waiting");
+        let text = self.status().render_text();
+        assert!(text.contains(reason), "{text}");
+        assert!(self.marked().is_empty());
+        c.message.expect("a held-back container says why")
+    }
+
     pub fn node_id(&self) -> String {
         std::fs::read_to_string(self.cfg.state_dir.join("node-id"))
             .unwrap()
@@ -177,6 +193,25 @@ impl Drop for Node {
         }
         let _ = agent::stop_all_pods(&self.layout, Duration::from_secs(2));
     }
+}
+
+/// A new directory (mode 0755) under the build's temp directory, checked to be one the agent
+/// trusts binaries in; a build directory that is not (a group-writable checkout) fails here,
+/// naming the directory to fix, rather than in every test.
+pub fn trusted_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("bin")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let probe = dir.path().join(".probe");
+    write_exec(&probe, "#!/bin/sh\n");
+    if let Err(e) = agent::host::trust::check_binary(&probe) {
+        panic!("the test --bin-dir would not be trusted: {e}");
+    }
+    std::fs::remove_file(&probe).unwrap();
+    dir
 }
 
 pub fn write_exec(path: &Path, text: &str) {

@@ -86,6 +86,8 @@ pub fn ensure_running(d: &mut InitData, phase: &str) -> anyhow::Result<()> {
         say!(d.out, phase, "The kubeboot agent is running (pid {pid})");
         return Ok(());
     }
+    // The unit's ExecStart and the daemon both run this file as root, from now on.
+    agent::host::trust::check_binary(&d.exe)?;
     if systemd_is_init(&d.layout) {
         let unit_path = d.layout.agent_systemd_unit();
         let unit = agent::systemd_unit(&d.exe, &args);

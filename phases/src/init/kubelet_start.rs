@@ -84,7 +84,7 @@ pub fn detect_cri(d: &InitData) -> anyhow::Result<CriRuntime> {
         return Ok(CriRuntime::Running { socket });
     }
     let default_socket = socket == names::CONTAINERD_SOCKET;
-    match crate::host::binary_version(components::image::CONTAINERD, &d.bin_dirs) {
+    match crate::host::binary_version(components::image::CONTAINERD, &d.bin_dirs)? {
         Some(version) if default_socket => Ok(CriRuntime::StartContainerd { socket, version }),
         found => {
             let searched: Vec<String> =

@@ -60,6 +60,7 @@ fn checks(d: &InitData) -> Vec<Check> {
         Check::privileged_user(),
         Check::num_cpu(2),
         Check::mem(1700),
+        Check::kubeboot_binary(&d.exe),
     ];
     let bind_port = d.cfg.local_api_endpoint.bind_port;
     for port in [
@@ -124,7 +125,13 @@ fn checks(d: &InitData) -> Vec<Check> {
     if d.pod_network == agent::cni::PodNetwork::Bridge {
         checks.push(Check::new("CNIPlugins", || {
             match agent::cni::plugin_dir(&agent::cni::default_plugin_dirs(), |p| p.is_file()) {
-                Ok(_) => preflight::Outcome::Ok,
+                // The agent runs them as root for every pod network.
+                Ok(dir) => agent::cni::REQUIRED_PLUGINS
+                    .iter()
+                    .find_map(|p| agent::host::trust::check_binary(&dir.join(p)).err())
+                    .map_or(preflight::Outcome::Ok, |e| {
+                        preflight::Outcome::Error(e.to_string())
+                    }),
                 Err(e) => preflight::Outcome::Error(e.to_string()),
             }
         }));

@@ -2,37 +2,7 @@
 //! and leaves the node as it was.
 
 use anyhow::{Result, ensure};
-use tests::{CmdOutput, Node, bin_dir, require_root, step};
-
-/// What a node that `init` has not touched holds: nothing under these.
-const NODE_STATE: &str =
-    "find /etc/kubernetes /var/lib/etcd /var/lib/kubeboot /run/kubeboot -mindepth 1 2>/dev/null";
-
-fn assert_refused(
-    node: &Node,
-    what: &str,
-    out: &CmdOutput,
-    wants: &[&str],
-    state_before: &str,
-) -> Result<()> {
-    ensure!(
-        out.code == Some(1),
-        "{what}: exit code {:?}, want 1:\n{out}",
-        out.code
-    );
-    for want in wants {
-        ensure!(
-            out.stderr.contains(want),
-            "{what}: stderr lacks {want:?}:\n{out}"
-        );
-    }
-    let state = node.sh_ok(NODE_STATE)?;
-    ensure!(
-        state == state_before,
-        "{what}: the node changed:\nbefore:\n{state_before}\nafter:\n{state}"
-    );
-    Ok(())
-}
+use tests::{CmdOutput, NODE_STATE, Node, assert_refused, bin_dir, require_root, step};
 
 fn write_config(node: &Node, name: &str, yaml: &str) -> Result<String> {
     let path = format!("/tmp/kb-e2e-{}-{name}.yaml", node.name());
