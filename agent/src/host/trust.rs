@@ -74,9 +74,9 @@ impl fmt::Display for Untrusted {
         let file = self.file.display();
         let off = self.offending.display();
         let what = if self.offending == self.file {
-            ""
+            "it".to_string()
         } else {
-            ", on the way to it,"
+            format!("{off:?}, on the way to it,")
         };
         let fix = || {
             let p = shell_word(&self.offending);
@@ -91,12 +91,12 @@ impl fmt::Display for Untrusted {
             ),
             Problem::Owner { uid, mode } => write!(
                 f,
-                "refusing to run {file:?} as root: {off:?}{what} is owned by uid {uid} (mode {mode:04o}), not root, so that user could replace what runs; {}",
+                "refusing to run {file:?} as root: {what} is owned by uid {uid} (mode {mode:04o}), not root, so that user could replace what runs; {}",
                 fix()
             ),
             Problem::Writable { uid, mode } => write!(
                 f,
-                "refusing to run {file:?} as root: {off:?}{what} is writable by group or others (owner uid {uid}, mode {mode:04o}), who could replace what runs; {}",
+                "refusing to run {file:?} as root: {what} is writable by group or others (owner uid {uid}, mode {mode:04o}), who could replace what runs; {}",
                 fix()
             ),
             Problem::NotAFile => write!(
