@@ -193,3 +193,45 @@ fn reset_without_terminal_needs_force() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("kubeboot reset -f"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_relative_bin_dir_reaches_the_agent_as_an_absolute_path() {
+    // Resolved once, against the directory init runs in: the agent, started from elsewhere,
+    // is given the directory the preflight checked.
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::create_dir(cwd.path().join("bins")).unwrap();
+    std::fs::write(
+        cwd.path().join("c.yaml"),
+        "apiVersion: kubeadm.k8s.io/v1beta2\nkind: ClusterConfiguration\nkubernetesVersion: v1.20.2\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+        .current_dir(cwd.path())
+        .args([
+            "init",
+            "phase",
+            "agent-start",
+            "--dry-run",
+            "--config",
+            "c.yaml",
+        ])
+        .args(["--bin-dir", "./bins/../bins"])
+        .output()
+        .expect("kubeboot runs");
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    let abs = cwd.path().canonicalize().unwrap().join("bins");
+    assert!(
+        out.contains(" agent --node-name ")
+            && out.contains(&format!(" --bin-dir {} ", abs.display())),
+        "{out}"
+    );
+    // The dry run's scratch directory is kept for the user to read; not by this test.
+    if let Some(scratch) = out.lines().find_map(|l| {
+        l.split('"')
+            .nth(1)
+            .filter(|p| p.contains("kubeboot-init-dryrun"))
+    }) {
+        let _ = std::fs::remove_dir_all(scratch);
+    }
+}
