@@ -203,7 +203,10 @@ pub fn unmount_below(layout: &Layout, dir: &Path) -> anyhow::Result<Unmounted> {
             dir.display().to_string()
         );
     }
-    let mut done = Unmounted { dir: dir.clone(), ..Default::default() };
+    let mut done = Unmounted {
+        dir: dir.clone(),
+        ..Default::default()
+    };
     let read = || -> anyhow::Result<Vec<PathBuf>> {
         let text = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| anyhow::anyhow!("could not read /proc/self/mountinfo: {e}"))?;
@@ -375,7 +378,10 @@ mod tests {
     fn unmount_below_a_missing_dir_is_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::under(dir.path());
-        assert_eq!(unmount_below(&layout, &dir.path().join("gone")).unwrap(), Unmounted::default());
+        assert_eq!(
+            unmount_below(&layout, &dir.path().join("gone")).unwrap(),
+            Unmounted::default()
+        );
         let err = format!("{:#}", unmount_below(&layout, dir.path()).unwrap_err());
         assert!(err.contains("refusing to unmount"), "{err}");
     }

@@ -202,10 +202,39 @@ impl Layout {
 /// programs' data: kubeboot never deletes the contents of one of these, whatever a flag, a
 /// config or its own record says.
 pub const SYSTEM_DIRS: &[&str] = &[
-    "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
-    "/lost+found", "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/snap",
-    "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/log", "/var/run", "/var/tmp",
-    "/var/cache", "/var/spool", "/var/mail", "/var/opt", "/var/local", "/var/backups",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/lost+found",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/snap",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+    "/var/lib",
+    "/var/log",
+    "/var/run",
+    "/var/tmp",
+    "/var/cache",
+    "/var/spool",
+    "/var/mail",
+    "/var/opt",
+    "/var/local",
+    "/var/backups",
 ];
 
 /// Trees that hold only the system's programs and kernel interfaces: nothing of kubeboot's
@@ -255,13 +284,36 @@ mod tests {
 
     #[test]
     fn system_paths_are_protected() {
-        for p in ["/", "/etc", "/var/lib", "/var", "/home", "/root", "/usr/local/bin", "/lib64", "/tmp"] {
+        for p in [
+            "/",
+            "/etc",
+            "/var/lib",
+            "/var",
+            "/home",
+            "/root",
+            "/usr/local/bin",
+            "/lib64",
+            "/tmp",
+        ] {
             assert!(protected_reason(Path::new(p)).is_some(), "{p}");
         }
-        for p in ["var/lib/etcd", ".", "", "/var/lib/../lib", "/var/lib/etcd/", "/var//lib/etcd"] {
+        for p in [
+            "var/lib/etcd",
+            ".",
+            "",
+            "/var/lib/../lib",
+            "/var/lib/etcd/",
+            "/var//lib/etcd",
+        ] {
             assert!(protected_reason(Path::new(p)).is_some(), "{p:?}");
         }
-        for p in ["/var/lib/etcd", "/etc/kubernetes/pki", "/var/lib/kubelet", "/data/etcd", "/etc/kubeboot/manifests"] {
+        for p in [
+            "/var/lib/etcd",
+            "/etc/kubernetes/pki",
+            "/var/lib/kubelet",
+            "/data/etcd",
+            "/etc/kubeboot/manifests",
+        ] {
             assert_eq!(protected_reason(Path::new(p)), None, "{p}");
         }
     }
@@ -269,13 +321,32 @@ mod tests {
     #[test]
     fn rooted_layout_refuses_its_root_its_system_dirs_and_the_outside() {
         let l = Layout::under("/tmp/node1");
-        assert_eq!(l.deletion_refusal(Path::new("/tmp/node1")).as_deref(), Some("it is the root directory"));
+        assert_eq!(
+            l.deletion_refusal(Path::new("/tmp/node1")).as_deref(),
+            Some("it is the root directory")
+        );
         assert!(l.deletion_refusal(Path::new("/tmp/node1/etc")).is_some());
-        assert!(l.deletion_refusal(Path::new("/etc/kubernetes/pki")).unwrap().contains("outside"));
-        assert!(l.deletion_refusal(Path::new("/tmp/node1/var/lib/etcd/..")).is_some());
-        assert!(l.deletion_refusal(Path::new("tmp/node1/var/lib/etcd")).is_some());
-        assert_eq!(l.deletion_refusal(Path::new("/tmp/node1/var/lib/etcd")), None);
-        assert_eq!(l.to_node(Path::new("/tmp/node1/var/lib/etcd")), Some(PathBuf::from("/var/lib/etcd")));
+        assert!(
+            l.deletion_refusal(Path::new("/etc/kubernetes/pki"))
+                .unwrap()
+                .contains("outside")
+        );
+        assert!(
+            l.deletion_refusal(Path::new("/tmp/node1/var/lib/etcd/.."))
+                .is_some()
+        );
+        assert!(
+            l.deletion_refusal(Path::new("tmp/node1/var/lib/etcd"))
+                .is_some()
+        );
+        assert_eq!(
+            l.deletion_refusal(Path::new("/tmp/node1/var/lib/etcd")),
+            None
+        );
+        assert_eq!(
+            l.to_node(Path::new("/tmp/node1/var/lib/etcd")),
+            Some(PathBuf::from("/var/lib/etcd"))
+        );
         let host = Layout::host();
         assert!(host.deletion_refusal(Path::new("/etc")).is_some());
         assert_eq!(host.deletion_refusal(Path::new("/var/lib/etcd")), None);

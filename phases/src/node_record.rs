@@ -127,7 +127,12 @@ impl NodeRecord {
 pub fn pki_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = pki::CERTS
         .iter()
-        .flat_map(|c| [format!("{}.crt", c.base_name), format!("{}.key", c.base_name)])
+        .flat_map(|c| {
+            [
+                format!("{}.crt", c.base_name),
+                format!("{}.key", c.base_name),
+            ]
+        })
         .chain([
             format!("{}.key", pki::SA_BASE_NAME),
             format!("{}.pub", pki::SA_BASE_NAME),
@@ -285,9 +290,15 @@ mod tests {
             ]
             .into()
         );
-        assert_eq!(r.files, [PathBuf::from("/etc/kubernetes/manifests/etcd.yaml")].into());
+        assert_eq!(
+            r.files,
+            [PathBuf::from("/etc/kubernetes/manifests/etcd.yaml")].into()
+        );
         assert_eq!(r.cert_dirs, [PathBuf::from("/srv/pki")].into());
-        assert_eq!(r.bin_dirs, vec![PathBuf::from("/opt/bin"), "/usr/bin".into()]);
+        assert_eq!(
+            r.bin_dirs,
+            vec![PathBuf::from("/opt/bin"), "/usr/bin".into()]
+        );
         // An existing directory is not kubeboot's.
         std::fs::create_dir_all(root.path().join("var/lib")).unwrap();
         create_dir(&fs, &layout, &layout.kubelet_dir(), 0o700).unwrap();
@@ -303,17 +314,34 @@ mod tests {
         std::fs::create_dir_all(layout.state_dir()).unwrap();
         std::fs::write(layout.node_record(), r#"{"etcdDataDirs": ["."]}"#).unwrap();
         let err = format!("{:#}", read(&Fs::real(), &layout).unwrap_err());
-        assert!(err.contains("names \".\", which is not an absolute, normalized path"), "{err}");
+        assert!(
+            err.contains("names \".\", which is not an absolute, normalized path"),
+            "{err}"
+        );
         std::fs::write(layout.node_record(), "{").unwrap();
         let err = format!("{:#}", read(&Fs::real(), &layout).unwrap_err());
-        assert!(err.contains("is not valid; restore it, or remove it"), "{err}");
+        assert!(
+            err.contains("is not valid; restore it, or remove it"),
+            "{err}"
+        );
     }
 
     #[test]
     fn pki_files_are_kubeadms_names() {
         let f = pki_files();
-        for want in ["ca.crt", "ca.key", "apiserver.crt", "etcd/ca.key", "front-proxy-client.crt", "sa.key", "sa.pub"] {
-            assert!(f.contains(&PathBuf::from(want)), "{want} missing from {f:?}");
+        for want in [
+            "ca.crt",
+            "ca.key",
+            "apiserver.crt",
+            "etcd/ca.key",
+            "front-proxy-client.crt",
+            "sa.key",
+            "sa.pub",
+        ] {
+            assert!(
+                f.contains(&PathBuf::from(want)),
+                "{want} missing from {f:?}"
+            );
         }
     }
 }

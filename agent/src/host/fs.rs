@@ -159,9 +159,10 @@ impl Fs {
         let mut n = 0;
         for entry in entries.flatten() {
             let file = entry.file_name().to_string_lossy().into_owned();
-            let is_temp = file.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".tmp")).is_some_and(|hex| {
-                hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit())
-            });
+            let is_temp = file
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(".tmp"))
+                .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
             if is_temp && self.remove_file(&Path::new(path).with_file_name(&file))? {
                 n += 1;
             }
@@ -183,12 +184,19 @@ impl Fs {
             Err(e)
                 if matches!(
                     e.raw_os_error(),
-                    Some(libc::ENOENT | libc::ENOTEMPTY | libc::EEXIST | libc::EBUSY | libc::ENOTDIR)
+                    Some(
+                        libc::ENOENT | libc::ENOTEMPTY | libc::EEXIST | libc::EBUSY | libc::ENOTDIR
+                    )
                 ) =>
             {
                 Ok(false)
             }
-            Err(e) => Err(e).with_context(|| format!("could not remove the directory {:?}", path.display().to_string())),
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "could not remove the directory {:?}",
+                    path.display().to_string()
+                )
+            }),
         }
     }
 
@@ -219,11 +227,16 @@ impl Fs {
             Err(e) => return Err(e).with_context(|| format!("could not resolve {shown:?}")),
         };
         if real != target {
-            self.refuse(layout, &real, &real).with_context(|| format!("{shown:?} leads to {:?}", real.display().to_string()))?;
+            self.refuse(layout, &real, &real)
+                .with_context(|| format!("{shown:?} leads to {:?}", real.display().to_string()))?;
         }
         let mounts: BTreeSet<PathBuf> = read_mount_points()?.into_iter().collect();
-        let dir = open_dir_nofollow(None, &real).with_context(|| format!("could not open {shown:?}"))?;
-        let dev = nix::sys::stat::fstat(&dir).map_err(io::Error::from).with_context(|| format!("could not stat {shown:?}"))?.st_dev;
+        let dir =
+            open_dir_nofollow(None, &real).with_context(|| format!("could not open {shown:?}"))?;
+        let dev = nix::sys::stat::fstat(&dir)
+            .map_err(io::Error::from)
+            .with_context(|| format!("could not stat {shown:?}"))?
+            .st_dev;
         let mut cleared = Cleared::default();
         clear_fd(&dir, &real, dev, &mounts, &mut cleared)?;
         Ok(cleared)
@@ -326,13 +339,17 @@ fn clear_fd(
 
     let shown = || path.display().to_string();
     let names: Vec<std::ffi::OsString> = {
-        let dup = dir.try_clone().with_context(|| format!("could not list {:?}", shown()))?;
+        let dup = dir
+            .try_clone()
+            .with_context(|| format!("could not list {:?}", shown()))?;
         let mut listing = nix::dir::Dir::from_fd(dup)
             .map_err(io::Error::from)
             .with_context(|| format!("could not list {:?}", shown()))?;
         let mut names = Vec::new();
         for entry in listing.iter() {
-            let entry = entry.map_err(io::Error::from).with_context(|| format!("could not list {:?}", shown()))?;
+            let entry = entry
+                .map_err(io::Error::from)
+                .with_context(|| format!("could not list {:?}", shown()))?;
             let name = entry.file_name().to_bytes();
             if name != b"." && name != b".." {
                 names.push(std::ffi::OsStr::from_bytes(name).to_os_string());
@@ -347,7 +364,10 @@ fn clear_fd(
         let stat = match fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(s) => s,
             Err(e) if gone(e) => continue,
-            Err(e) => return Err(io::Error::from(e)).with_context(|| format!("could not stat {:?}", child.display().to_string())),
+            Err(e) => {
+                return Err(io::Error::from(e))
+                    .with_context(|| format!("could not stat {:?}", child.display().to_string()));
+            }
         };
         if stat.st_dev != dev || mounts.contains(&child) {
             cleared.kept_mounts.push(child);
@@ -359,7 +379,11 @@ fn clear_fd(
             let sub = match open_dir_nofollow(Some(dir), Path::new(&name)) {
                 Ok(fd) => fd,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).with_context(|| format!("could not open {:?}", child.display().to_string())),
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("could not open {:?}", child.display().to_string())
+                    });
+                }
             };
             // The entry may have been swapped between the stat and the open.
             let opened = nix::sys::stat::fstat(&sub).map_err(io::Error::from)?;
@@ -373,7 +397,11 @@ fn clear_fd(
                 continue;
             }
         }
-        let flag = if is_dir { UnlinkatFlags::RemoveDir } else { UnlinkatFlags::NoRemoveDir };
+        let flag = if is_dir {
+            UnlinkatFlags::RemoveDir
+        } else {
+            UnlinkatFlags::NoRemoveDir
+        };
         match unlinkat(dir, name.as_os_str(), flag) {
             Ok(()) => cleared.removed += 1,
             Err(e) if gone(e) => {}
@@ -381,7 +409,10 @@ fn clear_fd(
                 cleared.kept_mounts.push(child);
                 complete = false;
             }
-            Err(e) => return Err(io::Error::from(e)).with_context(|| format!("could not remove {:?}", child.display().to_string())),
+            Err(e) => {
+                return Err(io::Error::from(e))
+                    .with_context(|| format!("could not remove {:?}", child.display().to_string()));
+            }
         }
     }
     Ok(complete)
@@ -512,7 +543,10 @@ mod tests {
         assert_eq!(fs::read_dir(&d).unwrap().count(), 0);
         // Again, and on a directory that is gone: nothing to do, no error.
         assert_eq!(f.clear_dir(&layout, &d).unwrap(), Cleared::default());
-        assert_eq!(f.clear_dir(&layout, &dir.path().join("gone")).unwrap(), Cleared::default());
+        assert_eq!(
+            f.clear_dir(&layout, &dir.path().join("gone")).unwrap(),
+            Cleared::default()
+        );
     }
 
     /// A directory with a sentinel file, to show that a refused clear touched nothing.
@@ -545,7 +579,10 @@ mod tests {
         ] {
             let err = format!("{:#}", f.clear_dir(&layout, &path).unwrap_err());
             assert!(
-                err.contains(&format!("refusing to delete the contents of {:?}", path.display().to_string())) && err.contains(why),
+                err.contains(&format!(
+                    "refusing to delete the contents of {:?}",
+                    path.display().to_string()
+                )) && err.contains(why),
                 "{path:?}: {err}"
             );
             assert!(f.remove_dir_if_empty(&layout, &path).is_err(), "{path:?}");
@@ -564,8 +601,14 @@ mod tests {
         let etc = with_sentinel(&scratch.path().join("etc"));
         let top = with_sentinel(scratch.path());
         for p in ["/", "/etc", "/var/lib", "/usr/local", "etc"] {
-            let err = format!("{:#}", f.clear_dir(&Layout::host(), Path::new(p)).unwrap_err());
-            assert!(err.contains("refusing to delete the contents of"), "{p}: {err}");
+            let err = format!(
+                "{:#}",
+                f.clear_dir(&Layout::host(), Path::new(p)).unwrap_err()
+            );
+            assert!(
+                err.contains("refusing to delete the contents of"),
+                "{p}: {err}"
+            );
         }
         assert!(etc.exists() && top.exists());
     }
@@ -606,8 +649,14 @@ mod tests {
                 return None;
             }
             fs::create_dir_all(target).unwrap();
-            nix::mount::mount(Some(source), target, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
-                .expect("bind mount");
+            nix::mount::mount(
+                Some(source),
+                target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .expect("bind mount");
             Some(BindMount(target.to_path_buf()))
         }
     }
@@ -652,7 +701,10 @@ mod tests {
         let info = "36 25 0:32 / /var/lib/kubelet rw - ext4 /dev/sda rw\n38 36 0:34 / /var/lib/kubelet/pods/u1/a\\040b rw - tmpfs tmpfs rw\n";
         assert_eq!(
             mount_points(info),
-            vec![PathBuf::from("/var/lib/kubelet"), PathBuf::from("/var/lib/kubelet/pods/u1/a b")]
+            vec![
+                PathBuf::from("/var/lib/kubelet"),
+                PathBuf::from("/var/lib/kubelet/pods/u1/a b")
+            ]
         );
     }
 }

@@ -185,7 +185,9 @@ pub fn check_node_dir(path: &Path) -> Option<String> {
         );
     }
     if path == Path::new("/") {
-        return Some(format!("must not be the root directory \"/\": {WHY}; use a directory of its own"));
+        return Some(format!(
+            "must not be the root directory \"/\": {WHY}; use a directory of its own"
+        ));
     }
     protected_reason(path).map(|_| {
         format!("must not be a system directory such as /etc, /var or /var/lib: {WHY}; use a directory of its own")
@@ -214,17 +216,33 @@ fn check_path_args(c: &ClusterSpec, errs: &mut Vec<FieldError>) {
     };
     for arg in ["client-ca-file"] {
         if let Some(v) = c.api_server.component.extra_args.get(arg) {
-            check(format!("apiServer.extraArgs.{arg}"), v, check_node_file(Path::new(v)));
+            check(
+                format!("apiServer.extraArgs.{arg}"),
+                v,
+                check_node_file(Path::new(v)),
+            );
         }
     }
     if let Some(local) = &c.etcd.local {
-        check("etcd.local.dataDir".into(), &local.data_dir, check_node_dir(Path::new(&local.data_dir)));
+        check(
+            "etcd.local.dataDir".into(),
+            &local.data_dir,
+            check_node_dir(Path::new(&local.data_dir)),
+        );
         if let Some(v) = local.extra_args.get("data-dir") {
-            check("etcd.local.extraArgs.data-dir".into(), v, check_node_dir(Path::new(v)));
+            check(
+                "etcd.local.extraArgs.data-dir".into(),
+                v,
+                check_node_dir(Path::new(v)),
+            );
         }
     }
     if let Some(dir) = &c.certificates_dir {
-        check("certificatesDir".into(), dir, check_node_dir(Path::new(dir)));
+        check(
+            "certificatesDir".into(),
+            dir,
+            check_node_dir(Path::new(dir)),
+        );
     }
 }
 
@@ -960,7 +978,10 @@ mod tests {
             "etcd.local.dataDir: \"/\" must not be the root directory \"/\"",
             "etcd.local.extraArgs.data-dir: \".\" must be an absolute path",
         ] {
-            assert!(e.iter().any(|m| m.starts_with(want)), "{want:?} not in {e:#?}");
+            assert!(
+                e.iter().any(|m| m.starts_with(want)),
+                "{want:?} not in {e:#?}"
+            );
         }
     }
 
@@ -979,7 +1000,13 @@ mod tests {
             });
         })
         .expect("valid");
-        for bad in ["/var/lib", "/usr/local/etcd", "/var/lib/../etc", "/var/lib/etcd/", "etcd"] {
+        for bad in [
+            "/var/lib",
+            "/usr/local/etcd",
+            "/var/lib/../etc",
+            "/var/lib/etcd/",
+            "etcd",
+        ] {
             assert!(check_node_dir(Path::new(bad)).is_some(), "{bad}");
         }
     }

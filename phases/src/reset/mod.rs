@@ -18,9 +18,9 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::node_record::{self, NodeRecord};
 use crate::out::Out;
-use plan::Step;
 use crate::runner::Phase;
 use crate::say;
+use plan::Step;
 
 /// The run data of `reset`.
 pub struct ResetData {
@@ -82,10 +82,19 @@ fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
             "Would stop the kubeboot agent and every static Pod it runs"
         );
         if record.kube_proxy && l.is_host() {
-            say!(d.out, "dryrun", "Would run \"kube-proxy --cleanup\" to remove kube-proxy's rules");
+            say!(
+                d.out,
+                "dryrun",
+                "Would run \"kube-proxy --cleanup\" to remove kube-proxy's rules"
+            );
         }
         for dir in &record.kubelet_dirs {
-            say!(d.out, "dryrun", "Would unmount everything below {}", l.node_path(dir).display());
+            say!(
+                d.out,
+                "dryrun",
+                "Would unmount everything below {}",
+                l.node_path(dir).display()
+            );
         }
         if l.is_host() {
             say!(
@@ -186,14 +195,23 @@ fn stop_and_unwire(d: &mut ResetData, record: &NodeRecord) -> anyhow::Result<()>
     // a shared machine).
     if record.kube_proxy && l.is_host() {
         match agent::node_cleanup::kube_proxy_cleanup(&record.bin_dirs) {
-            Ok(Some(exe)) => say!(d.out, "reset", "Removed kube-proxy's rules ({} --cleanup)", exe.display()),
+            Ok(Some(exe)) => say!(
+                d.out,
+                "reset",
+                "Removed kube-proxy's rules ({} --cleanup)",
+                exe.display()
+            ),
             Ok(None) => say!(
                 d.out,
                 "reset",
                 "[WARNING] kube-proxy ran here, but no kube-proxy binary is in {}; to remove its iptables and IPVS rules run: kube-proxy --cleanup",
                 show(&record.bin_dirs)
             ),
-            Err(e) => say!(d.out, "reset", "[WARNING] could not remove kube-proxy's rules: {e:#}; run: kube-proxy --cleanup"),
+            Err(e) => say!(
+                d.out,
+                "reset",
+                "[WARNING] could not remove kube-proxy's rules: {e:#}; run: kube-proxy --cleanup"
+            ),
         }
     }
     let netns = agent::node_cleanup::remove_pod_netns(&l)?;
@@ -379,4 +397,3 @@ fn closing_text(out: &Out) {
     );
     out.line("Please, check the contents of the $HOME/.kube/config file.");
 }
-

@@ -114,9 +114,8 @@ pub fn plan(layout: &Layout, obs: &Observed) -> Plan {
     // etcd's data only where kubeboot ran a local etcd, and only if it looks like etcd's.
     if record.etcd_data_dirs.is_empty() {
         // kubeadm: cmd/phases/reset/removeetcdmember.go, "No etcd config found".
-        plan.notes.push(
-            "No etcd config found. Assuming external etcd".to_string(),
-        );
+        plan.notes
+            .push("No etcd config found. Assuming external etcd".to_string());
         plan.notes
             .push("Please, manually reset etcd to prevent further issues".to_string());
     }
@@ -143,7 +142,8 @@ pub fn plan(layout: &Layout, obs: &Observed) -> Plan {
     dirs.extend(record.cert_dirs.iter().map(|d| at(d).join("etcd")));
     dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
     dirs.dedup();
-    plan.steps.extend(dirs.into_iter().map(Step::RemoveDirIfEmpty));
+    plan.steps
+        .extend(dirs.into_iter().map(Step::RemoveDirIfEmpty));
 
     plan.steps.push(Step::RemoveRecord(layout.node_record()));
     plan
@@ -173,13 +173,22 @@ mod tests {
     fn no_record_and_no_etcd_manifest_leaves_var_lib_etcd_and_says_so() {
         let plan = plan(&Layout::host(), &Observed::default());
         assert!(!cleared(&plan).contains(&Path::new("/var/lib/etcd")));
-        assert!(plan.notes.iter().any(|n| n == "No etcd config found. Assuming external etcd"));
+        assert!(
+            plan.notes
+                .iter()
+                .any(|n| n == "No etcd config found. Assuming external etcd")
+        );
         // The default layout: known files, never a whole certificate directory.
         assert!(files(&plan).contains(&Path::new("/etc/kubernetes/pki/ca.key")));
         assert!(files(&plan).contains(&Path::new("/etc/kubernetes/admin.conf")));
         assert!(!cleared(&plan).contains(&Path::new("/etc/kubernetes/pki")));
         assert!(cleared(&plan).contains(&Path::new("/var/lib/kubelet")));
-        assert_eq!(plan.steps.last(), Some(&Step::RemoveRecord("/var/lib/kubeboot/node-record.json".into())));
+        assert_eq!(
+            plan.steps.last(),
+            Some(&Step::RemoveRecord(
+                "/var/lib/kubeboot/node-record.json".into()
+            ))
+        );
     }
 
     #[test]
@@ -198,7 +207,11 @@ mod tests {
         );
         assert!(cleared(&plan).contains(&Path::new("/data/etcd")));
         assert!(!cleared(&plan).contains(&Path::new("/var/lib/etcd")));
-        assert!(plan.notes.iter().any(|n| n.contains("\"/var/lib/etcd\": it holds no member/")));
+        assert!(
+            plan.notes
+                .iter()
+                .any(|n| n.contains("\"/var/lib/etcd\": it holds no member/"))
+        );
     }
 
     #[test]
@@ -225,7 +238,11 @@ mod tests {
             .collect();
         assert_eq!(
             rmdirs,
-            vec![Path::new("/r/srv/kb/pki/etcd"), Path::new("/r/srv/kb/pki"), Path::new("/r/srv/kb")]
+            vec![
+                Path::new("/r/srv/kb/pki/etcd"),
+                Path::new("/r/srv/kb/pki"),
+                Path::new("/r/srv/kb")
+            ]
         );
     }
 }
