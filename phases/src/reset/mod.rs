@@ -144,6 +144,16 @@ fn observe(d: &ResetData) -> anyhow::Result<plan::Observed> {
         cert_dir_flag,
         ..Default::default()
     };
+    // libcni names its cached results <network>-<container>-<interface>.
+    let results = l.node_path(names::CNI_STATE_DIR).join("results");
+    let prefix = format!("{}-", names::KUBEBOOT_CNI_NETWORK);
+    obs.cni_results = std::fs::read_dir(d.fs.resolve(&results))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| results.join(e.file_name()))
+        .collect();
     obs.etcd_with_member = plan::effective_record(&obs)
         .etcd_data_dirs
         .into_iter()

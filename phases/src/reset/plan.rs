@@ -47,6 +47,9 @@ pub struct Observed {
     pub etcd_with_member: BTreeSet<PathBuf>,
     /// `--cert-dir`, a node path, validated.
     pub cert_dir_flag: Option<PathBuf>,
+    /// libcni's cached results of kubeboot's network (`/var/lib/cni/results/kubeboot-*`),
+    /// paths of the layout.
+    pub cni_results: Vec<PathBuf>,
 }
 
 /// The decision: the steps in order, and what to tell the user about what stays.
@@ -90,6 +93,7 @@ pub fn plan(layout: &Layout, obs: &Observed) -> Plan {
     }
     if !record.cni_bridges.is_empty() {
         files.insert(at(Path::new(names::CNI_CONF_DIR)).join(names::KUBEBOOT_CNI_CONFLIST));
+        files.extend(obs.cni_results.iter().cloned());
     }
     plan.steps.extend(files.into_iter().map(Step::RemoveFile));
 
@@ -140,8 +144,12 @@ pub fn plan(layout: &Layout, obs: &Observed) -> Plan {
         .map(|d| at(d))
         .collect();
     dirs.extend(record.cert_dirs.iter().map(|d| at(d).join("etcd")));
+    let mut dirs: Vec<PathBuf> = dirs
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-    dirs.dedup();
     plan.steps
         .extend(dirs.into_iter().map(Step::RemoveDirIfEmpty));
 
