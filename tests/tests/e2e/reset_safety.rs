@@ -117,18 +117,6 @@ fn config(node: &Node) -> String {
     )
 }
 
-fn write_file(node: &Node, path: &str, text: &str) -> Result<()> {
-    node.exec_ok(&[
-        "sh",
-        "-c",
-        "mkdir -p \"$(dirname \"$2\")\" && printf '%s' \"$1\" >\"$2\"",
-        "sh",
-        text,
-        path,
-    ])?;
-    Ok(())
-}
-
 const VOLUME_AT: &str = "/var/lib/kubelet/pods/kb-e2e/volumes/kubernetes.io~csi/pv/mount";
 const CONFIG: &str = "/var/lib/kubeboot/e2e-reset.yaml";
 
@@ -158,8 +146,7 @@ fn reset_safety() -> Result<()> {
         || {
             let before =
                 node.sh_ok("find /etc/kubernetes /var/lib/etcd /var/lib/kubeboot -mindepth 1")?;
-            write_file(
-                &node,
+            node.write_file(
                 "/var/lib/kubeboot/e2e-bad.yaml",
                 "apiVersion: kubeadm.k8s.io/v1beta2\nkind: ClusterConfiguration\n\
              apiServer:\n  extraArgs:\n    client-ca-file: /ca.pem\n\
@@ -211,7 +198,7 @@ fn reset_safety() -> Result<()> {
     step(
         "kubeboot init with client-ca-file under /etc and etcd in /var/lib/etcd/kubeboot",
         || {
-            write_file(&node, CONFIG, &config(&node))?;
+            node.write_file(CONFIG, &config(&node))?;
             let out = node.kubeboot_ok(&["init", "--config", CONFIG, "--bin-dir", &bin])?;
             ensure!(
                 out.contains("Your Kubernetes control-plane has initialized successfully!"),
@@ -299,24 +286,15 @@ fn reset_safety() -> Result<()> {
             left.trim().is_empty(),
             "kubeboot's files left after reset:\n{left}"
         );
-        let procs: Vec<String> = node
-            .processes()?
-            .into_iter()
-            .filter(|p| {
-                [
-                    "etcd",
-                    "kube-apiserver",
-                    "kube-controller",
-                    "kube-scheduler",
-                    "kubelet",
-                    "kube-proxy",
-                    "kubeboot",
-                ]
-                .iter()
-                .any(|c| p.comm.starts_with(c))
-            })
-            .map(|p| format!("{} {}", p.pid, p.cmdline))
-            .collect();
+        let procs = node.processes_starting_with(&[
+            "etcd",
+            "kube-apiserver",
+            "kube-controller",
+            "kube-scheduler",
+            "kubelet",
+            "kube-proxy",
+            "kubeboot",
+        ])?;
         ensure!(procs.is_empty(), "processes left after reset: {procs:?}");
         ensure!(
             kube_chains(&node)? == 0,
