@@ -109,7 +109,8 @@ impl NodeRecord {
         }
     }
 
-    /// Every path in the record, for the check that each is a normalized absolute path.
+    /// Every path reset deletes from, for the check that each is a normalized absolute
+    /// path (the bin dirs are only looked in).
     fn paths(&self) -> impl Iterator<Item = &PathBuf> {
         self.created_dirs
             .iter()
@@ -117,7 +118,6 @@ impl NodeRecord {
             .chain(&self.cert_dirs)
             .chain(&self.etcd_data_dirs)
             .chain(&self.kubelet_dirs)
-            .chain(&self.bin_dirs)
     }
 }
 

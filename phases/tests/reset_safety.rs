@@ -440,3 +440,31 @@ fn dry_run_lists_what_would_go_and_deletes_nothing() {
         assert!(out.contains(want), "{want} not listed:\n{out}");
     }
 }
+
+#[test]
+fn a_re_run_of_init_merges_into_the_record_and_reset_cleans_both() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    init_files(&mut common::data(r));
+    let mut again = common::data(r);
+    again.cfg.cluster.certificates_dir = "/srv/kubernetes/pki".into();
+    phases::init::run(&mut again, &["certs".to_string()]).unwrap();
+    let record = node_record::read(&Fs::real(), &Layout::under(r))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record.cert_dirs,
+        [
+            PathBuf::from("/etc/kubernetes/pki"),
+            "/srv/kubernetes/pki".into()
+        ]
+        .into()
+    );
+    assert!(r.join("srv/kubernetes/pki/ca.key").exists());
+    reset(r).unwrap();
+    assert!(files_below(&r.join("etc/kubernetes")).is_empty());
+    assert!(
+        !r.join("srv/kubernetes").exists(),
+        "the directories init created stay"
+    );
+}

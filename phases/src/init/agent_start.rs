@@ -84,7 +84,13 @@ pub fn ensure_running(d: &mut InitData, phase: &str) -> anyhow::Result<()> {
                 }
                 agent::cni::PodNetwork::None => Default::default(),
             },
-            bin_dirs: d.bin_dirs.clone(),
+            // Absolute, so that reset looks where init looked, from any working directory.
+            bin_dirs: d
+                .bin_dirs
+                .iter()
+                .map(|b| std::fs::canonicalize(b).unwrap_or_else(|_| b.clone()))
+                .filter(|b| b.is_absolute())
+                .collect(),
             ..Default::default()
         },
     )?;
