@@ -3,6 +3,8 @@
 //! server `client-ca-file` under `/etc`, a volume still mounted (stacked) below
 //! `/var/lib/kubelet`, and someone else's etcd data in `/var/lib/etcd`, with kubeboot's own
 //! etcd elsewhere. Paths that name `/` are refused by validation before init writes anything.
+//! What kubeboot's components made goes too: kube-proxy's service chains (`kube-proxy
+//! --cleanup`), kubeboot's bridge and the veths on it (someone else's veth stays).
 //!
 //! A test node's `/` and `/etc` are the machine's own. Before anything dangerous, the node's
 //! `/etc` becomes a private copy inside its mount namespace (its own `/var/lib/etcd` and
@@ -239,6 +241,18 @@ fn reset_safety() -> Result<()> {
         },
     )?;
 
+    step(
+        "a veth on kubeboot's bridge, and someone else's veth",
+        || {
+            node.sh_ok(
+                "set -e; ip link show kbr0 >/dev/null 2>&1 || ip link add kbr0 type bridge; \
+             ip link add kbe2e0 type veth peer name kbe2e1; ip link set kbe2e0 master kbr0; \
+             ip link add kbuser0 type veth peer name kbuser1",
+            )
+            .map(|_| ())
+        },
+    )?;
+
     step("reset -f deletes kubeboot's files and nothing else", || {
         let out = node.kubeboot_ok(&["reset", "-f"])?;
         eprintln!("{out}");
@@ -296,6 +310,17 @@ fn reset_safety() -> Result<()> {
             "kubeboot",
         ])?;
         ensure!(procs.is_empty(), "processes left after reset: {procs:?}");
+        let links = node.sh_ok("ip -o link show")?;
+        for gone in ["kbr0", "kbe2e0", "kbe2e1"] {
+            ensure!(
+                !links.contains(&format!(": {gone}")),
+                "{gone} is left:\n{links}"
+            );
+        }
+        ensure!(
+            links.contains(": kbuser0"),
+            "someone else's veth was deleted:\n{links}"
+        );
         ensure!(
             kube_chains(&node)? == 0,
             "kube-proxy's rules are left:\n{}",
