@@ -1,50 +1,13 @@
 //! The file-writing `init` phases on a layout rooted in a temp dir: what they write, with which
 //! modes, and that running them again changes nothing.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::SystemTime;
 
-use agent::host::fs::Fs;
-use components::Layout;
-use components::config::{HostFacts, InitFlags, resolve_init};
+use common::data;
 use phases::init::InitData;
-use phases::out::Out;
-
-fn data(root: &Path) -> InitData {
-    let flags = InitFlags {
-        apiserver_advertise_address: Some("10.123.0.2".into()),
-        kubernetes_version: Some("v1.20.2".into()),
-        node_name: Some("node1".into()),
-        pod_network_cidr: Some("10.244.0.0/16".into()),
-        ..Default::default()
-    };
-    let host = HostFacts {
-        hostname: "node1".into(),
-        default_address: None,
-        local_addresses: vec![],
-        detected_version: None,
-    };
-    let mut cfg = resolve_init(&flags, &host).expect("valid config");
-    let layout = Layout::under(root);
-    cfg.cluster.certificates_dir = "/etc/kubernetes/pki".into();
-    InitData {
-        ignore_preflight_errors: vec![],
-        cfg,
-        host_paths: manifests::HostPaths::detect(&layout, |_| false),
-        layout,
-        fs: Fs::real(),
-        out: Out::capture(),
-        dry_run: false,
-        bin_dirs: vec![],
-        exe: "/usr/local/bin/kubeboot".into(),
-        now: SystemTime::now(),
-        api: None,
-        pod_network: agent::cni::PodNetwork::Bridge,
-        static_pod_runner: components::StaticPodRunner::Agent,
-        skip_token_print: false,
-    }
-}
 
 const FILE_PHASES: &[&str] = &["certs", "kubeconfig", "etcd", "control-plane"];
 

@@ -262,15 +262,21 @@ impl Node {
              conntrack:\n  maxPerCore: 0\n",
             self.cgroup_root()
         );
+        self.write_file(PATH, &yaml)?;
+        Ok(PATH.to_string())
+    }
+
+    /// Writes `text` to `path` inside the node, creating its directory.
+    pub fn write_file(&self, path: &str, text: &str) -> Result<()> {
         self.exec_ok(&[
             "sh",
             "-c",
-            "mkdir -p /var/lib/kubeboot && printf '%s' \"$1\" >\"$2\"",
+            "mkdir -p \"$(dirname \"$2\")\" && printf '%s' \"$1\" >\"$2\"",
             "sh",
-            &yaml,
-            PATH,
+            text,
+            path,
         ])?;
-        Ok(PATH.to_string())
+        Ok(())
     }
 
     /// Reads a file as the node sees it (its private /etc/kubernetes etc.).
@@ -353,6 +359,17 @@ impl Node {
         }
         found.sort_by_key(|p| p.pid);
         Ok(found)
+    }
+
+    /// `<pid> <cmdline>` of the node's processes whose executable name (`comm`) starts with
+    /// one of `prefixes` (what a reset must have stopped).
+    pub fn processes_starting_with(&self, prefixes: &[&str]) -> Result<Vec<String>> {
+        Ok(self
+            .processes()?
+            .into_iter()
+            .filter(|p| prefixes.iter().any(|c| p.comm.starts_with(c)))
+            .map(|p| format!("{} {}", p.pid, p.cmdline))
+            .collect())
     }
 
     /// PIDs of the node's processes whose executable name (`comm`) is `comm`

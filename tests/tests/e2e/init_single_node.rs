@@ -379,22 +379,13 @@ fn init_single_node() -> Result<()> {
 
     step("reset -f cleans the node", || {
         node.kubeboot_ok(&["reset", "-f"])?;
-        let left: Vec<String> = node
-            .processes()?
-            .into_iter()
-            .filter(|p| {
-                [
-                    "etcd",
-                    "kube-apiserver",
-                    "kube-controller",
-                    "kube-scheduler",
-                    "kubeboot",
-                ]
-                .iter()
-                .any(|c| p.comm.starts_with(c))
-            })
-            .map(|p| format!("{} {}", p.pid, p.cmdline))
-            .collect();
+        let left = node.processes_starting_with(&[
+            "etcd",
+            "kube-apiserver",
+            "kube-controller",
+            "kube-scheduler",
+            "kubeboot",
+        ])?;
         ensure!(left.is_empty(), "processes left after reset: {left:?}");
         let files = node.sh_ok("find /etc/kubernetes /var/lib/etcd /var/lib/kubeboot /var/lib/kube-proxy /run/kubeboot -mindepth 1 -type f ! -name e2e-init.yaml")?;
         ensure!(files.trim().is_empty(), "files left after reset:\n{files}");
