@@ -251,7 +251,7 @@ pub fn unmount_below(layout: &Layout, dir: &Path) -> anyhow::Result<Unmounted> {
 /// # Errors
 /// kube-proxy cannot be started, or fails (its output in the message).
 pub fn kube_proxy_cleanup(bin_dirs: &[PathBuf]) -> anyhow::Result<Option<PathBuf>> {
-    let Some(exe) = process::find_binary(names::KUBE_PROXY, bin_dirs) else {
+    let Some(exe) = process::find_binary(names::KUBE_PROXY, bin_dirs)? else {
         return Ok(None);
     };
     let mut child = std::process::Command::new(&exe)
@@ -279,7 +279,7 @@ pub fn kube_proxy_cleanup(bin_dirs: &[PathBuf]) -> anyhow::Result<Option<PathBuf
     };
     let output = child.wait_with_output()?;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let ipset_installed = process::find_binary("ipset", &path_dirs()).is_some();
+    let ipset_installed = matches!(process::find_binary("ipset", &path_dirs()), Ok(Some(_)));
     let errors = cleanup_errors(&stderr, ipset_installed);
     anyhow::ensure!(
         status.success() || errors.is_empty(),
