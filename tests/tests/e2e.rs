@@ -26,3 +26,5 @@ mod init_bad_input;
 mod init_single_node;
 #[path = "e2e/mirror_pods.rs"]
 mod mirror_pods;
+#[path = "e2e/route_safety.rs"]
+mod route_safety;
