@@ -1,14 +1,17 @@
-//! The node's pod network in `--pod-network bridge` mode: learns the Nodes from the API with
-//! the kubelet's credentials, writes kubeboot's CNI configuration once this node's podCIDR is
-//! known, and keeps a host route to every other node's podCIDR via that node's InternalIP
-//! (host-gw style). Level-triggered: one list of Nodes per period, nothing else held.
+//! The node's pod network in `--pod-network bridge` mode: learns the Nodes and the cluster's
+//! pod network (the `kubeadm-config` ConfigMap) from the API with the kubelet's credentials,
+//! writes kubeboot's CNI configuration once this node's podCIDR is known, and keeps a host
+//! route to every other node's podCIDR via that node's InternalIP (host-gw style) where
+//! [`routes::plan`] allows one. Level-triggered: each period observes the Nodes, the cluster's
+//! pod network and the host's routes, decides purely, then runs `ip route` in one place
+//! ([`commands`]); only the refusals already logged are held between periods.
 
-use std::net::IpAddr;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -17,6 +20,8 @@ use tracing::{debug, info, warn};
 use crate::cni;
 use crate::host::fs::Fs;
 use crate::host::process;
+
+pub mod routes;
 
 /// The routing protocol number kubeboot's routes carry (`ip route ... proto 77`), so they can
 /// be told apart from everyone else's and flushed by `kubeboot reset`.
@@ -43,77 +48,42 @@ pub struct NodeNetworkConfig {
     pub cni_plugin_dirs: Vec<PathBuf>,
 }
 
-/// What the loop needs to know of one Node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeInfo {
-    /// Its name.
-    pub name: String,
-    /// `spec.podCIDR`, if assigned.
-    pub pod_cidr: Option<String>,
-    /// Its first `InternalIP`.
-    pub internal_ip: Option<IpAddr>,
-}
+pub use routes::{ClusterNetwork, NodeInfo, Plan, Route};
 
 impl NodeInfo {
-    /// The facts of a Node object.
+    /// The facts of a Node object: `spec.podCIDRs` (else `spec.podCIDR`) and every
+    /// `InternalIP` that parses.
     pub fn from_node(n: &Node) -> NodeInfo {
+        let spec = n.spec.as_ref();
+        let mut pod_cidrs: Vec<String> = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
+        if pod_cidrs.is_empty() {
+            pod_cidrs.extend(spec.and_then(|s| s.pod_cidr.clone()));
+        }
         NodeInfo {
             name: n.metadata.name.clone().unwrap_or_default(),
-            pod_cidr: n.spec.as_ref().and_then(|s| s.pod_cidr.clone()),
-            internal_ip: n
+            pod_cidrs,
+            internal_ips: n
                 .status
                 .as_ref()
                 .and_then(|s| s.addresses.as_ref())
-                .and_then(|a| {
+                .map(|a| {
                     a.iter()
-                        .find(|a| a.type_ == "InternalIP")
-                        .and_then(|a| a.address.parse().ok())
-                }),
+                        .filter(|a| a.type_ == "InternalIP")
+                        .filter_map(|a| a.address.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
-}
-
-/// A route to another node's pods.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Route {
-    /// The other node's podCIDR.
-    pub dst: String,
-    /// Its InternalIP.
-    pub via: IpAddr,
-}
-
-/// The routes this node should have: one per other node with both a podCIDR and an
-/// InternalIP, sorted.
-pub fn desired_routes(nodes: &[NodeInfo], me: &str) -> Vec<Route> {
-    let mut routes: Vec<Route> = nodes
-        .iter()
-        .filter(|n| n.name != me)
-        .filter_map(|n| {
-            Some(Route {
-                dst: n.pod_cidr.clone()?,
-                via: n.internal_ip?,
-            })
-        })
-        .collect();
-    routes.sort();
-    routes.dedup_by(|a, b| a.dst == b.dst);
-    routes
-}
-
-/// The destinations of `ip route show proto 77` output that are no longer desired.
-pub fn stale_routes(shown: &str, desired: &[Route]) -> Vec<String> {
-    shown
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|dst| !desired.iter().any(|r| r.dst == *dst))
-        .map(str::to_string)
-        .collect()
 }
 
 /// Runs the loop until the task is dropped.
 pub async fn run(cfg: NodeNetworkConfig) {
     let mut client: Option<Client> = None;
     let mut configured = false;
+    // Refusals and errors already logged: each is logged once, not every period.
+    let mut logged = BTreeSet::new();
+    let mut last_error: Option<String> = None;
     loop {
         let period = if configured { PERIOD } else { FAST_PERIOD };
         if client.is_none() && cfg.kubeconfig.exists() {
@@ -123,35 +93,112 @@ pub async fn run(cfg: NodeNetworkConfig) {
             }
         }
         if let Some(c) = &client {
-            match sync(&cfg, c).await {
-                Ok(done) => configured = done,
-                Err(e) => warn!("pod network: {e:#}"),
+            match sync(&cfg, c, &mut logged).await {
+                Ok(done) => {
+                    configured = done;
+                    last_error = None;
+                }
+                Err(e) => {
+                    let e = format!("{e:#}");
+                    if last_error.as_ref() != Some(&e) {
+                        warn!("pod network: {e}");
+                    }
+                    last_error = Some(e);
+                }
             }
         }
         tokio::time::sleep(period).await;
     }
 }
 
-/// One pass; true once this node's CNI configuration is in place.
-async fn sync(cfg: &NodeNetworkConfig, client: &Client) -> anyhow::Result<bool> {
+/// One pass: observe (Nodes, the cluster's pod network, the host's routes), decide
+/// ([`routes::plan`]), act ([`apply`]), say (each refusal once). True once this node's CNI
+/// configuration is in place.
+async fn sync(
+    cfg: &NodeNetworkConfig,
+    client: &Client,
+    logged: &mut BTreeSet<String>,
+) -> anyhow::Result<bool> {
     let nodes: Api<Node> = Api::all(client.clone());
     let list = nodes
         .list(&ListParams::default())
         .await
         .context("could not list Nodes")?;
     let infos: Vec<NodeInfo> = list.items.iter().map(NodeInfo::from_node).collect();
-    let routes = desired_routes(&infos, &cfg.node_name);
-    sync_routes(&routes).await?;
-    let Some(cidr) = infos
-        .iter()
-        .find(|n| n.name == cfg.node_name)
-        .and_then(|n| n.pod_cidr.clone())
+    let cluster = cluster_network(client).await?;
+    let mut host = observe_routes(false).await?;
+    if cluster.as_ref().is_some_and(ClusterNetwork::has_ipv6) {
+        host.extend(observe_routes(true).await?);
+    }
+
+    let plan = routes::plan(&routes::Observed {
+        me: &cfg.node_name,
+        nodes: &infos,
+        cluster: cluster.as_ref(),
+        host: &host,
+        bridge: components::names::KUBEBOOT_CNI_BRIDGE,
+    });
+
+    for line in routes::new_refusals(logged, plan.refused.iter().chain(plan.own.as_ref().err())) {
+        warn!("{line}");
+    }
+    apply(&plan).await?;
+    match plan.own {
+        Ok(Some(cidr)) => {
+            write_conflist(cfg, &cidr.to_string())?;
+            Ok(true)
+        }
+        Ok(None) => {
+            debug!("this node has no podCIDR yet");
+            Ok(false)
+        }
+        Err(_) => Ok(false),
+    }
+}
+
+/// The cluster's pod network from the `kube-system/kubeadm-config` ConfigMap, which the
+/// kubelet's identity may read (kubeadm's `kubeadm:nodes-kubeadm-config` Role binds
+/// `system:nodes`). `None` when the ConfigMap or its pod subnet is absent: nothing is
+/// routed then. A failed read is an error, so nothing is changed on a passing API error.
+async fn cluster_network(client: &Client) -> anyhow::Result<Option<ClusterNetwork>> {
+    use components::names;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
+    let cm = cms
+        .get_opt(names::KUBEADM_CONFIG_CONFIGMAP)
+        .await
+        .with_context(|| {
+            format!(
+                "could not read the ConfigMap {}/{} (the cluster's pod subnet)",
+                names::KUBE_SYSTEM,
+                names::KUBEADM_CONFIG_CONFIGMAP
+            )
+        })?;
+    let Some(text) = cm
+        .and_then(|cm| cm.data)
+        .and_then(|mut d| d.remove(names::CLUSTER_CONFIGURATION_KEY))
     else {
-        debug!("this node has no podCIDR yet");
-        return Ok(false);
+        return Ok(None);
     };
-    write_conflist(cfg, &cidr)?;
-    Ok(true)
+    ClusterNetwork::from_cluster_configuration(&text)
+        .map_err(|e| anyhow::anyhow!(e))
+        .with_context(|| {
+            format!(
+                "the {} in ConfigMap {}/{} is not usable",
+                names::CLUSTER_CONFIGURATION_KEY,
+                names::KUBE_SYSTEM,
+                names::KUBEADM_CONFIG_CONFIGMAP
+            )
+        })
+}
+
+/// The host's IPv4 (or IPv6) routes of every table, numeric (`ip -j -N route show table
+/// all`).
+async fn observe_routes(ipv6: bool) -> anyhow::Result<Vec<routes::HostRoute>> {
+    let family = if ipv6 { "-6" } else { "-4" };
+    let json = ip(&[family, "-j", "-N", "route", "show", "table", "all"]).await?;
+    routes::parse_routes(&json, ipv6)
+        .map_err(|e| anyhow::anyhow!(e))
+        .with_context(|| format!("could not read the output of ip {family} -j -N route show"))
 }
 
 /// Writes kubeboot's CNI configuration for `cidr` unless it is there already.
@@ -194,32 +241,53 @@ async fn ip(args: &[&str]) -> anyhow::Result<String> {
     Ok(out.output)
 }
 
-async fn sync_routes(routes: &[Route]) -> anyhow::Result<()> {
-    let shown = ip(&["route", "show", "proto", ROUTE_PROTO]).await?;
-    for dst in stale_routes(&shown, routes) {
-        ip(&["route", "del", &dst, "proto", ROUTE_PROTO]).await?;
-        info!(%dst, "removed the route to a node that is gone");
-    }
-    for r in routes {
-        let via = r.via.to_string();
-        if shown
-            .lines()
-            .any(|l| l.starts_with(&format!("{} via {via} ", r.dst)))
-        {
-            continue;
+/// The `ip` arguments of a plan, in the order they run: removals first (a route moving to
+/// another destination frees its gateway first), then replacements and additions. Every
+/// command names protocol 77 in the main table, so a deletion never matches a route kubeboot
+/// did not create (the kernel compares the protocol when one is given).
+pub fn commands(plan: &Plan) -> Vec<Vec<String>> {
+    let tail = |v: &mut Vec<String>| {
+        v.extend(["proto", ROUTE_PROTO, "table", "main"].map(String::from));
+    };
+    let mut cmds = Vec::new();
+    for r in &plan.remove {
+        let mut v = vec!["route".to_string(), "del".into(), r.dst.to_string()];
+        if let Some(g) = r.gateway {
+            v.extend(["via".to_string(), g.to_string()]);
         }
-        ip(&[
-            "route",
-            "replace",
-            &r.dst,
-            "via",
-            &via,
-            "proto",
-            ROUTE_PROTO,
-        ])
-        .await?;
-        info!(dst = %r.dst, %via, "route to a node's pods");
+        tail(&mut v);
+        cmds.push(v);
     }
+    for (verb, list) in [("replace", &plan.replace), ("add", &plan.add)] {
+        for r in list {
+            let mut v = vec![
+                "route".to_string(),
+                verb.to_string(),
+                r.dst.to_string(),
+                "via".into(),
+                r.via.to_string(),
+            ];
+            tail(&mut v);
+            cmds.push(v);
+        }
+    }
+    cmds
+}
+
+/// Runs the plan's `ip route` commands: the one place routes change. Each runs even when an
+/// earlier one failed; the failures come back together.
+async fn apply(plan: &Plan) -> anyhow::Result<()> {
+    let mut failed = Vec::new();
+    for cmd in commands(plan) {
+        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        match ip(&args).await {
+            Ok(_) => {
+                info!(command = %format!("ip {}", args.join(" ")), "pod network route changed")
+            }
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+    }
+    anyhow::ensure!(failed.is_empty(), "{}", failed.join("; "));
     Ok(())
 }
 
@@ -240,39 +308,68 @@ async fn client_from(path: &Path) -> anyhow::Result<Client> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn node(name: &str, cidr: Option<&str>, ip: Option<&str>) -> NodeInfo {
-        NodeInfo {
-            name: name.into(),
-            pod_cidr: cidr.map(str::to_string),
-            internal_ip: ip.map(|i| i.parse().unwrap()),
-        }
-    }
+    use routes::{HostRoute, RouteKind};
 
     #[test]
-    fn routes_go_to_other_nodes_with_a_cidr_and_an_address() {
-        let nodes = [
-            node("a", Some("10.244.0.0/24"), Some("10.0.0.1")),
-            node("b", Some("10.244.1.0/24"), Some("10.0.0.2")),
-            node("c", None, Some("10.0.0.3")),
-            node("d", Some("10.244.3.0/24"), None),
-        ];
+    fn every_route_command_names_kubeboots_protocol_and_never_replaces_blindly() {
+        assert_eq!(ROUTE_PROTO, routes::KUBEBOOT_PROTO.to_string());
+        let r = |dst: &str, via: &str| Route {
+            dst: dst.parse().unwrap(),
+            via: via.parse().unwrap(),
+        };
+        let plan = Plan {
+            add: vec![r("10.244.3.0/24", "192.168.1.20")],
+            replace: vec![r("10.244.5.0/24", "192.168.1.6")],
+            keep: vec![r("10.244.6.0/24", "192.168.1.7")],
+            remove: vec![HostRoute {
+                dst: "10.244.9.0/24".parse().unwrap(),
+                gateway: Some("192.168.1.9".parse().unwrap()),
+                dev: Some("eth0".into()),
+                kind: RouteKind::Gateway,
+                proto: routes::KUBEBOOT_PROTO,
+                table: 254,
+            }],
+            refused: vec![],
+            own: Ok(None),
+        };
+        let shown: Vec<String> = commands(&plan).iter().map(|c| c.join(" ")).collect();
         assert_eq!(
-            desired_routes(&nodes, "a"),
-            vec![Route {
-                dst: "10.244.1.0/24".into(),
-                via: "10.0.0.2".parse().unwrap()
-            }]
+            shown,
+            [
+                "route del 10.244.9.0/24 via 192.168.1.9 proto 77 table main",
+                "route replace 10.244.5.0/24 via 192.168.1.6 proto 77 table main",
+                "route add 10.244.3.0/24 via 192.168.1.20 proto 77 table main",
+            ]
         );
     }
 
     #[test]
-    fn stale_routes_are_those_not_desired() {
-        let shown = "10.244.1.0/24 via 10.0.0.2 dev eth0 proto 77 \n10.244.5.0/24 via 10.0.0.9 dev eth0 proto 77 \n";
-        let desired = [Route {
-            dst: "10.244.1.0/24".into(),
-            via: "10.0.0.2".parse().unwrap(),
-        }];
-        assert_eq!(stale_routes(shown, &desired), vec!["10.244.5.0/24"]);
+    fn node_facts_take_every_pod_cidr_and_internal_ip() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n1"},
+            "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24", "fd10::/64"]},
+            "status": {"addresses": [
+                {"type": "Hostname", "address": "n1"},
+                {"type": "InternalIP", "address": "192.168.1.5"},
+                {"type": "InternalIP", "address": "fd00::5"},
+                {"type": "InternalIP", "address": "bogus"}
+            ]}
+        }))
+        .unwrap();
+        let info = NodeInfo::from_node(&node);
+        assert_eq!(info.name, "n1");
+        assert_eq!(info.pod_cidrs, ["10.244.1.0/24", "fd10::/64"]);
+        assert_eq!(
+            info.internal_ips,
+            vec![
+                "192.168.1.5".parse::<std::net::IpAddr>().unwrap(),
+                "fd00::5".parse().unwrap()
+            ]
+        );
+        let old: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n2"}, "spec": {"podCIDR": "10.244.2.0/24"}
+        }))
+        .unwrap();
+        assert_eq!(NodeInfo::from_node(&old).pod_cidrs, ["10.244.2.0/24"]);
     }
 }

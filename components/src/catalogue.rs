@@ -246,6 +246,52 @@ pub fn default_image_repository(version: &Version) -> &'static str {
         .expect("IMAGE_REPOSITORIES covers every minor")
 }
 
+/// The group of admin.conf's client certificate per range of minors (kubeadm:
+/// phases/kubeconfig/kubeconfig.go, getKubeConfigSpecsBase). Up to 1.28 it is
+/// `system:masters`, which no RBAC rule can take away; from 1.29 on (kubeadm 1.29's
+/// constants.go, ClusterAdminsGroupAndClusterRoleBinding) it is `kubeadm:cluster-admins`,
+/// bound to `cluster-admin` by a ClusterRoleBinding init creates, and only the break-glass
+/// `super-admin.conf` of the first control-plane node is in `system:masters`.
+pub const ADMIN_KUBECONFIG_GROUPS: &[(Gate, &str)] = &[
+    (
+        Gate {
+            since: ANY,
+            until: v(1, 29),
+        },
+        names::SYSTEM_PRIVILEGED_GROUP,
+    ),
+    (
+        Gate {
+            since: v(1, 29),
+            until: NEVER,
+        },
+        names::CLUSTER_ADMINS_GROUP,
+    ),
+];
+
+/// The minors whose `init` writes `super-admin.conf` (in `system:masters`) and creates the
+/// `kubeadm:cluster-admins` ClusterRoleBinding with it (kubeadm 1.29: init's
+/// EnsureAdminClusterRoleBinding).
+pub const SUPER_ADMIN_KUBECONFIG: Gate = Gate {
+    since: v(1, 29),
+    until: NEVER,
+};
+
+/// The group admin.conf's client certificate carries at `version`.
+pub fn admin_kubeconfig_group(version: &Version) -> &'static str {
+    ADMIN_KUBECONFIG_GROUPS
+        .iter()
+        .find(|(gate, _)| gate.contains(version))
+        .map(|(_, group)| *group)
+        .expect("ADMIN_KUBECONFIG_GROUPS covers every minor")
+}
+
+/// Whether `init` at `version` writes `super-admin.conf` and binds admin.conf's group to
+/// `cluster-admin` (the two go together: the binding is what admin.conf's rights rest on).
+pub fn has_super_admin(version: &Version) -> bool {
+    SUPER_ADMIN_KUBECONFIG.contains(version)
+}
+
 /// The image tag of a Kubernetes component (kubeadm: util.KubernetesVersionToImageTag, which
 /// replaces the `+` of build metadata, absent from [`Version`], with `_`).
 pub fn kubernetes_image_tag(version: &Version) -> String {
@@ -1077,6 +1123,20 @@ mod tests {
     fn component_names_round_trip() {
         for c in Component::ALL {
             assert_eq!(Component::from_name(c.name()), Some(c));
+        }
+    }
+
+    #[test]
+    fn admin_kubeconfig_group_splits_at_1_29() {
+        let at = |s: &str| s.parse::<Version>().expect("version");
+        for (version, group, super_admin) in [
+            ("v1.20.2", "system:masters", false),
+            ("v1.28.9", "system:masters", false),
+            ("v1.29.0", "kubeadm:cluster-admins", true),
+            ("v1.33.1", "kubeadm:cluster-admins", true),
+        ] {
+            assert_eq!(admin_kubeconfig_group(&at(version)), group, "{version}");
+            assert_eq!(has_super_admin(&at(version)), super_admin, "{version}");
         }
     }
 }

@@ -38,6 +38,9 @@ pub const KUBELET_BOOTSTRAP_KUBECONFIG: &str = "bootstrap-kubelet.conf";
 pub const CONTROLLER_MANAGER_KUBECONFIG: &str = "controller-manager.conf";
 /// SchedulerKubeConfigFileName.
 pub const SCHEDULER_KUBECONFIG: &str = "scheduler.conf";
+/// SuperAdminKubeConfigFileName (kubeadm >= 1.29: the break-glass credential in
+/// `system:masters`, written by `init` only).
+pub const SUPER_ADMIN_KUBECONFIG: &str = "super-admin.conf";
 
 /// Etcd.
 pub const ETCD: &str = "etcd";
@@ -106,6 +109,14 @@ pub const CLUSTER_INFO_CONFIGMAP: &str = "cluster-info";
 pub const ADMIN_USER: &str = "kubernetes-admin";
 /// SystemPrivilegedGroup.
 pub const SYSTEM_PRIVILEGED_GROUP: &str = "system:masters";
+/// The user kubeadm >= 1.29 puts in super-admin.conf (phases/kubeconfig,
+/// getKubeConfigSpecsBase: "kubernetes-super-admin").
+pub const SUPER_ADMIN_USER: &str = "kubernetes-super-admin";
+/// ClusterAdminsGroupAndClusterRoleBinding (kubeadm >= 1.29): admin.conf's group, and the
+/// name of the ClusterRoleBinding that binds it to `cluster-admin`.
+pub const CLUSTER_ADMINS_GROUP: &str = "kubeadm:cluster-admins";
+/// The API server's bootstrap ClusterRole with every right (rbac bootstrappolicy).
+pub const CLUSTER_ADMIN_CLUSTER_ROLE: &str = "cluster-admin";
 /// NodesGroup.
 pub const NODES_GROUP: &str = "system:nodes";
 /// NodesUserPrefix.

@@ -69,6 +69,7 @@ impl NodeRecord {
         let agent_manifests = Path::new(names::KUBEBOOT_AGENT_MANIFESTS_DIR);
         let mut files: BTreeSet<PathBuf> = [
             names::ADMIN_KUBECONFIG,
+            names::SUPER_ADMIN_KUBECONFIG,
             names::KUBELET_KUBECONFIG,
             names::KUBELET_BOOTSTRAP_KUBECONFIG,
             names::CONTROLLER_MANAGER_KUBECONFIG,

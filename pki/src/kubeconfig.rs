@@ -8,6 +8,8 @@ use base64::Engine as _;
 use components::config::KeyAlgorithm;
 use components::names;
 use serde::{Deserialize, Serialize};
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::x509::AttributeTypeAndValue;
 
 use crate::certs::{AltNames, ExtKeyUsage, KeyUsage, LEAF_VALIDITY_DAYS};
 use crate::issue::{Issuer, Template, sign};
@@ -83,7 +85,9 @@ impl KubeconfigSpec {
     }
 }
 
-/// The kubeconfig files of a control-plane node, in kubeadm's phase order.
+/// The kubeconfig files of a control-plane node, in kubeadm's phase order, as kubeadm 1.20
+/// writes them. admin.conf's group changed in 1.29 ([`versioned`]), and 1.29 added
+/// [`SUPER_ADMIN_KUBECONFIG`].
 pub static KUBECONFIGS: &[KubeconfigSpec] = &[
     KubeconfigSpec {
         name: "admin",
@@ -118,6 +122,50 @@ pub static KUBECONFIGS: &[KubeconfigSpec] = &[
         server: ServerKind::LocalApiEndpoint,
     },
 ];
+
+/// admin.conf from Kubernetes 1.29 on: the same file, user and server as the admin entry of
+/// [`KUBECONFIGS`], but in the group `kubeadm:cluster-admins` (kubeadm 1.29:
+/// phases/kubeconfig/kubeconfig.go, getKubeConfigSpecsBase), whose rights come from the
+/// `kubeadm:cluster-admins` ClusterRoleBinding and so can be revoked. [`versioned`] picks it.
+pub static CLUSTER_ADMINS_ADMIN_KUBECONFIG: KubeconfigSpec = KubeconfigSpec {
+    name: "admin",
+    short: "Generate a kubeconfig file for the admin to use and for kubeadm itself",
+    file_name: names::ADMIN_KUBECONFIG,
+    client: ClientName::Fixed(names::ADMIN_USER),
+    organizations: &[names::CLUSTER_ADMINS_GROUP],
+    server: ServerKind::ControlPlaneEndpoint,
+};
+
+/// super-admin.conf (Kubernetes 1.29 and later, `init` only): `kubernetes-super-admin` in
+/// `system:masters`, the break-glass credential that bypasses RBAC; init uses it once, to
+/// create the ClusterRoleBinding admin.conf's rights rest on (kubeadm 1.29:
+/// getKubeConfigSpecsBase, SuperAdminKubeConfigFileName; `kubeadm init phase kubeconfig
+/// super-admin`).
+pub static SUPER_ADMIN_KUBECONFIG: KubeconfigSpec = KubeconfigSpec {
+    name: "super-admin",
+    short: "Generate a kubeconfig file for the super-admin",
+    file_name: names::SUPER_ADMIN_KUBECONFIG,
+    client: ClientName::Fixed(names::SUPER_ADMIN_USER),
+    organizations: &[names::SYSTEM_PRIVILEGED_GROUP],
+    server: ServerKind::ControlPlaneEndpoint,
+};
+
+/// The spec kubeboot writes for `spec` at Kubernetes `version`: admin.conf's group follows
+/// [`components::catalogue::admin_kubeconfig_group`] (`system:masters` up to 1.28,
+/// `kubeadm:cluster-admins` from 1.29); every other spec is the same for every version.
+pub fn versioned(
+    spec: &'static KubeconfigSpec,
+    version: &components::Version,
+) -> &'static KubeconfigSpec {
+    if spec.file_name != names::ADMIN_KUBECONFIG {
+        return spec;
+    }
+    let group = components::catalogue::admin_kubeconfig_group(version);
+    [spec, &KUBECONFIGS[0], &CLUSTER_ADMINS_ADMIN_KUBECONFIG]
+        .into_iter()
+        .find(|s| s.organizations == [group])
+        .expect("an admin.conf spec for every group of catalogue::ADMIN_KUBECONFIG_GROUPS")
+}
 
 /// The node-local kubeconfig of the kube-proxy that kubeboot's agent runs as a static pod,
 /// `/var/lib/kube-proxy/kubeconfig.conf`: a client certificate for `system:kube-proxy`, the
@@ -311,6 +359,48 @@ impl Kubeconfig {
         })
     }
 
+    /// The user name (CN) and groups (O) of the current context's client certificate: who
+    /// the API server takes this kubeconfig for.
+    ///
+    /// # Errors
+    /// [`PkiError::ParseCert`] when the current user has no client certificate or it does
+    /// not parse.
+    pub fn client_identity(&self) -> Result<(String, Vec<String>), PkiError> {
+        let fail = |reason: String| PkiError::ParseCert {
+            what: "the kubeconfig's client certificate".to_string(),
+            reason,
+        };
+        let user = self
+            .contexts
+            .iter()
+            .find(|c| c.name == self.current_context)
+            .and_then(|ctx| self.users.iter().find(|u| u.name == ctx.context.user))
+            .ok_or_else(|| fail("the current context has no user".to_string()))?;
+        let data = user
+            .user
+            .client_certificate_data
+            .as_deref()
+            .ok_or_else(|| fail("no client-certificate-data".to_string()))?;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|e| fail(e.to_string()))?;
+        let pem = String::from_utf8(pem).map_err(|e| fail(e.to_string()))?;
+        let blocks = crate::der::pem_blocks(&pem).map_err(fail)?;
+        let (_, der) = blocks
+            .first()
+            .ok_or_else(|| fail("no PEM block".to_string()))?;
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| fail(e.to_string()))?;
+        let strings = |it: &mut dyn Iterator<Item = &AttributeTypeAndValue>| -> Vec<String> {
+            it.filter_map(|a| a.as_str().ok().map(str::to_string))
+                .collect()
+        };
+        let cn = strings(&mut cert.subject().iter_common_name())
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        Ok((cn, strings(&mut cert.subject().iter_organization())))
+    }
+
     /// The cluster of the current context, if the file is complete.
     pub fn current_cluster(&self) -> Option<&NamedCluster> {
         let ctx = self
@@ -449,8 +539,6 @@ pub fn decide_kubeconfig(
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
-
-    use x509_parser::prelude::{FromDer, X509Certificate};
 
     use super::*;
     use crate::certs::{cert_spec, tests::inputs};
@@ -647,6 +735,61 @@ mod tests {
             "system:kube-controller-manager"
         );
         assert_eq!(spec("scheduler").client_name("x"), "system:kube-scheduler");
+    }
+
+    #[test]
+    fn admin_conf_is_cluster_admins_from_1_29_and_super_admin_is_system_masters() {
+        let at = |s: &str| s.parse::<components::Version>().expect("version");
+        let build = |spec: &KubeconfigSpec| {
+            build_kubeconfig(
+                spec,
+                "node1",
+                "kubernetes",
+                "https://10.0.0.1:6443",
+                &ca(),
+                KeyAlgorithm::EcdsaP256,
+                now(),
+            )
+            .expect("builds")
+        };
+        for (version, group) in [
+            ("v1.20.2", "system:masters"),
+            ("v1.28.0", "system:masters"),
+            ("v1.29.0", "kubeadm:cluster-admins"),
+            ("v1.33.2", "kubeadm:cluster-admins"),
+        ] {
+            let admin = versioned(spec("admin"), &at(version));
+            assert_eq!(admin.file_name, "admin.conf", "{version}");
+            let kc = build(admin);
+            assert_eq!(kc.current_context, "kubernetes-admin@kubernetes");
+            assert_eq!(
+                kc.client_identity().expect("identity"),
+                ("kubernetes-admin".into(), vec![group.to_string()]),
+                "{version}"
+            );
+        }
+        // 1.20 keeps exactly kubeadm 1.20's spec (the goldens compare against it).
+        assert!(std::ptr::eq(
+            versioned(spec("admin"), &at("v1.20.2")),
+            &KUBECONFIGS[0]
+        ));
+        for name in ["kubelet", "controller-manager", "scheduler"] {
+            assert!(std::ptr::eq(
+                versioned(spec(name), &at("v1.29.0")),
+                spec(name)
+            ));
+        }
+        let sa = build(&SUPER_ADMIN_KUBECONFIG);
+        assert_eq!(SUPER_ADMIN_KUBECONFIG.file_name, "super-admin.conf");
+        assert_eq!(sa.current_context, "kubernetes-super-admin@kubernetes");
+        assert_eq!(
+            sa.client_identity().expect("identity"),
+            (
+                "kubernetes-super-admin".into(),
+                vec!["system:masters".into()]
+            )
+        );
+        assert!(KUBECONFIGS.iter().all(|s| s.name != "super-admin"));
     }
 
     #[test]

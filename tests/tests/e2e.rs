@@ -30,3 +30,5 @@ mod init_single_node;
 mod mirror_pods;
 #[path = "e2e/reset_safety.rs"]
 mod reset_safety;
+#[path = "e2e/route_safety.rs"]
+mod route_safety;

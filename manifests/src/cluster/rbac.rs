@@ -1,6 +1,7 @@
 //! Small RBAC builders, as kubeadm spells its Roles and bindings (`apiGroup:
 //! rbac.authorization.k8s.io` in every roleRef, `Group`/`User` subjects without apiGroup).
 
+use components::names;
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
@@ -81,5 +82,41 @@ pub fn cluster_role_binding(name: &str, role: &str, subjects: Vec<Subject>) -> C
             name: role.into(),
         },
         subjects: Some(subjects),
+    }
+}
+
+/// The ClusterRoleBinding `kubeadm:cluster-admins` that gives admin.conf's group
+/// `cluster-admin` (Kubernetes 1.29 and later; kubeadm 1.29: phases/kubeconfig/kubeconfig.go,
+/// EnsureAdminClusterRoleBindingImpl). Created by init with super-admin.conf, since admin.conf
+/// has no rights before it exists.
+pub fn cluster_admins_binding() -> ClusterRoleBinding {
+    cluster_role_binding(
+        names::CLUSTER_ADMINS_GROUP,
+        names::CLUSTER_ADMIN_CLUSTER_ROLE,
+        vec![group(names::CLUSTER_ADMINS_GROUP)],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_admins_binding_is_kubeadms() {
+        let crb = serde_json::to_value(cluster_admins_binding()).expect("encodes");
+        assert_eq!(
+            crb,
+            serde_json::json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": "kubeadm:cluster-admins"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "cluster-admin"
+                },
+                "subjects": [{"kind": "Group", "name": "kubeadm:cluster-admins"}]
+            })
+        );
     }
 }

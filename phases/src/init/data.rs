@@ -47,17 +47,22 @@ pub struct InitData {
 
 impl InitData {
     /// The cluster API phases talk to, created on first use: the API server named in
-    /// admin.conf with its credentials, or the dry-run recorder (kubeadm: initData.Client).
+    /// admin.conf with its credentials (from 1.29 with the ClusterRoleBinding they rest on
+    /// ensured first), or the dry-run recorder (kubeadm: initData.Client).
     ///
     /// # Errors
-    /// admin.conf cannot be read or is not usable.
+    /// admin.conf cannot be read or is not usable, or its binding cannot be created.
     pub fn cluster(&mut self) -> anyhow::Result<&Cluster> {
         if self.api.is_none() {
             let cluster = if self.dry_run {
                 Cluster::recording(self.out.clone())
             } else {
-                let admin = self.layout.kubeconfig(components::names::ADMIN_KUBECONFIG);
-                Cluster::from_kubeconfig(&self.fs.resolve(&admin))?
+                let conf = |name| self.fs.resolve(&self.layout.kubeconfig(name));
+                crate::shared::admin::admin_cluster(
+                    &conf(components::names::ADMIN_KUBECONFIG),
+                    &conf(components::names::SUPER_ADMIN_KUBECONFIG),
+                    &self.cfg.cluster.kubernetes_version,
+                )?
             };
             self.api = Some(cluster);
         }

@@ -1,6 +1,8 @@
 //! `init phase kubeconfig`: admin.conf, kubelet.conf, controller-manager.conf and
 //! scheduler.conf with client certificates signed by the cluster CA (kubeadm:
-//! app/cmd/phases/init/kubeconfig.go). Sub-phases come from `pki::KUBECONFIGS`.
+//! app/cmd/phases/init/kubeconfig.go), and from Kubernetes 1.29 super-admin.conf, with
+//! admin.conf in `kubeadm:cluster-admins` instead of `system:masters`. Sub-phases come from
+//! `pki::KUBECONFIGS`.
 
 use anyhow::Context;
 use pki::{Decision, Issuer, KubeconfigSpec};
@@ -30,9 +32,25 @@ pub fn phase() -> Phase<InitData> {
     p.children = pki::KUBECONFIGS
         .iter()
         .map(|spec: &'static KubeconfigSpec| {
-            Phase::new(spec.name, spec.short, move |d: &mut InitData| run(d, spec)).flags(FLAGS)
+            Phase::new(spec.name, spec.short, move |d: &mut InitData| {
+                let spec = pki::kubeconfig::versioned(spec, &d.cfg.cluster.kubernetes_version);
+                run(d, spec)
+            })
+            .flags(FLAGS)
         })
         .collect();
+    // kubeadm >= 1.29: super-admin.conf, right after admin.conf (phases/init/kubeconfig.go).
+    let super_admin = &pki::kubeconfig::SUPER_ADMIN_KUBECONFIG;
+    p.children.insert(
+        1,
+        Phase::new(
+            super_admin.name,
+            super_admin.short,
+            move |d: &mut InitData| run(d, super_admin),
+        )
+        .when(|d| components::catalogue::has_super_admin(&d.cfg.cluster.kubernetes_version))
+        .flags(FLAGS),
+    );
     // kubeboot's own: the agent's identity for publishing its static pods to the API.
     let agent = &pki::kubeconfig::KUBEBOOT_AGENT_KUBECONFIG;
     p.children.push(
@@ -94,4 +112,84 @@ fn run(d: &mut InitData, spec: &'static KubeconfigSpec) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::init::data::tests::test_data;
+
+    /// A kubeconfig file's name and its client certificate's CN and O.
+    type Written = (String, (String, Vec<String>));
+
+    /// Runs `certs` and `kubeconfig` for `version`; the identity in each kubeconfig written,
+    /// and the output.
+    fn kubeconfigs(version: &str) -> (Vec<Written>, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = test_data(dir.path());
+        d.cfg.cluster.kubernetes_version = version.parse().expect("version");
+        crate::init::run(&mut d, &["certs".into(), "kubeconfig".into()]).expect("phases run");
+        let mut found = Vec::new();
+        for name in [
+            "admin.conf",
+            "super-admin.conf",
+            "kubelet.conf",
+            "controller-manager.conf",
+            "scheduler.conf",
+        ] {
+            let path = d.layout.kubeconfig(name);
+            if let Some(yaml) = d.fs.read_string_if_exists(&path).expect("readable") {
+                let kc = pki::Kubeconfig::from_yaml(&yaml).expect("a kubeconfig");
+                found.push((name.to_string(), kc.client_identity().expect("identity")));
+            }
+        }
+        (found, d.out.captured())
+    }
+
+    fn id(cn: &str, groups: &[&str]) -> (String, Vec<String>) {
+        (
+            cn.to_string(),
+            groups.iter().map(|g| g.to_string()).collect(),
+        )
+    }
+
+    #[test]
+    fn from_1_29_admin_conf_is_cluster_admins_and_super_admin_conf_is_written() {
+        let (found, out) = kubeconfigs("v1.29.0");
+        assert_eq!(
+            found[..2],
+            [
+                (
+                    "admin.conf".to_string(),
+                    id("kubernetes-admin", &["kubeadm:cluster-admins"])
+                ),
+                (
+                    "super-admin.conf".to_string(),
+                    id("kubernetes-super-admin", &["system:masters"])
+                ),
+            ]
+        );
+        assert_eq!(found.len(), 5);
+        let admin_at = out.find("Writing \"admin.conf\"").expect("admin.conf said");
+        let super_at = out
+            .find("[kubeconfig] Writing \"super-admin.conf\" kubeconfig file")
+            .expect("super-admin.conf said");
+        assert!(admin_at < super_at, "{out}");
+    }
+
+    #[test]
+    fn v1_20_writes_kubeadm_1_20s_kubeconfigs_only() {
+        let (found, out) = kubeconfigs("v1.20.2");
+        let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "admin.conf",
+                "kubelet.conf",
+                "controller-manager.conf",
+                "scheduler.conf"
+            ]
+        );
+        assert_eq!(found[0].1, id("kubernetes-admin", &["system:masters"]));
+        assert!(!out.contains("super-admin"), "{out}");
+    }
 }

@@ -1,3 +1,4 @@
 //! Phases shared by `init` and `join --control-plane`, generic over small data traits.
 
+pub mod admin;
 pub mod certs;
