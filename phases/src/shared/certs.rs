@@ -27,6 +27,9 @@ pub trait CertsData {
     fn now(&self) -> SystemTime;
     /// Whether etcd runs locally (the etcd certificates are only made then).
     fn local_etcd(&self) -> bool;
+    /// The agent's state directory, where its webhook's serving certificate lives
+    /// ([`agent::webhook::serving_cert_files`]).
+    fn agent_state_dir(&self) -> PathBuf;
 }
 
 impl CertsData for crate::init::InitData {
@@ -47,6 +50,9 @@ impl CertsData for crate::init::InitData {
     }
     fn local_etcd(&self) -> bool {
         matches!(self.cfg.cluster.etcd, components::config::Etcd::Local(_))
+    }
+    fn agent_state_dir(&self) -> PathBuf {
+        self.layout.agent_state_dir()
     }
 }
 
@@ -86,6 +92,18 @@ pub fn phase<D: CertsData + 'static>() -> Phase<D> {
             run_sa,
         )
         .flags(&["cert-dir", "config", "dry-run"]),
+    );
+    // kubeboot's own, after kubeadm's: the serving certificate of the agent's admission
+    // webhook, in the agent's directory rather than the certificate directory (see
+    // agent::webhook for why).
+    let webhook = &pki::KUBEBOOT_AGENT_WEBHOOK_CERT;
+    children.push(
+        Phase::new(webhook.name, webhook.long_name, move |d: &mut D| {
+            let (crt, key) = agent::webhook::serving_cert_files(&d.agent_state_dir());
+            d.fs().create_dir(&d.agent_state_dir(), 0o700)?;
+            run_cert_files(d, webhook, &crt, &key, 0o700)
+        })
+        .flags(FLAGS),
     );
     let mut certs = Phase::new("certs", "Certificate generation", |d: &mut D| {
         say!(
@@ -154,10 +172,22 @@ fn issuer<D: CertsData>(d: &D, spec: &CertSpec) -> anyhow::Result<Option<Issuer>
 }
 
 fn run_cert<D: CertsData>(d: &mut D, spec: &'static CertSpec) -> anyhow::Result<()> {
+    let (crt, key) = cert_files(&d.cert_dir(), spec.base_name);
+    run_cert_files(d, spec, &crt, &key, 0o755)
+}
+
+/// Reuses or issues the certificate `spec` at `crt` and its key at `key`; their directory gets
+/// `dir_mode`.
+fn run_cert_files<D: CertsData>(
+    d: &mut D,
+    spec: &'static CertSpec,
+    crt: &Path,
+    key: &Path,
+    dir_mode: u32,
+) -> anyhow::Result<()> {
     let dir = d.cert_dir();
-    let (crt, key) = cert_files(&dir, spec.base_name);
-    let existing_cert = read(d.fs(), &crt)?;
-    let existing_key = read(d.fs(), &key)?;
+    let existing_cert = read(d.fs(), crt)?;
+    let existing_key = read(d.fs(), key)?;
     let issuer = issuer(d, spec)?;
     let inputs = d.cert_inputs();
     let decision = pki::decide(
@@ -184,9 +214,9 @@ fn run_cert<D: CertsData>(d: &mut D, spec: &'static CertSpec) -> anyhow::Result<
         ),
         Decision::Create => {
             let issued = pki::issue(spec, &inputs, issuer.as_ref(), d.now())?;
-            d.fs().create_dir(crt.parent().unwrap_or(&dir), 0o755)?;
-            d.fs().write_private(&key, issued.key_pem.as_bytes())?;
-            d.fs().write_public(&crt, issued.cert_pem.as_bytes())?;
+            d.fs().create_dir(crt.parent().unwrap_or(&dir), dir_mode)?;
+            d.fs().write_private(key, issued.key_pem.as_bytes())?;
+            d.fs().write_public(crt, issued.cert_pem.as_bytes())?;
             say!(
                 d.out(),
                 "certs",
