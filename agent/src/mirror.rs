@@ -92,7 +92,10 @@
 //! `kubeadm join --control-plane` set up) has no webhook behind 127.0.0.1:10263, so every
 //! kube-system pod create or update sent to *that* API server fails until a kubeboot agent
 //! runs there. The same holds for a RoleBinding of `kubeboot:agent` in another namespace: the
-//! selector must be widened with it, or that namespace is unchecked.
+//! selector must be widened with it, or that namespace is unchecked. Every kubeboot
+//! control-plane node serves the webhook, whichever `--static-pod-runner` it uses. Its serving
+//! certificate is a leaf valid for a year like kubeadm's: renewing the control plane's
+//! certificates must renew it too, or kube-system pod writes fail once it expires.
 //!
 //! # The loop
 //!

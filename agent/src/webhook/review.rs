@@ -21,7 +21,8 @@
 //! | `own-node-label` | label `kubeboot.io/agent-node` = the caller's node: an agent touches only its own node's pods |
 //! | `no-owner-references` | no ownerReferences: the pod belongs to no controller and to no other object's lifetime (the agent sets none; NodeRestriction likewise refuses mirror pods owned by anything but their node) |
 //!
-//! With `spec.nodeName` empty and `spec.schedulerName` one no scheduler serves, the pod never
+//! With `spec.nodeName` empty and `spec.schedulerName` one no scheduler serves (an operator who
+//! deploys a scheduler with a profile named `kubeboot-agent` would undo this), the pod never
 //! runs anywhere: what its spec asks for (privileged, hostPath, a ServiceAccount, node
 //! selectors, tolerations) grants nothing, so those fields are not checked. The object
 //! checks apply to the pod written (CREATE, UPDATE) and to the pod in the API (UPDATE,
