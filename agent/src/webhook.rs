@@ -194,11 +194,13 @@ pub async fn serve(listener: TcpListener, cfg: &WebhookConfig) -> anyhow::Result
         if let Ok(Some(now)) = stamp(cfg)
             && now != seen
         {
+            // Tried once per change of the files: a bad pair is reported once, not per
+            // connection.
+            seen = now;
             match acceptor(cfg) {
                 Ok(t) => {
                     info!("the admission webhook's certificate changed; serving the new one");
                     tls = t;
-                    seen = now;
                 }
                 Err(e) => warn!("keeping the admission webhook's previous certificate: {e:#}"),
             }
