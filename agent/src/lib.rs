@@ -15,8 +15,10 @@
 //! once they stopped. Until a configuration exists the pod waits (`NetworkNotReady`). Its
 //! address is in the status and the API, and its probes go to it.
 //!
-//! It publishes its pods to the Kubernetes API ([`mirror`]) once its kubeconfig exists, and
-//! never stops pods when it exits itself.
+//! It publishes its pods to the Kubernetes API ([`mirror`]) once its kubeconfig exists, serves
+//! the admission webhook that confines the agents' credential to those pods ([`webhook`]) once
+//! its serving certificate exists (control-plane nodes), and never stops pods when it exits
+//! itself.
 //!
 //! Modules:
 //! - [`host`]: side-effect primitives shared with the phases (files, processes, network
@@ -30,6 +32,8 @@
 //! - [`probe`]: running probes.
 //! - [`logs`]: the CRI log format.
 //! - [`mirror`]: the agent's pods as Pods in the API (the design is there).
+//! - [`webhook`]: the admission webhook for the local API server ([`webhook::review`]: the
+//!   pure decision).
 //! - [`state`]: the agent's records on disk.
 //! - [`status`]: the status served on the socket, and its client.
 //! - [`daemon`]: detached start/stop, stopping every pod (reset), the systemd unit.
@@ -55,6 +59,7 @@ pub mod state;
 pub mod status;
 mod supervisor;
 pub mod watch;
+pub mod webhook;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -114,6 +119,9 @@ pub struct AgentConfig {
     pub cni_plugin_dirs: Vec<PathBuf>,
     /// Where the network namespaces of those pods are kept (`/run/netns`).
     pub netns_dir: PathBuf,
+    /// The admission webhook for the node's API server ([`webhook`]); served once its
+    /// certificate exists. None never serves it.
+    pub webhook: Option<webhook::WebhookConfig>,
 }
 
 impl AgentConfig {
@@ -136,6 +144,9 @@ impl AgentConfig {
             cni_conf_dir: layout.node_path(components::names::CNI_CONF_DIR),
             cni_plugin_dirs: cni::default_plugin_dirs(),
             netns_dir: layout.node_path(NETNS_DIR),
+            webhook: Some(webhook::WebhookConfig::for_state_dir(
+                &layout.agent_state_dir(),
+            )),
         }
     }
 

@@ -50,10 +50,52 @@
 //! Identity: the agent's own client certificate, `kubeboot:agent:<node>` in the group
 //! `kubeboot:agents` (`/etc/kubernetes/kubeboot-agent.conf`), which the ClusterRole
 //! `kubeboot:agent` lets get/list/create/delete pods and update pods/status, bound by a
-//! RoleBinding in kube-system only (manifests::agent_rbac). Creating pods in kube-system is
-//! powerful (a pod may name any ServiceAccount there and a node), so only control-plane nodes,
-//! whose root already holds the CA key and admin.conf, get this kubeconfig; elsewhere the
-//! publisher waits for a file that never comes and costs nothing.
+//! RoleBinding in kube-system only (manifests::agent_rbac). Only control-plane nodes, whose
+//! root already holds the CA key and admin.conf, get this kubeconfig; elsewhere the publisher
+//! waits for a file that never comes and costs nothing.
+//!
+//! # Least privilege: the admission webhook
+//!
+//! RBAC alone would make this credential cluster-admin: whoever may create pods in kube-system
+//! can create a privileged pod, with any ServiceAccount there, bound to any node. RBAC cannot
+//! say what a created pod may contain and Kubernetes 1.20 has no ValidatingAdmissionPolicy, so
+//! each control-plane node's agent serves an admission webhook on loopback for its own API
+//! server ([`crate::webhook`]; the rule is [`crate::webhook::review`]): a request of the
+//! agents' group passes only for a status-only pod of the caller's own node (`spec.nodeName`
+//! empty, `schedulerName: kubeboot-agent`, the caller's `kubeboot.io/agent-node` label, no
+//! ownerReferences; for updates, status writes and deletes the pod in the API must be one too).
+//! Nothing else is touched: requests of every other user are allowed as they come.
+//!
+//! - The ValidatingWebhookConfiguration `kubeboot-agent` (init's `agent-rbac` phase) points at
+//!   `https://127.0.0.1:10263/admission/pods`, with the cluster CA as caBundle; the serving
+//!   certificate (IP SAN 127.0.0.1, signed by that CA) is written by `certs/kubeboot-agent-
+//!   webhook` into the agent's directory. A URL, not a Service: each API server asks the agent
+//!   on its own node, so admission never depends on pod networking or on another node.
+//! - It is scoped by a namespace selector, `kubernetes.io/metadata.name=kube-system` (set by
+//!   init; 1.21+ sets it on every namespace itself): only kube-system pod writes depend on the
+//!   webhook, and those are exactly where the agents' RBAC applies. Never by an object
+//!   selector, which a pod without the selected label would simply bypass.
+//! - Creates and updates (pods, pods/status) fail closed (`failurePolicy: Fail`). With Ignore,
+//!   the credential would bypass the check by sending its request through any API server
+//!   whose webhook does not answer (an agent restarting or stopped).
+//! - Deletes go to a second webhook that fails open (`Ignore`): a delete escalates nothing
+//!   (the agent or controller that owns the pod makes it again) and `kubeboot reset` deletes
+//!   its node's published pods after it stopped the agent, when nothing answers here.
+//!
+//! While a node's agent is down (restarting, upgraded, stopped), every kube-system pod create,
+//! update and status write *through that node's API server* is refused ("failed calling
+//! webhook"): controllers retry with backoff (ReplicaSets, DaemonSets), kubelets retry status
+//! updates, and other API servers are not affected. The pods themselves keep running. The
+//! agent restarts in seconds and adopts its pods; the webhook answers again as it starts.
+//!
+//! Stated limit: an API server on a control-plane node without a kubeboot agent (a node that
+//! `kubeadm join --control-plane` set up) has no webhook behind 127.0.0.1:10263, so every
+//! kube-system pod create or update sent to *that* API server fails until a kubeboot agent
+//! runs there. The same holds for a RoleBinding of `kubeboot:agent` in another namespace: the
+//! selector must be widened with it, or that namespace is unchecked. Every kubeboot
+//! control-plane node serves the webhook, whichever `--static-pod-runner` it uses. Its serving
+//! certificate is a leaf valid for a year like kubeadm's: renewing the control plane's
+//! certificates must renew it too, or kube-system pod writes fail once it expires.
 //!
 //! # The loop
 //!

@@ -129,6 +129,11 @@ pub(crate) async fn run(
         )),
         _ => None,
     };
+    let _webhook = shared
+        .cfg
+        .webhook
+        .clone()
+        .map(|w| tokio::spawn(crate::webhook::run(w).instrument(info_span!("webhook"))));
     let network =
         shared.cfg.pod_network.clone().map(|n| {
             tokio::spawn(crate::node_network::run(n).instrument(info_span!("pod-network")))

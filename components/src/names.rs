@@ -250,6 +250,28 @@ pub const LABEL_AGENT_NODE: &str = "kubeboot.io/agent-node";
 /// hash when the node name is longer than a label value may be).
 pub const ANNOTATION_AGENT_NODE: &str = "kubeboot.io/node";
 
+/// The loopback port each control-plane node's agent serves its admission webhook on, for its
+/// own API server (`https://127.0.0.1:10263`). Outside every port Kubernetes components use
+/// (10248-10259: kubelet, kube-proxy, controller-manager, cloud-controller-manager, scheduler)
+/// and outside the ephemeral range (no kubeadm equivalent).
+pub const AGENT_WEBHOOK_PORT: u16 = 10263;
+/// The path of the agent's admission webhook for pods.
+pub const AGENT_WEBHOOK_PATH: &str = "/admission/pods";
+/// The ValidatingWebhookConfiguration that sends kube-system pod writes to the agent's webhook.
+pub const AGENT_WEBHOOK_CONFIGURATION: &str = "kubeboot-agent";
+/// The webhook (in [`AGENT_WEBHOOK_CONFIGURATION`]) that checks pod creates and updates
+/// (failurePolicy Fail).
+pub const AGENT_WEBHOOK_WRITES: &str = "pods.agent.kubeboot.io";
+/// The webhook that checks pod deletes (failurePolicy Ignore: deleting is no escalation, and
+/// `kubeboot reset` deletes its node's pods after it stopped the agent).
+pub const AGENT_WEBHOOK_DELETES: &str = "pod-deletes.agent.kubeboot.io";
+/// The namespace label the webhooks select kube-system by. Kubernetes 1.21+ sets it on every
+/// namespace itself (and restores it if removed); kubeboot sets it on kube-system at init so
+/// that 1.20 has it too (k8s.io/api: core/v1 LabelMetadataName).
+pub const LABEL_METADATA_NAME: &str = "kubernetes.io/metadata.name";
+/// The common name of the agent webhook's serving certificate (IP SAN 127.0.0.1).
+pub const AGENT_WEBHOOK_CN: &str = "kubeboot-agent-webhook";
+
 /// CACertName.
 pub const CA_CERT_NAME: &str = "ca.crt";
 /// KubeletConfigurationFileName (inside [`KUBELET_RUN_DIR`]).

@@ -1,19 +1,33 @@
-//! The RBAC that lets kubeboot's node agents publish their static pods to the API (no kubeadm
-//! equivalent; the design is in the agent's `mirror` module).
+//! The RBAC and the admission webhook that let kubeboot's node agents publish their static
+//! pods to the API, and nothing else (no kubeadm equivalent; the design is in the agent's
+//! `mirror` module).
 //!
 //! Each agent authenticates as `kubeboot:agent:<node>` in the group `kubeboot:agents`. The
-//! group gets the ClusterRole `kubeboot:agent` (pods: get, list, watch, create, delete;
-//! pods/status: get, update, patch) through a RoleBinding in kube-system only: a ClusterRole so
-//! that a cluster running static pods in another namespace can grant that namespace with one
-//! more RoleBinding, and a RoleBinding (not a ClusterRoleBinding) so that no agent can touch a
-//! pod outside kube-system. It has no `update` or `patch` on pods themselves: a changed
-//! manifest is a new pod (deleted and created again), as the kubelet treats mirror pods.
-
+//! group gets the ClusterRole `kubeboot:agent` through a RoleBinding in kube-system only: a
+//! ClusterRole so that a cluster running static pods in another namespace can grant that
+//! namespace with one more RoleBinding, and a RoleBinding (not a ClusterRoleBinding) so that no
+//! agent can touch a pod outside kube-system. The role holds exactly the calls the agent and
+//! `kubeboot reset` make: pods get (after a create that found the name taken), list (its own
+//! pods, by label), create, delete; pods/status update. No watch, no patch, no `update` of
+//! pods themselves: a changed manifest is a new pod (deleted and created again), as the
+//! kubelet treats mirror pods.
+//!
+//! RBAC cannot say *which* pods: with create on pods in kube-system alone, the credential could
+//! start a privileged pod with any ServiceAccount on any node. The webhook configuration
+//! [`agent_webhook_configuration`] sends every kube-system pod write to the admission webhook
+//! that each control-plane node's agent serves on loopback for its own API server; it admits an
+//! agent's request only for a status-only pod of the agent's own node (the rules and why they
+//! suffice are in `agent::webhook::review`).
 use std::collections::BTreeMap;
 
 use components::names;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    RuleWithOperations, ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
+};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
@@ -33,7 +47,8 @@ fn labels() -> Option<BTreeMap<String, String>> {
     )]))
 }
 
-/// The ClusterRole `kubeboot:agent`: what an agent may do with pods where it is bound.
+/// The ClusterRole `kubeboot:agent`: what an agent may do with pods where it is bound, and
+/// nothing more (see the module documentation for who makes each call).
 pub fn agent_cluster_role() -> ClusterRole {
     ClusterRole {
         metadata: ObjectMeta {
@@ -42,8 +57,8 @@ pub fn agent_cluster_role() -> ClusterRole {
             ..Default::default()
         },
         rules: Some(vec![
-            rule("pods", &["get", "list", "watch", "create", "delete"]),
-            rule("pods/status", &["get", "update", "patch"]),
+            rule("pods", &["get", "list", "create", "delete"]),
+            rule("pods/status", &["update"]),
         ]),
         ..Default::default()
     }
@@ -73,6 +88,124 @@ pub fn agent_role_binding(namespace: &str) -> RoleBinding {
     }
 }
 
+/// How long the API server waits for the agent's webhook. It answers from memory on loopback
+/// in microseconds; a wait this short keeps a hung agent from stalling kube-system pod writes
+/// for the API server's default of 10 s each.
+pub const AGENT_WEBHOOK_TIMEOUT_SECONDS: i32 = 5;
+
+/// The webhook's URL: the agent on the API server's own node, over loopback.
+pub fn agent_webhook_url() -> String {
+    format!(
+        "https://127.0.0.1:{}{}",
+        names::AGENT_WEBHOOK_PORT,
+        names::AGENT_WEBHOOK_PATH
+    )
+}
+
+fn pod_rule(operations: &[&str], resources: &[&str]) -> RuleWithOperations {
+    RuleWithOperations {
+        api_groups: Some(vec![String::new()]),
+        api_versions: Some(vec!["v1".to_string()]),
+        operations: Some(operations.iter().map(|o| o.to_string()).collect()),
+        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+        scope: Some("Namespaced".to_string()),
+    }
+}
+
+fn webhook(
+    name: &str,
+    ca_pem: &[u8],
+    failure_policy: &str,
+    rules: Vec<RuleWithOperations>,
+) -> ValidatingWebhook {
+    ValidatingWebhook {
+        name: name.to_string(),
+        admission_review_versions: vec!["v1".to_string()],
+        client_config: WebhookClientConfig {
+            ca_bundle: Some(ByteString(ca_pem.to_vec())),
+            service: None,
+            url: Some(agent_webhook_url()),
+        },
+        failure_policy: Some(failure_policy.to_string()),
+        match_policy: Some("Equivalent".to_string()),
+        // Only kube-system, where the agents' RBAC applies: no other namespace's pod writes
+        // depend on the agents being up. A namespace selector, never an object selector: a pod
+        // without the selected label would skip the check.
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                names::LABEL_METADATA_NAME.to_string(),
+                names::KUBE_SYSTEM.to_string(),
+            )])),
+            match_expressions: None,
+        }),
+        object_selector: None,
+        rules: Some(rules),
+        side_effects: "None".to_string(),
+        timeout_seconds: Some(AGENT_WEBHOOK_TIMEOUT_SECONDS),
+        match_conditions: None,
+    }
+}
+
+/// The ValidatingWebhookConfiguration `kubeboot-agent` (admissionregistration.k8s.io/v1, in
+/// Kubernetes since 1.16): kube-system pod writes go to the agent's webhook on the API
+/// server's own node, `https://127.0.0.1:<port>/admission/pods`, whose serving certificate the
+/// cluster CA (`ca_pem`) signed.
+///
+/// - `pods.agent.kubeboot.io`: pods CREATE and UPDATE, pods/status UPDATE, failurePolicy
+///   **Fail**. With Ignore, an agent credential would bypass the check simply through an API
+///   server whose webhook does not answer (an agent restarting, a node whose agent is down).
+/// - `pod-deletes.agent.kubeboot.io`: pods DELETE (the webhook gets the pod as oldObject),
+///   failurePolicy **Ignore**: a delete escalates nothing (the agent or controller that owns
+///   the pod makes it again), and `kubeboot reset` deletes its node's published pods after it
+///   stopped the agent, when this node's webhook no longer answers.
+pub fn agent_webhook_configuration(ca_pem: &[u8]) -> ValidatingWebhookConfiguration {
+    ValidatingWebhookConfiguration {
+        metadata: ObjectMeta {
+            name: Some(names::AGENT_WEBHOOK_CONFIGURATION.to_string()),
+            labels: labels(),
+            ..Default::default()
+        },
+        webhooks: Some(vec![
+            webhook(
+                names::AGENT_WEBHOOK_WRITES,
+                ca_pem,
+                "Fail",
+                vec![
+                    pod_rule(&["CREATE", "UPDATE"], &["pods"]),
+                    pod_rule(&["UPDATE"], &["pods/status"]),
+                ],
+            ),
+            webhook(
+                names::AGENT_WEBHOOK_DELETES,
+                ca_pem,
+                "Ignore",
+                vec![pod_rule(&["DELETE"], &["pods"])],
+            ),
+        ]),
+    }
+}
+
+/// The Namespace `name` to write so that it carries the [`names::LABEL_METADATA_NAME`] label
+/// the webhooks select it by, keeping the labels and annotations of `existing` (as the API
+/// returns it; None when there is none). Only those: no resourceVersion, since the write
+/// creates first, and neither spec nor status, which a namespace update keeps from the stored
+/// object (apiserver: registry/core/namespace/strategy.go PrepareForUpdate). Kubernetes 1.21+
+/// sets the label itself; 1.20 does not, so without it the webhooks would check nothing.
+pub fn with_metadata_name_label(existing: Option<Namespace>, name: &str) -> Namespace {
+    let meta = existing.map(|ns| ns.metadata).unwrap_or_default();
+    let mut labels = meta.labels.unwrap_or_default();
+    labels.insert(names::LABEL_METADATA_NAME.to_string(), name.to_string());
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(labels),
+            annotations: meta.annotations,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,11 +229,9 @@ mod tests {
             assert_eq!(r.api_groups.as_deref(), Some(&[String::new()][..]));
             assert!(r.resource_names.is_none() && r.non_resource_urls.is_none());
         }
-        assert_eq!(
-            verbs(&role, "pods"),
-            ["get", "list", "watch", "create", "delete"]
-        );
-        assert_eq!(verbs(&role, "pods/status"), ["get", "update", "patch"]);
+        // Exactly the calls the agent (agent::mirror) and reset make.
+        assert_eq!(verbs(&role, "pods"), ["get", "list", "create", "delete"]);
+        assert_eq!(verbs(&role, "pods/status"), ["update"]);
         // Never pods update/patch, never a wildcard.
         assert!(
             !verbs(&role, "pods")
@@ -135,5 +266,120 @@ mod tests {
         assert_eq!(v["subjects"][0]["apiGroup"], "rbac.authorization.k8s.io");
         let v = serde_json::to_value(agent_cluster_role()).expect("json");
         assert_eq!(v["rules"][1]["resources"][0], "pods/status");
+    }
+
+    fn by_name<'a>(c: &'a ValidatingWebhookConfiguration, name: &str) -> &'a ValidatingWebhook {
+        c.webhooks
+            .iter()
+            .flatten()
+            .find(|w| w.name == name)
+            .unwrap_or_else(|| panic!("no webhook {name}"))
+    }
+
+    fn rules(w: &ValidatingWebhook) -> Vec<(Vec<String>, Vec<String>)> {
+        w.rules
+            .iter()
+            .flatten()
+            .map(|r| {
+                assert_eq!(r.api_groups.as_deref(), Some(&[String::new()][..]));
+                assert_eq!(r.api_versions.as_deref(), Some(&["v1".to_string()][..]));
+                assert_eq!(r.scope.as_deref(), Some("Namespaced"));
+                (
+                    r.operations.clone().unwrap_or_default(),
+                    r.resources.clone().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn webhook_configuration_sends_kube_system_pod_writes_to_the_local_agent() {
+        let ca = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let c = agent_webhook_configuration(ca);
+        assert_eq!(c.metadata.name.as_deref(), Some("kubeboot-agent"));
+        assert!(c.metadata.namespace.is_none(), "cluster-scoped");
+        let webhooks = c.webhooks.as_ref().expect("webhooks");
+        assert_eq!(webhooks.len(), 2);
+        for w in webhooks {
+            assert_eq!(
+                w.client_config.url.as_deref(),
+                Some("https://127.0.0.1:10263/admission/pods")
+            );
+            assert!(w.client_config.service.is_none());
+            assert_eq!(
+                w.client_config.ca_bundle.as_ref().map(|b| b.0.as_slice()),
+                Some(&ca[..])
+            );
+            assert_eq!(w.side_effects, "None");
+            assert_eq!(w.admission_review_versions, ["v1"]);
+            assert_eq!(w.timeout_seconds, Some(5));
+            // Scoped by namespace, never by the object's own labels.
+            assert!(w.object_selector.is_none());
+            let sel = w.namespace_selector.as_ref().expect("namespace selector");
+            assert!(sel.match_expressions.is_none());
+            assert_eq!(
+                sel.match_labels,
+                Some(BTreeMap::from([(
+                    "kubernetes.io/metadata.name".to_string(),
+                    "kube-system".to_string()
+                )]))
+            );
+            assert!(w.match_conditions.is_none(), "not in Kubernetes 1.20");
+        }
+        let writes = by_name(&c, "pods.agent.kubeboot.io");
+        assert_eq!(writes.failure_policy.as_deref(), Some("Fail"));
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            rules(writes),
+            [
+                (s(&["CREATE", "UPDATE"]), s(&["pods"])),
+                (s(&["UPDATE"]), s(&["pods/status"]))
+            ]
+        );
+        let deletes = by_name(&c, "pod-deletes.agent.kubeboot.io");
+        assert_eq!(deletes.failure_policy.as_deref(), Some("Ignore"));
+        assert_eq!(rules(deletes), [(s(&["DELETE"]), s(&["pods"]))]);
+        // The API's field names and the caBundle as base64.
+        let v = serde_json::to_value(&c).expect("json");
+        assert_eq!(
+            v["webhooks"][0]["clientConfig"]["caBundle"],
+            "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUIKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="
+        );
+        assert_eq!(v["webhooks"][0]["sideEffects"], "None");
+        assert_eq!(v["webhooks"][0]["admissionReviewVersions"][0], "v1");
+    }
+
+    #[test]
+    fn kube_system_gets_the_label_the_webhooks_select() {
+        let existing = Namespace {
+            metadata: ObjectMeta {
+                name: Some("kube-system".into()),
+                resource_version: Some("7".into()),
+                labels: Some(BTreeMap::from([("keep".to_string(), "me".to_string())])),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let ns = with_metadata_name_label(Some(existing), "kube-system");
+        let labels = ns.metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels["kubernetes.io/metadata.name"], "kube-system");
+        assert_eq!(labels["keep"], "me");
+        // Written by create-then-replace: a create with a resourceVersion is refused.
+        assert_eq!(ns.metadata.resource_version, None);
+        let fresh = with_metadata_name_label(None, "kube-system");
+        assert_eq!(fresh.metadata.name.as_deref(), Some("kube-system"));
+        // The selector and the label agree.
+        let c = agent_webhook_configuration(b"ca");
+        let sel = by_name(&c, "pods.agent.kubeboot.io")
+            .namespace_selector
+            .clone()
+            .and_then(|s| s.match_labels)
+            .expect("labels");
+        for (k, v) in sel {
+            assert_eq!(
+                fresh.metadata.labels.as_ref().and_then(|l| l.get(&k)),
+                Some(&v)
+            );
+        }
     }
 }

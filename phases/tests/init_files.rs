@@ -44,6 +44,11 @@ fn writes_pki_kubeconfigs_and_manifests_with_kubeadm_modes() {
         assert_eq!(mode(&k.join(public)), 0o644, "{public}");
     }
     assert_eq!(mode(&k.join("manifests")), 0o700);
+    // kubeboot's own: the agent webhook's serving pair, in the agent's directory.
+    let agent_pki = dir.path().join("var/lib/kubeboot/agent/pki");
+    assert_eq!(mode(&agent_pki), 0o700);
+    assert_eq!(mode(&agent_pki.join("webhook.key")), 0o600);
+    assert_eq!(mode(&agent_pki.join("webhook.crt")), 0o644);
     assert_eq!(mode(&dir.path().join("var/lib/etcd")), 0o700);
     let apiserver = std::fs::read_to_string(k.join("manifests/kube-apiserver.yaml")).unwrap();
     let root = dir.path().display().to_string();
@@ -61,6 +66,14 @@ fn writes_pki_kubeconfigs_and_manifests_with_kubeadm_modes() {
     );
     assert!(
         out.contains("[control-plane] Creating static Pod manifest for \"kube-scheduler\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("[certs] Generating \"kubeboot-agent-webhook\" certificate and key"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[certs] kubeboot-agent-webhook serving cert is signed for DNS names [] and IPs [127.0.0.1]"),
         "{out}"
     );
 }

@@ -66,6 +66,8 @@ pub enum SanRule {
     EtcdServer,
     /// The etcd peer's (kubeadm: pkiutil.GetEtcdPeerAltNames).
     EtcdPeer,
+    /// `127.0.0.1` only: a server only its own node's processes call (kubeboot's own).
+    Loopback,
 }
 
 /// One certificate kubeadm creates (kubeadm: certlist.go, KubeadmCert).
@@ -270,6 +272,24 @@ pub static CERTS: &[CertSpec] = &[
     },
 ];
 
+/// kubeboot's own (no kubeadm equivalent, so not in [`CERTS`], which is kubeadm's list): the
+/// serving certificate of the admission webhook each control-plane node's agent serves on
+/// `https://127.0.0.1:<AGENT_WEBHOOK_PORT>` for its own API server, which checks it against
+/// the cluster CA (the webhook configuration's `caBundle`).
+pub static KUBEBOOT_AGENT_WEBHOOK_CERT: CertSpec = CertSpec {
+    name: "kubeboot-agent-webhook",
+    long_name: "certificate for serving the kubeboot agent's admission webhook on loopback",
+    base_name: "kubeboot-agent-webhook",
+    ca: Some("ca"),
+    common_name: CommonName::Fixed(names::AGENT_WEBHOOK_CN),
+    organizations: &[],
+    key_usages: LEAF_USAGES,
+    ext_key_usages: &[ExtKeyUsage::ServerAuth],
+    sans: SanRule::Loopback,
+    validity_days: LEAF_VALIDITY_DAYS,
+    local_etcd_only: false,
+};
+
 /// The spec named `name` (`apiserver`, `etcd-ca`), as `kubeadm init phase certs <name>`.
 pub fn cert_spec(name: &str) -> Option<&'static CertSpec> {
     CERTS.iter().find(|s| s.name == name)
@@ -419,6 +439,7 @@ pub fn alt_names(spec: &CertSpec, inputs: &CertInputs) -> Result<AltNames, PkiEr
                 alt.push_sans(&inputs.etcd_peer_sans, "etcd.local.peerCertSANs")?;
             }
         }
+        SanRule::Loopback => alt.ips = vec![IpAddr::from([127, 0, 0, 1])],
     }
     Ok(alt.dedup())
 }
@@ -616,6 +637,22 @@ pub(crate) mod tests {
         assert_eq!(peer.dns_names, ["localhost", "node1"]);
         assert_eq!(peer.ips.len(), 4);
         assert!(alt_names(spec("ca"), &i).expect("none").ips.is_empty());
+    }
+
+    #[test]
+    fn agent_webhook_cert_is_a_loopback_server_cert_signed_by_the_cluster_ca() {
+        let spec = &KUBEBOOT_AGENT_WEBHOOK_CERT;
+        // kubeboot's own: never in kubeadm's list (the goldens compare that list).
+        assert!(CERTS.iter().all(|s| s.name != spec.name));
+        assert_eq!(spec.ca_spec().map(|c| c.name), Some("ca"));
+        assert_eq!(spec.ext_key_usages, [ExtKeyUsage::ServerAuth]);
+        let mut i = inputs();
+        // Nothing of the node's or the cluster's configuration widens it.
+        i.apiserver_cert_sans = vec!["10.0.0.9".into(), "extra.example.com".into()];
+        i.control_plane_endpoint = Some("lb.example.com:6443".into());
+        let alt = alt_names(spec, &i).expect("sans");
+        assert!(alt.dns_names.is_empty(), "{alt:?}");
+        assert_eq!(alt.ips, [IpAddr::from([127, 0, 0, 1])]);
     }
 
     #[test]

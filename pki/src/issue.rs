@@ -251,13 +251,17 @@ mod tests {
         der::pem_blocks(pem).expect("pem").remove(0).1
     }
 
-    /// Issues every spec (CAs first) and checks each field against the table.
+    /// Issues every spec (CAs first), kubeboot's own after kubeadm's, and checks each field
+    /// against the table.
     fn check_all(algorithm: KeyAlgorithm) {
         let mut i = inputs();
         i.algorithm = algorithm;
         i.control_plane_endpoint = Some("lb.example.com:6443".into());
         let mut cas: Vec<(&str, Issuer)> = Vec::new();
-        for spec in CERTS {
+        for spec in CERTS
+            .iter()
+            .chain([&crate::certs::KUBEBOOT_AGENT_WEBHOOK_CERT])
+        {
             let issuer = spec
                 .ca
                 .map(|ca| &cas.iter().find(|(n, _)| *n == ca).expect("CA first").1);

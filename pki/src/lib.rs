@@ -34,9 +34,9 @@ pub mod token;
 pub mod verify;
 
 pub use certs::{
-    AltNames, CA_VALIDITY_DAYS, CERTS, CertInputs, CertSpec, CommonName, ExtKeyUsage, KeyUsage,
-    LEAF_VALIDITY_DAYS, SA_BASE_NAME, SanRule, alt_names, apiserver_service_ip, cert_spec,
-    certs_for, parse_host_port,
+    AltNames, CA_VALIDITY_DAYS, CERTS, CertInputs, CertSpec, CommonName, ExtKeyUsage,
+    KUBEBOOT_AGENT_WEBHOOK_CERT, KeyUsage, LEAF_VALIDITY_DAYS, SA_BASE_NAME, SanRule, alt_names,
+    apiserver_service_ip, cert_spec, certs_for, parse_host_port,
 };
 pub use error::{PkiError, SanKind};
 pub use info::{CertInfo, cert_info};

@@ -180,12 +180,17 @@ impl Node {
     /// v1.20.2 kubectl from `KUBEBOOT_BIN_DIR` (never the host's /usr/bin/kubectl) and a
     /// 20 s request timeout.
     pub fn kubectl(&self, args: &[&str]) -> Result<CmdOutput> {
+        self.kubectl_as(ADMIN_CONF, args)
+    }
+
+    /// [`Node::kubectl`] with the credentials of another kubeconfig in the node.
+    pub fn kubectl_as(&self, kubeconfig: &str, args: &[&str]) -> Result<CmdOutput> {
         let kubectl = env::require_bins(&["kubectl"])?.join("kubectl");
         let kubectl = kubectl.to_string_lossy();
         let mut argv = vec![
             kubectl.as_ref(),
             "--kubeconfig",
-            ADMIN_CONF,
+            kubeconfig,
             "--request-timeout=20s",
         ];
         argv.extend_from_slice(args);

@@ -33,7 +33,7 @@ pub trait CertsData {
 
 /// Records the certificate directory (reset deletes the PKI files kubeboot knows there) and
 /// creates `dir` in it, recording the directories it creates.
-fn record_and_create<D: CertsData>(d: &D, dir: &Path) -> anyhow::Result<()> {
+fn record_and_create<D: CertsData>(d: &D, dir: &Path, mode: u32) -> anyhow::Result<()> {
     let layout = d.layout();
     let cert_dir = crate::node_record::node_view(layout, &d.cert_dir())?;
     crate::node_record::update(
@@ -44,7 +44,7 @@ fn record_and_create<D: CertsData>(d: &D, dir: &Path) -> anyhow::Result<()> {
             ..Default::default()
         },
     )?;
-    crate::node_record::create_dir(d.fs(), layout, dir, 0o755)
+    crate::node_record::create_dir(d.fs(), layout, dir, mode)
 }
 
 impl CertsData for crate::init::InitData {
@@ -107,6 +107,19 @@ pub fn phase<D: CertsData + 'static>() -> Phase<D> {
             run_sa,
         )
         .flags(&["cert-dir", "config", "dry-run"]),
+    );
+    // kubeboot's own, after kubeadm's: the serving certificate of the agent's admission
+    // webhook, in the agent's directory rather than the certificate directory (see
+    // agent::webhook for why).
+    let webhook = &pki::KUBEBOOT_AGENT_WEBHOOK_CERT;
+    children.push(
+        Phase::new(webhook.name, webhook.long_name, move |d: &mut D| {
+            let agent_dir = d.layout().agent_state_dir();
+            let (crt, key) = agent::webhook::serving_cert_files(&agent_dir);
+            crate::node_record::create_dir(d.fs(), d.layout(), &agent_dir, 0o700)?;
+            run_cert_files(d, webhook, &crt, &key, 0o700)
+        })
+        .flags(FLAGS),
     );
     let mut certs = Phase::new("certs", "Certificate generation", |d: &mut D| {
         say!(
@@ -175,10 +188,22 @@ fn issuer<D: CertsData>(d: &D, spec: &CertSpec) -> anyhow::Result<Option<Issuer>
 }
 
 fn run_cert<D: CertsData>(d: &mut D, spec: &'static CertSpec) -> anyhow::Result<()> {
+    let (crt, key) = cert_files(&d.cert_dir(), spec.base_name);
+    run_cert_files(d, spec, &crt, &key, 0o755)
+}
+
+/// Reuses or issues the certificate `spec` at `crt` and its key at `key`; their directory gets
+/// `dir_mode`.
+fn run_cert_files<D: CertsData>(
+    d: &mut D,
+    spec: &'static CertSpec,
+    crt: &Path,
+    key: &Path,
+    dir_mode: u32,
+) -> anyhow::Result<()> {
     let dir = d.cert_dir();
-    let (crt, key) = cert_files(&dir, spec.base_name);
-    let existing_cert = read(d.fs(), &crt)?;
-    let existing_key = read(d.fs(), &key)?;
+    let existing_cert = read(d.fs(), crt)?;
+    let existing_key = read(d.fs(), key)?;
     let issuer = issuer(d, spec)?;
     let inputs = d.cert_inputs();
     let decision = pki::decide(
@@ -205,9 +230,9 @@ fn run_cert<D: CertsData>(d: &mut D, spec: &'static CertSpec) -> anyhow::Result<
         ),
         Decision::Create => {
             let issued = pki::issue(spec, &inputs, issuer.as_ref(), d.now())?;
-            record_and_create(d, crt.parent().unwrap_or(&dir))?;
-            d.fs().write_private(&key, issued.key_pem.as_bytes())?;
-            d.fs().write_public(&crt, issued.cert_pem.as_bytes())?;
+            record_and_create(d, crt.parent().unwrap_or(&dir), dir_mode)?;
+            d.fs().write_private(key, issued.key_pem.as_bytes())?;
+            d.fs().write_public(crt, issued.cert_pem.as_bytes())?;
             say!(
                 d.out(),
                 "certs",
@@ -239,14 +264,14 @@ fn run_sa<D: CertsData>(d: &mut D) -> anyhow::Result<()> {
         let public = pki::check_sa_key(&existing, read(d.fs(), &pub_path)?.as_deref())
             .with_context(|| format!("{:?}", key_path.display().to_string()))?;
         if !d.fs().exists(&pub_path) {
-            record_and_create(d, &dir)?;
+            record_and_create(d, &dir, 0o755)?;
             d.fs().write_public(&pub_path, public.as_bytes())?;
         }
         say!(d.out(), "certs", "Using the existing \"sa\" key");
         return Ok(());
     }
     let pair = pki::sa_key_pair(d.cert_inputs().algorithm)?;
-    record_and_create(d, &dir)?;
+    record_and_create(d, &dir, 0o755)?;
     d.fs()
         .write_private(&key_path, pair.private_pem.as_bytes())?;
     d.fs().write_public(&pub_path, pair.public_pem.as_bytes())?;
