@@ -35,66 +35,73 @@ fn status_answers(n: &Node) {
     });
 }
 
+/// Waits (bounded) for `n` of `agents` to exit; returns the ones that still run.
+fn wait_exits(agents: Vec<Child>, n: usize) -> (Vec<Child>, Vec<(Child, String)>) {
+    let (mut running, mut exited) = (agents, Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while exited.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} agents still run on one node after 15s",
+            running.len()
+        );
+        let mut still = Vec::new();
+        for mut a in running {
+            match a.try_wait().unwrap() {
+                Some(status) => {
+                    assert!(!status.success());
+                    let mut err = String::new();
+                    std::io::Read::read_to_string(a.stderr.as_mut().unwrap(), &mut err).unwrap();
+                    exited.push((a, err));
+                }
+                None => still.push(a),
+            }
+        }
+        running = still;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (running, exited)
+}
+
 #[test]
 fn two_agents_started_at_once_leave_exactly_one() {
     let n = Node::new("v1.20.2");
     let _stop = StopAgent(&n.layout);
-    let mut agents = [spawn_agent(&n), spawn_agent(&n)];
-    // One of them must give up at once; the other keeps running.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let (loser, code) = loop {
-        if let Some((i, code)) = agents
-            .iter_mut()
-            .enumerate()
-            .find_map(|(i, a)| a.try_wait().unwrap().map(|s| (i, s)))
-        {
-            break (i, code);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "both agents still run on one node after 15s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let winner = agents[1 - loser].id();
-    assert!(!code.success());
-    let mut err = String::new();
-    std::io::Read::read_to_string(agents[loser].stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(
-        err.contains("another kubeboot agent is already running on this node")
-            && err.contains(&format!("pid {winner} holds the lock")),
-        "{err}"
-    );
+    let agents = vec![spawn_agent(&n), spawn_agent(&n), spawn_agent(&n)];
+    // All but one give up at once, naming the one that runs.
+    let (mut running, exited) = wait_exits(agents, 2);
+    assert_eq!(running.len(), 1);
+    let winner = running[0].id();
     // The winner serves, wrote its own pid file, and is the node's agent.
     status_answers(&n);
     std::thread::sleep(Duration::from_secs(2));
     assert!(
-        agents[1 - loser].try_wait().unwrap().is_none(),
+        running[0].try_wait().unwrap().is_none(),
         "the winner exited"
     );
-    let st = n.status();
-    assert_eq!(st.agent_pid, winner);
+    assert_eq!(n.status().agent_pid, winner);
     let pid_file = std::fs::read_to_string(n.layout.agent_pid_file()).unwrap();
     assert_eq!(
         pid_file.split_whitespace().next(),
         Some(&*winner.to_string())
     );
     assert_eq!(agent::is_running(&n.layout), Some(winner));
-    // A third one, later, is refused too (the socket check alone raced).
-    let third = Command::new(test_agent())
-        .args(test_agent_args(&n))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!third.status.success());
+    // /run cleared (its socket and pid file gone): a new agent is refused all the same.
+    std::fs::remove_dir_all(n.layout.run_dir()).unwrap();
+    let (_, late) = wait_exits(vec![spawn_agent(&n)], 1);
+    for (_, err) in exited.iter().chain(&late) {
+        assert!(
+            err.contains("another kubeboot agent is already running on this node")
+                && err.contains(&format!("pid {winner} holds the lock")),
+            "{err}"
+        );
+    }
     assert!(
-        String::from_utf8_lossy(&third.stderr).contains(&format!("pid {winner}")),
-        "{}",
-        String::from_utf8_lossy(&third.stderr)
+        running[0].try_wait().unwrap().is_none(),
+        "the winner exited"
     );
     assert!(agent::stop(&n.layout, Duration::from_secs(10)).unwrap());
     assert!(!alive(winner));
-    assert!(!n.layout.agent_pid_file().exists());
 }
 
 #[test]
@@ -153,19 +160,19 @@ fn modes_do_not_depend_on_the_umask_and_existing_dirs_keep_theirs() {
             .is_socket()
     );
     for (path, want) in [
+        (socket.clone(), 0o600),
+        (n.layout.run_dir(), 0o751),
         (state.clone(), 0o700),
         (state.join("pods"), 0o700),
         (state.join("pods").join(&uid), 0o700),
         (state.join("pods").join(&uid).join("main.json"), 0o600),
         (state.join("node-id"), 0o644),
-        (state.join(agent::instance::LOCK_FILE), 0o600),
-        (n.layout.run_dir(), 0o751),
-        (n.layout.agent_pid_file(), 0o644),
-        (socket.clone(), 0o600),
         (n.cfg.pod_log_dir.clone(), 0o755),
         (log.parent().unwrap().parent().unwrap().to_path_buf(), 0o755),
         (log.parent().unwrap().to_path_buf(), 0o755),
         (log.clone(), 0o640),
+        (n.layout.agent_pid_file(), 0o644),
+        (state.join(agent::instance::LOCK_FILE), 0o600),
     ] {
         assert_eq!(mode(&path), want, "{}: {:o}", path.display(), mode(&path));
     }
