@@ -193,3 +193,33 @@ fn container_logs_rotate_by_size_and_count() {
         .collect();
     assert_eq!(text, want);
 }
+
+#[test]
+fn a_container_whose_record_cannot_be_written_is_not_left_running() {
+    let mut n = Node::new("v1.20.2");
+    n.start_agent();
+    let manifest = pod("sched", "sleep", "", "");
+    n.write_manifest("sched", &manifest);
+    n.wait_container("running", |c| c.state == "running");
+    let uid = n.status().pods[0].uid.clone();
+    std::fs::remove_file(n.manifest("sched")).unwrap();
+    wait_until("the pod gone", || n.status().pods.is_empty().then_some(()));
+    // The record's path is taken by a directory: writing it fails after the shim started.
+    let record = n.cfg.state_dir.join("pods").join(&uid).join("main.json");
+    std::fs::create_dir_all(record.join("in-the-way")).unwrap();
+    n.write_manifest("sched", &manifest);
+    let c = n.wait_container("the start to fail", |c| {
+        c.last_exit_reason.is_none()
+            && c.message
+                .as_deref()
+                .is_some_and(|m| m.contains("could not record the container"))
+    });
+    assert_eq!(c.reason.as_deref(), Some("RunContainerError"));
+    // Neither the shim nor the container it may have started is left behind, over retries.
+    for _ in 0..3 {
+        wait_until("no process of the container", || {
+            container_processes(&n, &uid, 0).is_empty().then_some(())
+        });
+        std::thread::sleep(Duration::from_millis(700));
+    }
+}
