@@ -77,8 +77,8 @@ pub fn start_detached(exe: &Path, args: &[String], layout: &Layout) -> anyhow::R
             pid,
             start_time: stat.start_time,
         };
-        let agents = find_agents(layout);
-        if agents.contains(&me) && fs.exists(&layout.agent_pid_file()) {
+        // It writes its pid file once it holds the lock (an old pid file names another).
+        if instance::from_pid_file(&layout.agent_pid_file()) == Some(me) {
             return Ok(pid);
         }
         if Instant::now() >= deadline {

@@ -162,8 +162,9 @@ fn parse_pid(text: &str) -> Option<AgentProcess> {
     })
 }
 
-/// The live process that `<pid> <start-time>` in `path` names, if any.
-fn from_pid_file(path: &Path) -> Option<AgentProcess> {
+/// The live process that `<pid> <start-time>` in `path` (the pid file or the lock file)
+/// names, if any.
+pub fn from_pid_file(path: &Path) -> Option<AgentProcess> {
     let text = Fs::real().read_string_if_exists(path).ok()??;
     let p = parse_pid(&text)?;
     process::is_alive(p.pid, p.start_time).then_some(p)
