@@ -278,6 +278,29 @@ impl RotatingLog {
     }
 }
 
+/// Removes the logs of a container's runs before the previous one, when run `restart_count`
+/// starts: the kubelet keeps the current and the last dead container of each (what
+/// `kubectl logs` and `kubectl logs --previous` show), so a crash loop cannot fill the disk
+/// with one log per restart (kubelet: MaxPerPodContainer=1 in its container GC).
+pub fn remove_old_runs(container_dir: &Path, restart_count: u32) {
+    let Some(keep_from) = restart_count.checked_sub(1) else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(container_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let run = name
+            .to_str()
+            .and_then(|n| n.split_once(".log"))
+            .and_then(|(run, _)| run.parse::<u32>().ok());
+        if run.is_some_and(|r| r < keep_from) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// The last `n` lines of a log, from its rotated files too when the current one has fewer
 /// (the current file may hold a single line right after a rotation).
 pub fn tail_lines(log: &Path, n: usize) -> Vec<String> {
@@ -432,6 +455,23 @@ mod tests {
             tail_lines(&d.path().join("none.log"), 3),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn only_the_current_and_previous_runs_keep_logs() {
+        let d = tempfile::tempdir().unwrap();
+        for f in ["0.log", "1.log", "1.log.1", "2.log", "3.log", "notes.txt"] {
+            fs::write(d.path().join(f), "x").unwrap();
+        }
+        remove_old_runs(d.path(), 0);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 6);
+        remove_old_runs(d.path(), 3);
+        let mut left: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["2.log", "3.log", "notes.txt"]);
     }
 
     #[test]

@@ -223,3 +223,28 @@ fn a_container_whose_record_cannot_be_written_is_not_left_running() {
         std::thread::sleep(Duration::from_millis(700));
     }
 }
+
+#[test]
+fn a_crash_loop_keeps_the_logs_of_two_runs_only() {
+    let mut n = Node::new("v1.20.2");
+    n.start_agent();
+    n.write_manifest("crash", &pod("crash", "exit3", "", ""));
+    n.wait_container("four restarts", |c| c.restart_count >= 4);
+    let uid = n.status().pods[0].uid.clone();
+    let dir = n
+        .cfg
+        .pod_log_dir
+        .join(format!("kube-system_crash-n1_{uid}/main"));
+    let runs: Vec<u32> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".log").unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(runs.len() <= 2, "logs of runs {runs:?} are kept");
+    assert!(
+        runs.iter().all(|r| *r >= 2),
+        "logs of runs {runs:?} are kept"
+    );
+}

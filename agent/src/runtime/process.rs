@@ -244,6 +244,7 @@ impl ProcessRuntime {
         let pod_logs = logs::pod_log_dir(&self.pod_log_dir, &pod.namespace, &pod.name, &pod.uid);
         let log_file = logs::container_log_file(&pod_logs, &c.name, restart_count);
         fs.ensure_dir(&pod_logs.join(&c.name), 0o755)?;
+        logs::remove_old_runs(&pod_logs.join(&c.name), restart_count);
         self.state.prepare(&pod.uid, &c.name)?;
         let marker = self.marker(&pod.uid, &c.name);
         let mut env = self.container_env(c);
