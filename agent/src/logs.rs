@@ -420,6 +420,16 @@ mod tests {
         assert_eq!(lines, ["stdout F abcd", "stdout P abcd"]);
     }
 
+    /// The sorted names in a directory.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
     #[test]
     fn rotation_bounds_size_and_count_and_tail_reads_across_files() {
         let d = tempfile::tempdir().unwrap();
@@ -433,11 +443,7 @@ mod tests {
             w.append(format!("line {i:03} .........\n").as_bytes())
                 .unwrap();
         }
-        let mut files: Vec<String> = fs::read_dir(d.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        files.sort();
+        let files = names(d.path());
         assert_eq!(files, ["0.log", "0.log.1", "0.log.2"]);
         for f in &files {
             let len = fs::metadata(d.path().join(f)).unwrap().len();
@@ -466,12 +472,7 @@ mod tests {
         remove_old_runs(d.path(), 0);
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 6);
         remove_old_runs(d.path(), 3);
-        let mut left: Vec<String> = fs::read_dir(d.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["2.log", "3.log", "notes.txt"]);
+        assert_eq!(names(d.path()), ["2.log", "3.log", "notes.txt"]);
     }
 
     #[test]
