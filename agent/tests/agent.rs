@@ -101,7 +101,12 @@ fn crash_loop_reports_exit_code_and_stderr() {
         .cfg
         .pod_log_dir
         .join(format!("kube-system_crash-n1_{}/main", st.pods[0].uid));
-    let log = std::fs::read_to_string(dir.join("0.log")).unwrap();
+    // The runs' logs (only the newest two are kept).
+    let log: String = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
     assert!(
         log.contains(" stdout F out line\n") && log.contains(" stderr F err line\n"),
         "{log}"
