@@ -1,7 +1,8 @@
 //! What `kubeboot reset` needs beyond stopping the agent's pods: the kubelet stopped first
 //! (so nothing restarts containers), the CRI containers of this node stopped (the processes
 //! under this node's containerd shims), the pod network namespaces and the kubelet's mounts
-//! removed, and kubeboot's pod network (bridge, routes) taken down (kubeadm:
+//! removed, kube-proxy's rules cleaned by kube-proxy itself, and kubeboot's pod network
+//! (its bridge, the veths on it, its routes) taken down (kubeadm:
 //! cmd/phases/reset/cleanupnode.go).
 
 use std::collections::BTreeSet;
@@ -152,10 +153,8 @@ pub fn remove_pod_netns(layout: &Layout) -> anyhow::Result<Vec<PathBuf>> {
 /// Mount points in mountinfo text (field 5, octal escapes decoded) strictly below `dir`,
 /// deepest first.
 pub fn mounts_below(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape_mount_path(p)))
+    let mut found: Vec<PathBuf> = crate::host::fs::mount_points(mountinfo)
+        .into_iter()
         .filter(|p| p.starts_with(dir) && p != dir)
         .collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
@@ -163,49 +162,142 @@ pub fn mounts_below(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-fn unescape_mount_path(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// What [`unmount_below`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Unmounted {
+    /// The directory, its symlinks resolved.
+    pub dir: PathBuf,
+    /// Every mount point unmounted, in order (a stacked one appears once per layer).
+    pub unmounted: Vec<PathBuf>,
+    /// Mount points still there after the last round.
+    pub left: Vec<PathBuf>,
 }
 
-/// Unmounts everything mounted below the kubelet's directory (secret and service account
-/// token tmpfs volumes), as kubeadm reset does before deleting it. Returns the mount points.
+/// Rounds of [`unmount_below`]: each takes off the top layer of every mount point; stacks
+/// deeper than this are left and reported.
+const UNMOUNT_ROUNDS: usize = 16;
+
+/// Unmounts everything mounted below `dir` (the kubelet's secret and token tmpfs volumes,
+/// CSI/NFS volumes, subPath bind mounts), as kubeadm reset does before deleting the kubelet
+/// directory (kubeadm: cmd/phases/reset/cleanupnode.go, unmountKubeletDirectory), and more
+/// thoroughly: `dir`'s symlinks are resolved first (the mounts are listed under the real
+/// path), the deepest mount points go first, every round reads mountinfo again until nothing
+/// is left below `dir` (stacked mounts), and a busy mount is detached (`MNT_DETACH`).
+///
+/// Refused, like every delete, for a directory that resolves to a system directory or
+/// outside `layout`'s root ([`Layout::deletion_refusal`]).
 ///
 /// # Errors
-/// When /proc/self/mountinfo cannot be read or a mount point cannot be unmounted.
-pub fn unmount_kubelet_dir(layout: &Layout) -> anyhow::Result<Vec<PathBuf>> {
-    let dir = layout.kubelet_dir();
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| anyhow::anyhow!("could not read /proc/self/mountinfo: {e}"))?;
-    let mounts = mounts_below(&text, &dir);
-    for m in &mounts {
-        nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH)
-            .map_err(|e| anyhow::anyhow!("could not unmount {:?}: {e}", m.display().to_string()))?;
+/// A refused directory, or `/proc/self/mountinfo` cannot be read.
+pub fn unmount_below(layout: &Layout, dir: &Path) -> anyhow::Result<Unmounted> {
+    let shown = dir.display().to_string();
+    let dir = match std::fs::canonicalize(dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Unmounted::default()),
+        Err(e) => return Err(anyhow::anyhow!("could not resolve {shown:?}: {e}")),
+    };
+    let root = std::fs::canonicalize(layout.root()).unwrap_or_else(|_| layout.root().to_path_buf());
+    if let Some(reason) = Layout::under(root).deletion_refusal(&dir) {
+        anyhow::bail!(
+            "refusing to unmount what is below {shown:?} (it resolves to {:?}): {reason}",
+            dir.display().to_string()
+        );
     }
-    Ok(mounts)
+    let mut done = Unmounted {
+        dir: dir.clone(),
+        ..Default::default()
+    };
+    let read = || -> anyhow::Result<Vec<PathBuf>> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| anyhow::anyhow!("could not read /proc/self/mountinfo: {e}"))?;
+        Ok(mounts_below(&text, &dir))
+    };
+    for _ in 0..UNMOUNT_ROUNDS {
+        let mounts = read()?;
+        if mounts.is_empty() {
+            return Ok(done);
+        }
+        let mut progress = false;
+        for m in mounts {
+            let plain = nix::mount::umount2(&m, nix::mount::MntFlags::empty());
+            let ok = match plain {
+                Ok(()) => true,
+                // Busy: detach it now, the kernel finishes when the last user goes.
+                Err(nix::errno::Errno::EBUSY) => {
+                    nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH).is_ok()
+                }
+                Err(e) => {
+                    tracing::warn!(mount = %m.display(), error = %e, "could not unmount");
+                    false
+                }
+            };
+            if ok {
+                done.unmounted.push(m);
+                progress = true;
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    done.left = read()?;
+    Ok(done)
 }
 
-/// Takes down kubeboot's pod network on this node: the CNI bridge and the routes to other
-/// nodes' pods ([`crate::node_network::ROUTE_PROTO`]). Returns what was removed.
+/// Asks kube-proxy to remove the rules it made, the way kube-proxy offers
+/// (`kube-proxy --cleanup`: its iptables chains and IPVS state), with the kube-proxy binary
+/// found in `bin_dirs`. `None` when no kube-proxy binary is there.
+///
+/// # Errors
+/// kube-proxy cannot be started, or fails (its output in the message).
+pub fn kube_proxy_cleanup(bin_dirs: &[PathBuf]) -> anyhow::Result<Option<PathBuf>> {
+    let Some(exe) = process::find_binary(names::KUBE_PROXY, bin_dirs) else {
+        return Ok(None);
+    };
+    let mut child = std::process::Command::new(&exe)
+        .arg("--cleanup")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("could not run {} --cleanup: {e}", exe.display()))?;
+    let deadline = Instant::now() + KUBE_PROXY_CLEANUP_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!(
+                "{} --cleanup did not finish within {}s",
+                exe.display(),
+                KUBE_PROXY_CLEANUP_TIMEOUT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output()?;
+    anyhow::ensure!(
+        status.success(),
+        "{} --cleanup failed ({status}): {}",
+        exe.display(),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(Some(exe))
+}
+
+/// How long `kube-proxy --cleanup` may take.
+const KUBE_PROXY_CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Takes down kubeboot's pod network on this node: the veths on kubeboot's CNI bridge
+/// `bridge`, the bridge, and the routes with kubeboot's own protocol number
+/// ([`crate::node_network::ROUTE_PROTO`]); nobody else's links or routes. Returns what was
+/// removed.
 ///
 /// # Errors
 /// When `ip` cannot be run.
-pub fn remove_pod_network() -> anyhow::Result<Vec<String>> {
+pub fn remove_pod_network(bridge: &str) -> anyhow::Result<Vec<String>> {
     let run = |args: &[&str]| -> anyhow::Result<(bool, String)> {
         let out = std::process::Command::new("ip")
             .args(args)
@@ -226,11 +318,31 @@ pub fn remove_pod_network() -> anyhow::Result<Vec<String>> {
             routes.lines().count()
         ));
     }
-    let bridge = names::KUBEBOOT_CNI_BRIDGE;
-    if run(&["link", "show", bridge])?.0 && run(&["link", "delete", bridge])?.0 {
+    let (exists, _) = run(&["link", "show", bridge])?;
+    if !exists {
+        return Ok(removed);
+    }
+    // The host ends of the pods' veths: a pod namespace still held somewhere keeps its
+    // pair alive, and the veth would outlive the bridge.
+    let (_, ports) = run(&["-o", "link", "show", "master", bridge, "type", "veth"])?;
+    for veth in veth_names(&ports) {
+        if run(&["link", "delete", &veth])?.0 {
+            removed.push(format!("veth {veth}"));
+        }
+    }
+    if run(&["link", "delete", bridge])?.0 {
         removed.push(format!("bridge {bridge}"));
     }
     Ok(removed)
+}
+
+/// Interface names in `ip -o link show` output (`7: veth1234@if3: <...>` -> `veth1234`).
+fn veth_names(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 #[cfg(test)]
@@ -253,6 +365,25 @@ mod tests {
                 PathBuf::from("/var/lib/kubelet/pods/u1/a b"),
             ]
         );
+    }
+
+    #[test]
+    fn veth_names_from_ip_link_output() {
+        let out = "7: vethab12cd34@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master kbr0 state UP\n9: veth9@if2: <BROADCAST> mtu 1500\n";
+        assert_eq!(veth_names(out), vec!["vethab12cd34", "veth9"]);
+        assert!(veth_names("").is_empty());
+    }
+
+    #[test]
+    fn unmount_below_a_missing_dir_is_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::under(dir.path());
+        assert_eq!(
+            unmount_below(&layout, &dir.path().join("gone")).unwrap(),
+            Unmounted::default()
+        );
+        let err = format!("{:#}", unmount_below(&layout, dir.path()).unwrap_err());
+        assert!(err.contains("refusing to unmount"), "{err}");
     }
 
     #[test]

@@ -96,6 +96,13 @@ impl Layout {
         self.at(names::KUBEBOOT_STATE_DIR)
     }
 
+    /// `/var/lib/kubeboot/node-record.json`: what `init` created on this node (directories,
+    /// files, the certificate directory, a local etcd's data directory, the CNI bridge), the
+    /// one list `reset` deletes from.
+    pub fn node_record(&self) -> PathBuf {
+        self.state_dir().join("node-record.json")
+    }
+
     /// `/etc/kubeboot/manifests`: the agent's own static pods (the kubelet, containerd) when
     /// the kubelet runs `/etc/kubernetes/manifests` (`--static-pod-runner kubelet`).
     pub fn agent_manifests_dir(&self) -> PathBuf {
@@ -159,11 +166,191 @@ impl Layout {
             Err(_) => self.root.join(p),
         }
     }
+
+    /// The inverse of [`Layout::node_path`]: how the node sees `path`, a path under this
+    /// layout's root (`/tmp/node1/etc/kubernetes` -> `/etc/kubernetes`). `None` for a path
+    /// outside the root or one that is not normalized (`.`, `..`).
+    pub fn to_node(&self, path: &Path) -> Option<PathBuf> {
+        if !is_normalized_absolute(path) {
+            return None;
+        }
+        let rel = path.strip_prefix(&self.root).ok()?;
+        Some(Path::new("/").join(rel))
+    }
+
+    /// Why kubeboot must never delete the contents of `path` (a path under this layout's
+    /// root), or `None` when it may: see [`protected_reason`]; a path outside the root is
+    /// refused too.
+    pub fn deletion_refusal(&self, path: &Path) -> Option<String> {
+        if !path.is_absolute() {
+            return Some("it is a relative path".into());
+        }
+        if !is_normalized_absolute(path) {
+            return Some("it is not a normalized path (it has \".\" or \"..\")".into());
+        }
+        match self.to_node(path) {
+            None => Some(format!(
+                "it is outside the node's root {:?}",
+                self.root.display().to_string()
+            )),
+            Some(node) => protected_reason(&node).map(str::to_string),
+        }
+    }
+}
+
+/// Top-level directories of a Linux system (FHS) and the second-level ones that hold other
+/// programs' data: kubeboot never deletes the contents of one of these, whatever a flag, a
+/// config or its own record says.
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/lost+found",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/snap",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+    "/var/lib",
+    "/var/log",
+    "/var/run",
+    "/var/tmp",
+    "/var/cache",
+    "/var/spool",
+    "/var/mail",
+    "/var/opt",
+    "/var/local",
+    "/var/backups",
+];
+
+/// Trees that hold only the system's programs and kernel interfaces: nothing of kubeboot's
+/// lives anywhere inside them.
+pub const SYSTEM_TREES: &[&str] = &[
+    "/bin", "/boot", "/dev", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys",
+    "/usr",
+];
+
+/// True for an absolute path with no `.`, `..`, empty segment or trailing slash.
+pub fn is_normalized_absolute(path: &Path) -> bool {
+    let Some(text) = path.to_str() else {
+        return false;
+    };
+    text == "/"
+        || (text.starts_with('/')
+            && text[1..]
+                .split('/')
+                .all(|seg| !seg.is_empty() && seg != "." && seg != ".."))
+}
+
+/// Why the node path `path` is one whose contents kubeboot must never delete: the root, a
+/// [`SYSTEM_DIRS`] entry, anything inside a [`SYSTEM_TREES`] entry, a relative or
+/// unnormalized path. `None` when kubeboot may clean it.
+pub fn protected_reason(path: &Path) -> Option<&'static str> {
+    if !path.is_absolute() {
+        return Some("it is a relative path");
+    }
+    if !is_normalized_absolute(path) {
+        return Some("it is not a normalized path (it has \".\", \"..\" or an empty segment)");
+    }
+    if path == Path::new("/") {
+        return Some("it is the root directory");
+    }
+    if SYSTEM_DIRS.iter().any(|d| path == Path::new(d)) {
+        return Some("it is a system directory");
+    }
+    if SYSTEM_TREES.iter().any(|d| path.starts_with(d)) {
+        return Some("it is inside a system directory");
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_paths_are_protected() {
+        for p in [
+            "/",
+            "/etc",
+            "/var/lib",
+            "/var",
+            "/home",
+            "/root",
+            "/usr/local/bin",
+            "/lib64",
+            "/tmp",
+        ] {
+            assert!(protected_reason(Path::new(p)).is_some(), "{p}");
+        }
+        for p in [
+            "var/lib/etcd",
+            ".",
+            "",
+            "/var/lib/../lib",
+            "/var/lib/etcd/",
+            "/var//lib/etcd",
+        ] {
+            assert!(protected_reason(Path::new(p)).is_some(), "{p:?}");
+        }
+        for p in [
+            "/var/lib/etcd",
+            "/etc/kubernetes/pki",
+            "/var/lib/kubelet",
+            "/data/etcd",
+            "/etc/kubeboot/manifests",
+        ] {
+            assert_eq!(protected_reason(Path::new(p)), None, "{p}");
+        }
+    }
+
+    #[test]
+    fn rooted_layout_refuses_its_root_its_system_dirs_and_the_outside() {
+        let l = Layout::under("/tmp/node1");
+        assert_eq!(
+            l.deletion_refusal(Path::new("/tmp/node1")).as_deref(),
+            Some("it is the root directory")
+        );
+        assert!(l.deletion_refusal(Path::new("/tmp/node1/etc")).is_some());
+        assert!(
+            l.deletion_refusal(Path::new("/etc/kubernetes/pki"))
+                .unwrap()
+                .contains("outside")
+        );
+        assert!(
+            l.deletion_refusal(Path::new("/tmp/node1/var/lib/etcd/.."))
+                .is_some()
+        );
+        assert!(
+            l.deletion_refusal(Path::new("tmp/node1/var/lib/etcd"))
+                .is_some()
+        );
+        assert_eq!(
+            l.deletion_refusal(Path::new("/tmp/node1/var/lib/etcd")),
+            None
+        );
+        assert_eq!(
+            l.to_node(Path::new("/tmp/node1/var/lib/etcd")),
+            Some(PathBuf::from("/var/lib/etcd"))
+        );
+        let host = Layout::host();
+        assert!(host.deletion_refusal(Path::new("/etc")).is_some());
+        assert_eq!(host.deletion_refusal(Path::new("/var/lib/etcd")), None);
+    }
 
     #[test]
     fn host_layout_uses_kubeadm_paths() {

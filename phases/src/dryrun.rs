@@ -16,7 +16,13 @@ pub fn print_written(out: &Out, fs: &Fs) -> anyhow::Result<()> {
         "dryrun",
         &format!("Wrote certificates, kubeconfig files and control plane manifests to the {:?} directory", root.display().to_string()),
     );
+    // A file written more than once (the node record grows as init goes) is shown once,
+    // with its final content.
+    let mut shown = std::collections::BTreeSet::new();
     for path in fs.written() {
+        if !shown.insert(path.clone()) {
+            continue;
+        }
         let name = path.display().to_string();
         let content = fs.read_string_if_exists(&path)?.unwrap_or_default();
         if is_secret(&content) {

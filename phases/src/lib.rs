@@ -13,7 +13,8 @@
 //! - [`preflight`]: checks with kubeadm's names and `--ignore-preflight-errors`.
 //! - [`health`]: static pod health from their probes, bounded waits.
 //! - [`init`]: the `init` tree; [`shared`]: phases `join --control-plane` will share.
-//! - [`reset`]: `kubeboot reset`.
+//! - [`reset`]: `kubeboot reset`; [`node_record`]: what init created, the list reset
+//!   deletes from.
 //! - [`token`]: bootstrap tokens on the cluster (`init`'s and `kubeboot token`'s).
 //! - [`dryrun`]: what `--dry-run` prints.
 //! - [`agent_view`]: the agent's status, as phases quote it.
@@ -25,6 +26,7 @@ pub mod health;
 pub mod host;
 pub mod images;
 pub mod init;
+pub mod node_record;
 pub mod out;
 pub mod preflight;
 pub mod reset;

@@ -9,12 +9,15 @@
 //! `Fs::under(dir)` re-roots every absolute path under `dir`: `--dry-run` keeps the real
 //! `Layout` (file contents refer to real paths) and lets the bytes land in a scratch directory.
 
+use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use components::Layout;
 
 /// Mode of private files: keys, kubeconfigs.
 pub const MODE_PRIVATE: u32 = 0o600;
@@ -139,36 +142,280 @@ impl Fs {
         }
     }
 
-    /// Removes the contents of a directory (not the directory itself, which may be a mount
-    /// point), if it exists. Returns how many entries were removed.
-    pub fn clear_dir(&self, path: &Path) -> anyhow::Result<usize> {
+    /// Removes the leftovers of writes through an `Fs` that were killed half-way: the hidden
+    /// temporary files `.<name>.<16 hex digits>.tmp` next to `path`. Returns how many went.
+    ///
+    /// # Errors
+    /// A leftover that exists but cannot be removed.
+    pub fn remove_leftover_temps(&self, path: &Path) -> anyhow::Result<usize> {
         let target = self.resolve(path);
-        let entries = match fs::read_dir(&target) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("could not list {:?}", path.display().to_string()));
-            }
+        let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+            return Ok(0);
+        };
+        let prefix = format!(".{}.", name.to_string_lossy());
+        let Ok(entries) = fs::read_dir(dir) else {
+            return Ok(0);
         };
         let mut n = 0;
-        for entry in entries {
-            let entry = entry
-                .with_context(|| format!("could not list {:?}", path.display().to_string()))?;
-            let p = entry.path();
-            let ft = entry
-                .file_type()
-                .with_context(|| format!("could not stat {}", p.display()))?;
-            if ft.is_dir() {
-                fs::remove_dir_all(&p)
-            } else {
-                fs::remove_file(&p)
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let is_temp = file
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(".tmp"))
+                .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+            if is_temp && self.remove_file(&Path::new(path).with_file_name(&file))? {
+                n += 1;
             }
-            .with_context(|| format!("could not remove {}", p.display()))?;
-            n += 1;
         }
         Ok(n)
     }
+
+    /// Removes the directory `path` if it exists and is empty; `false` when it is absent, not
+    /// empty or busy (a mount point). Refused, like [`Fs::clear_dir`], for the paths
+    /// [`Layout::deletion_refusal`] names.
+    ///
+    /// # Errors
+    /// A refused path, or another failure naming the path.
+    pub fn remove_dir_if_empty(&self, layout: &Layout, path: &Path) -> anyhow::Result<bool> {
+        let target = self.resolve(path);
+        self.refuse(layout, path, &target)?;
+        match fs::remove_dir(&target) {
+            Ok(()) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(
+                        libc::ENOENT | libc::ENOTEMPTY | libc::EEXIST | libc::EBUSY | libc::ENOTDIR
+                    )
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "could not remove the directory {:?}",
+                    path.display().to_string()
+                )
+            }),
+        }
+    }
+
+    /// Removes the contents of a directory (not the directory itself, which may be a mount
+    /// point), if it exists: kubeboot's one recursive delete, so every rule below holds for all
+    /// of them.
+    ///
+    /// - Refused (an error naming the path and the reason) for `/`, a system directory
+    ///   ([`components::layout::protected_reason`]), a relative or unnormalized path, and
+    ///   anything outside the layout's root, checked on the path as given and again once its
+    ///   symlinks are resolved.
+    /// - Never leaves the directory's filesystem: an entry on another device, or listed as a
+    ///   mount point in `/proc/self/mountinfo` (a bind mount of the same filesystem), is left
+    ///   as it is and reported in [`Cleared::kept_mounts`].
+    /// - Never follows a symlink below the top (`openat` with `O_NOFOLLOW`, `unlinkat`).
+    /// - Entries already gone are not an error, so a run killed half-way can simply be
+    ///   repeated.
+    ///
+    /// # Errors
+    /// A refused path, unreadable mountinfo, or an entry that cannot be removed.
+    pub fn clear_dir(&self, layout: &Layout, path: &Path) -> anyhow::Result<Cleared> {
+        let shown = path.display().to_string();
+        let target = self.resolve(path);
+        self.refuse(layout, path, &target)?;
+        let real = match fs::canonicalize(&target) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Cleared::default()),
+            Err(e) => return Err(e).with_context(|| format!("could not resolve {shown:?}")),
+        };
+        if real != target {
+            self.refuse(layout, &real, &real)
+                .with_context(|| format!("{shown:?} leads to {:?}", real.display().to_string()))?;
+        }
+        let mounts: BTreeSet<PathBuf> = read_mount_points()?.into_iter().collect();
+        let dir =
+            open_dir_nofollow(None, &real).with_context(|| format!("could not open {shown:?}"))?;
+        let dev = nix::sys::stat::fstat(&dir)
+            .map_err(io::Error::from)
+            .with_context(|| format!("could not stat {shown:?}"))?
+            .st_dev;
+        let mut cleared = Cleared::default();
+        clear_fd(&dir, &real, dev, &mounts, &mut cleared)?;
+        Ok(cleared)
+    }
+
+    /// The refusal of [`Fs::clear_dir`]: `path` as the caller named it, `target` where it
+    /// resolves (under a dry-run root).
+    fn refuse(&self, layout: &Layout, path: &Path, target: &Path) -> anyhow::Result<()> {
+        let root = self.resolve(layout.root());
+        // The root itself may sit behind a symlink (a temporary directory): compare resolved
+        // forms when the target is resolved.
+        let root = if target.starts_with(&root) {
+            root
+        } else {
+            fs::canonicalize(&root).unwrap_or(root)
+        };
+        match Layout::under(root).deletion_refusal(target) {
+            None => Ok(()),
+            Some(reason) => anyhow::bail!(
+                "refusing to delete the contents of {:?}: {reason}; kubeboot deletes only what it created, never a system directory",
+                path.display().to_string()
+            ),
+        }
+    }
+}
+
+/// What [`Fs::clear_dir`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Cleared {
+    /// Entries removed (a directory and everything in it count once each).
+    pub removed: usize,
+    /// Mount points found inside, left as they are with what they hold.
+    pub kept_mounts: Vec<PathBuf>,
+}
+
+/// The mount points listed in mountinfo text (field 5, octal escapes such as `\040`
+/// decoded), in the order listed.
+pub fn mount_points(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mount_path(p)))
+        .collect()
+}
+
+/// [`mount_points`] of this process's mount namespace.
+///
+/// # Errors
+/// `/proc/self/mountinfo` cannot be read.
+pub fn read_mount_points() -> anyhow::Result<Vec<PathBuf>> {
+    let text = fs::read_to_string("/proc/self/mountinfo")
+        .context("could not read /proc/self/mountinfo (is /proc mounted?)")?;
+    Ok(mount_points(&text))
+}
+
+fn unescape_mount_path(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn open_dir_nofollow(at: Option<&OwnedFd>, path: &Path) -> io::Result<OwnedFd> {
+    use nix::fcntl::{OFlag, open, openat};
+    use nix::sys::stat::Mode;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match at {
+        Some(dir) => openat(dir, path, flags, Mode::empty()),
+        None => open(path, flags, Mode::empty()),
+    }
+    .map_err(io::Error::from)
+}
+
+/// Empties the directory open as `dir` (at `path`, on device `dev`), staying on `dev` and off
+/// every path in `mounts`. Returns whether everything inside went.
+fn clear_fd(
+    dir: &OwnedFd,
+    path: &Path,
+    dev: u64,
+    mounts: &BTreeSet<PathBuf>,
+    cleared: &mut Cleared,
+) -> anyhow::Result<bool> {
+    use nix::fcntl::AtFlags;
+    use nix::sys::stat::{SFlag, fstatat};
+    use nix::unistd::{UnlinkatFlags, unlinkat};
+    use std::os::unix::ffi::OsStrExt;
+
+    let shown = || path.display().to_string();
+    let names: Vec<std::ffi::OsString> = {
+        let dup = dir
+            .try_clone()
+            .with_context(|| format!("could not list {:?}", shown()))?;
+        let mut listing = nix::dir::Dir::from_fd(dup)
+            .map_err(io::Error::from)
+            .with_context(|| format!("could not list {:?}", shown()))?;
+        let mut names = Vec::new();
+        for entry in listing.iter() {
+            let entry = entry
+                .map_err(io::Error::from)
+                .with_context(|| format!("could not list {:?}", shown()))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(std::ffi::OsStr::from_bytes(name).to_os_string());
+            }
+        }
+        names
+    };
+    let gone = |e: nix::errno::Errno| e == nix::errno::Errno::ENOENT;
+    let mut complete = true;
+    for name in names {
+        let child = path.join(&name);
+        let stat = match fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(s) => s,
+            Err(e) if gone(e) => continue,
+            Err(e) => {
+                return Err(io::Error::from(e))
+                    .with_context(|| format!("could not stat {:?}", child.display().to_string()));
+            }
+        };
+        if stat.st_dev != dev || mounts.contains(&child) {
+            cleared.kept_mounts.push(child);
+            complete = false;
+            continue;
+        }
+        let is_dir = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
+        if is_dir {
+            let sub = match open_dir_nofollow(Some(dir), Path::new(&name)) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("could not open {:?}", child.display().to_string())
+                    });
+                }
+            };
+            // The entry may have been swapped between the stat and the open.
+            let opened = nix::sys::stat::fstat(&sub).map_err(io::Error::from)?;
+            if opened.st_dev != dev || opened.st_ino != stat.st_ino {
+                cleared.kept_mounts.push(child);
+                complete = false;
+                continue;
+            }
+            if !clear_fd(&sub, &child, dev, mounts, cleared)? {
+                complete = false;
+                continue;
+            }
+        }
+        let flag = if is_dir {
+            UnlinkatFlags::RemoveDir
+        } else {
+            UnlinkatFlags::NoRemoveDir
+        };
+        match unlinkat(dir, name.as_os_str(), flag) {
+            Ok(()) => cleared.removed += 1,
+            Err(e) if gone(e) => {}
+            Err(nix::errno::Errno::EBUSY) => {
+                cleared.kept_mounts.push(child);
+                complete = false;
+            }
+            Err(e) => {
+                return Err(io::Error::from(e))
+                    .with_context(|| format!("could not remove {:?}", child.display().to_string()));
+            }
+        }
+    }
+    Ok(complete)
 }
 
 fn create_dir_mode(path: &Path, mode: u32) -> io::Result<()> {
@@ -281,14 +528,183 @@ mod tests {
     #[test]
     fn create_dir_sets_mode_and_clear_dir_keeps_dir() {
         let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::under(dir.path());
         let d = dir.path().join("a/manifests");
         let f = Fs::real();
         f.create_dir(&d, 0o700).unwrap();
         assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
         f.write_public(&d.join("x.yaml"), b"1").unwrap();
-        f.create_dir(&d.join("sub"), 0o755).unwrap();
-        assert_eq!(f.clear_dir(&d).unwrap(), 2);
+        f.create_dir(&d.join("sub/deeper"), 0o755).unwrap();
+        f.write_public(&d.join("sub/deeper/y"), b"1").unwrap();
+        let cleared = f.clear_dir(&layout, &d).unwrap();
+        assert_eq!(cleared.removed, 4);
+        assert!(cleared.kept_mounts.is_empty());
         assert!(d.is_dir());
         assert_eq!(fs::read_dir(&d).unwrap().count(), 0);
+        // Again, and on a directory that is gone: nothing to do, no error.
+        assert_eq!(f.clear_dir(&layout, &d).unwrap(), Cleared::default());
+        assert_eq!(
+            f.clear_dir(&layout, &dir.path().join("gone")).unwrap(),
+            Cleared::default()
+        );
+    }
+
+    /// A directory with a sentinel file, to show that a refused clear touched nothing.
+    fn with_sentinel(dir: &Path) -> PathBuf {
+        fs::create_dir_all(dir).unwrap();
+        let s = dir.join("sentinel");
+        fs::write(&s, b"keep").unwrap();
+        s
+    }
+
+    #[test]
+    fn clear_dir_refuses_the_root_system_dirs_relative_paths_and_the_outside() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let layout = Layout::under(root.path());
+        let sentinels = [
+            with_sentinel(root.path()),
+            with_sentinel(&root.path().join("etc")),
+            with_sentinel(&root.path().join("var/lib")),
+            with_sentinel(outside.path()),
+        ];
+        let f = Fs::real();
+        for (path, why) in [
+            (root.path().to_path_buf(), "it is the root directory"),
+            (root.path().join("etc"), "it is a system directory"),
+            (root.path().join("var/lib"), "it is a system directory"),
+            (root.path().join("var/lib/etcd/.."), "not a normalized path"),
+            (PathBuf::from("var/lib/etcd"), "it is a relative path"),
+            (outside.path().to_path_buf(), "outside the node's root"),
+        ] {
+            let err = format!("{:#}", f.clear_dir(&layout, &path).unwrap_err());
+            assert!(
+                err.contains(&format!(
+                    "refusing to delete the contents of {:?}",
+                    path.display().to_string()
+                )) && err.contains(why),
+                "{path:?}: {err}"
+            );
+            assert!(f.remove_dir_if_empty(&layout, &path).is_err(), "{path:?}");
+        }
+        for s in &sentinels {
+            assert!(s.exists(), "{s:?} was deleted");
+        }
+    }
+
+    #[test]
+    fn clear_dir_refuses_the_host_system_dirs_even_in_a_scratch_root() {
+        // The host layout through a dry-run Fs: a broken guard could only reach the scratch
+        // directory, never the machine's own /etc.
+        let scratch = tempfile::tempdir().unwrap();
+        let f = Fs::under(scratch.path());
+        let etc = with_sentinel(&scratch.path().join("etc"));
+        let top = with_sentinel(scratch.path());
+        for p in ["/", "/etc", "/var/lib", "/usr/local", "etc"] {
+            let err = format!(
+                "{:#}",
+                f.clear_dir(&Layout::host(), Path::new(p)).unwrap_err()
+            );
+            assert!(
+                err.contains("refusing to delete the contents of"),
+                "{p}: {err}"
+            );
+        }
+        assert!(etc.exists() && top.exists());
+    }
+
+    #[test]
+    fn a_symlink_to_a_protected_or_outside_dir_is_refused_and_inner_symlinks_are_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let layout = Layout::under(root.path());
+        let kept = with_sentinel(outside.path());
+        let etc = with_sentinel(&root.path().join("etc"));
+        let lib = root.path().join("var/lib");
+        fs::create_dir_all(&lib).unwrap();
+        std::os::unix::fs::symlink(root.path().join("etc"), lib.join("to-etc")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), lib.join("to-outside")).unwrap();
+        let f = Fs::real();
+        for link in ["to-etc", "to-outside"] {
+            let err = format!("{:#}", f.clear_dir(&layout, &lib.join(link)).unwrap_err());
+            assert!(err.contains("refusing to delete"), "{link}: {err}");
+        }
+        // Inside a directory kubeboot clears, a symlink is removed, never followed.
+        let data = root.path().join("var/lib/kubelet");
+        fs::create_dir_all(data.join("pods")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), data.join("pods/link")).unwrap();
+        std::os::unix::fs::symlink(root.path().join("etc"), data.join("etc-link")).unwrap();
+        f.clear_dir(&layout, &data).unwrap();
+        assert_eq!(fs::read_dir(&data).unwrap().count(), 0);
+        assert!(kept.exists() && etc.exists());
+    }
+
+    /// Unmounts on drop, so a failing test leaves no mount behind.
+    struct BindMount(PathBuf);
+
+    impl BindMount {
+        fn new(source: &Path, target: &Path) -> Option<BindMount> {
+            if !nix::unistd::geteuid().is_root() {
+                eprintln!("not root: skipping the mount case");
+                return None;
+            }
+            fs::create_dir_all(target).unwrap();
+            nix::mount::mount(
+                Some(source),
+                target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .expect("bind mount");
+            Some(BindMount(target.to_path_buf()))
+        }
+    }
+
+    impl Drop for BindMount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+
+    #[test]
+    fn clear_dir_never_enters_a_mount_point() {
+        let root = tempfile::tempdir().unwrap();
+        let volume = tempfile::tempdir().unwrap();
+        let sentinel = with_sentinel(volume.path());
+        let layout = Layout::under(root.path());
+        let dir = root.path().join("var/lib/kubelet");
+        let mount_at = dir.join("pods/u1/volumes/v");
+        let Some(_mount) = BindMount::new(volume.path(), &mount_at) else {
+            return;
+        };
+        fs::write(dir.join("pods/u1/other"), b"x").unwrap();
+        let cleared = Fs::real().clear_dir(&layout, &dir).unwrap();
+        assert_eq!(cleared.kept_mounts, vec![mount_at.clone()]);
+        assert!(sentinel.exists(), "deleted inside a mounted volume");
+        assert!(!dir.join("pods/u1/other").exists());
+    }
+
+    #[test]
+    fn leftover_temps_of_killed_writes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("admin.conf");
+        fs::write(&p, b"x").unwrap();
+        fs::write(dir.path().join(".admin.conf.0123456789abcdef.tmp"), b"half").unwrap();
+        fs::write(dir.path().join(".admin.conf.user-file.tmp"), b"not ours").unwrap();
+        assert_eq!(Fs::real().remove_leftover_temps(&p).unwrap(), 1);
+        assert!(dir.path().join(".admin.conf.user-file.tmp").exists());
+    }
+
+    #[test]
+    fn mount_points_decode_octal_escapes() {
+        let info = "36 25 0:32 / /var/lib/kubelet rw - ext4 /dev/sda rw\n38 36 0:34 / /var/lib/kubelet/pods/u1/a\\040b rw - tmpfs tmpfs rw\n";
+        assert_eq!(
+            mount_points(info),
+            vec![
+                PathBuf::from("/var/lib/kubelet"),
+                PathBuf::from("/var/lib/kubelet/pods/u1/a b")
+            ]
+        );
     }
 }

@@ -15,7 +15,7 @@ pub mod validate;
 pub use flags::{ConfigError, ConfigSource, HostFacts, InitFlags, resolve_init};
 pub use load::{ApiVersion, ConfigFile, LoadError, load};
 pub use print::{cluster_configuration_yaml, init_defaults_yaml};
-pub use validate::FieldError;
+pub use validate::{FieldError, check_node_dir, check_node_file};
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
+use std::path::Path;
 
 use ipnet::IpNet;
 
@@ -165,6 +166,83 @@ fn check_sans(field: &str, sans: &[String], errs: &mut Vec<FieldError>) -> Vec<S
 fn check_absolute(field: &str, path: &str, errs: &mut Vec<FieldError>) {
     if !path.starts_with('/') {
         errs.push(FieldError::invalid(field, path, "is not an absolute path"));
+    }
+}
+
+/// Why `path`, a directory kubeboot keeps files in and deletes from on reset (the
+/// certificate directory, etcd's data directory), is not acceptable: relative, not
+/// normalized, `/`, or a system directory. `None` when it is fine.
+pub fn check_node_dir(path: &Path) -> Option<String> {
+    use crate::layout::{is_normalized_absolute, protected_reason};
+    const WHY: &str = "kubeboot deletes what it keeps there on reset";
+    if !path.is_absolute() {
+        return Some("must be an absolute path".into());
+    }
+    if !is_normalized_absolute(path) {
+        return Some(
+            "must be a normalized absolute path, without \".\", \"..\", \"//\" or a trailing \"/\""
+                .into(),
+        );
+    }
+    if path == Path::new("/") {
+        return Some(format!(
+            "must not be the root directory \"/\": {WHY}; use a directory of its own"
+        ));
+    }
+    protected_reason(path).map(|_| {
+        format!("must not be a system directory such as /etc, /var or /var/lib: {WHY}; use a directory of its own")
+    })
+}
+
+/// Why `path`, a file a component flag names that kubeboot acts on, is not acceptable:
+/// relative, not normalized, a system directory, or a file directly in `/` (whose directory
+/// would be the root).
+pub fn check_node_file(path: &Path) -> Option<String> {
+    if let Some(reason) = check_node_dir(path) {
+        return Some(reason);
+    }
+    (path.parent() == Some(Path::new("/"))).then(|| {
+        "must not be directly in the root directory \"/\": put it in a directory (such as /etc/kubernetes/pki)".to_string()
+    })
+}
+
+/// The component flags (`extraArgs`) naming paths kubeboot later acts on, checked like the
+/// configuration's own path fields.
+fn check_path_args(c: &ClusterSpec, errs: &mut Vec<FieldError>) {
+    let mut check = |field: String, value: &str, reason: Option<String>| {
+        if let Some(message) = reason {
+            errs.push(FieldError::invalid(field, value, message));
+        }
+    };
+    for arg in ["client-ca-file"] {
+        if let Some(v) = c.api_server.component.extra_args.get(arg) {
+            check(
+                format!("apiServer.extraArgs.{arg}"),
+                v,
+                check_node_file(Path::new(v)),
+            );
+        }
+    }
+    if let Some(local) = &c.etcd.local {
+        check(
+            "etcd.local.dataDir".into(),
+            &local.data_dir,
+            check_node_dir(Path::new(&local.data_dir)),
+        );
+        if let Some(v) = local.extra_args.get("data-dir") {
+            check(
+                "etcd.local.extraArgs.data-dir".into(),
+                v,
+                check_node_dir(Path::new(v)),
+            );
+        }
+    }
+    if let Some(dir) = &c.certificates_dir {
+        check(
+            "certificatesDir".into(),
+            dir,
+            check_node_dir(Path::new(dir)),
+        );
     }
 }
 
@@ -377,7 +455,7 @@ fn check_cluster(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> Option<ClusterC
 
     // Paths, endpoint, etcd.
     let certificates_dir = c.certificates_dir.clone().unwrap_or_default();
-    check_absolute("certificatesDir", &certificates_dir, errs);
+    check_path_args(c, errs);
     if let Some(ep) = &c.control_plane_endpoint
         && parse_host_port(ep).is_none()
     {
@@ -403,7 +481,6 @@ fn check_cluster(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> Option<ClusterC
             None
         }
         (Some(local), None) => {
-            check_absolute("etcd.local.dataDir", &local.data_dir, errs);
             let mut local = local.clone();
             local.server_cert_sans =
                 check_sans("etcd.local.serverCertSANs", &local.server_cert_sans, errs);
@@ -881,6 +958,60 @@ mod tests {
     }
 
     #[test]
+    fn paths_kubeboot_deletes_from_are_checked_all_at_once() {
+        let e = errors(|_, c| {
+            c.api_server
+                .component
+                .extra_args
+                .insert("client-ca-file".into(), "/ca.pem".into());
+            c.certificates_dir = Some("/etc".into());
+            c.etcd.local = Some(crate::config::LocalEtcd {
+                data_dir: "/".into(),
+                extra_args: [("data-dir".to_string(), ".".to_string())].into(),
+                ..Default::default()
+            });
+        });
+        assert_eq!(e.len(), 4, "{e:#?}");
+        for want in [
+            "apiServer.extraArgs.client-ca-file: \"/ca.pem\" must not be directly in the root directory \"/\"",
+            "certificatesDir: \"/etc\" must not be a system directory such as /etc, /var or /var/lib",
+            "etcd.local.dataDir: \"/\" must not be the root directory \"/\"",
+            "etcd.local.extraArgs.data-dir: \".\" must be an absolute path",
+        ] {
+            assert!(
+                e.iter().any(|m| m.starts_with(want)),
+                "{want:?} not in {e:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unusual_but_safe_paths_are_accepted() {
+        run(|_, c| {
+            c.api_server
+                .component
+                .extra_args
+                .insert("client-ca-file".into(), "/etc/client-ca.pem".into());
+            c.certificates_dir = Some("/srv/kubernetes/pki".into());
+            c.etcd.local = Some(crate::config::LocalEtcd {
+                data_dir: "/data/etcd".into(),
+                extra_args: [("data-dir".to_string(), "/data/etcd2".to_string())].into(),
+                ..Default::default()
+            });
+        })
+        .expect("valid");
+        for bad in [
+            "/var/lib",
+            "/usr/local/etcd",
+            "/var/lib/../etc",
+            "/var/lib/etcd/",
+            "etcd",
+        ] {
+            assert!(check_node_dir(Path::new(bad)).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
     fn table_of_single_field_errors() {
         type Edit = fn(&mut InitSpec, &mut ClusterSpec);
         let cases: &[(&str, Edit, &str)] = &[
@@ -977,7 +1108,7 @@ mod tests {
             (
                 "relative_cert_dir",
                 |_, c| c.certificates_dir = Some("pki".into()),
-                "certificatesDir: \"pki\" is not an absolute path",
+                "certificatesDir: \"pki\" must be an absolute path",
             ),
             (
                 "bad_token_ttl",

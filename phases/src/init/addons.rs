@@ -200,7 +200,16 @@ fn kube_proxy(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
             != Some(names::KUBE_PROXY_RUNNER_AGENT)
     });
 
-    // Act: the cluster's objects in kubeadm's order.
+    // Act: the cluster's objects in kubeadm's order; kube-proxy's rules on this node are
+    // kubeboot's doing from here on (reset runs kube-proxy --cleanup).
+    crate::node_record::update(
+        &d.fs,
+        &d.layout,
+        crate::node_record::NodeRecord {
+            kube_proxy: true,
+            ..Default::default()
+        },
+    )?;
     cluster.create_or_update(&addon.service_account)?;
     cluster.create_or_update(&addon.config_map)?;
     cluster.create_or_update(&addon.daemon_set)?;
@@ -218,8 +227,9 @@ fn kube_proxy(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
     }
 
     // Act: this node's kube-proxy, files first so the agent finds them when the manifest lands.
-    d.fs.create_dir(&d.layout.kube_proxy_dir(), 0o755)?;
+    crate::node_record::create_dir(&d.fs, &d.layout, &d.layout.kube_proxy_dir(), 0o755)?;
     if d.fs.read_if_exists(&config_path)?.as_deref() != Some(node_config.as_bytes()) {
+        crate::node_record::note_file(&d.fs, &d.layout, &config_path)?;
         d.fs.write_public(&config_path, node_config.as_bytes())?;
     }
     if kubeconfig_decision == Decision::Create {
@@ -242,6 +252,7 @@ fn kube_proxy(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
             d.cfg.cluster.encryption_algorithm,
             d.now,
         )?;
+        crate::node_record::note_file(&d.fs, &d.layout, &kubeconfig_path)?;
         d.fs.write_private(&kubeconfig_path, kubeconfig.to_yaml().as_bytes())?;
     }
     write_manifest(d, names::KUBE_PROXY, &pod)?;

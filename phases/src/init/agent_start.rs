@@ -72,6 +72,22 @@ pub fn ensure_running(d: &mut InitData, phase: &str) -> anyhow::Result<()> {
         d.pod_network,
         d.static_pod_runner,
     );
+    // What the agent will make on kubeboot's behalf: its bridge (with --pod-network bridge),
+    // and where reset finds kube-proxy to clean its rules.
+    crate::node_record::update(
+        &d.fs,
+        &d.layout,
+        crate::node_record::NodeRecord {
+            cni_bridges: match d.pod_network {
+                agent::cni::PodNetwork::Bridge => {
+                    [components::names::KUBEBOOT_CNI_BRIDGE.to_string()].into()
+                }
+                agent::cni::PodNetwork::None => Default::default(),
+            },
+            bin_dirs: d.bin_dirs.clone(),
+            ..Default::default()
+        },
+    )?;
     if d.dry_run {
         say!(
             d.out,
@@ -95,6 +111,7 @@ pub fn ensure_running(d: &mut InitData, phase: &str) -> anyhow::Result<()> {
             "Writing the agent's systemd unit to {:?}",
             unit_path.display().to_string()
         );
+        crate::node_record::note_file(&d.fs, &d.layout, &unit_path)?;
         d.fs.write_public(&unit_path, unit.as_bytes())?;
         for cmd in [
             &["daemon-reload"][..],

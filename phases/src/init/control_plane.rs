@@ -104,10 +104,11 @@ pub fn write_manifest_in(
 ) -> anyhow::Result<()> {
     let path = dir.join(format!("{component}.yaml"));
     let yaml = manifests::yaml::to_yaml(pod);
-    d.fs.create_dir(dir, 0o700)?;
+    crate::node_record::create_dir(&d.fs, &d.layout, dir, 0o700)?;
     if d.fs.read_if_exists(&path)?.as_deref() == Some(yaml.as_bytes()) {
         tracing::info!(path = %path.display(), "manifest unchanged");
         return Ok(());
     }
+    crate::node_record::note_file(&d.fs, &d.layout, &path)?;
     d.fs.write_private(&path, yaml.as_bytes())
 }

@@ -28,8 +28,20 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
         return Ok(());
     };
     let data_dir = d.layout.node_path(&local.data_dir);
+    // The directory etcd will really use (extraArgs override the manifest's flag, both
+    // validated): the one reset may clear, and only as long as it holds etcd's member/.
+    let used = local.extra_args.get("data-dir").unwrap_or(&local.data_dir);
+    let used = crate::node_record::node_view(&d.layout, &d.layout.node_path(used))?;
+    crate::node_record::update(
+        &d.fs,
+        &d.layout,
+        crate::node_record::NodeRecord {
+            etcd_data_dirs: [used].into(),
+            ..Default::default()
+        },
+    )?;
     // kubeadm: phases/etcd/local.go CreateLocalEtcdStaticPodManifestFile creates the data dir 0700.
-    d.fs.create_dir(&data_dir, 0o700)?;
+    crate::node_record::create_dir(&d.fs, &d.layout, &data_dir, 0o700)?;
     let pod = pods(d)
         .into_iter()
         .find(|(name, _)| name == components::names::ETCD)

@@ -82,7 +82,8 @@ fn run(d: &mut InitData, spec: &'static KubeconfigSpec) -> anyhow::Result<()> {
                 cfg.cluster.encryption_algorithm,
                 d.now,
             )?;
-            d.fs.create_dir(&d.layout.kubernetes_dir(), 0o755)?;
+            crate::node_record::create_dir(&d.fs, &d.layout, &d.layout.kubernetes_dir(), 0o755)?;
+            crate::node_record::note_file(&d.fs, &d.layout, &path)?;
             d.fs.write_private(&path, kubeconfig.to_yaml().as_bytes())?;
             say!(
                 d.out,

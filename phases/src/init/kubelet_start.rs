@@ -130,7 +130,12 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
         &manifests::kubelet::pause_image(&d.cfg),
         &hostname,
     );
-    d.fs.create_dir(&kubelet_dir, 0o700)?;
+    let record = crate::node_record::NodeRecord {
+        kubelet_dirs: [crate::node_record::node_view(&d.layout, &kubelet_dir)?].into(),
+        ..Default::default()
+    };
+    crate::node_record::update(&d.fs, &d.layout, record)?;
+    crate::node_record::create_dir(&d.fs, &d.layout, &kubelet_dir, 0o700)?;
     d.fs.write_public(
         &env_file,
         manifests::kubelet::kubeadm_flags_env(&flags).as_bytes(),
@@ -313,7 +318,8 @@ fn write_containerd(
         .parent()
         .map(Path::to_path_buf)
         .context("containerd's configuration path has a directory")?;
-    d.fs.create_dir(&dir, 0o755)?;
+    crate::node_record::create_dir(&d.fs, &d.layout, &dir, 0o755)?;
+    crate::node_record::note_file(&d.fs, &d.layout, &config)?;
     d.fs.write_public(&config, toml.as_bytes())
         .context("could not write containerd's configuration")?;
     let pod = manifests::containerd::containerd_pod(version, &config);

@@ -83,7 +83,10 @@ fn checks(d: &InitData, resume: Option<&Interrupted>) -> Vec<Check> {
         None => check,
         Some(r) => {
             let path = path.to_path_buf();
-            check.excused_if("left by the interrupted init".into(), move || r.made(&path))
+            let layout = layout.clone();
+            check.excused_if("left by the interrupted init".into(), move || {
+                r.made(&layout, &path)
+            })
         }
     };
     let mut checks = vec![

@@ -22,6 +22,7 @@ use anyhow::Context;
 use components::{Layout, names};
 
 use crate::init::data::InitData;
+use crate::node_record::{self, NodeRecord};
 
 /// What an interrupted init left, as preflight observed it before the re-run wrote anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct Interrupted {
     /// The node id of the agent the interrupted run started (its pods carry it in their
     /// marker), if it got that far.
     pub node_id: Option<String>,
+    /// What the interrupted run recorded it made, if it got that far.
+    pub record: Option<NodeRecord>,
 }
 
 /// The marker of an init under way: `/var/lib/kubeboot/init-in-progress`.
@@ -40,20 +43,25 @@ pub fn marker(layout: &Layout) -> PathBuf {
 /// the node itself: a dry-run resumes in its report as the real run would.
 ///
 /// # Errors
-/// The agent's node id cannot be read.
+/// The agent's node id or the node record cannot be read.
 pub fn observe(layout: &Layout) -> anyhow::Result<Option<Interrupted>> {
-    if !Fs::real().exists(&marker(layout)) {
+    let fs = Fs::real();
+    if !fs.exists(&marker(layout)) {
         return Ok(None);
     }
     let node_id = agent::state::StateDir::new(layout.agent_state_dir()).existing_node_id()?;
-    Ok(Some(Interrupted { node_id }))
+    let record = node_record::read(&fs, layout)?;
+    Ok(Some(Interrupted { node_id, record }))
 }
 
 impl Interrupted {
-    /// Whether the file or directory `path` (a path of the layout) is one the interrupted
-    /// init made.
-    pub fn made(&self, _path: &Path) -> bool {
-        true
+    /// Whether the file or etcd data directory `path` (a path of the layout) is one the
+    /// interrupted init recorded it made (the record is written before what it names).
+    pub fn made(&self, layout: &Layout, path: &Path) -> bool {
+        let (Some(record), Some(node)) = (&self.record, layout.to_node(path)) else {
+            return false;
+        };
+        record.files.contains(&node) || record.etcd_data_dirs.contains(&node)
     }
 
     /// Whether every process listening on TCP `port` in this network namespace is a pod
@@ -129,7 +137,8 @@ pub fn begin(d: &InitData) -> anyhow::Result<()> {
         tracing::info!(path = %path.display(), "removed the temporary of an interrupted write");
     }
     let path = marker(&d.layout);
-    d.fs.create_dir(&d.layout.state_dir(), 0o700)?;
+    node_record::create_dir(&d.fs, &d.layout, &d.layout.state_dir(), 0o700)?;
+    node_record::note_file(&d.fs, &d.layout, &path)?;
     let text = format!(
         "kubeboot init started (pid {}); this file is removed when init finishes, and a re-run of init resumes while it is here\n",
         std::process::id()
@@ -276,10 +285,22 @@ mod tests {
         std::fs::write(pki.join(".ca.key.0123456789abcdef.tmp"), b"half").unwrap();
         begin(&d).unwrap();
         assert!(!pki.join(".ca.key.0123456789abcdef.tmp").exists());
-        assert_eq!(
-            observe(&d.layout).unwrap(),
-            Some(Interrupted { node_id: None })
+        let resume = observe(&d.layout).unwrap().expect("the marker is there");
+        assert_eq!(resume.node_id, None);
+        // The marker is recorded before it is written, so that reset removes it.
+        let record = resume.record.clone().expect("a node record");
+        assert!(
+            record
+                .files
+                .contains(Path::new("/var/lib/kubeboot/init-in-progress"))
         );
+        // Only what the record names is the interrupted run's.
+        let manifest = d.layout.manifest("etcd");
+        assert!(!resume.made(&d.layout, &manifest));
+        node_record::note_file(&d.fs, &d.layout, &manifest).unwrap();
+        let resume = observe(&d.layout).unwrap().unwrap();
+        assert!(resume.made(&d.layout, &manifest));
+        assert!(!resume.made(&d.layout, &d.layout.manifest("kube-apiserver")));
         finish(&d).unwrap();
         assert_eq!(observe(&d.layout).unwrap(), None);
     }

@@ -1,18 +1,26 @@
 //! `kubeboot reset`: reverts what `init` (and later `join`) did to this node (kubeadm:
-//! cmd/reset.go, cmd/phases/reset/). Stops the agent and every pod it ran, then deletes the
-//! manifests, certificates, kubeconfigs, etcd's data and the agent's state, so `init` can run
-//! again. Safe to run twice.
+//! cmd/reset.go, cmd/phases/reset/). Stops the agent and every pod it ran, undoes what its
+//! components did to the host (kube-proxy's rules, the kubelet's mounts, kubeboot's bridge and
+//! routes), then deletes what the node record says kubeboot created, and nothing else: the
+//! PKI files kubeboot knows in the certificate directory, never the directory; etcd's data
+//! only where kubeboot ran etcd; never a system directory, never across a mount point
+//! ([`plan`] decides, `agent::host::fs::Fs::clear_dir` guards). Safe to run twice, and to run
+//! again after being killed half-way.
 
-use std::path::{Path, PathBuf};
+pub mod plan;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use agent::host::fs::Fs;
 use components::{Layout, names};
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::node_record::{self, NodeRecord};
 use crate::out::Out;
 use crate::runner::Phase;
 use crate::say;
+use plan::Step;
 
 /// The run data of `reset`.
 pub struct ResetData {
@@ -24,7 +32,7 @@ pub struct ResetData {
     pub out: Out,
     /// `--dry-run`: say what would be removed, remove nothing.
     pub dry_run: bool,
-    /// `--cert-dir`, if given; otherwise read from the API server manifest or the default.
+    /// `--cert-dir`, if given: its PKI files are deleted too (never the directory itself).
     pub cert_dir: Option<PathBuf>,
     /// How long pods get to stop after SIGTERM.
     pub grace: Duration,
@@ -57,97 +65,190 @@ pub fn run(data: &mut ResetData, skip: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The value of `--<flag>=` in a static pod manifest's command, read as text so that reset
-/// works on manifests of any version (kubeadm: reset.go getEtcdDataDir reads the etcd manifest).
-fn manifest_flag(fs: &Fs, manifest: &Path, flag: &str) -> Option<String> {
-    let text = fs.read_string_if_exists(manifest).ok()??;
-    let needle = format!("--{flag}=");
-    text.lines().find_map(|l| {
-        let l = l.trim().trim_start_matches("- ").trim();
-        l.strip_prefix(&needle)
-            .map(|v| v.trim_matches('"').to_string())
-    })
-}
-
 fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
-    let l = &d.layout;
-    // Read what the manifests say before they are gone.
-    let etcd_data = manifest_flag(&d.fs, &l.manifest(names::ETCD), "data-dir")
-        .map(|p| l.node_path(p))
-        .unwrap_or_else(|| l.default_etcd_data_dir());
-    let cert_dir = d.cert_dir.clone().unwrap_or_else(|| {
-        manifest_flag(&d.fs, &l.manifest(names::KUBE_APISERVER), "client-ca-file")
-            .and_then(|ca| Path::new(&ca).parent().map(|p| l.node_path(p)))
-            .unwrap_or_else(|| l.default_cert_dir())
-    });
-
+    // Observe: what kubeboot recorded it created (or the default layout of an older node).
+    let obs = observe(d)?;
+    let record = plan::effective_record(&obs);
+    // Decide.
+    let plan = plan::plan(&d.layout, &obs);
+    for note in &plan.notes {
+        say!(d.out, "reset", "{note}");
+    }
+    let l = d.layout.clone();
     if d.dry_run {
         say!(
             d.out,
             "dryrun",
             "Would stop the kubeboot agent and every static Pod it runs"
         );
-    } else {
-        // Which node's pods the agent published, asked before it stops.
-        let node_name = agent::status::query(&l.agent_socket(), Duration::from_secs(2))
-            .ok()
-            .and_then(|s| s.node_name);
-        say!(d.out, "reset", "Stopping the kubeboot agent");
-        let unit = l.agent_systemd_unit();
-        if crate::init::agent_start::systemd_is_init(l) && unit.exists() {
-            let _ = std::process::Command::new("systemctl")
-                .args(["disable", "--now", "kubeboot-agent.service"])
-                .status();
-            d.fs.remove_file(&unit)?;
-        }
-        agent::daemon::stop(l, Duration::from_secs(10))?;
-        // With the agent stopped nothing publishes them again; the API server still runs.
-        if let Some(node) = node_name {
-            delete_published_pods(d, &node);
-        }
-        // The kubelet first, so it restarts nothing; then the CRI containers, while
-        // containerd and its shims (static pods too) still run.
-        let workloads = agent::node_cleanup::stop_workloads(l, d.grace)?;
-        if workloads.kubelets > 0 || workloads.containers > 0 {
+        if record.kube_proxy && l.is_host() {
             say!(
                 d.out,
-                "reset",
-                "Stopped the kubelet and the processes of {} CRI containers",
-                workloads.containers
+                "dryrun",
+                "Would run \"kube-proxy --cleanup\" to remove kube-proxy's rules"
             );
         }
-        let stopped = agent::stop_all_pods(l, d.grace)?;
+        for dir in &record.kubelet_dirs {
+            say!(
+                d.out,
+                "dryrun",
+                "Would unmount everything below {}",
+                l.node_path(dir).display()
+            );
+        }
+        if l.is_host() {
+            say!(
+                d.out,
+                "dryrun",
+                "Would remove kubeboot's pod network: its bridges {:?}, their veths and the routes with protocol {}",
+                record.cni_bridges,
+                agent::node_network::ROUTE_PROTO
+            );
+        }
+    } else {
+        stop_and_unwire(d, &record)?;
+    }
+
+    say_steps(d, &plan);
+    if d.dry_run {
+        return Ok(());
+    }
+    // Act: every step tolerates its target being gone, the record goes last.
+    let kept = execute(&d.fs, &l, &plan.steps)?;
+    anyhow::ensure!(
+        kept.is_empty(),
+        "left {} mount point(s) still mounted, with what they hold: {}; unmount them and run \"kubeboot reset\" again",
+        kept.len(),
+        show(&kept)
+    );
+    Ok(())
+}
+
+/// Reads the record and the facts the plan depends on.
+fn observe(d: &ResetData) -> anyhow::Result<plan::Observed> {
+    let l = &d.layout;
+    let record = node_record::read(&d.fs, l)?;
+    let cert_dir_flag = match &d.cert_dir {
+        None => None,
+        Some(dir) => {
+            let text = dir.display().to_string();
+            if let Some(reason) = components::config::check_node_dir(dir) {
+                anyhow::bail!("--cert-dir: {text:?} {reason}");
+            }
+            Some(dir.clone())
+        }
+    };
+    let mut obs = plan::Observed {
+        record,
+        etcd_manifest: d.fs.exists(&l.manifest(names::ETCD)),
+        cert_dir_flag,
+        ..Default::default()
+    };
+    obs.etcd_with_member = plan::effective_record(&obs)
+        .etcd_data_dirs
+        .into_iter()
+        .filter(|dir| d.fs.exists(&l.node_path(dir).join("member")))
+        .collect();
+    Ok(obs)
+}
+
+/// Stops the agent and everything it ran, then undoes what kubeboot's components did to the
+/// host: kube-proxy's rules, the pod network namespaces, the kubelet's mounts, the bridge.
+fn stop_and_unwire(d: &mut ResetData, record: &NodeRecord) -> anyhow::Result<()> {
+    let l = d.layout.clone();
+    // Which node's pods the agent published, asked before it stops.
+    let node_name = agent::status::query(&l.agent_socket(), Duration::from_secs(2))
+        .ok()
+        .and_then(|s| s.node_name);
+    say!(d.out, "reset", "Stopping the kubeboot agent");
+    let unit = l.agent_systemd_unit();
+    if crate::init::agent_start::systemd_is_init(&l) && unit.exists() {
+        let _ = std::process::Command::new("systemctl")
+            .args(["disable", "--now", "kubeboot-agent.service"])
+            .status();
+        d.fs.remove_file(&unit)?;
+    }
+    agent::daemon::stop(&l, Duration::from_secs(10))?;
+    // With the agent stopped nothing publishes them again; the API server still runs.
+    if let Some(node) = node_name {
+        delete_published_pods(d, &node);
+    }
+    // The kubelet first, so it restarts nothing; then the CRI containers, while
+    // containerd and its shims (static pods too) still run.
+    let workloads = agent::node_cleanup::stop_workloads(&l, d.grace)?;
+    if workloads.kubelets > 0 || workloads.containers > 0 {
         say!(
             d.out,
             "reset",
-            "Stopped the static Pods ({stopped} processes)"
+            "Stopped the kubelet and the processes of {} CRI containers",
+            workloads.containers
         );
-        let netns = agent::node_cleanup::remove_pod_netns(l)?;
-        if !netns.is_empty() {
+    }
+    let stopped = agent::stop_all_pods(&l, d.grace)?;
+    say!(
+        d.out,
+        "reset",
+        "Stopped the static Pods ({stopped} processes)"
+    );
+    // kube-proxy's rules, the network bridge and routes live in the host's network
+    // namespace: only for the host layout (tests root the layout in a temporary directory on
+    // a shared machine).
+    if record.kube_proxy && l.is_host() {
+        match agent::node_cleanup::kube_proxy_cleanup(&record.bin_dirs) {
+            Ok(Some(exe)) => say!(
+                d.out,
+                "reset",
+                "Removed kube-proxy's rules ({} --cleanup)",
+                exe.display()
+            ),
+            Ok(None) => say!(
+                d.out,
+                "reset",
+                "[WARNING] kube-proxy ran here, but no kube-proxy binary is in {}; to remove its iptables and IPVS rules run: kube-proxy --cleanup",
+                show(&record.bin_dirs)
+            ),
+            Err(e) => say!(
+                d.out,
+                "reset",
+                "[WARNING] could not remove kube-proxy's rules: {e:#}; run: kube-proxy --cleanup"
+            ),
+        }
+    }
+    let netns = agent::node_cleanup::remove_pod_netns(&l)?;
+    if !netns.is_empty() {
+        say!(
+            d.out,
+            "reset",
+            "Removed the pod network namespaces: {}",
+            show(&netns)
+        );
+    }
+    for dir in &record.kubelet_dirs {
+        let done = agent::node_cleanup::unmount_below(&l, &l.node_path(dir))?;
+        if !done.unmounted.is_empty() {
             say!(
                 d.out,
                 "reset",
-                "Removed the pod network namespaces: {}",
-                show(&netns)
+                "Unmounted {} volumes below the kubelet directory {}",
+                done.unmounted.len(),
+                done.dir.display()
             );
         }
-        let mounts = agent::node_cleanup::unmount_kubelet_dir(l)?;
-        if !mounts.is_empty() {
+        if !done.left.is_empty() {
             say!(
                 d.out,
                 "reset",
-                "Unmounted {} volumes of the kubelet directory {}",
-                mounts.len(),
-                l.kubelet_dir().display()
+                "[WARNING] still mounted below {}, left as they are: {}",
+                done.dir.display(),
+                show(&done.left)
             );
         }
-        // The bridge and routes live in the host's network namespace: only for the host layout
-        // (tests root the layout in a temporary directory on a shared machine).
-        let network = if l.is_host() {
-            agent::node_cleanup::remove_pod_network()?
-        } else {
-            Vec::new()
-        };
+    }
+    if l.is_host() {
+        let mut network = Vec::new();
+        for bridge in &record.cni_bridges {
+            network.extend(agent::node_cleanup::remove_pod_network(bridge)?);
+        }
         if !network.is_empty() {
             say!(
                 d.out,
@@ -157,57 +258,69 @@ fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
             );
         }
     }
-
-    let config_dirs = [l.manifests_dir(), l.agent_manifests_dir(), cert_dir];
-    say!(
-        d.out,
-        "reset",
-        "Deleting contents of config directories: {}",
-        show(&config_dirs)
-    );
-    let mut files: Vec<PathBuf> = [
-        names::ADMIN_KUBECONFIG,
-        names::KUBELET_KUBECONFIG,
-        names::KUBELET_BOOTSTRAP_KUBECONFIG,
-        names::CONTROLLER_MANAGER_KUBECONFIG,
-        names::SCHEDULER_KUBECONFIG,
-        names::KUBEBOOT_AGENT_KUBECONFIG,
-    ]
-    .iter()
-    .map(|f| l.kubeconfig(f))
-    .collect();
-    // kubeboot's own CNI configuration (a user's CNI files stay, as kubeadm leaves them).
-    files.push(
-        l.node_path(names::CNI_CONF_DIR)
-            .join(names::KUBEBOOT_CNI_CONFLIST),
-    );
-    say!(d.out, "reset", "Deleting files: {}", show(&files));
-    let state_dirs = [
-        etcd_data,
-        l.agent_state_dir(),
-        l.kube_proxy_dir(),
-        l.run_dir(),
-        l.tmp_dir(),
-        l.kubelet_dir(),
-        l.node_path(names::CNI_STATE_DIR),
-        l.state_dir().join("containerd"),
-    ];
-    say!(
-        d.out,
-        "reset",
-        "Deleting contents of stateful directories: {}",
-        show(&state_dirs)
-    );
-    if d.dry_run {
-        return Ok(());
-    }
-    for dir in config_dirs.iter().chain(state_dirs.iter()) {
-        d.fs.clear_dir(dir)?;
-    }
-    for f in &files {
-        d.fs.remove_file(f)?;
-    }
     Ok(())
+}
+
+/// Says what the steps delete, as kubeadm's reset lists it; only what is there.
+fn say_steps(d: &ResetData, plan: &plan::Plan) {
+    let present = |want: fn(&Step) -> bool| -> Vec<PathBuf> {
+        plan.steps
+            .iter()
+            .filter(|s| want(s) && d.fs.exists(s.path()))
+            .map(|s| s.path().to_path_buf())
+            .collect()
+    };
+    let dirs = present(|s| matches!(s, Step::ClearDir(_)));
+    if !dirs.is_empty() {
+        say!(
+            d.out,
+            "reset",
+            "Deleting contents of directories kubeboot owns: {}",
+            show(&dirs)
+        );
+    }
+    let files = present(|s| matches!(s, Step::RemoveFile(_) | Step::RemoveRecord(_)));
+    if !files.is_empty() {
+        say!(d.out, "reset", "Deleting files: {}", show(&files));
+    }
+    let created = present(|s| matches!(s, Step::RemoveDirIfEmpty(_)));
+    if !created.is_empty() {
+        say!(
+            d.out,
+            "reset",
+            "Deleting the directories kubeboot created, where empty: {}",
+            show(&created)
+        );
+    }
+}
+
+/// Performs the steps in order (act). Returns the mount points found inside cleared
+/// directories and left as they are; with any, the record stays, so that a later reset
+/// finishes the job.
+///
+/// # Errors
+/// The first step that fails; the steps before it are done, and running reset again
+/// continues from there.
+pub fn execute(fs: &Fs, layout: &Layout, steps: &[Step]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut kept = Vec::new();
+    for step in steps {
+        match step {
+            Step::RemoveFile(p) => {
+                fs.remove_file(p)?;
+                fs.remove_leftover_temps(p)?;
+            }
+            Step::ClearDir(p) => kept.extend(fs.clear_dir(layout, p)?.kept_mounts),
+            Step::RemoveDirIfEmpty(p) => {
+                fs.remove_dir_if_empty(layout, p)?;
+            }
+            Step::RemoveRecord(p) if kept.is_empty() => {
+                fs.remove_file(p)?;
+                fs.remove_leftover_temps(p)?;
+            }
+            Step::RemoveRecord(_) => {}
+        }
+    }
+    Ok(kept)
 }
 
 /// Deletes the Pods this node's agent published to the API (kube-system, label
@@ -283,25 +396,4 @@ fn closing_text(out: &Out) {
         "The reset process does not clean your kubeconfig files and you must remove them manually.",
     );
     out.line("Please, check the contents of the $HOME/.kube/config file.");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn manifest_flag_reads_etcd_data_dir() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("etcd.yaml");
-        std::fs::write(
-            &p,
-            "spec:\n  containers:\n  - command:\n    - etcd\n    - --data-dir=/var/lib/etcd2\n",
-        )
-        .unwrap();
-        assert_eq!(
-            manifest_flag(&Fs::real(), &p, "data-dir").as_deref(),
-            Some("/var/lib/etcd2")
-        );
-        assert_eq!(manifest_flag(&Fs::real(), &p, "name"), None);
-    }
 }

@@ -32,6 +32,24 @@ pub trait CertsData {
     fn resuming(&self) -> bool {
         false
     }
+    /// Node paths (the node record lives there).
+    fn layout(&self) -> &components::Layout;
+}
+
+/// Records the certificate directory (reset deletes the PKI files kubeboot knows there) and
+/// creates `dir` in it, recording the directories it creates.
+fn record_and_create<D: CertsData>(d: &D, dir: &Path) -> anyhow::Result<()> {
+    let layout = d.layout();
+    let cert_dir = crate::node_record::node_view(layout, &d.cert_dir())?;
+    crate::node_record::update(
+        d.fs(),
+        layout,
+        crate::node_record::NodeRecord {
+            cert_dirs: [cert_dir].into(),
+            ..Default::default()
+        },
+    )?;
+    crate::node_record::create_dir(d.fs(), layout, dir, 0o755)
 }
 
 impl CertsData for crate::init::InitData {
@@ -55,6 +73,9 @@ impl CertsData for crate::init::InitData {
     }
     fn resuming(&self) -> bool {
         self.resumed.is_some()
+    }
+    fn layout(&self) -> &components::Layout {
+        &self.layout
     }
 }
 
@@ -202,7 +223,7 @@ fn run_cert<D: CertsData>(d: &mut D, spec: &'static CertSpec) -> anyhow::Result<
         ),
         Decision::Create => {
             let issued = pki::issue(spec, &inputs, issuer.as_ref(), d.now())?;
-            d.fs().create_dir(crt.parent().unwrap_or(&dir), 0o755)?;
+            record_and_create(d, crt.parent().unwrap_or(&dir))?;
             d.fs().write_private(&key, issued.key_pem.as_bytes())?;
             d.fs().write_public(&crt, issued.cert_pem.as_bytes())?;
             say!(
@@ -236,13 +257,14 @@ fn run_sa<D: CertsData>(d: &mut D) -> anyhow::Result<()> {
         let public = pki::check_sa_key(&existing, read(d.fs(), &pub_path)?.as_deref())
             .with_context(|| format!("{:?}", key_path.display().to_string()))?;
         if !d.fs().exists(&pub_path) {
+            record_and_create(d, &dir)?;
             d.fs().write_public(&pub_path, public.as_bytes())?;
         }
         say!(d.out(), "certs", "Using the existing \"sa\" key");
         return Ok(());
     }
     let pair = pki::sa_key_pair(d.cert_inputs().algorithm)?;
-    d.fs().create_dir(&dir, 0o755)?;
+    record_and_create(d, &dir)?;
     d.fs()
         .write_private(&key_path, pair.private_pem.as_bytes())?;
     d.fs().write_public(&pub_path, pair.public_pem.as_bytes())?;
