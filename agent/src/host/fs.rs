@@ -410,8 +410,9 @@ fn clear_fd(
                 complete = false;
             }
             Err(e) => {
-                return Err(io::Error::from(e))
-                    .with_context(|| format!("could not remove {:?}", child.display().to_string()));
+                return Err(io::Error::from(e)).with_context(|| {
+                    format!("could not remove {:?}", child.display().to_string())
+                });
             }
         }
     }
