@@ -1,5 +1,5 @@
-//! Running the agent in the background where systemd is not PID 1: start it detached with a
-//! pid file, stop it, and (for `kubeboot reset`) stop every pod process of this node and
+//! Running the agent in the background where systemd is not PID 1: start it detached (it
+//! locks the node and writes its own pid file, see [`crate::instance`]), find and stop it, and (for `kubeboot reset`) stop every pod process of this node and
 //! remove the pods' networks.
 
 use std::path::Path;
@@ -7,94 +7,122 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use components::Layout;
-use components::names::AGENT_MARKER_ENV;
+use components::names::{AGENT_MARKER_ENV, AGENT_PROCESS_ENV};
 use nix::sys::signal::Signal;
 use tracing::info;
 
 use crate::AgentConfig;
 use crate::host::fs::Fs;
 use crate::host::process::{self, PidFd};
+use crate::instance::{self, AgentProcess};
 use crate::pod::network::Networks;
 use crate::state::StateDir;
 
-/// Reads the pid file: `<pid> <start-time>`.
-fn read_pid_file(layout: &Layout) -> Option<(u32, u64)> {
-    let text = Fs::real()
-        .read_string_if_exists(&layout.agent_pid_file())
-        .ok()??;
-    let mut it = text.split_whitespace();
-    let pid = it.next()?.parse().ok()?;
-    let start = it.next()?.parse().ok()?;
-    Some((pid, start))
+/// Every process that is this node's agent ([`instance::find`]): the lock's holder, the
+/// lock and pid files, the marker of a detached agent.
+fn find_agents(layout: &Layout) -> Vec<AgentProcess> {
+    let state_dir = layout.agent_state_dir();
+    let node_id = StateDir::new(&state_dir).existing_node_id().ok().flatten();
+    instance::find(
+        &instance::lock_file(&state_dir),
+        &layout.agent_pid_file(),
+        node_id.as_deref(),
+    )
 }
 
-/// The PID of the agent that owns the pid file, if it is alive (same PID and start time).
+/// The PID of this node's running agent, if one runs.
 pub fn is_running(layout: &Layout) -> Option<u32> {
-    let (pid, start) = read_pid_file(layout)?;
-    process::is_alive(pid, start).then_some(pid)
+    find_agents(layout).first().map(|p| p.pid)
 }
+
+/// How long a detached agent may take to lock the node before it counts as failed.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Starts `exe args` (e.g. `kubeboot agent ...`) detached: double fork with `setsid`, stdin
-/// on /dev/null, stdout/stderr appended to `layout.agent_log_file()`, and writes the pid file
-/// `layout.agent_pid_file()` atomically (`<pid> <start-time>`). Returns the agent's PID.
+/// on /dev/null, stdout/stderr appended to `layout.agent_log_file()` (which the agent rotates),
+/// the node id in its environment ([`AGENT_PROCESS_ENV`]). Waits until the agent holds the
+/// node's lock and wrote its own pid file, and returns its PID.
 ///
 /// # Errors
-/// When an agent already owns the pid file, or the agent cannot be started.
+/// When an agent already runs, or the new one cannot be started or exits before it locked
+/// the node.
 pub fn start_detached(exe: &Path, args: &[String], layout: &Layout) -> anyhow::Result<u32> {
     if let Some(pid) = is_running(layout) {
         anyhow::bail!(
-            "the agent is already running (pid {pid}, pid file {:?}); stop it first",
-            layout.agent_pid_file().display().to_string()
+            "the agent is already running (pid {pid}, lock file {:?}); stop it first",
+            instance::lock_file(&layout.agent_state_dir())
+                .display()
+                .to_string()
         );
     }
     let fs = Fs::real();
-    fs.create_dir(&layout.run_dir(), 0o755)?;
-    fs.create_dir(&layout.log_dir(), 0o755)?;
-    let pid = process::spawn_daemon(exe, args, &layout.agent_log_file())?;
-    let stat = process::proc_stat(pid).with_context(|| {
-        format!(
-            "the agent (pid {pid}) exited at once; see {}",
-            layout.agent_log_file().display()
-        )
-    })?;
-    fs.write_file(
-        &layout.agent_pid_file(),
-        format!("{pid} {}\n", stat.start_time).as_bytes(),
-        0o644,
-    )
-    .context("could not write the agent's pid file")?;
-    Ok(pid)
+    fs.ensure_dir(&layout.run_dir(), 0o755)?;
+    fs.ensure_dir(&layout.log_dir(), 0o755)?;
+    let state = StateDir::new(layout.agent_state_dir());
+    state.ensure()?;
+    let node_id = state.node_id()?;
+    let log = layout.agent_log_file();
+    let env = [(AGENT_PROCESS_ENV.to_string(), node_id)];
+    let pid = process::spawn_daemon(exe, args, &env, &log)?;
+    let see_log = || format!("see {}", log.display());
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let Ok(stat) = process::proc_stat(pid) else {
+            anyhow::bail!("the agent (pid {pid}) exited at once; {}", see_log());
+        };
+        if stat.state == 'Z' {
+            anyhow::bail!("the agent (pid {pid}) exited at once; {}", see_log());
+        }
+        let me = AgentProcess {
+            pid,
+            start_time: stat.start_time,
+        };
+        let agents = find_agents(layout);
+        if agents.contains(&me) && fs.exists(&layout.agent_pid_file()) {
+            return Ok(pid);
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "the agent (pid {pid}) did not lock the node within {START_TIMEOUT:?}; {}",
+                see_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
-/// Stops the agent that owns the pid file: SIGTERM, up to `timeout` for it to exit, then
-/// SIGKILL. Its pods keep running. Returns false when no agent was running.
+/// Stops this node's agent wherever it is found (the lock's holder, the lock and pid files,
+/// a detached agent's marker, so a cleared `/run` or a lost pid file hides nothing): SIGTERM,
+/// up to `timeout` for it to exit, then SIGKILL. Its pods keep running. Returns false when
+/// no agent was running.
 ///
 /// # Errors
 /// When the agent could not be signalled or does not die even after SIGKILL.
 pub fn stop(layout: &Layout, timeout: Duration) -> anyhow::Result<bool> {
-    let Some((pid, start)) = read_pid_file(layout) else {
-        return Ok(false);
-    };
-    let fs = Fs::real();
-    let fd = match PidFd::open(pid) {
-        Ok(fd) if process::is_alive(pid, start) => fd,
-        _ => {
-            fs.remove_file(&layout.agent_pid_file())?;
-            return Ok(false);
+    let agents = find_agents(layout);
+    let mut stopped = false;
+    for a in agents {
+        let AgentProcess { pid, start_time } = a;
+        let fd = match PidFd::open(pid) {
+            Ok(fd) if process::is_alive(pid, start_time) => fd,
+            _ => continue,
+        };
+        fd.send_signal(Signal::SIGTERM)
+            .with_context(|| format!("could not send SIGTERM to the agent (pid {pid})"))?;
+        if !fd.wait_exit_blocking(timeout) {
+            fd.send_signal(Signal::SIGKILL)
+                .with_context(|| format!("could not send SIGKILL to the agent (pid {pid})"))?;
+            if !fd.wait_exit_blocking(Duration::from_secs(5)) {
+                anyhow::bail!("the agent (pid {pid}) did not exit even after SIGKILL");
+            }
         }
-    };
-    fd.send_signal(Signal::SIGTERM)
-        .with_context(|| format!("could not send SIGTERM to the agent (pid {pid})"))?;
-    if !fd.wait_exit_blocking(timeout) {
-        fd.send_signal(Signal::SIGKILL)
-            .with_context(|| format!("could not send SIGKILL to the agent (pid {pid})"))?;
-        if !fd.wait_exit_blocking(Duration::from_secs(5)) {
-            anyhow::bail!("the agent (pid {pid}) did not exit even after SIGKILL");
-        }
+        process::reap(pid);
+        info!(pid, "stopped the agent");
+        stopped = true;
     }
-    process::reap(pid);
-    fs.remove_file(&layout.agent_pid_file())?;
-    Ok(true)
+    // A pid file whose agent is gone (or was killed before it could remove it).
+    Fs::real().remove_file(&layout.agent_pid_file())?;
+    Ok(stopped)
 }
 
 /// Stops every pod process of this node (its node-id marker), for `kubeboot reset` after the

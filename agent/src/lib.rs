@@ -28,10 +28,11 @@
 //! - [`runtime`]: the runtimes (`process`).
 //! - [`shim`]: the per-container supervisor process (`kubeboot agent shim`).
 //! - [`probe`]: running probes.
-//! - [`logs`]: the CRI log format.
+//! - [`logs`]: the CRI log format, log rotation.
 //! - [`mirror`]: the agent's pods as Pods in the API (the design is there).
 //! - [`state`]: the agent's records on disk.
 //! - [`status`]: the status served on the socket, and its client.
+//! - [`instance`]: one agent per node: its lock, its pid file, finding the running agent.
 //! - [`daemon`]: detached start/stop, stopping every pod (reset), the systemd unit.
 //! - [`cni`]: kubeboot's bridge CNI configuration, the plugins it needs, running a plugin and
 //!   ADD/DEL of a configuration list ([`cni::conf`]: reading and choosing configurations).
@@ -43,6 +44,7 @@
 pub mod cni;
 pub mod daemon;
 pub mod host;
+pub mod instance;
 pub mod logs;
 pub mod mirror;
 pub mod node_cleanup;
@@ -84,6 +86,11 @@ pub struct AgentConfig {
     pub run_dir: PathBuf,
     /// Container logs (`/var/log/kubeboot/pods`).
     pub pod_log_dir: PathBuf,
+    /// How container logs, and the agent's own, are rotated (the kubelet's 10Mi, 5 files).
+    pub log_rotation: logs::LogRotation,
+    /// The agent's own log (`/var/log/kubeboot/agent.log`): rotated when the agent's stderr
+    /// is that file (a detached agent), left alone otherwise.
+    pub agent_log_file: Option<PathBuf>,
     /// Where the component binaries are looked up, first hit wins (`--bin-dir`).
     pub bin_dirs: Vec<PathBuf>,
     /// Restart backoff.
@@ -124,6 +131,8 @@ impl AgentConfig {
             state_dir: layout.agent_state_dir(),
             run_dir: layout.run_dir(),
             pod_log_dir: layout.pod_logs_dir(),
+            log_rotation: logs::LogRotation::default(),
+            agent_log_file: Some(layout.agent_log_file()),
             bin_dirs,
             backoff: BackoffConfig::default(),
             node_name: None,
@@ -155,14 +164,19 @@ impl AgentConfig {
     pub fn socket(&self) -> PathBuf {
         self.run_dir.join("agent.sock")
     }
+
+    /// The pid file the agent writes, `<run_dir>/agent.pid`.
+    pub fn pid_file(&self) -> PathBuf {
+        self.run_dir.join("agent.pid")
+    }
 }
 
 /// Runs the agent until SIGTERM or SIGINT, on a single-threaded tokio runtime of its own.
 /// Pods keep running after it returns; the next agent adopts them.
 ///
 /// # Errors
-/// When the state, run or log directories cannot be created, another agent serves the
-/// socket, or the signal handlers cannot be installed.
+/// When the state, run or log directories cannot be created, another agent runs on this
+/// node (it holds the lock), or the signal handlers cannot be installed.
 pub fn run(config: AgentConfig) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

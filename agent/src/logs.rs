@@ -1,8 +1,17 @@
 //! Container logs in the CRI format the kubelet reads (kubelet: pkg/kubelet/kuberuntime/logs):
 //! `2026-01-02T03:04:05.123456789Z stdout F text`, with `P` for the parts of a line longer
-//! than [`MAX_LINE`], under the pod log directory (`/var/log/kubeboot/pods/<namespace>_<pod>_<uid>/<container>/<restarts>.log`)
+//! than [`MAX_LINE`], under the pod log directory (`/var/log/kubeboot/pods/<namespace>_<pod>_<uid>/<container>/<restarts>.log`),
+//! and their rotation by size and count (the kubelet's `containerLogMaxSize` and
+//! `containerLogMaxFiles`), which the agent's own log gets too.
+//!
+//! A rotated log keeps its name for the newest lines; older ones move to `<log>.1`, `<log>.2`,
+//! ... (the higher, the older), and files beyond the count are deleted, so one log never holds
+//! more than `max_files × max_size` bytes (kubelet: pkg/kubelet/logs/container_log_manager.go
+//! does the same with timestamped names, which sort less simply).
 
-use std::io::{self, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -144,13 +153,194 @@ impl LineSplitter {
     }
 }
 
-/// Appends already-formatted entries to a log file, ignoring a full disk rather than
-/// blocking the container (the kubelet's runtimes drop lines likewise).
-pub fn append(file: &mut std::fs::File, entries: &[u8]) -> io::Result<()> {
-    if entries.is_empty() {
-        return Ok(());
+/// The mode of log files: the owner writes, its group (adm on Debian) reads.
+pub const LOG_MODE: u32 = 0o640;
+
+/// How large one log file may grow and how many files of one log are kept, the current one
+/// included (kubelet: containerLogMaxSize, containerLogMaxFiles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRotation {
+    /// Bytes per file before it is rotated.
+    pub max_size: u64,
+    /// Files per log, the current one included (at least 2).
+    pub max_files: u32,
+}
+
+impl Default for LogRotation {
+    /// The kubelet's defaults: 10Mi and 5 files.
+    fn default() -> Self {
+        LogRotation {
+            max_size: 10 * 1024 * 1024,
+            max_files: 5,
+        }
     }
-    file.write_all(entries)
+}
+
+impl LogRotation {
+    /// Rotated files kept besides the current one (the kubelet requires at least one).
+    fn kept(self) -> u32 {
+        self.max_files.max(2) - 1
+    }
+}
+
+/// `<log>.<n>`: the n-th newest rotated file of a log.
+pub fn rotated_file(log: &Path, n: u32) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// Moves `log` to `<log>.1`, each older file one up, and deletes what goes beyond
+/// `rotation.max_files`. A missing file is no error.
+pub fn rotate(log: &Path, rotation: LogRotation) -> io::Result<()> {
+    let kept = rotation.kept();
+    ignore_missing(fs::remove_file(rotated_file(log, kept)))?;
+    for n in (1..kept).rev() {
+        ignore_missing(fs::rename(rotated_file(log, n), rotated_file(log, n + 1)))?;
+    }
+    ignore_missing(fs::rename(log, rotated_file(log, 1)))
+}
+
+fn ignore_missing(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Opens a log for appending; a new file gets [`LOG_MODE`] whatever the umask.
+pub fn open_append(path: &Path) -> io::Result<File> {
+    match OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .mode(LOG_MODE)
+        .open(path)
+    {
+        Ok(f) => {
+            f.set_permissions(fs::Permissions::from_mode(LOG_MODE))?;
+            Ok(f)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            OpenOptions::new().append(true).open(path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A log file with one writer (a shim) that rotates it before it would outgrow the limit.
+#[derive(Debug)]
+pub struct RotatingLog {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    rotation: LogRotation,
+}
+
+impl RotatingLog {
+    /// Opens (or creates) `path` for appending.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or created.
+    pub fn open(path: &Path, rotation: LogRotation) -> io::Result<Self> {
+        let file = open_append(path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingLog {
+            path: path.to_path_buf(),
+            file,
+            size,
+            rotation,
+        })
+    }
+
+    /// Appends whole lines, rotating first whenever the next line would make the file
+    /// larger than the limit (a single line longer than the limit gets a file of its own).
+    ///
+    /// # Errors
+    /// When writing or rotating fails (a full disk); the caller drops the lines then rather
+    /// than block the container, as the kubelet's runtimes do.
+    pub fn append(&mut self, entries: &[u8]) -> io::Result<()> {
+        for line in entries.split_inclusive(|b| *b == b'\n') {
+            let len = u64::try_from(line.len()).unwrap_or(u64::MAX);
+            if self.size > 0 && self.size.saturating_add(len) > self.rotation.max_size {
+                self.rotate()?;
+            }
+            self.file.write_all(line)?;
+            self.size = self.size.saturating_add(len);
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        rotate(&self.path, self.rotation)?;
+        self.file = open_append(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// The last `n` lines of a log, from its rotated files too when the current one has fewer
+/// (the current file may hold a single line right after a rotation).
+pub fn tail_lines(log: &Path, n: usize) -> Vec<String> {
+    /// Bounds the bytes read from each file.
+    const MAX_READ: u64 = 4 * 1024 * 1024;
+    let mut out: Vec<String> = Vec::new();
+    for i in 0..=1000u32 {
+        if out.len() >= n {
+            break;
+        }
+        let path = if i == 0 {
+            log.to_path_buf()
+        } else {
+            rotated_file(log, i)
+        };
+        let Ok(mut f) = File::open(&path) else {
+            if i == 0 {
+                continue;
+            }
+            break;
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > MAX_READ && f.seek(SeekFrom::Start(len - MAX_READ)).is_err() {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        if f.take(MAX_READ).read_to_end(&mut bytes).is_err() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.append(&mut out);
+        out = lines;
+    }
+    out.split_off(out.len().saturating_sub(n))
+}
+
+/// Rotates the agent's own log when its stdout and stderr go to `log` (a detached agent,
+/// see [`crate::daemon::start_detached`]) and it outgrew `rotation.max_size`: the files move
+/// up and both descriptors are pointed at a new `log`. Anything else (a terminal, the
+/// journal) is left alone. True when it rotated.
+///
+/// # Errors
+/// When the log cannot be rotated or reopened.
+pub fn rotate_own_output(log: &Path, rotation: LogRotation) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(on_disk) = fs::metadata(log) else {
+        return Ok(false);
+    };
+    let same =
+        |st: &nix::sys::stat::FileStat| st.st_ino == on_disk.ino() && st.st_dev == on_disk.dev();
+    let err = nix::sys::stat::fstat(io::stderr()).map_err(io::Error::from)?;
+    if !same(&err) || on_disk.len() <= rotation.max_size {
+        return Ok(false);
+    }
+    let out_too = nix::sys::stat::fstat(io::stdout()).is_ok_and(|st| same(&st));
+    rotate(log, rotation)?;
+    let file = open_append(log)?;
+    nix::unistd::dup2_stderr(&file).map_err(io::Error::from)?;
+    if out_too {
+        nix::unistd::dup2_stdout(&file).map_err(io::Error::from)?;
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -205,6 +395,43 @@ mod tests {
         let out = String::from_utf8(s.feed(t(), b"\nabcde")).unwrap();
         let lines: Vec<&str> = out.lines().map(|l| &l[31..]).collect();
         assert_eq!(lines, ["stdout F abcd", "stdout P abcd"]);
+    }
+
+    #[test]
+    fn rotation_bounds_size_and_count_and_tail_reads_across_files() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        let rotation = LogRotation {
+            max_size: 100,
+            max_files: 3,
+        };
+        let mut w = RotatingLog::open(&log, rotation).unwrap();
+        for i in 0..100 {
+            w.append(format!("line {i:03} .........\n").as_bytes())
+                .unwrap();
+        }
+        let mut files: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(files, ["0.log", "0.log.1", "0.log.2"]);
+        for f in &files {
+            let len = fs::metadata(d.path().join(f)).unwrap().len();
+            assert!(len <= 100, "{f} has {len} bytes");
+        }
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(fs::metadata(&log).unwrap().mode() & 0o777, LOG_MODE);
+        // The newest lines, in order, across the current and rotated files.
+        let tail = tail_lines(&log, 7);
+        let want: Vec<String> = (93..100)
+            .map(|i| format!("line {i:03} ........."))
+            .collect();
+        assert_eq!(tail, want);
+        assert_eq!(
+            tail_lines(&d.path().join("none.log"), 3),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! Argument format (after the `agent shim` prefix):
 //!
 //! ```text
-//! --log <cri-log-file> --exit-file <path> [--workdir <dir>] [--netns <path>] -- <binary> [<arg>...]
+//! --log <cri-log-file> --exit-file <path> [--workdir <dir>] [--netns <path>]
+//!     [--log-max-size <bytes>] [--log-max-files <n>] -- <binary> [<arg>...]
 //! ```
 //!
 //! The shim's environment is the container's environment, exactly (the agent builds it:
@@ -14,16 +15,15 @@
 //! 1. starts a new session (`setsid`), so it has no terminal and is not in the agent's group;
 //! 2. enters the pod's network namespace (`--netns`, pods without hostNetwork), then spawns
 //!    the container in its own process group, stdin on /dev/null;
-//! 3. copies the container's stdout/stderr into the CRI log file;
+//! 3. copies the container's stdout/stderr into the CRI log file, rotating it by size and
+//!    count ([`crate::logs::RotatingLog`]);
 //! 4. forwards SIGTERM and SIGINT to the container's process group;
 //! 5. when the container exits, SIGKILLs what is left of its process group (as a runtime
 //!    tears down a container), writes the exit file atomically (JSON [`ExitRecord`]) and
 //!    exits with the container's code.
 
-use std::fs::OpenOptions;
 use std::io::Read;
 use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -36,7 +36,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::host::fs::Fs;
 use crate::host::{netns, process};
-use crate::logs::{self, LineSplitter, MAX_LINE, Stream};
+use crate::logs::{self, LineSplitter, LogRotation, MAX_LINE, RotatingLog, Stream};
 use crate::state::ExitRecord;
 
 /// How long the shim keeps copying output after the container exited, for pipes that
@@ -54,6 +54,8 @@ pub struct ShimArgs {
     pub workdir: PathBuf,
     /// The pod's network namespace, for a pod without hostNetwork.
     pub netns: Option<PathBuf>,
+    /// When the log is rotated and how many files of it are kept.
+    pub rotation: LogRotation,
     /// The container's binary.
     pub binary: PathBuf,
     /// Its arguments.
@@ -74,6 +76,12 @@ impl ShimArgs {
         if let Some(ns) = &self.netns {
             v.extend(["--netns".into(), ns.display().to_string()]);
         }
+        v.extend([
+            "--log-max-size".into(),
+            self.rotation.max_size.to_string(),
+            "--log-max-files".into(),
+            self.rotation.max_files.to_string(),
+        ]);
         v.extend(["--".into(), self.binary.display().to_string()]);
         v.extend(self.args.iter().cloned());
         v
@@ -83,6 +91,7 @@ impl ShimArgs {
     pub fn parse(args: &[String]) -> Result<ShimArgs, String> {
         let (mut log, mut exit_file, mut workdir, mut netns) =
             (None, None, PathBuf::from("/"), None);
+        let mut rotation = LogRotation::default();
         let mut it = args.iter();
         loop {
             let Some(a) = it.next() else {
@@ -98,6 +107,18 @@ impl ShimArgs {
                 "--exit-file" => exit_file = Some(PathBuf::from(value()?)),
                 "--workdir" => workdir = PathBuf::from(value()?),
                 "--netns" => netns = Some(PathBuf::from(value()?)),
+                "--log-max-size" => {
+                    let v = value()?;
+                    rotation.max_size = v
+                        .parse()
+                        .map_err(|_| format!("--log-max-size {v:?} is not a number of bytes"))?;
+                }
+                "--log-max-files" => {
+                    let v = value()?;
+                    rotation.max_files = v
+                        .parse()
+                        .map_err(|_| format!("--log-max-files {v:?} is not a number"))?;
+                }
                 "--" => break,
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -111,6 +132,7 @@ impl ShimArgs {
             exit_file: exit_file.ok_or("--exit-file is required")?,
             workdir,
             netns,
+            rotation,
             binary,
             args: it.cloned().collect(),
         })
@@ -125,7 +147,7 @@ pub fn shim_main(args: Vec<String>) -> ExitCode {
         Err(e) => {
             eprintln!("kubeboot agent shim: {e}");
             eprintln!(
-                "usage: kubeboot agent shim --log FILE --exit-file FILE [--workdir DIR] [--netns FILE] -- BINARY [ARG...]"
+                "usage: kubeboot agent shim --log FILE --exit-file FILE [--workdir DIR] [--netns FILE] [--log-max-size BYTES] [--log-max-files N] -- BINARY [ARG...]"
             );
             return ExitCode::from(2);
         }
@@ -183,17 +205,12 @@ fn run(o: &ShimArgs) -> anyhow::Result<i32> {
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .context("could not create a signalfd")?;
 
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(&o.log)
-        .with_context(|| {
-            format!(
-                "could not open the container log {:?}",
-                o.log.display().to_string()
-            )
-        })?;
+    let mut log = RotatingLog::open(&o.log, o.rotation).with_context(|| {
+        format!(
+            "could not open the container log {:?}",
+            o.log.display().to_string()
+        )
+    })?;
 
     // Only this thread exists: the container, started next, inherits the namespace.
     if let Some(ns) = &o.netns
@@ -300,8 +317,8 @@ fn run(o: &ShimArgs) -> anyhow::Result<i32> {
         }
     }
     let now = SystemTime::now();
-    let _ = logs::append(&mut log, &out.split_out.finish(now));
-    let _ = logs::append(&mut log, &out.split_err.finish(now));
+    let _ = log.append(&out.split_out.finish(now));
+    let _ = log.append(&out.split_err.finish(now));
     let status = status.expect("the loop ends only after the container exited");
     let (code, signal) = (status.code(), status.signal());
     write_exit(o, Some(pid), code, signal, None)?;
@@ -311,7 +328,7 @@ fn run(o: &ShimArgs) -> anyhow::Result<i32> {
 /// The container could not be started: says why in its log and the exit file.
 fn cannot_start(
     o: &ShimArgs,
-    log: &mut std::fs::File,
+    log: &mut RotatingLog,
     msg: String,
     code: i32,
 ) -> anyhow::Result<i32> {
@@ -321,7 +338,7 @@ fn cannot_start(
         false,
         format!("kubeboot-shim: {msg}").as_bytes(),
     );
-    let _ = logs::append(log, &line);
+    let _ = log.append(&line);
     write_exit(o, None, Some(code), None, Some(msg))?;
     Ok(code)
 }
@@ -330,7 +347,7 @@ fn copy<R: Read>(
     src: &mut Option<R>,
     split: &mut LineSplitter,
     buf: &mut [u8],
-    log: &mut std::fs::File,
+    log: &mut RotatingLog,
 ) {
     let Some(r) = src.as_mut() else { return };
     match r.read(buf) {
@@ -338,7 +355,7 @@ fn copy<R: Read>(
         Ok(n) => {
             let entries = split.feed(SystemTime::now(), &buf[..n]);
             // A full disk must not block the container: drop the lines.
-            let _ = logs::append(log, &entries);
+            let _ = log.append(&entries);
         }
     }
 }
@@ -354,6 +371,10 @@ mod tests {
             exit_file: "/s/c.exit".into(),
             workdir: "/".into(),
             netns: None,
+            rotation: LogRotation {
+                max_size: 1024,
+                max_files: 3,
+            },
             binary: "/usr/bin/etcd".into(),
             args: vec!["--name=n1".into(), "--".into()],
         };

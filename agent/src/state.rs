@@ -109,8 +109,8 @@ impl StateDir {
 
     /// Creates the directory (0700) and its `pods` subdirectory.
     pub fn ensure(&self) -> anyhow::Result<()> {
-        self.fs.create_dir(&self.root, 0o700)?;
-        self.fs.create_dir(&self.pods_dir(), 0o700)
+        self.fs.ensure_dir(&self.root, 0o700)?;
+        self.fs.ensure_dir(&self.pods_dir(), 0o700)
     }
 
     fn pods_dir(&self) -> PathBuf {
@@ -160,7 +160,7 @@ impl StateDir {
     /// Prepares a pod's directory for a new run of `container`: creates it and removes a
     /// stale exit file.
     pub fn prepare(&self, uid: &str, container: &str) -> anyhow::Result<()> {
-        self.fs.create_dir(&self.pod_dir(uid), 0o700)?;
+        self.fs.ensure_dir(&self.pod_dir(uid), 0o700)?;
         self.fs.remove_file(&self.exit_path(uid, container))?;
         Ok(())
     }
@@ -248,7 +248,7 @@ impl StateDir {
 
     /// Writes a pod network record atomically.
     pub fn write_sandbox(&self, r: &SandboxRecord) -> anyhow::Result<()> {
-        self.fs.create_dir(&self.sandboxes_dir(), 0o700)?;
+        self.fs.ensure_dir(&self.sandboxes_dir(), 0o700)?;
         let bytes =
             serde_json::to_vec_pretty(r).context("could not encode a pod network record")?;
         self.fs

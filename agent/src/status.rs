@@ -4,7 +4,8 @@
 //! or JSON.
 //!
 //! Protocol: the client sends one line `{"request":"status"}`; the agent answers one line,
-//! either an [`AgentStatus`] or `{"error":"..."}`.
+//! either an [`AgentStatus`] or `{"error":"..."}`. The socket is 0600 and the agent answers
+//! only root and its own user (SO_PEERCRED), whatever the socket's mode became.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -184,6 +185,18 @@ pub(crate) fn answer(line: &str, status: impl FnOnce() -> AgentStatus) -> Vec<u8
             error: format!("unreadable request: {e}"),
         }),
     }
+    .unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// The answer to a peer that may not read the status.
+pub(crate) fn refusal(who: &str) -> Vec<u8> {
+    let mut out = serde_json::to_vec(&ErrorReply {
+        error: format!(
+            "permission denied: {who} may not read the agent's status; only root and the agent's own user may (run it with sudo)"
+        ),
+    })
     .unwrap_or_default();
     out.push(b'\n');
     out

@@ -2,7 +2,8 @@
 //! observed pods (one executor task per container), and the networks of pods without
 //! hostNetwork: set up before their containers start (once a CNI configuration exists), torn
 //! down once the pod is gone (every network record whose pod is neither running nor desired).
-//! Also serves the status socket.
+//! Also serves the status socket (0600, to root and the agent's own user only), after taking
+//! the node's agent lock ([`crate::instance`]), and rotates the agent's own log.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -18,6 +19,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::AgentConfig;
 use crate::cni::conf::NetworkList;
 use crate::host::fs::Fs;
+use crate::instance::Instance;
 use crate::pod::backoff::Backoff;
 use crate::pod::executor::Executor;
 use crate::pod::lifecycle::Event;
@@ -104,14 +106,16 @@ pub(crate) async fn run(
     let fs = Fs::real();
     let state = StateDir::new(&cfg.state_dir);
     state.ensure()?;
-    fs.create_dir(&cfg.run_dir, 0o755)?;
-    fs.create_dir(&cfg.pod_log_dir, 0o755)?;
+    fs.ensure_dir(&cfg.run_dir, 0o755)?;
+    // Held until this function returns: no second agent runs on this node meanwhile.
+    let instance = Instance::acquire(&cfg.state_dir, &cfg.pid_file())?;
+    fs.ensure_dir(&cfg.pod_log_dir, 0o755)?;
     let node_id = state.node_id()?;
     let socket = cfg.socket();
-    let listener = bind_socket(&socket)?;
+    let listener = bind_socket(&cfg.run_dir, &socket)?;
     let networks = Networks::new(&cfg, state.clone(), node_id.clone());
     let runtime = AnyRuntime::Process(ProcessRuntime::new(&cfg, state, node_id.clone()));
-    info!(node_id = %node_id, manifests = %cfg.manifest_dir.display(), socket = %socket.display(), runtime = runtime.name(), "agent starting");
+    info!(node_id = %node_id, pid = instance.process().pid, manifests = %cfg.manifest_dir.display(), socket = %socket.display(), runtime = runtime.name(), "agent starting");
     let shared = Arc::new(Shared {
         cfg,
         runtime,
@@ -122,6 +126,11 @@ pub(crate) async fn run(
     });
 
     let server = tokio::spawn(serve(listener, shared.clone()));
+    let own_log = shared
+        .cfg
+        .agent_log_file
+        .clone()
+        .map(|log| tokio::spawn(rotate_own_log(log, shared.cfg.log_rotation)));
     let mirror = match (&shared.cfg.kubeconfig, &shared.cfg.node_name) {
         (Some(kubeconfig), Some(node)) => Some(tokio::spawn(
             crate::mirror::run(shared.clone(), kubeconfig.clone(), node.clone())
@@ -182,6 +191,9 @@ pub(crate) async fn run(
     }
     info!("agent stopping; pods keep running and will be adopted by the next agent");
     server.abort();
+    if let Some(l) = own_log {
+        l.abort();
+    }
     if let Some(m) = mirror {
         m.abort();
     }
@@ -201,34 +213,63 @@ pub(crate) async fn run(
         task.abort();
     }
     let _ = std::fs::remove_file(&socket);
+    drop(instance);
     Ok(())
 }
 
-fn bind_socket(socket: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
-    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-        anyhow::bail!(
-            "another agent is already serving {:?}; stop it first (kubeboot agent stop) or give this one another run directory",
-            socket.display().to_string()
-        );
-    }
-    match std::fs::remove_file(socket) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(e).with_context(|| {
-                format!(
-                    "could not remove the stale socket {:?}",
-                    socket.display().to_string()
-                )
-            });
+/// How often the agent looks at the size of its own log.
+const OWN_LOG_CHECK: Duration = Duration::from_secs(1);
+
+/// Rotates the agent's own log ([`crate::logs::rotate_own_output`]) whenever it outgrows
+/// the limit.
+async fn rotate_own_log(log: std::path::PathBuf, rotation: crate::logs::LogRotation) {
+    let mut failed = false;
+    loop {
+        match crate::logs::rotate_own_output(&log, rotation) {
+            Ok(true) => info!(log = %log.display(), "rotated the agent's log"),
+            Ok(false) => {}
+            // Said once: the same failure every second would fill the log it is about.
+            Err(e) if !failed => {
+                failed = true;
+                warn!(log = %log.display(), "could not rotate the agent's log: {e}");
+            }
+            Err(_) => {}
         }
+        tokio::time::sleep(OWN_LOG_CHECK).await;
     }
-    tokio::net::UnixListener::bind(socket).with_context(|| {
-        format!(
-            "could not listen on the status socket {:?}",
-            socket.display().to_string()
-        )
-    })
+}
+
+/// Listens on the status socket, 0600 from its first moment whatever the umask: it is bound
+/// in a fresh 0700 directory, chmod-ed there, and renamed into place. The caller holds the
+/// node's agent lock, so a socket already there is a dead agent's and is replaced.
+fn bind_socket(
+    run_dir: &std::path::Path,
+    socket: &std::path::Path,
+) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let shown = socket.display().to_string();
+    let private = run_dir.join(format!(".sock-{:016x}", rand::random::<u64>()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .with_context(|| format!("could not create {}", private.display()))?;
+    let bound = (|| {
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700))?;
+        let tmp = private.join("s");
+        let listener = std::os::unix::net::UnixListener::bind(&tmp)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&tmp, socket)?;
+        listener.set_nonblocking(true)?;
+        tokio::net::UnixListener::from_std(listener)
+    })();
+    let _ = std::fs::remove_dir(&private);
+    bound.with_context(|| format!("could not listen on the status socket {shown:?}"))
+}
+
+/// Who may read the status: root and the agent's own user (the status names every
+/// process, binary and error of the node's control plane).
+fn peer_allowed(peer_uid: u32, own_uid: u32) -> bool {
+    peer_uid == 0 || peer_uid == own_uid
 }
 
 /// A pod known only from records (its manifest is gone): enough to stop it.
@@ -667,6 +708,24 @@ async fn serve(listener: tokio::net::UnixListener, shared: Arc<Shared>) {
                 continue;
             }
         };
+        let own = nix::unistd::geteuid().as_raw();
+        match stream.peer_cred() {
+            Ok(c) if peer_allowed(c.uid(), own) => {}
+            refused => {
+                let who = refused.map_or_else(
+                    |e| format!("a peer whose credentials are unknown ({e})"),
+                    |c| format!("uid {}", c.uid()),
+                );
+                warn!("status socket: refused {who}");
+                let mut stream = stream;
+                let reply = crate::status::refusal(&who);
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&reply))
+                        .await;
+                });
+                continue;
+            }
+        }
         let shared = shared.clone();
         tokio::spawn(async move {
             let (r, mut w) = stream.into_split();
@@ -695,6 +754,14 @@ mod tests {
             last_exit_reason: last_exit.map(|e| e.1.to_string()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn only_root_and_the_agents_user_may_ask() {
+        assert!(peer_allowed(0, 1000));
+        assert!(peer_allowed(1000, 1000));
+        assert!(!peer_allowed(65534, 0));
+        assert!(!peer_allowed(65534, 1000));
     }
 
     #[test]

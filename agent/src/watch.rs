@@ -1,6 +1,13 @@
 //! The manifest directory: what pods are desired. inotify only wakes the level-triggered
 //! loop ([`DirWatch`], also on the CNI configuration directory); every pass re-reads the
 //! directory (unchanged files are not re-parsed).
+//!
+//! Only a directory that does not exist means "no pods". A directory that cannot be listed
+//! (EMFILE, EIO, not a directory any more) or a manifest that cannot be read keeps what was
+//! desired before, with the error in the status, until a later pass reads it again: a
+//! passing failure must never stop the control plane. Manifests are read only when they are
+//! regular files of at most [`MAX_MANIFEST_SIZE`] bytes, so a FIFO or a symlink to a device
+//! is an error, never a hang.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -13,8 +20,12 @@ use crate::host::fs::Fs;
 use crate::pod::spec::{self, StaticPod};
 use crate::status::ManifestErrorStatus;
 
+/// The largest manifest read (the kubelet has no limit of its own; a static pod manifest is a
+/// few KiB, and the API server refuses objects above about 1.5 MiB anyway).
+pub const MAX_MANIFEST_SIZE: u64 = 1024 * 1024;
+
 /// The desired pods by UID, and the manifests that could not be read.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Desired {
     /// Pods by UID.
     pub pods: BTreeMap<String, StaticPod>,
@@ -118,6 +129,24 @@ pub struct ManifestWatcher {
     node_name: Option<String>,
     watch: DirWatch,
     cache: HashMap<PathBuf, (Vec<u8>, Result<StaticPod, String>)>,
+    /// Lists the directory (the real one, or a test's).
+    list: ListDir,
+}
+
+/// Lists a directory: the names of its entries that are not directories.
+pub type ListDir = Box<dyn Fn(&Path) -> std::io::Result<Vec<PathBuf>> + Send>;
+
+/// The real listing: every entry that is not a directory (whether it is a regular file is
+/// checked when it is opened).
+fn list_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            names.push(e.path());
+        }
+    }
+    Ok(names)
 }
 
 impl ManifestWatcher {
@@ -128,6 +157,15 @@ impl ManifestWatcher {
             node_name,
             watch: DirWatch::new(dir, "manifest directory"),
             cache: HashMap::new(),
+            list: Box::new(list_dir),
+        }
+    }
+
+    /// The same watcher listing the directory with `list` (tests inject failures).
+    pub fn with_lister(dir: &Path, node_name: Option<String>, list: ListDir) -> Self {
+        ManifestWatcher {
+            list,
+            ..Self::new(dir, node_name)
         }
     }
 
@@ -136,24 +174,37 @@ impl ManifestWatcher {
         self.watch.changed().await;
     }
 
-    /// Reads the directory: every `.yaml`, `.yml` and `.json` file that is not hidden.
+    /// Reads the directory: every `.yaml`, `.yml` and `.json` file that is not hidden. What
+    /// cannot be listed or read keeps its previous result (see the module docs).
     pub fn scan(&mut self) -> Desired {
         self.watch.ensure();
         let mut desired = Desired::default();
-        let mut names: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
-            Ok(rd) => rd
-                .flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
-                .filter(|e| e.file_name().to_str().is_some_and(spec::is_manifest_file))
-                .map(|e| e.path())
+        let mut names: Vec<PathBuf> = match (self.list)(&self.dir) {
+            Ok(names) => names
+                .into_iter()
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(spec::is_manifest_file)
+                })
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => {
+                warn!(dir = %self.dir.display(), "cannot list the manifest directory, keeping the pods it had: {e}");
                 desired.errors.push(ManifestErrorStatus {
                     manifest: self.dir.display().to_string(),
-                    message: format!("cannot list: {e}"),
+                    message: format!(
+                        "cannot list: {e}; the pods it had keep running until it can be read again"
+                    ),
                 });
-                Vec::new()
+                // The manifests read last time, as they were.
+                let mut known: Vec<(&PathBuf, _)> = self.cache.iter().collect();
+                known.sort_by(|a, b| a.0.cmp(b.0));
+                let mut by_name = BTreeMap::new();
+                for (path, (_, parsed)) in known {
+                    add(&mut desired, &mut by_name, path, parsed);
+                }
+                return desired;
             }
         };
         names.sort();
@@ -161,14 +212,24 @@ impl ManifestWatcher {
         let mut cache = HashMap::new();
         let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
         for path in names {
-            let bytes = match fs.read_if_exists(&path) {
+            let bytes = match fs.read_regular_if_exists(&path, MAX_MANIFEST_SIZE) {
                 Ok(Some(b)) => b,
                 Ok(None) => continue,
                 Err(e) => {
+                    let kept = self.cache.remove(&path);
+                    let note = if kept.as_ref().is_some_and(|(_, p)| p.is_ok()) {
+                        "; its pod keeps running as it was read before"
+                    } else {
+                        ""
+                    };
                     desired.errors.push(ManifestErrorStatus {
                         manifest: path.display().to_string(),
-                        message: format!("{e:#}"),
+                        message: format!("{e:#}{note}"),
                     });
+                    if let Some((old, Ok(pod))) = kept {
+                        add(&mut desired, &mut by_name, &path, &Ok(pod.clone()));
+                        cache.insert(path, (old, Ok(pod)));
+                    }
                     continue;
                 }
             };
@@ -177,30 +238,118 @@ impl ManifestWatcher {
                 _ => spec::parse_manifest(&path, &bytes, self.node_name.as_deref())
                     .map_err(|e| e.to_string()),
             };
-            match &parsed {
-                Ok(pod) => {
-                    if let Some(first) = by_name.get(&pod.full_name()) {
-                        desired.errors.push(ManifestErrorStatus {
-                            manifest: path.display().to_string(),
-                            message: format!(
-                                "pod {} is already defined by {}; this manifest is ignored",
-                                pod.full_name(),
-                                first.display()
-                            ),
-                        });
-                    } else {
-                        by_name.insert(pod.full_name(), path.clone());
-                        desired.pods.insert(pod.uid.clone(), pod.clone());
-                    }
-                }
-                Err(e) => desired.errors.push(ManifestErrorStatus {
-                    manifest: path.display().to_string(),
-                    message: e.clone(),
-                }),
-            }
+            add(&mut desired, &mut by_name, &path, &parsed);
             cache.insert(path, (bytes, parsed));
         }
         self.cache = cache;
         desired
+    }
+}
+
+/// Adds one manifest's result to `desired`; a second pod of the same name (`by_name`: the
+/// names so far, by the manifest that defined them) is an error.
+fn add(
+    desired: &mut Desired,
+    by_name: &mut BTreeMap<String, PathBuf>,
+    path: &Path,
+    parsed: &Result<StaticPod, String>,
+) {
+    match parsed {
+        Ok(pod) => {
+            if let Some(first) = by_name.get(&pod.full_name()) {
+                desired.errors.push(ManifestErrorStatus {
+                    manifest: path.display().to_string(),
+                    message: format!(
+                        "pod {} is already defined by {}; this manifest is ignored",
+                        pod.full_name(),
+                        first.display()
+                    ),
+                });
+            } else {
+                by_name.insert(pod.full_name(), path.to_path_buf());
+                desired.pods.insert(pod.uid.clone(), pod.clone());
+            }
+        }
+        Err(e) => desired.errors.push(ManifestErrorStatus {
+            manifest: path.display().to_string(),
+            message: e.clone(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\nspec:\n  hostNetwork: true\n  containers:\n  - {name: c, image: k8s.gcr.io/kube-scheduler:v1.20.2}\n";
+
+    // A runtime only for the inotify registration.
+    #[tokio::test]
+    async fn a_listing_error_keeps_the_pods_and_a_missing_dir_empties_them() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("manifests");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("web.yaml"), POD).unwrap();
+        let fail: Arc<Mutex<Option<i32>>> = Arc::default();
+        let f = fail.clone();
+        let mut w = ManifestWatcher::with_lister(
+            &dir,
+            None,
+            Box::new(move |p| match *f.lock().unwrap() {
+                Some(errno) => Err(std::io::Error::from_raw_os_error(errno)),
+                None => list_dir(p),
+            }),
+        );
+        let first = w.scan();
+        assert_eq!(first.pods.len(), 1, "{:?}", first.errors);
+        for errno in [libc::EMFILE, libc::EIO, libc::EACCES] {
+            *fail.lock().unwrap() = Some(errno);
+            let d = w.scan();
+            assert_eq!(
+                d.pods.keys().collect::<Vec<_>>(),
+                first.pods.keys().collect::<Vec<_>>()
+            );
+            assert!(
+                d.errors[0].message.contains("cannot list"),
+                "{:?}",
+                d.errors
+            );
+        }
+        *fail.lock().unwrap() = None;
+        assert_eq!(w.scan().pods.len(), 1);
+        // A directory that became a file: not listable, the pods stay.
+        std::fs::rename(&dir, d.path().join("moved")).unwrap();
+        std::fs::write(&dir, "not a directory").unwrap();
+        let kept = w.scan();
+        assert_eq!(kept.pods.len(), 1);
+        assert!(
+            kept.errors[0].message.contains("cannot list"),
+            "{:?}",
+            kept.errors
+        );
+        // No directory at all: no pods wanted.
+        std::fs::remove_file(&dir).unwrap();
+        assert!(w.scan().pods.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_manifest_that_cannot_be_read_keeps_its_pod() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("web.yaml"), POD).unwrap();
+        let mut w = ManifestWatcher::new(d.path(), None);
+        assert_eq!(w.scan().pods.len(), 1);
+        // Replaced by something that is not a regular file (as a read error would be).
+        std::fs::remove_file(d.path().join("web.yaml")).unwrap();
+        std::fs::create_dir(d.path().join("x")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", d.path().join("web.yaml")).unwrap();
+        let kept = w.scan();
+        assert_eq!(kept.pods.len(), 1);
+        assert!(
+            kept.errors[0].message.contains("not a regular file")
+                && kept.errors[0].message.contains("keeps running"),
+            "{:?}",
+            kept.errors
+        );
     }
 }

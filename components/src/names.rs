@@ -151,6 +151,10 @@ pub const KUBELET_PORT: u16 = 10250;
 /// The environment variable the agent sets on every process it runs, marking it as a pod
 /// container of one agent: `<node-id>/<pod-uid>/<container>`.
 pub const AGENT_MARKER_ENV: &str = "KUBEBOOT_POD";
+/// The environment variable a detached agent is started with, marking the agent process itself
+/// with its node id, so that `kubeboot reset` finds it even when its pid file and lock file
+/// are gone.
+pub const AGENT_PROCESS_ENV: &str = "KUBEBOOT_AGENT";
 
 // ---------------------------------------------------------------------------------------------
 // Addons (kubeadm: app/phases/addons/{dns,proxy}, app/constants)

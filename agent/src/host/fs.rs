@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -102,6 +102,69 @@ impl Fs {
                 path.display().to_string()
             )
         })
+    }
+
+    /// Creates `path` with `mode`, and its missing parents with 0755, whatever the process
+    /// umask; a directory that already exists keeps its owner and mode (an administrator's
+    /// choice, or a directory shared with others, is never loosened or tightened).
+    pub fn ensure_dir(&self, path: &Path, mode: u32) -> anyhow::Result<()> {
+        let target = self.resolve(path);
+        ensure_dir_mode(&target, mode).with_context(|| {
+            format!(
+                "could not create directory {:?}",
+                path.display().to_string()
+            )
+        })
+    }
+
+    /// Reads a regular file of at most `limit` bytes, `None` if it does not exist. The file
+    /// is opened without blocking and checked through the opened descriptor, so a FIFO, a
+    /// device (a symlink to `/dev/zero`) or a file that grows while it is read is an error
+    /// naming it, never a hang or an unbounded read.
+    pub fn read_regular_if_exists(
+        &self,
+        path: &Path,
+        limit: u64,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        let shown = path.display().to_string();
+        let target = self.resolve(path);
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(&target)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("could not read {shown:?}")),
+        };
+        let meta = file
+            .metadata()
+            .with_context(|| format!("could not stat {shown:?}"))?;
+        let kind = meta.file_type();
+        if !kind.is_file() {
+            anyhow::bail!(
+                "{shown:?} is not a regular file (it is {}); only regular files are read, replace it with one",
+                file_kind(&kind)
+            );
+        }
+        let too_big = || {
+            anyhow::anyhow!(
+                "{shown:?} is larger than the limit of {limit} bytes ({} MiB); it cannot be a valid file here",
+                limit / (1024 * 1024)
+            )
+        };
+        if meta.len() > limit {
+            return Err(too_big());
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        file.take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("could not read {shown:?}"))?;
+        if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > limit {
+            return Err(too_big());
+        }
+        Ok(Some(bytes))
     }
 
     /// Reads a file, `None` if it does not exist.
@@ -434,6 +497,41 @@ fn create_dir_mode(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
+/// What a non-regular file is, for error messages.
+fn file_kind(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Creates the missing components of `path`, each with an explicit mode set on the new
+/// directory itself (mkdir's mode is cut by the umask), never touching existing ones.
+fn ensure_dir_mode(path: &Path, mode: u32) -> io::Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        ensure_dir_mode(parent, 0o755)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        // Ours alone (0700 at most) until it gets its final mode.
+        Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(mode)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn temp_name(target: &Path) -> io::Result<PathBuf> {
     let dir = target
         .parent()
@@ -524,6 +622,56 @@ mod tests {
             vec![PathBuf::from("/etc/kubernetes/manifests/etcd.yaml")]
         );
         assert!(fs_.exists(Path::new("/etc/kubernetes/manifests/etcd.yaml")));
+    }
+
+    #[test]
+    fn ensure_dir_sets_modes_of_new_dirs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let existing = dir.path().join("shared");
+        fs::create_dir(&existing).unwrap();
+        fs::set_permissions(&existing, fs::Permissions::from_mode(0o711)).unwrap();
+        let f = Fs::real();
+        f.ensure_dir(&existing.join("a/b"), 0o700).unwrap();
+        assert_eq!(fs::metadata(&existing).unwrap().mode() & 0o777, 0o711);
+        assert_eq!(
+            fs::metadata(existing.join("a")).unwrap().mode() & 0o777,
+            0o755
+        );
+        assert_eq!(
+            fs::metadata(existing.join("a/b")).unwrap().mode() & 0o777,
+            0o700
+        );
+        f.ensure_dir(&existing, 0o700).unwrap();
+        assert_eq!(fs::metadata(&existing).unwrap().mode() & 0o777, 0o711);
+        fs::write(dir.path().join("file"), "x").unwrap();
+        assert!(f.ensure_dir(&dir.path().join("file"), 0o700).is_err());
+    }
+
+    #[test]
+    fn read_regular_refuses_devices_and_big_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Fs::real();
+        let zero = dir.path().join("zero.yaml");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let err = f.read_regular_if_exists(&zero, 1024).unwrap_err();
+        assert!(format!("{err:#}").contains("character device"), "{err:#}");
+        let big = dir.path().join("big.yaml");
+        fs::write(&big, vec![b'a'; 2048]).unwrap();
+        let err = f.read_regular_if_exists(&big, 1024).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("larger than the limit of 1024 bytes"),
+            "{err:#}"
+        );
+        fs::write(&big, b"ok").unwrap();
+        assert_eq!(
+            f.read_regular_if_exists(&big, 1024).unwrap().unwrap(),
+            b"ok"
+        );
+        assert!(
+            f.read_regular_if_exists(&dir.path().join("nope"), 1)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

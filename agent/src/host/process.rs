@@ -432,20 +432,22 @@ pub async fn run_with_timeout(
     }
 }
 
-/// Starts `exe args` fully detached: a double fork with `setsid` in between, so the process
-/// is in a session of its own, never gets a controlling terminal and is reparented to init;
-/// stdin is /dev/null and stdout/stderr append to `log`. Returns the daemon's PID.
-pub fn spawn_daemon(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<u32> {
-    let out = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| {
-            format!(
-                "could not open the agent log {:?}",
-                log.display().to_string()
-            )
-        })?;
+/// Starts `exe args` fully detached, with `env` added to our environment: a double fork
+/// with `setsid` in between, so the process is in a session of its own, never gets a
+/// controlling terminal and is reparented to init; stdin is /dev/null and stdout/stderr
+/// append to `log` (created 0640). Returns the daemon's PID.
+pub fn spawn_daemon(
+    exe: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    log: &Path,
+) -> anyhow::Result<u32> {
+    let out = crate::logs::open_append(log).with_context(|| {
+        format!(
+            "could not open the agent log {:?}",
+            log.display().to_string()
+        )
+    })?;
     let err = out
         .try_clone()
         .with_context(|| format!("could not open the agent log {}", log.display()))?;
@@ -453,7 +455,11 @@ pub fn spawn_daemon(exe: &Path, args: &[String], log: &Path) -> anyhow::Result<u
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("could not create a pipe")?;
     let write_fd = pid_write.as_raw_fd();
     let mut cmd = Command::new(exe);
-    cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
     // SAFETY: the closure runs in the forked child before exec and only calls the
     // async-signal-safe functions setsid, fork, write and _exit; it allocates nothing.
     unsafe {

@@ -176,9 +176,10 @@ impl Executor {
     fn watch_exit(&self, r: Running) {
         let shared = self.shared.clone();
         let (uid, name) = (self.pod.uid.clone(), self.spec.name.clone());
+        let grace = self.pod.grace;
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let exit = shared.runtime.wait(&uid, &name, &r).await;
+            let exit = shared.runtime.wait(&uid, &name, &r, grace).await;
             if exit.succeeded() {
                 info!(pid = r.pid, "container exited with code 0");
             } else {

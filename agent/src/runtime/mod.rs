@@ -98,10 +98,11 @@ impl AnyRuntime {
         }
     }
 
-    /// Waits for a container to end.
-    pub async fn wait(&self, uid: &str, container: &str, r: &Running) -> ExitInfo {
+    /// Waits for a container to end; what its supervisor left running is stopped within
+    /// `grace` (then killed).
+    pub async fn wait(&self, uid: &str, container: &str, r: &Running, grace: Duration) -> ExitInfo {
         match self {
-            AnyRuntime::Process(p) => p.wait(uid, container, r).await,
+            AnyRuntime::Process(p) => p.wait(uid, container, r, grace).await,
         }
     }
 

@@ -40,6 +40,7 @@ pub struct ProcessRuntime {
     shim_args_prefix: Vec<String>,
     bin_dirs: Vec<PathBuf>,
     pod_log_dir: PathBuf,
+    log_rotation: logs::LogRotation,
     state: StateDir,
     node_id: String,
     /// `--version` results by binary path, with the mtime they were taken at.
@@ -54,6 +55,7 @@ impl ProcessRuntime {
             shim_args_prefix: cfg.shim_args_prefix.clone(),
             bin_dirs: cfg.bin_dirs.clone(),
             pod_log_dir: cfg.pod_log_dir.clone(),
+            log_rotation: cfg.log_rotation,
             state,
             node_id,
             versions: Mutex::new(HashMap::new()),
@@ -218,6 +220,7 @@ impl ProcessRuntime {
         netns: Option<&Path>,
     ) -> Result<Running, StartError> {
         let (binary, args) = self.resolve(c).await?;
+        self.stop_unsupervised(&pod.uid, &c.name, pod.grace).await;
         self.spawn(pod, c, restart_count, netns, &binary, &args)
             .map_err(|e| StartError::new("RunContainerError", format!("{e:#}")))
     }
@@ -235,13 +238,12 @@ impl ProcessRuntime {
         let workdir = PathBuf::from(c.working_dir.as_deref().unwrap_or("/"));
         if !workdir.is_dir() {
             // As runc does for a missing working directory.
-            fs.create_dir(&workdir, 0o755)
+            fs.ensure_dir(&workdir, 0o755)
                 .context("could not create the working directory")?;
         }
         let pod_logs = logs::pod_log_dir(&self.pod_log_dir, &pod.namespace, &pod.name, &pod.uid);
         let log_file = logs::container_log_file(&pod_logs, &c.name, restart_count);
-        fs.create_dir(&pod_logs, 0o755)?;
-        fs.create_dir(&pod_logs.join(&c.name), 0o755)?;
+        fs.ensure_dir(&pod_logs.join(&c.name), 0o755)?;
         self.state.prepare(&pod.uid, &c.name)?;
         let marker = self.marker(&pod.uid, &c.name);
         let mut env = self.container_env(c);
@@ -255,6 +257,7 @@ impl ProcessRuntime {
                 exit_file,
                 workdir,
                 netns: netns.map(Path::to_path_buf),
+                rotation: self.log_rotation,
                 binary: binary.to_path_buf(),
                 args: args.to_vec(),
             }
@@ -292,8 +295,13 @@ impl ProcessRuntime {
             log_file: log_file.clone(),
         };
         if let Err(e) = self.state.write_record(&record) {
-            // Without a record the process would be an orphan after an agent restart.
+            // Without a record the process would be an orphan after an agent restart. The
+            // shim first (a process with SIGKILL pending forks no more), then the container it
+            // may have started already, which the shim's death does not reach.
             let _ = pidfd.send_signal(Signal::SIGKILL);
+            let _ = pidfd.wait_exit_blocking(Duration::from_secs(2));
+            let marker = &record.marker;
+            process::signal_marked(AGENT_MARKER_ENV, |m| m == marker, Signal::SIGKILL);
             return Err(e.context("could not record the container"));
         }
         info!(pid, restart_count, binary = %binary.display(), "container started");
@@ -326,8 +334,10 @@ impl ProcessRuntime {
         );
     }
 
-    /// Waits for the shim to exit and reads how the container ended.
-    pub async fn wait(&self, uid: &str, container: &str, r: &Running) -> ExitInfo {
+    /// Waits for the shim to exit and reads how the container ended. A shim that ended
+    /// without reporting it (killed) may have left the container running: it is stopped
+    /// (SIGTERM, `grace`, SIGKILL) before this returns, so nothing runs unsupervised.
+    pub async fn wait(&self, uid: &str, container: &str, r: &Running, grace: Duration) -> ExitInfo {
         let status = match process::wait_exit(r.pidfd.clone()).await {
             Ok(s) => s,
             Err(e) => {
@@ -348,6 +358,7 @@ impl ProcessRuntime {
                 if let Err(e) = other {
                     warn!("{e:#}");
                 }
+                self.stop_unsupervised(uid, container, grace).await;
                 let signal = match status {
                     Some(WaitStatus::Signaled(_, s, _)) => Some(s as i32),
                     _ => None,
@@ -411,25 +422,8 @@ impl ProcessRuntime {
         if !orphans.is_empty() {
             for m in &orphans {
                 warn!(pid = m.pid, marker = %m.marker, "stopping an orphaned pod process (no record)");
-                process::signal_one(m, Signal::SIGTERM);
             }
-            tokio::spawn(async move {
-                let deadline = tokio::time::Instant::now() + orphan_grace;
-                while tokio::time::Instant::now() < deadline {
-                    if orphans
-                        .iter()
-                        .all(|m| !process::is_alive(m.pid, m.stat.start_time))
-                    {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                for m in &orphans {
-                    if process::is_alive(m.pid, m.stat.start_time) {
-                        process::signal_one(m, Signal::SIGKILL);
-                    }
-                }
-            });
+            tokio::spawn(async move { stop_processes(&orphans, orphan_grace).await });
         }
         adopted
     }
@@ -465,6 +459,25 @@ impl ProcessRuntime {
         Ok(pidfd)
     }
 
+    /// Stops every process that carries this container's marker: before a start, none of
+    /// them has a shim of this agent (a shim that died, a record that could not be written or
+    /// was lost), and starting beside them would run the container twice (two etcds on one
+    /// data directory).
+    async fn stop_unsupervised(&self, uid: &str, container: &str, grace: Duration) {
+        let marker = self.marker(uid, container);
+        let left = process::find_marked(AGENT_MARKER_ENV, |m| m == marker);
+        if left.is_empty() {
+            return;
+        }
+        let pids: Vec<u32> = left.iter().map(|m| m.pid).collect();
+        warn!(
+            ?pids,
+            ?grace,
+            "stopping processes of this container that no shim supervises"
+        );
+        stop_processes(&left, grace).await;
+    }
+
     /// Forgets a container that is gone for good.
     pub fn forget(&self, uid: &str, container: &str) {
         if let Err(e) = self.state.remove_container(uid, container) {
@@ -475,6 +488,40 @@ impl ProcessRuntime {
     /// Forgets a pod whose containers are all gone.
     pub fn forget_pod(&self, uid: &str) {
         self.state.remove_pod_if_empty(uid);
+    }
+}
+
+/// Stops `procs` (each with its process group when it leads one): SIGTERM, up to `grace`
+/// for them to exit, then SIGKILL, and waits (bounded) until they are gone.
+async fn stop_processes(procs: &[process::Marked], grace: Duration) {
+    let gone = || {
+        procs
+            .iter()
+            .all(|m| !process::is_alive(m.pid, m.stat.start_time))
+    };
+    let wait_gone = |bound: Duration| async move {
+        let deadline = tokio::time::Instant::now() + bound;
+        while tokio::time::Instant::now() < deadline {
+            if gone() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        gone()
+    };
+    for m in procs {
+        process::signal_one(m, Signal::SIGTERM);
+    }
+    if wait_gone(grace).await {
+        return;
+    }
+    for m in procs {
+        if process::is_alive(m.pid, m.stat.start_time) {
+            process::signal_one(m, Signal::SIGKILL);
+        }
+    }
+    if !wait_gone(Duration::from_secs(5)).await {
+        warn!("processes survived SIGKILL (stuck in the kernel?)");
     }
 }
 
