@@ -119,16 +119,22 @@ struct Kill {
     when: usize,
     path: Option<String>,
     expect: String,
+    /// The call's line in the reference trace.
+    line: usize,
+    /// What the init that resumes after this kill must say.
+    resume_says: Vec<&'static str>,
 }
 
 impl Kill {
-    fn new(what: &str, syscall: &'static str, (when, _): (usize, usize), expect: &str) -> Kill {
+    fn new(what: &str, syscall: &'static str, (when, line): (usize, usize), expect: &str) -> Kill {
         Kill {
             what: what.to_string(),
             syscall,
             when,
             path: None,
             expect: expect.to_string(),
+            line,
+            resume_says: Vec::new(),
         }
     }
 
@@ -136,6 +142,17 @@ impl Kill {
         self.path = Some(path.to_string());
         self
     }
+
+    fn says(mut self, text: &'static str) -> Kill {
+        self.resume_says.push(text);
+        self
+    }
+}
+
+/// Where, in the reference init trace, init marks itself under way and spawns the agent.
+struct Landmarks {
+    marker: usize,
+    spawn: usize,
 }
 
 /// How the node recovers from a killed init.
@@ -226,9 +243,7 @@ fn healthy(node: &Node) -> Result<()> {
     let procs = node.processes()?;
     let agents: Vec<String> = procs
         .iter()
-        .filter(|p| {
-            p.comm == "kubeboot" && p.cmdline.contains(" agent ") && !p.cmdline.contains(" shim ")
-        })
+        .filter(|p| is_agent(p))
         .map(|p| format!("{} {}", p.pid, p.cmdline))
         .collect();
     ensure!(agents.len() == 1, "expected one agent, found {agents:#?}");
@@ -242,6 +257,11 @@ fn healthy(node: &Node) -> Result<()> {
     ))?;
     ensure!(temps.trim().is_empty(), "write temporaries left:\n{temps}");
     Ok(())
+}
+
+/// Whether `p` is a kubeboot agent (not one of its shims).
+fn is_agent(p: &tests::NodeProcess) -> bool {
+    p.comm == "kubeboot" && p.cmdline.contains(" agent ") && !p.cmdline.contains(" shim ")
 }
 
 /// No kubeboot process and no kubeboot file left on the node.
@@ -266,7 +286,7 @@ fn reset_clean(node: &Node) -> Result<()> {
 }
 
 /// The init kill points, chosen from the reference trace of a full init.
-fn init_points(t: &Trace) -> Result<Vec<(Kill, Recovery)>> {
+fn init_points(t: &Trace) -> Result<(Vec<(Kill, Recovery)>, Landmarks)> {
     use Recovery::*;
     let find = |sys: &str, needle: &str, from: usize| {
         t.find(sys, None, needle, from)
@@ -274,6 +294,7 @@ fn init_points(t: &Trace) -> Result<Vec<(Kill, Recovery)>> {
     };
     let node_id = "/var/lib/kubeboot/agent/node-id";
     let (_, spawn) = find("rename", &format!("\"{node_id}\""), 0)?;
+    let (_, marker) = find("rename", "/var/lib/kubeboot/init-in-progress\"", 0)?;
     let (_, etcd_manifest) = find("rename", "manifests/etcd.yaml\"", 0)?;
     let admin = "/etc/kubernetes/admin.conf";
     let kill_on_path = |what: &str, sys: &'static str, path: &str, from: usize| -> Result<Kill> {
@@ -283,7 +304,7 @@ fn init_points(t: &Trace) -> Result<Vec<(Kill, Recovery)>> {
             .with_context(|| format!("no {sys} of {path} in the reference init trace"))?;
         Ok(Kill::new(what, sys, at, path).on_path(path))
     };
-    Ok(vec![
+    let points = vec![
         (
             Kill::new(
                 "the first rename",
@@ -308,7 +329,8 @@ fn init_points(t: &Trace) -> Result<Vec<(Kill, Recovery)>> {
                 "rename",
                 find("rename", "pki/apiserver.crt\"", 0)?,
                 "pki/apiserver.crt\"",
-            ),
+            )
+            .says("Replacing \"/etc/kubernetes/pki/apiserver.key\""),
             SameInit,
         ),
         (
@@ -344,7 +366,9 @@ fn init_points(t: &Trace) -> Result<Vec<(Kill, Recovery)>> {
                 "openat",
                 admin,
                 etcd_manifest + 1,
-            )?,
+            )?
+            .says("[WARNING Port-6443]: Port 6443 is in use; held by a Pod of the kubeboot agent")
+            .says("kube-apiserver.yaml already exists; left by the interrupted init"),
             SameInit,
         ),
         (
@@ -357,7 +381,8 @@ fn init_points(t: &Trace) -> Result<Vec<(Kill, Recovery)>> {
             ),
             ResetThenInit,
         ),
-    ])
+    ];
+    Ok((points, Landmarks { marker, spawn }))
 }
 
 /// The reset kill points, chosen from the reference trace of a full reset.
@@ -433,7 +458,7 @@ fn crash_safety() -> Result<()> {
         clean(&node)?;
         Ok(Trace::parse(&trace))
     })?;
-    let init_points = init_points(&init_trace)?;
+    let (init_points, landmarks) = init_points(&init_trace)?;
     let mut reset_points = reset_points(&reset_trace)?.into_iter();
     eprintln!("[crash] init kill points: {init_points:#?}");
 
@@ -445,15 +470,38 @@ fn crash_safety() -> Result<()> {
                 "init {n}/{total} killed at {} ({} #{})",
                 kill.what, kill.syscall, kill.when
             ),
-            || run_killed(&node, &kill, &init),
+            || {
+                run_killed(&node, &kill, &init)?;
+                // The agent runs from the moment init spawned it, whatever became of init.
+                let agent = node.processes()?.iter().any(is_agent);
+                ensure!(
+                    agent == (kill.line > landmarks.spawn),
+                    "after a kill at line {} of the reference (the agent is spawned at {}): agent running = {agent}",
+                    kill.line,
+                    landmarks.spawn
+                );
+                Ok(())
+            },
         )?;
         match recovery {
             Recovery::SameInit => step(
                 &format!("init {n}/{total}: the same init again resumes"),
                 || {
                     let out = init_ok(&node, &init)?;
-                    healthy(&node)?;
-                    Ok(out).map(|_| ())
+                    let resumed = out.contains("An earlier init of this node was interrupted");
+                    ensure!(
+                        resumed == (kill.line > landmarks.marker),
+                        "resumed = {resumed} after a kill at line {} of the reference (the marker is written at {}):\n{out}",
+                        kill.line,
+                        landmarks.marker
+                    );
+                    for want in &kill.resume_says {
+                        ensure!(
+                            out.contains(want),
+                            "the resumed init does not say {want:?}:\n{out}"
+                        );
+                    }
+                    healthy(&node)
                 },
             )?,
             Recovery::ResetThenInit => {
