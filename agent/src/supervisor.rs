@@ -717,11 +717,19 @@ async fn serve(listener: tokio::net::UnixListener, shared: Arc<Shared>) {
                     |c| format!("uid {}", c.uid()),
                 );
                 warn!("status socket: refused {who}");
-                let mut stream = stream;
                 let reply = crate::status::refusal(&who);
+                // The request is read (bounded) and answered with the refusal, so the
+                // client sees why rather than a broken pipe.
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&reply))
-                        .await;
+                    let (r, mut w) = stream.into_split();
+                    let mut lines =
+                        tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(r, 64 * 1024))
+                            .lines();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                        let _ = lines.next_line().await;
+                        w.write_all(&reply).await
+                    })
+                    .await;
                 });
                 continue;
             }

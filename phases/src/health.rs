@@ -184,7 +184,11 @@ pub fn last_log_lines(layout: &Layout, component: &str, n: usize) -> Vec<String>
         let Ok(files) = std::fs::read_dir(pod_dir.path().join(component)) else {
             continue;
         };
-        for f in files.flatten() {
+        // `<restart>.log` only: its rotated files (`.log.1`, ...) are read through it.
+        for f in files
+            .flatten()
+            .filter(|f| f.file_name().to_string_lossy().ends_with(".log"))
+        {
             let Ok(m) = f.metadata().and_then(|m| m.modified()) else {
                 continue;
             };
@@ -200,14 +204,10 @@ pub fn last_log_lines(layout: &Layout, component: &str, n: usize) -> Vec<String>
 }
 
 fn tail_cri_log(path: &Path, n: usize) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return vec![];
-    };
-    let lines: Vec<String> = text
-        .lines()
-        .map(|l| l.splitn(4, ' ').nth(3).unwrap_or(l).to_string())
-        .collect();
-    lines[lines.len().saturating_sub(n)..].to_vec()
+    agent::logs::tail_lines(path, n)
+        .into_iter()
+        .map(|l| l.splitn(4, ' ').nth(3).unwrap_or(&l).to_string())
+        .collect()
 }
 
 /// The timeout message: each unhealthy component, its URL and last error, what the agent says
@@ -336,6 +336,10 @@ mod tests {
             last_log_lines(&layout, "etcd", 1),
             vec!["two words".to_string()]
         );
+        // Rotated: the newest lines start in the current file and go on in `0.log.1`.
+        std::fs::rename(d.join("0.log"), d.join("0.log.1")).unwrap();
+        std::fs::write(d.join("0.log"), "2026-01-01T00:00:02Z stderr F three\n").unwrap();
+        assert_eq!(last_log_lines(&layout, "etcd", 2), ["two words", "three"]);
         assert_eq!(
             last_log_lines(&layout, "kube-apiserver", 5),
             Vec::<String>::new()

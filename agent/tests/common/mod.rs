@@ -23,6 +23,7 @@ mode="$1"; shift
 case "$mode" in
   sleep) echo "started $* A=$A in $(pwd)"; exec sleep 1000 ;;
   exit3) echo "out line"; echo "err line" >&2; exit 3 ;;
+  spam) i=0; while [ $i -lt "$1" ]; do echo "spam line $i ......................"; i=$((i+1)); done; exec sleep 1000 ;;
   ignore-term) trap 'echo got TERM' TERM; echo ignoring; while :; do sleep 0.2; done ;;
   http) exec @PYTHON@ -m http.server --bind 127.0.0.1 "$1" ;;
   serve) ip -4 -o addr show dev eth0; exec @PYTHON@ -m http.server --bind 0.0.0.0 "$1" ;;
@@ -222,4 +223,27 @@ pub fn alive(pid: u32) -> bool {
 pub fn kill9(pid: u32) {
     let m = agent::host::process::PidFd::open(pid).unwrap();
     m.send_signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+}
+
+/// The agent as a process of its own (`kubeboot-test-agent`), on `root`'s layout.
+pub fn test_agent() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kubeboot-test-agent"))
+}
+
+/// The arguments of [`test_agent`] for a node: its root and its `--bin-dir`.
+pub fn test_agent_args(n: &Node) -> Vec<String> {
+    vec![
+        n.tmp.path().display().to_string(),
+        "--bin-dir".into(),
+        n.tmp.path().join("bin").display().to_string(),
+    ]
+}
+
+/// Stops the node's agent process (if any) when dropped, so a failed test leaves none.
+pub struct StopAgent<'a>(pub &'a Layout);
+
+impl Drop for StopAgent<'_> {
+    fn drop(&mut self) {
+        let _ = agent::stop(self.0, Duration::from_secs(5));
+    }
 }
