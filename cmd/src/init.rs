@@ -139,6 +139,7 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
             .unwrap_or_default(),
         static_pod_runner,
         skip_token_print: args.skip_token_print,
+        resumed: None,
     };
     if args.dry_run {
         data.out.say(

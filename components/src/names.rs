@@ -15,6 +15,9 @@ pub const DEFAULT_ETCD_DATA_DIR: &str = "/var/lib/etcd";
 pub const KUBELET_RUN_DIR: &str = "/var/lib/kubelet";
 /// kubeboot's own state directory (no kubeadm equivalent).
 pub const KUBEBOOT_STATE_DIR: &str = "/var/lib/kubeboot";
+/// The marker, in [`KUBEBOOT_STATE_DIR`], of a full `init` under way: a re-run that finds it
+/// resumes the interrupted init (no kubeadm equivalent: kubeadm refuses its own leftovers).
+pub const INIT_IN_PROGRESS_FILE: &str = "init-in-progress";
 /// The agent's own static pods (kubelet, containerd) when the kubelet runs the manifest
 /// directory, `--static-pod-runner kubelet` (no kubeadm equivalent).
 pub const KUBEBOOT_AGENT_MANIFESTS_DIR: &str = "/etc/kubeboot/manifests";

@@ -56,6 +56,16 @@ impl Check {
         }
     }
 
+    /// This check, except that its error becomes a warning (`<error>; <why>`) when `excuse`
+    /// holds: what it found is kubeboot's own, left by an interrupted run it resumes.
+    pub fn excused_if(self, why: String, excuse: impl Fn() -> bool + 'static) -> Self {
+        let Check { name, observe } = self;
+        Check::new(name, move || match observe() {
+            Outcome::Error(e) if excuse() => Outcome::Warning(format!("{e}; {why}")),
+            other => other,
+        })
+    }
+
     /// `IsPrivilegedUser`: kubeboot must run as root.
     pub fn privileged_user() -> Self {
         Check::new("IsPrivilegedUser", || match effective_uid() {
@@ -383,6 +393,23 @@ pub fn report(out: &Out, findings: &[Finding], ignore: &[String]) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_excused_error_is_a_warning_and_other_outcomes_stay() {
+        let failing = || Check::new("Port-6443", || Outcome::Error("Port 6443 is in use".into()));
+        let why = "held by the interrupted init's own pods".to_string();
+        let excused = failing().excused_if(why.clone(), || true);
+        assert_eq!(
+            (excused.observe)(),
+            Outcome::Warning("Port 6443 is in use; held by the interrupted init's own pods".into())
+        );
+        assert_eq!(
+            (failing().excused_if(why.clone(), || false).observe)(),
+            Outcome::Error("Port 6443 is in use".into())
+        );
+        let ok = Check::new("Swap", || Outcome::Ok).excused_if(why, || panic!("not asked"));
+        assert_eq!((ok.observe)(), Outcome::Ok);
+    }
 
     #[test]
     fn path_names_match_kubeadm() {

@@ -106,6 +106,7 @@ fn data(root: &Path) -> InitData {
         pod_network: agent::cni::PodNetwork::Bridge,
         static_pod_runner: components::StaticPodRunner::Agent,
         skip_token_print: false,
+        resumed: None,
     }
 }
 

@@ -133,3 +133,32 @@ fn a_config_change_that_breaks_a_cert_is_refused_not_applied() {
     assert!(msg.contains("10.123.0.3"), "{msg}");
     assert_eq!(before, std::fs::read(&crt).unwrap());
 }
+
+#[test]
+fn a_key_left_without_its_certificate_is_replaced_only_when_resuming_an_interrupted_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = data(dir.path());
+    run(&mut d);
+    // What a kill between the key's rename and the certificate's leaves.
+    let pki = dir.path().join("etc/kubernetes/pki");
+    std::fs::remove_file(pki.join("apiserver.crt")).unwrap();
+    let lone_key = std::fs::read(pki.join("apiserver.key")).unwrap();
+    let only = vec!["certs".to_string()];
+    let err = phases::init::run(&mut data(dir.path()), &only).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("found the key of \"apiserver\" but not its certificate"),
+        "{err:#}"
+    );
+    let mut resuming = data(dir.path());
+    resuming.resumed = Some(phases::init::resume::Interrupted::default());
+    phases::init::run(&mut resuming, &only).expect("the resumed init replaces the lone key");
+    let out = resuming.out.captured();
+    assert!(
+        out.contains("Replacing") && out.contains("Generating \"apiserver\" certificate and key"),
+        "{out}"
+    );
+    assert_ne!(std::fs::read(pki.join("apiserver.key")).unwrap(), lone_key);
+    assert!(pki.join("apiserver.crt").exists());
+    // The pair is consistent: a plain run reuses it.
+    phases::init::run(&mut data(dir.path()), &only).expect("the new pair is reused");
+}

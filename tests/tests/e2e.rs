@@ -22,6 +22,8 @@ mod agent_privilege;
 mod cluster_objects;
 #[path = "e2e/cluster_workloads.rs"]
 mod cluster_workloads;
+#[path = "e2e/crash_safety.rs"]
+mod crash_safety;
 #[path = "e2e/harness_node_isolation.rs"]
 mod harness_node_isolation;
 #[path = "e2e/init_bad_input.rs"]

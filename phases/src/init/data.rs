@@ -43,6 +43,9 @@ pub struct InitData {
     /// `--skip-token-print`: the token is neither printed by bootstrap-token nor shown in
     /// the join commands (`<value withheld>`, as kubeadm).
     pub skip_token_print: bool,
+    /// What an interrupted earlier init left, when preflight found its marker: this init
+    /// resumes it (see [`crate::init::resume`]).
+    pub resumed: Option<crate::init::resume::Interrupted>,
 }
 
 impl InitData {
@@ -154,6 +157,7 @@ pub(crate) mod tests {
             pod_network: agent::cni::PodNetwork::Bridge,
             static_pod_runner: components::StaticPodRunner::Agent,
             skip_token_print: false,
+            resumed: None,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod kubeconfig;
 pub mod kubelet_start;
 pub mod mark_control_plane;
 pub mod preflight;
+pub mod resume;
 pub mod upload_config;
 pub mod wait_control_plane;
 
@@ -48,6 +49,11 @@ pub fn run(data: &mut InitData, only: &[String]) -> anyhow::Result<()> {
     let tree = phases();
     let planned = crate::runner::plan(&tree, only, &data.cfg.skip_phases)?;
     crate::runner::run(&tree, data, &planned)?;
+    if only.is_empty() {
+        // Every phase succeeded: from here on a second init finds a control plane, not an
+        // interrupted init (see `resume`).
+        resume::finish(data)?;
+    }
     if data.dry_run {
         crate::dryrun::print_written(&data.out, &data.fs)?;
     }

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use crate::init::data::InitData;
+use crate::init::resume::Interrupted;
 use crate::preflight::{self, Check};
 use crate::say;
 
@@ -23,7 +24,16 @@ pub fn phase() -> crate::runner::Phase<InitData> {
 
 fn run(d: &mut InitData) -> anyhow::Result<()> {
     say!(d.out, "preflight", "Running pre-flight checks");
-    let checks = checks(d);
+    let resume = crate::init::resume::observe(&d.layout)?;
+    if resume.is_some() {
+        say!(
+            d.out,
+            "preflight",
+            "An earlier init of this node was interrupted ({:?} is there): resuming it, what it made is reused",
+            crate::init::resume::marker(&d.layout).display().to_string()
+        );
+    }
+    let checks = checks(d, resume.as_ref());
     let findings = preflight::run_checks(&checks);
     if let Err(e) = preflight::report(&d.out, &findings, &d.ignore_preflight_errors) {
         let initialized = findings.iter().any(|f| {
@@ -38,6 +48,8 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
         }
         return Err(e);
     }
+    d.resumed = resume;
+    crate::init::resume::begin(d)?;
     match d.static_pod_runner {
         components::StaticPodRunner::Agent => say!(
             d.out,
@@ -54,8 +66,29 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn checks(d: &InitData) -> Vec<Check> {
+fn checks(d: &InitData, resume: Option<&Interrupted>) -> Vec<Check> {
     let layout = &d.layout;
+    // What an interrupted init of this node left is no error for the init that resumes it.
+    let own_port = |port: u16| {
+        let check = Check::port(port);
+        match resume.cloned() {
+            None => check,
+            Some(r) => check.excused_if(
+                "held by a Pod of the kubeboot agent the interrupted init started".into(),
+                move || r.holds_port(port),
+            ),
+        }
+    };
+    let own_path = |check: Check, path: &Path| match resume.cloned() {
+        None => check,
+        Some(r) => {
+            let path = path.to_path_buf();
+            let layout = layout.clone();
+            check.excused_if("left by the interrupted init".into(), move || {
+                r.made(&layout, &path)
+            })
+        }
+    };
     let mut checks = vec![
         Check::privileged_user(),
         Check::num_cpu(2),
@@ -68,7 +101,7 @@ fn checks(d: &InitData) -> Vec<Check> {
         components::names::KUBE_SCHEDULER_PORT,
         components::names::KUBE_CONTROLLER_MANAGER_PORT,
     ] {
-        checks.push(Check::port(port));
+        checks.push(own_port(port));
     }
     for c in [
         components::names::KUBE_APISERVER,
@@ -76,15 +109,17 @@ fn checks(d: &InitData) -> Vec<Check> {
         components::names::KUBE_SCHEDULER,
         components::names::ETCD,
     ] {
-        checks.push(Check::file_available(&layout.manifest(c), layout));
+        let manifest = layout.manifest(c);
+        checks.push(own_path(
+            Check::file_available(&manifest, layout),
+            &manifest,
+        ));
     }
     if let components::config::Etcd::Local(local) = &d.cfg.cluster.etcd {
-        checks.push(Check::port(components::names::ETCD_CLIENT_PORT));
-        checks.push(Check::port(components::names::ETCD_PEER_PORT));
-        checks.push(Check::dir_available(
-            &layout.node_path(&local.data_dir),
-            layout,
-        ));
+        checks.push(own_port(components::names::ETCD_CLIENT_PORT));
+        checks.push(own_port(components::names::ETCD_PEER_PORT));
+        let data_dir = layout.node_path(&local.data_dir);
+        checks.push(own_path(Check::dir_available(&data_dir, layout), &data_dir));
     }
     checks.push(Check::file_content(
         Path::new("/proc/sys/net/ipv4/ip_forward"),
@@ -146,7 +181,7 @@ mod tests {
     use crate::init::data::tests::test_data;
 
     fn binary_checks_of(d: &InitData) -> Vec<String> {
-        checks(d)
+        checks(d, None)
             .into_iter()
             .map(|c| c.name)
             .filter(|n| n.starts_with("ComponentBinary-"))

@@ -150,6 +150,7 @@ pub fn plan(layout: &Layout, obs: &Observed) -> Plan {
         .into_iter()
         .collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    dirs.dedup();
     plan.steps
         .extend(dirs.into_iter().map(Step::RemoveDirIfEmpty));
 

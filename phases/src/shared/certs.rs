@@ -27,6 +27,11 @@ pub trait CertsData {
     fn now(&self) -> SystemTime;
     /// Whether etcd runs locally (the etcd certificates are only made then).
     fn local_etcd(&self) -> bool;
+    /// Whether this run resumes an interrupted one of the same command: a key without its
+    /// certificate is then that run's, killed between writing the two, and is replaced.
+    fn resuming(&self) -> bool {
+        false
+    }
     /// Node paths (the node record lives there).
     fn layout(&self) -> &components::Layout;
 }
@@ -65,6 +70,9 @@ impl CertsData for crate::init::InitData {
     }
     fn local_etcd(&self) -> bool {
         matches!(self.cfg.cluster.etcd, components::config::Etcd::Local(_))
+    }
+    fn resuming(&self) -> bool {
+        self.resumed.is_some()
     }
     fn layout(&self) -> &components::Layout {
         &self.layout
@@ -203,7 +211,17 @@ fn run_cert_files<D: CertsData>(
 ) -> anyhow::Result<()> {
     let dir = d.cert_dir();
     let existing_cert = read(d.fs(), crt)?;
-    let existing_key = read(d.fs(), key)?;
+    let mut existing_key = read(d.fs(), key)?;
+    // The key is written first: a run killed before the certificate leaves the key alone.
+    if existing_cert.is_none() && existing_key.is_some() && d.resuming() {
+        say!(
+            d.out(),
+            "certs",
+            "Replacing {:?}: the interrupted init wrote it but not its certificate",
+            key.display().to_string()
+        );
+        existing_key = None;
+    }
     let issuer = issuer(d, spec)?;
     let inputs = d.cert_inputs();
     let decision = pki::decide(
