@@ -231,4 +231,23 @@ mod tests {
         );
         assert!(bad(&["delete"]).contains("missing subcommand"));
     }
+
+    /// Issue 8: `token create --ttl 100000000h` panicked ("overflow adding duration to
+    /// date"); it is an error naming the flag and the limit, before any connection.
+    #[test]
+    fn huge_ttl_is_an_error_not_a_panic() {
+        let t = parse(&[
+            "create",
+            "--ttl",
+            "100000000h",
+            "--kubeconfig",
+            "/nonexistent/admin.conf",
+        ]);
+        let e = format!("{:#}", run(t).expect_err("refused"));
+        assert!(
+            e.contains("invalid argument for \"--ttl\" flag")
+                && e.contains("\"100000000h\": it is too large (max 2562047h47m16.854775807s)"),
+            "{e}"
+        );
+    }
 }

@@ -63,8 +63,7 @@ pub fn sorted(json: &serde_json::Value) -> Value {
         serde_json::Value::String(s) => Value::String(s.clone()),
         serde_json::Value::Array(items) => Value::Sequence(items.iter().map(sorted).collect()),
         serde_json::Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_by(|a, b| go_yaml_key_order(a, b));
+            let keys = go_yaml_sorted(map.keys().collect());
             let mut out = Mapping::new();
             for k in keys {
                 out.insert(Value::String(k.clone()), sorted(&map[k]));
@@ -94,8 +93,7 @@ pub fn go_yaml(value: &serde_json::Value) -> String {
 }
 
 fn emit_mapping(map: &serde_json::Map<String, serde_json::Value>, indent: usize, out: &mut String) {
-    let mut keys: Vec<&String> = map.keys().collect();
-    keys.sort_by(|a, b| go_yaml_key_order(a, b));
+    let keys = go_yaml_sorted(map.keys().collect());
     for key in keys {
         out.push_str(&" ".repeat(indent));
         out.push_str(&go_string(key, indent));
@@ -211,6 +209,40 @@ fn resolves_to_non_string(s: &str) -> bool {
     hex || binary || s.parse::<i64>().is_ok() || s.parse::<f64>().is_ok()
 }
 
+/// `keys` in [`go_yaml_key_order`], by a merge sort that tolerates an order that is not
+/// total. go-yaml's order is not transitive for some keys (`"-001" < "-00a" < "-01"` but
+/// `"-001" > "-01"`), and `sort_by` may panic on such an order ("user-provided comparison
+/// function does not correctly implement a total order"); keys come from user documents
+/// (component configs, labels), so this sort never panics, and for a total order it gives
+/// the same result.
+pub fn go_yaml_sorted(mut keys: Vec<&String>) -> Vec<&String> {
+    let n = keys.len();
+    let mut merged = Vec::with_capacity(n);
+    let mut width = 1;
+    while width < n {
+        merged.clear();
+        for start in (0..n).step_by(2 * width) {
+            let mid = (start + width).min(n);
+            let end = (start + 2 * width).min(n);
+            let (mut i, mut j) = (start, mid);
+            while i < mid && j < end {
+                if go_yaml_key_order(keys[j], keys[i]) == Ordering::Less {
+                    merged.push(keys[j]);
+                    j += 1;
+                } else {
+                    merged.push(keys[i]);
+                    i += 1;
+                }
+            }
+            merged.extend_from_slice(&keys[i..mid]);
+            merged.extend_from_slice(&keys[j..end]);
+        }
+        std::mem::swap(&mut keys, &mut merged);
+        width *= 2;
+    }
+    keys
+}
+
 /// go-yaml v2's order for string keys (yaml.v2 sorter.go, keyList.Less): letters compare by
 /// code point, a non-letter sorts before a letter, and runs of digits compare as numbers.
 pub fn go_yaml_key_order(a: &str, b: &str) -> Ordering {
@@ -278,6 +310,37 @@ mod tests {
         let mut keys = vec!["b", "a_x", "a-x", "ax", "a10", "a9", "A"];
         keys.sort_by(|a, b| go_yaml_key_order(a, b));
         assert_eq!(keys, ["A", "a-x", "a_x", "a9", "a10", "ax", "b"]);
+        let owned: Vec<String> = keys.iter().rev().map(|k| k.to_string()).collect();
+        let merged: Vec<&str> = go_yaml_sorted(owned.iter().collect())
+            .into_iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(merged, keys, "the same order where the order is total");
+    }
+
+    /// Issue 8 (found by the property tests' review): these keys of a user's component
+    /// config made `sort_by` panic ("does not correctly implement a total order"), because
+    /// go-yaml's key order is not transitive for them.
+    #[test]
+    fn keys_without_a_total_order_are_written_not_a_panic() {
+        let keys = [
+            "-000", "-001", "-01", "-1a", "-9", "-90", "-91", "-9a", "-a", "-a0", "-a1", "-aa",
+            "-b", "-b0", "-b1", "-ba", "0", "0-", "0-0", "0-1", "0-a", "00", "00-", "00-0", "00-1",
+            "00-a", "000", "0000", "00000", "0001a", "000a", "001", "0010", "00100", "00101",
+            "0010a", "0011", "01a", "01a0", "01a1", "01aa", "01b", "01b0", "01b1", "01ba", "aa1",
+            "aaa", "ab", "ab0", "ab1", "aba", "b", "b-", "b-0", "b-1", "b-a", "b0", "b00", "b000",
+            "b001", "b010", "b011", "b01a", "b0a", "b1",
+        ];
+        let map: serde_json::Map<String, serde_json::Value> = keys
+            .iter()
+            .map(|k| (k.to_string(), serde_json::Value::Bool(true)))
+            .collect();
+        let text = go_yaml(&serde_json::Value::Object(map.clone()));
+        assert_eq!(text.lines().count(), keys.len(), "{text}");
+        let Value::Mapping(m) = sorted(&serde_json::Value::Object(map)) else {
+            panic!("a mapping")
+        };
+        assert_eq!(m.len(), keys.len());
     }
 
     #[test]

@@ -143,18 +143,39 @@ pub fn archives(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
+/// The most kubeboot reads of an archive's `manifest.json` or `index.json`: both list a few
+/// images in a few kilobytes, and a size above this in a tar header is a damaged archive,
+/// not something to allocate.
+pub const MAX_INDEX_BYTES: u64 = 16 << 20;
+
 /// The image references an archive names: `RepoTags` of a docker-archive's `manifest.json`,
 /// or the `io.containerd.image.name` / `org.opencontainers.image.ref.name` annotations of an
 /// OCI layout's `index.json`. Empty when it names none (or is not a tar).
 ///
 /// # Errors
-/// The file cannot be read.
+/// The file cannot be read, or its tar headers are damaged (see [`images_in_archive`]):
+/// names the archive and the fix.
 pub fn archive_images(path: &Path) -> anyhow::Result<Vec<String>> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("could not open {}", path.display()))?;
+    images_in_archive(&mut file).with_context(|| {
+        format!(
+            "could not read the image archive {:?}; remove it or replace it with a docker-archive or OCI archive",
+            path.display().to_string()
+        )
+    })
+}
+
+/// [`archive_images`] of an archive's bytes: only tar headers and the two index members are
+/// read, each bounded by [`MAX_INDEX_BYTES`].
+///
+/// # Errors
+/// A read fails, an index member claims more than [`MAX_INDEX_BYTES`] or more than the
+/// archive holds, or a header's size cannot be skipped.
+pub fn images_in_archive<R: Read + Seek>(r: &mut R) -> anyhow::Result<Vec<String>> {
     let mut found = Vec::new();
     for name in ["manifest.json", "index.json"] {
-        if let Some(bytes) = tar_member(&mut file, name)? {
+        if let Some(bytes) = tar_member(r, name)? {
             found.extend(image_names(name, &bytes));
         }
     }
@@ -175,19 +196,50 @@ fn tar_member<R: Read + Seek>(r: &mut R, wanted: &str) -> anyhow::Result<Option<
         }
         let name_end = header[..100].iter().position(|b| *b == 0).unwrap_or(100);
         let name = String::from_utf8_lossy(&header[..name_end]);
-        let Some(size) = octal(&header[124..136]) else {
+        let Some(size) = tar_size(&header[124..136]) else {
             return Ok(None); // not a tar
         };
-        let padded = size.div_ceil(BLOCK) * BLOCK;
         if name.trim_start_matches("./") == wanted && (header[156] == b'0' || header[156] == 0) {
-            let len = usize::try_from(size).context("tar member too large")?;
-            let mut data = vec![0u8; len];
-            r.read_exact(&mut data)?;
+            anyhow::ensure!(
+                size <= MAX_INDEX_BYTES,
+                "its {wanted} claims {size} bytes, more than the {} MiB an image index may have: the archive is damaged",
+                MAX_INDEX_BYTES >> 20
+            );
+            let mut data = Vec::new();
+            r.by_ref().take(size).read_to_end(&mut data)?;
+            anyhow::ensure!(
+                data.len() as u64 == size,
+                "it ends inside its {wanted} ({} of {size} bytes): the archive is truncated",
+                data.len()
+            );
             return Ok(Some(data));
         }
-        r.seek(SeekFrom::Current(
-            i64::try_from(padded).context("tar member too large")?,
-        ))?;
+        let skip = size
+            .div_ceil(BLOCK)
+            .checked_mul(BLOCK)
+            .and_then(|padded| i64::try_from(padded).ok())
+            .with_context(|| {
+                format!("its member {name:?} claims {size} bytes, more than a file can hold: the archive is damaged")
+            })?;
+        r.seek(SeekFrom::Current(skip))
+            .with_context(|| format!("could not skip its member {name:?} ({size} bytes)"))?;
+    }
+}
+
+/// A tar header's size field: octal (NUL/space padded), or GNU's base-256 for members of
+/// 8 GiB and more (first byte 0x80, then big-endian; saturating, so a size past `u64` is
+/// refused by the callers' bounds, not wrapped). `None` when it is neither.
+fn tar_size(field: &[u8]) -> Option<u64> {
+    match field.split_first() {
+        Some((&first, rest)) if first & 0x80 != 0 => {
+            if first & 0x40 != 0 {
+                return None; // a negative base-256 number is no size
+            }
+            Some(rest.iter().fold(u64::from(first & 0x3f), |v, b| {
+                v.saturating_mul(256).saturating_add(u64::from(*b))
+            }))
+        }
+        _ => octal(field),
     }
 }
 
@@ -273,27 +325,14 @@ pub fn missing<'a>(wanted: &'a [String], present: &BTreeSet<String>) -> Vec<&'a 
 }
 
 #[cfg(test)]
+#[path = "../tests/support/tar.rs"]
+mod tar_support;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A tar with the given members (ustar headers, as `tar` writes them).
-    fn tar(members: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (name, data) in members {
-            let mut h = [0u8; 512];
-            h[..name.len()].copy_from_slice(name.as_bytes());
-            h[100..108].copy_from_slice(b"0000644\0");
-            let size = format!("{:011o}\0", data.len());
-            h[124..136].copy_from_slice(size.as_bytes());
-            h[156] = b'0';
-            h[257..263].copy_from_slice(b"ustar\0");
-            out.extend_from_slice(&h);
-            out.extend_from_slice(data);
-            out.resize(out.len().div_ceil(512) * 512, 0);
-        }
-        out.extend_from_slice(&[0u8; 1024]);
-        out
-    }
+    use super::tar_support::tar;
 
     #[test]
     fn docker_archive_tags_are_read_past_other_members() {
@@ -320,6 +359,64 @@ mod tests {
         assert_eq!(
             image_names("index.json", &bytes),
             vec!["registry.k8s.io/etcd:3.5.0-0", "k8s.gcr.io/pause:3.2"]
+        );
+    }
+
+    /// A tar whose first member is `name` with `size_field` as its header's size and `data`
+    /// after it.
+    fn tar_claiming(name: &str, size_field: &[u8; 12], data: &[u8]) -> Vec<u8> {
+        let mut bytes = tar(&[(name, data)]);
+        bytes[124..136].copy_from_slice(size_field);
+        bytes
+    }
+
+    /// Issue 8: a huge size in manifest.json's header was allocated as is (`vec![0; size]`),
+    /// which aborts the process; it is a clear error now, with nothing allocated.
+    #[test]
+    fn a_huge_index_size_is_an_error_not_an_allocation() {
+        for field in [b"777777777777", b"77777777777\0"] {
+            let mut c = std::io::Cursor::new(tar_claiming("manifest.json", field, b"[]"));
+            let e = images_in_archive(&mut c).expect_err("huge");
+            assert!(
+                e.to_string()
+                    .contains("more than the 16 MiB an image index may have"),
+                "{e}"
+            );
+        }
+        let mut base256 = [0u8; 12];
+        base256[0] = 0x80;
+        base256[1..].fill(0xff);
+        let mut c = std::io::Cursor::new(tar_claiming("./index.json", &base256, b"{}"));
+        assert!(images_in_archive(&mut c).is_err());
+    }
+
+    #[test]
+    fn a_truncated_or_unskippable_archive_is_an_error() {
+        let mut c = std::io::Cursor::new(tar_claiming("manifest.json", b"00000010000\0", b"[]"));
+        let e = images_in_archive(&mut c).expect_err("short");
+        assert!(e.to_string().contains("the archive is truncated"), "{e}");
+        let mut huge = [0xffu8; 12];
+        huge[0] = 0x80;
+        let mut c = std::io::Cursor::new(tar_claiming("layer.tar", &huge, b"x"));
+        let e = images_in_archive(&mut c).expect_err("unskippable");
+        assert!(e.to_string().contains("more than a file can hold"), "{e}");
+        // A big layer before the index is skipped, not read.
+        let mut c = std::io::Cursor::new(tar_claiming("layer.tar", b"77777777777\0", b"x"));
+        assert_eq!(
+            images_in_archive(&mut c).expect("skips past the end"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn the_path_is_named_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.tar");
+        std::fs::write(&path, tar_claiming("manifest.json", b"777777777777", b"[]")).unwrap();
+        let e = format!("{:#}", archive_images(&path).expect_err("huge"));
+        assert!(
+            e.contains("bad.tar\"; remove it or replace it") && e.contains("68719476735 bytes"),
+            "{e}"
         );
     }
 

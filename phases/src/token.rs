@@ -38,8 +38,8 @@ pub struct TokenRequest {
 /// Checks a request and builds the Secret's content at `now` (pure).
 ///
 /// # Errors
-/// A malformed token, unknown usages or a group outside `system:bootstrappers:`; every
-/// check runs before anything is sent.
+/// A malformed token, unknown usages, a group outside `system:bootstrappers:` or a TTL whose
+/// expiry date does not exist; every check runs before anything is sent.
 pub fn token_spec(req: &TokenRequest, now: SystemTime) -> anyhow::Result<TokenSpec> {
     let token = match &req.token {
         Some(t) => BootstrapToken::parse(t)?,
@@ -52,7 +52,7 @@ pub fn token_spec(req: &TokenRequest, now: SystemTime) -> anyhow::Result<TokenSp
     Ok(TokenSpec {
         token,
         description: req.description.clone(),
-        expiration: tk::expiration(now, req.ttl),
+        expiration: tk::expiration(now, req.ttl)?,
         usages: req.usages.clone(),
         groups: req.groups.clone(),
     })
@@ -342,6 +342,17 @@ mod tests {
         );
         let spec = token_spec(&req(None), now()).expect("generated");
         assert_eq!(spec.expiration.as_deref(), Some("2023-11-15T22:13:20Z"));
+    }
+
+    /// Issue 8: a TTL past the calendar panicked in `now + ttl`; it is an error now.
+    #[test]
+    fn a_ttl_past_the_calendar_is_an_error() {
+        let mut r = req(None);
+        r.ttl = Duration::from_secs(100_000_000 * 3600);
+        let e = token_spec(&r, now()).unwrap_err();
+        assert!(e.to_string().contains("ends after the year 9999"), "{e}");
+        r.ttl = Duration::MAX;
+        assert!(token_spec(&r, now()).is_err());
     }
 
     #[test]

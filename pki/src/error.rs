@@ -265,13 +265,23 @@ pub enum PkiError {
         /// The group as given.
         group: String,
     },
-    /// A token time to live that is not a duration.
+    /// A token time to live that is not a duration, or one too large to be an expiry date.
     #[error(
-        "invalid token TTL {value:?}: use a duration such as 1s, 2m or 3h, or 0 for a token that never expires"
+        "invalid token TTL {value:?}: it {reason}; use a duration such as 1s, 2m or 3h, or 0 for a token that never expires"
     )]
     InvalidTtl {
         /// The value as given.
         value: String,
+        /// What is wrong with it.
+        reason: components::config::duration::DurationError,
+    },
+    /// `now + ttl` is past the last date an RFC 3339 `expiration` can hold (year 9999).
+    #[error(
+        "a token TTL of {ttl_secs}s from now ends after the year 9999; use a shorter TTL, or 0 for a token that never expires"
+    )]
+    TtlOutOfRange {
+        /// The TTL in whole seconds.
+        ttl_secs: u64,
     },
     /// A Secret in kube-system of the bootstrap token type that is not a valid token.
     #[error("{name:?} is not a valid bootstrap token Secret: {reason}")]

@@ -167,23 +167,41 @@ pub fn validate_group(group: &str) -> Result<(), PkiError> {
 /// means the token never expires.
 ///
 /// # Errors
-/// [`PkiError::InvalidTtl`], negative durations included.
+/// [`PkiError::InvalidTtl`]: not a duration, negative, or more than Go's largest duration
+/// (`2562047h47m16.854775807s`, what kubeadm accepts).
 pub fn parse_ttl(value: &str) -> Result<Duration, PkiError> {
-    components::config::defaults::parse_go_duration(value)
-        .map(Duration::from_secs)
-        .ok_or_else(|| PkiError::InvalidTtl {
-            value: value.to_string(),
-        })
+    components::config::duration::parse_go_duration(value).map_err(|reason| PkiError::InvalidTtl {
+        value: value.to_string(),
+        reason,
+    })
 }
 
 /// `now + ttl` as RFC 3339 in UTC, as kubeadm writes the `expiration` key; `None` for a zero
-/// TTL (the token never expires).
-pub fn expiration(now: SystemTime, ttl: Duration) -> Option<String> {
+/// TTL (the token never expires). A TTL below a second still expires, a second later.
+///
+/// # Errors
+/// [`PkiError::TtlOutOfRange`] when the date would be past what RFC 3339 holds (checked
+/// arithmetic: `SystemTime + Duration` and `time`'s conversion would panic).
+pub fn expiration(now: SystemTime, ttl: Duration) -> Result<Option<String>, PkiError> {
     if ttl.is_zero() {
-        return None;
+        return Ok(None);
     }
-    let at = OffsetDateTime::from(now + ttl).replace_nanosecond(0).ok()?;
-    at.format(&Rfc3339).ok()
+    let out_of_range = || PkiError::TtlOutOfRange {
+        ttl_secs: ttl.as_secs(),
+    };
+    let ttl = ttl.max(Duration::from_secs(1));
+    let at = now.checked_add(ttl).ok_or_else(out_of_range)?;
+    let since_epoch = match at.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => time::Duration::try_from(d).ok(),
+        Err(before) => time::Duration::try_from(before.duration())
+            .ok()
+            .and_then(time::Duration::checked_neg),
+    };
+    let at = since_epoch
+        .and_then(|d| OffsetDateTime::UNIX_EPOCH.checked_add(d))
+        .and_then(|t| t.replace_nanosecond(0).ok())
+        .ok_or_else(out_of_range)?;
+    at.format(&Rfc3339).map(Some).map_err(|_| out_of_range())
 }
 
 /// Parses an RFC 3339 `expiration` value.
@@ -309,16 +327,66 @@ mod tests {
         }
     }
 
+    /// Issue 8: `kubeboot token create --ttl 100000000h` panicked ("overflow adding duration
+    /// to date"); it is now refused when the flag is parsed.
+    #[test]
+    fn ttl_past_go_durations_is_refused_by_the_parser() {
+        let e = parse_ttl("100000000h").expect_err("too large");
+        assert_eq!(
+            e.to_string(),
+            "invalid token TTL \"100000000h\": it is too large (max 2562047h47m16.854775807s); use a duration such as 1s, 2m or 3h, or 0 for a token that never expires"
+        );
+        let e = parse_ttl("-1h").expect_err("negative");
+        assert!(e.to_string().contains("it is negative"), "{e}");
+    }
+
+    /// The largest TTL the parser lets through, from any plausible clock, and any TTL at all
+    /// from an absurd one, end in a date or an error, never a panic.
+    #[test]
+    fn expiration_is_checked_arithmetic() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let max = parse_ttl("2562047h47m16.854775807s").expect("Go's max");
+        assert_eq!(
+            expiration(now, max).expect("in range").as_deref(),
+            Some("2316-02-24T22:00:36Z")
+        );
+        let e = expiration(now, Duration::from_secs(100_000_000 * 3600)).expect_err("year 13000");
+        assert!(e.to_string().contains("after the year 9999"), "{e}");
+        assert!(expiration(now, Duration::MAX).is_err());
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(i64::MAX as u64 / 2);
+        assert!(expiration(far, Duration::from_secs(1)).is_err());
+        let before_1970 = SystemTime::UNIX_EPOCH - Duration::from_secs(86_400);
+        assert_eq!(
+            expiration(before_1970, Duration::from_secs(1))
+                .expect("1969")
+                .as_deref(),
+            Some("1969-12-31T00:00:01Z")
+        );
+    }
+
+    #[test]
+    fn sub_second_ttl_expires_a_second_later_not_never() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            expiration(now, Duration::from_millis(500))
+                .expect("in range")
+                .as_deref(),
+            Some("2023-11-14T22:13:21Z")
+        );
+    }
+
     #[test]
     fn expiration_is_rfc3339_utc_and_round_trips() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_500);
-        let e = expiration(now, Duration::from_secs(3600)).expect("expires");
+        let e = expiration(now, Duration::from_secs(3600))
+            .expect("in range")
+            .expect("expires");
         assert_eq!(e, "2023-11-14T23:13:20Z");
         assert_eq!(
             parse_expiration(&e),
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_003_600))
         );
-        assert_eq!(expiration(now, Duration::ZERO), None);
+        assert_eq!(expiration(now, Duration::ZERO).expect("in range"), None);
     }
 
     #[test]

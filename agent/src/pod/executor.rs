@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use super::lifecycle::{self, Action, Container, ContainerState, Event};
 use super::network::PodNet;
-use super::spec::{ContainerSpec, StaticPod};
+use super::spec::{ContainerSpec, MAX_GRACE, StaticPod};
 use crate::logs;
 use crate::runtime::Running;
 use crate::status::{ContainerStatus, ProbeStatus};
@@ -50,7 +50,7 @@ impl Executor {
         let mut c = Container::new(
             &spec.name,
             pod.restart_policy,
-            pod.grace,
+            stop_grace(pod.grace),
             shared.cfg.backoff,
             probes,
             now,
@@ -262,9 +262,59 @@ impl Executor {
     }
 }
 
+/// The grace period the lifecycle uses, at most [`MAX_GRACE`]. Manifests above it are
+/// refused when read, but a pod known only from its records (manifest gone) carries whatever
+/// grace a record holds, and `now + grace` must never overflow, or the pod could not be
+/// stopped.
+fn stop_grace(grace: Duration) -> Duration {
+    grace.min(MAX_GRACE)
+}
+
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => tokio::time::sleep(Duration::from_secs(3600 * 24)).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pod::backoff::BackoffConfig;
+    use crate::pod::spec::RestartPolicy;
+
+    /// Issue 8: a grace of `i64::MAX` seconds (from `terminationGracePeriodSeconds:
+    /// 9223372036854775807`, or a record written before manifests were checked) made
+    /// `now + grace` panic when the pod was stopped, so it never was. Clamped, the stop
+    /// goes on: SIGTERM now, SIGKILL at a deadline that exists.
+    #[test]
+    fn a_huge_grace_still_stops_the_container() {
+        let now = Instant::now();
+        let huge = Duration::from_secs(i64::MAX.unsigned_abs());
+        let c = Container::new(
+            "c",
+            RestartPolicy::Always,
+            stop_grace(huge),
+            BackoffConfig::default(),
+            vec![],
+            now,
+        );
+        let (c, actions) = lifecycle::next(&c, Event::Tick, now);
+        assert!(matches!(actions[..], [Action::Start { .. }]), "{actions:?}");
+        let (c, _) = lifecycle::next(&c, Event::Started { pid: 7 }, now);
+        let (c, actions) = lifecycle::next(&c, Event::Stop, now);
+        assert_eq!(actions, [Action::Terminate { pid: 7 }]);
+        assert_eq!(c.next_deadline(), Some(now + MAX_GRACE));
+        let (c, actions) = lifecycle::next(&c, Event::Stop, now);
+        assert!(actions.is_empty(), "{actions:?}");
+        assert!(matches!(c.state, ContainerState::Stopping { .. }));
+    }
+
+    /// The executor sleeps until that deadline: tokio accepts one 292 years away.
+    #[tokio::test]
+    async fn the_executor_sleeps_until_a_far_deadline() {
+        let far = tokio::time::Instant::from_std(Instant::now() + MAX_GRACE);
+        let r = tokio::time::timeout(Duration::from_millis(20), sleep_until(Some(far))).await;
+        assert!(r.is_err(), "a 292-year sleep ended");
     }
 }

@@ -11,6 +11,15 @@ use sha2::{Digest, Sha256};
 /// The kubelet's default terminationGracePeriodSeconds.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
+/// The largest terminationGracePeriodSeconds the agent accepts: the most a Go
+/// `time.Duration` (the kubelet's) holds, about 292 years. A larger value is refused when the
+/// manifest is read, so that `now + grace` (the SIGKILL deadline) always fits an `Instant`
+/// and a pod can always be stopped.
+pub const MAX_GRACE_SECONDS: i64 = 9_223_372_036;
+
+/// [`MAX_GRACE_SECONDS`] as a duration.
+pub const MAX_GRACE: Duration = Duration::from_secs(MAX_GRACE_SECONDS as u64);
+
 /// A pod's restartPolicy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPolicy {
@@ -226,7 +235,8 @@ fn hash_hex(parts: &[&[u8]]) -> String {
 ///
 /// # Errors
 /// [`ManifestError::Parse`] when the bytes are not a Pod, [`ManifestError::Invalid`] when
-/// the Pod has no name or no containers.
+/// the Pod has no name or no containers, or a grace period that is negative or above
+/// [`MAX_GRACE_SECONDS`].
 pub fn parse_manifest(
     path: &Path,
     bytes: &[u8],
@@ -276,11 +286,20 @@ pub fn parse_manifest(
             )));
         }
     };
-    let grace = spec
-        .termination_grace_period_seconds
-        .map_or(DEFAULT_GRACE, |s| {
-            Duration::from_secs(u64::try_from(s).unwrap_or(0))
-        });
+    let grace = match spec.termination_grace_period_seconds {
+        None => DEFAULT_GRACE,
+        Some(s) if s < 0 => {
+            return Err(invalid(format!(
+                "spec.terminationGracePeriodSeconds: {s} must be greater than or equal to 0 (0 stops the pod at once)"
+            )));
+        }
+        Some(s) if s > MAX_GRACE_SECONDS => {
+            return Err(invalid(format!(
+                "spec.terminationGracePeriodSeconds: {s} is too large (max {MAX_GRACE_SECONDS}, about 292 years)"
+            )));
+        }
+        Some(s) => Duration::from_secs(s.unsigned_abs()),
+    };
     let mut warnings = Vec::new();
     if let Some(init) = spec.init_containers.as_ref().filter(|i| !i.is_empty()) {
         let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
@@ -378,19 +397,24 @@ fn container_spec(i: usize, c: &Container) -> ContainerSpec {
     }
 }
 
-fn seconds(v: Option<i32>, default: u64, min: u64) -> Duration {
-    Duration::from_secs(
-        v.and_then(|s| u64::try_from(s).ok())
-            .filter(|s| *s > 0)
-            .unwrap_or(default)
-            .max(min),
-    )
+/// A probe's non-negative number field, as the API validates it (kubernetes:
+/// pkg/apis/core/validation/validation.go validateProbe, ValidateNonnegativeField); 0 and
+/// unset both mean the default.
+fn non_negative(name: &str, v: Option<i32>, default: u32) -> Result<u32, String> {
+    match v {
+        None | Some(0) => Ok(default),
+        Some(n) => {
+            u32::try_from(n).map_err(|_| format!("{name}: {n} must be greater than or equal to 0"))
+        }
+    }
 }
 
-fn threshold(v: Option<i32>, default: u32) -> u32 {
-    v.and_then(|s| u32::try_from(s).ok())
-        .filter(|s| *s > 0)
-        .unwrap_or(default)
+/// Seconds of a probe field, at least `min`. An `i32` of seconds (68 years at most) keeps
+/// every `now + period` inside an `Instant`.
+fn seconds(name: &str, v: Option<i32>, default: u32, min: u32) -> Result<Duration, String> {
+    Ok(Duration::from_secs(u64::from(
+        non_negative(name, v, default)?.max(min),
+    )))
 }
 
 fn resolve_port(port: &IntOrString, ports: &[(String, u16)]) -> Result<u16, String> {
@@ -412,17 +436,16 @@ fn resolve_port(port: &IntOrString, ports: &[(String, u16)]) -> Result<u16, Stri
 
 /// Reads one probe with the API defaults (kubernetes: pkg/apis/core/v1/defaults.go
 /// SetDefaults_Probe, SetDefaults_HTTPGetAction).
+///
+/// # Errors
+/// A negative number field, an unknown scheme, an unresolvable port, no handler.
 pub fn probe_spec(p: &Probe, ports: &[(String, u16)]) -> Result<ProbeSpec, String> {
     let timing = ProbeTiming {
-        initial_delay: Duration::from_secs(
-            p.initial_delay_seconds
-                .and_then(|s| u64::try_from(s).ok())
-                .unwrap_or(0),
-        ),
-        period: seconds(p.period_seconds, 10, 1),
-        timeout: seconds(p.timeout_seconds, 1, 1),
-        success_threshold: threshold(p.success_threshold, 1),
-        failure_threshold: threshold(p.failure_threshold, 3),
+        initial_delay: seconds("initialDelaySeconds", p.initial_delay_seconds, 0, 0)?,
+        period: seconds("periodSeconds", p.period_seconds, 10, 1)?,
+        timeout: seconds("timeoutSeconds", p.timeout_seconds, 1, 1)?,
+        success_threshold: non_negative("successThreshold", p.success_threshold, 1)?,
+        failure_threshold: non_negative("failureThreshold", p.failure_threshold, 3)?,
     };
     let host = |h: &Option<String>| h.clone().filter(|h| !h.is_empty());
     let handler = if let Some(h) = &p.http_get {
@@ -609,6 +632,83 @@ spec:
             let err = parse_manifest(Path::new("/m/bad.yaml"), text.as_bytes(), None).unwrap_err();
             assert!(err.to_string().contains("/m/bad.yaml"), "{err}");
         }
+    }
+
+    fn pod_with(spec_lines: &str, probe_lines: &str) -> Result<StaticPod, ManifestError> {
+        let text = format!(
+            "metadata: {{name: x}}\nspec:\n{spec_lines}  containers:\n  - name: c\n    image: k8s.gcr.io/pause:3.2\n    livenessProbe:\n      tcpSocket: {{port: 1}}\n{probe_lines}"
+        );
+        parse_manifest(Path::new("/m/x.yaml"), text.as_bytes(), None)
+    }
+
+    /// Issue 8: `terminationGracePeriodSeconds: 9223372036854775807` was read as is and the
+    /// SIGKILL deadline `now + grace` panicked the executor, so the pod was never stopped.
+    #[test]
+    fn grace_periods_outside_what_can_be_waited_are_refused() {
+        let e = pod_with("  terminationGracePeriodSeconds: 9223372036854775807\n", "")
+            .expect_err("huge");
+        assert_eq!(
+            e.to_string(),
+            "\"/m/x.yaml\": spec.terminationGracePeriodSeconds: 9223372036854775807 is too large (max 9223372036, about 292 years)"
+        );
+        let e = pod_with("  terminationGracePeriodSeconds: -1\n", "").expect_err("negative");
+        assert!(
+            e.to_string().contains(
+                "spec.terminationGracePeriodSeconds: -1 must be greater than or equal to 0"
+            ),
+            "{e}"
+        );
+        let p = pod_with("  terminationGracePeriodSeconds: 9223372036\n", "").expect("the max");
+        assert_eq!(p.grace, MAX_GRACE);
+        let p = pod_with("  terminationGracePeriodSeconds: 0\n", "").expect("zero");
+        assert_eq!(p.grace, Duration::ZERO);
+    }
+
+    #[test]
+    fn negative_probe_numbers_are_container_errors() {
+        for field in [
+            "initialDelaySeconds",
+            "periodSeconds",
+            "timeoutSeconds",
+            "successThreshold",
+            "failureThreshold",
+        ] {
+            let p = pod_with("", &format!("      {field}: -2147483648\n")).expect(field);
+            let c = &p.containers[0];
+            assert_eq!(c.liveness, None, "{field}");
+            assert_eq!(
+                c.config_error.as_deref(),
+                Some(
+                    format!(
+                        "spec.containers[0].livenessProbe: {field}: -2147483648 must be greater than or equal to 0"
+                    )
+                    .as_str()
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn the_largest_probe_numbers_are_kept() {
+        let all = "      initialDelaySeconds: 2147483647\n      periodSeconds: 2147483647\n      timeoutSeconds: 2147483647\n      successThreshold: 2147483647\n      failureThreshold: 2147483647\n";
+        let p = pod_with("", all).expect("valid");
+        let t = p.containers[0].liveness.as_ref().expect("probe").timing;
+        let max = Duration::from_secs(2_147_483_647);
+        assert_eq!((t.initial_delay, t.period, t.timeout), (max, max, max));
+        assert_eq!(
+            (t.success_threshold, t.failure_threshold),
+            (i32::MAX as u32, i32::MAX as u32)
+        );
+        let zero = "      periodSeconds: 0\n      timeoutSeconds: 0\n      failureThreshold: 0\n";
+        let t = pod_with("", zero).expect("defaults").containers[0]
+            .liveness
+            .as_ref()
+            .expect("probe")
+            .timing;
+        assert_eq!(
+            (t.period, t.timeout, t.failure_threshold),
+            (Duration::from_secs(10), Duration::from_secs(1), 3)
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! [`HostFacts`].
 
 use super::LocalEtcd;
+pub use super::duration::format_go_duration;
 use super::flags::HostFacts;
 use super::load::{BootstrapTokenSpec, ClusterSpec, InitSpec};
 use crate::names;
@@ -144,61 +145,9 @@ pub fn apply_dynamic_defaults(i: &mut InitSpec, c: &mut ClusterSpec, host: &Host
     }
 }
 
-/// Parses a Go duration (`24h0m0s`, `4m`, `90s`, `1.5h`) into whole seconds. `None` when it
-/// is not one (negative durations included).
-pub fn parse_go_duration(s: &str) -> Option<u64> {
-    let s = s.trim();
-    if s == "0" {
-        return Some(0);
-    }
-    if s.is_empty() {
-        return None;
-    }
-    let mut nanos: f64 = 0.0;
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let n: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        nanos += n * scale;
-        rest = &rest[unit_len..];
-    }
-    Some((nanos / 1e9) as u64)
-}
-
-/// Formats whole seconds as Go's `time.Duration.String()` does (`24h0m0s`, `4m0s`, `0s`).
-pub fn format_go_duration(secs: u64) -> String {
-    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
-    if h > 0 {
-        format!("{h}h{m}m{s}s")
-    } else if m > 0 {
-        format!("{m}m{s}s")
-    } else {
-        format!("{s}s")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::IpAddr;
 
     fn host() -> HostFacts {
         HostFacts {
@@ -276,27 +225,5 @@ mod tests {
     fn image_repository_switches_at_1_25() {
         assert_eq!(default_image_repository(&v(1, 24, 17)), "k8s.gcr.io");
         assert_eq!(default_image_repository(&v(1, 25, 0)), "registry.k8s.io");
-    }
-
-    #[test]
-    fn go_durations() {
-        for (s, secs) in [
-            ("24h0m0s", 86400),
-            ("4m0s", 240),
-            ("4m", 240),
-            ("90s", 90),
-            ("1.5h", 5400),
-            ("0s", 0),
-            ("0", 0),
-        ] {
-            assert_eq!(parse_go_duration(s), Some(secs), "{s}");
-        }
-        for bad in ["", "10", "1d", "-1h", "h"] {
-            assert_eq!(parse_go_duration(bad), None, "{bad}");
-        }
-        assert_eq!(format_go_duration(86400), "24h0m0s");
-        assert_eq!(format_go_duration(240), "4m0s");
-        assert_eq!(format_go_duration(0), "0s");
-        let _: IpAddr = "::".parse().unwrap();
     }
 }

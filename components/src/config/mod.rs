@@ -5,6 +5,7 @@
 //! defaulting, validation and every other crate see.
 
 pub mod defaults;
+pub mod duration;
 pub mod flags;
 pub mod load;
 pub mod print;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use ipnet::IpNet;
 
-use super::defaults::parse_go_duration;
+use super::duration::{ceil_secs, parse_go_duration};
 use super::flags::HostFacts;
 use super::load::{ApiEndpointSpec, BootstrapTokenSpec, ClusterSpec, InitSpec};
 use super::{
@@ -444,14 +444,17 @@ fn check_cluster(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> Option<ClusterC
         .timeout_for_control_plane
         .as_deref()
         .unwrap_or("4m0s");
-    let timeout_secs = parse_go_duration(timeout).unwrap_or_else(|| {
-        errs.push(FieldError::invalid(
-            "apiServer.timeoutForControlPlane",
-            timeout,
-            "is not a duration such as 4m0s",
-        ));
-        0
-    });
+    let timeout_secs = match parse_go_duration(timeout) {
+        Ok(d) => ceil_secs(d),
+        Err(e) => {
+            errs.push(FieldError::invalid(
+                "apiServer.timeoutForControlPlane",
+                timeout,
+                e.to_string(),
+            ));
+            0
+        }
+    };
 
     // Paths, endpoint, etcd.
     let certificates_dir = c.certificates_dir.clone().unwrap_or_default();
@@ -687,14 +690,14 @@ fn check_token(
         ));
     }
     let ttl = t.ttl.as_deref().unwrap_or("24h0m0s");
-    let ttl_secs = parse_go_duration(ttl);
-    if ttl_secs.is_none() {
-        errs.push(FieldError::invalid(
-            field("ttl"),
-            ttl,
-            "is not a duration such as 24h0m0s",
-        ));
-    }
+    // A TTL below a second still expires (ceil_secs never makes it 0, "never expires").
+    let ttl_secs = match parse_go_duration(ttl) {
+        Ok(d) => Some(ceil_secs(d)),
+        Err(e) => {
+            errs.push(FieldError::invalid(field("ttl"), ttl, e.to_string()));
+            None
+        }
+    };
     for u in &t.usages {
         if !["signing", "authentication"].contains(&u.as_str()) {
             errs.push(FieldError::invalid(
@@ -711,20 +714,22 @@ fn check_token(
         ));
     }
     for g in &t.groups {
-        let ok = g == "system:bootstrappers"
-            || g.strip_prefix("system:bootstrappers:").is_some_and(|rest| {
-                !rest.is_empty()
-                    && rest.len() <= 256
-                    && rest.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b':' || b == b'-'
-                    })
-                    && rest
-                        .bytes()
-                        .last()
-                        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            });
+        // kubeadm: ValidateBootstrapGroupName, \Asystem:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]\z
+        // (pki::token::validate_group, which the bootstrap-token phase applies). The bare
+        // "system:bootstrappers" does not match: accepting it here failed init half-way.
+        let ok = g.strip_prefix("system:bootstrappers:").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest.len() <= 256
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b':' || b == b'-')
+                && rest
+                    .bytes()
+                    .last()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
         if !ok {
-            errs.push(FieldError::invalid(field("groups"), g, "must match system:bootstrappers[:<name>] with lower-case letters, digits, ':' and '-'"));
+            errs.push(FieldError::invalid(field("groups"), g, "must match system:bootstrappers:<name> with lower-case letters, digits, ':' and '-'"));
         }
     }
     Some(BootstrapToken {
@@ -1012,6 +1017,26 @@ mod tests {
     }
 
     #[test]
+    fn sub_second_ttl_still_expires_and_the_largest_is_accepted() {
+        let ttl = |t: &str| {
+            let t = t.to_string();
+            run(move |i, _| {
+                i.bootstrap_tokens = Some(vec![BootstrapTokenSpec {
+                    ttl: Some(t),
+                    ..Default::default()
+                }])
+            })
+            .unwrap()
+            .bootstrap_tokens[0]
+                .ttl_secs
+        };
+        // Truncating 500ms to 0 would have made a token that never expires.
+        assert_eq!(ttl("500ms"), 1);
+        assert_eq!(ttl("0"), 0);
+        assert_eq!(ttl("2562047h47m16.854775807s"), 9_223_372_037);
+    }
+
+    #[test]
     fn table_of_single_field_errors() {
         type Edit = fn(&mut InitSpec, &mut ClusterSpec);
         let cases: &[(&str, Edit, &str)] = &[
@@ -1118,7 +1143,45 @@ mod tests {
                         ..Default::default()
                     }])
                 },
-                "bootstrapTokens[0].ttl: \"1d\"",
+                "bootstrapTokens[0].ttl: \"1d\" has an unknown unit \"d\"",
+            ),
+            (
+                // Issue 8: `now + ttl` panicked mid-init; now refused before any phase.
+                "huge_token_ttl",
+                |i, _| {
+                    i.bootstrap_tokens = Some(vec![BootstrapTokenSpec {
+                        ttl: Some("100000000h".into()),
+                        ..Default::default()
+                    }])
+                },
+                "bootstrapTokens[0].ttl: \"100000000h\" is too large (max 2562047h47m16.854775807s)",
+            ),
+            (
+                "negative_token_ttl",
+                |i, _| {
+                    i.bootstrap_tokens = Some(vec![BootstrapTokenSpec {
+                        ttl: Some("-1h".into()),
+                        ..Default::default()
+                    }])
+                },
+                "bootstrapTokens[0].ttl: \"-1h\" is negative",
+            ),
+            (
+                // Found by phases/tests/fuzz_init_config.rs: accepted here, refused by the
+                // bootstrap-token phase after the certificates were written.
+                "bare_bootstrappers_group",
+                |i, _| {
+                    i.bootstrap_tokens = Some(vec![BootstrapTokenSpec {
+                        groups: vec!["system:bootstrappers".into()],
+                        ..Default::default()
+                    }])
+                },
+                "bootstrapTokens[0].groups: \"system:bootstrappers\" must match system:bootstrappers:<name>",
+            ),
+            (
+                "huge_control_plane_timeout",
+                |_, c| c.api_server.timeout_for_control_plane = Some("9999999999h".into()),
+                "apiServer.timeoutForControlPlane: \"9999999999h\" is too large",
             ),
             (
                 "unknown_feature_gate",

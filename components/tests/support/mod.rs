@@ -1,0 +1,4 @@
+//! Shared inputs of the property tests.
+
+pub mod configs;
+pub mod mutate;
