@@ -165,7 +165,7 @@ fn a_bin_dir_others_can_write_is_a_preflight_error_even_when_empty() {
     let out = Out::capture();
     assert!(preflight::report(&out, &f, &[]).is_err());
     let out = Out::capture();
-    preflight::report(&out, &f, &[name.clone()]).unwrap();
+    preflight::report(&out, &f, std::slice::from_ref(&name)).unwrap();
     assert!(
         out.captured()
             .contains(&format!("[WARNING {name}]: refusing --bin-dir")),
