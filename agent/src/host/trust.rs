@@ -15,6 +15,11 @@
 //! `/tmp` whose path is ever missing (not created yet, cleaned by tmpfiles, a tempdir that
 //! was removed) can be claimed by any user; and the names there are predictable.
 //!
+//! A `--bin-dir` is checked the same way whatever it holds ([`check_dir`]): it goes first on
+//! the `PATH` of every component, which runs whatever `iptables` or `mount` it finds there.
+//! Nothing under procfs passes: the kernel follows its magic links (`/proc/<pid>/root`,
+//! `/proc/self/exe`) to objects their text does not name, so reading them proves nothing.
+//!
 //! The owner may also be the user kubeboot runs as (the `uid` `safe_path()` is given): for
 //! root, which is how kubeboot runs on a node, that is root alone; an unprivileged user who
 //! runs the agent for a test runs their own files with their own rights, which gains nothing.
