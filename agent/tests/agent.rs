@@ -263,11 +263,10 @@ fn wrong_binary_version_waits_with_a_reason_naming_the_fix() {
     );
 }
 
-#[test]
-fn untrusted_component_binary_is_never_run() {
-    use std::os::unix::fs::PermissionsExt;
-    let mut n = Node::new("v1.20.2");
-    // A canary: the binary notes every run, `--version` included (that would run as root too).
+/// A node whose kube-scheduler notes every run (`--version` included, which would run as
+/// root too) in the returned canary file.
+fn node_with_canary_scheduler() -> (Node, PathBuf, PathBuf) {
+    let n = Node::new("v1.20.2");
     let exe = n.bin.path().join("kube-scheduler");
     let canary = n.tmp.path().join("ran");
     let script = std::fs::read_to_string(&exe).unwrap().replacen(
@@ -276,31 +275,27 @@ fn untrusted_component_binary_is_never_run() {
         1,
     );
     common::write_exec(&exe, &script);
+    (n, exe, canary)
+}
+
+#[test]
+fn untrusted_component_binary_is_never_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let (mut n, exe, canary) = node_with_canary_scheduler();
     // Group-writable: anyone in its group could replace what the agent runs as root.
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o775)).unwrap();
     n.start_agent();
     n.write_manifest("sched", &pod("sched", "sleep", "", ""));
     let m = n.wait_held_back("UntrustedBinary");
+    // The fix names the real file (the build directory may be reached through a symlink).
+    let real = exe.canonicalize().unwrap();
     assert!(
         m.contains(&format!("refusing to run \"{}\" as root", exe.display()))
             && m.contains("mode 0775")
-            && m.contains(&format!("chmod go-w {}", exe.display())),
+            && m.contains(&format!("chmod go-w {}", real.display())),
         "{m}"
     );
-    if nix::unistd::geteuid().is_root() {
-        // Owned by another user (nobody), even with a safe mode: still refused.
-        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::os::unix::fs::chown(&exe, Some(65534), Some(65534)).unwrap();
-        n.wait_container("refusal naming the owner", |c| {
-            c.message
-                .as_deref()
-                .is_some_and(|m| m.contains("owned by uid 65534"))
-        });
-        std::os::unix::fs::chown(&exe, Some(0), Some(0)).unwrap();
-    } else {
-        eprintln!("not root: the owner case is covered by agent::host::trust's unit tests only");
-        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert!(n.marked().is_empty());
     assert!(!canary.exists(), "the untrusted binary ran");
     // Fixed as the message says: the next retry runs it.
@@ -309,19 +304,69 @@ fn untrusted_component_binary_is_never_run() {
 }
 
 #[test]
+#[ignore = "needs root"]
+fn component_binary_owned_by_another_user_is_never_run() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "component_binary_owned_by_another_user_is_never_run needs root to chown; run it as root, as CI does"
+    );
+    let (mut n, exe, canary) = node_with_canary_scheduler();
+    // Owned by another user (nobody), even with a safe mode: refused.
+    std::os::unix::fs::chown(&exe, Some(65534), Some(65534)).unwrap();
+    n.start_agent();
+    n.write_manifest("sched", &pod("sched", "sleep", "", ""));
+    let m = n.wait_held_back("UntrustedBinary");
+    assert!(m.contains("owned by uid 65534"), "{m}");
+    assert!(n.marked().is_empty());
+    assert!(!canary.exists(), "the untrusted binary ran");
+    std::os::unix::fs::chown(&exe, Some(0), Some(0)).unwrap();
+    n.wait_container("running once fixed", |c| c.state == "running");
+    assert!(canary.exists());
+}
+
+#[test]
 fn untrusted_shim_is_never_run() {
+    use std::os::unix::fs::PermissionsExt;
     let mut n = Node::new("v1.20.2");
-    // A copy of the shim in /tmp: world-writable, sticky or not, is not trusted.
-    let scratch = tempfile::tempdir().unwrap();
+    // A copy of the shim in a directory anyone can write, made so here (whatever $TMPDIR is).
+    let scratch = common::trusted_tempdir();
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let shim = scratch.path().join("kubeboot-shim");
     std::fs::copy(env!("CARGO_BIN_EXE_kubeboot-shim"), &shim).unwrap();
     n.cfg.shim_exe = shim;
     n.start_agent();
     n.write_manifest("sched", &pod("sched", "sleep", "", ""));
     let m = n.wait_held_back("UntrustedBinary");
+    let dir = scratch.path().canonicalize().unwrap();
     assert!(
-        m.starts_with("the shim: refusing to run") && m.contains("writable by group or others"),
+        m.starts_with("the shim: refusing to run")
+            && m.contains(&format!(
+                "{:?}, on the way to it, is writable by group or others",
+                dir.display().to_string()
+            ))
+            && m.contains("mode 0777"),
         "{m}"
+    );
+}
+
+#[test]
+fn a_bin_dir_others_can_write_never_goes_on_the_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut n = Node::new("v1.20.2");
+    // Empty, first, and writable by all: the component would run whatever `iptables` or
+    // `mount` anyone put there.
+    let open = common::trusted_tempdir();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    n.cfg.bin_dirs.insert(0, open.path().to_path_buf());
+    n.start_agent();
+    n.write_manifest("sched", &pod("sched", "sleep", "", ""));
+    let c = n.wait_container("running", |c| c.state == "running");
+    let child = n.container_pid(c.pid.unwrap());
+    let path = agent::host::process::proc_env_var(child, "PATH").expect("a PATH");
+    assert!(
+        path.starts_with(&format!("{}:", n.bin.path().display()))
+            && !path.contains(&open.path().display().to_string()),
+        "{path}"
     );
 }
 

@@ -21,11 +21,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             unreachable!("main runs the shim before logging starts")
         }
         None => {
-            let bin_dirs = if args.bin_dir.is_empty() {
-                phases::host::default_bin_dirs()
-            } else {
-                phases::host::canonical_bin_dirs(&args.bin_dir)?
-            };
+            // Refused whatever they hold: they go first on every component's PATH.
+            let bin_dirs = phases::host::trusted_bin_dirs(&args.bin_dir)?;
             let mut config = agent::AgentConfig::from_layout(&layout, bin_dirs);
             let node_name = args.node_name.unwrap_or_else(phases::host::hostname);
             config.node_name = Some(node_name.clone());

@@ -97,9 +97,8 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
         // Why no version was detected: the kube-apiserver found is not trusted, so it was
         // not run for `--version` (the preflight says the same once a version is given).
         match phases::host::find_binary(components::names::KUBE_APISERVER, &bin_dirs) {
-            Err(untrusted) if host.detected_version.is_none() => {
-                anyhow::anyhow!("{e}\nkube-apiserver was not asked for its version: {untrusted}")
-            }
+            Err(untrusted) if host.detected_version.is_none() => anyhow::Error::new(untrusted)
+                .context(format!("{e}: kube-apiserver was not asked for its version")),
             _ => e.into(),
         }
     })?;

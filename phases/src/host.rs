@@ -18,19 +18,39 @@ pub fn default_bin_dirs() -> Vec<PathBuf> {
 /// agent, started elsewhere and later, runs.
 ///
 /// # Errors
-/// The current directory cannot be read (a relative `--bin-dir` then means nothing).
+/// A `--bin-dir` cannot be resolved (a file or a symlink loop on the way, the current
+/// directory unreadable).
 pub fn canonical_bin_dirs(given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     given
         .iter()
         .map(|d| {
             agent::host::trust::canonical_dir(d).with_context(|| {
                 format!(
-                    "could not resolve --bin-dir {:?} against the current directory; pass an absolute path",
+                    "could not resolve --bin-dir {:?}; pass an existing directory, as an absolute path",
                     d.display().to_string()
                 )
             })
         })
         .collect()
+}
+
+/// The directories the agent looks its binaries up in and puts first on every component's
+/// `PATH`: the `--bin-dir`s ([`canonical_bin_dirs`]), or the defaults, each checked
+/// ([`agent::host::trust::check_dir`]) whatever it holds, since a component runs whatever
+/// `iptables` or `mount` it finds there first.
+///
+/// # Errors
+/// As [`canonical_bin_dirs`], or a directory is not trusted.
+pub fn trusted_bin_dirs(given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let dirs = if given.is_empty() {
+        default_bin_dirs()
+    } else {
+        canonical_bin_dirs(given)?
+    };
+    for d in &dirs {
+        agent::host::trust::check_dir(d)?;
+    }
+    Ok(dirs)
 }
 
 /// The directories binaries are looked up in: the `--bin-dir`s in order

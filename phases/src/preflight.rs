@@ -186,6 +186,20 @@ impl Check {
         })
     }
 
+    /// `BinDir-<path>`: a directory binaries are looked up in is trusted
+    /// ([`agent::host::trust::check_dir`]) whatever it holds: it goes first on the `PATH` of
+    /// every component, which runs as root whatever `iptables`, `mount` or `nsenter` it
+    /// finds there. The agent refuses to start with one that is not.
+    pub fn bin_dir(dir: &Path) -> Self {
+        let dir = dir.to_path_buf();
+        Check::new(format!("BinDir-{}", path_name(&dir)), move || {
+            match agent::host::trust::check_dir(&dir) {
+                Ok(()) => Outcome::Ok,
+                Err(e) => Outcome::Error(e.to_string()),
+            }
+        })
+    }
+
     /// `KubebootBinary`: the kubeboot executable, which the agent runs as (and which the
     /// shim of every container is), is trusted; checked before init changes anything, since
     /// starting the agent from it is refused late otherwise.
@@ -222,7 +236,24 @@ pub fn find_in_path(exe: &str) -> Result<Option<PathBuf>, agent::host::trust::Un
     let Some(path) = std::env::var_os("PATH") else {
         return Ok(None);
     };
-    crate::host::find_binary(exe, &std::env::split_paths(&path).collect::<Vec<_>>())
+    find_in_search_path(exe, &path)
+}
+
+/// [`find_in_path`] with `$PATH`'s value given.
+fn find_in_search_path(
+    exe: &str,
+    path: &std::ffi::OsStr,
+) -> Result<Option<PathBuf>, agent::host::trust::Untrusted> {
+    crate::host::find_binary(exe, &std::env::split_paths(path).collect::<Vec<_>>()).map_err(
+        |mut e| {
+            // Not a --bin-dir: say where the relative directory came from.
+            if e.problem == agent::host::trust::Problem::Relative {
+                e.problem = agent::host::trust::Problem::RelativePathEntry;
+                e.offending = e.file.parent().map(Path::to_path_buf).unwrap_or_default();
+            }
+            e
+        },
+    )
 }
 
 /// kubeboot's own checks: every container of the given static pods has its host binary in
@@ -409,6 +440,25 @@ mod tests {
         );
         let ok = Check::new("Swap", || Outcome::Ok).excused_if(why, || panic!("not asked"));
         assert_eq!((ok.observe)(), Outcome::Ok);
+    }
+
+    #[test]
+    fn a_relative_path_entry_is_named_as_one() {
+        let cwd = std::env::current_dir().unwrap();
+        let rel = format!("{}bin", "../".repeat(cwd.components().count() - 1));
+        let e = find_in_search_path("sh", std::ffi::OsStr::new(&format!("{rel}:/usr/bin")))
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("found through the relative $PATH entry \"{rel}\""))
+                && msg.contains("fix: remove that entry from $PATH or make it absolute")
+                && !msg.contains("--bin-dir"),
+            "{msg}"
+        );
+        assert_eq!(
+            find_in_search_path("sh", std::ffi::OsStr::new("/usr/bin")).unwrap(),
+            Some(PathBuf::from("/usr/bin/sh"))
+        );
     }
 
     #[test]

@@ -14,10 +14,10 @@
 
 #[path = "e2e/addons.rs"]
 mod addons;
-#[path = "e2e/binary_trust.rs"]
-mod binary_trust;
 #[path = "e2e/agent_privilege.rs"]
 mod agent_privilege;
+#[path = "e2e/binary_trust.rs"]
+mod binary_trust;
 #[path = "e2e/cluster_objects.rs"]
 mod cluster_objects;
 #[path = "e2e/cluster_workloads.rs"]

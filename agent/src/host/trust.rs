@@ -15,6 +15,11 @@
 //! `/tmp` whose path is ever missing (not created yet, cleaned by tmpfiles, a tempdir that
 //! was removed) can be claimed by any user; and the names there are predictable.
 //!
+//! A `--bin-dir` is checked the same way whatever it holds ([`check_dir`]): it goes first on
+//! the `PATH` of every component, which runs whatever `iptables` or `mount` it finds there.
+//! Nothing under procfs passes: the kernel follows its magic links (`/proc/<pid>/root`,
+//! `/proc/self/exe`) to objects their text does not name, so reading them proves nothing.
+//!
 //! The owner may also be the user kubeboot runs as (the `uid` `safe_path()` is given): for
 //! root, which is how kubeboot runs on a node, that is root alone; an unprivileged user who
 //! runs the agent for a test runs their own files with their own rights, which gains nothing.
@@ -22,21 +27,63 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fmt;
+use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Symlinks followed before giving up (Linux's MAXSYMLINKS).
 const MAX_SYMLINKS: usize = 40;
 
-/// Why a binary is not run.
+/// Where to put binaries that pass, named in advice that must not touch a system directory.
+const SAFE_BIN_DIR: &str = "/opt/kubeboot/bin";
+
+/// Directories of the system (FHS) or shared by every user: a `chown` or `chmod go-w` of
+/// one of them breaks the machine (`chmod go-w /tmp`) or someone's files, so the advice for
+/// them is to move the binaries instead. Every top-level directory counts as well.
+const SYSTEM_DIRS: &[&str] = &[
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/libexec",
+    "/usr/share",
+    "/usr/local",
+    "/usr/local/bin",
+    "/usr/local/sbin",
+    "/usr/local/lib",
+    "/var/lib",
+    "/var/tmp",
+    "/var/cache",
+    "/var/log",
+    "/var/run",
+    "/var/lock",
+    "/run/user",
+    "/run/lock",
+    "/dev/shm",
+];
+
+/// Why a binary is not run, or a `--bin-dir` not used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Untrusted {
-    /// The binary that was to be run, as it was found.
+    /// The binary that was to be run, or the `--bin-dir`, as it was given.
     pub file: PathBuf,
+    /// Whether `file` is a binary or a `--bin-dir`.
+    pub subject: Subject,
     /// The path that makes it untrusted: the file, its target, or a directory on the way.
     pub offending: PathBuf,
     /// What is wrong with `offending`.
     pub problem: Problem,
+}
+
+/// What was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// A binary about to run as root ([`check_binary`]).
+    Binary,
+    /// A `--bin-dir`: binaries are looked up in it and it goes first on the `PATH` of every
+    /// component, which then runs whatever `iptables` or `mount` it finds there
+    /// ([`check_dir`]).
+    BinDir,
 }
 
 /// What is wrong with the offending path.
@@ -45,12 +92,16 @@ pub enum Problem {
     /// The path is relative: it would be looked up again from whatever the current
     /// directory is when it runs.
     Relative,
+    /// The binary was found through a relative `$PATH` entry (`offending`).
+    RelativePathEntry,
     /// Owned by someone other than root (or the user kubeboot runs as).
     Owner {
         /// Its owner.
         uid: u32,
         /// Its mode bits.
         mode: u32,
+        /// Whether it is a directory.
+        dir: bool,
     },
     /// Writable by its group or by others.
     Writable {
@@ -58,12 +109,21 @@ pub enum Problem {
         uid: u32,
         /// Its mode bits.
         mode: u32,
+        /// Whether it is a directory.
+        dir: bool,
     },
-    /// The final target is not a regular file.
+    /// The final target of a binary is not a regular file.
     NotAFile,
+    /// A path goes on below something that is not a directory, or a `--bin-dir` is not one.
+    NotADirectory,
+    /// It does not exist: a dangling symlink, or a file removed meanwhile.
+    Missing,
+    /// Under procfs, whose magic links (`/proc/<pid>/root`, `/proc/self/exe`) the kernel
+    /// follows to objects whose text says nothing about them.
+    Proc,
     /// More than [`MAX_SYMLINKS`] symlinks on the way.
     TooManySymlinks,
-    /// It could not be inspected (`lstat`, `readlink`).
+    /// It could not be inspected (`lstat`, `readlink`, `statfs`).
     Unreadable(String),
 }
 
@@ -73,46 +133,99 @@ impl fmt::Display for Untrusted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let file = self.file.display();
         let off = self.offending.display();
+        match self.subject {
+            Subject::Binary => write!(f, "refusing to run {file:?} as root: ")?,
+            Subject::BinDir => write!(
+                f,
+                "refusing --bin-dir {file:?}, which goes first on the PATH of every component kubeboot runs as root: "
+            )?,
+        }
         let what = if self.offending == self.file {
             "it".to_string()
         } else {
             format!("{off:?}, on the way to it,")
         };
-        let fix = || {
-            let p = shell_word(&self.offending);
-            format!(
-                "fix: chown root:root {p} && chmod go-w {p}, or install the binaries in a directory only root can write and pass that with --bin-dir"
-            )
-        };
+        let moved = format!(
+            "move the binaries to a root-owned directory no one else can write (e.g. {SAFE_BIN_DIR}) and pass --bin-dir"
+        );
         match &self.problem {
             Problem::Relative => write!(
                 f,
-                "refusing to run {file:?} as root: it is a relative path, looked up from whatever the current directory is; pass an absolute --bin-dir"
+                "it is a relative path, looked up from whatever the current directory is; fix: pass an absolute --bin-dir"
             ),
-            Problem::Owner { uid, mode } => write!(
+            Problem::RelativePathEntry => write!(
                 f,
-                "refusing to run {file:?} as root: {what} is owned by uid {uid} (mode {mode:04o}), not root, so that user could replace what runs; {}",
-                fix()
+                "it was found through the relative $PATH entry {off:?}, looked up from whatever the current directory is; fix: remove that entry from $PATH or make it absolute"
             ),
-            Problem::Writable { uid, mode } => write!(
+            Problem::Owner { uid, mode, dir } => write!(
                 f,
-                "refusing to run {file:?} as root: {what} is writable by group or others (owner uid {uid}, mode {mode:04o}), who could replace what runs; {}",
-                fix()
+                "{what} is owned by uid {uid} (mode {mode:04o}), not root, so that user could replace what runs; {}",
+                self.fix(*dir, *mode, &moved)
+            ),
+            Problem::Writable { uid, mode, dir } => write!(
+                f,
+                "{what} is writable by group or others (owner uid {uid}, mode {mode:04o}), who could replace what runs; {}",
+                self.fix(*dir, *mode, &moved)
             ),
             Problem::NotAFile => write!(
                 f,
-                "refusing to run {file:?}: {off:?} is not a regular file; install the binary there"
+                "{off:?} is not a regular file; fix: install the binary there"
+            ),
+            Problem::NotADirectory
+                if self.subject == Subject::BinDir && self.offending == self.file =>
+            {
+                write!(
+                    f,
+                    "it is not a directory; fix: pass the directory that holds the binaries"
+                )
+            }
+            Problem::NotADirectory => write!(
+                f,
+                "{off:?} is not a directory, yet the path goes on below it; fix: correct the path, or {}",
+                moved
+            ),
+            Problem::Missing => write!(
+                f,
+                "{off:?} does not exist (a dangling symlink, or removed meanwhile); fix: install the binary, or point the symlink at an installed one"
+            ),
+            Problem::Proc => write!(
+                f,
+                "{off:?} is under /proc, whose links the kernel follows to objects their text does not name; fix: give the real path (readlink -f)"
             ),
             Problem::TooManySymlinks => write!(
                 f,
-                "refusing to run {file:?}: more than {MAX_SYMLINKS} symlinks on the way to {off:?}; point it at the binary directly"
+                "more than {MAX_SYMLINKS} symlinks on the way to {off:?}; fix: point it at the binary directly"
             ),
             Problem::Unreadable(e) => write!(
                 f,
-                "refusing to run {file:?}: could not inspect {off:?}: {e}"
+                "could not inspect {off:?}: {e}; fix: make it and the directories above it readable by root (a root-squashed network mount is not), or {}",
+                moved
             ),
         }
     }
+}
+
+impl Untrusted {
+    /// The fix for an owner or mode problem: `chown`/`chmod` where that harms nothing (the
+    /// binary itself, a directory of the user's own making), moving the binaries where it
+    /// would (`/tmp`, `/home/alice`, `/usr/local`).
+    fn fix(&self, dir: bool, mode: u32, moved: &str) -> String {
+        if dir && (mode & 0o1000 != 0 || is_shared_dir(&self.offending)) {
+            return format!("fix: {moved}");
+        }
+        let p = shell_word(&self.offending);
+        format!("fix: chown root:root {p} && chmod go-w {p}, or {}", moved)
+    }
+}
+
+/// A system, shared or home directory ([`SYSTEM_DIRS`], any top-level directory, any
+/// `/home/<user>`).
+fn is_shared_dir(p: &Path) -> bool {
+    let parent = p.parent();
+    parent.is_none()
+        || parent == Some(Path::new("/"))
+        || parent == Some(Path::new("/home"))
+        || SYSTEM_DIRS.iter().any(|d| p == Path::new(d))
 }
 
 /// A path as one word a shell reads back unchanged.
@@ -130,13 +243,31 @@ fn shell_word(p: &Path) -> String {
 
 /// Checks that `file` may be run as root: it is absolute, and it, every symlink's directory
 /// on the way to its final target, the target and every directory above them are owned by
-/// root (or the user running this) and not writable by group or others.
+/// root (or the user running this) and not writable by group or others; nothing on the way
+/// is under /proc.
 ///
 /// # Errors
 /// [`Untrusted`], naming the file, the offending path, its owner and mode, and the fix.
 pub fn check_binary(file: &Path) -> Result<(), Untrusted> {
+    walk(file, Subject::Binary)
+}
+
+/// Checks that the directory `dir` may go on the `PATH` of what runs as root and have
+/// binaries looked up in it, whatever it holds now: it and every directory above it (through
+/// symlinks, as [`check_binary`]) pass the same test. A directory that does not exist yet
+/// passes when the deepest one that does exists passes: only root can then create it.
+///
+/// # Errors
+/// [`Untrusted`], as [`check_binary`].
+pub fn check_dir(dir: &Path) -> Result<(), Untrusted> {
+    walk(dir, Subject::BinDir)
+}
+
+/// A hand-made realpath(3) that judges every directory and target on the way.
+fn walk(file: &Path, subject: Subject) -> Result<(), Untrusted> {
     let untrusted = |offending: &Path, problem: Problem| Untrusted {
         file: file.to_path_buf(),
+        subject,
         offending: offending.to_path_buf(),
         problem,
     };
@@ -148,23 +279,33 @@ pub fn check_binary(file: &Path) -> Result<(), Untrusted> {
     // Owner first: chown is the fix that matters, and a user's directory is theirs whatever
     // its mode says.
     let judge = |path: &Path, meta: &std::fs::Metadata| -> Result<(), Untrusted> {
-        let (uid, mode) = (meta.uid(), meta.mode() & 0o7777);
+        let (uid, mode, dir) = (meta.uid(), meta.mode() & 0o7777, meta.is_dir());
         if !owner_ok(uid) {
-            Err(untrusted(path, Problem::Owner { uid, mode }))
+            Err(untrusted(path, Problem::Owner { uid, mode, dir }))
         } else if mode & 0o022 != 0 {
-            Err(untrusted(path, Problem::Writable { uid, mode }))
+            Err(untrusted(path, Problem::Writable { uid, mode, dir }))
         } else {
             Ok(())
         }
     };
-    let lstat = |path: &Path| {
-        std::fs::symlink_metadata(path)
-            .map_err(|e| untrusted(path, Problem::Unreadable(e.to_string())))
+    let unreadable =
+        |path: &Path, e: &dyn fmt::Display| untrusted(path, Problem::Unreadable(e.to_string()));
+    // Reading a magic link's text is not what the kernel does with it: refuse procfs.
+    let on_proc = |dir: &Path| -> Result<(), Untrusted> {
+        use nix::sys::statfs::{PROC_SUPER_MAGIC, statfs};
+        match statfs(dir) {
+            Ok(s) if s.filesystem_type() == PROC_SUPER_MAGIC => Err(untrusted(dir, Problem::Proc)),
+            Ok(_) => Ok(()),
+            Err(e) => Err(unreadable(dir, &e)),
+        }
     };
 
-    // A hand-made realpath(3): `at` is always a symlink-free directory already judged.
+    // `at` is always a symlink-free directory already judged, not on procfs.
     let mut at = PathBuf::from("/");
-    judge(&at, &lstat(&at)?)?;
+    judge(
+        &at,
+        &std::fs::symlink_metadata(&at).map_err(|e| unreadable(&at, &e))?,
+    )?;
     let mut todo = parts(file);
     let mut links = 0;
     while let Some(part) = todo.pop_front() {
@@ -175,8 +316,19 @@ pub fn check_binary(file: &Path) -> Result<(), Untrusted> {
             }
             Part::Name(n) => n,
         };
+        on_proc(&at)?;
         let next = at.join(&name);
-        let meta = lstat(&next)?;
+        let meta = match std::fs::symlink_metadata(&next) {
+            Ok(m) => m,
+            // No one but whoever may write `at` (judged: root) can create the rest.
+            Err(e) if e.kind() == ErrorKind::NotFound && subject == Subject::BinDir => {
+                return Ok(());
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(untrusted(&next, Problem::Missing));
+            }
+            Err(e) => return Err(unreadable(&next, &e)),
+        };
         if meta.file_type().is_symlink() {
             // The link itself has no mode worth reading (always 0777); who can replace it is
             // decided by its directory, `at`, judged already.
@@ -184,8 +336,7 @@ pub fn check_binary(file: &Path) -> Result<(), Untrusted> {
             if links > MAX_SYMLINKS {
                 return Err(untrusted(&next, Problem::TooManySymlinks));
             }
-            let target = std::fs::read_link(&next)
-                .map_err(|e| untrusted(&next, Problem::Unreadable(e.to_string())))?;
+            let target = std::fs::read_link(&next).map_err(|e| unreadable(&next, &e))?;
             if target.is_absolute() {
                 at = PathBuf::from("/");
             }
@@ -195,7 +346,7 @@ pub fn check_binary(file: &Path) -> Result<(), Untrusted> {
             continue;
         }
         judge(&next, &meta)?;
-        if todo.is_empty() {
+        if todo.is_empty() && subject == Subject::Binary {
             return if meta.is_file() {
                 Ok(())
             } else {
@@ -203,15 +354,15 @@ pub fn check_binary(file: &Path) -> Result<(), Untrusted> {
             };
         }
         if !meta.is_dir() {
-            return Err(untrusted(
-                &next,
-                Problem::Unreadable("not a directory".into()),
-            ));
+            return Err(untrusted(&next, Problem::NotADirectory));
         }
         at = next;
     }
-    // The path ended in `/`, `.` or `..`: a directory.
-    Err(untrusted(&at, Problem::NotAFile))
+    match subject {
+        // The path ended in `/`, `.` or `..`: a directory.
+        Subject::Binary => Err(untrusted(&at, Problem::NotAFile)),
+        Subject::BinDir => on_proc(&at),
+    }
 }
 
 /// One step of a path walk.
@@ -236,32 +387,40 @@ fn parts(path: &Path) -> VecDeque<Part> {
 /// lookups in it then report what is missing.
 ///
 /// # Errors
-/// The current directory cannot be read.
+/// It cannot be resolved for another reason than not existing (a file on the way, a
+/// symlink loop, no permission), or the current directory cannot be read; the error names
+/// the path.
 pub fn canonical_dir(dir: &Path) -> std::io::Result<PathBuf> {
+    let named =
+        |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
     match std::fs::canonicalize(dir) {
         Ok(p) => Ok(p),
-        Err(_) => std::path::absolute(dir),
+        Err(e) if e.kind() == ErrorKind::NotFound => std::path::absolute(dir).map_err(named),
+        Err(e) => Err(named(e)),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    //! Real files under a root-owned private base (these tests need root, as CI runs them:
-    //! only root can make files owned by another user).
+    //! Real files under a root-owned private base in the build directory (not /tmp). The
+    //! cases that give a file to another user need root (`#[ignore]`d, CI runs them as root
+    //! with `--run-ignored all`; run without root they fail saying so).
     use super::*;
     use std::os::unix::fs::{PermissionsExt, symlink};
 
     const NOBODY: u32 = 65534;
 
-    /// A private directory whose every ancestor is root-owned and not group/other writable
-    /// (the build directory of this test, not /tmp), or None with a note when not root.
-    fn base(test: &str) -> Option<tempfile::TempDir> {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!(
-                "SKIPPED {test}: the trust tests need root (only root can chown a file to another user); CI runs them as root"
-            );
-            return None;
-        }
+    /// Fails, naming the need, when not root: a chown case must never pass unchecked.
+    fn need_root(test: &str) {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "{test} needs root (only root can chown a file to another user); run it as root, as CI does"
+        );
+    }
+
+    /// A private directory whose every ancestor is root-owned (or ours) and not
+    /// group/other writable: the build directory of this test, not /tmp.
+    fn base() -> tempfile::TempDir {
         // target/<profile>/deps/<test binary> -> target/<profile>/trust-tests
         let exe = std::env::current_exe().expect("the test binary has a path");
         let profile = exe
@@ -281,7 +440,7 @@ mod tests {
         if let Err(e) = check_dir_chain(tmp.path()) {
             panic!("the test base itself is not trusted, fix the build directory: {e}");
         }
-        Some(tmp)
+        tmp
     }
 
     /// The base must pass for the cases to mean anything: check it as a binary's parent.
@@ -290,7 +449,7 @@ mod tests {
         exe(&probe, 0o755);
         let r = check_binary(&probe);
         std::fs::remove_file(&probe).expect("remove the probe");
-        r
+        r.and_then(|()| check_dir(dir))
     }
 
     fn exe(path: &Path, mode: u32) {
@@ -307,11 +466,11 @@ mod tests {
         std::os::unix::fs::lchown(path, Some(uid), Some(uid)).expect("chown");
     }
 
+    const MOVE: &str = "fix: move the binaries to a root-owned directory no one else can write (e.g. /opt/kubeboot/bin) and pass --bin-dir";
+
     #[test]
     fn root_owned_binary_in_root_owned_directories_is_trusted() {
-        let Some(t) = base("root_owned_binary_in_root_owned_directories_is_trusted") else {
-            return;
-        };
+        let t = base();
         let bin = t.path().join("bin");
         mkdir(&bin, 0o755);
         exe(&bin.join("kube-apiserver"), 0o755);
@@ -323,10 +482,10 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root"]
     fn binary_owned_by_another_user_is_refused_with_the_fix() {
-        let Some(t) = base("binary_owned_by_another_user_is_refused_with_the_fix") else {
-            return;
-        };
+        need_root("binary_owned_by_another_user_is_refused_with_the_fix");
+        let t = base();
         let file = t.path().join("kube-apiserver");
         exe(&file, 0o755);
         chown(&file, NOBODY);
@@ -336,7 +495,8 @@ mod tests {
             e.problem,
             Problem::Owner {
                 uid: NOBODY,
-                mode: 0o755
+                mode: 0o755,
+                dir: false
             }
         );
         let msg = e.to_string();
@@ -351,28 +511,28 @@ mod tests {
 
     #[test]
     fn group_writable_binary_is_refused() {
-        let Some(t) = base("group_writable_binary_is_refused") else {
-            return;
-        };
+        let t = base();
         let file = t.path().join("etcd");
         exe(&file, 0o775);
         let e = check_binary(&file).unwrap_err();
         assert_eq!(e.offending, file);
-        assert_eq!(
-            e.problem,
-            Problem::Writable {
-                uid: 0,
-                mode: 0o775
-            }
+        assert!(
+            matches!(
+                e.problem,
+                Problem::Writable {
+                    mode: 0o775,
+                    dir: false,
+                    ..
+                }
+            ),
+            "{e}"
         );
         assert!(e.to_string().contains("writable by group or others"), "{e}");
     }
 
     #[test]
     fn world_writable_ancestor_is_refused_even_with_the_sticky_bit() {
-        let Some(t) = base("world_writable_ancestor_is_refused_even_with_the_sticky_bit") else {
-            return;
-        };
+        let t = base();
         let shared = t.path().join("shared");
         mkdir(&shared, 0o1777);
         let bin = shared.join("bin");
@@ -380,30 +540,33 @@ mod tests {
         exe(&bin.join("kubelet"), 0o755);
         let e = check_binary(&bin.join("kubelet")).unwrap_err();
         assert_eq!(e.offending, shared);
-        assert_eq!(
-            e.problem,
-            Problem::Writable {
-                uid: 0,
-                mode: 0o1777
-            }
-        );
-        let msg = e.to_string();
         assert!(
-            msg.contains(&format!("chmod go-w {}", shared.display())),
-            "{msg}"
+            matches!(
+                e.problem,
+                Problem::Writable {
+                    mode: 0o1777,
+                    dir: true,
+                    ..
+                }
+            ),
+            "{e}"
         );
-        // /tmp itself: what tempfile::tempdir() gives is refused.
+        // A sticky directory is shared by design: chmod go-w would break its users.
+        let msg = e.to_string();
+        assert!(msg.ends_with(MOVE) && !msg.contains("chmod"), "{msg}");
+        // /tmp itself: what tempfile::tempdir() gives is refused, and /tmp is left alone.
         let tmp = tempfile::tempdir().unwrap();
         exe(&tmp.path().join("kubelet"), 0o755);
         let e = check_binary(&tmp.path().join("kubelet")).unwrap_err();
         assert_eq!(e.offending, std::env::temp_dir().canonicalize().unwrap());
+        assert!(!e.to_string().contains("chmod"), "{e}");
     }
 
     #[test]
+    #[ignore = "needs root"]
     fn directory_owned_by_another_user_is_refused() {
-        let Some(t) = base("directory_owned_by_another_user_is_refused") else {
-            return;
-        };
+        need_root("directory_owned_by_another_user_is_refused");
+        let t = base();
         let home = t.path().join("home");
         mkdir(&home, 0o755);
         chown(&home, NOBODY);
@@ -414,14 +577,167 @@ mod tests {
             matches!(e.problem, Problem::Owner { uid: NOBODY, .. }),
             "{e}"
         );
+        // The user's own directory (not a home, not a system one): chown is offered.
+        assert!(
+            e.to_string()
+                .contains(&format!("chown root:root {}", home.display())),
+            "{e}"
+        );
     }
 
     #[test]
-    fn symlink_in_a_trusted_directory_into_an_untrusted_one_is_refused() {
-        let Some(t) = base("symlink_in_a_trusted_directory_into_an_untrusted_one_is_refused")
-        else {
-            return;
+    fn advice_never_touches_system_home_or_sticky_directories() {
+        let e = |offending: &str, problem: Problem| Untrusted {
+            file: PathBuf::from("/home/alice/bin/kubelet"),
+            subject: Subject::Binary,
+            offending: PathBuf::from(offending),
+            problem,
         };
+        let dir_owner = Problem::Owner {
+            uid: 1000,
+            mode: 0o755,
+            dir: true,
+        };
+        let dir_writable = |mode| Problem::Writable {
+            uid: 0,
+            mode,
+            dir: true,
+        };
+        for (off, problem) in [
+            ("/home/alice", dir_owner.clone()),
+            ("/home", dir_writable(0o775)),
+            ("/tmp", dir_writable(0o1777)),
+            ("/srv/shared", dir_writable(0o1777)),
+            ("/usr/local", dir_writable(0o2775)),
+            ("/usr/local/bin", dir_writable(0o775)),
+            ("/var/tmp", dir_writable(0o777)),
+            ("/", dir_writable(0o777)),
+            ("/opt", dir_owner.clone()),
+        ] {
+            let msg = e(off, problem).to_string();
+            assert!(
+                msg.ends_with(MOVE) && !msg.contains("chmod"),
+                "{off}: {msg}"
+            );
+        }
+        // The file itself, and a directory of someone's own making: chown and chmod help.
+        for (off, problem) in [
+            (
+                "/home/alice/bin/kubelet",
+                Problem::Owner {
+                    uid: 1000,
+                    mode: 0o755,
+                    dir: false,
+                },
+            ),
+            ("/home/alice/bin", dir_owner.clone()),
+            ("/opt/k8s/bin", dir_writable(0o775)),
+        ] {
+            let msg = e(off, problem).to_string();
+            assert!(
+                msg.contains(&format!(
+                    "fix: chown root:root {off} && chmod go-w {off}, or move"
+                )),
+                "{off}: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_refusal_says_how_to_fix_it() {
+        let t = base();
+        // A dangling symlink.
+        symlink(t.path().join("gone"), t.path().join("kubelet")).unwrap();
+        let e = check_binary(&t.path().join("kubelet")).unwrap_err();
+        assert_eq!(
+            (&e.offending, &e.problem),
+            (&t.path().join("gone"), &Problem::Missing)
+        );
+        // A file where a directory should be.
+        exe(&t.path().join("file"), 0o755);
+        let e = check_binary(&t.path().join("file/kubelet")).unwrap_err();
+        assert_eq!(e.problem, Problem::NotADirectory);
+        let e2 = check_dir(&t.path().join("file")).unwrap_err();
+        assert_eq!(e2.problem, Problem::NotADirectory);
+        let unreadable = Untrusted {
+            file: PathBuf::from("/mnt/nfs/kubelet"),
+            subject: Subject::Binary,
+            offending: PathBuf::from("/mnt/nfs"),
+            problem: Problem::Unreadable("Permission denied (os error 13)".into()),
+        };
+        for e in [e, e2, unreadable] {
+            assert!(e.to_string().contains("; fix: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn proc_magic_links_are_refused() {
+        // /proc/self/exe's text is this test binary, which passes: the kernel, not the text,
+        // decides what a magic link reaches (another root, a deleted file, an fd).
+        check_binary(&std::fs::read_link("/proc/self/exe").unwrap()).unwrap();
+        for p in ["/proc/self/exe", "/proc/1/root/bin/sh", "/proc/self/fd/0"] {
+            let e = check_binary(Path::new(p)).unwrap_err();
+            assert_eq!(
+                (&e.offending, &e.problem),
+                (&PathBuf::from("/proc"), &Problem::Proc),
+                "{p}"
+            );
+            assert!(e.to_string().contains("is under /proc"), "{e}");
+        }
+        let e = check_dir(Path::new("/proc/self/root/usr/bin")).unwrap_err();
+        assert_eq!(e.problem, Problem::Proc);
+        // Reached through a trusted symlink as well.
+        let t = base();
+        symlink("/proc/self/exe", t.path().join("kubeboot")).unwrap();
+        let e = check_binary(&t.path().join("kubeboot")).unwrap_err();
+        assert_eq!(e.problem, Problem::Proc);
+    }
+
+    #[test]
+    fn bin_dirs_are_checked_whatever_they_hold() {
+        let t = base();
+        // Empty, and writable by all: every component would find `iptables` there first.
+        let bad = t.path().join("bin");
+        mkdir(&bad, 0o777);
+        let e = check_dir(&bad).unwrap_err();
+        assert_eq!((&e.subject, &e.offending), (&Subject::BinDir, &bad));
+        assert!(
+            matches!(
+                e.problem,
+                Problem::Writable {
+                    mode: 0o777,
+                    dir: true,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(&format!("refusing --bin-dir \"{}\"", bad.display()))
+                && msg.contains("it is writable by group or others")
+                && msg.contains(&format!("chmod go-w {}", bad.display())),
+            "{msg}"
+        );
+        // Below it, too: a trusted directory inside a writable one can be renamed away.
+        let inner = bad.join("inner");
+        mkdir(&inner, 0o755);
+        assert_eq!(check_dir(&inner).unwrap_err().offending, bad);
+        // One that does not exist yet under it: anyone could create it.
+        assert_eq!(check_dir(&bad.join("later")).unwrap_err().offending, bad);
+        // A trusted one, and one only root could create, pass.
+        let good = t.path().join("good");
+        mkdir(&good, 0o755);
+        check_dir(&good).unwrap();
+        check_dir(&good.join("later/still")).unwrap();
+        check_dir(Path::new("/usr/bin")).unwrap();
+    }
+
+    #[test]
+    #[ignore = "needs root"]
+    fn symlink_in_a_trusted_directory_into_an_untrusted_one_is_refused() {
+        need_root("symlink_in_a_trusted_directory_into_an_untrusted_one_is_refused");
+        let t = base();
         let user = t.path().join("user");
         mkdir(&user, 0o755);
         chown(&user, NOBODY);
@@ -444,6 +760,12 @@ mod tests {
         symlink(&target, lnk.join("kube-scheduler")).unwrap();
         let e = check_binary(&lnk.join("kube-scheduler")).unwrap_err();
         assert_eq!(e.offending, lnk);
+        // A --bin-dir that is a symlink into the user's directory.
+        symlink(&user, t.path().join("bin-link")).unwrap();
+        assert_eq!(
+            check_dir(&t.path().join("bin-link")).unwrap_err().offending,
+            user
+        );
     }
 
     #[test]
@@ -474,16 +796,45 @@ mod tests {
     }
 
     #[test]
+    fn only_a_missing_dir_is_made_absolute_as_written() {
+        let t = base();
+        exe(&t.path().join("file"), 0o755);
+        symlink("loop", t.path().join("loop")).unwrap();
+        for (given, errno) in [
+            (t.path().join("file/bin"), libc::ENOTDIR),
+            (t.path().join("loop"), libc::ELOOP),
+        ] {
+            let e = canonical_dir(&given).unwrap_err();
+            let os = std::io::Error::from_raw_os_error(errno);
+            assert_eq!(e.kind(), os.kind(), "{e}");
+            assert!(e.to_string().ends_with(&os.to_string()), "{e}");
+            assert!(
+                e.to_string().starts_with(&format!("{}: ", given.display())),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn the_agent_daemon_is_not_started_from_an_untrusted_file() {
-        // /tmp is world-writable: refused whoever runs the test.
-        let tmp = tempfile::tempdir().unwrap();
-        let exe = tmp.path().join("kubeboot");
-        let ran = tmp.path().join("ran");
+        // A directory anyone can write, made so here (not trusting /tmp to be one).
+        let t = base();
+        let bad = t.path().join("bad");
+        mkdir(&bad, 0o777);
+        let exe = bad.join("kubeboot");
+        let ran = t.path().join("ran");
         std::fs::write(&exe, format!("#!/bin/sh\ntouch {}\n", ran.display())).unwrap();
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let layout = components::Layout::under(tmp.path());
+        let layout = components::Layout::under(t.path());
         let e = crate::daemon::start_detached(&exe, &["agent".into()], &layout).unwrap_err();
-        assert!(e.to_string().starts_with("refusing to run"), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "refusing to run {:?} as root: {:?}, on the way to it, is writable",
+                exe.display().to_string(),
+                bad.display().to_string()
+            )),
+            "{e}"
+        );
         assert!(!layout.agent_pid_file().exists());
         std::thread::sleep(std::time::Duration::from_millis(200));
         assert!(!ran.exists(), "it ran");

@@ -68,13 +68,18 @@ impl ProcessRuntime {
     }
 
     /// The container's environment: the manifest's env, PATH (the `--bin-dir`s first) unless
-    /// the manifest sets it. Exec probes run with it too.
+    /// the manifest sets it. Exec probes run with it too. Only a `--bin-dir` that passes
+    /// [`crate::host::trust::check_dir`] now goes on it: the component runs as root whatever
+    /// `iptables` or `mount` it finds there first (`kubeboot agent` refuses an untrusted
+    /// one at startup; this holds for any other way the agent is configured, and for a
+    /// directory changed since).
     pub fn container_env(&self, c: &ContainerSpec) -> Vec<(String, String)> {
         let mut env = c.env.clone();
         if !env.iter().any(|(k, _)| k == "PATH") {
             let mut path: Vec<String> = self
                 .bin_dirs
                 .iter()
+                .filter(|d| crate::host::trust::check_dir(d).is_ok())
                 .map(|d| d.display().to_string())
                 .collect();
             path.push(DEFAULT_PATH.to_string());

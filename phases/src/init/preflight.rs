@@ -171,6 +171,8 @@ fn checks(d: &InitData, resume: Option<&Interrupted>) -> Vec<Check> {
             }
         }));
     }
+    // Before the binaries in them: a directory others can write is refused even empty.
+    checks.extend(d.bin_dirs.iter().map(|dir| Check::bin_dir(dir)));
     checks.extend(preflight::binary_checks(&pods, &d.bin_dirs));
     checks
 }
@@ -186,6 +188,20 @@ mod tests {
             .map(|c| c.name)
             .filter(|n| n.starts_with("ComponentBinary-"))
             .collect()
+    }
+
+    #[test]
+    fn every_bin_dir_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = test_data(dir.path());
+        d.bin_dirs = vec![
+            std::path::PathBuf::from("/opt/k8s/bin"),
+            std::path::PathBuf::from("/usr/bin"),
+        ];
+        let names: Vec<String> = checks(&d, None).into_iter().map(|c| c.name).collect();
+        for want in ["BinDir--opt-k8s-bin", "BinDir--usr-bin"] {
+            assert!(names.iter().any(|n| n == want), "{names:?}");
+        }
     }
 
     #[test]

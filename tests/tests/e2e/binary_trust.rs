@@ -2,19 +2,24 @@
 //! A `--bin-dir` whose kube-apiserver belongs to another user, or that others can write, is
 //! refused by the preflight with the fix, before anything runs it (not even `--version`), and
 //! the node is left as it was: no manifests, no agent. A relative `--bin-dir` is reported as
-//! the absolute directory it was resolved to.
+//! the absolute directory it was resolved to. A `--bin-dir` others can write is refused
+//! whatever it holds, by the preflight and by `kubeboot agent`; the advice never touches a
+//! shared directory like /tmp.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
 use tests::{NODE_STATE, Node, assert_refused, bin_dir, kubeboot_exe, require_root, step};
 
-/// A `--bin-dir` built from the real one: kube-apiserver a copy (so it can be given away
-/// without touching the real file), the other binaries symlinks into the real directory.
-/// It lives in the build's temp directory, whose ancestors only root can write.
+/// A `--bin-dir` built from the real one: kube-apiserver a canary script that notes every
+/// run in `ran` and then runs the real one (so it can be given away without touching the
+/// real file, and a `--version` run would be seen), the other binaries symlinks into the
+/// real directory. It lives in the build's temp directory, whose ancestors only root can
+/// write.
 struct Untrusted {
     dir: PathBuf,
     apiserver: PathBuf,
+    ran: PathBuf,
 }
 
 impl Untrusted {
@@ -24,6 +29,8 @@ impl Untrusted {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {dir:?}"))?;
         }
         std::fs::create_dir_all(&dir)?;
+        // As kubeboot names it: the build directory may be reached through a symlink.
+        let dir = dir.canonicalize()?;
         set_mode(&dir, 0o755)?;
         for entry in std::fs::read_dir(real)? {
             let entry = entry?;
@@ -32,11 +39,23 @@ impl Untrusted {
             }
         }
         let apiserver = dir.join("kube-apiserver");
-        std::fs::copy(real.join("kube-apiserver"), &apiserver)?;
+        let ran = dir.join(".ran");
+        std::fs::write(
+            &apiserver,
+            format!(
+                "#!/bin/sh\necho \"$@\" >> {}\nexec {} \"$@\"\n",
+                ran.display(),
+                real.join("kube-apiserver").display()
+            ),
+        )?;
         set_mode(&apiserver, 0o755)?;
         // Owned by nobody: whoever that user is could replace what init would run as root.
         std::os::unix::fs::chown(&apiserver, Some(65534), Some(65534))?;
-        Ok(Untrusted { dir, apiserver })
+        Ok(Untrusted {
+            dir,
+            apiserver,
+            ran,
+        })
     }
 }
 
@@ -96,6 +115,10 @@ fn binary_trust() -> Result<()> {
                 .contains("[ERROR ComponentBinary-kube-scheduler]"),
             "a trusted symlink was refused:\n{out}"
         );
+        ensure!(
+            !bad.ran.exists(),
+            "the untrusted kube-apiserver ran:\n{out}"
+        );
         Ok(())
     })?;
 
@@ -106,12 +129,18 @@ fn binary_trust() -> Result<()> {
             "version detection",
             &out,
             &[
-                "kube-apiserver was not asked for its version",
+                "kube-apiserver was not asked for its version: refusing to run",
                 "owned by uid 65534",
                 &fix,
             ],
             &empty,
-        )
+        )?;
+        ensure!(
+            !bad.ran.exists(),
+            "the untrusted kube-apiserver was run: {:?}",
+            std::fs::read_to_string(&bad.ran)
+        );
+        Ok(())
     })?;
 
     step(
@@ -170,10 +199,68 @@ fn binary_trust() -> Result<()> {
                         "\"{dir}\", on the way to it, is writable by group or others (owner uid 0, mode 0777)"
                     ),
                     &format!("chmod go-w {dir}"),
+                    &format!(
+                        "[ERROR BinDir-{}]: refusing --bin-dir \"{dir}\"",
+                        dir.replace('/', "-")
+                    ),
                 ],
                 &empty,
             )
         },
     )?;
+
+    step(
+        "kubeboot agent refuses that --bin-dir, whatever it holds",
+        || {
+            for entry in std::fs::read_dir(&bad.dir)? {
+                std::fs::remove_file(entry?.path())?;
+            }
+            let out = node.exec_timeout(
+                &[
+                    kubeboot_exe()?.to_string_lossy().as_ref(),
+                    "agent",
+                    "--bin-dir",
+                    &dir,
+                ],
+                std::time::Duration::from_secs(30),
+            )?;
+            assert_refused(
+                &node,
+                "empty world-writable --bin-dir for the agent",
+                &out,
+                &[&format!(
+                    "refusing --bin-dir \"{dir}\", which goes first on the PATH of every component kubeboot runs as root: it is writable by group or others"
+                )],
+                &empty,
+            )
+        },
+    )?;
+
+    step("the advice never touches /tmp", || {
+        let shared = tempfile::Builder::new().tempdir_in("/tmp")?;
+        let shared_dir = shared.path().canonicalize()?;
+        let shared_dir = shared_dir.to_string_lossy();
+        let out = node.kubeboot(&[
+            "init",
+            "--bin-dir",
+            &shared_dir,
+            "--bin-dir",
+            "/usr/bin",
+            "--kubernetes-version",
+            "v1.20.2",
+        ])?;
+        assert_refused(
+            &node,
+            "--bin-dir under /tmp",
+            &out,
+            &[
+                &format!("[ERROR BinDir-{}]", shared_dir.replace('/', "-")),
+                "fix: move the binaries to a root-owned directory no one else can write (e.g. /opt/kubeboot/bin) and pass --bin-dir",
+            ],
+            &empty,
+        )?;
+        ensure!(!out.stderr.contains("chmod go-w /tmp"), "{out}");
+        Ok(())
+    })?;
     Ok(())
 }
