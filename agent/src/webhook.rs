@@ -7,7 +7,7 @@
 //! `/healthz` answers `ok` (init waits for it before it registers the webhook). The serving
 //! certificate, for IP 127.0.0.1 and signed by the cluster CA, is
 //! `/var/lib/kubeboot/agent/pki/webhook.{crt,key}` ([`serving_cert_files`], written by `init
-//! phase certs kubeboot-agent-webhook`): in the agent's own directory, as the kubelet keeps
+//! phase agent-start` before it starts the agent): in the agent's own directory, as the kubelet keeps
 //! its serving certificate in `/var/lib/kubelet/pki`, so the agent finds it whatever the
 //! cluster's `certificatesDir`. Until both files exist the agent waits, as the publisher waits
 //! for its kubeconfig, so a node without them (a worker) serves nothing. New files (a renewed
@@ -103,7 +103,7 @@ fn acceptor(cfg: &WebhookConfig) -> anyhow::Result<TlsAcceptor> {
         })?;
     anyhow::ensure!(
         !certs.is_empty(),
-        "{:?} holds no certificate; run \"kubeboot init phase certs kubeboot-agent-webhook\" again after deleting it",
+        "{:?} holds no certificate; run \"kubeboot init phase agent-start\" again after deleting it",
         shown(&cfg.cert)
     );
     let key = PrivateKeyDer::from_pem_file(&cfg.key)

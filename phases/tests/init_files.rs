@@ -44,11 +44,6 @@ fn writes_pki_kubeconfigs_and_manifests_with_kubeadm_modes() {
         assert_eq!(mode(&k.join(public)), 0o644, "{public}");
     }
     assert_eq!(mode(&k.join("manifests")), 0o700);
-    // kubeboot's own: the agent webhook's serving pair, in the agent's directory.
-    let agent_pki = dir.path().join("var/lib/kubeboot/agent/pki");
-    assert_eq!(mode(&agent_pki), 0o700);
-    assert_eq!(mode(&agent_pki.join("webhook.key")), 0o600);
-    assert_eq!(mode(&agent_pki.join("webhook.crt")), 0o644);
     assert_eq!(mode(&dir.path().join("var/lib/etcd")), 0o700);
     let apiserver = std::fs::read_to_string(k.join("manifests/kube-apiserver.yaml")).unwrap();
     let root = dir.path().display().to_string();
@@ -68,14 +63,10 @@ fn writes_pki_kubeconfigs_and_manifests_with_kubeadm_modes() {
         out.contains("[control-plane] Creating static Pod manifest for \"kube-scheduler\""),
         "{out}"
     );
-    assert!(
-        out.contains("[certs] Generating \"kubeboot-agent-webhook\" certificate and key"),
-        "{out}"
-    );
-    assert!(
-        out.contains("[certs] kubeboot-agent-webhook serving cert is signed for DNS names [] and IPs [127.0.0.1]"),
-        "{out}"
-    );
+    // `certs` writes only into the certificate directory, as kubeadm's does: the agent's
+    // webhook certificate comes with the agent's start.
+    assert!(!out.contains("kubeboot-agent-webhook"), "{out}");
+    assert!(!dir.path().join("var/lib/kubeboot/agent/pki").exists());
 }
 
 #[test]
@@ -161,4 +152,28 @@ fn a_key_left_without_its_certificate_is_replaced_only_when_resuming_an_interrup
     assert!(pki.join("apiserver.crt").exists());
     // The pair is consistent: a plain run reuses it.
     phases::init::run(&mut data(dir.path()), &only).expect("the new pair is reused");
+}
+
+#[test]
+fn the_agent_webhook_pair_is_kubeboots_own_in_the_agent_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = data(dir.path());
+    run(&mut d);
+    phases::shared::certs::agent_webhook_cert(&mut d).expect("issued");
+    let agent_pki = dir.path().join("var/lib/kubeboot/agent/pki");
+    assert_eq!(mode(&agent_pki), 0o700);
+    assert_eq!(mode(&agent_pki.join("webhook.key")), 0o600);
+    assert_eq!(mode(&agent_pki.join("webhook.crt")), 0o644);
+    let out = d.out.captured();
+    assert!(
+        out.contains("[certs] kubeboot-agent-webhook serving cert is signed for DNS names [] and IPs [127.0.0.1]"),
+        "{out}"
+    );
+    // Issued again: reused.
+    phases::shared::certs::agent_webhook_cert(&mut d).expect("reused");
+    assert!(
+        d.out
+            .captured()
+            .contains("Using existing kubeboot-agent-webhook certificate and key on disk")
+    );
 }

@@ -270,7 +270,7 @@ pub fn test_agent_args(n: &Node) -> Vec<String> {
     vec![
         n.tmp.path().display().to_string(),
         "--bin-dir".into(),
-        n.tmp.path().join("bin").display().to_string(),
+        n.bin.path().display().to_string(),
     ]
 }
 

@@ -27,7 +27,7 @@ use crate::runner::Phase;
 use crate::say;
 
 /// How long the phase waits for the agent's webhook to answer (it starts with the agent,
-/// long before this phase, once `certs/kubeboot-agent-webhook` wrote its certificate).
+/// long before this phase, once `agent-start` wrote its certificate).
 const WEBHOOK_WAIT: Duration = Duration::from_secs(60);
 
 /// The `agent-rbac` phase.
@@ -61,7 +61,7 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
         .map_err(|failures| {
             let last = failures.first().map(|f| f.last.clone()).unwrap_or_default();
             anyhow::anyhow!(
-                "the kubeboot agent's admission webhook did not answer at {url} within {} ({last}); it needs the agent running (\"kubeboot init phase agent-start\") and its serving certificate (\"kubeboot init phase certs kubeboot-agent-webhook\"); see the agent's log",
+                "the kubeboot agent's admission webhook did not answer at {url} within {} ({last}); it needs the agent running (\"kubeboot init phase agent-start\") and its serving certificate (\"kubeboot init phase agent-start\"); see the agent's log",
                 health::human(WEBHOOK_WAIT)
             )
         })?;

@@ -93,6 +93,8 @@ pub fn ensure_running(d: &mut InitData, phase: &str) -> anyhow::Result<()> {
             ..Default::default()
         },
     )?;
+    // The agent serves its admission webhook with it (init phase agent-rbac waits for that).
+    crate::shared::certs::agent_webhook_cert(d)?;
     if d.dry_run {
         say!(
             d.out,

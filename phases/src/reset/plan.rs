@@ -144,6 +144,16 @@ pub fn plan(layout: &Layout, obs: &Observed) -> Plan {
         .map(|d| at(d))
         .collect();
     dirs.extend(record.cert_dirs.iter().map(|d| at(d).join("etcd")));
+    if !record.cni_bridges.is_empty() {
+        // Made by the CNI plugins for kubeboot's network; another network's state keeps them.
+        let cni = at(Path::new(names::CNI_STATE_DIR));
+        dirs.extend([
+            cni.join("networks").join(names::KUBEBOOT_CNI_NETWORK),
+            cni.join("networks"),
+            cni.join("results"),
+            cni,
+        ]);
+    }
     let mut dirs: Vec<PathBuf> = dirs
         .into_iter()
         .collect::<BTreeSet<_>>()

@@ -116,19 +116,6 @@ pub fn phase<D: CertsData + 'static>() -> Phase<D> {
         )
         .flags(&["cert-dir", "config", "dry-run"]),
     );
-    // kubeboot's own, after kubeadm's: the serving certificate of the agent's admission
-    // webhook, in the agent's directory rather than the certificate directory (see
-    // agent::webhook for why).
-    let webhook = &pki::KUBEBOOT_AGENT_WEBHOOK_CERT;
-    children.push(
-        Phase::new(webhook.name, webhook.long_name, move |d: &mut D| {
-            let agent_dir = d.layout().agent_state_dir();
-            let (crt, key) = agent::webhook::serving_cert_files(&agent_dir);
-            crate::node_record::create_dir(d.fs(), d.layout(), &agent_dir, 0o700)?;
-            run_cert_files(d, webhook, &crt, &key, 0o700)
-        })
-        .flags(FLAGS),
-    );
     let mut certs = Phase::new("certs", "Certificate generation", |d: &mut D| {
         say!(
             d.out(),
@@ -193,6 +180,27 @@ fn issuer<D: CertsData>(d: &D, spec: &CertSpec) -> anyhow::Result<Option<Issuer>
         )
     })?;
     Ok(Some(Issuer { cert_pem, key_pem }))
+}
+
+/// Reuses or issues kubeboot's own serving certificate of the agent's admission webhook, in
+/// the agent's directory rather than the certificate directory (see agent::webhook for why).
+/// Not part of `certs all`: that writes only into `--cert-dir`, as kubeadm's does; the agent
+/// start issues it, right before the agent that serves it starts.
+///
+/// # Errors
+/// The CA cannot be read, or the file cannot be written.
+pub fn agent_webhook_cert<D: CertsData>(d: &mut D) -> anyhow::Result<()> {
+    let webhook = &pki::KUBEBOOT_AGENT_WEBHOOK_CERT;
+    // Only a node holding the cluster CA (a control-plane node) serves the webhook; elsewhere
+    // the agent runs without it, as it does without its kubeconfig.
+    let (ca_crt, ca_key) = cert_files(&d.cert_dir(), "ca");
+    if !(d.fs().exists(&ca_crt) && d.fs().exists(&ca_key)) {
+        return Ok(());
+    }
+    let agent_dir = d.layout().agent_state_dir();
+    let (crt, key) = agent::webhook::serving_cert_files(&agent_dir);
+    crate::node_record::create_dir(d.fs(), d.layout(), &agent_dir, 0o700)?;
+    run_cert_files(d, webhook, &crt, &key, 0o700)
 }
 
 fn run_cert<D: CertsData>(d: &mut D, spec: &'static CertSpec) -> anyhow::Result<()> {

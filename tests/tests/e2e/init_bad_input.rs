@@ -264,6 +264,7 @@ fn init_bad_input() -> Result<()> {
             let crt_before = node.read_file("/etc/kubernetes/pki/apiserver.crt")?;
             let state_before = node.sh_ok(NODE_STATE)?;
             let out = init(&[])?;
+            interrupted_marker_left(&node)?;
             assert_refused(
                 &node,
                 "wrong SANs",
@@ -316,6 +317,7 @@ fn init_bad_input() -> Result<()> {
             ))?;
             let state_before = node.sh_ok(NODE_STATE)?;
             let out = init(&[])?;
+            interrupted_marker_left(&node)?;
             assert_refused(
                 &node,
                 "other CA",
@@ -329,4 +331,17 @@ fn init_bad_input() -> Result<()> {
     )?;
 
     node.destroy()
+}
+
+/// An init that failed after its preflight leaves only its "in progress" marker, so that the
+/// same command run again resumes (phases/src/init/resume.rs); the marker is checked, then
+/// removed so that the rest of the node can be compared with its state before.
+fn interrupted_marker_left(node: &Node) -> Result<()> {
+    let marker = "/var/lib/kubeboot/init-in-progress";
+    ensure!(
+        node.path_exists(marker)?,
+        "{marker} is missing after an init that failed past its preflight"
+    );
+    node.sh_ok(&format!("rm {marker}"))?;
+    Ok(())
 }
