@@ -92,16 +92,11 @@ impl Fs {
         Ok(())
     }
 
-    /// Creates `path` and its missing parents; `path` itself gets `mode` (an existing directory
-    /// is chmod-ed to it). Parents get 0755.
+    /// Creates `path` with `mode` and its missing parents with 0755, whatever the umask; an
+    /// existing directory keeps its mode ([`Fs::ensure_dir`]: kubeboot never chmods a directory
+    /// it did not create).
     pub fn create_dir(&self, path: &Path, mode: u32) -> anyhow::Result<()> {
-        let target = self.resolve(path);
-        create_dir_mode(&target, mode).with_context(|| {
-            format!(
-                "could not create directory {:?}",
-                path.display().to_string()
-            )
-        })
+        self.ensure_dir(path, mode)
     }
 
     /// Creates `path` with `mode`, and its missing parents with 0755, whatever the process
@@ -480,21 +475,6 @@ fn clear_fd(
         }
     }
     Ok(complete)
-}
-
-fn create_dir_mode(path: &Path, mode: u32) -> io::Result<()> {
-    if let Some(parent) = path.parent()
-        && !parent.as_os_str().is_empty()
-        && !parent.exists()
-    {
-        fs::create_dir_all(parent)?;
-    }
-    match fs::create_dir(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => {}
-        Err(e) => return Err(e),
-    }
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
 /// What a non-regular file is, for error messages.

@@ -157,15 +157,17 @@ pub fn parse_go_duration_nanos(text: &str) -> Result<i64, DurationError> {
         if f > 0 {
             // Go: v += uint64(float64(f) * (float64(unit) / scale)); the product is below
             // one unit, so the cast never saturates.
-            v += (f as f64 * (unit as f64 / scale)) as u64;
-            if v > LIMIT {
-                return Err(DurationError::TooLarge);
-            }
+            v = match v.checked_add((f as f64 * (unit as f64 / scale)) as u64) {
+                Some(sum) if sum <= LIMIT => sum,
+                _ => return Err(DurationError::TooLarge),
+            };
         }
-        d += v;
-        if d > LIMIT {
-            return Err(DurationError::TooLarge);
-        }
+        // Go checks the wrap-around as `d < v`; both are at most 1 << 63, so the sum of two
+        // such terms can pass u64::MAX.
+        d = match d.checked_add(v) {
+            Some(sum) if sum <= LIMIT => sum,
+            _ => return Err(DurationError::TooLarge),
+        };
     }
     if neg {
         // d <= 1 << 63, so -d fits an i64 (i64::MIN when equal).
@@ -328,5 +330,18 @@ mod tests {
         assert_eq!(format_go_duration(86400), "24h0m0s");
         assert_eq!(format_go_duration(240), "4m0s");
         assert_eq!(format_go_duration(0), "0s");
+    }
+
+    #[test]
+    fn two_terms_of_half_the_range_are_too_large_not_an_overflow() {
+        // 2562047h is just under 1 << 63 ns; twice that wraps a u64 sum.
+        assert_eq!(
+            parse_go_duration_nanos("2562047h2562047h"),
+            Err(DurationError::TooLarge)
+        );
+        assert_eq!(
+            parse_go_duration_nanos("9223372036854775808ns9223372036854775808ns"),
+            Err(DurationError::TooLarge)
+        );
     }
 }

@@ -144,14 +144,22 @@ fn observe(d: &ResetData) -> anyhow::Result<plan::Observed> {
         cert_dir_flag,
         ..Default::default()
     };
-    // libcni names its cached results <network>-<container>-<interface>.
+    // libcni names its cached results <network>-<container>-<interface>: kubeboot's network,
+    // and `cni-loopback`, the loopback network containerd's CRI plugin runs for each sandbox
+    // of the pods on kubeboot's network (all stopped above).
     let results = l.node_path(names::CNI_STATE_DIR).join("results");
-    let prefix = format!("{}-", names::KUBEBOOT_CNI_NETWORK);
+    let prefixes = [
+        format!("{}-", names::KUBEBOOT_CNI_NETWORK),
+        "cni-loopback-".to_string(),
+    ];
     obs.cni_results = std::fs::read_dir(d.fs.resolve(&results))
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            prefixes.iter().any(|p| name.starts_with(p.as_str()))
+        })
         .map(|e| results.join(e.file_name()))
         .collect();
     obs.etcd_with_member = plan::effective_record(&obs)
