@@ -6,19 +6,18 @@
 //! super-admin.conf, after which admin.conf may act; a second run needs no super-admin.conf;
 //! without the binding and without super-admin.conf it fails naming both.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use agent::host::fs::Fs;
-use components::Layout;
-use components::config::{HostFacts, InitFlags, resolve_init};
+use components::config::InitFlags;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use phases::cluster::Cluster;
 use phases::init::InitData;
-use phases::out::Out;
 
 /// A child process killed (and reaped) when dropped.
 struct Running(Child);
@@ -76,38 +75,16 @@ fn spawn(bin: &Path, args: &[String], log: &Path) -> Running {
 
 /// Init data for a v1.29.0 node whose API server certificate is valid for 127.0.0.1.
 fn data(root: &Path) -> InitData {
-    let flags = InitFlags {
-        apiserver_advertise_address: Some("10.123.0.2".into()),
-        apiserver_cert_extra_sans: vec!["127.0.0.1".into()],
-        kubernetes_version: Some("v1.29.0".into()),
-        node_name: Some("node1".into()),
-        ..Default::default()
-    };
-    let host = HostFacts {
-        hostname: "node1".into(),
-        default_address: None,
-        local_addresses: vec![],
-        detected_version: None,
-    };
-    let cfg = resolve_init(&flags, &host).expect("valid config");
-    let layout = Layout::under(root);
-    InitData {
-        ignore_preflight_errors: vec![],
-        cfg,
-        host_paths: manifests::HostPaths::detect(&layout, |_| false),
-        layout,
-        fs: Fs::real(),
-        out: Out::capture(),
-        dry_run: false,
-        bin_dirs: vec![],
-        exe: "/usr/local/bin/kubeboot".into(),
-        now: SystemTime::now(),
-        api: None,
-        pod_network: agent::cni::PodNetwork::Bridge,
-        static_pod_runner: components::StaticPodRunner::Agent,
-        skip_token_print: false,
-        resumed: None,
-    }
+    common::data_from(
+        root,
+        InitFlags {
+            apiserver_advertise_address: Some("10.123.0.2".into()),
+            apiserver_cert_extra_sans: vec!["127.0.0.1".into()],
+            kubernetes_version: Some("v1.29.0".into()),
+            node_name: Some("node1".into()),
+            ..Default::default()
+        },
+    )
 }
 
 /// Points a kubeconfig at `server` (the files name the advertise address, which is not

@@ -13,22 +13,30 @@ use phases::out::Out;
 
 /// Init run data for node1 at 10.123.0.2 (v1.20.2), its layout rooted in `root`.
 pub fn data(root: &Path) -> InitData {
-    let flags = InitFlags {
-        apiserver_advertise_address: Some("10.123.0.2".into()),
-        kubernetes_version: Some("v1.20.2".into()),
-        node_name: Some("node1".into()),
-        pod_network_cidr: Some("10.244.0.0/16".into()),
-        ..Default::default()
-    };
+    let mut d = data_from(
+        root,
+        InitFlags {
+            apiserver_advertise_address: Some("10.123.0.2".into()),
+            kubernetes_version: Some("v1.20.2".into()),
+            node_name: Some("node1".into()),
+            pod_network_cidr: Some("10.244.0.0/16".into()),
+            ..Default::default()
+        },
+    );
+    d.cfg.cluster.certificates_dir = "/etc/kubernetes/pki".into();
+    d
+}
+
+/// Init run data for `flags` on a host named node1, its layout rooted in `root`.
+pub fn data_from(root: &Path, flags: InitFlags) -> InitData {
     let host = HostFacts {
         hostname: "node1".into(),
         default_address: None,
         local_addresses: vec![],
         detected_version: None,
     };
-    let mut cfg = resolve_init(&flags, &host).expect("valid config");
+    let cfg = resolve_init(&flags, &host).expect("valid config");
     let layout = Layout::under(root);
-    cfg.cluster.certificates_dir = "/etc/kubernetes/pki".into();
     InitData {
         ignore_preflight_errors: vec![],
         cfg,
