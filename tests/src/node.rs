@@ -401,6 +401,25 @@ impl Node {
         Ok(())
     }
 
+    /// `kill -9` of the node's agent (the pid its own pid file names), waiting until it is
+    /// gone. Returns its pid.
+    pub fn kill9_agent(&self) -> Result<u32> {
+        let pid: u32 = self
+            .read_file("/run/kubeboot/agent.pid")?
+            .split_whitespace()
+            .next()
+            .context("empty pid file")?
+            .parse()?;
+        self.kill9(pid)?;
+        crate::wait::wait_until(
+            "the agent gone",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || Ok(!Path::new(&format!("/proc/{pid}")).exists()),
+        )?;
+        Ok(pid)
+    }
+
     /// What to look at when a scenario fails: `kubeboot agent status`, the node's
     /// processes, the last lines of every container log under /var/log/kubeboot/pods and /var/log/pods, and of
     /// /var/log/kubeboot/agent.log.

@@ -321,19 +321,7 @@ fn agent_privilege() -> Result<()> {
     step(
         "with the agent stopped, kube-system pod creates fail closed; it serves again once restarted",
         || {
-            let agent_pid: u32 = node
-                .read_file("/run/kubeboot/agent.pid")?
-                .split_whitespace()
-                .next()
-                .context("empty pid file")?
-                .parse()?;
-            node.kill9(agent_pid)?;
-            wait_until(
-                "the agent gone",
-                Duration::from_secs(10),
-                Duration::from_millis(100),
-                || Ok(!std::path::Path::new(&format!("/proc/{agent_pid}")).exists()),
-            )?;
+            node.kill9_agent()?;
             // Even admin: the API server cannot ask the webhook (failurePolicy Fail).
             let out = create_as(
                 &node,

@@ -291,19 +291,7 @@ fn init_single_node() -> Result<()> {
                 before.len() == 4,
                 "expected 4 watched containers, got {before:?}"
             );
-            let agent_pid: u32 = node
-                .read_file("/run/kubeboot/agent.pid")?
-                .split_whitespace()
-                .next()
-                .context("empty pid file")?
-                .parse()?;
-            node.kill9(agent_pid)?;
-            wait_until(
-                "the agent gone",
-                Duration::from_secs(10),
-                Duration::from_millis(100),
-                || Ok(!std::path::Path::new(&format!("/proc/{agent_pid}")).exists()),
-            )?;
+            node.kill9_agent()?;
             node.kubeboot_ok(&[
                 "init",
                 "phase",
