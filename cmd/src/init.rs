@@ -118,9 +118,8 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
         (agent::host::fs::Fs::real(), None)
     };
     let host_paths = phases::host::host_paths(&layout);
-    let mut data = phases::init::InitData {
+    let node = phases::shared::node::NodeCtx {
         ignore_preflight_errors: cfg.node.ignore_preflight_errors.clone(),
-        cfg,
         layout,
         fs,
         out: phases::out::Out::stdout(),
@@ -128,8 +127,6 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
         bin_dirs,
         exe: std::env::current_exe().context("could not find the kubeboot executable")?,
         now: SystemTime::now(),
-        host_paths,
-        api: None,
         pod_network: args
             .pod_network
             .as_deref()
@@ -137,6 +134,12 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
             .transpose()?
             .unwrap_or_default(),
         static_pod_runner,
+    };
+    let mut data = phases::init::InitData {
+        node,
+        cfg,
+        host_paths,
+        api: None,
         skip_token_print: args.skip_token_print,
         resumed: None,
     };

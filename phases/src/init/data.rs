@@ -2,50 +2,44 @@
 //! the handles every phase works through.
 
 use std::path::PathBuf;
-use std::time::SystemTime;
 
-use agent::host::fs::Fs;
-use components::Layout;
+use anyhow::Context;
 use components::config::InitConfig;
 
 use crate::cluster::Cluster;
-use crate::out::Out;
+use crate::shared::node::NodeCtx;
 
 /// What every `init` phase reads and works through.
 pub struct InitData {
+    /// The node init runs on (layout, files, output, binaries, runner); `InitData`
+    /// dereferences to it.
+    pub node: NodeCtx,
     /// The validated configuration.
     pub cfg: InitConfig,
-    /// Where node files live (contents refer to these paths).
-    pub layout: Layout,
-    /// Where bytes land (a scratch directory in dry-run).
-    pub fs: Fs,
-    /// User output.
-    pub out: Out,
-    /// `--dry-run`.
-    pub dry_run: bool,
-    /// Directories where component binaries are looked up (`--bin-dir`).
-    pub bin_dirs: Vec<PathBuf>,
-    /// The kubeboot executable the agent is started from.
-    pub exe: PathBuf,
-    /// Preflight errors to ignore (lower-case names, or `all`).
-    pub ignore_preflight_errors: Vec<String>,
-    /// The clock reading certificates are issued at.
-    pub now: SystemTime,
     /// Host facts the manifests depend on (extra CA directories, external CA).
     pub host_paths: manifests::HostPaths,
     /// The API, created on first use by [`InitData::cluster`]; `None` until then (tests may
     /// put a `Cluster::recording` here).
     pub api: Option<Cluster>,
-    /// `--pod-network`: kubeboot's bridge CNI network (the agent configures it) or none.
-    pub pod_network: agent::cni::PodNetwork,
-    /// `--static-pod-runner`: the agent (default) or the kubelet runs the control plane.
-    pub static_pod_runner: components::StaticPodRunner,
     /// `--skip-token-print`: the token is neither printed by bootstrap-token nor shown in
     /// the join commands (`<value withheld>`, as kubeadm).
     pub skip_token_print: bool,
     /// What an interrupted earlier init left, when preflight found its marker: this init
     /// resumes it (see [`crate::init::resume`]).
     pub resumed: Option<crate::init::resume::Interrupted>,
+}
+
+impl std::ops::Deref for InitData {
+    type Target = NodeCtx;
+    fn deref(&self) -> &NodeCtx {
+        &self.node
+    }
+}
+
+impl std::ops::DerefMut for InitData {
+    fn deref_mut(&mut self) -> &mut NodeCtx {
+        &mut self.node
+    }
 }
 
 impl InitData {
@@ -69,7 +63,9 @@ impl InitData {
             };
             self.api = Some(cluster);
         }
-        Ok(self.api.as_ref().expect("set above"))
+        self.api
+            .as_ref()
+            .context("the cluster API client was not created")
     }
 
     /// The bootstrap tokens of this init, generating the ones the configuration leaves
@@ -91,16 +87,6 @@ impl InitData {
                 Ok(token)
             })
             .collect()
-    }
-
-    /// The directory the agent's own static pods (the kubelet, containerd) go to: the
-    /// manifest directory under the agent, `/etc/kubeboot/manifests` when the kubelet runs
-    /// the manifest directory.
-    pub fn agent_manifests_dir(&self) -> PathBuf {
-        match self.static_pod_runner {
-            components::StaticPodRunner::Agent => self.layout.manifests_dir(),
-            components::StaticPodRunner::Kubelet => self.layout.agent_manifests_dir(),
-        }
     }
 
     /// The certificate directory as the node sees it, mapped into the layout.
@@ -141,21 +127,15 @@ pub(crate) mod tests {
             detected_version: None,
         };
         let cfg = resolve_init(&flags, &host).expect("valid config");
-        let layout = Layout::under(root);
+        let node = NodeCtx::under(
+            root,
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+        );
         InitData {
-            ignore_preflight_errors: vec![],
             cfg,
-            host_paths: manifests::HostPaths::detect(&layout, |_| false),
-            layout,
-            fs: Fs::real(),
-            out: Out::capture(),
-            dry_run: false,
-            bin_dirs: vec![],
-            exe: "/usr/local/bin/kubeboot".into(),
-            now: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+            host_paths: manifests::HostPaths::detect(&node.layout, |_| false),
+            node,
             api: None,
-            pod_network: agent::cni::PodNetwork::Bridge,
-            static_pod_runner: components::StaticPodRunner::Agent,
             skip_token_print: false,
             resumed: None,
         }

@@ -5,11 +5,8 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use agent::host::fs::Fs;
-use components::Layout;
 use components::config::{HostFacts, InitFlags, resolve_init};
 use phases::init::InitData;
-use phases::out::Out;
 
 /// Init run data for node1 at 10.123.0.2 (v1.20.2), its layout rooted in `root`.
 pub fn data(root: &Path) -> InitData {
@@ -36,21 +33,12 @@ pub fn data_from(root: &Path, flags: InitFlags) -> InitData {
         detected_version: None,
     };
     let cfg = resolve_init(&flags, &host).expect("valid config");
-    let layout = Layout::under(root);
+    let node = phases::shared::node::NodeCtx::under(root, SystemTime::now());
     InitData {
-        ignore_preflight_errors: vec![],
         cfg,
-        host_paths: manifests::HostPaths::detect(&layout, |_| false),
-        layout,
-        fs: Fs::real(),
-        out: Out::capture(),
-        dry_run: false,
-        bin_dirs: vec![],
-        exe: "/usr/local/bin/kubeboot".into(),
-        now: SystemTime::now(),
+        host_paths: manifests::HostPaths::detect(&node.layout, |_| false),
+        node,
         api: None,
-        pod_network: agent::cni::PodNetwork::Bridge,
-        static_pod_runner: components::StaticPodRunner::Agent,
         skip_token_print: false,
         resumed: None,
     }
