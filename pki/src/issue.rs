@@ -202,7 +202,7 @@ pub(crate) fn sign(
 /// Subject with O before CN, as Go's pkix.Name.ToRDNSequence orders them, each value a
 /// PrintableString when it fits, else UTF8String (Go's asn1 string choice). Chains are built
 /// by comparing names byte for byte, so this matters for kubeadm-made certificates.
-fn subject(cn: &str, organizations: &[&str]) -> Result<DistinguishedName, rcgen::Error> {
+pub(crate) fn subject(cn: &str, organizations: &[&str]) -> Result<DistinguishedName, rcgen::Error> {
     let value = |s: &str| -> Result<DnValue, rcgen::Error> {
         Ok(if is_printable(s) {
             DnValue::PrintableString(s.try_into()?)

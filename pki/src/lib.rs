@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod certs;
+pub mod csr;
 mod der;
 pub mod error;
 pub mod info;
