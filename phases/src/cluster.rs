@@ -105,18 +105,33 @@ impl Cluster {
         let shown = path.display().to_string();
         let kubeconfig = Kubeconfig::read_from(path)
             .with_context(|| format!("could not load the kubeconfig file {shown:?}"))?;
+        Self::from_parsed(kubeconfig, format!("the kubeconfig file {shown:?}"))
+    }
+
+    /// A client from kubeconfig YAML held in memory (join's TLS bootstrap credentials before
+    /// any file exists); `source` names it in messages.
+    ///
+    /// # Errors
+    /// The YAML does not describe a usable cluster.
+    pub fn from_kubeconfig_yaml(yaml: &str, source: &str) -> anyhow::Result<Self> {
+        let kubeconfig = Kubeconfig::from_yaml(yaml)
+            .with_context(|| format!("could not parse the kubeconfig of {source}"))?;
+        Self::from_parsed(kubeconfig, source.to_string())
+    }
+
+    fn from_parsed(kubeconfig: Kubeconfig, shown: String) -> anyhow::Result<Self> {
         let rt = runtime()?;
         let config = rt
             .block_on(kube::Config::from_custom_kubeconfig(
                 kubeconfig,
                 &KubeConfigOptions::default(),
             ))
-            .with_context(|| format!("the kubeconfig file {shown:?} is not usable"))?;
+            .with_context(|| format!("{shown} is not usable"))?;
         let client = {
             // The client's request buffer is a task: it needs the runtime to exist.
             let _guard = rt.enter();
             kube::Client::try_from(config)
-                .with_context(|| format!("could not build a client from {shown:?}"))?
+                .with_context(|| format!("could not build a client from {shown}"))?
         };
         Ok(Self {
             rt,
@@ -294,6 +309,85 @@ impl Cluster {
             .with_context(|| format!("could not build the request to patch {what}"))?;
         self.block(self.client.request::<Node>(req))
             .with_context(|| format!("unable to patch {what}"))
+    }
+
+    /// Sends the certificate request `csr_pem` as the CertificateSigningRequest `name` for
+    /// `signer` (kubeadm/kubelet: csr.RequestCertificate + WaitForCertificate) and waits up to
+    /// `timeout` for the signed certificate, calling `progress(elapsed)` about every ten
+    /// seconds. A request of that name that exists already is waited on when it carries the
+    /// same request (a re-run), and is an error otherwise.
+    ///
+    /// # Errors
+    /// The request was denied or failed, not signed in time, or the API refused it.
+    pub fn request_certificate(
+        &self,
+        name: &str,
+        signer: &str,
+        csr_pem: &str,
+        timeout: Duration,
+        mut progress: impl FnMut(Duration),
+    ) -> anyhow::Result<String> {
+        use k8s_openapi::api::certificates::v1::{
+            CertificateSigningRequest, CertificateSigningRequestSpec,
+        };
+        let request = k8s_openapi::ByteString(csr_pem.as_bytes().to_vec());
+        let csr = CertificateSigningRequest {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+            spec: CertificateSigningRequestSpec {
+                request: request.clone(),
+                signer_name: signer.to_string(),
+                usages: Some(
+                    ["digital signature", "key encipherment", "client auth"]
+                        .map(String::from)
+                        .to_vec(),
+                ),
+                ..Default::default()
+            },
+            status: None,
+        };
+        if !self.create_or_retain(&csr)? {
+            let existing = self.get::<CertificateSigningRequest>(None, name)?;
+            anyhow::ensure!(
+                existing.as_ref().is_some_and(|e| e.spec.request == request),
+                "the CertificateSigningRequest {name:?} exists with another key; delete it (kubectl delete csr {name}) and run again"
+            );
+        }
+        let start = Instant::now();
+        let mut last_report = Duration::ZERO;
+        loop {
+            if let Some(found) = self.get::<CertificateSigningRequest>(None, name)? {
+                let status = found.status.unwrap_or_default();
+                if let Some(c) = status.conditions.iter().flatten().find(|c| {
+                    (c.type_ == "Denied" || c.type_ == "Failed") && c.status != "False"
+                }) {
+                    anyhow::bail!(
+                        "the CertificateSigningRequest {name:?} was {} ({}: {})",
+                        c.type_.to_lowercase(),
+                        c.reason.as_deref().unwrap_or("no reason"),
+                        c.message.as_deref().unwrap_or("no message")
+                    );
+                }
+                if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
+                    return String::from_utf8(cert.0).with_context(|| {
+                        format!("the certificate of {name:?} is not PEM text")
+                    });
+                }
+            }
+            let elapsed = start.elapsed();
+            anyhow::ensure!(
+                elapsed < timeout,
+                "the CertificateSigningRequest {name:?} (signer {signer}) was not approved and signed within {}; on a control-plane node, `kubectl get csr {name}` shows its state, and `kubectl certificate approve {name}` approves it",
+                crate::health::human(timeout)
+            );
+            if elapsed - last_report >= Duration::from_secs(10) {
+                last_report = elapsed;
+                progress(elapsed);
+            }
+            std::thread::sleep(API_CALL_RETRY_INTERVAL);
+        }
     }
 
     /// Waits until the Node `name` exists, polling every [`API_CALL_RETRY_INTERVAL`] for up to

@@ -315,8 +315,8 @@ pub struct NamedUser {
     pub user: User,
 }
 
-/// client-go `AuthInfo`, the client-certificate part.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// client-go `AuthInfo`: a client certificate (inline or as files) or a bearer token.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// The client certificate PEM, base64.
     #[serde(
@@ -332,12 +332,26 @@ pub struct User {
         skip_serializing_if = "Option::is_none"
     )]
     pub client_key_data: Option<String>,
+    /// The client certificate's file (the kubelet's rotated `kubelet-client-current.pem`).
+    #[serde(
+        rename = "client-certificate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_certificate: Option<String>,
+    /// The client key's file.
+    #[serde(rename = "client-key", default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+    /// A bearer token (a bootstrap token for TLS bootstrap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 impl std::fmt::Debug for User {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("User")
             .field("client_certificate_data", &self.client_certificate_data)
+            .field("client_certificate", &self.client_certificate)
             .finish_non_exhaustive()
     }
 }
@@ -466,9 +480,90 @@ pub fn build_kubeconfig(
             user: User {
                 client_certificate_data: Some(b64(&cert_pem)),
                 client_key_data: Some(b64(key.to_pem())),
+                ..User::default()
             },
         }],
     })
+}
+
+/// A kubeconfig for `user` at `server` trusting `ca_pem` (kubeadm's
+/// kubeconfigutil.CreateBasic): cluster `cluster_name`, context `<user>@<cluster>`.
+pub fn basic_kubeconfig(
+    cluster_name: &str,
+    server_url: &str,
+    ca_pem: &str,
+    user_name: &str,
+    user: User,
+) -> Kubeconfig {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let context = format!("{user_name}@{cluster_name}");
+    Kubeconfig {
+        api_version: "v1".to_string(),
+        clusters: vec![NamedCluster {
+            cluster: Cluster {
+                certificate_authority_data: Some(b64(ca_pem)),
+                server: server_url.to_string(),
+            },
+            name: cluster_name.to_string(),
+        }],
+        contexts: vec![NamedContext {
+            context: Context {
+                cluster: cluster_name.to_string(),
+                user: user_name.to_string(),
+            },
+            name: context.clone(),
+        }],
+        current_context: context,
+        kind: "Config".to_string(),
+        preferences: Preferences {},
+        users: vec![NamedUser {
+            name: user_name.to_string(),
+            user,
+        }],
+    }
+}
+
+/// The TLS bootstrap kubeconfig of a joining node (kubeadm: kubeconfigutil.CreateWithToken
+/// with user `tls-bootstrap-token-user`).
+pub fn bootstrap_kubeconfig(
+    cluster_name: &str,
+    server_url: &str,
+    ca_pem: &str,
+    token: &str,
+) -> Kubeconfig {
+    basic_kubeconfig(
+        cluster_name,
+        server_url,
+        ca_pem,
+        "tls-bootstrap-token-user",
+        User {
+            token: Some(token.to_string()),
+            ..User::default()
+        },
+    )
+}
+
+/// A kubeconfig whose client certificate and key are one PEM file, as the kubelet writes
+/// `kubelet.conf` after its TLS bootstrap (both point at `kubelet-client-current.pem`, which
+/// the kubelet's certificate rotation replaces).
+pub fn cert_file_kubeconfig(
+    cluster_name: &str,
+    server_url: &str,
+    ca_pem: &str,
+    user_name: &str,
+    pem_file: &str,
+) -> Kubeconfig {
+    basic_kubeconfig(
+        cluster_name,
+        server_url,
+        ca_pem,
+        user_name,
+        User {
+            client_certificate: Some(pem_file.to_string()),
+            client_key: Some(pem_file.to_string()),
+            ..User::default()
+        },
+    )
 }
 
 /// Decides about an existing kubeconfig (kubeadm: validateKubeConfig): none means create;

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::init::data::InitData;
+use crate::shared::node::NodeCtx;
 use crate::runner::Phase;
 use crate::say;
 
@@ -59,14 +60,25 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
     ensure_running(d, "agent-start")
 }
 
+/// [`start_agent`] for init: the agent's webhook certificate first, which it serves from
+/// the start (init phase agent-rbac waits for that).
+///
+/// # Errors
+/// The certificate cannot be issued, or [`start_agent`] fails.
+pub fn ensure_running(d: &mut InitData, phase: &str) -> anyhow::Result<()> {
+    crate::shared::certs::agent_webhook_cert(d)?;
+    let name = d.cfg.node.name.clone();
+    start_agent(d, &name, phase)
+}
+
 /// Starts the agent unless it runs already, reporting under `phase` (kubelet-start starts it
 /// first when it has the kubelet and containerd to run; agent-start then finds it running).
 ///
 /// # Errors
 /// systemctl fails, or the daemon cannot start or exits at once.
-pub fn ensure_running(d: &mut InitData, phase: &str) -> anyhow::Result<()> {
+pub fn start_agent(d: &NodeCtx, node_name: &str, phase: &str) -> anyhow::Result<()> {
     let args = agent_args(
-        &d.cfg.node.name,
+        node_name,
         &d.bin_dirs,
         d.pod_network,
         d.static_pod_runner,
@@ -93,8 +105,6 @@ pub fn ensure_running(d: &mut InitData, phase: &str) -> anyhow::Result<()> {
             ..Default::default()
         },
     )?;
-    // The agent serves its admission webhook with it (init phase agent-rbac waits for that).
-    crate::shared::certs::agent_webhook_cert(d)?;
     if d.dry_run {
         say!(
             d.out,

@@ -97,7 +97,7 @@ pub fn write_manifest(d: &InitData, component: &str, pod: &Pod) -> anyhow::Resul
 
 /// [`write_manifest`] into `dir` (`<dir>/<component>.yaml`).
 pub fn write_manifest_in(
-    d: &InitData,
+    d: &crate::shared::node::NodeCtx,
     dir: &std::path::Path,
     component: &str,
     pod: &Pod,

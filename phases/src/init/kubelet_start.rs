@@ -13,7 +13,10 @@ use std::time::Duration;
 use anyhow::Context;
 use components::{StaticPodRunner, names};
 
+use components::config::InitConfig;
+
 use crate::init::data::InitData;
+use crate::shared::node::NodeCtx;
 use crate::runner::Phase;
 use crate::say;
 
@@ -63,9 +66,8 @@ impl CriRuntime {
 
 /// The CRI socket path this node uses: `--cri-socket` / `nodeRegistration.criSocket`, else
 /// containerd's.
-pub fn cri_socket_path(d: &InitData) -> String {
-    let given = d
-        .cfg
+pub fn cri_socket_path(cfg: &InitConfig) -> String {
+    let given = cfg
         .node
         .cri_socket
         .clone()
@@ -77,8 +79,8 @@ pub fn cri_socket_path(d: &InitData) -> String {
 ///
 /// # Errors
 /// Neither: names the socket, the directories searched, and the fixes.
-pub fn detect_cri(d: &InitData) -> anyhow::Result<CriRuntime> {
-    let socket = cri_socket_path(d);
+pub fn detect_cri(d: &NodeCtx, cfg: &InitConfig) -> anyhow::Result<CriRuntime> {
+    let socket = cri_socket_path(cfg);
     let node_socket = d.layout.node_path(&socket);
     if is_socket(&node_socket) {
         return Ok(CriRuntime::Running { socket });
@@ -114,7 +116,7 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
     let kubelet_dir = d.layout.kubelet_dir();
     let env_file = kubelet_dir.join(names::KUBELET_ENV_FILE);
     let config_file = kubelet_dir.join(names::KUBELET_CONFIG_FILE);
-    let cri = detect_cri(d)?;
+    let cri = detect_cri(d, &d.cfg)?;
     let (endpoint, _) = manifests::kubelet::cri_endpoint(cri.socket());
     let hostname = crate::host::hostname();
 
@@ -155,7 +157,7 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
     .context("could not write the kubelet configuration")?;
 
     if let CriRuntime::StartContainerd { socket, version } = &cri {
-        write_containerd(d, socket, version)?;
+        write_containerd(d, &d.cfg, socket, version)?;
     }
     let pod = manifests::kubelet::kubelet_pod(&d.cfg, &d.layout, cri.socket(), &hostname);
     let dir = d.agent_manifests_dir();
@@ -178,12 +180,28 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
         );
     }
     crate::init::agent_start::ensure_running(d, "kubelet-start")?;
-    load_images(d, &cri)
+    let control_plane_images = match d.static_pod_runner {
+        StaticPodRunner::Kubelet => crate::init::control_plane::pods(d)
+            .iter()
+            .flat_map(|(_, pod)| pod_images(pod))
+            .collect(),
+        StaticPodRunner::Agent => Vec::new(),
+    };
+    load_images(d, &d.cfg, &cri, &control_plane_images)
 }
 
 /// Imports the image archives of `/var/lib/kubeboot/images` into containerd and, under the
-/// kubelet runner, requires every image of the control plane and the pause image.
-fn load_images(d: &mut InitData, cri: &CriRuntime) -> anyhow::Result<()> {
+/// kubelet runner, requires every image of `static_pod_images` (the control plane's) and the
+/// pause image.
+///
+/// # Errors
+/// An archive cannot be imported, or under the kubelet runner an image is missing.
+pub fn load_images(
+    d: &NodeCtx,
+    cfg: &InitConfig,
+    cri: &CriRuntime,
+    static_pod_images: &[String],
+) -> anyhow::Result<()> {
     let archive_dir = d.layout.image_archives_dir();
     let archives = crate::images::archives(&archive_dir)?;
     let kubelet_runs = d.static_pod_runner == StaticPodRunner::Kubelet;
@@ -250,11 +268,8 @@ fn load_images(d: &mut InitData, cri: &CriRuntime) -> anyhow::Result<()> {
         present = ctr.images()?;
     }
     if kubelet_runs {
-        let mut wanted: Vec<String> = crate::init::control_plane::pods(d)
-            .iter()
-            .flat_map(|(_, pod)| pod_images(pod))
-            .collect();
-        wanted.push(manifests::kubelet::pause_image(&d.cfg));
+        let mut wanted = static_pod_images.to_vec();
+        wanted.push(manifests::kubelet::pause_image(cfg));
         let missing = crate::images::missing(&wanted, &present);
         anyhow::ensure!(
             missing.is_empty(),
@@ -285,8 +300,13 @@ fn pod_images(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<String> {
         .collect()
 }
 
-fn write_containerd(
-    d: &mut InitData,
+/// Writes containerd's configuration and static pod, for a node where no CRI runtime runs.
+///
+/// # Errors
+/// A file cannot be written.
+pub fn write_containerd(
+    d: &NodeCtx,
+    cfg: &InitConfig,
     socket: &str,
     version: &components::Version,
 ) -> anyhow::Result<()> {
@@ -296,7 +316,7 @@ fn write_containerd(
     let toml =
         manifests::containerd::containerd_config_toml(&manifests::containerd::ContainerdSettings {
             socket: socket.to_string(),
-            sandbox_image: manifests::kubelet::pause_image(&d.cfg),
+            sandbox_image: manifests::kubelet::pause_image(cfg),
             cni_bin_dir: cni_bin.to_string(),
             cni_conf_dir: names::CNI_CONF_DIR.to_string(),
         });
@@ -336,7 +356,7 @@ mod tests {
     fn no_socket_and_no_containerd_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let d = test_data(dir.path());
-        let err = format!("{:#}", detect_cri(&d).unwrap_err());
+        let err = format!("{:#}", detect_cri(&d, &d.cfg).unwrap_err());
         assert!(
             err.contains("the CRI socket \"/run/containerd/containerd.sock\" does not exist")
                 && err.contains("containerd is not installed"),
@@ -353,7 +373,7 @@ mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         assert_eq!(
-            detect_cri(&d).unwrap(),
+            detect_cri(&d, &d.cfg).unwrap(),
             CriRuntime::Running {
                 socket: "/run/crio/crio.sock".into()
             }

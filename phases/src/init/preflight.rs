@@ -141,7 +141,7 @@ fn checks(d: &InitData, resume: Option<&Interrupted>) -> Vec<Check> {
         components::StaticPodRunner::Kubelet => Vec::new(),
     };
     // kubeadm: CRICheck ("CRI"), then the node components the agent will run.
-    match crate::init::kubelet_start::detect_cri(d) {
+    match crate::init::kubelet_start::detect_cri(d, &d.cfg) {
         Ok(cri) => {
             let hostname = crate::host::hostname();
             pods.push((
