@@ -34,6 +34,8 @@ pub struct Cli {
 pub enum Commands {
     /// Run this command in order to set up the Kubernetes control plane
     Init(InitArgs),
+    /// Run this on any machine you wish to join an existing cluster
+    Join(JoinArgs),
     /// Performs a best effort revert of changes made to this host by 'kubeboot init' or 'kubeboot join'
     Reset(ResetArgs),
     /// Run or inspect the kubeboot node agent, which runs the static Pods of this node
@@ -127,6 +129,74 @@ pub struct InitArgs {
     #[arg(long, value_name = "bridge|none")]
     pub pod_network: Option<String>,
     /// Who runs the control plane's static Pods: "agent" (kubeboot's agent, from the host binaries; the default) or "kubelet" (the kubelet, through CRI from images, as kubeadm does; image archives go in /var/lib/kubeboot/images). Default: what this node was set up with, else agent.
+    #[arg(long, value_name = "agent|kubelet")]
+    pub static_pod_runner: Option<String>,
+}
+
+/// `kubeboot join` (kubeadm: cmd/join.go, 1.20's flags).
+#[derive(Args, Debug, Default, Clone)]
+pub struct JoinArgs {
+    /// The API server endpoint to join through: `<host>:<port>` (kubeadm's positional argument).
+    #[arg(value_name = "api-server-endpoint")]
+    pub endpoint: Vec<String>,
+    /// If the node should host a new control plane instance, the IP address the API Server will advertise it's listening on. If not set the default network interface will be used.
+    #[arg(long, value_name = "string")]
+    pub apiserver_advertise_address: Option<String>,
+    /// If the node should host a new control plane instance, the port for the API Server to bind to. (default 6443)
+    #[arg(long, value_name = "int32")]
+    pub apiserver_bind_port: Option<u16>,
+    /// Use this key to decrypt the certificate secrets uploaded by init.
+    #[arg(long, value_name = "string")]
+    pub certificate_key: Option<String>,
+    /// Path to kubeadm config file.
+    #[arg(long, value_name = "string")]
+    pub config: Option<PathBuf>,
+    /// Create a new control plane instance on this node
+    #[arg(long)]
+    pub control_plane: bool,
+    /// Path to the CRI socket to connect. If empty kubeboot will try to auto-detect this value; use this option only if you have more than one CRI installed or if you have non-standard CRI socket.
+    #[arg(long, value_name = "string")]
+    pub cri_socket: Option<String>,
+    /// For file-based discovery, a file or URL from which to load cluster information.
+    #[arg(long, value_name = "string")]
+    pub discovery_file: Option<String>,
+    /// For token-based discovery, the token used to validate cluster information fetched from the API server.
+    #[arg(long, value_name = "string")]
+    pub discovery_token: Option<String>,
+    /// For token-based discovery, validate that the root CA public key matches this hash (format: "<type>:<value>").
+    #[arg(long, value_name = "strings", value_delimiter = ',')]
+    pub discovery_token_ca_cert_hash: Vec<String>,
+    /// For token-based discovery, allow joining without --discovery-token-ca-cert-hash pinning.
+    #[arg(long)]
+    pub discovery_token_unsafe_skip_ca_verification: bool,
+    /// Don't apply any changes; just output what would be done.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Path to a directory that contains files named "target[suffix][+patchtype].extension". For example, "kube-apiserver0+merge.yaml" or just "etcd.json". "patchtype" can be one of "strategic", "merge" or "json" and they match the patch formats supported by kubectl. The default "patchtype" is "strategic". "extension" must be either "json" or "yaml". "suffix" is an optional string that can be used to determine which patches are applied first alpha-numerically.
+    #[arg(long, value_name = "string")]
+    pub experimental_patches: Option<String>,
+    /// A list of checks whose errors will be shown as warnings. Example: 'IsPrivilegedUser,Swap'. Value 'all' ignores errors from all checks.
+    #[arg(long, value_name = "strings", value_delimiter = ',')]
+    pub ignore_preflight_errors: Vec<String>,
+    /// Specify the node name.
+    #[arg(long, value_name = "string")]
+    pub node_name: Option<String>,
+    /// List of phases to be skipped
+    #[arg(long, value_name = "strings", value_delimiter = ',')]
+    pub skip_phases: Vec<String>,
+    /// Specify the token used to temporarily authenticate with the Kubernetes Control Plane while joining the node.
+    #[arg(long, value_name = "string")]
+    pub tls_bootstrap_token: Option<String>,
+    /// Use this token for both discovery-token and tls-bootstrap-token when those values are not provided.
+    #[arg(long, value_name = "string")]
+    pub token: Option<String>,
+    /// Directory holding the component binaries (kubelet, kube-proxy, ...) the agent runs; repeatable, searched in order before /usr/local/bin and /usr/bin
+    #[arg(long, value_name = "dir")]
+    pub bin_dir: Vec<PathBuf>,
+    /// The pod network: "bridge" (kubeboot's CNI bridge on this node's podCIDR, with routes between nodes) or "none" (the cluster's own CNI network).
+    #[arg(long, value_name = "bridge|none")]
+    pub pod_network: Option<String>,
+    /// Who runs this node's static Pods: "agent" (kubeboot's agent, from the host binaries; the default) or "kubelet" (the kubelet, through CRI from images, as on a kubeadm node; kube-proxy then comes from the cluster's DaemonSet).
     #[arg(long, value_name = "agent|kubelet")]
     pub static_pod_runner: Option<String>,
 }
@@ -250,17 +320,28 @@ pub struct CompletionArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// The full command, with `init phase ...` generated from the phase tree.
+/// The full command, with `init phase ...` and `join phase ...` generated from the phase
+/// trees.
 pub fn command() -> clap::Command {
-    Cli::command().mut_subcommand("init", |init| {
-        let phase = phase_command(
-            &init,
-            "phase",
-            "Use this command to invoke single phase of the init workflow",
-            &phases::init::phases(),
-        );
-        init.subcommand(phase)
-    })
+    Cli::command()
+        .mut_subcommand("init", |init| {
+            let phase = phase_command(
+                &init,
+                "phase",
+                "Use this command to invoke single phase of the init workflow",
+                &phases::init::phases(),
+            );
+            init.subcommand(phase)
+        })
+        .mut_subcommand("join", |join| {
+            let phase = phase_command(
+                &join,
+                "phase",
+                "Use this command to invoke single phase of the join workflow",
+                &phases::join::phases(),
+            );
+            join.subcommand(phase).args_conflicts_with_subcommands(true)
+        })
 }
 
 /// Builds `phase <name> [<sub>|all]` from a phase tree, each accepting only the parent's args

@@ -33,7 +33,7 @@ pub fn run(args: InitArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
 
 /// Follows `phase certs all` down to its leaf: the phase path (`certs/all` becomes `certs`),
 /// the leaf's command and matches.
-fn phase_path<'a>(
+pub(crate) fn phase_path<'a>(
     mut cmd: &'a clap::Command,
     mut m: &'a clap::ArgMatches,
 ) -> (String, &'a clap::Command, &'a clap::ArgMatches) {

@@ -6,6 +6,7 @@ mod agent_cmd;
 mod cli;
 mod config_cmd;
 mod init;
+mod join;
 mod logging;
 mod reset;
 mod token;
@@ -48,6 +49,12 @@ fn run(matches: &clap::ArgMatches) -> anyhow::Result<()> {
                 .subcommand_matches("init")
                 .expect("clap matched init");
             init::run(args, init_matches)
+        }
+        cli::Commands::Join(args) => {
+            let join_matches = matches
+                .subcommand_matches("join")
+                .expect("clap matched join");
+            join::run(args, join_matches)
         }
         cli::Commands::Reset(args) => reset::run(args),
         cli::Commands::Agent(args) => agent_cmd::run(args),

@@ -132,6 +132,46 @@ pub fn node_kubelet_configuration_yaml(cfg: &InitConfig, runner: StaticPodRunner
     crate::yaml::go_yaml(&doc)
 }
 
+/// The kubelet configuration of a joining node (kubeadm: kubelet.DownloadConfig): the
+/// cluster's `kubelet-config-<minor>` ConfigMap document as it is, with `staticPodPath`
+/// emptied under the agent runner (the agent owns the manifest directory there).
+///
+/// # Errors
+/// The document is not a YAML mapping.
+pub fn node_kubelet_configuration_from_cluster(
+    cluster_yaml: &str,
+    runner: StaticPodRunner,
+) -> Result<String, yaml_serde::Error> {
+    let mut doc: Value = yaml_serde::from_str(cluster_yaml)?;
+    let Value::Object(map) = &mut doc else {
+        return Err(serde::de::Error::custom("not a YAML mapping"));
+    };
+    if runner == StaticPodRunner::Agent {
+        map.insert(
+            "staticPodPath".into(),
+            runner.kubelet_static_pod_path().into(),
+        );
+    }
+    Ok(crate::yaml::go_yaml(&doc))
+}
+
+#[cfg(test)]
+mod join_tests {
+    use super::*;
+
+    #[test]
+    fn a_joining_node_keeps_the_clusters_kubelet_configuration_and_the_agent_owns_static_pods() {
+        let cluster = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nclusterDNS:\n- 10.96.0.10\nstaticPodPath: /etc/kubernetes/manifests\nmaxPods: 57\n";
+        let agent = node_kubelet_configuration_from_cluster(cluster, StaticPodRunner::Agent).unwrap();
+        assert!(agent.contains("staticPodPath: \"\"\n"), "{agent}");
+        assert!(agent.contains("maxPods: 57\n") && agent.contains("- 10.96.0.10\n"), "{agent}");
+        let kubelet =
+            node_kubelet_configuration_from_cluster(cluster, StaticPodRunner::Kubelet).unwrap();
+        assert!(kubelet.contains("staticPodPath: /etc/kubernetes/manifests\n"), "{kubelet}");
+        assert!(node_kubelet_configuration_from_cluster("- a\n", StaticPodRunner::Agent).is_err());
+    }
+}
+
 fn kubelet_configuration(cfg: &InitConfig) -> Value {
     let mut doc = kubeadm_defaults(cfg);
     if let Some(user) = user_document(cfg) {

@@ -132,6 +132,15 @@ pub fn binary_version(
     )))
 }
 
+/// Observes the host, without asking any binary for its version (join: the version is the
+/// cluster's).
+pub fn node_facts() -> HostFacts {
+    HostFacts {
+        detected_version: None,
+        ..facts(&[])
+    }
+}
+
 /// Observes the host.
 pub fn facts(bin_dirs: &[PathBuf]) -> HostFacts {
     let addrs = interface_addresses();

@@ -21,6 +21,12 @@ pub fn ca_cert_hash(cert_pem: &str) -> Result<String, PkiError> {
     ))
 }
 
+/// The SHA-256 of `bytes`, lower-case hex (names derived from content, such as a
+/// certificate request's).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// A parsed `sha256:<64 hex digits>` pin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaPin {

@@ -271,6 +271,41 @@ impl Node {
         Ok(PATH.to_string())
     }
 
+    /// Writes a join `--config` into the node (`/var/lib/kubeboot-e2e/join.yaml`, outside what
+    /// `reset` touches): a JoinConfiguration for `endpoint` with `token` and the CA pin
+    /// `ca_hash`, and this node's own [`Node::cgroup_root`] as a kubelet flag (the cluster's
+    /// kubelet configuration names the first node's). With `certificate_key`, a
+    /// control-plane join advertising this node's address. Returns the path as the node sees
+    /// it.
+    pub fn write_join_config(
+        &self,
+        endpoint: &str,
+        token: &str,
+        ca_hash: &str,
+        certificate_key: Option<&str>,
+    ) -> Result<String> {
+        const PATH: &str = "/var/lib/kubeboot/e2e-join.yaml";
+        let control_plane = certificate_key
+            .map(|k| {
+                format!(
+                    "controlPlane:\n  certificateKey: {k}\n  localAPIEndpoint:\n    advertiseAddress: {}\n    bindPort: 6443\n",
+                    self.ip
+                )
+            })
+            .unwrap_or_default();
+        let yaml = format!(
+            "apiVersion: kubeadm.k8s.io/v1beta2\n\
+             kind: JoinConfiguration\n\
+             discovery:\n  bootstrapToken:\n    apiServerEndpoint: {endpoint}\n    token: {token}\n    caCertHashes:\n    - {ca_hash}\n\
+             nodeRegistration:\n  name: {}\n  kubeletExtraArgs:\n    cgroup-root: {}\n\
+             {control_plane}",
+            self.name,
+            self.cgroup_root()
+        );
+        self.write_file(PATH, &yaml)?;
+        Ok(PATH.to_string())
+    }
+
     /// Writes `text` to `path` inside the node, creating its directory.
     pub fn write_file(&self, path: &str, text: &str) -> Result<()> {
         self.exec_ok(&[

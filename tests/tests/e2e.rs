@@ -30,6 +30,8 @@ mod harness_node_isolation;
 mod init_bad_input;
 #[path = "e2e/init_single_node.rs"]
 mod init_single_node;
+#[path = "e2e/join_cluster.rs"]
+mod join_cluster;
 #[path = "e2e/mirror_pods.rs"]
 mod mirror_pods;
 #[path = "e2e/reset_safety.rs"]

@@ -94,6 +94,22 @@ impl KubeProxyConfig {
         path.split('.').try_fold(&self.value, |v, key| v.get(key))
     }
 
+    /// The cluster's configuration as the `kube-proxy` ConfigMap holds it (`config.conf`), for a
+    /// joining node, whatever fields the cluster's kubeadm wrote.
+    ///
+    /// # Errors
+    /// The document is not YAML or not a mapping.
+    pub fn from_cluster_yaml(yaml: &str) -> Result<KubeProxyConfig, yaml_serde::Error> {
+        let value: Value = yaml_serde::from_str(yaml)?;
+        if !value.is_object() {
+            return Err(serde::de::Error::custom("not a YAML mapping"));
+        }
+        Ok(KubeProxyConfig {
+            value,
+            user_supplied: false,
+        })
+    }
+
     /// The configuration the agent-run kube-proxy reads on a node: the cluster's, with the
     /// kubeconfig at the node-local file `layout` puts in the kube-proxy directory (a client
     /// certificate for `system:kube-proxy` instead of the ServiceAccount token).

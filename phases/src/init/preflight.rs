@@ -158,23 +158,28 @@ fn checks(d: &InitData, resume: Option<&Interrupted>) -> Vec<Check> {
         }
     }
     if d.pod_network == agent::cni::PodNetwork::Bridge {
-        checks.push(Check::new("CNIPlugins", || {
-            match agent::cni::plugin_dir(&agent::cni::default_plugin_dirs(), |p| p.is_file()) {
-                // The agent runs them as root for every pod network.
-                Ok(dir) => agent::cni::REQUIRED_PLUGINS
-                    .iter()
-                    .find_map(|p| agent::host::trust::check_binary(&dir.join(p)).err())
-                    .map_or(preflight::Outcome::Ok, |e| {
-                        preflight::Outcome::Error(e.to_string())
-                    }),
-                Err(e) => preflight::Outcome::Error(e.to_string()),
-            }
-        }));
+        checks.push(cni_plugins_check());
     }
     // Before the binaries in them: a directory others can write is refused even empty.
     checks.extend(d.bin_dirs.iter().map(|dir| Check::bin_dir(dir)));
     checks.extend(preflight::binary_checks(&pods, &d.bin_dirs));
     checks
+}
+
+/// `CNIPlugins`: the plugins kubeboot's bridge network runs, present and trusted (the agent
+/// runs them as root for every pod network).
+pub fn cni_plugins_check() -> Check {
+    Check::new("CNIPlugins", || {
+        match agent::cni::plugin_dir(&agent::cni::default_plugin_dirs(), |p| p.is_file()) {
+            Ok(dir) => agent::cni::REQUIRED_PLUGINS
+                .iter()
+                .find_map(|p| agent::host::trust::check_binary(&dir.join(p)).err())
+                .map_or(preflight::Outcome::Ok, |e| {
+                    preflight::Outcome::Error(e.to_string())
+                }),
+            Err(e) => preflight::Outcome::Error(e.to_string()),
+        }
+    })
 }
 
 #[cfg(test)]

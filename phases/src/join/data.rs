@@ -1,0 +1,233 @@
+//! The run data of `kubeboot join` (kubeadm: cmd/join.go, joinData): the node's join
+//! configuration, what discovery found, the cluster-wide configuration read back from the
+//! cluster, and the API clients, each made once.
+
+use anyhow::Context;
+use components::config::{InitConfig, JoinConfig, JoinDiscovery};
+use components::names;
+
+use crate::cluster::Cluster;
+use crate::discovery::Discovered;
+use crate::say;
+use crate::shared::node::NodeCtx;
+
+/// The cluster name in the TLS bootstrap kubeconfig (kubeadm: the name of cluster-info's
+/// cluster, which kubeadm's init leaves empty, becomes the default `kubernetes`).
+const BOOTSTRAP_CLUSTER_NAME: &str = "kubernetes";
+
+/// What every `join` phase reads and works through.
+pub struct JoinData {
+    /// The node join runs on; `JoinData` dereferences to it.
+    pub node: NodeCtx,
+    /// The validated join configuration (node-local).
+    pub cfg: JoinConfig,
+    /// The cluster's CA and server, once discovery ran.
+    pub discovered: Option<Discovered>,
+    /// The cluster's configuration with this node's registration and API endpoint (kubeadm:
+    /// joinData.InitCfg), read from `kube-system/kubeadm-config` once.
+    pub init_cfg: Option<InitConfig>,
+    /// The API with the TLS bootstrap token, made once.
+    pub bootstrap_api: Option<Cluster>,
+    /// The API with this node's own credentials (kubelet.conf; admin.conf on a
+    /// control-plane node), made once they exist.
+    pub api: Option<Cluster>,
+    /// This node's address (the default route's interface), the kubelet's `--node-ip` on a
+    /// worker; a control-plane node uses its advertise address.
+    pub node_ip: Option<std::net::IpAddr>,
+}
+
+impl std::ops::Deref for JoinData {
+    type Target = NodeCtx;
+    fn deref(&self) -> &NodeCtx {
+        &self.node
+    }
+}
+
+impl std::ops::DerefMut for JoinData {
+    fn deref_mut(&mut self) -> &mut NodeCtx {
+        &mut self.node
+    }
+}
+
+impl JoinData {
+    /// Whether this node joins as a control-plane node (`--control-plane`).
+    pub fn is_control_plane(&self) -> bool {
+        self.cfg.control_plane.is_some()
+    }
+
+    /// Discovery's result, running it the first time (kubeadm runs it lazily, from the
+    /// first phase that needs the cluster).
+    ///
+    /// # Errors
+    /// Discovery failed (its error names the cause and the fix).
+    pub fn discovered(&mut self) -> anyhow::Result<&Discovered> {
+        if self.discovered.is_none() {
+            let discovery = discovery_input(&self.cfg);
+            let out = self.out.clone();
+            let found = crate::discovery::discover(&discovery, |line| {
+                say!(out, "discovery", "{line}");
+            })
+            .context("couldn't validate the identity of the API Server")?;
+            self.discovered = Some(found);
+        }
+        self.discovered
+            .as_ref()
+            .context("discovery found no cluster")
+    }
+
+    /// The API as the TLS bootstrap token sees it: the server the user named (it answered
+    /// discovery; cluster-info may name an endpoint that is gone), trusting the discovered CA.
+    ///
+    /// # Errors
+    /// Discovery failed, or the client cannot be built.
+    pub fn bootstrap_api(&mut self) -> anyhow::Result<&Cluster> {
+        if self.bootstrap_api.is_none() {
+            let token = self.cfg.tls_bootstrap_token.clone();
+            let found = self.discovered()?.clone();
+            let kubeconfig = pki::kubeconfig::bootstrap_kubeconfig(
+                BOOTSTRAP_CLUSTER_NAME,
+                &found.endpoint_url,
+                &found.ca_pem,
+                &token,
+            );
+            self.bootstrap_api = Some(Cluster::from_kubeconfig_yaml(
+                &kubeconfig.to_yaml(),
+                "the TLS bootstrap credentials",
+            )?);
+        }
+        self.bootstrap_api
+            .as_ref()
+            .context("the TLS bootstrap client was not created")
+    }
+
+    /// The cluster's configuration (kubeadm-config's ClusterConfiguration, read leniently)
+    /// with this node's registration and API endpoint.
+    ///
+    /// # Errors
+    /// The ConfigMap cannot be read or its ClusterConfiguration is not usable.
+    pub fn init_cfg(&mut self) -> anyhow::Result<&InitConfig> {
+        if self.init_cfg.is_none() {
+            say!(
+                self.out,
+                "preflight",
+                "Reading configuration from the cluster..."
+            );
+            say!(
+                self.out,
+                "preflight",
+                "FYI: You can look at this config file with 'kubectl -n kube-system get cm kubeadm-config -o yaml'"
+            );
+            let api = self.bootstrap_api()?;
+            let cm = api
+                .get::<k8s_openapi::api::core::v1::ConfigMap>(
+                    Some(names::KUBE_SYSTEM),
+                    names::KUBEADM_CONFIG_CONFIGMAP,
+                )?
+                .context(
+                    "the cluster has no kube-system/kubeadm-config ConfigMap: it was not set up by kubeadm or kubeboot init (or its upload-config phase was skipped)",
+                )?;
+            let yaml = cm
+                .data
+                .as_ref()
+                .and_then(|d| d.get(names::CLUSTER_CONFIGURATION_KEY))
+                .context("kube-system/kubeadm-config has no ClusterConfiguration")?;
+            let cluster = components::config::cluster_from_kubeadm_config(yaml)
+                .context("the cluster's kubeadm-config ClusterConfiguration is not usable")?;
+            let mut node = self.cfg.node.clone();
+            if node.cri_socket.is_none() {
+                node.cri_socket = Some(names::CONTAINERD_SOCKET.to_string());
+            }
+            if self.static_pod_runner == components::StaticPodRunner::Agent {
+                // The DaemonSet's affinity skips nodes with this label: set at registration,
+                // no kube-proxy Pod is ever scheduled here.
+                let label = format!(
+                    "{}={}",
+                    names::LABEL_KUBE_PROXY_RUNNER,
+                    names::KUBE_PROXY_RUNNER_AGENT
+                );
+                let labels = node.kubelet_extra_args.entry("node-labels".into()).or_default();
+                if !labels.split(',').any(|l| l == label) {
+                    *labels = if labels.is_empty() {
+                        label
+                    } else {
+                        format!("{labels},{label}")
+                    };
+                }
+            }
+            let local_api_endpoint = match &self.cfg.control_plane {
+                Some(cp) => cp.local_api_endpoint,
+                None => components::config::ApiEndpoint {
+                    advertise_address: self.node_ip.context(
+                        "this node has no default route, so kubeboot cannot tell its address: add a default route",
+                    )?,
+                    bind_port: components::names::DEFAULT_APISERVER_BIND_PORT,
+                },
+            };
+            self.init_cfg = Some(InitConfig {
+                cluster,
+                node,
+                local_api_endpoint,
+                bootstrap_tokens: vec![],
+                certificate_key: self
+                    .cfg
+                    .control_plane
+                    .as_ref()
+                    .and_then(|c| c.certificate_key.clone()),
+                skip_phases: self.cfg.skip_phases.clone(),
+                component_configs: vec![],
+            });
+        }
+        self.init_cfg
+            .as_ref()
+            .context("the cluster configuration was not read")
+    }
+
+    /// The API with this node's own credentials: admin.conf on a control-plane node,
+    /// kubelet.conf otherwise.
+    ///
+    /// # Errors
+    /// The kubeconfig is missing or not usable.
+    pub fn cluster(&mut self) -> anyhow::Result<&Cluster> {
+        if self.api.is_none() {
+            let api = if self.dry_run {
+                Cluster::recording(self.out.clone())
+            } else {
+                let name = if self.is_control_plane() {
+                    names::ADMIN_KUBECONFIG
+                } else {
+                    names::KUBELET_KUBECONFIG
+                };
+                Cluster::from_kubeconfig(&self.fs.resolve(&self.layout.kubeconfig(name)))?
+            };
+            self.api = Some(api);
+        }
+        self.api.as_ref().context("the API client was not created")
+    }
+
+    /// The discovery input for this configuration.
+    pub fn discovery(&self) -> &JoinDiscovery {
+        &self.cfg.discovery
+    }
+}
+
+/// The discovery request of a join configuration (kubeadm: discovery.For).
+pub fn discovery_input(cfg: &JoinConfig) -> crate::discovery::Discovery {
+    match &cfg.discovery {
+        JoinDiscovery::Token {
+            api_server_endpoint,
+            token,
+            ca_cert_hashes,
+            unsafe_skip_ca_verification,
+        } => crate::discovery::Discovery::Token(crate::discovery::TokenDiscovery {
+            endpoint: api_server_endpoint.clone(),
+            token: token.clone(),
+            ca_cert_hashes: ca_cert_hashes.clone(),
+            unsafe_skip_ca_verification: *unsafe_skip_ca_verification,
+            timeout: cfg.discovery_timeout,
+        }),
+        JoinDiscovery::File { path_or_url } => crate::discovery::Discovery::File {
+            path_or_url: path_or_url.clone(),
+            timeout: cfg.discovery_timeout,
+        },
+    }
+}

@@ -1,0 +1,287 @@
+//! `join phase kubelet-start` (kubeadm: app/cmd/phases/join/kubelet.go): the cluster's CA on
+//! disk, the kubelet's configuration from the cluster's `kubelet-config-<minor>` ConfigMap,
+//! its flags file, the TLS bootstrap, then the kubelet (and containerd where no CRI runtime
+//! runs) as static pods of the agent, and the wait for the Node to register.
+//!
+//! kubeadm writes `bootstrap-kubelet.conf` and lets the kubelet do the TLS bootstrap once it
+//! runs. kubeboot does the same requests itself before the kubelet starts (a key made on this
+//! node, a CertificateSigningRequest for `system:node:<name>` sent with the bootstrap token,
+//! auto-approved by the RBAC init created, signed by kube-controller-manager) and writes
+//! `kubelet.conf` pointing at `/var/lib/kubelet/pki/kubelet-client-current.pem`, exactly the
+//! file the kubelet itself would write and later rotates (`rotateCertificates: true`). The
+//! kubelet then starts with valid credentials, and `kubelet.conf` names the API server the
+//! way this node reaches it.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use components::config::InitConfig;
+use components::names;
+
+use crate::join::data::JoinData;
+use crate::runner::Phase;
+use crate::say;
+
+/// How long the kubelet's client certificate may take to be approved and signed (kubeadm:
+/// the kubelet's TLS bootstrap timeout, kubeadmconstants.TLSBootstrapTimeout).
+const TLS_BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(240);
+/// How long the Node may take to register once the kubelet runs (kubeadm's wait is part of
+/// the same 4-minute TLS bootstrap budget).
+const NODE_REGISTRATION_TIMEOUT: Duration = Duration::from_secs(240);
+/// The signer of kubelet client certificates (certificates.k8s.io).
+pub const KUBELET_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+/// The kubelet's client certificate and key, one PEM file (the kubelet's certificate store).
+pub const KUBELET_CLIENT_CURRENT: &str = "pki/kubelet-client-current.pem";
+
+/// The `kubelet-start` phase.
+pub fn phase() -> Phase<JoinData> {
+    Phase::new(
+        "kubelet-start",
+        "Write kubelet settings, certificates and (re)start the kubelet",
+        run,
+    )
+    .flags(&[
+        "config",
+        "cri-socket",
+        "node-name",
+        "discovery-file",
+        "discovery-token",
+        "discovery-token-ca-cert-hash",
+        "discovery-token-unsafe-skip-ca-verification",
+        "tls-bootstrap-token",
+        "token",
+        "bin-dir",
+        "pod-network",
+        "static-pod-runner",
+        "dry-run",
+    ])
+}
+
+fn run(d: &mut JoinData) -> anyhow::Result<()> {
+    let cfg = d.init_cfg()?.clone();
+    let found = d.discovered()?.clone();
+    let node = d.node.clone();
+    let layout = &node.layout;
+    let kubelet_dir = layout.kubelet_dir();
+    let env_file = kubelet_dir.join(names::KUBELET_ENV_FILE);
+    let config_file = kubelet_dir.join(names::KUBELET_CONFIG_FILE);
+    let kubelet_conf = layout.kubeconfig(names::KUBELET_KUBECONFIG);
+
+    // Observe: the CRI runtime, the cluster's kubelet configuration.
+    let cri = crate::init::kubelet_start::detect_cri(&node, &cfg)?;
+    let (endpoint, _) = manifests::kubelet::cri_endpoint(cri.socket());
+    let hostname = crate::host::hostname();
+    let cm_name =
+        manifests::cluster::kubelet_config::kubelet_config_map_name(&cfg.cluster.kubernetes_version);
+    let kubelet_cm = d
+        .bootstrap_api()?
+        .get::<k8s_openapi::api::core::v1::ConfigMap>(Some(names::KUBE_SYSTEM), &cm_name)?
+        .with_context(|| {
+            format!(
+                "the cluster has no kube-system/{cm_name} ConfigMap, which holds the kubelet configuration of version {}; the cluster's version and this node's kubelet must match a kubelet-config ConfigMap that init uploaded",
+                cfg.cluster.kubernetes_version
+            )
+        })?;
+    let cluster_kubelet = kubelet_cm
+        .data
+        .as_ref()
+        .and_then(|m| m.get("kubelet"))
+        .with_context(|| format!("kube-system/{cm_name} has no \"kubelet\" key"))?;
+    let kubelet_yaml =
+        manifests::kubelet::node_kubelet_configuration_from_cluster(cluster_kubelet, node.static_pod_runner)
+            .with_context(|| format!("the kubelet configuration in kube-system/{cm_name} is not usable"))?;
+
+    // Act: the CA, the kubelet's files.
+    let ca_path = layout.node_path(&d.cfg.ca_cert_path);
+    if let Some(dir) = ca_path.parent() {
+        crate::node_record::create_dir(&node.fs, layout, dir, 0o755)?;
+    }
+    crate::node_record::note_file(&node.fs, layout, &ca_path)?;
+    node.fs
+        .write_public(&ca_path, found.ca_pem.as_bytes())
+        .context("could not write the cluster's CA certificate")?;
+
+    let record = crate::node_record::NodeRecord {
+        kubelet_dirs: [crate::node_record::node_view(layout, &kubelet_dir)?].into(),
+        ..Default::default()
+    };
+    crate::node_record::update(&node.fs, layout, record)?;
+    crate::node_record::create_dir(&node.fs, layout, &kubelet_dir, 0o700)?;
+    say!(
+        node.out,
+        "kubelet-start",
+        "Writing kubelet configuration to file {:?}",
+        config_file.display().to_string()
+    );
+    node.fs
+        .write_public(&config_file, kubelet_yaml.as_bytes())
+        .context("could not write the kubelet configuration")?;
+    let flags = manifests::kubelet::kubeadm_flags(
+        &cfg,
+        &endpoint,
+        &manifests::kubelet::pause_image(&cfg),
+        &hostname,
+    );
+    say!(
+        node.out,
+        "kubelet-start",
+        "Writing kubelet environment file with flags to file {:?}",
+        env_file.display().to_string()
+    );
+    node.fs
+        .write_public(
+            &env_file,
+            manifests::kubelet::kubeadm_flags_env(&flags).as_bytes(),
+        )
+        .context("could not write the kubelet environment file")?;
+
+    tls_bootstrap(d, &cfg, &kubelet_conf)?;
+
+    if let crate::init::kubelet_start::CriRuntime::StartContainerd { socket, version } = &cri {
+        crate::init::kubelet_start::write_containerd(&node, &cfg, socket, version)?;
+    }
+    let pod = manifests::kubelet::kubelet_pod(&cfg, layout, cri.socket(), &hostname);
+    let dir = node.agent_manifests_dir();
+    crate::init::control_plane::write_manifest_in(&node, &dir, names::KUBELET, &pod)?;
+    say!(node.out, "kubelet-start", "Starting the kubelet");
+    crate::init::agent_start::start_agent(&node, &cfg.node.name, "kubelet-start")?;
+    crate::init::kubelet_start::load_images(&node, &cfg, &cri, &[])?;
+
+    if node.dry_run {
+        return Ok(());
+    }
+    say!(
+        node.out,
+        "kubelet-start",
+        "Waiting for the kubelet to register the Node {:?}...",
+        cfg.node.name
+    );
+    let out = node.out.clone();
+    let name = cfg.node.name.clone();
+    let api = d.cluster()?;
+    api.wait_for_node(&name, NODE_REGISTRATION_TIMEOUT, |elapsed| {
+        say!(
+            out,
+            "kubelet-start",
+            "Still waiting for the Node {name:?} to register ({} elapsed)",
+            crate::health::human(elapsed)
+        );
+    })?;
+    // kubeadm: patchnode.AnnotateCRISocket.
+    api.patch_node(
+        &name,
+        &serde_json::json!({"metadata": {"annotations": {
+            names::ANNOTATION_CRI_SOCKET: cri.socket()
+        }}}),
+    )?;
+    Ok(())
+}
+
+/// The node's client certificate for `system:node:<name>` and `kubelet.conf` (kept when it
+/// exists with this cluster's CA: a re-run).
+fn tls_bootstrap(
+    d: &mut JoinData,
+    cfg: &InitConfig,
+    kubelet_conf: &std::path::Path,
+) -> anyhow::Result<()> {
+    let found = d.discovered()?.clone();
+    let node = d.node.clone();
+    let server = crate::join::api_server_url(&node, &found);
+    if let Some(existing) = node.fs.read_string_if_exists(kubelet_conf)? {
+        match pki::kubeconfig::Kubeconfig::from_yaml(&existing) {
+            Ok(kc) if kc.current_cluster().is_some_and(|c| {
+                c.cluster.certificate_authority_data.as_deref() == Some(&b64(&found.ca_pem))
+            }) => {
+                say!(
+                    node.out,
+                    "kubelet-start",
+                    "Using the existing kubeconfig {:?} of this node",
+                    kubelet_conf.display().to_string()
+                );
+                return Ok(());
+            }
+            _ => anyhow::bail!(
+                "{:?} exists and is not this cluster's: this node belongs to another cluster; run \"kubeboot reset -f\" first",
+                kubelet_conf.display().to_string()
+            ),
+        }
+    }
+    let user = format!("system:node:{}", cfg.node.name);
+    let pem_path = node.layout.kubelet_dir().join(KUBELET_CLIENT_CURRENT);
+    if node.dry_run {
+        say!(
+            node.out,
+            "dryrun",
+            "Would request a client certificate for {user:?} and write {:?} and {:?}",
+            pem_path.display().to_string(),
+            kubelet_conf.display().to_string()
+        );
+        return Ok(());
+    }
+    say!(
+        node.out,
+        "kubelet-start",
+        "Requesting a client certificate for {user:?} (TLS bootstrap)"
+    );
+    let key = pki::PrivateKey::generate(components::config::KeyAlgorithm::EcdsaP256)?;
+    let csr = pki::csr::client_csr(&key, &user, &["system:nodes"])?;
+    // kubelet: "node-csr-" + a digest of the request's content; one name per key.
+    let csr_name = format!("node-csr-{}", short_digest(&csr));
+    let out = node.out.clone();
+    let cert = d.bootstrap_api()?.request_certificate(
+        &csr_name,
+        KUBELET_CLIENT_SIGNER,
+        &csr,
+        TLS_BOOTSTRAP_TIMEOUT,
+        |elapsed| {
+            say!(
+                out,
+                "kubelet-start",
+                "Waiting for the certificate request {csr_name:?} to be approved and signed ({} elapsed)",
+                crate::health::human(elapsed)
+            );
+        },
+    )?;
+    if let Some(dir) = pem_path.parent() {
+        crate::node_record::create_dir(&node.fs, &node.layout, dir, 0o755)?;
+    }
+    node.fs
+        .write_private(&pem_path, format!("{cert}{}", key.to_pem()).as_bytes())
+        .context("could not write the kubelet's client certificate")?;
+    let kubeconfig = pki::kubeconfig::cert_file_kubeconfig(
+        "default-cluster",
+        &server,
+        &found.ca_pem,
+        "default-auth",
+        &pem_path_in_node(&node, &pem_path),
+    );
+    crate::node_record::note_file(&node.fs, &node.layout, kubelet_conf)?;
+    node.fs
+        .write_private(kubelet_conf, kubeconfig.to_yaml().as_bytes())
+        .context("could not write the kubelet's kubeconfig")?;
+    say!(
+        node.out,
+        "kubelet-start",
+        "The certificate request was approved; wrote {:?}",
+        kubelet_conf.display().to_string()
+    );
+    Ok(())
+}
+
+/// A path as the node sees it (the layout may be rooted elsewhere in tests).
+fn pem_path_in_node(node: &crate::shared::node::NodeCtx, path: &std::path::Path) -> String {
+    crate::node_record::node_view(&node.layout, path)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| path.display().to_string())
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// Eight bytes of the SHA-256 of `text`, hex: a stable, short name suffix.
+pub fn short_digest(text: &str) -> String {
+    pki::pin::sha256_hex(text.as_bytes())[..16].to_string()
+}
+
