@@ -310,8 +310,9 @@ fn check_discovery(d: &DiscoverySpec, errs: &mut Vec<FieldError>) -> Option<Join
                     )),
                 }
             }
-            // A missing TLS token is the missing discovery token, already reported.
-            if d.token.is_some() || d.tls_bootstrap_token.is_some() {
+            // A missing TLS token is the missing discovery token, and one equal to it has
+            // its faults: both are reported already.
+            if d.tls_bootstrap_token.is_some() && d.tls_bootstrap_token != d.token {
                 check_token(TLS, d.tls_bootstrap_token.as_deref(), errs);
             }
             Some(JoinDiscovery::Token {
@@ -434,4 +435,622 @@ pub fn validate_join(j: &JoinSpec, host: &HostFacts) -> Result<JoinConfig, Vec<F
         patches_directory: None,
         api_version: j.api_version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::flags::ConfigSource;
+    use crate::config::load::{ApiVersion, LoadError};
+    use crate::config::{ApiEndpoint, Taint};
+    use crate::version::v;
+
+    const TOKEN: &str = "abcdef.0123456789abcdef";
+    const HASH: &str = "sha256:0d5e3a6b0b2b1c4b6f1e7c8a9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a";
+
+    fn host() -> HostFacts {
+        HostFacts {
+            hostname: "Worker-1".into(),
+            default_address: Some("10.0.0.2".parse().unwrap()),
+            local_addresses: vec!["10.0.0.2".parse().unwrap(), "10.0.1.2".parse().unwrap()],
+            detected_version: Some(v(1, 20, 2)),
+        }
+    }
+
+    /// `kubeboot join 10.0.0.1:6443 --token T --discovery-token-ca-cert-hash H`, plus `set`.
+    fn worker() -> JoinFlags {
+        JoinFlags {
+            endpoint: Some("10.0.0.1:6443".into()),
+            token: Some(TOKEN.into()),
+            discovery_token_ca_cert_hash: vec![HASH.into()],
+            set_flags: vec!["token".into(), "discovery-token-ca-cert-hash".into()],
+            ..Default::default()
+        }
+    }
+
+    fn with_config(content: &str, set: &[&str]) -> JoinFlags {
+        let mut set_flags = vec!["config".to_string()];
+        set_flags.extend(set.iter().map(|s| s.to_string()));
+        JoinFlags {
+            config: Some(ConfigSource {
+                path: "/tmp/join.yaml".into(),
+                content: content.into(),
+            }),
+            set_flags,
+            ..Default::default()
+        }
+    }
+
+    fn errors(flags: &JoinFlags) -> Vec<String> {
+        match resolve_join(flags, &host()) {
+            Err(ConfigError::Invalid(list)) => list.iter().map(ToString::to_string).collect(),
+            other => panic!("expected field errors, got {other:?}"),
+        }
+    }
+
+    fn one_error(flags: &JoinFlags) -> String {
+        let e = errors(flags);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        e[0].clone()
+    }
+
+    #[test]
+    fn worker_from_flags_gets_kubeadm_defaults() {
+        let cfg = resolve_join(&worker(), &host()).unwrap();
+        assert_eq!(
+            cfg.discovery,
+            JoinDiscovery::Token {
+                api_server_endpoint: "10.0.0.1:6443".into(),
+                token: TOKEN.into(),
+                ca_cert_hashes: vec![HASH.into()],
+                unsafe_skip_ca_verification: false,
+            }
+        );
+        assert_eq!(cfg.tls_bootstrap_token, TOKEN);
+        assert_eq!(cfg.discovery_timeout, Duration::from_secs(300));
+        assert_eq!(cfg.ca_cert_path, "/etc/kubernetes/pki/ca.crt");
+        assert_eq!(cfg.node.name, "worker-1");
+        assert_eq!(cfg.node.taints, Some(vec![]), "a worker gets no taint");
+        assert_eq!(cfg.node.cri_socket, None);
+        assert_eq!(cfg.control_plane, None);
+        assert_eq!(cfg.api_version, ApiVersion::V1beta2);
+        assert!(cfg.skip_phases.is_empty() && cfg.patches_directory.is_none());
+    }
+
+    #[test]
+    fn control_plane_join_gets_host_address_port_and_default_taint() {
+        let mut flags = worker();
+        flags.control_plane = true;
+        flags.certificate_key = Some("AB".repeat(32));
+        let cfg = resolve_join(&flags, &host()).unwrap();
+        assert_eq!(
+            cfg.control_plane,
+            Some(JoinControlPlaneConfig {
+                local_api_endpoint: ApiEndpoint {
+                    advertise_address: "10.0.0.2".parse().unwrap(),
+                    bind_port: 6443,
+                },
+                certificate_key: Some("AB".repeat(32)),
+            })
+        );
+        // None: kubeadm's control-plane taint for the cluster's version (as for init).
+        assert_eq!(cfg.node.taints, None);
+
+        flags.apiserver_advertise_address = Some("10.0.1.2".into());
+        flags.apiserver_bind_port = Some(8443);
+        flags.certificate_key = None;
+        let cp = resolve_join(&flags, &host())
+            .unwrap()
+            .control_plane
+            .unwrap();
+        assert_eq!(
+            cp.local_api_endpoint.advertise_address.to_string(),
+            "10.0.1.2"
+        );
+        assert_eq!(cp.local_api_endpoint.bind_port, 8443);
+        assert_eq!(cp.certificate_key, None);
+    }
+
+    #[test]
+    fn specific_tokens_beat_token_and_hash_lists_split() {
+        let mut flags = worker();
+        flags.discovery_token = Some("aaaaaa.aaaaaaaaaaaaaaaa".into());
+        flags.tls_bootstrap_token = Some("bbbbbb.bbbbbbbbbbbbbbbb".into());
+        let other = format!("SHA256:{}", "AB".repeat(32));
+        flags.discovery_token_ca_cert_hash = vec![format!("{HASH}, {other}")];
+        let cfg = resolve_join(&flags, &host()).unwrap();
+        let JoinDiscovery::Token {
+            token,
+            ca_cert_hashes,
+            ..
+        } = &cfg.discovery
+        else {
+            panic!("{cfg:?}")
+        };
+        assert_eq!(token, "aaaaaa.aaaaaaaaaaaaaaaa");
+        assert_eq!(cfg.tls_bootstrap_token, "bbbbbb.bbbbbbbbbbbbbbbb");
+        assert_eq!(
+            ca_cert_hashes,
+            &vec![HASH.to_string(), format!("sha256:{}", "ab".repeat(32))]
+        );
+    }
+
+    #[test]
+    fn unsafe_skip_needs_no_hash() {
+        let flags = JoinFlags {
+            endpoint: Some("cp.example.test:6443".into()),
+            token: Some(TOKEN.into()),
+            discovery_token_unsafe_skip_ca_verification: true,
+            ..Default::default()
+        };
+        let cfg = resolve_join(&flags, &host()).unwrap();
+        assert!(matches!(
+            cfg.discovery,
+            JoinDiscovery::Token {
+                unsafe_skip_ca_verification: true,
+                ref ca_cert_hashes,
+                ..
+            } if ca_cert_hashes.is_empty()
+        ));
+    }
+
+    #[test]
+    fn file_discovery_with_and_without_token() {
+        let flags = JoinFlags {
+            discovery_file: Some("file:///etc/kubernetes/discovery.conf".into()),
+            ..Default::default()
+        };
+        let cfg = resolve_join(&flags, &host()).unwrap();
+        assert_eq!(
+            cfg.discovery,
+            JoinDiscovery::File {
+                path_or_url: "/etc/kubernetes/discovery.conf".into()
+            }
+        );
+        assert_eq!(
+            cfg.tls_bootstrap_token, "",
+            "the file's credentials are used"
+        );
+        let flags = JoinFlags {
+            discovery_file: Some("https://example.test/cluster-info.yaml".into()),
+            token: Some(TOKEN.into()),
+            ..Default::default()
+        };
+        let cfg = resolve_join(&flags, &host()).unwrap();
+        assert_eq!(cfg.tls_bootstrap_token, TOKEN);
+        assert!(
+            matches!(cfg.discovery, JoinDiscovery::File { ref path_or_url } if path_or_url.starts_with("https://"))
+        );
+    }
+
+    const V1BETA2: &str = "\
+apiVersion: kubeadm.k8s.io/v1beta2
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: 10.0.0.1:6443
+    token: abcdef.0123456789abcdef
+    caCertHashes:
+    - sha256:0d5e3a6b0b2b1c4b6f1e7c8a9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a
+  timeout: 2m
+nodeRegistration:
+  name: from-file
+  kubeletExtraArgs:
+    cgroup-root: /node2
+  ignorePreflightErrors: [Swap]
+  taints:
+  - key: dedicated
+    value: infra
+    effect: NoSchedule
+controlPlane:
+  localAPIEndpoint:
+    advertiseAddress: 10.0.1.2
+  certificateKey: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+";
+
+    #[test]
+    fn v1beta2_file() {
+        let cfg = resolve_join(&with_config(V1BETA2, &[]), &host()).unwrap();
+        assert_eq!(cfg.api_version, ApiVersion::V1beta2);
+        assert_eq!(cfg.node.name, "from-file");
+        assert_eq!(cfg.node.kubelet_extra_args["cgroup-root"], "/node2");
+        assert_eq!(cfg.node.ignore_preflight_errors, vec!["swap"]);
+        assert_eq!(
+            cfg.node.taints,
+            Some(vec![Taint {
+                key: "dedicated".into(),
+                value: Some("infra".into()),
+                effect: "NoSchedule".into(),
+            }])
+        );
+        assert_eq!(cfg.discovery_timeout, Duration::from_secs(120));
+        assert_eq!(cfg.tls_bootstrap_token, TOKEN);
+        let cp = cfg.control_plane.unwrap();
+        assert_eq!(
+            cp.local_api_endpoint.advertise_address.to_string(),
+            "10.0.1.2"
+        );
+        assert_eq!(cp.local_api_endpoint.bind_port, 6443);
+    }
+
+    #[test]
+    fn v1beta3_file_and_the_flags_that_win_over_it() {
+        let content = "\
+apiVersion: kubeadm.k8s.io/v1beta3
+kind: JoinConfiguration
+caCertPath: /etc/kubernetes/pki/cluster-ca.crt
+discovery:
+  file:
+    kubeConfigPath: /etc/kubernetes/discovery.conf
+  tlsBootstrapToken: abcdef.0123456789abcdef
+nodeRegistration:
+  imagePullPolicy: Never
+  ignorePreflightErrors: [Swap]
+skipPhases: [preflight]
+";
+        let cfg = resolve_join(&with_config(content, &[]), &host()).unwrap();
+        assert_eq!(cfg.api_version, ApiVersion::V1beta3);
+        assert_eq!(cfg.skip_phases, vec!["preflight"]);
+        assert_eq!(cfg.ca_cert_path, "/etc/kubernetes/pki/cluster-ca.crt");
+        assert_eq!(cfg.node.name, "worker-1");
+        assert_eq!(cfg.tls_bootstrap_token, TOKEN);
+
+        let mut flags = with_config(
+            content,
+            &[
+                "node-name",
+                "cri-socket",
+                "ignore-preflight-errors",
+                "skip-phases",
+                "dry-run",
+                "v",
+            ],
+        );
+        flags.node_name = Some("Override".into());
+        flags.cri_socket = Some("unix:///run/containerd/containerd.sock".into());
+        flags.ignore_preflight_errors = vec!["NumCPU".into()];
+        flags.skip_phases = vec!["kubelet-start".into()];
+        let cfg = resolve_join(&flags, &host()).unwrap();
+        assert_eq!(cfg.node.name, "override");
+        assert_eq!(
+            cfg.node.cri_socket.as_deref(),
+            Some("unix:///run/containerd/containerd.sock")
+        );
+        assert_eq!(cfg.node.ignore_preflight_errors, vec!["numcpu", "swap"]);
+        assert_eq!(cfg.skip_phases, vec!["kubelet-start"]);
+    }
+
+    #[test]
+    fn config_mixed_with_other_flags_is_kubeadms_error() {
+        let flags = with_config(
+            V1BETA2,
+            &[
+                "token",
+                "discovery-token-ca-cert-hash",
+                "node-name",
+                "control-plane",
+            ],
+        );
+        let e = resolve_join(&flags, &host()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "can not mix '--config' with arguments [control-plane discovery-token-ca-cert-hash token]"
+        );
+    }
+
+    #[test]
+    fn endpoint_argument_with_config_is_refused() {
+        let mut flags = with_config(V1BETA2, &[]);
+        flags.endpoint = Some("10.0.0.9:6443".into());
+        assert_eq!(
+            one_error(&flags),
+            "api-server-endpoint: \"10.0.0.9:6443\" cannot be given with --config: set discovery.bootstrapToken.apiServerEndpoint in the JoinConfiguration instead"
+        );
+    }
+
+    #[test]
+    fn typo_in_join_file_names_field_document_and_line() {
+        let content = "apiVersion: kubeadm.k8s.io/v1beta2\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    apiServerEndpoint: 10.0.0.1:6443\n    tokn: abcdef.0123456789abcdef\n";
+        let e = resolve_join(&with_config(content, &[]), &host()).unwrap_err();
+        assert_eq!(e.to_string(), "invalid config file \"/tmp/join.yaml\"");
+        let source = std::error::Error::source(&e).unwrap().to_string();
+        assert!(
+            source.starts_with("document 1 (JoinConfiguration), line 6: ")
+                && source.contains("unknown field `tokn`"),
+            "{source}"
+        );
+    }
+
+    #[test]
+    fn join_file_holds_only_a_join_configuration() {
+        let load_error = |content: &str| match resolve_join(&with_config(content, &[]), &host()) {
+            Err(ConfigError::Load { source, .. }) => source,
+            other => panic!("{other:?}"),
+        };
+        let cluster = "apiVersion: kubeadm.k8s.io/v1beta2\nkind: ClusterConfiguration\n";
+        assert_eq!(load_error(cluster), LoadError::NoJoin);
+        assert_eq!(
+            load_error(&format!("{V1BETA2}---\n{cluster}")),
+            LoadError::NotForJoin {
+                kind: "ClusterConfiguration".into()
+            }
+        );
+        let init = "apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\n";
+        let e = load_error(&format!("{init}---\n{V1BETA2}"));
+        assert!(
+            e.to_string().starts_with(
+                "the InitConfiguration document has no effect on join: a joining node takes the cluster's settings from the ConfigMap \"kubeadm-config\""
+            ),
+            "{e}"
+        );
+        let kubelet = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+        assert_eq!(
+            load_error(&format!("{V1BETA2}---\n{kubelet}")),
+            LoadError::NotForJoin {
+                kind: "KubeletConfiguration".into()
+            }
+        );
+    }
+
+    #[test]
+    fn table_of_single_errors() {
+        type Edit = fn(&mut JoinFlags);
+        let cases: &[(&str, Edit, &str)] = &[
+            (
+                "no_discovery",
+                |f| {
+                    f.endpoint = None;
+                    f.discovery_token_ca_cert_hash.clear();
+                },
+                "discovery: bootstrapToken or file must be set",
+            ),
+            (
+                "token_and_file",
+                |f| f.discovery_file = Some("/etc/d.conf".into()),
+                "discovery: bootstrapToken and file cannot both be set",
+            ),
+            (
+                "bad_token_is_not_echoed",
+                |f| f.token = Some("abcdef.0123456789ABCDEF".into()),
+                "--token: is not a valid bootstrap token: expected [a-z0-9]{6}.[a-z0-9]{16}",
+            ),
+            (
+                "no_token",
+                |f| {
+                    f.token = None;
+                    f.set_flags.retain(|s| s != "token");
+                },
+                "discovery.bootstrapToken.token: is required: pass --token",
+            ),
+            (
+                "no_hash",
+                |f| f.discovery_token_ca_cert_hash.clear(),
+                "--discovery-token-ca-cert-hash: is empty: token discovery without a CA pin",
+            ),
+            (
+                "hash_format",
+                |f| f.discovery_token_ca_cert_hash = vec!["sha1:abcd".into()],
+                "--discovery-token-ca-cert-hash: \"sha1:abcd\" is not a CA public key hash: expected sha256:<64 hexadecimal characters>",
+            ),
+            (
+                "short_hash",
+                |f| f.discovery_token_ca_cert_hash = vec![format!("sha256:{}", "a".repeat(63))],
+                "is not a CA public key hash",
+            ),
+            (
+                "endpoint_without_port",
+                |f| f.endpoint = Some("10.0.0.1".into()),
+                "api-server-endpoint: \"10.0.0.1\" is not valid: expected host:port",
+            ),
+            (
+                "endpoint_bad_host",
+                |f| f.endpoint = Some("bad_host!:6443".into()),
+                "api-server-endpoint: \"bad_host!:6443\" is not valid",
+            ),
+            (
+                "hash_without_endpoint",
+                |f| {
+                    f.endpoint = None;
+                    f.discovery_file = Some("/etc/d.conf".into());
+                },
+                "api-server-endpoint: is missing: --discovery-token-ca-cert-hash only work with token discovery",
+            ),
+            (
+                "control_plane_flags_without_control_plane",
+                |f| f.certificate_key = Some("ab".repeat(32)),
+                "--control-plane: is required with --certificate-key: add --control-plane",
+            ),
+            (
+                "bad_certificate_key_is_not_echoed",
+                |f| {
+                    f.control_plane = true;
+                    f.certificate_key = Some("secretish".into());
+                    f.set_flags.push("certificate-key".into());
+                },
+                "--certificate-key: is not valid: expected 64 hexadecimal characters (32 bytes), got 9 characters",
+            ),
+            (
+                "advertise_address_not_ip",
+                |f| {
+                    f.control_plane = true;
+                    f.apiserver_advertise_address = Some("node2".into());
+                    f.set_flags.push("apiserver-advertise-address".into());
+                },
+                "--apiserver-advertise-address: \"node2\" is not a valid IP address",
+            ),
+            (
+                "advertise_address_not_unicast",
+                |f| {
+                    f.control_plane = true;
+                    f.apiserver_advertise_address = Some("224.0.0.1".into());
+                },
+                "controlPlane.localAPIEndpoint.advertiseAddress: \"224.0.0.1\" cannot be the API server's address",
+            ),
+            (
+                "advertise_address_link_local",
+                |f| {
+                    f.control_plane = true;
+                    f.apiserver_advertise_address = Some("fe80::1".into());
+                },
+                "cannot be the API server's address",
+            ),
+            (
+                "advertise_address_not_on_node",
+                |f| {
+                    f.control_plane = true;
+                    f.apiserver_advertise_address = Some("10.9.9.9".into());
+                },
+                "\"10.9.9.9\" is not an address of this node (it has 10.0.0.2, 10.0.1.2)",
+            ),
+            (
+                "bind_port_zero",
+                |f| {
+                    f.control_plane = true;
+                    f.apiserver_bind_port = Some(0);
+                    f.set_flags.push("apiserver-bind-port".into());
+                },
+                "--apiserver-bind-port: \"0\" is not a valid port",
+            ),
+            (
+                "node_name",
+                |f| {
+                    f.node_name = Some("node_2".into());
+                    f.set_flags.push("node-name".into());
+                },
+                "--node-name: \"node_2\" must be a valid DNS-1123 subdomain",
+            ),
+            (
+                "cri_socket",
+                |f| f.cri_socket = Some("containerd.sock".into()),
+                "nodeRegistration.criSocket: \"containerd.sock\" must be an absolute path",
+            ),
+            (
+                "http_discovery_url",
+                |f| {
+                    f.endpoint = None;
+                    f.discovery_token_ca_cert_hash.clear();
+                    f.discovery_file = Some("http://example.test/c.yaml".into());
+                },
+                "discovery.file.kubeConfigPath: \"http://example.test/c.yaml\" is not valid: if a URL is used, the scheme must be https",
+            ),
+            (
+                "patches",
+                |f| {
+                    f.experimental_patches = Some("/etc/patches".into());
+                    f.set_flags.push("experimental-patches".into());
+                },
+                "--experimental-patches: is not supported by kubeboot yet",
+            ),
+            (
+                "all_with_others",
+                |f| f.ignore_preflight_errors = vec!["all,Swap".into()],
+                "give 'all' alone",
+            ),
+        ];
+        for (name, edit, want) in cases {
+            let mut flags = worker();
+            edit(&mut flags);
+            let got = errors(&flags);
+            assert_eq!(got.len(), 1, "{name}: {got:#?}");
+            assert!(
+                got[0].starts_with(want) || got[0].contains(want),
+                "{name}: {:?} does not contain {want:?}",
+                got[0]
+            );
+        }
+    }
+
+    #[test]
+    fn table_of_file_only_errors() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "relative_ca_path",
+                "caCertPath: ca.crt\n",
+                "caCertPath: \"ca.crt\" must be an absolute path",
+            ),
+            (
+                "ca_path_not_crt",
+                "caCertPath: /etc/kubernetes/pki/ca.pem\n",
+                "caCertPath: \"/etc/kubernetes/pki/ca.pem\" must be an absolute path to a .crt file",
+            ),
+            (
+                "bad_timeout",
+                "discovery:\n  timeout: 5 minutes\n",
+                "discovery.timeout: \"5 minutes\"",
+            ),
+            (
+                "zero_timeout",
+                "discovery:\n  timeout: 0s\n",
+                "discovery.timeout: \"0s\" must be longer than 0",
+            ),
+            (
+                "bad_tls_token",
+                "discovery:\n  tlsBootstrapToken: nope\n",
+                "discovery.tlsBootstrapToken: is not a valid bootstrap token",
+            ),
+            (
+                "all_in_file",
+                "nodeRegistration:\n  ignorePreflightErrors: [all]\n",
+                "cannot be used in a configuration file",
+            ),
+            (
+                "bad_pull_policy",
+                "nodeRegistration:\n  imagePullPolicy: Sometimes\n",
+                "nodeRegistration.imagePullPolicy",
+            ),
+        ];
+        let base = "apiVersion: kubeadm.k8s.io/v1beta3\nkind: JoinConfiguration\n";
+        let discovery = "  bootstrapToken:\n    apiServerEndpoint: 10.0.0.1:6443\n    token: abcdef.0123456789abcdef\n    unsafeSkipCAVerification: true\n";
+        for (name, extra, want) in cases {
+            // Every case is token discovery; a case's own `discovery:` block is completed.
+            let body = if extra.starts_with("discovery:\n") {
+                format!(
+                    "{base}discovery:\n{discovery}{}",
+                    &extra["discovery:\n".len()..]
+                )
+            } else {
+                format!("{base}discovery:\n{discovery}{extra}")
+            };
+            let got = errors(&with_config(&body, &[]));
+            assert_eq!(got.len(), 1, "{name}: {got:#?}");
+            assert!(got[0].contains(want), "{name}: {:?} lacks {want:?}", got[0]);
+        }
+    }
+
+    #[test]
+    fn every_error_at_once_one_line_each() {
+        let flags = JoinFlags {
+            endpoint: Some("10.0.0.1".into()),
+            token: Some("short".into()),
+            discovery_token_ca_cert_hash: vec!["md5:00".into()],
+            control_plane: true,
+            certificate_key: Some("00".into()),
+            apiserver_bind_port: Some(0),
+            node_name: Some("Bad Name".into()),
+            ..Default::default()
+        };
+        let e = resolve_join(&flags, &host()).unwrap_err();
+        let ConfigError::Invalid(list) = &e else {
+            panic!("{e:?}")
+        };
+        // endpoint, token (once: it is both tokens), hash, certificate key, port, node name.
+        assert_eq!(list.len(), 6, "{list:#?}");
+        assert_eq!(e.to_string().lines().count(), 6);
+    }
+
+    #[test]
+    fn debug_output_hides_tokens_and_certificate_key() {
+        let mut flags = worker();
+        flags.control_plane = true;
+        flags.certificate_key = Some("c0ffee".repeat(10) + "c0ff");
+        flags.tls_bootstrap_token = Some("tlstok.0123456789abcdef".into());
+        let cfg = resolve_join(&flags, &host()).unwrap();
+        for text in [format!("{cfg:?}"), format!("{flags:?}")] {
+            assert!(!text.contains("0123456789abcdef"), "{text}");
+            assert!(!text.contains("c0ffee"), "{text}");
+            assert!(text.contains("<redacted>"), "{text}");
+        }
+    }
 }

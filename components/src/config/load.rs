@@ -327,7 +327,7 @@ pub enum LoadError {
     /// A document `join` would ignore (kubeadm 1.20 ignores it silently; kubeboot refuses it
     /// so that no setting the user wrote is dropped unseen).
     #[error(
-        "a {kind} has no effect on join: a joining node takes the cluster's settings from the ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace; remove the document and keep only the JoinConfiguration"
+        "the {kind} document has no effect on join: a joining node takes the cluster's settings from the ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace; remove the document and keep only the JoinConfiguration"
     )]
     NotForJoin {
         /// The document's kind.
@@ -577,6 +577,9 @@ pub fn load_for_join(content: &str) -> Result<JoinSpec, LoadError> {
     .into_iter()
     .flatten()
     .chain(file.component_configs.iter().map(|d| d.kind.clone()));
+    if file.join.is_none() {
+        return Err(LoadError::NoJoin);
+    }
     if let Some(kind) = others.into_iter().next() {
         return Err(LoadError::NotForJoin { kind });
     }
