@@ -1005,14 +1005,8 @@ skipPhases: [preflight]
         let discovery = "  bootstrapToken:\n    apiServerEndpoint: 10.0.0.1:6443\n    token: abcdef.0123456789abcdef\n    unsafeSkipCAVerification: true\n";
         for (name, extra, want) in cases {
             // Every case is token discovery; a case's own `discovery:` block is completed.
-            let body = if extra.starts_with("discovery:\n") {
-                format!(
-                    "{base}discovery:\n{discovery}{}",
-                    &extra["discovery:\n".len()..]
-                )
-            } else {
-                format!("{base}discovery:\n{discovery}{extra}")
-            };
+            let rest = extra.strip_prefix("discovery:\n").unwrap_or(extra);
+            let body = format!("{base}discovery:\n{discovery}{rest}");
             let got = errors(&with_config(&body, &[]));
             assert_eq!(got.len(), 1, "{name}: {got:#?}");
             assert!(got[0].contains(want), "{name}: {:?} lacks {want:?}", got[0]);
