@@ -10,7 +10,7 @@ use components::config::kubeadm_config::cluster_status_endpoints;
 use components::config::{
     ApiEndpoint, ApiVersion, ConfigError, ConfigSource, Etcd, HostFacts, JoinFlags, KeyAlgorithm,
     cluster_configuration_yaml, cluster_from_kubeadm_config, cluster_status_with_endpoint,
-    cluster_status_without_endpoint, join_defaults_yaml, resolve_join,
+    cluster_status_without_endpoint, cluster_status_yaml, join_defaults_yaml, resolve_join,
 };
 
 const JOIN_DEFAULTS: &str = include_str!("golden/v1.20.2/join-defaults.yaml");
@@ -215,6 +215,8 @@ fn cluster_status_new_document_is_kubeadms_format() {
     let made =
         cluster_status_with_endpoint(None, "dryref", &endpoint("10.123.0.78", 6443)).unwrap();
     assert_eq!(made, CLUSTER_STATUS);
+    let endpoints = BTreeMap::from([("dryref".to_string(), endpoint("10.123.0.78", 6443))]);
+    assert_eq!(cluster_status_yaml(&endpoints), CLUSTER_STATUS);
     assert_eq!(
         cluster_status_endpoints(CLUSTER_STATUS).unwrap(),
         BTreeMap::from([("dryref".to_string(), endpoint("10.123.0.78", 6443))])

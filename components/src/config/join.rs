@@ -44,10 +44,6 @@ const JOIN_FLAG_FIELDS: &[(&str, &str)] = &[
         "discovery-token-ca-cert-hash",
         "discovery.bootstrapToken.caCertHashes",
     ),
-    (
-        "discovery-token-unsafe-skip-ca-verification",
-        "discovery.bootstrapToken.caCertHashes",
-    ),
     ("discovery-file", "discovery.file.kubeConfigPath"),
     ("tls-bootstrap-token", "discovery.tlsBootstrapToken"),
     ("token", "discovery.tlsBootstrapToken"),

@@ -134,6 +134,24 @@ fn render_status(api_endpoints: BTreeMap<String, v1beta2::ApiEndpoint>) -> Strin
     })
 }
 
+fn endpoint_v1beta2(endpoint: &ApiEndpoint) -> v1beta2::ApiEndpoint {
+    v1beta2::ApiEndpoint {
+        advertise_address: endpoint.advertise_address.to_string(),
+        bind_port: i64::from(endpoint.bind_port),
+    }
+}
+
+/// kubeadm 1.20's ClusterStatus document holding `endpoints` (node name -> API endpoint),
+/// as `init` uploads it (kubeadm: kubeadmapi.ClusterStatus, marshalled as v1beta2).
+pub fn cluster_status_yaml(endpoints: &BTreeMap<String, ApiEndpoint>) -> String {
+    render_status(
+        endpoints
+            .iter()
+            .map(|(node, ep)| (node.clone(), endpoint_v1beta2(ep)))
+            .collect(),
+    )
+}
+
 /// The `ClusterStatus` key of `kubeadm-config` with `node_name`'s API endpoint added or
 /// replaced and every other node's kept (kubeadm: UploadConfiguration, which init and the
 /// `control-plane-join/update-status` phase of join both call). `None` (no ClusterStatus
@@ -152,13 +170,7 @@ pub fn cluster_status_with_endpoint(
         Some(text) => read_status(text)?.api_endpoints,
         None => BTreeMap::new(),
     };
-    endpoints.insert(
-        node_name.to_string(),
-        v1beta2::ApiEndpoint {
-            advertise_address: endpoint.advertise_address.to_string(),
-            bind_port: i64::from(endpoint.bind_port),
-        },
-    );
+    endpoints.insert(node_name.to_string(), endpoint_v1beta2(endpoint));
     Ok(render_status(endpoints))
 }
 

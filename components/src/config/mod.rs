@@ -2,7 +2,10 @@
 //!
 //! Users write kubeadm's multi-document YAML (`kubeadm.k8s.io/v1beta2` or `v1beta3`); each
 //! versioned document converts with `From` into the one internal form below, which is what
-//! defaulting, validation and every other crate see.
+//! defaulting, validation and every other crate see. `init` resolves flags and file into an
+//! [`InitConfig`] ([`flags::resolve_init`]), `join` into a [`JoinConfig`]
+//! ([`join::resolve_join`]); a joining node reads the cluster-wide [`ClusterConfig`] from the
+//! cluster ([`kubeadm_config`]).
 
 pub mod defaults;
 pub mod duration;
@@ -20,6 +23,7 @@ pub use flags::{ConfigError, ConfigSource, HostFacts, InitFlags, JoinFlags, reso
 pub use join::resolve_join;
 pub use kubeadm_config::{
     cluster_from_kubeadm_config, cluster_status_with_endpoint, cluster_status_without_endpoint,
+    cluster_status_yaml,
 };
 pub use load::{ApiVersion, ConfigFile, LoadError, load};
 pub use print::{cluster_configuration_yaml, init_defaults_yaml, join_defaults_yaml};
