@@ -15,7 +15,9 @@ use components::config::duration::{
 };
 use components::config::load;
 use proptest::prelude::*;
-use support::configs::{duration_text, generated_config, resolve_file, seeds};
+use support::configs::{
+    duration_text, generated_config, join_seeds, resolve_file, resolve_join_file, seeds,
+};
 use support::mutate;
 
 /// Cases per property: issue 8 asks for at least 10,000 per parser in CI.
@@ -77,6 +79,47 @@ proptest! {
 fn config_loader_takes_mutated_kubeadm_configs() {
     let accepted = mutate::count(CASES, mutate::mutated(seeds()), |b| {
         resolve(&String::from_utf8_lossy(&b))
+    });
+    assert!(
+        accepted >= CASES / 50,
+        "only {accepted} of {CASES} mutants were valid"
+    );
+}
+
+/// `kubeboot join --config` on mutated join configs: an error or a configuration whose
+/// promises hold (pins in their compared form, tokens well-formed, a timeout that a deadline
+/// can be computed from), never a panic.
+#[test]
+fn join_resolver_takes_mutated_join_configs() {
+    for seed in join_seeds() {
+        let text = String::from_utf8_lossy(&seed).into_owned();
+        assert!(resolve_join_file(&text).is_some(), "seed refused:\n{text}");
+    }
+    let accepted = mutate::count(CASES, mutate::mutated(join_seeds()), |b| {
+        let Some(cfg) = resolve_join_file(&String::from_utf8_lossy(&b)) else {
+            return false;
+        };
+        assert!(cfg.discovery_timeout > std::time::Duration::ZERO);
+        assert!(cfg.discovery_timeout <= MAX_GO_DURATION);
+        let token_ok =
+            |t: &str| t.len() == 23 && t.as_bytes()[6] == b'.' && !t.contains(char::is_uppercase);
+        assert!(cfg.tls_bootstrap_token.is_empty() || token_ok(&cfg.tls_bootstrap_token));
+        if let components::config::JoinDiscovery::Token {
+            token,
+            ca_cert_hashes,
+            ..
+        } = &cfg.discovery
+        {
+            assert!(token_ok(token), "{token}");
+            for h in ca_cert_hashes {
+                assert!(h.len() == 71 && h.starts_with("sha256:"), "{h}");
+                assert_eq!(h, &h.to_lowercase());
+            }
+        }
+        if let Some(cp) = &cfg.control_plane {
+            assert!(cp.local_api_endpoint.bind_port > 0);
+        }
+        true
     });
     assert!(
         accepted >= CASES / 50,

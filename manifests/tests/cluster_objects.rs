@@ -254,7 +254,7 @@ fn cluster_status_merges_other_control_plane_nodes() {
     );
     let e = cluster::merge_cluster_status("kind: ClusterStatus\n", "n", &cfg.local_api_endpoint)
         .expect_err("no endpoints");
-    assert!(e.to_string().contains("APIEndpoints"), "{e}");
+    assert!(e.to_string().contains("has no apiEndpoints"), "{e}");
 }
 
 #[test]

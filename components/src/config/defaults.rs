@@ -6,7 +6,9 @@
 use super::LocalEtcd;
 pub use super::duration::format_go_duration;
 use super::flags::HostFacts;
-use super::load::{BootstrapTokenSpec, ClusterSpec, InitSpec};
+use super::load::{
+    ApiEndpointSpec, BootstrapTokenSpec, ClusterSpec, InitSpec, JoinSpec, NodeRegistrationSpec,
+};
 use crate::names;
 use crate::version::{Version, v};
 
@@ -33,6 +35,10 @@ pub const DEFAULT_DNS_TYPE: &str = "CoreDNS";
 pub const LEGACY_IMAGE_REPOSITORY: &str = "k8s.gcr.io";
 /// kubeadm's image repository from v1.25 on.
 pub const IMAGE_REPOSITORY: &str = "registry.k8s.io";
+/// DefaultCACertPath: where `join` writes the cluster CA certificate.
+pub const DEFAULT_CA_CERT_PATH: &str = "/etc/kubernetes/pki/ca.crt";
+/// DefaultDiscoveryTimeout (5m), in seconds.
+pub const DEFAULT_DISCOVERY_TIMEOUT_SECS: u64 = 5 * 60;
 /// The first Kubernetes version whose default repository is `registry.k8s.io`.
 pub const REGISTRY_K8S_IO_SINCE: Version = v(1, 25, 0);
 
@@ -113,26 +119,8 @@ pub fn default_init(i: &mut InitSpec) {
 /// version is the version of the node's kube-apiserver binary (kubeadm's "stable-1" needs
 /// the internet); the image repository follows the version.
 pub fn apply_dynamic_defaults(i: &mut InitSpec, c: &mut ClusterSpec, host: &HostFacts) {
-    let hostname = host.hostname.trim().to_lowercase();
-    if i.node_registration
-        .name
-        .as_deref()
-        .is_none_or(|n| n.trim().is_empty())
-        && !hostname.is_empty()
-    {
-        i.node_registration.name = Some(hostname);
-    } else if let Some(name) = &mut i.node_registration.name {
-        *name = name.trim().to_lowercase();
-    }
-    let unspecified = match i.local_api_endpoint.advertise_address.as_deref() {
-        None => true,
-        Some(a) => a
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_unspecified()),
-    };
-    if unspecified && let Some(addr) = host.default_address {
-        i.local_api_endpoint.advertise_address = Some(addr.to_string());
-    }
+    default_node_name(&mut i.node_registration, host);
+    default_advertise_address(&mut i.local_api_endpoint, host);
     if c.kubernetes_version.is_none()
         && let Some(v) = &host.detected_version
     {
@@ -142,6 +130,74 @@ pub fn apply_dynamic_defaults(i: &mut InitSpec, c: &mut ClusterSpec, host: &Host
         && let Some(Ok(version)) = c.kubernetes_version.as_deref().map(str::parse::<Version>)
     {
         c.image_repository = Some(default_image_repository(&version).to_string());
+    }
+}
+
+/// kubeadm's GetHostname: an unset node name is the host name; either is lower-cased and
+/// trimmed.
+pub fn default_node_name(nr: &mut NodeRegistrationSpec, host: &HostFacts) {
+    let hostname = host.hostname.trim().to_lowercase();
+    if nr.name.as_deref().is_none_or(|n| n.trim().is_empty()) && !hostname.is_empty() {
+        nr.name = Some(hostname);
+    } else if let Some(name) = &mut nr.name {
+        *name = name.trim().to_lowercase();
+    }
+}
+
+/// kubeadm's SetAPIEndpointDynamicDefaults: an unset or unspecified (`0.0.0.0`, `::`)
+/// advertise address is the address of the default-route interface
+/// (ChooseAPIServerBindAddress).
+pub fn default_advertise_address(e: &mut ApiEndpointSpec, host: &HostFacts) {
+    let unspecified = match e.advertise_address.as_deref() {
+        None => true,
+        Some(a) => a
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified()),
+    };
+    if unspecified && let Some(addr) = host.default_address {
+        e.advertise_address = Some(addr.to_string());
+    }
+}
+
+/// kubeadm's defaults for JoinConfiguration, static (SetDefaults_JoinConfiguration,
+/// SetDefaults_Discovery, SetDefaults_FileDiscovery, SetDefaults_JoinControlPlane) and
+/// dynamic (SetJoinDynamicDefaults): the CA path, the TLS bootstrap token from the discovery
+/// token, the 5m discovery timeout, a `file://` discovery URL turned into its path, the node
+/// name from the host, and on a control-plane join the bind port and the advertise address
+/// of the default-route interface.
+///
+/// Taints: kubeadm gives a control-plane join its control-plane taint when none are set;
+/// that taint depends on the cluster's version, known only after discovery, so it stays
+/// `None` ("kubeadm's default for a control-plane node", as for init). A worker gets none.
+pub fn default_join(j: &mut JoinSpec, host: &HostFacts) {
+    set_if_none(&mut j.ca_cert_path, DEFAULT_CA_CERT_PATH);
+    let d = &mut j.discovery;
+    if d.tls_bootstrap_token.is_none() && d.file.is_none() {
+        d.tls_bootstrap_token = d.token.clone();
+    }
+    set_if_none(
+        &mut d.timeout,
+        &format_go_duration(DEFAULT_DISCOVERY_TIMEOUT_SECS),
+    );
+    if let Some(file) = &mut d.file
+        && let Some(rest) = file.strip_prefix("file://")
+        && let Some(slash) = rest.find('/')
+    {
+        // url.Parse("file://host/p").Path is "/p": the host part is not a path.
+        *file = rest[slash..].to_string();
+    }
+    default_node_name(&mut j.node_registration, host);
+    match &mut j.control_plane {
+        Some(cp) => {
+            if cp.local_api_endpoint.bind_port.is_none() {
+                cp.local_api_endpoint.bind_port =
+                    Some(i64::from(names::DEFAULT_APISERVER_BIND_PORT));
+            }
+            default_advertise_address(&mut cp.local_api_endpoint, host);
+        }
+        None => {
+            j.node_registration.taints.get_or_insert_with(Vec::new);
+        }
     }
 }
 

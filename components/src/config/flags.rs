@@ -72,6 +72,86 @@ pub struct InitFlags {
     pub set_flags: Vec<String>,
 }
 
+/// `kubeboot join`'s flags, as typed (kubeadm: cmd/join.go `addJoinConfigFlags`,
+/// `addJoinOtherFlags`). `None`/empty/`false` means "not given". `Debug` hides the tokens
+/// and the certificate key.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct JoinFlags {
+    /// `--config` (read by the caller, as for init).
+    pub config: Option<ConfigSource>,
+    /// The positional `<host:port>` of an API server for token discovery (kubeadm takes at
+    /// most one).
+    pub endpoint: Option<String>,
+    /// `--node-name`.
+    pub node_name: Option<String>,
+    /// `--cri-socket`.
+    pub cri_socket: Option<String>,
+    /// `--apiserver-advertise-address` (control-plane join).
+    pub apiserver_advertise_address: Option<String>,
+    /// `--apiserver-bind-port` (control-plane join; 0 is refused by validation).
+    pub apiserver_bind_port: Option<u16>,
+    /// `--control-plane`.
+    pub control_plane: bool,
+    /// `--certificate-key` (control-plane join).
+    pub certificate_key: Option<String>,
+    /// `--discovery-file`: a kubeconfig path or an `https://` URL.
+    pub discovery_file: Option<String>,
+    /// `--discovery-token`.
+    pub discovery_token: Option<String>,
+    /// `--discovery-token-ca-cert-hash` (repeatable; entries may be comma-separated lists).
+    pub discovery_token_ca_cert_hash: Vec<String>,
+    /// `--discovery-token-unsafe-skip-ca-verification`.
+    pub discovery_token_unsafe_skip_ca_verification: bool,
+    /// `--tls-bootstrap-token`.
+    pub tls_bootstrap_token: Option<String>,
+    /// `--token`: both tokens, where they are not given on their own.
+    pub token: Option<String>,
+    /// `--skip-phases` (validated by the phase runner, not here).
+    pub skip_phases: Vec<String>,
+    /// `--experimental-patches`.
+    pub experimental_patches: Option<String>,
+    /// `--ignore-preflight-errors` (entries may be comma-separated lists).
+    pub ignore_preflight_errors: Vec<String>,
+    /// The names (without `--`) of every flag the user actually passed, `config` included;
+    /// kubeadm's mixing rule looks at these.
+    pub set_flags: Vec<String>,
+}
+
+impl std::fmt::Debug for JoinFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hide = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("JoinFlags")
+            .field("config", &self.config.as_ref().map(|c| &c.path))
+            .field("endpoint", &self.endpoint)
+            .field("node_name", &self.node_name)
+            .field("cri_socket", &self.cri_socket)
+            .field(
+                "apiserver_advertise_address",
+                &self.apiserver_advertise_address,
+            )
+            .field("apiserver_bind_port", &self.apiserver_bind_port)
+            .field("control_plane", &self.control_plane)
+            .field("certificate_key", &hide(&self.certificate_key))
+            .field("discovery_file", &self.discovery_file)
+            .field("discovery_token", &hide(&self.discovery_token))
+            .field(
+                "discovery_token_ca_cert_hash",
+                &self.discovery_token_ca_cert_hash,
+            )
+            .field(
+                "discovery_token_unsafe_skip_ca_verification",
+                &self.discovery_token_unsafe_skip_ca_verification,
+            )
+            .field("tls_bootstrap_token", &hide(&self.tls_bootstrap_token))
+            .field("token", &hide(&self.token))
+            .field("skip_phases", &self.skip_phases)
+            .field("experimental_patches", &self.experimental_patches)
+            .field("ignore_preflight_errors", &self.ignore_preflight_errors)
+            .field("set_flags", &self.set_flags)
+            .finish()
+    }
+}
+
 /// What defaulting needs to know about the node; gathered by the caller.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HostFacts {
@@ -106,6 +186,14 @@ pub enum ConfigError {
     /// Invalid fields, one per line.
     #[error("{}", render(.0))]
     Invalid(Vec<FieldError>),
+    /// A key of the cluster's `kube-system/kubeadm-config` ConfigMap cannot be used.
+    #[error("the {key} in ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace {message}")]
+    KubeadmConfig {
+        /// `ClusterConfiguration` or `ClusterStatus`.
+        key: &'static str,
+        /// What is wrong with it, and the fix where there is one.
+        message: String,
+    },
 }
 
 fn render(errs: &[FieldError]) -> String {
@@ -141,6 +229,40 @@ pub const ALLOWED_WITH_CONFIG: &[&str] = &[
     "rootfs",
     "v",
 ];
+
+/// kubeadm's ValidateMixedArguments: with `--config`, only the flags of
+/// [`is_allowed_with_config`] may be set (`set_flags` includes `config` itself).
+///
+/// # Errors
+///
+/// [`ConfigError::MixedArguments`] naming every other flag, sorted.
+pub fn refuse_mixed_arguments(set_flags: &[String]) -> Result<(), ConfigError> {
+    let mut mixed: Vec<String> = set_flags
+        .iter()
+        .filter(|f| !is_allowed_with_config(f))
+        .cloned()
+        .collect();
+    mixed.sort();
+    mixed.dedup();
+    if mixed.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError::MixedArguments { flags: mixed })
+    }
+}
+
+/// Renames each error's config field to the flag the user set it with (the first flag in
+/// `table` that sets the field and was passed), so a message names what the user typed.
+pub(crate) fn name_flags(errs: &mut [FieldError], table: &[(&str, &str)], set_flags: &[String]) {
+    for e in errs {
+        if let Some((flag, _)) = table
+            .iter()
+            .find(|(flag, field)| *field == e.field && set_flags.iter().any(|s| s == flag))
+        {
+            e.field = format!("--{flag}");
+        }
+    }
+}
 
 /// Config field paths and the flags that set them, so an error names what the user typed.
 const FLAG_FIELDS: &[(&str, &str)] = &[
@@ -240,17 +362,7 @@ pub fn resolve_init(flags: &InitFlags, host: &HostFacts) -> Result<InitConfig, C
     let mut errs = Vec::new();
     let (mut init, mut cluster, component_configs) = match &flags.config {
         Some(src) => {
-            let mut mixed: Vec<String> = flags
-                .set_flags
-                .iter()
-                .filter(|f| !is_allowed_with_config(f))
-                .cloned()
-                .collect();
-            mixed.sort();
-            mixed.dedup();
-            if !mixed.is_empty() {
-                return Err(ConfigError::MixedArguments { flags: mixed });
-            }
+            refuse_mixed_arguments(&flags.set_flags)?;
             let file = load_for_init(&src.content).map_err(|source| ConfigError::Load {
                 path: src.path.clone(),
                 source,
@@ -303,14 +415,7 @@ pub fn resolve_init(flags: &InitFlags, host: &HostFacts) -> Result<InitConfig, C
         Ok(_) => {}
         Err(more) => errs.extend(more),
     }
-    for e in &mut errs {
-        if let Some((flag, _)) = FLAG_FIELDS
-            .iter()
-            .find(|(flag, field)| *field == e.field && flags.set_flags.iter().any(|s| s == flag))
-        {
-            e.field = format!("--{flag}");
-        }
-    }
+    name_flags(&mut errs, FLAG_FIELDS, &flags.set_flags);
     Err(ConfigError::Invalid(errs))
 }
 

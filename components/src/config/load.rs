@@ -226,6 +226,8 @@ pub struct JoinSpec {
     pub skip_phases: Vec<String>,
     /// v1beta3's `patches.directory`.
     pub patches_directory: Option<String>,
+    /// The document's apiVersion.
+    pub api_version: ApiVersion,
 }
 
 /// Everything one config file says.
@@ -317,6 +319,20 @@ pub enum LoadError {
     /// Neither InitConfiguration nor ClusterConfiguration (for `init`).
     #[error("no InitConfiguration or ClusterConfiguration kind was found in the YAML file")]
     NoInitOrCluster,
+    /// No JoinConfiguration (for `join`; kubeadm's message, with the fix).
+    #[error(
+        "no JoinConfiguration found in the supplied config; a join config holds one JoinConfiguration document (see \"kubeboot config print join-defaults\")"
+    )]
+    NoJoin,
+    /// A document `join` would ignore (kubeadm 1.20 ignores it silently; kubeboot refuses it
+    /// so that no setting the user wrote is dropped unseen).
+    #[error(
+        "the {kind} document has no effect on join: a joining node takes the cluster's settings from the ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace; remove the document and keep only the JoinConfiguration"
+    )]
+    NotForJoin {
+        /// The document's kind.
+        kind: String,
+    },
 }
 
 fn position(document: usize, kind: Option<&str>, line: Option<usize>) -> String {
@@ -541,6 +557,33 @@ pub fn load_for_init(content: &str) -> Result<ConfigFile, LoadError> {
         return Err(LoadError::NoInitOrCluster);
     }
     Ok(file)
+}
+
+/// Parses a config file for `join`: like [`load`], and the file must hold a
+/// JoinConfiguration and nothing else.
+///
+/// # Errors
+///
+/// As [`load`], plus [`LoadError::NoJoin`] and [`LoadError::NotForJoin`] for an
+/// InitConfiguration, ClusterConfiguration or component configuration document.
+pub fn load_for_join(content: &str) -> Result<JoinSpec, LoadError> {
+    let file = load(content)?;
+    let others = [
+        file.init.as_ref().map(|_| "InitConfiguration".to_string()),
+        file.cluster
+            .as_ref()
+            .map(|_| "ClusterConfiguration".to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .chain(file.component_configs.iter().map(|d| d.kind.clone()));
+    if file.join.is_none() {
+        return Err(LoadError::NoJoin);
+    }
+    if let Some(kind) = others.into_iter().next() {
+        return Err(LoadError::NotForJoin { kind });
+    }
+    file.join.ok_or(LoadError::NoJoin)
 }
 
 #[cfg(test)]

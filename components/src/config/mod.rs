@@ -2,24 +2,37 @@
 //!
 //! Users write kubeadm's multi-document YAML (`kubeadm.k8s.io/v1beta2` or `v1beta3`); each
 //! versioned document converts with `From` into the one internal form below, which is what
-//! defaulting, validation and every other crate see.
+//! defaulting, validation and every other crate see. `init` resolves flags and file into an
+//! [`InitConfig`] ([`flags::resolve_init`]), `join` into a [`JoinConfig`]
+//! ([`join::resolve_join`]); a joining node reads the cluster-wide [`ClusterConfig`] from the
+//! cluster ([`kubeadm_config`]).
 
 pub mod defaults;
 pub mod duration;
 pub mod flags;
+pub mod join;
+pub mod kubeadm_config;
+mod lenient;
 pub mod load;
 pub mod print;
 pub mod v1beta2;
 pub mod v1beta3;
 pub mod validate;
 
-pub use flags::{ConfigError, ConfigSource, HostFacts, InitFlags, resolve_init};
+pub use flags::{ConfigError, ConfigSource, HostFacts, InitFlags, JoinFlags, resolve_init};
+pub use join::resolve_join;
+pub use kubeadm_config::{
+    cluster_from_kubeadm_config, cluster_status_with_endpoint, cluster_status_without_endpoint,
+    cluster_status_yaml,
+};
 pub use load::{ApiVersion, ConfigFile, LoadError, load};
-pub use print::{cluster_configuration_yaml, init_defaults_yaml};
+pub use print::{cluster_configuration_yaml, init_defaults_yaml, join_defaults_yaml};
 pub use validate::{FieldError, check_node_dir, check_node_file};
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use ipnet::IpNet;
 
@@ -269,4 +282,124 @@ pub struct InitConfig {
     pub skip_phases: Vec<String>,
     /// Component configuration documents passed through.
     pub component_configs: Vec<ComponentDocument>,
+}
+
+/// What a secret field shows in `Debug` output: tokens and certificate keys never reach a log.
+const REDACTED: &str = "<redacted>";
+
+fn redact<T>(secret: &Option<T>) -> Option<&'static str> {
+    secret.as_ref().map(|_| REDACTED)
+}
+
+/// How a joining node finds the cluster and decides to trust it (kubeadm: Discovery, its
+/// `bootstrapToken` or `file`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum JoinDiscovery {
+    /// Token discovery: read `kube-public/cluster-info` from `api_server_endpoint`, check its
+    /// JWS signature with `token` and its CA against `ca_cert_hashes`.
+    Token {
+        /// `host:port` of an API server.
+        api_server_endpoint: String,
+        /// The bootstrap token that signs cluster-info, `[a-z0-9]{6}.[a-z0-9]{16}`.
+        token: String,
+        /// CA public key pins, `sha256:<64 lower-case hex>`; empty only with
+        /// `unsafe_skip_ca_verification`.
+        ca_cert_hashes: Vec<String>,
+        /// Accept any CA (`--discovery-token-unsafe-skip-ca-verification`).
+        unsafe_skip_ca_verification: bool,
+    },
+    /// File discovery: a kubeconfig on disk or at an `https://` URL (a `file://` URL is
+    /// already turned into its path, as kubeadm's defaulting does).
+    File {
+        /// The path or the URL.
+        path_or_url: String,
+    },
+}
+
+impl fmt::Debug for JoinDiscovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinDiscovery::Token {
+                api_server_endpoint,
+                token: _,
+                ca_cert_hashes,
+                unsafe_skip_ca_verification,
+            } => f
+                .debug_struct("Token")
+                .field("api_server_endpoint", api_server_endpoint)
+                .field("token", &REDACTED)
+                .field("ca_cert_hashes", ca_cert_hashes)
+                .field("unsafe_skip_ca_verification", unsafe_skip_ca_verification)
+                .finish(),
+            JoinDiscovery::File { path_or_url } => f
+                .debug_struct("File")
+                .field("path_or_url", path_or_url)
+                .finish(),
+        }
+    }
+}
+
+/// What a control-plane join adds (kubeadm: JoinControlPlane).
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinControlPlaneConfig {
+    /// The API server endpoint of the new control-plane node.
+    pub local_api_endpoint: ApiEndpoint,
+    /// The key that decrypts the `kubeadm-certs` Secret, 64 hex characters, if given.
+    pub certificate_key: Option<String>,
+}
+
+impl fmt::Debug for JoinControlPlaneConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinControlPlaneConfig")
+            .field("local_api_endpoint", &self.local_api_endpoint)
+            .field("certificate_key", &redact(&self.certificate_key))
+            .finish()
+    }
+}
+
+/// Everything `join` needs from the user (kubeadm: JoinConfiguration), internal form,
+/// defaulted and validated. The cluster-wide settings come later, from the cluster
+/// ([`kubeadm_config::cluster_from_kubeadm_config`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinConfig {
+    /// This node's registration. `taints` is `None` on a control-plane join, meaning
+    /// kubeadm's control-plane taint for the cluster's version (as for init), and `Some([])`
+    /// on a worker unless the user gave taints.
+    pub node: NodeRegistration,
+    /// Where the cluster CA certificate is written (default `/etc/kubernetes/pki/ca.crt`).
+    pub ca_cert_path: String,
+    /// How the cluster is found and trusted.
+    pub discovery: JoinDiscovery,
+    /// The token for the kubelet's TLS bootstrap. Defaults to the discovery token; empty
+    /// only with file discovery, where the discovery kubeconfig's own credentials are used
+    /// (kubeadm: discovery/discovery.go `For`).
+    pub tls_bootstrap_token: String,
+    /// How long discovery may take (kubeadm default 5m0s).
+    pub discovery_timeout: Duration,
+    /// Set for a control-plane join (`--control-plane`).
+    pub control_plane: Option<JoinControlPlaneConfig>,
+    /// Phases to skip.
+    pub skip_phases: Vec<String>,
+    /// Directory of patches for the generated manifests (always `None` today: validation
+    /// refuses patches, as for init, until kubeboot applies them).
+    pub patches_directory: Option<String>,
+    /// The apiVersion of the user's JoinConfiguration, or the default when there was none.
+    pub api_version: load::ApiVersion,
+}
+
+impl fmt::Debug for JoinConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tls = (!self.tls_bootstrap_token.is_empty()).then_some(REDACTED);
+        f.debug_struct("JoinConfig")
+            .field("node", &self.node)
+            .field("ca_cert_path", &self.ca_cert_path)
+            .field("discovery", &self.discovery)
+            .field("tls_bootstrap_token", &tls)
+            .field("discovery_timeout", &self.discovery_timeout)
+            .field("control_plane", &self.control_plane)
+            .field("skip_phases", &self.skip_phases)
+            .field("patches_directory", &self.patches_directory)
+            .field("api_version", &self.api_version)
+            .finish()
+    }
 }

@@ -1,4 +1,5 @@
-//! kubeadm's printed configuration: `kubeadm config print init-defaults` and the
+//! kubeadm's printed configuration: `kubeadm config print init-defaults` and
+//! `join-defaults`, and the
 //! ClusterConfiguration kubeadm uploads to the `kubeadm-config` ConfigMap (kubeadm:
 //! cmd/config.go, util/config MarshalInitConfigurationToBytes). Keys are sorted, as kubeadm's
 //! JSON-to-YAML marshalling sorts them.
@@ -14,9 +15,10 @@
 use yaml_serde::{Mapping, Value};
 
 use super::defaults::{
-    DEFAULT_CLUSTER_NAME, DEFAULT_CONTROL_PLANE_TIMEOUT_SECS, DEFAULT_DNS_DOMAIN, DEFAULT_DNS_TYPE,
-    DEFAULT_SERVICE_SUBNET, DEFAULT_TOKEN_GROUP, DEFAULT_TOKEN_TTL_SECS, DEFAULT_TOKEN_USAGES,
-    default_image_repository, format_go_duration,
+    DEFAULT_CA_CERT_PATH, DEFAULT_CLUSTER_NAME, DEFAULT_CONTROL_PLANE_TIMEOUT_SECS,
+    DEFAULT_DISCOVERY_TIMEOUT_SECS, DEFAULT_DNS_DOMAIN, DEFAULT_DNS_TYPE, DEFAULT_SERVICE_SUBNET,
+    DEFAULT_TOKEN_GROUP, DEFAULT_TOKEN_TTL_SECS, DEFAULT_TOKEN_USAGES, default_image_repository,
+    format_go_duration,
 };
 use super::load::ApiVersion;
 use super::{ClusterConfig, ControlPlaneComponent, Etcd, KeyAlgorithm, v1beta2, v1beta3};
@@ -46,7 +48,7 @@ fn sorted(v: Value) -> Value {
     }
 }
 
-fn to_sorted_yaml<T: serde::Serialize>(doc: &T) -> String {
+pub(crate) fn to_sorted_yaml<T: serde::Serialize>(doc: &T) -> String {
     let value = yaml_serde::to_value(doc).expect("config API types always serialize");
     yaml_serde::to_string(&sorted(value)).expect("a YAML value always serializes")
 }
@@ -162,6 +164,56 @@ pub fn init_defaults_yaml(version: &Version, api: ApiVersion) -> String {
         }
     };
     format!("{init}---\n{cluster}")
+}
+
+/// kubeadm's placeholder API server endpoint in `print join-defaults`.
+pub const PLACEHOLDER_API_SERVER_ENDPOINT: &str = "kube-apiserver:6443";
+
+/// The text of `kubeadm config print join-defaults` in the `api` version: a JoinConfiguration
+/// for token discovery with kubeadm's placeholders (token, `kube-apiserver:6443`, CA
+/// verification skipped so that it validates) and the defaults of every other field. The
+/// differences from kubeadm are those of [`init_defaults_yaml`]: the node name is the
+/// placeholder `node` and `criSocket` is left out. In v1beta3, as kubeadm >= 1.22 prints it,
+/// `nodeRegistration` also has `imagePullPolicy: IfNotPresent`.
+pub fn join_defaults_yaml(api: ApiVersion) -> String {
+    let discovery = v1beta2::Discovery {
+        bootstrap_token: Some(v1beta2::BootstrapTokenDiscovery {
+            token: PLACEHOLDER_TOKEN.into(),
+            api_server_endpoint: PLACEHOLDER_API_SERVER_ENDPOINT.into(),
+            ca_cert_hashes: Vec::new(),
+            unsafe_skip_ca_verification: true,
+        }),
+        file: None,
+        tls_bootstrap_token: PLACEHOLDER_TOKEN.into(),
+        timeout: Some(format_go_duration(DEFAULT_DISCOVERY_TIMEOUT_SECS)),
+    };
+    match api {
+        ApiVersion::V1beta2 => to_sorted_yaml(&v1beta2::JoinConfiguration {
+            api_version: api.as_str().into(),
+            kind: "JoinConfiguration".into(),
+            node_registration: v1beta2::NodeRegistrationOptions {
+                name: PLACEHOLDER_NODE_NAME.into(),
+                taints: None,
+                ..Default::default()
+            },
+            ca_cert_path: DEFAULT_CA_CERT_PATH.into(),
+            discovery,
+            control_plane: None,
+        }),
+        ApiVersion::V1beta3 => to_sorted_yaml(&v1beta3::JoinConfiguration {
+            api_version: api.as_str().into(),
+            kind: "JoinConfiguration".into(),
+            node_registration: v1beta3::NodeRegistrationOptions {
+                name: PLACEHOLDER_NODE_NAME.into(),
+                taints: None,
+                image_pull_policy: "IfNotPresent".into(),
+                ..Default::default()
+            },
+            ca_cert_path: DEFAULT_CA_CERT_PATH.into(),
+            discovery,
+            ..Default::default()
+        }),
+    }
 }
 
 fn component(c: &ControlPlaneComponent) -> v1beta2::ControlPlaneComponentV {

@@ -580,6 +580,7 @@ impl From<JoinConfiguration> for JoinSpec {
             }),
             skip_phases: Vec::new(),
             patches_directory: None,
+            api_version: super::load::ApiVersion::V1beta2,
         }
     }
 }

@@ -256,6 +256,7 @@ impl From<JoinConfiguration> for JoinSpec {
         spec.node_registration = v.node_registration.into();
         spec.skip_phases = v.skip_phases;
         spec.patches_directory = v.patches.and_then(|p| opt(p.directory));
+        spec.api_version = super::load::ApiVersion::V1beta3;
         spec
     }
 }

@@ -11,7 +11,9 @@ use ipnet::IpNet;
 
 use super::duration::{ceil_secs, parse_go_duration};
 use super::flags::HostFacts;
-use super::load::{ApiEndpointSpec, BootstrapTokenSpec, ClusterSpec, InitSpec};
+use super::load::{
+    ApiEndpointSpec, BootstrapTokenSpec, ClusterSpec, InitSpec, NodeRegistrationSpec,
+};
 use super::{
     ApiEndpoint, ApiServer, BootstrapToken, ClusterConfig, Etcd, InitConfig, KeyAlgorithm,
     Networking, NodeRegistration,
@@ -360,14 +362,29 @@ fn node_mask(c: &ClusterSpec, ipv6: bool) -> Result<u8, String> {
 /// Every invalid field, one [`FieldError`] each.
 pub fn validate_cluster(c: &ClusterSpec) -> Result<ClusterConfig, Vec<FieldError>> {
     let mut errs = Vec::new();
-    let cluster = check_cluster(c, &mut errs);
+    let cluster = check_cluster(c, Origin::User, &mut errs);
     match cluster {
         Some(cluster) if errs.is_empty() => Ok(cluster),
         _ => Err(errs),
     }
 }
 
-fn check_cluster(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> Option<ClusterConfig> {
+/// Whose ClusterConfiguration is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The user's file or flags: kubeboot's own refusals apply.
+    User,
+    /// What a cluster already holds (kubeadm-config): settings kubeadm accepts but kubeboot
+    /// would not have written (a feature gate of a newer kubeadm, `dns.type: kube-dns`,
+    /// `useHyperKubeImage`) concern the cluster's creator, not a joining node, and pass.
+    Cluster,
+}
+
+pub(crate) fn check_cluster(
+    c: &ClusterSpec,
+    origin: Origin,
+    errs: &mut Vec<FieldError>,
+) -> Option<ClusterConfig> {
     let version = check_version(c.kubernetes_version.as_deref(), errs);
 
     // Networking.
@@ -539,8 +556,9 @@ fn check_cluster(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> Option<ClusterC
     };
 
     // Feature gates, DNS, kubeboot's extensions and refusals.
+    let user = origin == Origin::User;
     for name in c.feature_gates.keys() {
-        if !KNOWN_FEATURE_GATES.contains(&name.as_str()) {
+        if user && !KNOWN_FEATURE_GATES.contains(&name.as_str()) {
             errs.push(FieldError::invalid(
                 "featureGates",
                 name,
@@ -552,6 +570,7 @@ fn check_cluster(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> Option<ClusterC
         }
     }
     if let Some(kind) = &c.dns.kind
+        && user
         && kind != super::defaults::DEFAULT_DNS_TYPE
     {
         errs.push(FieldError::invalid(
@@ -560,7 +579,7 @@ fn check_cluster(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> Option<ClusterC
             "is not supported: kubeboot runs CoreDNS",
         ));
     }
-    if c.use_hyper_kube_image {
+    if user && c.use_hyper_kube_image {
         errs.push(FieldError::other(
             "useHyperKubeImage",
             "is not supported: there is no hyperkube image for v1.20 and later",
@@ -613,12 +632,17 @@ fn check_cluster(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> Option<ClusterC
     })
 }
 
-fn check_endpoint(
+/// Checks an API endpoint: the port is in range, the address is an IP address of this node
+/// (when the node's addresses are known) and, as kubeadm's VerifyAPIServerBindAddress
+/// requires, a loopback or global unicast one. `prefix` is where the endpoint sits in the
+/// file (`localAPIEndpoint`, `controlPlane.localAPIEndpoint`).
+pub(crate) fn check_endpoint(
+    prefix: &str,
     e: &ApiEndpointSpec,
     host: &HostFacts,
     errs: &mut Vec<FieldError>,
 ) -> Option<ApiEndpoint> {
-    const ADDR: &str = "localAPIEndpoint.advertiseAddress";
+    let addr_field = format!("{prefix}.advertiseAddress");
     let port = e
         .bind_port
         .unwrap_or(i64::from(crate::names::DEFAULT_APISERVER_BIND_PORT));
@@ -626,7 +650,7 @@ fn check_endpoint(
         Ok(p) if p >= 1 => Some(p),
         _ => {
             errs.push(FieldError::invalid(
-                "localAPIEndpoint.bindPort",
+                format!("{prefix}.bindPort"),
                 port.to_string(),
                 "is not a valid port: it must be between 1 and 65535",
             ));
@@ -636,21 +660,33 @@ fn check_endpoint(
     let address = match e.advertise_address.as_deref() {
         None => {
             errs.push(FieldError::other(
-                ADDR,
+                addr_field,
                 "is not set and this node has no default route to take it from; pass --apiserver-advertise-address",
             ));
             None
         }
         Some(a) => match a.trim().parse::<IpAddr>() {
             Err(_) => {
-                errs.push(FieldError::invalid(ADDR, a, "is not a valid IP address"));
+                errs.push(FieldError::invalid(
+                    addr_field,
+                    a,
+                    "is not a valid IP address",
+                ));
+                None
+            }
+            Ok(ip) if !ip.is_loopback() && !is_global_unicast(ip) => {
+                errs.push(FieldError::invalid(
+                    addr_field,
+                    a,
+                    "cannot be the API server's address: it must be a unicast address that is not link-local",
+                ));
                 None
             }
             Ok(ip) if !host.local_addresses.is_empty() && !host.local_addresses.contains(&ip) => {
                 let list: Vec<String> =
                     host.local_addresses.iter().map(IpAddr::to_string).collect();
                 errs.push(FieldError::invalid(
-                    ADDR,
+                    addr_field,
                     a,
                     format!(
                         "is not an address of this node (it has {}); pass one of them with --apiserver-advertise-address or set localAPIEndpoint.advertiseAddress",
@@ -666,6 +702,53 @@ fn check_endpoint(
         advertise_address: address?,
         bind_port: bind_port?,
     })
+}
+
+/// kubeadm's SetClusterDynamicDefaults: a control-plane endpoint without a port gets `port`.
+pub(crate) fn default_endpoint_port(endpoint: &mut String, port: u16) {
+    if let Some((host, None)) = parse_host_port(endpoint) {
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        *endpoint = format!("{host}:{port}");
+    }
+}
+
+/// Go's `net.IP.IsGlobalUnicast`: not unspecified, loopback, multicast, link-local or the
+/// IPv4 broadcast address (private ranges are global unicast in this sense).
+pub fn is_global_unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            !(a.is_unspecified()
+                || a.is_loopback()
+                || a.is_multicast()
+                || a.is_link_local()
+                || a.is_broadcast())
+        }
+        IpAddr::V6(a) => {
+            !(a.is_unspecified()
+                || a.is_loopback()
+                || a.is_multicast()
+                || a.is_unicast_link_local())
+        }
+    }
+}
+
+/// Checks a certificate key: 64 hexadecimal characters, the AES-256 key kubeadm's
+/// `--certificate-key` holds (kubeadm itself only finds out when decryption fails). The
+/// message leaves the key out: it is a secret, and a near miss is most of one.
+pub(crate) fn check_certificate_key(field: &str, key: &str, errs: &mut Vec<FieldError>) {
+    if !(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit())) {
+        errs.push(FieldError::other(
+            field,
+            format!(
+                "is not valid: expected 64 hexadecimal characters (32 bytes), got {} characters",
+                key.chars().count()
+            ),
+        ));
+    }
 }
 
 fn check_token(
@@ -782,22 +865,12 @@ pub fn merge_ignore_preflight_errors(
     }
 }
 
-/// Validates a defaulted InitConfiguration and ClusterConfiguration against the host and
-/// converts them to the internal form. `component_configs` is left empty and
-/// `node.ignore_preflight_errors` holds the file's list lower-cased; the caller sets both.
-///
-/// # Errors
-///
-/// Every invalid field, one [`FieldError`] each.
-pub fn validate_init(
-    i: &InitSpec,
-    c: &ClusterSpec,
-    host: &HostFacts,
-) -> Result<InitConfig, Vec<FieldError>> {
-    let mut errs = Vec::new();
-    let cluster = check_cluster(c, &mut errs);
-
-    let nr = &i.node_registration;
+/// Checks the node registration: the name (a DNS-1123 subdomain), the CRI socket, taints,
+/// the image pull policy and the file's ignored preflight errors (`all` refused there).
+pub(crate) fn check_node_registration(
+    nr: &NodeRegistrationSpec,
+    errs: &mut Vec<FieldError>,
+) -> NodeRegistration {
     let name = nr.name.clone().unwrap_or_default();
     if name.is_empty() {
         errs.push(FieldError::other(
@@ -845,21 +918,6 @@ pub fn validate_init(
             "is not one of Always, IfNotPresent, Never",
         ));
     }
-    if i.patches_directory.is_some() {
-        errs.push(FieldError::other(
-            "patches",
-            "is not supported by kubeboot yet",
-        ));
-    }
-    if let Some(key) = &i.certificate_key
-        && !(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        errs.push(FieldError::invalid(
-            "certificateKey",
-            key,
-            "is not valid: expected 64 hexadecimal characters (32 bytes)",
-        ));
-    }
     let ignore = match merge_ignore_preflight_errors(&[], &nr.ignore_preflight_errors) {
         Ok(v) => v,
         Err(e) => {
@@ -868,7 +926,42 @@ pub fn validate_init(
         }
     };
 
-    let endpoint = check_endpoint(&i.local_api_endpoint, host, &mut errs);
+    NodeRegistration {
+        name,
+        cri_socket: nr.cri_socket.clone(),
+        taints: nr.taints.clone(),
+        kubelet_extra_args: nr.kubelet_extra_args.clone(),
+        ignore_preflight_errors: ignore,
+    }
+}
+
+/// Validates a defaulted InitConfiguration and ClusterConfiguration against the host and
+/// converts them to the internal form. `component_configs` is left empty and
+/// `node.ignore_preflight_errors` holds the file's list lower-cased; the caller sets both.
+///
+/// # Errors
+///
+/// Every invalid field, one [`FieldError`] each.
+pub fn validate_init(
+    i: &InitSpec,
+    c: &ClusterSpec,
+    host: &HostFacts,
+) -> Result<InitConfig, Vec<FieldError>> {
+    let mut errs = Vec::new();
+    let cluster = check_cluster(c, Origin::User, &mut errs);
+
+    let node = check_node_registration(&i.node_registration, &mut errs);
+    if i.patches_directory.is_some() {
+        errs.push(FieldError::other(
+            "patches",
+            "is not supported by kubeboot yet",
+        ));
+    }
+    if let Some(key) = &i.certificate_key {
+        check_certificate_key("certificateKey", key, &mut errs);
+    }
+
+    let endpoint = check_endpoint("localAPIEndpoint", &i.local_api_endpoint, host, &mut errs);
     let tokens: Vec<Option<BootstrapToken>> = i
         .bootstrap_tokens
         .iter()
@@ -883,25 +976,12 @@ pub fn validate_init(
     let (Some(mut cluster), Some(endpoint)) = (cluster, endpoint) else {
         return Err(errs);
     };
-    if let Some(ep) = &cluster.control_plane_endpoint
-        && let Some((host, None)) = parse_host_port(ep)
-    {
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host
-        };
-        cluster.control_plane_endpoint = Some(format!("{host}:{}", endpoint.bind_port));
+    if let Some(ep) = &mut cluster.control_plane_endpoint {
+        default_endpoint_port(ep, endpoint.bind_port);
     }
     Ok(InitConfig {
         cluster,
-        node: NodeRegistration {
-            name,
-            cri_socket: nr.cri_socket.clone(),
-            taints: nr.taints.clone(),
-            kubelet_extra_args: nr.kubelet_extra_args.clone(),
-            ignore_preflight_errors: ignore,
-        },
+        node,
         local_api_endpoint: endpoint,
         bootstrap_tokens: tokens.into_iter().flatten().collect(),
         certificate_key: i.certificate_key.clone(),
@@ -1203,7 +1283,7 @@ mod tests {
             (
                 "bad_certificate_key",
                 |i, _| i.certificate_key = Some("xyz".into()),
-                "certificateKey: \"xyz\" is not valid",
+                "certificateKey: is not valid: expected 64 hexadecimal characters (32 bytes), got 3 characters",
             ),
             (
                 "both_etcds",

@@ -10,6 +10,7 @@
 #![allow(dead_code)] // each test crate uses part of it
 
 use components::config::{ApiVersion, ConfigSource, HostFacts, InitConfig, InitFlags};
+use components::config::{JoinConfig, JoinFlags, join_defaults_yaml, resolve_join};
 use components::config::{init_defaults_yaml, resolve_init};
 use components::version::v;
 use proptest::prelude::*;
@@ -41,6 +42,34 @@ pub fn resolve_file(content: &str) -> Option<InitConfig> {
         ..InitFlags::default()
     };
     resolve_init(&flags, &host()).ok()
+}
+
+/// `content` through `kubeboot join --config`'s resolver.
+pub fn resolve_join_file(content: &str) -> Option<JoinConfig> {
+    let flags = JoinFlags {
+        config: Some(ConfigSource {
+            path: "join.yaml".into(),
+            content: content.to_string(),
+        }),
+        set_flags: vec!["config".into()],
+        ..JoinFlags::default()
+    };
+    resolve_join(&flags, &host()).ok()
+}
+
+/// Real join configs: `config print join-defaults` in both API versions and a control-plane
+/// join with file discovery.
+pub fn join_seeds() -> Vec<Vec<u8>> {
+    vec![
+        join_defaults_yaml(ApiVersion::V1beta2).into_bytes(),
+        join_defaults_yaml(ApiVersion::V1beta3).into_bytes(),
+        b"apiVersion: kubeadm.k8s.io/v1beta3\nkind: JoinConfiguration\ncaCertPath: /etc/kubernetes/pki/ca.crt\n\
+          discovery:\n  file:\n    kubeConfigPath: https://10.0.0.1/cluster-info.yaml\n  tlsBootstrapToken: abcdef.0123456789abcdef\n  timeout: 90s\n\
+          nodeRegistration:\n  name: node2\n  taints: []\n  ignorePreflightErrors: [Swap]\n\
+          controlPlane:\n  localAPIEndpoint:\n    advertiseAddress: 10.0.0.1\n    bindPort: 6443\n\
+          \x20 certificateKey: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\nskipPhases: [preflight]\n"
+            .to_vec(),
+    ]
 }
 
 const COMPONENT_CONFIGS: &str = "---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: cgroupfs\nevictionHard: {memory.available: 100Mi}\n---\napiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: iptables\nconntrack: {maxPerCore: 0}\n";

@@ -2,10 +2,11 @@
 //! tokens read it (kubeadm: phases/uploadconfig/uploadconfig.go).
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use components::config::defaults::DEFAULT_TOKEN_GROUP;
-use components::config::{ApiEndpoint, InitConfig, cluster_configuration_yaml};
+use components::config::{
+    ApiEndpoint, ConfigError, InitConfig, cluster_configuration_yaml, cluster_status_with_endpoint,
+};
 use components::names;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -16,45 +17,15 @@ use super::{data, meta};
 /// uploadconfig.NodesKubeadmConfigClusterRoleName.
 pub const NODES_KUBEADM_CONFIG_ROLE: &str = "kubeadm:nodes-kubeadm-config";
 
-/// The `ClusterStatus` already in the ConfigMap cannot be extended.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClusterStatusError {
-    /// Not YAML.
-    #[error("the ClusterStatus in ConfigMap \"kubeadm-config\" is not valid YAML: {0}")]
-    Yaml(String),
-    /// No `apiEndpoints` (kubeadm: mutateClusterStatus refuses a nil map too).
-    #[error(
-        "APIEndpoints from ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace is nil"
-    )]
-    NoEndpoints,
-}
-
-fn endpoint_value(ep: &ApiEndpoint) -> serde_json::Value {
-    let address = match ep.advertise_address {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => a.to_string(),
-    };
-    serde_json::json!({ "advertiseAddress": address, "bindPort": ep.bind_port })
-}
-
-fn render(endpoints: serde_json::Map<String, serde_json::Value>) -> String {
-    let doc = serde_json::json!({
-        "apiEndpoints": endpoints,
-        "apiVersion": names::KUBEADM_V1BETA2,
-        "kind": "ClusterStatus",
-    });
-    yaml_serde::to_string(&crate::yaml::sorted(&doc)).expect("a YAML value always serializes")
-}
+/// The `ClusterStatus` already in the ConfigMap cannot be extended (the error of
+/// components' ClusterStatus functions, which name the key and the fix).
+pub type ClusterStatusError = ConfigError;
 
 /// kubeadm 1.20's ClusterStatus document: every control-plane node's API endpoint by node
-/// name (kubeadm: kubeadmapi.ClusterStatus, marshalled as v1beta2).
+/// name (kubeadm: kubeadmapi.ClusterStatus, marshalled as v1beta2). The format has one home,
+/// components::config::kubeadm_config, which join and reset use too.
 pub fn cluster_status_yaml(endpoints: &BTreeMap<String, ApiEndpoint>) -> String {
-    render(
-        endpoints
-            .iter()
-            .map(|(name, ep)| (name.clone(), endpoint_value(ep)))
-            .collect(),
-    )
+    components::config::cluster_status_yaml(endpoints)
 }
 
 /// Adds (or replaces) `node`'s endpoint in an existing ClusterStatus document, keeping the
@@ -67,15 +38,7 @@ pub fn merge_cluster_status(
     node: &str,
     endpoint: &ApiEndpoint,
 ) -> Result<String, ClusterStatusError> {
-    let value: serde_json::Value =
-        yaml_serde::from_str(existing).map_err(|e| ClusterStatusError::Yaml(e.to_string()))?;
-    let mut endpoints = value
-        .get("apiEndpoints")
-        .and_then(|e| e.as_object())
-        .cloned()
-        .ok_or(ClusterStatusError::NoEndpoints)?;
-    endpoints.insert(node.to_string(), endpoint_value(endpoint));
-    Ok(render(endpoints))
+    cluster_status_with_endpoint(Some(existing), node, endpoint)
 }
 
 /// Whether this version's kubeadm keeps a ClusterStatus (kubeadm 1.22 removed it and reads
@@ -114,13 +77,11 @@ pub fn kubeadm_config_map(
         let old = existing
             .and_then(|cm| cm.data.as_ref())
             .and_then(|d| d.get(names::CLUSTER_STATUS_KEY));
-        let status = match old {
-            Some(old) => merge_cluster_status(old, &cfg.node.name, &cfg.local_api_endpoint)?,
-            None => cluster_status_yaml(&BTreeMap::from([(
-                cfg.node.name.clone(),
-                cfg.local_api_endpoint,
-            )])),
-        };
+        let status = cluster_status_with_endpoint(
+            old.map(String::as_str),
+            &cfg.node.name,
+            &cfg.local_api_endpoint,
+        )?;
         pairs.push((names::CLUSTER_STATUS_KEY, status));
     }
     Ok(ConfigMap {
