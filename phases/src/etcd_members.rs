@@ -44,8 +44,12 @@ use crate::say;
 const LEARNER_NOT_READY: &str = "can only promote a learner member which is in sync with leader";
 /// etcd's ErrMemberNotLearner: the member is a voter already (an earlier promote went through).
 const MEMBER_NOT_LEARNER: &str = "can only promote a learner member";
-/// etcd's ErrUnhealthy: a voter removal while etcd still sees the member as connected.
+/// etcd's ErrUnhealthy, refusing a membership change while its view of the peers' connections
+/// is not settled (a voter connected for less than 5 seconds, a removed member still seen as
+/// connected); it passes within seconds.
 const UNHEALTHY_CLUSTER: &str = "unhealthy cluster";
+/// How long an add or a remove is retried while etcd answers [`UNHEALTHY_CLUSTER`].
+const RECONFIG_RETRY: Duration = Duration::from_secs(15);
 /// What a learner answers to cluster RPCs: ask the next endpoint.
 const LEARNER_RPC: &str = "rpc not supported for learner";
 /// Transient answers while the cluster elects a leader or is busy; worth another try.
@@ -312,16 +316,22 @@ impl EtcdClient {
     }
 
     /// Adds a learner with `peer_url` (`etcdctl member add --learner`); its ID and the new
-    /// member list.
+    /// member list. etcd refuses any add until every voter has been connected for 5 seconds
+    /// ("unhealthy cluster": etcd 3.4 etcdserver/server.go mayAddMember, HealthInterval), as
+    /// right after another member's promotion; that is retried for up to 15 seconds.
     ///
     /// # Errors
     /// No endpoint answered, or etcd refused (a peer URL in use, too many learners).
     pub fn add_learner(&self, peer_url: &str) -> anyhow::Result<(u64, Vec<Member>)> {
+        let body = serde_json::json!({ "peerURLs": [peer_url], "isLearner": true });
         let r: AddResponse = self
-            .call(
-                "/v3/cluster/member/add",
-                serde_json::json!({ "peerURLs": [peer_url], "isLearner": true }),
+            .retrying(
+                RECONFIG_RETRY,
+                &[UNHEALTHY_CLUSTER],
+                |_| {},
+                || self.call("/v3/cluster/member/add", body.clone()),
             )
+            .map_err(|(e, _)| e)
             .with_context(|| format!("could not add the etcd learner {peer_url}"))?;
         Ok((r.member.id, r.members))
     }
