@@ -808,12 +808,14 @@ pub fn join_member(
     start_local_member(&initial_cluster(&members, my_name, my_peer_url))
         .with_context(|| left("could not start the local etcd member"))?;
 
-    say!(
-        out,
-        "etcd",
-        "Waiting for the new etcd member to join the cluster. This can take up to {}",
-        crate::health::human(timeouts.healthy)
-    );
+    if !matches!(plan.own, OwnMember::Voter { .. }) {
+        say!(
+            out,
+            "etcd",
+            "Waiting for the new etcd member to join the cluster. This can take up to {}",
+            crate::health::human(timeouts.healthy)
+        );
+    }
     let start = Instant::now();
     wait_healthy(client, id, timeouts.healthy, |waited| {
         say!(
@@ -843,6 +845,12 @@ pub fn join_member(
             "etcd",
             "Promoted etcd member {my_name:?} (id {id:x}) to a voting member after {:.1} seconds: {voters} voting members",
             start.elapsed().as_secs_f64()
+        );
+    } else {
+        say!(
+            out,
+            "etcd",
+            "etcd member {my_name:?} (id {id:x}) is a healthy voting member"
         );
     }
     Ok(())
