@@ -22,6 +22,7 @@
 pub mod agent_view;
 pub mod cluster;
 pub mod dryrun;
+pub mod etcd_members;
 pub mod health;
 pub mod host;
 pub mod images;
