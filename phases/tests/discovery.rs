@@ -336,6 +336,46 @@ fn discovery_unsafe_skip_still_checks_the_pins_given() {
 }
 
 #[test]
+fn token_discovery_retries_until_the_api_server_answers() {
+    // The first read meets an API server that is not ready yet (503), as during a control-plane
+    // restart; discovery tries again (kubeadm's 5 s interval) and succeeds.
+    let ca = new_ca();
+    let (cert, key) = serving_cert(&ca, "127.0.0.1");
+    let body = Arc::new(std::sync::OnceLock::<String>::new());
+    let served = body.clone();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let server = Server::start(
+        &cert,
+        &key,
+        Arc::new(
+            move |_: &str| match (counted.fetch_add(1, Ordering::SeqCst), served.get()) {
+                (0, _) | (_, None) => (503, r#"{"kind":"Status","message":"not ready"}"#.into()),
+                (_, Some(b)) => (200, b.clone()),
+            },
+        ),
+    );
+    body.set(cluster_info(&ca, &server.url(), &[TOKEN]).1)
+        .expect("set once");
+    let (found, lines) = run(&token_discovery(
+        &server.endpoint(),
+        TOKEN,
+        vec![pin(&ca)],
+        ENOUGH,
+    ));
+    assert_eq!(found.expect("discovers after a retry").ca_pem, ca.cert_pem);
+    assert!(
+        lines.iter().any(|l| l
+            == "[discovery] Failed to request cluster-info, will try again: HTTP 503 not ready"),
+        "{lines:?}"
+    );
+    assert!(
+        calls.load(Ordering::SeqCst) >= 3,
+        "first, retried, verified reads"
+    );
+}
+
+#[test]
 fn discovery_no_pin_and_no_unsafe_skip_is_refused_before_any_request() {
     let e = failure(&token_discovery("127.0.0.1:1", TOKEN, vec![], ENOUGH));
     assert!(matches!(e, DiscoveryError::InvalidSettings { .. }), "{e:?}");
