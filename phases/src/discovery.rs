@@ -20,6 +20,12 @@
 //! transport does); then cluster-info is read over TLS verified with that kubeconfig's CA, and
 //! the server and CA it names replace the file's.
 //!
+//! Differences from kubeadm, on purpose: every failure is a [`DiscoveryError`] naming the
+//! fix; a handshake refused on the CA-verified read is explained from the certificate the
+//! server presents (another CA, or a name it lacks) and not retried; the discovery file's
+//! credentials are never sent (the validating read is anonymous), so a 401 counts as the 403
+//! kubeadm accepts; no HTTP proxy is used for bootstrap traffic.
+//!
 //! The calls are synchronous and bounded by the discovery timeout. Progress lines, in
 //! kubeadm's `[discovery] ...` words, go to the caller's `progress` (kubeadm logs them at -v1).
 //! Nothing here ever formats the token secret: errors name the token ID only.
@@ -402,7 +408,7 @@ fn token_discovery(
     let discovered = |ca_pem: String| Discovered {
         ca_pem,
         server: cluster.server.clone(),
-        endpoint_url: base.to_string(),
+        endpoint_url: base.as_str().trim_end_matches('/').to_string(),
         kubeconfig_yaml: kubeconfig.clone(),
     };
 

@@ -268,7 +268,7 @@ fn token_discovery_with_the_right_pin_trusts_the_cluster_ca() {
     let found = found.expect("discovers");
     assert_eq!(found.ca_pem, c.ca.cert_pem);
     assert_eq!(found.server, c.server.url());
-    assert_eq!(found.endpoint_url, format!("{}/", c.server.url()));
+    assert_eq!(found.endpoint_url, c.server.url());
     assert_eq!(found.kubeconfig_yaml, c.kubeconfig);
     let all = lines.join("\n");
     assert!(
