@@ -16,11 +16,13 @@
 //! - [`reset`]: `kubeboot reset`; [`node_record`]: what init created, the list reset
 //!   deletes from.
 //! - [`token`]: bootstrap tokens on the cluster (`init`'s and `kubeboot token`'s).
+//! - [`discovery`]: `join`'s discovery of the cluster (token or file), before any trust.
 //! - [`dryrun`]: what `--dry-run` prints.
 //! - [`agent_view`]: the agent's status, as phases quote it.
 
 pub mod agent_view;
 pub mod cluster;
+pub mod discovery;
 pub mod dryrun;
 pub mod etcd_members;
 pub mod health;

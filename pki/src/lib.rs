@@ -49,4 +49,4 @@ pub use kubeconfig::{
 };
 pub use pin::{CaPin, ca_cert_hash};
 pub use token::{BootstrapToken, TokenSecret};
-pub use verify::{Decision, check_sa_key, decide, decide_sa};
+pub use verify::{Decision, check_sa_key, decide, decide_sa, is_signed_by};

@@ -216,6 +216,18 @@ pub(crate) fn parse_cert(pem: &str, what: &str) -> Result<ParsedCert, PkiError> 
     })
 }
 
+/// Whether the certificate `cert_pem` carries a valid signature of the CA `ca_pem`'s key:
+/// `join` asks it of the certificate an API server presented when TLS verification against
+/// the discovered CA failed, to tell "another CA" from "right CA, wrong name".
+///
+/// # Errors
+/// [`PkiError::ParseCert`] when either does not parse.
+pub fn is_signed_by(cert_pem: &str, ca_pem: &str) -> Result<bool, PkiError> {
+    let cert = parse_cert(cert_pem, "certificate")?;
+    let ca = parse_cert(ca_pem, "CA certificate")?;
+    Ok(signed_by(&cert.der, &ca.der))
+}
+
 /// Whether `cert_der` carries a valid signature of `ca_der`'s key.
 fn signed_by(cert_der: &[u8], ca_der: &[u8]) -> bool {
     let (Ok((_, cert)), Ok((_, ca))) = (
@@ -283,6 +295,16 @@ mod tests {
         issue(spec("ca"), &inputs(), None, now())
             .expect("ca")
             .into()
+    }
+
+    #[test]
+    fn is_signed_by_tells_the_issuing_ca() {
+        let other = ca();
+        let ca = ca();
+        let leaf = issue(spec("apiserver"), &inputs(), Some(&ca), now()).expect("leaf");
+        assert!(is_signed_by(&leaf.cert_pem, &ca.cert_pem).expect("parses"));
+        assert!(!is_signed_by(&leaf.cert_pem, &other.cert_pem).expect("parses"));
+        assert!(is_signed_by("junk", &ca.cert_pem).is_err());
     }
 
     #[test]
