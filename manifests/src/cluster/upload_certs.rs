@@ -70,6 +70,9 @@ pub fn shared_files(local_etcd: bool) -> impl Iterator<Item = &'static SharedFil
         .filter(move |f| local_etcd || !f.local_etcd_only)
 }
 
+/// A shared file by its name and its content, `None` when the node does not have it.
+pub type NamedFile<'a> = (&'a str, Option<Vec<u8>>);
+
 /// The Secret data key of a shared file: `/` becomes `-` (copycerts.go,
 /// certOrKeyNameToSecretName: `etcd/ca.crt` is `etcd-ca.crt`).
 pub fn secret_key(name: &str) -> String {
@@ -109,7 +112,7 @@ pub fn token_owner_reference(token_id: &str, uid: &str) -> OwnerReference {
 /// (getDataFromDisk), which a joining node skips.
 pub fn kubeadm_certs_secret(
     key: &[u8; pki::certkey::KEY_LEN],
-    files: &[(&str, Option<Vec<u8>>)],
+    files: &[NamedFile],
     owner: OwnerReference,
 ) -> Secret {
     let data: BTreeMap<String, ByteString> = files

@@ -1,6 +1,8 @@
 //! What the phases' integration tests share: init run data for a node rooted in a temporary
-//! directory.
+//! directory, and etcd with a kube-apiserver on loopback (`apiserver`).
 #![allow(dead_code)]
+
+pub mod apiserver;
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -52,6 +54,8 @@ pub fn data_from(root: &Path, flags: InitFlags) -> InitData {
         pod_network: agent::cni::PodNetwork::Bridge,
         static_pod_runner: components::StaticPodRunner::Agent,
         skip_token_print: false,
+        upload_certs: false,
+        skip_certificate_key_print: false,
         resumed: None,
     }
 }
