@@ -141,6 +141,8 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
         host_paths,
         api: None,
         skip_token_print: args.skip_token_print,
+        skip_certificate_key_print: args.skip_certificate_key_print,
+        upload_certs: args.upload_certs,
         resumed: None,
     };
     if args.dry_run {

@@ -98,6 +98,11 @@ pub const LABEL_EXCLUDE_FROM_EXTERNAL_LB: &str =
 
 /// KubeadmConfigConfigMap.
 pub const KUBEADM_CONFIG_CONFIGMAP: &str = "kubeadm-config";
+/// KubeadmCertsSecret: the control-plane certificates `--upload-certs` shares, encrypted.
+pub const KUBEADM_CERTS_SECRET: &str = "kubeadm-certs";
+/// KubeadmCertsClusterRoleName: the Role (and RoleBinding) that lets bootstrap tokens get
+/// the `kubeadm-certs` Secret (a Role despite kubeadm's constant name).
+pub const KUBEADM_CERTS_ROLE: &str = "kubeadm:kubeadm-certs";
 /// ClusterConfigurationConfigMapKey.
 pub const CLUSTER_CONFIGURATION_KEY: &str = "ClusterConfiguration";
 /// ClusterStatusConfigMapKey.

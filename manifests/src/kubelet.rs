@@ -162,12 +162,19 @@ mod join_tests {
     #[test]
     fn a_joining_node_keeps_the_clusters_kubelet_configuration_and_the_agent_owns_static_pods() {
         let cluster = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nclusterDNS:\n- 10.96.0.10\nstaticPodPath: /etc/kubernetes/manifests\nmaxPods: 57\n";
-        let agent = node_kubelet_configuration_from_cluster(cluster, StaticPodRunner::Agent).unwrap();
+        let agent =
+            node_kubelet_configuration_from_cluster(cluster, StaticPodRunner::Agent).unwrap();
         assert!(agent.contains("staticPodPath: \"\"\n"), "{agent}");
-        assert!(agent.contains("maxPods: 57\n") && agent.contains("- 10.96.0.10\n"), "{agent}");
+        assert!(
+            agent.contains("maxPods: 57\n") && agent.contains("- 10.96.0.10\n"),
+            "{agent}"
+        );
         let kubelet =
             node_kubelet_configuration_from_cluster(cluster, StaticPodRunner::Kubelet).unwrap();
-        assert!(kubelet.contains("staticPodPath: /etc/kubernetes/manifests\n"), "{kubelet}");
+        assert!(
+            kubelet.contains("staticPodPath: /etc/kubernetes/manifests\n"),
+            "{kubelet}"
+        );
         assert!(node_kubelet_configuration_from_cluster("- a\n", StaticPodRunner::Agent).is_err());
     }
 }

@@ -360,9 +360,11 @@ impl Cluster {
         loop {
             if let Some(found) = self.get::<CertificateSigningRequest>(None, name)? {
                 let status = found.status.unwrap_or_default();
-                if let Some(c) = status.conditions.iter().flatten().find(|c| {
-                    (c.type_ == "Denied" || c.type_ == "Failed") && c.status != "False"
-                }) {
+                if let Some(c) =
+                    status.conditions.iter().flatten().find(|c| {
+                        (c.type_ == "Denied" || c.type_ == "Failed") && c.status != "False"
+                    })
+                {
                     anyhow::bail!(
                         "the CertificateSigningRequest {name:?} was {} ({}: {})",
                         c.type_.to_lowercase(),
@@ -371,9 +373,8 @@ impl Cluster {
                     );
                 }
                 if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
-                    return String::from_utf8(cert.0).with_context(|| {
-                        format!("the certificate of {name:?} is not PEM text")
-                    });
+                    return String::from_utf8(cert.0)
+                        .with_context(|| format!("the certificate of {name:?} is not PEM text"));
                 }
             }
             let elapsed = start.elapsed();

@@ -95,7 +95,7 @@ impl Member {
     }
 
     /// `"node1" (id 8e9e05c52164694d, https://10.0.0.1:2380)`, as etcdctl prints IDs.
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         let name = if self.started() {
             format!("{:?}", self.name)
         } else {
@@ -448,7 +448,7 @@ impl EtcdClient {
     }
 
     /// A member is healthy when one of its client URLs is; an unstarted member has none.
-    fn member_health(&self, m: &Member) -> Result<(), String> {
+    pub fn member_health(&self, m: &Member) -> Result<(), String> {
         if m.client_urls.is_empty() {
             return Err("never started (no client URL)".into());
         }

@@ -29,6 +29,7 @@ pub mod health;
 pub mod host;
 pub mod images;
 pub mod init;
+pub mod join;
 pub mod node_record;
 pub mod out;
 pub mod preflight;

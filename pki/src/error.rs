@@ -283,6 +283,28 @@ pub enum PkiError {
         /// The TTL in whole seconds.
         ttl_secs: u64,
     },
+    /// A `--certificate-key` that is not 64 hex digits. The value is not repeated: it is a
+    /// secret.
+    #[error(
+        "the certificate key must be 64 hexadecimal digits (32 bytes), but {reason}; use the key printed by \"kubeboot init --upload-certs\" or \"kubeboot init phase upload-certs --upload-certs\", or make one with \"kubeboot certs certificate-key\""
+    )]
+    InvalidCertificateKey {
+        /// What is wrong, without the key.
+        reason: String,
+    },
+    /// An encrypted `kubeadm-certs` entry too short to hold a nonce and a tag.
+    #[error(
+        "the encrypted data is {len} bytes, too short for AES-GCM's 12-byte nonce and 16-byte tag (truncated); upload the certificates again with `kubeboot init phase upload-certs --upload-certs`, which prints a new key"
+    )]
+    SealedTooShort {
+        /// Its length.
+        len: usize,
+    },
+    /// The certificate key does not open an encrypted `kubeadm-certs` entry.
+    #[error(
+        "the certificate key does not decrypt the uploaded certificates (a wrong key, or data changed since the upload): check --certificate-key, or upload the certificates again with `kubeboot init phase upload-certs --upload-certs`, which prints a new key"
+    )]
+    CertificateKeyMismatch,
     /// A Secret in kube-system of the bootstrap token type that is not a valid token.
     #[error("{name:?} is not a valid bootstrap token Secret: {reason}")]
     InvalidTokenSecret {

@@ -340,7 +340,11 @@ pub struct User {
     )]
     pub client_certificate: Option<String>,
     /// The client key's file.
-    #[serde(rename = "client-key", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "client-key",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_key: Option<String>,
     /// A bearer token (a bootstrap token for TLS bootstrap).
     #[serde(default, skip_serializing_if = "Option::is_none")]

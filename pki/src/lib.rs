@@ -1,7 +1,7 @@
 //! kubeboot's public key infrastructure: the certificate authorities, certificates, keys,
-//! kubeconfig files, CA public key pins and bootstrap tokens of a kubeadm-compatible
-//! cluster, with the same fields kubeadm v1.20 writes, so kubeadm and kubeboot nodes trust
-//! each other.
+//! kubeconfig files, CA public key pins, bootstrap tokens and the certificate key of a
+//! kubeadm-compatible cluster, with the same fields kubeadm v1.20 writes, so kubeadm and
+//! kubeboot nodes trust each other.
 //!
 //! This crate is pure: bytes in, bytes out. It never touches the filesystem, the network,
 //! processes, the environment or the clock (`now` is a parameter); only key generation
@@ -15,12 +15,15 @@
 //! - [`verify`]: [`decide`] whether what is on the node can be reused.
 //! - [`kubeconfig`]: the kubeconfig table [`KUBECONFIGS`], building and checking them.
 //! - [`pin`]: `sha256:` CA public key pins for discovery.
+//! - [`certkey`]: the certificate key of `--upload-certs` and kubeadm's AES-GCM format of the
+//!   `kubeadm-certs` Secret.
 //! - [`token`]: bootstrap tokens, their usages, groups, TTL and Secret data.
 //! - [`jws`]: detached JWS signatures of the `cluster-info` kubeconfig.
 //! - [`info`]: expiry facts for `certs check-expiration`.
 //! - [`error`]: the one error type, [`PkiError`], and [`SanKind`].
 #![warn(missing_docs)]
 
+pub mod certkey;
 pub mod certs;
 pub mod csr;
 mod der;

@@ -3,7 +3,9 @@
 //! (kubeadm: phases/uploadconfig, phases/kubelet/config.go), bootstrap-token Secrets and the
 //! bootstrappers' RBAC (phases/bootstraptoken/node), and `kube-public/cluster-info` with the
 //! anonymous Role that exposes it (phases/bootstraptoken/clusterinfo), and the labels,
-//! taints and annotation of the control-plane Node (phases/markcontrolplane).
+//! taints and annotation of the control-plane Node (phases/markcontrolplane), and the
+//! encrypted `kubeadm-certs` Secret of `--upload-certs` with its owner token and RBAC
+//! (phases/copycerts).
 //!
 //! Pure builders: values in, k8s-openapi objects out; phases send them through
 //! `phases::cluster`.
@@ -14,6 +16,7 @@ pub mod kubeadm_config;
 pub mod kubelet_config;
 pub mod node;
 pub mod rbac;
+pub mod upload_certs;
 
 pub use bootstrap_token::{
     TokenSpec, bootstrap_token_secret, bootstrappers_rbac, get_nodes_cluster_role,

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::init::data::InitData;
-use crate::shared::node::NodeCtx;
 use crate::runner::Phase;
 use crate::say;
+use crate::shared::node::NodeCtx;
 
 /// The `agent-start` phase.
 pub fn phase() -> Phase<InitData> {
@@ -77,12 +77,7 @@ pub fn ensure_running(d: &mut InitData, phase: &str) -> anyhow::Result<()> {
 /// # Errors
 /// systemctl fails, or the daemon cannot start or exits at once.
 pub fn start_agent(d: &NodeCtx, node_name: &str, phase: &str) -> anyhow::Result<()> {
-    let args = agent_args(
-        node_name,
-        &d.bin_dirs,
-        d.pod_network,
-        d.static_pod_runner,
-    );
+    let args = agent_args(node_name, &d.bin_dirs, d.pod_network, d.static_pod_runner);
     // What the agent will make on kubeboot's behalf: its bridge (with --pod-network bridge),
     // and where reset finds kube-proxy to clean its rules.
     crate::node_record::update(

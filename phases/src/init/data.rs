@@ -24,6 +24,12 @@ pub struct InitData {
     /// `--skip-token-print`: the token is neither printed by bootstrap-token nor shown in
     /// the join commands (`<value withheld>`, as kubeadm).
     pub skip_token_print: bool,
+    /// `--upload-certs`: store the shared certificates in the `kubeadm-certs` Secret,
+    /// encrypted with the certificate key (`cfg.certificate_key`, generated when not given).
+    pub upload_certs: bool,
+    /// `--skip-certificate-key-print`: the certificate key is neither printed by
+    /// upload-certs nor shown in the join command (`<value withheld>`, as kubeadm).
+    pub skip_certificate_key_print: bool,
     /// What an interrupted earlier init left, when preflight found its marker: this init
     /// resumes it (see [`crate::init::resume`]).
     pub resumed: Option<crate::init::resume::Interrupted>,
@@ -137,6 +143,8 @@ pub(crate) mod tests {
             node,
             api: None,
             skip_token_print: false,
+            upload_certs: false,
+            skip_certificate_key_print: false,
             resumed: None,
         }
     }

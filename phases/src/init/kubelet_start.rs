@@ -16,9 +16,9 @@ use components::{StaticPodRunner, names};
 use components::config::InitConfig;
 
 use crate::init::data::InitData;
-use crate::shared::node::NodeCtx;
 use crate::runner::Phase;
 use crate::say;
+use crate::shared::node::NodeCtx;
 
 /// The `kubelet-start` phase.
 pub fn phase() -> Phase<InitData> {

@@ -95,32 +95,7 @@ fn checks(d: &InitData, resume: Option<&Interrupted>) -> Vec<Check> {
         Check::mem(1700),
         Check::kubeboot_binary(&d.exe),
     ];
-    let bind_port = d.cfg.local_api_endpoint.bind_port;
-    for port in [
-        bind_port,
-        components::names::KUBE_SCHEDULER_PORT,
-        components::names::KUBE_CONTROLLER_MANAGER_PORT,
-    ] {
-        checks.push(own_port(port));
-    }
-    for c in [
-        components::names::KUBE_APISERVER,
-        components::names::KUBE_CONTROLLER_MANAGER,
-        components::names::KUBE_SCHEDULER,
-        components::names::ETCD,
-    ] {
-        let manifest = layout.manifest(c);
-        checks.push(own_path(
-            Check::file_available(&manifest, layout),
-            &manifest,
-        ));
-    }
-    if let components::config::Etcd::Local(local) = &d.cfg.cluster.etcd {
-        checks.push(own_port(components::names::ETCD_CLIENT_PORT));
-        checks.push(own_port(components::names::ETCD_PEER_PORT));
-        let data_dir = layout.node_path(&local.data_dir);
-        checks.push(own_path(Check::dir_available(&data_dir, layout), &data_dir));
-    }
+    checks.extend(control_plane_checks_with(d, &own_port, &own_path));
     checks.push(Check::file_content(
         Path::new("/proc/sys/net/ipv4/ip_forward"),
         "1",
@@ -163,6 +138,48 @@ fn checks(d: &InitData, resume: Option<&Interrupted>) -> Vec<Check> {
     // Before the binaries in them: a directory others can write is refused even empty.
     checks.extend(d.bin_dirs.iter().map(|dir| Check::bin_dir(dir)));
     checks.extend(preflight::binary_checks(&pods, &d.bin_dirs));
+    checks
+}
+
+/// The checks of a node that will host a control plane (kubeadm: RunInitNodeChecks with
+/// isSecondaryControlPlane): its ports, manifests and etcd data directory free.
+pub fn control_plane_checks(d: &InitData) -> Vec<Check> {
+    control_plane_checks_with(d, &|port| Check::port(port), &|check, _| check)
+}
+
+fn control_plane_checks_with(
+    d: &InitData,
+    own_port: &dyn Fn(u16) -> Check,
+    own_path: &dyn Fn(Check, &Path) -> Check,
+) -> Vec<Check> {
+    let layout = &d.layout;
+    let mut checks = Vec::new();
+    let bind_port = d.cfg.local_api_endpoint.bind_port;
+    for port in [
+        bind_port,
+        components::names::KUBE_SCHEDULER_PORT,
+        components::names::KUBE_CONTROLLER_MANAGER_PORT,
+    ] {
+        checks.push(own_port(port));
+    }
+    for c in [
+        components::names::KUBE_APISERVER,
+        components::names::KUBE_CONTROLLER_MANAGER,
+        components::names::KUBE_SCHEDULER,
+        components::names::ETCD,
+    ] {
+        let manifest = layout.manifest(c);
+        checks.push(own_path(
+            Check::file_available(&manifest, layout),
+            &manifest,
+        ));
+    }
+    if let components::config::Etcd::Local(local) = &d.cfg.cluster.etcd {
+        checks.push(own_port(components::names::ETCD_CLIENT_PORT));
+        checks.push(own_port(components::names::ETCD_PEER_PORT));
+        let data_dir = layout.node_path(&local.data_dir);
+        checks.push(own_path(Check::dir_available(&data_dir, layout), &data_dir));
+    }
     checks
 }
 

@@ -62,7 +62,7 @@ impl JoinData {
     /// Discovery failed (its error names the cause and the fix).
     pub fn discovered(&mut self) -> anyhow::Result<&Discovered> {
         if self.discovered.is_none() {
-            let discovery = discovery_input(&self.cfg);
+            let discovery = discovery_input(&self.cfg)?;
             let out = self.out.clone();
             let found = crate::discovery::discover(&discovery, |line| {
                 say!(out, "discovery", "{line}");
@@ -145,7 +145,10 @@ impl JoinData {
                     names::LABEL_KUBE_PROXY_RUNNER,
                     names::KUBE_PROXY_RUNNER_AGENT
                 );
-                let labels = node.kubelet_extra_args.entry("node-labels".into()).or_default();
+                let labels = node
+                    .kubelet_extra_args
+                    .entry("node-labels".into())
+                    .or_default();
                 if !labels.split(',').any(|l| l == label) {
                     *labels = if labels.is_empty() {
                         label
@@ -211,8 +214,11 @@ impl JoinData {
 }
 
 /// The discovery request of a join configuration (kubeadm: discovery.For).
-pub fn discovery_input(cfg: &JoinConfig) -> crate::discovery::Discovery {
-    match &cfg.discovery {
+///
+/// # Errors
+/// The token is malformed (validation refuses that earlier).
+pub fn discovery_input(cfg: &JoinConfig) -> anyhow::Result<crate::discovery::Discovery> {
+    Ok(match &cfg.discovery {
         JoinDiscovery::Token {
             api_server_endpoint,
             token,
@@ -220,7 +226,7 @@ pub fn discovery_input(cfg: &JoinConfig) -> crate::discovery::Discovery {
             unsafe_skip_ca_verification,
         } => crate::discovery::Discovery::Token(crate::discovery::TokenDiscovery {
             endpoint: api_server_endpoint.clone(),
-            token: token.clone(),
+            token: pki::BootstrapToken::parse(token)?,
             ca_cert_hashes: ca_cert_hashes.clone(),
             unsafe_skip_ca_verification: *unsafe_skip_ca_verification,
             timeout: cfg.discovery_timeout,
@@ -229,5 +235,5 @@ pub fn discovery_input(cfg: &JoinConfig) -> crate::discovery::Discovery {
             path_or_url: path_or_url.clone(),
             timeout: cfg.discovery_timeout,
         },
-    }
+    })
 }

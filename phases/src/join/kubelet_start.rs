@@ -71,8 +71,9 @@ fn run(d: &mut JoinData) -> anyhow::Result<()> {
     let cri = crate::init::kubelet_start::detect_cri(&node, &cfg)?;
     let (endpoint, _) = manifests::kubelet::cri_endpoint(cri.socket());
     let hostname = crate::host::hostname();
-    let cm_name =
-        manifests::cluster::kubelet_config::kubelet_config_map_name(&cfg.cluster.kubernetes_version);
+    let cm_name = manifests::cluster::kubelet_config::kubelet_config_map_name(
+        &cfg.cluster.kubernetes_version,
+    );
     let kubelet_cm = d
         .bootstrap_api()?
         .get::<k8s_openapi::api::core::v1::ConfigMap>(Some(names::KUBE_SYSTEM), &cm_name)?
@@ -87,9 +88,11 @@ fn run(d: &mut JoinData) -> anyhow::Result<()> {
         .as_ref()
         .and_then(|m| m.get("kubelet"))
         .with_context(|| format!("kube-system/{cm_name} has no \"kubelet\" key"))?;
-    let kubelet_yaml =
-        manifests::kubelet::node_kubelet_configuration_from_cluster(cluster_kubelet, node.static_pod_runner)
-            .with_context(|| format!("the kubelet configuration in kube-system/{cm_name} is not usable"))?;
+    let kubelet_yaml = manifests::kubelet::node_kubelet_configuration_from_cluster(
+        cluster_kubelet,
+        node.static_pod_runner,
+    )
+    .with_context(|| format!("the kubelet configuration in kube-system/{cm_name} is not usable"))?;
 
     // Act: the CA, the kubelet's files.
     let ca_path = layout.node_path(&d.cfg.ca_cert_path);
@@ -144,6 +147,11 @@ fn run(d: &mut JoinData) -> anyhow::Result<()> {
     let dir = node.agent_manifests_dir();
     crate::init::control_plane::write_manifest_in(&node, &dir, names::KUBELET, &pod)?;
     say!(node.out, "kubelet-start", "Starting the kubelet");
+    if d.is_control_plane() {
+        // The agent serves the admission webhook this node's API server calls.
+        let mut view = crate::join::control_plane::init_view(d, true)?;
+        crate::shared::certs::agent_webhook_cert(&mut view)?;
+    }
     crate::init::agent_start::start_agent(&node, &cfg.node.name, "kubelet-start")?;
     crate::init::kubelet_start::load_images(&node, &cfg, &cri, &[])?;
 
@@ -189,9 +197,11 @@ fn tls_bootstrap(
     let server = crate::join::api_server_url(&node, &found);
     if let Some(existing) = node.fs.read_string_if_exists(kubelet_conf)? {
         match pki::kubeconfig::Kubeconfig::from_yaml(&existing) {
-            Ok(kc) if kc.current_cluster().is_some_and(|c| {
-                c.cluster.certificate_authority_data.as_deref() == Some(&b64(&found.ca_pem))
-            }) => {
+            Ok(kc)
+                if kc.current_cluster().is_some_and(|c| {
+                    c.cluster.certificate_authority_data.as_deref() == Some(&b64(&found.ca_pem))
+                }) =>
+            {
                 say!(
                     node.out,
                     "kubelet-start",
@@ -284,4 +294,3 @@ fn b64(s: &str) -> String {
 pub fn short_digest(text: &str) -> String {
     pki::pin::sha256_hex(text.as_bytes())[..16].to_string()
 }
-

@@ -1,6 +1,7 @@
 //! `kubeboot join`: the phase tree of a node joining a cluster (kubeadm: cmd/join.go and
 //! cmd/phases/join/), for workers and, with `--control-plane`, control-plane nodes.
 
+pub mod control_plane;
 pub mod data;
 pub mod kube_proxy;
 pub mod kubelet_start;
@@ -16,8 +17,11 @@ pub use data::JoinData;
 pub fn phases() -> Vec<Phase<JoinData>> {
     vec![
         preflight::phase(),
+        control_plane::prepare_phase(),
+        control_plane::check_etcd_phase(),
         kubelet_start::phase(),
         kube_proxy::phase(),
+        control_plane::join_phase(),
     ]
 }
 
@@ -42,6 +46,30 @@ pub fn run(d: &mut JoinData, only: &[String]) -> anyhow::Result<()> {
 /// joinControPlaneDoneTemp).
 fn closing_text(d: &JoinData) {
     let out = &d.out;
+    if d.is_control_plane() {
+        let admin = d.layout.kubeconfig(components::names::ADMIN_KUBECONFIG);
+        out.line("");
+        out.line("This node has joined the cluster and a new control plane instance was created:");
+        out.line("");
+        out.line("* Certificate signing request was sent to apiserver and approval was received.");
+        out.line("* The Kubelet was informed of the new secure connection details.");
+        out.line("* Control plane (master) label and taint were applied to the new node.");
+        out.line("* The Kubernetes control plane instances scaled up.");
+        out.line("* A new etcd member was added to the local/stacked etcd cluster.");
+        out.line("");
+        out.line("To start administering your cluster from this node, you need to run the following as a regular user:");
+        out.line("");
+        out.line("\tmkdir -p $HOME/.kube");
+        out.line(&format!(
+            "\tsudo cp -i {} $HOME/.kube/config",
+            admin.display()
+        ));
+        out.line("\tsudo chown $(id -u):$(id -g) $HOME/.kube/config");
+        out.line("");
+        out.line("Run 'kubectl get nodes' to see this node join the cluster.");
+        out.line("");
+        return;
+    }
     out.line("");
     out.line("This node has joined the cluster:");
     out.line("* Certificate signing request was sent to apiserver and a response was received.");

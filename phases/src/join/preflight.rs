@@ -38,7 +38,9 @@ fn run(d: &mut JoinData) -> anyhow::Result<()> {
     if let Err(e) = preflight::report(&d.out, &findings, &d.ignore_preflight_errors) {
         let joined = findings.iter().any(|f| {
             f.error.is_some()
-                && (f.name.starts_with("FileAvailable--etc-kubernetes-kubelet.conf")
+                && (f
+                    .name
+                    .starts_with("FileAvailable--etc-kubernetes-kubelet.conf")
                     || f.name.starts_with("DirAvailable--etc-kubernetes-manifests")
                     || f.name == "NodeRecord")
         });
@@ -52,6 +54,19 @@ fn run(d: &mut JoinData) -> anyhow::Result<()> {
     let cfg = d.init_cfg()?.clone();
     let node_name = cfg.node.name.clone();
     refuse_taken_name(d, &node_name)?;
+    if d.is_control_plane() {
+        // kubeadm: "unable to add a new control plane instance to a cluster that doesn't
+        // have a stable controlPlaneEndpoint address".
+        anyhow::ensure!(
+            cfg.cluster.control_plane_endpoint.is_some(),
+            "one or more conditions for hosting a new control plane instance is not satisfied: unable to add a new control plane instance to a cluster that doesn't have a stable controlPlaneEndpoint address; init the first node with --control-plane-endpoint (its own address works: every kubeboot node keeps a local API load balancer over all API servers)"
+        );
+        say!(
+            d.out,
+            "preflight",
+            "Running pre-flight checks before initializing the new control plane instance"
+        );
+    }
     let hostname = crate::host::hostname();
     let mut pods = Vec::new();
     let cri = crate::init::kubelet_start::detect_cri(&d.node, &cfg);
@@ -76,6 +91,14 @@ fn run(d: &mut JoinData) -> anyhow::Result<()> {
             components::names::KUBE_PROXY.to_string(),
             manifests::addons::kube_proxy::kube_proxy_pod(&cfg, &d.layout),
         ));
+    }
+    if d.is_control_plane() {
+        let mut view = crate::join::control_plane::init_view(d, true)?;
+        view.api = None;
+        checks.extend(crate::init::preflight::control_plane_checks(&view));
+        if d.static_pod_runner == components::StaticPodRunner::Agent {
+            pods.extend(crate::init::control_plane::pods(&view));
+        }
     }
     checks.extend(preflight::binary_checks(&pods, &d.bin_dirs));
     let findings = preflight::run_checks(&checks);
@@ -105,7 +128,7 @@ fn local_checks(d: &JoinData) -> Vec<Check> {
         Check::file_content(std::path::Path::new("/proc/sys/net/ipv4/ip_forward"), "1"),
         Check::swap(),
     ];
-    let record = crate::node_record::path(layout);
+    let record = layout.node_record();
     let shown = record.display().to_string();
     checks.push(Check::new("NodeRecord", move || {
         if record.exists() {

@@ -1,6 +1,8 @@
 //! What the phases' integration tests share: init run data for a node rooted in a temporary
-//! directory.
+//! directory, and etcd with a kube-apiserver on loopback (`apiserver`).
 #![allow(dead_code)]
+
+pub mod apiserver;
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -40,6 +42,8 @@ pub fn data_from(root: &Path, flags: InitFlags) -> InitData {
         node,
         api: None,
         skip_token_print: false,
+        upload_certs: false,
+        skip_certificate_key_print: false,
         resumed: None,
     }
 }
