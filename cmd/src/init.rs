@@ -138,6 +138,8 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
             .unwrap_or_default(),
         static_pod_runner,
         skip_token_print: args.skip_token_print,
+        upload_certs: args.upload_certs,
+        skip_certificate_key_print: args.skip_certificate_key_print,
         resumed: None,
     };
     if args.dry_run {

@@ -854,10 +854,10 @@ pub fn validate_init(
     if let Some(key) = &i.certificate_key
         && !(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()))
     {
-        errs.push(FieldError::invalid(
+        // The value is not repeated: it is a secret.
+        errs.push(FieldError::other(
             "certificateKey",
-            key,
-            "is not valid: expected 64 hexadecimal characters (32 bytes)",
+            "is not valid: expected 64 hexadecimal characters (32 bytes), as \"kubeboot certs certificate-key\" prints",
         ));
     }
     let ignore = match merge_ignore_preflight_errors(&[], &nr.ignore_preflight_errors) {
@@ -1203,7 +1203,7 @@ mod tests {
             (
                 "bad_certificate_key",
                 |i, _| i.certificate_key = Some("xyz".into()),
-                "certificateKey: \"xyz\" is not valid",
+                "certificateKey: is not valid: expected 64 hexadecimal characters",
             ),
             (
                 "both_etcds",
