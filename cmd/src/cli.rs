@@ -46,6 +46,8 @@ pub enum Commands {
     Config(ConfigArgs),
     /// Manage bootstrap tokens
     Token(crate::token::TokenArgs),
+    /// Commands related to handling kubernetes certificates
+    Certs(crate::certs::CertsArgs),
     /// Output shell completion code for the specified shell (bash, zsh, fish)
     Completion(CompletionArgs),
 }

@@ -3,6 +3,7 @@
 //! data, printing and exit codes. The work happens in `phases` and `agent`.
 
 mod agent_cmd;
+mod certs;
 mod cli;
 mod config_cmd;
 mod init;
@@ -61,6 +62,7 @@ fn run(matches: &clap::ArgMatches) -> anyhow::Result<()> {
         cli::Commands::Version(args) => version::run(args),
         cli::Commands::Config(args) => config_cmd::run(args),
         cli::Commands::Token(args) => token::run(args),
+        cli::Commands::Certs(args) => certs::run(args),
         cli::Commands::Completion(args) => {
             let mut cmd = cli::command();
             clap_complete::generate(args.shell, &mut cmd, "kubeboot", &mut std::io::stdout());

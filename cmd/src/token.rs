@@ -61,7 +61,7 @@ pub struct CreateArgs {
     /// Instead of printing only the token, print the full 'kubeboot join' flag needed to join the cluster using the token.
     #[arg(long)]
     pub print_join_command: bool,
-    /// When used together with '--print-join-command', print the full 'kubeboot join' flag needed to join the cluster as a control-plane.
+    /// When used together with '--print-join-command', print the full 'kubeboot join' flag needed to join the cluster as a control-plane. To create a new certificate key you must use 'kubeboot init phase upload-certs --upload-certs'.
     #[arg(long, value_name = "string")]
     pub certificate_key: Option<String>,
     /// The duration before the token is automatically deleted (e.g. 1s, 2m, 3h). If set to '0', the token will never expire
@@ -133,6 +133,11 @@ fn create(
 ) -> anyhow::Result<()> {
     if c.certificate_key.is_some() && !c.print_join_command {
         anyhow::bail!("cannot use --certificate-key without --print-join-command");
+    }
+    if let Some(key) = &c.certificate_key {
+        // A malformed key would print a join command that can only fail.
+        phases::init::upload_certs::check_certificate_key(key)
+            .context("invalid argument for \"--certificate-key\" flag")?;
     }
     let ttl = token::parse_ttl(&c.ttl).context("invalid argument for \"--ttl\" flag")?;
     let spec = token::token_spec(
@@ -230,6 +235,61 @@ mod tests {
             .contains("didn't match pattern")
         );
         assert!(bad(&["delete"]).contains("missing subcommand"));
+    }
+
+    /// `token create --print-join-command --certificate-key K` prints kubeadm's control-plane
+    /// join command on one line; a malformed key is refused before the cluster is contacted,
+    /// without repeating it.
+    #[test]
+    fn control_plane_join_command_carries_the_certificate_key() {
+        use base64::Engine;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = include_str!("../../pki/tests/golden/v1.20.2/certs/ca.crt");
+        let kubeconfig = dir.path().join("admin.conf");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n  cluster:\n    server: https://10.0.0.1:6443\n    certificate-authority-data: {}\ncontexts:\n- name: admin@kubernetes\n  context: {{cluster: kubernetes, user: admin}}\ncurrent-context: admin@kubernetes\nusers:\n- name: admin\n  user: {{}}\n",
+                base64::engine::general_purpose::STANDARD.encode(ca)
+            ),
+        )
+        .expect("kubeconfig");
+        let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let args = |key: &str| {
+            let t = parse(&[
+                "create",
+                "abcdef.0123456789abcdef",
+                "--print-join-command",
+                "--certificate-key",
+                key,
+            ]);
+            let TokenCommands::Create(c) = t.command else {
+                panic!("create")
+            };
+            c
+        };
+        let out = Out::capture();
+        create(&out, &kubeconfig, true, args(key)).expect("dry-run create");
+        let join = out
+            .captured()
+            .lines()
+            .find(|l| l.starts_with("kubeboot join"))
+            .expect("a join command")
+            .to_string();
+        assert!(
+            join.starts_with("kubeboot join 10.0.0.1:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:"),
+            "{join}"
+        );
+        assert!(
+            join.ends_with(&format!("--control-plane --certificate-key {key}")),
+            "{join}"
+        );
+        let e = create(&Out::capture(), &kubeconfig, true, args("0123")).expect_err("short");
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("--certificate-key") && msg.contains("64 hexadecimal digits"),
+            "{msg}"
+        );
     }
 
     /// Issue 8: `token create --ttl 100000000h` panicked ("overflow adding duration to
