@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use components::names::API_SERVER_TLS_NAME;
+use components::names::{self, API_SERVER_TLS_NAME};
 use k8s_openapi::api::core::v1::Endpoints;
 use kube::api::Api;
 use rustls::pki_types::pem::PemObject;
@@ -510,8 +510,10 @@ struct Runner {
     running: Option<Running>,
     /// The files' stamps when last read.
     seen: Option<Stamp>,
-    /// The last problem said, so each is said once.
-    logged: String,
+    /// The last problem of reading the file, and of reading the Endpoints: each is said
+    /// once, until it is solved.
+    reload_said: Option<String>,
+    refresh_said: Option<String>,
 }
 
 /// Modification time and length of the configuration file and of its CA file.
@@ -529,7 +531,8 @@ pub async fn run(settings: ApiLbSettings) {
         settings,
         running: None,
         seen: None,
-        logged: String::new(),
+        reload_said: None,
+        refresh_said: None,
     };
     loop {
         r.tick().await;
@@ -547,28 +550,16 @@ impl Runner {
         (file_stamp(&self.settings.config_file), ca)
     }
 
-    /// Says `msg` unless it was the last thing said.
-    fn say(&mut self, msg: String) {
-        if msg != self.logged {
-            warn!("api-lb: {msg}");
-            self.logged = msg;
-        }
-    }
-
     async fn tick(&mut self) {
         let stamp = self.stamp();
         if self.seen.as_ref() != Some(&stamp) {
-            match self.reload().await {
-                Ok(()) => self.seen = Some(self.stamp()),
-                Err(e) => {
-                    // Tried again next time: the port may be free by then.
-                    self.seen = None;
-                    self.say(format!("{e:#}"));
-                }
-            }
+            let result = self.reload().await;
+            // After a failure it is tried again next time: the port may be free by then.
+            self.seen = result.is_ok().then(|| self.stamp());
+            say_once(&mut self.reload_said, result);
         }
-        if let Err(e) = self.refresh().await {
-            self.say(format!("{e:#}"));
+        if let Some(result) = self.refresh().await {
+            say_once(&mut self.refresh_said, result);
         }
     }
 
@@ -617,7 +608,6 @@ impl Runner {
             balancer.local_addr(),
             cfg.servers.join(", ")
         );
-        self.logged.clear();
         self.running = Some(Running {
             balancer,
             config: cfg,
@@ -627,23 +617,30 @@ impl Runner {
         Ok(())
     }
 
-    /// Reads the `kubernetes` Endpoints through the balancer when it is time, updates its
-    /// servers ([`plan::merge`]) and writes them back to the file.
-    async fn refresh(&mut self) -> anyhow::Result<()> {
+    /// Reads the `kubernetes` Endpoints through the balancer when it is time (None when it
+    /// is not), updates its servers ([`plan::merge`]) and writes them back to the file.
+    async fn refresh(&mut self) -> Option<anyhow::Result<()>> {
         let period = self.settings.timing.refresh_period;
+        let (Some(r), Some(kubeconfig)) = (self.running.as_mut(), &self.settings.kubeconfig) else {
+            return None;
+        };
+        if r.last_refresh.is_some_and(|t| t.elapsed() < period) || !kubeconfig.exists() {
+            return None;
+        }
+        r.last_refresh = Some(Instant::now());
+        Some(self.refresh_now().await)
+    }
+
+    async fn refresh_now(&mut self) -> anyhow::Result<()> {
         let (Some(r), Some(kubeconfig)) = (self.running.as_mut(), &self.settings.kubeconfig) else {
             return Ok(());
         };
-        if r.last_refresh.is_some_and(|t| t.elapsed() < period) || !kubeconfig.exists() {
-            return Ok(());
-        }
-        r.last_refresh = Some(Instant::now());
         if r.client.is_none() {
             r.client = Some(client_through(kubeconfig, r.balancer.local_addr()).await?);
         }
         let client = r.client.clone().expect("built above");
-        let endpoints: Api<Endpoints> = Api::namespaced(client, "default");
-        let ep = match endpoints.get_opt("kubernetes").await {
+        let endpoints: Api<Endpoints> = Api::namespaced(client, names::DEFAULT_NAMESPACE);
+        let ep = match endpoints.get_opt(names::KUBERNETES_SERVICE).await {
             Ok(ep) => ep,
             Err(e) => {
                 // Built again next time: a renewed client certificate is read then.
@@ -672,7 +669,20 @@ impl Runner {
             r.config = cfg;
             self.seen = Some(self.stamp());
         }
-        self.logged.clear();
         Ok(())
+    }
+}
+
+/// Says a failure once, until `result` is a success again.
+fn say_once(said: &mut Option<String>, result: anyhow::Result<()>) {
+    match result {
+        Ok(()) => *said = None,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            if said.as_ref() != Some(&msg) {
+                warn!("api-lb: {msg}");
+                *said = Some(msg);
+            }
+        }
     }
 }

@@ -266,6 +266,11 @@ pub const AGENT_WEBHOOK_PORT: u16 = 10263;
 /// agent runs the balancer while this file exists (no kubeadm equivalent: kubeadm leaves an HA
 /// endpoint to the user, kubernetes/kubeadm#2059; k3s and rke2 agents run such a balancer).
 pub const API_LB_CONFIG: &str = "/etc/kubeboot/api-lb.json";
+/// The namespace of the `kubernetes` Service and Endpoints (metav1.NamespaceDefault).
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// The Service (and Endpoints) the API servers keep with their own addresses (kube-apiserver:
+/// pkg/controlplane/controller.go, kubernetesServiceName); the balancer learns them there.
+pub const KUBERNETES_SERVICE: &str = "kubernetes";
 /// The loopback port of the node-local API load balancer (`127.0.0.1:6444`, the port k3s's
 /// agent load balancer uses for the same job).
 pub const API_LB_PORT: u16 = 6444;
