@@ -370,3 +370,41 @@ async fn api_lb_learns_the_api_servers_from_the_endpoints_and_writes_them_back()
     task.abort();
     drop(c);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_lb_runs_in_the_agent_while_its_file_exists() {
+    let mut node = common::Node::new("v1.20.2");
+    node.cfg.api_lb.as_mut().expect("on by default").timing = fast();
+    node.start_agent();
+    let (ca, leaf) = pki();
+    let a = api_server("127.0.0.2", "a", &leaf, Arc::new(Mutex::new(String::new()))).await;
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let file = node.layout.api_lb_config();
+    std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
+    let ca_file = write_ca(node.tmp.path(), &ca);
+    let cfg = ApiLbConfig {
+        listen,
+        servers: vec![a.addr.to_string()],
+        ca_file: Some(ca_file),
+    };
+    std::fs::write(&file, cfg.to_json()).expect("config");
+    let c = client(&ca, listen);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match who(&c, listen).await {
+            Ok(name) => {
+                assert_eq!(name, "a");
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "the agent's balancer: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::remove_file(&file).expect("remove");
+    let deadline = Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(listen).await.is_ok() {
+        assert!(Instant::now() < deadline, "still listening");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.stop_agent();
+}
