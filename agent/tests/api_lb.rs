@@ -9,6 +9,7 @@ mod common;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use pki::{Issued, Issuer, cert_spec, issue};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::{JoinHandle, JoinSet};
 
 /// Every wait of these tests is bounded by this.
@@ -59,17 +61,26 @@ fn pki() -> (Issuer, Issued) {
 }
 
 /// A stand-in API server: `/readyz` 200, `/who` its name, the `kubernetes` Endpoints from
-/// `endpoints`. Aborting the task closes the listener and every connection.
+/// `answers`. Aborting the task closes the listener and every connection.
 struct ApiServer {
     addr: SocketAddr,
     task: JoinHandle<()>,
+}
+
+/// What a stand-in API server answers besides its name.
+#[derive(Default)]
+struct Answers {
+    /// The `kubernetes` Endpoints, JSON.
+    endpoints: Mutex<String>,
+    /// `/readyz`'s status code; 0 means 200.
+    readyz: AtomicU16,
 }
 
 async fn api_server(
     ip: &str,
     name: &'static str,
     cert: &Issued,
-    endpoints: Arc<Mutex<String>>,
+    answers: Arc<Answers>,
 ) -> ApiServer {
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
@@ -96,20 +107,24 @@ async fn api_server(
                 continue;
             };
             let acceptor = acceptor.clone();
-            let endpoints = endpoints.clone();
+            let answers = answers.clone();
             conns.spawn(async move {
                 let Ok(stream) = acceptor.accept(stream).await else {
                     return;
                 };
                 let service =
                     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let endpoints = endpoints.clone();
+                        let answers = answers.clone();
                         async move {
+                            let ready = match answers.readyz.load(Ordering::SeqCst) {
+                                0 => 200,
+                                code => code,
+                            };
                             let (status, body) = match req.uri().path() {
-                                "/readyz" => (200, "ok".to_string()),
+                                "/readyz" => (ready, "ok".to_string()),
                                 "/who" => (200, name.to_string()),
                                 "/api/v1/namespaces/default/endpoints/kubernetes" => {
-                                    (200, endpoints.lock().expect("lock").clone())
+                                    (200, answers.endpoints.lock().expect("lock").clone())
                                 }
                                 _ => (404, "not found".to_string()),
                             };
@@ -163,6 +178,13 @@ fn health(b: &Balancer, addr: SocketAddr) -> Option<Health> {
         .map(|x| x.health)
 }
 
+/// A balancer on a free loopback port in front of `servers`, checking them with `ca`.
+async fn start_lb(dir: &Path, ca: &Issuer, servers: Vec<String>) -> Balancer {
+    let mut cfg = ApiLbConfig::new(servers, Some(write_ca(dir, ca)));
+    cfg.listen = "127.0.0.1:0".parse().expect("addr");
+    Balancer::start(&cfg, fast(), vec![]).await.expect("starts")
+}
+
 fn write_ca(dir: &Path, ca: &Issuer) -> std::path::PathBuf {
     let p = dir.join("ca.crt");
     std::fs::write(&p, &ca.cert_pem).expect("ca");
@@ -173,18 +195,18 @@ fn write_ca(dir: &Path, ca: &Issuer) -> std::path::PathBuf {
 async fn api_lb_forwards_to_a_healthy_backend_and_passes_over_a_killed_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ca, leaf) = pki();
-    let none = Arc::new(Mutex::new(String::new()));
+    let none = Arc::new(Answers::default());
     let servers = [
         api_server("127.0.0.2", "a", &leaf, none.clone()).await,
         api_server("127.0.0.3", "b", &leaf, none.clone()).await,
         api_server("127.0.0.4", "c", &leaf, none.clone()).await,
     ];
-    let mut cfg = ApiLbConfig::new(
+    let lb = start_lb(
+        dir.path(),
+        &ca,
         servers.iter().map(|s| s.addr.to_string()).collect(),
-        Some(write_ca(dir.path(), &ca)),
-    );
-    cfg.listen = "127.0.0.1:0".parse().expect("addr");
-    let lb = Balancer::start(&cfg, fast(), vec![]).await.expect("starts");
+    )
+    .await;
     let c = client(&ca, lb.local_addr());
     wait_for("every backend up", || {
         servers
@@ -233,15 +255,15 @@ async fn api_lb_never_trusts_a_backend_with_another_cas_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ca, leaf) = pki();
     let (_other_ca, other_leaf) = pki();
-    let none = Arc::new(Mutex::new(String::new()));
+    let none = Arc::new(Answers::default());
     let bad = api_server("127.0.0.2", "impostor", &other_leaf, none.clone()).await;
     let good = api_server("127.0.0.3", "good", &leaf, none.clone()).await;
-    let mut cfg = ApiLbConfig::new(
+    let lb = start_lb(
+        dir.path(),
+        &ca,
         vec![bad.addr.to_string(), good.addr.to_string()],
-        Some(write_ca(dir.path(), &ca)),
-    );
-    cfg.listen = "127.0.0.1:0".parse().expect("addr");
-    let lb = Balancer::start(&cfg, fast(), vec![]).await.expect("starts");
+    )
+    .await;
     wait_for("the checks to judge both", || {
         health(&lb, good.addr) == Some(Health::Up) && health(&lb, bad.addr) == Some(Health::Down)
     })
@@ -288,15 +310,15 @@ async fn api_lb_learns_the_api_servers_from_the_endpoints_and_writes_them_back()
     let dir = tempfile::tempdir().expect("tempdir");
     let (ca, leaf) = pki();
     let ca_file = write_ca(dir.path(), &ca);
-    let endpoints = Arc::new(Mutex::new(String::new()));
-    let b = api_server("127.0.0.3", "b", &leaf, endpoints.clone()).await;
-    let c = api_server("127.0.0.4", "c", &leaf, endpoints.clone()).await;
+    let answers = Arc::new(Answers::default());
+    let b = api_server("127.0.0.3", "b", &leaf, answers.clone()).await;
+    let c = api_server("127.0.0.4", "c", &leaf, answers.clone()).await;
     // The API servers' own list, one subset per port as the Endpoints controller writes them.
     let subset = |a: SocketAddr| {
         serde_json::json!({"addresses": [{"ip": a.ip().to_string()}],
                            "ports": [{"name": "https", "port": a.port(), "protocol": "TCP"}]})
     };
-    *endpoints.lock().expect("lock") = serde_json::json!({
+    *answers.endpoints.lock().expect("lock") = serde_json::json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default"},
         "subsets": [subset(b.addr), subset(c.addr)]
@@ -377,7 +399,7 @@ async fn api_lb_runs_in_the_agent_while_its_file_exists() {
     node.cfg.api_lb.as_mut().expect("on by default").timing = fast();
     node.start_agent();
     let (ca, leaf) = pki();
-    let a = api_server("127.0.0.2", "a", &leaf, Arc::new(Mutex::new(String::new()))).await;
+    let a = api_server("127.0.0.2", "a", &leaf, Arc::default()).await;
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let file = node.layout.api_lb_config();
     std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
@@ -407,4 +429,70 @@ async fn api_lb_runs_in_the_agent_while_its_file_exists() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     node.stop_agent();
+}
+
+#[tokio::test]
+async fn api_lb_cuts_the_connections_of_a_backend_that_goes_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, leaf) = pki();
+    let sick = Arc::new(Answers::default());
+    let a = api_server("127.0.0.2", "a", &leaf, sick.clone()).await;
+    let b = api_server("127.0.0.3", "b", &leaf, Arc::default()).await;
+    let lb = start_lb(
+        dir.path(),
+        &ca,
+        vec![a.addr.to_string(), b.addr.to_string()],
+    )
+    .await;
+    wait_for("both up", || {
+        health(&lb, a.addr) == Some(Health::Up) && health(&lb, b.addr) == Some(Health::Up)
+    })
+    .await;
+    // One kept-alive connection, as the kubelet holds its watches: it reaches a.
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates({
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes()) {
+            roots.add(c.expect("pem")).expect("root");
+        }
+        roots
+    })
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(lb.local_addr())
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("kubernetes").expect("name");
+    let mut conn = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .expect("TLS through the balancer, verified as kubernetes");
+    conn.write_all(b"GET /who HTTP/1.1\r\nHost: kubernetes\r\n\r\n")
+        .await
+        .expect("request");
+    let mut buf = vec![0u8; 4096];
+    let n = conn.read(&mut buf).await.expect("answer");
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("\r\n\r\na"),
+        "{answer}"
+    );
+
+    // a stops being ready, though it still serves the connection: the balancer ends it, so
+    // the client reconnects (to b) instead of waiting on a server that is going away.
+    sick.readyz.store(500, Ordering::SeqCst);
+    wait_for("a down", || health(&lb, a.addr) == Some(Health::Down)).await;
+    let ended = tokio::time::timeout(WAIT, conn.read(&mut buf))
+        .await
+        .expect("the connection ends");
+    assert!(matches!(ended, Ok(0) | Err(_)), "{ended:?}");
+    assert_eq!(
+        who(&client(&ca, lb.local_addr()), lb.local_addr())
+            .await
+            .expect("b"),
+        "b"
+    );
 }
