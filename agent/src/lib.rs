@@ -20,7 +20,11 @@
 //! its serving certificate exists (control-plane nodes), and never stops pods when it exits
 //! itself.
 //!
+//! It runs the node-local API load balancer ([`apilb`]) on `127.0.0.1:6444` while
+//! `/etc/kubeboot/api-lb.json` exists, so the node's clients reach any live API server.
+//!
 //! Modules:
+//! - [`apilb`]: the node-local API load balancer ([`apilb::plan`]: its pure decisions).
 //! - [`host`]: side-effect primitives shared with the phases (files, processes, network
 //!   namespaces).
 //! - [`watch`]: the manifest directory (and a watch on the CNI configuration directory).
@@ -45,6 +49,7 @@
 //! - [`node_cleanup`]: what `kubeboot reset` needs to stop CRI containers and their network
 //!   namespaces.
 
+pub mod apilb;
 pub mod cni;
 pub mod daemon;
 pub mod host;
@@ -129,6 +134,9 @@ pub struct AgentConfig {
     /// The admission webhook for the node's API server ([`webhook`]); served once its
     /// certificate exists. None never serves it.
     pub webhook: Option<webhook::WebhookConfig>,
+    /// The node-local API load balancer ([`apilb`]); it runs while its configuration file
+    /// exists. None never runs it.
+    pub api_lb: Option<apilb::ApiLbSettings>,
 }
 
 impl AgentConfig {
@@ -156,6 +164,7 @@ impl AgentConfig {
             webhook: Some(webhook::WebhookConfig::for_state_dir(
                 &layout.agent_state_dir(),
             )),
+            api_lb: Some(apilb::ApiLbSettings::for_layout(layout)),
         }
     }
 

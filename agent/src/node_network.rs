@@ -293,6 +293,18 @@ async fn apply(plan: &Plan) -> anyhow::Result<()> {
 
 /// A client from an explicit kubeconfig, never the environment, with bounded timeouts.
 async fn client_from(path: &Path) -> anyhow::Result<Client> {
+    let config = config_from(path).await?;
+    Client::try_from(config).with_context(|| {
+        format!(
+            "could not build a client from {:?}",
+            path.display().to_string()
+        )
+    })
+}
+
+/// The client settings of the kubelet's kubeconfig at `path` (read explicitly, never through
+/// the environment) with bounded timeouts; [`crate::apilb`] points them at the balancer.
+pub(crate) async fn config_from(path: &Path) -> anyhow::Result<Config> {
     let shown = path.display().to_string();
     let kc = Kubeconfig::read_from(path)
         .with_context(|| format!("could not read the kubelet's kubeconfig {shown:?}"))?;
@@ -302,7 +314,7 @@ async fn client_from(path: &Path) -> anyhow::Result<Client> {
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(15));
     config.write_timeout = Some(Duration::from_secs(15));
-    Client::try_from(config).with_context(|| format!("could not build a client from {shown:?}"))
+    Ok(config)
 }
 
 #[cfg(test)]

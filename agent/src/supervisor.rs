@@ -147,6 +147,11 @@ pub(crate) async fn run(
         shared.cfg.pod_network.clone().map(|n| {
             tokio::spawn(crate::node_network::run(n).instrument(info_span!("pod-network")))
         });
+    let api_lb = shared
+        .cfg
+        .api_lb
+        .clone()
+        .map(|l| tokio::spawn(crate::apilb::run(l).instrument(info_span!("api-lb"))));
     let mut watcher = ManifestWatcher::new(&shared.cfg.manifest_dir, shared.cfg.node_name.clone());
     let mut cni_watch = DirWatch::new(&shared.cfg.cni_conf_dir, "CNI configuration directory");
     let mut observed: BTreeMap<String, PodHandle> = BTreeMap::new();
@@ -204,6 +209,9 @@ pub(crate) async fn run(
     }
     if let Some(n) = network {
         n.abort();
+    }
+    if let Some(l) = api_lb {
+        l.abort();
     }
     for h in observed.values() {
         for (_, task) in &h.containers {

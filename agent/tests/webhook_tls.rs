@@ -3,6 +3,8 @@
 //! against the CA alone (the webhook configuration's caBundle), an AdmissionReview gets its
 //! answer, and a renewed certificate is served without a restart.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -11,34 +13,20 @@ use agent::webhook::{WebhookConfig, serve};
 use components::config::KeyAlgorithm;
 use pki::{CertInputs, Issuer, KUBEBOOT_AGENT_WEBHOOK_CERT, cert_spec, issue};
 
-fn inputs(algorithm: KeyAlgorithm) -> CertInputs {
-    CertInputs {
-        node_name: "node1".into(),
-        advertise_address: "10.0.0.1".parse().expect("ip"),
-        service_subnet: "10.96.0.0/12".parse().expect("cidr"),
-        dns_domain: "cluster.local".into(),
-        control_plane_endpoint: None,
-        apiserver_cert_sans: vec![],
-        etcd_server_sans: vec![],
-        etcd_peer_sans: vec![],
-        algorithm,
-    }
-}
-
 /// An ECDSA CA, and the webhook's certificate from it with an `algorithm` key, written as the
 /// certs phase writes it. (An RSA CA would test nothing more here and costs a minute of key
 /// generation in a debug build.)
 fn write_pki(dir: &Path, algorithm: KeyAlgorithm) -> (String, WebhookConfig) {
     let ca: Issuer = issue(
         cert_spec("ca").expect("ca"),
-        &inputs(KeyAlgorithm::EcdsaP256),
+        &common::cert_inputs(KeyAlgorithm::EcdsaP256),
         None,
         SystemTime::now(),
     )
     .expect("ca")
     .into();
     let cfg = WebhookConfig::for_state_dir(dir);
-    write_leaf(&cfg, &ca, &inputs(algorithm));
+    write_leaf(&cfg, &ca, &common::cert_inputs(algorithm));
     (ca.cert_pem, cfg)
 }
 
@@ -149,7 +137,7 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     let (_, cfg) = write_pki(dir.path(), KeyAlgorithm::EcdsaP256);
     let addr = start(&cfg).await;
     // Renewed from a new CA: only a client trusting the new CA connects afterwards.
-    let i = inputs(KeyAlgorithm::EcdsaP256);
+    let i = common::cert_inputs(KeyAlgorithm::EcdsaP256);
     let new_ca: Issuer = issue(cert_spec("ca").expect("ca"), &i, None, SystemTime::now())
         .expect("ca")
         .into();

@@ -120,6 +120,12 @@ impl Layout {
         self.state_dir().join("agent")
     }
 
+    /// `/etc/kubeboot/api-lb.json`: the node-local API load balancer's configuration, which
+    /// the agent keeps current with the API servers it learns.
+    pub fn api_lb_config(&self) -> PathBuf {
+        self.at(names::API_LB_CONFIG)
+    }
+
     /// `/run/kubeboot`: runtime files (status socket, pid file).
     pub fn run_dir(&self) -> PathBuf {
         self.at(names::KUBEBOOT_RUN_DIR)
@@ -360,6 +366,14 @@ mod tests {
             PathBuf::from("/etc/kubernetes/manifests/etcd.yaml")
         );
         assert_eq!(l.default_cert_dir(), PathBuf::from("/etc/kubernetes/pki"));
+        assert_eq!(
+            l.api_lb_config(),
+            PathBuf::from("/etc/kubeboot/api-lb.json")
+        );
+        assert_eq!(
+            Layout::under("/tmp/n1").api_lb_config(),
+            PathBuf::from("/tmp/n1/etc/kubeboot/api-lb.json")
+        );
         assert_eq!(
             l.kubeconfig("admin.conf"),
             PathBuf::from("/etc/kubernetes/admin.conf")

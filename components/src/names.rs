@@ -267,6 +267,22 @@ pub const ANNOTATION_AGENT_NODE: &str = "kubeboot.io/node";
 /// (10248-10259: kubelet, kube-proxy, controller-manager, cloud-controller-manager, scheduler)
 /// and outside the ephemeral range (no kubeadm equivalent).
 pub const AGENT_WEBHOOK_PORT: u16 = 10263;
+/// The node-local API load balancer's configuration (listen address, API servers, CA): the
+/// agent runs the balancer while this file exists (no kubeadm equivalent: kubeadm leaves an HA
+/// endpoint to the user, kubernetes/kubeadm#2059; k3s and rke2 agents run such a balancer).
+pub const API_LB_CONFIG: &str = "/etc/kubeboot/api-lb.json";
+/// The namespace of the `kubernetes` Service and Endpoints (metav1.NamespaceDefault).
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// The Service (and Endpoints) the API servers keep with their own addresses (kube-apiserver:
+/// pkg/controlplane/controller.go, kubernetesServiceName); the balancer learns them there.
+pub const KUBERNETES_SERVICE: &str = "kubernetes";
+/// The loopback port of the node-local API load balancer (`127.0.0.1:6444`, the port k3s's
+/// agent load balancer uses for the same job).
+pub const API_LB_PORT: u16 = 6444;
+/// The server name clients verify the API servers' certificates for when they reach them
+/// through the balancer (`tls-server-name`): every kubeadm and kubeboot API server
+/// certificate has this DNS SAN (kubeadm: certs/util.go GetAPIServerAltNames).
+pub const API_SERVER_TLS_NAME: &str = "kubernetes";
 /// The path of the agent's admission webhook for pods.
 pub const AGENT_WEBHOOK_PATH: &str = "/admission/pods";
 /// The ValidatingWebhookConfiguration that sends kube-system pod writes to the agent's webhook.

@@ -286,6 +286,15 @@ pub struct Cluster {
     pub certificate_authority_data: Option<String>,
     /// The API server URL.
     pub server: String,
+    /// The name the server's certificate is verified for (and sent as SNI) instead of the
+    /// URL's host: `kubernetes` when the URL is the node-local API load balancer
+    /// ([`Kubeconfig::through_local_balancer`]).
+    #[serde(
+        rename = "tls-server-name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tls_server_name: Option<String>,
 }
 
 /// client-go `NamedContext`.
@@ -419,6 +428,20 @@ impl Kubeconfig {
         Ok((cn, strings(&mut cert.subject().iter_organization())))
     }
 
+    /// The same kubeconfig with every cluster reached through the node-local API load
+    /// balancer: its server is `https://<listen>` (`127.0.0.1:6444`) and the API servers'
+    /// certificates are verified for `tls_name` (`kubernetes`, a DNS SAN of every kubeadm and
+    /// kubeboot API server certificate), so the certificates need no SAN for the loopback
+    /// address and a kubeadm-made API server works behind the balancer as it is.
+    pub fn through_local_balancer(mut self, listen: std::net::SocketAddr, tls_name: &str) -> Self {
+        let server = format_url(&listen.ip().to_string(), listen.port());
+        for c in &mut self.clusters {
+            c.cluster.server = server.clone();
+            c.cluster.tls_server_name = Some(tls_name.to_string());
+        }
+        self
+    }
+
     /// The cluster of the current context, if the file is complete.
     pub fn current_cluster(&self) -> Option<&NamedCluster> {
         let ctx = self
@@ -466,6 +489,7 @@ pub fn build_kubeconfig(
             cluster: Cluster {
                 certificate_authority_data: Some(b64(&ca.cert_pem)),
                 server: server_url.to_string(),
+                tls_server_name: None,
             },
             name: cluster_name.to_string(),
         }],
@@ -772,16 +796,7 @@ mod tests {
         let spec = &KUBEBOOT_AGENT_KUBECONFIG;
         assert!(KUBECONFIGS.iter().all(|s| s.file_name != spec.file_name));
         assert_eq!(spec.file_name, "kubeboot-agent.conf");
-        let kc = build_kubeconfig(
-            spec,
-            "node1",
-            "kubernetes",
-            "https://10.0.0.1:6443",
-            &ca(),
-            KeyAlgorithm::EcdsaP256,
-            now(),
-        )
-        .expect("builds");
+        let kc = built(spec);
         assert_eq!(kc.current_context, "kubeboot:agent:node1@kubernetes");
         let b64 = base64::engine::general_purpose::STANDARD;
         let cert_pem = b64
@@ -818,16 +833,7 @@ mod tests {
 
     #[test]
     fn admin_is_system_masters() {
-        let kc = build_kubeconfig(
-            spec("admin"),
-            "node1",
-            "kubernetes",
-            "https://10.0.0.1:6443",
-            &ca(),
-            KeyAlgorithm::EcdsaP256,
-            now(),
-        )
-        .expect("builds");
+        let kc = built(spec("admin"));
         assert_eq!(kc.current_context, "kubernetes-admin@kubernetes");
         assert_eq!(
             spec("controller-manager").client_name("x"),
@@ -839,18 +845,6 @@ mod tests {
     #[test]
     fn admin_conf_is_cluster_admins_from_1_29_and_super_admin_is_system_masters() {
         let at = |s: &str| s.parse::<components::Version>().expect("version");
-        let build = |spec: &KubeconfigSpec| {
-            build_kubeconfig(
-                spec,
-                "node1",
-                "kubernetes",
-                "https://10.0.0.1:6443",
-                &ca(),
-                KeyAlgorithm::EcdsaP256,
-                now(),
-            )
-            .expect("builds")
-        };
         for (version, group) in [
             ("v1.20.2", "system:masters"),
             ("v1.28.0", "system:masters"),
@@ -859,7 +853,7 @@ mod tests {
         ] {
             let admin = versioned(spec("admin"), &at(version));
             assert_eq!(admin.file_name, "admin.conf", "{version}");
-            let kc = build(admin);
+            let kc = built(admin);
             assert_eq!(kc.current_context, "kubernetes-admin@kubernetes");
             assert_eq!(
                 kc.client_identity().expect("identity"),
@@ -878,7 +872,7 @@ mod tests {
                 spec(name)
             ));
         }
-        let sa = build(&SUPER_ADMIN_KUBECONFIG);
+        let sa = built(&SUPER_ADMIN_KUBECONFIG);
         assert_eq!(SUPER_ADMIN_KUBECONFIG.file_name, "super-admin.conf");
         assert_eq!(sa.current_context, "kubernetes-super-admin@kubernetes");
         assert_eq!(
@@ -938,8 +932,49 @@ mod tests {
 
     #[test]
     fn kube_proxy_kubeconfig_is_system_kube_proxy() {
-        let kc = build_kubeconfig(
-            &KUBE_PROXY_KUBECONFIG,
+        let kc = built(&KUBE_PROXY_KUBECONFIG);
+        assert_eq!(kc.current_context, "system:kube-proxy@kubernetes");
+        assert_eq!(kc.users[0].name, "system:kube-proxy");
+        assert!(KUBECONFIGS.iter().all(|s| s.name != "kube-proxy"));
+    }
+
+    #[test]
+    fn a_kubeconfig_through_the_local_balancer_names_the_server_certificate() {
+        let kc = built(spec("kubelet"));
+        assert!(
+            !kc.to_yaml().contains("tls-server-name"),
+            "absent unless set"
+        );
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], names::API_LB_PORT));
+        let lb = kc
+            .clone()
+            .through_local_balancer(listen, names::API_SERVER_TLS_NAME);
+        let yaml = lb.to_yaml();
+        let v: yaml_serde::Value = yaml_serde::from_str(&yaml).expect("yaml");
+        assert_eq!(
+            v["clusters"][0]["cluster"]["server"].as_str(),
+            Some("https://127.0.0.1:6444")
+        );
+        assert_eq!(
+            v["clusters"][0]["cluster"]["tls-server-name"].as_str(),
+            Some("kubernetes")
+        );
+        assert_eq!(Kubeconfig::from_yaml(&yaml).expect("reads back"), lb);
+        // Only the cluster's address changes: same CA, same user.
+        assert_eq!(lb.users, kc.users);
+        assert_eq!(
+            lb.clusters[0].cluster.certificate_authority_data,
+            kc.clusters[0].cluster.certificate_authority_data
+        );
+        let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 6444));
+        let lb6 = kc.through_local_balancer(v6, "kubernetes");
+        assert_eq!(lb6.clusters[0].cluster.server, "https://[::1]:6444");
+    }
+
+    /// `spec` for node1 at https://10.0.0.1:6443, signed by [`ca`].
+    fn built(spec: &KubeconfigSpec) -> Kubeconfig {
+        build_kubeconfig(
+            spec,
             "node1",
             "kubernetes",
             "https://10.0.0.1:6443",
@@ -947,10 +982,7 @@ mod tests {
             KeyAlgorithm::EcdsaP256,
             now(),
         )
-        .expect("builds");
-        assert_eq!(kc.current_context, "system:kube-proxy@kubernetes");
-        assert_eq!(kc.users[0].name, "system:kube-proxy");
-        assert!(KUBECONFIGS.iter().all(|s| s.name != "kube-proxy"));
+        .expect("builds")
     }
 
     fn ca_other() -> String {

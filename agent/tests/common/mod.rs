@@ -282,3 +282,19 @@ impl Drop for StopAgent<'_> {
         let _ = agent::stop(self.0, Duration::from_secs(5));
     }
 }
+
+/// The inputs of a test cluster's certificates: node1 at 10.0.0.1 (never a loopback address,
+/// so a test server on loopback is verified by name or by CA alone), keys of `algorithm`.
+pub fn cert_inputs(algorithm: components::config::KeyAlgorithm) -> pki::CertInputs {
+    pki::CertInputs {
+        node_name: "node1".into(),
+        advertise_address: "10.0.0.1".parse().expect("ip"),
+        service_subnet: "10.96.0.0/12".parse().expect("cidr"),
+        dns_domain: "cluster.local".into(),
+        control_plane_endpoint: None,
+        apiserver_cert_sans: vec![],
+        etcd_server_sans: vec![],
+        etcd_peer_sans: vec![],
+        algorithm,
+    }
+}
