@@ -531,6 +531,7 @@ pub fn basic_kubeconfig(
             cluster: Cluster {
                 certificate_authority_data: Some(b64(ca_pem)),
                 server: server_url.to_string(),
+                tls_server_name: None,
             },
             name: cluster_name.to_string(),
         }],

@@ -89,12 +89,13 @@ fn run(d: &mut JoinData) -> anyhow::Result<()> {
     crate::node_record::note_file(&node.fs, layout, &config_path)?;
     node.fs.write_public(&config_path, node_config.as_bytes())?;
     if existing.is_none() {
-        let server = crate::join::api_server_url(&node, &found);
+        let server = found.endpoint_url.clone();
         let kubeconfig = if d.is_control_plane() {
             local_credential(d, &cfg, &server)?
         } else {
             requested_credential(d, &cfg.node.name, &server, &found.ca_pem)?
-        };
+        }
+        .map(crate::join::through_balancer);
         if let Some(kubeconfig) = kubeconfig {
             crate::node_record::note_file(&node.fs, layout, &kubeconfig_path)?;
             node.fs

@@ -194,7 +194,8 @@ fn tls_bootstrap(
 ) -> anyhow::Result<()> {
     let found = d.discovered()?.clone();
     let node = d.node.clone();
-    let server = crate::join::api_server_url(&node, &found);
+    let ca_path = node.layout.node_path(&d.cfg.ca_cert_path);
+    crate::join::write_api_lb(&node, &found, &ca_path)?;
     if let Some(existing) = node.fs.read_string_if_exists(kubelet_conf)? {
         match pki::kubeconfig::Kubeconfig::from_yaml(&existing) {
             Ok(kc)
@@ -258,13 +259,13 @@ fn tls_bootstrap(
     node.fs
         .write_private(&pem_path, format!("{cert}{}", key.to_pem()).as_bytes())
         .context("could not write the kubelet's client certificate")?;
-    let kubeconfig = pki::kubeconfig::cert_file_kubeconfig(
+    let kubeconfig = crate::join::through_balancer(pki::kubeconfig::cert_file_kubeconfig(
         "default-cluster",
-        &server,
+        &found.endpoint_url,
         &found.ca_pem,
         "default-auth",
         &pem_path_in_node(&node, &pem_path),
-    );
+    ));
     crate::node_record::note_file(&node.fs, &node.layout, kubelet_conf)?;
     node.fs
         .write_private(kubelet_conf, kubeconfig.to_yaml().as_bytes())

@@ -7,6 +7,8 @@ pub mod kube_proxy;
 pub mod kubelet_start;
 pub mod preflight;
 
+use anyhow::Context;
+
 use crate::discovery::Discovered;
 use crate::runner::Phase;
 use crate::shared::node::NodeCtx;
@@ -79,8 +81,52 @@ fn closing_text(d: &JoinData) {
     out.line("");
 }
 
-/// The URL this node's components reach the API server at: the endpoint that answered
-/// discovery (the one the user named).
-pub fn api_server_url(_node: &NodeCtx, found: &Discovered) -> String {
-    found.endpoint_url.clone()
+/// Points a kubeconfig of this node's components (kubelet, kube-proxy) at the node-local API
+/// load balancer the agent keeps (`agent::apilb`): `https://127.0.0.1:6444`, verifying the
+/// API servers' certificates for `kubernetes`. The balancer starts from the endpoint that
+/// answered discovery and cluster-info's server, and learns every API server from the
+/// `kubernetes` Endpoints, so the node keeps working when the control-plane node it joined
+/// through is gone.
+pub fn through_balancer(kubeconfig: pki::Kubeconfig) -> pki::Kubeconfig {
+    kubeconfig.through_local_balancer(
+        agent::apilb::config::ApiLbConfig::new(vec![], None).listen,
+        components::names::API_SERVER_TLS_NAME,
+    )
+}
+
+/// Writes the balancer's configuration (`/etc/kubeboot/api-lb.json`): the API servers known
+/// now and the CA their certificates must chain to. An existing file (a re-run, or one the
+/// agent updated with what it learned) is kept.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_api_lb(node: &NodeCtx, found: &Discovered, ca_path: &std::path::Path) -> anyhow::Result<()> {
+    let path = node.layout.api_lb_config();
+    if node.fs.exists(&path) {
+        return Ok(());
+    }
+    let mut servers = Vec::new();
+    for url in [&found.endpoint_url, &found.server] {
+        let host_port = url.trim_start_matches("https://").trim_end_matches('/').to_string();
+        if !host_port.is_empty() && !servers.contains(&host_port) {
+            servers.push(host_port);
+        }
+    }
+    let ca = crate::node_record::node_view(&node.layout, ca_path)?;
+    let config = agent::apilb::config::ApiLbConfig::new(servers, Some(ca));
+    if let Some(dir) = path.parent() {
+        crate::node_record::create_dir(&node.fs, &node.layout, dir, 0o755)?;
+    }
+    crate::node_record::note_file(&node.fs, &node.layout, &path)?;
+    node.fs
+        .write_public(&path, config.to_json().as_bytes())
+        .context("could not write the API load balancer's configuration")?;
+    crate::say!(
+        node.out,
+        "kubelet-start",
+        "This node reaches the API servers through the agent's local load balancer ({}): {}",
+        config.listen,
+        config.servers.join(", ")
+    );
+    Ok(())
 }
