@@ -17,8 +17,9 @@
 //!
 //! It publishes its pods to the Kubernetes API ([`mirror`]) once its kubeconfig exists, serves
 //! the admission webhook that confines the agents' credential to those pods ([`webhook`]) once
-//! its serving certificate exists (control-plane nodes), and never stops pods when it exits
-//! itself.
+//! its serving certificate exists (control-plane nodes), approves joining nodes' kube-proxy
+//! certificate requests with that same kubeconfig ([`csr_approval`]), and never stops pods
+//! when it exits itself.
 //!
 //! It runs the node-local API load balancer ([`apilb`]) on `127.0.0.1:6444` while
 //! `/etc/kubeboot/api-lb.json` exists, so the node's clients reach any live API server.
@@ -38,6 +39,8 @@
 //! - [`mirror`]: the agent's pods as Pods in the API (the design is there).
 //! - [`webhook`]: the admission webhook for the local API server ([`webhook::review`]: the
 //!   pure decision).
+//! - [`csr_approval`]: which certificate requests the control-plane agents approve (a joining
+//!   node's kube-proxy client certificate), pure; `csr_approver` is the loop that approves them.
 //! - [`state`]: the agent's records on disk.
 //! - [`status`]: the status served on the socket, and its client.
 //! - [`instance`]: one agent per node: its lock, its pid file, finding the running agent.
@@ -51,6 +54,8 @@
 
 pub mod apilb;
 pub mod cni;
+pub mod csr_approval;
+mod csr_approver;
 pub mod daemon;
 pub mod host;
 pub mod instance;

@@ -148,17 +148,17 @@ struct Source {
 
 /// Exponential backoff state.
 #[derive(Default)]
-struct Retry {
-    failures: u32,
+pub(crate) struct Retry {
+    pub(crate) failures: u32,
     not_before: Option<Instant>,
 }
 
 impl Retry {
-    fn ready(&self, now: Instant) -> bool {
+    pub(crate) fn ready(&self, now: Instant) -> bool {
         self.not_before.is_none_or(|t| now >= t)
     }
 
-    fn failed(&mut self, now: Instant, max: Duration) {
+    pub(crate) fn failed(&mut self, now: Instant, max: Duration) {
         self.failures = self.failures.saturating_add(1);
         let delay = Duration::from_secs(1 << self.failures.min(5)).min(max);
         self.not_before = Some(now + delay);
@@ -167,9 +167,8 @@ impl Retry {
 
 struct Publisher {
     shared: Arc<Shared>,
-    kubeconfig: PathBuf,
     node: String,
-    client: Option<(Client, Option<SystemTime>)>,
+    client: AgentClient,
     node_ip: Option<IpAddr>,
     node_ip_resolved: bool,
     waiting_announced: bool,
@@ -196,9 +195,8 @@ pub(crate) async fn run(shared: Arc<Shared>, kubeconfig: PathBuf, node: String) 
         node_ip: shared.cfg.node_ip,
         node_ip_resolved: shared.cfg.node_ip.is_some(),
         shared,
-        kubeconfig,
         node,
-        client: None,
+        client: AgentClient::new(kubeconfig),
         waiting_announced: false,
         ever_connected: false,
         connection: Retry::default(),
@@ -223,7 +221,7 @@ fn now_unix() -> u64 {
         .as_secs()
 }
 
-fn api_error(e: &kube::Error) -> Option<&kube::core::Status> {
+pub(crate) fn api_error(e: &kube::Error) -> Option<&kube::core::Status> {
     match e {
         kube::Error::Api(s) => Some(s),
         _ => None,
@@ -231,7 +229,7 @@ fn api_error(e: &kube::Error) -> Option<&kube::core::Status> {
 }
 
 /// A kube error for the log: the API server's own message, not the whole Status.
-fn short(e: kube::Error) -> anyhow::Error {
+pub(crate) fn short(e: kube::Error) -> anyhow::Error {
     match e {
         kube::Error::Api(s) => anyhow::anyhow!("{} ({}, {})", s.message, s.reason, s.code),
         other => other.into(),
@@ -264,6 +262,45 @@ async fn client_from(path: &Path) -> anyhow::Result<Client> {
     config.read_timeout = Some(Duration::from_secs(15));
     config.write_timeout = Some(Duration::from_secs(15));
     Client::try_from(config).with_context(|| format!("could not build a client from {shown:?}"))
+}
+
+/// A client from the agent's kubeconfig (`kubeboot-agent.conf`), built when the file appears
+/// and again whenever it changes; shared by the agent's API tasks (this publisher,
+/// [`crate::csr_approver`]).
+pub(crate) struct AgentClient {
+    kubeconfig: PathBuf,
+    built: Option<(Client, Option<SystemTime>)>,
+}
+
+impl AgentClient {
+    pub(crate) fn new(kubeconfig: PathBuf) -> Self {
+        AgentClient {
+            kubeconfig,
+            built: None,
+        }
+    }
+
+    /// The kubeconfig's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The client and whether it was (re)built just now; None while the kubeconfig does not
+    /// exist.
+    pub(crate) async fn get(&mut self) -> anyhow::Result<Option<(Client, bool)>> {
+        let Some(mtime) = kubeconfig_mtime(&self.kubeconfig)? else {
+            self.built = None;
+            return Ok(None);
+        };
+        if let Some((c, seen)) = &self.built
+            && *seen == mtime
+        {
+            return Ok(Some((c.clone(), false)));
+        }
+        let client = client_from(&self.kubeconfig).await?;
+        self.built = Some((client.clone(), mtime));
+        Ok(Some((client, true)))
+    }
 }
 
 /// The node's address as the kubelet finds it without --node-ip (kubelet: nodestatus
@@ -398,23 +435,17 @@ impl Publisher {
     /// The client, built (again) when the kubeconfig appears or changes; None while it does
     /// not exist.
     async fn ensure_client(&mut self) -> anyhow::Result<Option<Client>> {
-        let Some(mtime) = kubeconfig_mtime(&self.kubeconfig)? else {
+        let Some((client, fresh)) = self.client.get().await? else {
             if !self.waiting_announced {
-                info!(kubeconfig = %self.kubeconfig.display(), "the static pods are published to the API once this kubeconfig exists");
+                info!(kubeconfig = %self.client.path().display(), "the static pods are published to the API once this kubeconfig exists");
                 self.waiting_announced = true;
             }
-            self.client = None;
             return Ok(None);
         };
-        if let Some((c, seen)) = &self.client
-            && *seen == mtime
-        {
-            return Ok(Some(c.clone()));
+        if fresh {
+            debug!(kubeconfig = %self.client.path().display(), "API client ready");
+            self.relist = true;
         }
-        let client = client_from(&self.kubeconfig).await?;
-        debug!(kubeconfig = %self.kubeconfig.display(), "API client ready");
-        self.client = Some((client.clone(), mtime));
-        self.relist = true;
         Ok(Some(client))
     }
 

@@ -138,6 +138,15 @@ pub(crate) async fn run(
         )),
         _ => None,
     };
+    // Where the agent's kubeconfig exists (control-plane nodes), joining nodes get their
+    // kube-proxy credential approved (crate::csr_approval).
+    let csr_approver = match (&shared.cfg.kubeconfig, &shared.cfg.node_name) {
+        (Some(kubeconfig), Some(node)) => Some(tokio::spawn(
+            crate::csr_approver::run(kubeconfig.clone(), node.clone())
+                .instrument(info_span!("csr-approver")),
+        )),
+        _ => None,
+    };
     let _webhook = shared
         .cfg
         .webhook
@@ -206,6 +215,9 @@ pub(crate) async fn run(
     }
     if let Some(m) = mirror {
         m.abort();
+    }
+    if let Some(a) = csr_approver {
+        a.abort();
     }
     if let Some(n) = network {
         n.abort();

@@ -300,6 +300,25 @@ pub const LABEL_METADATA_NAME: &str = "kubernetes.io/metadata.name";
 /// The common name of the agent webhook's serving certificate (IP SAN 127.0.0.1).
 pub const AGENT_WEBHOOK_CN: &str = "kubeboot-agent-webhook";
 
+// ---------------------------------------------------------------------------------------------
+// A joining node's kube-proxy credential (no kubeadm equivalent; see agent/src/csr_approval.rs)
+// ---------------------------------------------------------------------------------------------
+
+/// The name prefix of the CertificateSigningRequest a joining node creates for its
+/// kube-proxy's client certificate: `kubeboot-kube-proxy-<node>`. The control-plane agents
+/// approve it only under this exact name for the requesting node.
+pub const KUBE_PROXY_CSR_PREFIX: &str = "kubeboot-kube-proxy-";
+/// The signer of client certificates for the API server (k8s.io/api: certificates/v1
+/// KubeAPIServerClientSignerName); kube-controller-manager signs it with the cluster CA.
+pub const KUBE_APISERVER_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
+/// The group every authenticated request carries (apiserver: user.AllAuthenticated).
+pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
+/// The ClusterRole (and ClusterRoleBinding to [`KUBEBOOT_AGENTS_GROUP`]) that lets the
+/// agents read CertificateSigningRequests and approve those for the kube-apiserver-client
+/// signer (CSRs and signers are cluster-scoped: the kube-system RoleBinding of
+/// [`KUBEBOOT_AGENT_CLUSTER_ROLE`] cannot grant them).
+pub const KUBEBOOT_AGENT_CSR_APPROVER_ROLE: &str = "kubeboot:kube-proxy-approver";
+
 /// CACertName.
 pub const CA_CERT_NAME: &str = "ca.crt";
 /// KubeletConfigurationFileName (inside [`KUBELET_RUN_DIR`]).

@@ -18,6 +18,29 @@
 //! that each control-plane node's agent serves on loopback for its own API server; it admits an
 //! agent's request only for a status-only pod of the agent's own node (the rules and why they
 //! suffice are in `agent::webhook::review`).
+//!
+//! # Approving joining nodes' kube-proxy certificates
+//!
+//! The agents also approve the one CertificateSigningRequest a joining node makes for its
+//! kube-proxy's client certificate (`kubeboot-kube-proxy-<node>`, subject
+//! `CN=system:kube-proxy`; nothing in Kubernetes 1.20 approves it by itself). CSRs and the
+//! signers they name are cluster-scoped, which the kube-system RoleBinding above cannot grant,
+//! and a ClusterRoleBinding of `kubeboot:agent` would grant pods in every namespace, outside
+//! the webhook's reach. So these rights are a second ClusterRole,
+//! [`agent_csr_approver_cluster_role`] (`kubeboot:kube-proxy-approver`), bound cluster-wide to
+//! the same group by [`agent_csr_approver_binding`], with exactly: certificatesigningrequests
+//! get/list/watch, certificatesigningrequests/approval update, and `approve` on the signer
+//! `kubernetes.io/kube-apiserver-client` (the API server's CertificateSigningRequest approval
+//! admission checks that verb on the synthetic `signers` resource, by signerName:
+//! plugin/pkg/admission/certificates/approval).
+//!
+//! RBAC cannot narrow this further: `approve` on that signer lets the credential approve *any*
+//! client certificate request for the API server, whatever its subject. What limits the agents
+//! to kube-proxy's certificate for the requesting node is the agent's own check
+//! (`agent::csr_approval`, a pure function with the security argument). That is acceptable
+//! because the credential exists only on control-plane nodes (`kubeboot-agent.conf`), whose
+//! root holds the cluster CA's key and admin.conf anyway: the credential gives nothing that
+//! node's root does not have.
 use std::collections::BTreeMap;
 
 use components::names;
@@ -26,10 +49,13 @@ use k8s_openapi::api::admissionregistration::v1::{
     RuleWithOperations, ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef, Subject,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+const CERTIFICATES_GROUP: &str = "certificates.k8s.io";
 
 fn rule(resource: &str, verbs: &[&str]) -> PolicyRule {
     PolicyRule {
@@ -79,12 +105,71 @@ pub fn agent_role_binding(namespace: &str) -> RoleBinding {
             kind: "ClusterRole".to_string(),
             name: names::KUBEBOOT_AGENT_CLUSTER_ROLE.to_string(),
         },
-        subjects: Some(vec![Subject {
+        subjects: Some(vec![agents_group()]),
+    }
+}
+
+fn agents_group() -> Subject {
+    Subject {
+        api_group: Some(RBAC_GROUP.to_string()),
+        kind: "Group".to_string(),
+        name: names::KUBEBOOT_AGENTS_GROUP.to_string(),
+        namespace: None,
+    }
+}
+
+fn certificates_rule(resource: &str, verbs: &[&str], names: Option<&[&str]>) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![CERTIFICATES_GROUP.to_string()]),
+        resources: Some(vec![resource.to_string()]),
+        resource_names: names.map(|n| n.iter().map(|x| x.to_string()).collect()),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// The ClusterRole `kubeboot:kube-proxy-approver`: read certificate requests and approve those
+/// for the signer `kubernetes.io/kube-apiserver-client` (the agent's approver decides which;
+/// see the module documentation for why RBAC cannot).
+pub fn agent_csr_approver_cluster_role() -> ClusterRole {
+    ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(names::KUBEBOOT_AGENT_CSR_APPROVER_ROLE.to_string()),
+            labels: labels(),
+            ..Default::default()
+        },
+        rules: Some(vec![
+            certificates_rule(
+                "certificatesigningrequests",
+                &["get", "list", "watch"],
+                None,
+            ),
+            certificates_rule("certificatesigningrequests/approval", &["update"], None),
+            certificates_rule(
+                "signers",
+                &["approve"],
+                Some(&[names::KUBE_APISERVER_CLIENT_SIGNER]),
+            ),
+        ]),
+        ..Default::default()
+    }
+}
+
+/// The ClusterRoleBinding `kubeboot:kube-proxy-approver`: that role for the group
+/// `kubeboot:agents`, cluster-wide (CSRs and signers have no namespace).
+pub fn agent_csr_approver_binding() -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(names::KUBEBOOT_AGENT_CSR_APPROVER_ROLE.to_string()),
+            labels: labels(),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
             api_group: Some(RBAC_GROUP.to_string()),
-            kind: "Group".to_string(),
-            name: names::KUBEBOOT_AGENTS_GROUP.to_string(),
-            namespace: None,
-        }]),
+            kind: "ClusterRole".to_string(),
+            name: names::KUBEBOOT_AGENT_CSR_APPROVER_ROLE.to_string(),
+        },
+        subjects: Some(vec![agents_group()]),
     }
 }
 
@@ -237,6 +322,107 @@ mod tests {
             !verbs(&role, "pods")
                 .iter()
                 .any(|v| v == "update" || v == "patch" || v == "*")
+        );
+    }
+
+    #[test]
+    fn the_pod_role_grants_no_certificate_rights() {
+        // Those are in their own ClusterRole with a cluster-wide binding; this one is bound in
+        // kube-system only and must stay about pods.
+        let role = agent_cluster_role();
+        for r in role.rules.iter().flatten() {
+            assert!(
+                !r.api_groups
+                    .iter()
+                    .flatten()
+                    .any(|g| g == "certificates.k8s.io"),
+                "{r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn csr_approver_role_reads_requests_and_approves_for_the_client_signer_only() {
+        let role = agent_csr_approver_cluster_role();
+        assert_eq!(
+            role.metadata.name.as_deref(),
+            Some("kubeboot:kube-proxy-approver")
+        );
+        let rules = role.rules.as_ref().expect("rules");
+        /// api groups, resources, resource names, verbs
+        type Row = (Vec<String>, Vec<String>, Option<Vec<String>>, Vec<String>);
+        let got: Vec<Row> = rules
+            .iter()
+            .map(|r| {
+                assert!(r.non_resource_urls.is_none());
+                (
+                    r.api_groups.clone().unwrap_or_default(),
+                    r.resources.clone().unwrap_or_default(),
+                    r.resource_names.clone(),
+                    r.verbs.clone(),
+                )
+            })
+            .collect();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let certs = s(&["certificates.k8s.io"]);
+        assert_eq!(
+            got,
+            [
+                (
+                    certs.clone(),
+                    s(&["certificatesigningrequests"]),
+                    None,
+                    s(&["get", "list", "watch"])
+                ),
+                (
+                    certs.clone(),
+                    s(&["certificatesigningrequests/approval"]),
+                    None,
+                    s(&["update"])
+                ),
+                (
+                    certs,
+                    s(&["signers"]),
+                    Some(s(&["kubernetes.io/kube-apiserver-client"])),
+                    s(&["approve"])
+                ),
+            ]
+        );
+        // Never a wildcard signer (`kubernetes.io/*` would add the kubelet signers), never
+        // create, delete or status (signing) rights.
+        for r in rules {
+            assert!(
+                !r.verbs
+                    .iter()
+                    .any(|v| v == "*" || v == "create" || v == "delete")
+            );
+            assert!(!r.resources.iter().flatten().any(|x| x.ends_with("/status")));
+            assert!(!r.resource_names.iter().flatten().any(|n| n.contains('*')));
+        }
+        let v = serde_json::to_value(&role).expect("json");
+        assert_eq!(
+            v["rules"][2]["resourceNames"][0],
+            "kubernetes.io/kube-apiserver-client"
+        );
+    }
+
+    #[test]
+    fn csr_approver_binding_is_cluster_wide_to_the_agents_group() {
+        let b = agent_csr_approver_binding();
+        assert_eq!(
+            b.metadata.name.as_deref(),
+            Some("kubeboot:kube-proxy-approver")
+        );
+        assert!(b.metadata.namespace.is_none());
+        assert_eq!(b.role_ref.kind, "ClusterRole");
+        assert_eq!(b.role_ref.name, "kubeboot:kube-proxy-approver");
+        let subjects = b.subjects.expect("subjects");
+        assert_eq!(subjects.len(), 1);
+        assert_eq!(subjects[0].kind, "Group");
+        assert_eq!(subjects[0].name, names::KUBEBOOT_AGENTS_GROUP);
+        assert_eq!(
+            subjects[0].api_group.as_deref(),
+            Some("rbac.authorization.k8s.io")
         );
     }
 

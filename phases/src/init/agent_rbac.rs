@@ -10,7 +10,10 @@
 //! 2. label kube-system `kubernetes.io/metadata.name=kube-system` (1.21+ does it itself), the
 //!    label the webhooks select it by;
 //! 3. the ValidatingWebhookConfiguration `kubeboot-agent` (caBundle: the cluster CA);
-//! 4. the ClusterRole `kubeboot:agent` and its RoleBinding to the group in kube-system only.
+//! 4. the ClusterRole `kubeboot:agent` and its RoleBinding to the group in kube-system only;
+//! 5. the ClusterRole `kubeboot:kube-proxy-approver` and its ClusterRoleBinding to the group:
+//!    the agents approve joining nodes' kube-proxy certificate requests (the checks are in
+//!    `agent::csr_approval`, why RBAC cannot make them in `manifests::agent_rbac`).
 //!
 //! The agent publishes as soon as all exist; until then it retries quietly.
 
@@ -90,6 +93,14 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
         names::KUBEBOOT_AGENTS_GROUP,
         names::KUBE_SYSTEM
     );
+    c.create_or_update(&agent_rbac::agent_csr_approver_cluster_role())?;
+    c.create_or_update(&agent_rbac::agent_csr_approver_binding())?;
+    say!(
+        out,
+        "agent-rbac",
+        "Allowed the kubeboot agents to approve joining nodes' kube-proxy client certificate requests (ClusterRole {:?})",
+        names::KUBEBOOT_AGENT_CSR_APPROVER_ROLE
+    );
     Ok(())
 }
 
@@ -157,6 +168,18 @@ mod tests {
                     Some("kube-system"),
                     "kubeboot:agent"
                 ),
+                w(
+                    "CREATE",
+                    "clusterroles",
+                    None,
+                    "kubeboot:kube-proxy-approver"
+                ),
+                w(
+                    "CREATE",
+                    "clusterrolebindings",
+                    None,
+                    "kubeboot:kube-proxy-approver"
+                ),
             ],
             "{rec:?}"
         );
@@ -184,6 +207,10 @@ mod tests {
         let out = d.out.captured();
         assert!(
             out.contains("[agent-rbac] Allowed the kubeboot agents (group \"kubeboot:agents\")"),
+            "{out}"
+        );
+        assert!(
+            out.contains("[agent-rbac] Allowed the kubeboot agents to approve joining nodes' kube-proxy client certificate requests (ClusterRole \"kubeboot:kube-proxy-approver\")"),
             "{out}"
         );
         assert!(

@@ -1,0 +1,493 @@
+//! Approves joining nodes' kube-proxy client certificate requests, on control-plane nodes, with
+//! the agent's own credential; which requests is decided purely by [`crate::csr_approval`]
+//! (the contract and the security argument are there). Nothing in Kubernetes 1.20 approves
+//! such a request by itself: kube-controller-manager's approver knows only kubelet client
+//! certificates.
+//!
+//! It runs where the agent's kubeconfig (`kubeboot-agent.conf`, user `kubeboot:agent:<node>`)
+//! exists, which is control-plane nodes only; elsewhere it looks for that file every few
+//! seconds and does nothing else. The client is the publisher's ([`crate::mirror::AgentClient`]),
+//! from that explicit kubeconfig.
+//!
+//! Level-triggered, as the rest of the agent: every 2 s one pass ([`pass`]) lists the requests
+//! of the signer `kubernetes.io/kube-apiserver-client` (a field selector; read from the API
+//! server's cache), decides each and approves those [`crate::csr_approval::decide`] accepts
+//! through the `approval` subresource, with the resourceVersion it inspected. A missed request
+//! is simply seen at the next pass; a request is approved about 2 s after it appears at most.
+//! Every control-plane agent does the same: the first approval wins, and the others' writes
+//! fail with a conflict, which is expected and logged at debug level. Requests left alone are
+//! logged once each at debug level, and never denied. Failures back off exponentially to 30 s;
+//! before the API server has ever answered they are logged at debug level only.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use components::names;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
+use tracing::{debug, info, warn};
+
+use crate::csr_approval::{self, Decision, Ignored};
+use crate::mirror::{AgentClient, Retry, api_error, short};
+
+/// How often the requests are listed.
+const PERIOD: Duration = Duration::from_secs(2);
+/// How often a missing kubeconfig is looked for.
+const KUBECONFIG_POLL: Duration = Duration::from_secs(5);
+/// The longest wait between attempts to reach the API server.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+struct Approver {
+    node: String,
+    client: AgentClient,
+    connection: Retry,
+    ever_connected: bool,
+    logged: Logged,
+}
+
+/// Approves requests until the task is aborted; waits for the kubeconfig until it exists.
+pub(crate) async fn run(kubeconfig: PathBuf, node: String) {
+    let mut a = Approver {
+        node,
+        client: AgentClient::new(kubeconfig),
+        connection: Retry::default(),
+        ever_connected: false,
+        logged: Logged::default(),
+    };
+    loop {
+        let delay = a.tick().await;
+        tokio::time::sleep(delay).await;
+    }
+}
+
+impl Approver {
+    /// One pass; returns how long to wait before the next.
+    async fn tick(&mut self) -> Duration {
+        let now = Instant::now();
+        if !self.connection.ready(now) {
+            return PERIOD;
+        }
+        let client = match self.client.get().await {
+            Ok(Some((c, _))) => c,
+            Ok(None) => return KUBECONFIG_POLL,
+            Err(e) => {
+                self.failed(now, &e);
+                return PERIOD;
+            }
+        };
+        match pass(&client, &self.node, &mut self.logged).await {
+            Ok(_) => {
+                if !self.ever_connected {
+                    info!("approving joining nodes' kube-proxy client certificate requests");
+                    self.ever_connected = true;
+                }
+                self.connection = Retry::default();
+            }
+            Err(e) => self.failed(now, &e),
+        }
+        PERIOD
+    }
+
+    fn failed(&mut self, now: Instant, e: &anyhow::Error) {
+        self.connection.failed(now, MAX_BACKOFF);
+        // The API server is often not up yet (the agent starts it): quiet until it answered.
+        if self.ever_connected && self.connection.failures == 3 {
+            warn!(
+                "kube-proxy certificate requests are not being approved; retrying every {MAX_BACKOFF:?} at most: {e:#}"
+            );
+        } else {
+            debug!(failures = self.connection.failures, "{e:#}");
+        }
+    }
+}
+
+/// The requests already logged as left alone (by UID and resourceVersion), so that each is
+/// logged once, not every pass; forgotten once they are no longer listed.
+#[derive(Default)]
+pub(crate) struct Logged(HashSet<String>);
+
+/// One pass: observe (list the kube-apiserver-client requests), decide each
+/// ([`csr_approval::decide`]), act (approve), say. Returns the names it approved. `me` is this
+/// agent's node, named in the approval's message.
+///
+/// # Errors
+/// The list failed, or an approval failed for a reason other than the request having changed
+/// or gone meanwhile (every other request is still tried).
+pub(crate) async fn pass(
+    client: &Client,
+    me: &str,
+    logged: &mut Logged,
+) -> anyhow::Result<Vec<String>> {
+    let api: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let selector = format!("spec.signerName={}", names::KUBE_APISERVER_CLIENT_SIGNER);
+    let list = api
+        .list(&ListParams::default().fields(&selector).match_any())
+        .await
+        .map_err(short)
+        .with_context(|| {
+            format!(
+                "could not list CertificateSigningRequests (the ClusterRole {:?} grants it to the agents; \"kubeboot init phase agent-rbac\" creates it)",
+                names::KUBEBOOT_AGENT_CSR_APPROVER_ROLE
+            )
+        })?;
+    let mut approved = Vec::new();
+    let mut failed = Vec::new();
+    let mut listed = HashSet::new();
+    for csr in &list.items {
+        let name = csr.metadata.name.clone().unwrap_or_default();
+        match csr_approval::decide(csr) {
+            Decision::Approve { node } => {
+                let approval = csr_approval::approved(csr, &node, me);
+                match api
+                    .replace_subresource("approval", &name, &PostParams::default(), &approval)
+                    .await
+                {
+                    Ok(_) => {
+                        info!(csr = %name, node = %node, "approved the kube-proxy client certificate request of node {node}");
+                        approved.push(name);
+                    }
+                    // Another agent approved it, someone denied or deleted it: the next list
+                    // shows what happened.
+                    Err(e) if api_error(&e).is_some_and(|s| s.code == 409 || s.code == 404) => {
+                        debug!(csr = %name, "the request changed before the approval: {:#}", short(e));
+                    }
+                    Err(e) => failed.push(format!("{name}: {:#}", short(e))),
+                }
+            }
+            // Most requests: kubelets' own, approved long ago. Nothing to say.
+            Decision::Ignore(Ignored::Decided(_)) => {}
+            Decision::Ignore(why) => {
+                let key = format!(
+                    "{}/{}",
+                    csr.metadata.uid.as_deref().unwrap_or(&name),
+                    csr.metadata.resource_version.as_deref().unwrap_or_default()
+                );
+                if logged.0.insert(key.clone()) {
+                    debug!(csr = %name, "certificate request left alone: {why}");
+                }
+                listed.insert(key);
+            }
+        }
+    }
+    logged.0.retain(|k| listed.contains(k));
+    anyhow::ensure!(
+        failed.is_empty(),
+        "could not approve the kube-proxy certificate request {}",
+        failed.join("; ")
+    );
+    Ok(approved)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pass against a fake API server: a tower service under `kube::Client` that keeps
+    //! CertificateSigningRequests, answers the list and the approval as the API server does
+    //! (resourceVersion precondition, 409 on a stale one) and records every request.
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context as TaskContext, Poll};
+
+    use components::config::KeyAlgorithm;
+    use kube::client::Body;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct State {
+        csrs: Vec<CertificateSigningRequest>,
+        /// (method, path and query) of every request.
+        requests: Vec<(String, String)>,
+        /// Approval bodies received.
+        approvals: Vec<CertificateSigningRequest>,
+        /// Answer approvals with this status code instead (403: no RBAC).
+        refuse_approvals: Option<u16>,
+        /// What the list returns instead of the stored requests (a stale cache).
+        stale_list: Option<Vec<CertificateSigningRequest>>,
+    }
+
+    #[derive(Clone, Default)]
+    struct FakeApi(Arc<Mutex<State>>);
+
+    fn json(code: u16, v: &serde_json::Value) -> http::Response<Body> {
+        let mut r = http::Response::new(Body::from(serde_json::to_vec(v).expect("json")));
+        *r.status_mut() = http::StatusCode::from_u16(code).expect("code");
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        r
+    }
+
+    fn status(code: u16, reason: &str) -> http::Response<Body> {
+        json(
+            code,
+            &serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": format!("fake: {reason}"), "reason": reason, "code": code}),
+        )
+    }
+
+    impl FakeApi {
+        fn answer(&self, method: &str, uri: &http::Uri, body: &[u8]) -> http::Response<Body> {
+            let mut st = self.0.lock().expect("lock");
+            let path_and_query = uri.path_and_query().map(|p| p.to_string());
+            st.requests
+                .push((method.to_string(), path_and_query.unwrap_or_default()));
+            const BASE: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+            let path = uri.path();
+            if method == "GET" && path == BASE {
+                // The field selector the approver sends, applied as the API server would.
+                let query = uri.query().unwrap_or_default();
+                let signer = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("fieldSelector="))
+                    .map(|v| v.replace("%3D", "=").replace("%2F", "/"));
+                let items: Vec<_> = st
+                    .stale_list
+                    .as_ref()
+                    .unwrap_or(&st.csrs)
+                    .iter()
+                    .filter(|c| {
+                        signer
+                            .as_deref()
+                            .is_none_or(|s| s == format!("spec.signerName={}", c.spec.signer_name))
+                    })
+                    .cloned()
+                    .collect();
+                return json(
+                    200,
+                    &serde_json::json!({"apiVersion": "certificates.k8s.io/v1",
+                        "kind": "CertificateSigningRequestList", "metadata": {"resourceVersion": "100"},
+                        "items": items}),
+                );
+            }
+            let Some(name) = path
+                .strip_prefix(BASE)
+                .and_then(|p| p.strip_prefix('/'))
+                .and_then(|p| p.strip_suffix("/approval"))
+            else {
+                return status(404, "NotFound");
+            };
+            if method != "PUT" {
+                return status(405, "MethodNotAllowed");
+            }
+            if let Some(code) = st.refuse_approvals {
+                return status(code, "Forbidden");
+            }
+            let sent: CertificateSigningRequest =
+                serde_json::from_slice(body).expect("an approval body");
+            st.approvals.push(sent.clone());
+            let Some(stored) = st
+                .csrs
+                .iter_mut()
+                .find(|c| c.metadata.name.as_deref() == Some(name))
+            else {
+                return status(404, "NotFound");
+            };
+            if sent.metadata.resource_version != stored.metadata.resource_version {
+                return status(409, "Conflict");
+            }
+            // registry/certificates: the approval subresource takes the conditions only.
+            stored.status = sent.status;
+            let rv: u64 = stored
+                .metadata
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            stored.metadata.resource_version = Some((rv + 1).to_string());
+            json(200, &serde_json::to_value(&*stored).expect("json"))
+        }
+    }
+
+    impl tower_service::Service<http::Request<Body>> for FakeApi {
+        type Response = http::Response<Body>;
+        type Error = std::convert::Infallible;
+        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+        fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+            let this = self.clone();
+            Box::pin(async move {
+                let (parts, body) = req.into_parts();
+                let bytes = body
+                    .collect_bytes()
+                    .await
+                    .map(|b| b.to_vec())
+                    .unwrap_or_default();
+                Ok(this.answer(parts.method.as_str(), &parts.uri, &bytes))
+            })
+        }
+    }
+
+    fn request(
+        name: &str,
+        user: &str,
+        signer: &str,
+        cn: &str,
+        rv: &str,
+    ) -> CertificateSigningRequest {
+        let key = pki::PrivateKey::generate(KeyAlgorithm::EcdsaP256).expect("key");
+        let pem = pki::csr::client_csr(&key, cn, &[]).expect("csr");
+        let mut c = crate::csr_approval::tests::csr(name, user, &pem);
+        c.spec.signer_name = signer.to_string();
+        c.metadata.uid = Some(format!("uid-{name}"));
+        c.metadata.resource_version = Some(rv.to_string());
+        c
+    }
+
+    const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
+
+    fn cluster() -> (FakeApi, Client) {
+        let fake = FakeApi::default();
+        {
+            let mut st = fake.0.lock().expect("lock");
+            st.csrs = vec![
+                request(
+                    "kubeboot-kube-proxy-node4",
+                    "system:node:node4",
+                    CLIENT,
+                    "system:kube-proxy",
+                    "10",
+                ),
+                // A kubelet's own request: another signer, never ours.
+                request(
+                    "csr-abcde",
+                    "system:node:node5",
+                    "kubernetes.io/kube-apiserver-client-kubelet",
+                    "system:node:node5",
+                    "11",
+                ),
+                // Node 5 asking in node 6's name.
+                request(
+                    "kubeboot-kube-proxy-node6",
+                    "system:node:node5",
+                    CLIENT,
+                    "system:kube-proxy",
+                    "12",
+                ),
+                // The right name, the wrong subject.
+                request(
+                    "kubeboot-kube-proxy-node7",
+                    "system:node:node7",
+                    CLIENT,
+                    "system:node:node7",
+                    "13",
+                ),
+            ];
+        }
+        let client = Client::new(fake.clone(), "default");
+        (fake, client)
+    }
+
+    #[tokio::test]
+    async fn a_pass_approves_the_kube_proxy_request_and_leaves_the_rest_alone() {
+        let (fake, client) = cluster();
+        let mut logged = Logged::default();
+        let approved = pass(&client, "node1", &mut logged).await.expect("pass");
+        assert_eq!(approved, ["kubeboot-kube-proxy-node4"]);
+        {
+            let st = fake.0.lock().expect("lock");
+            // The list asks for the one signer only, from the cache.
+            let (method, list) = &st.requests[0];
+            assert_eq!(method, "GET");
+            assert!(
+                list.contains(
+                    "fieldSelector=spec.signerName%3Dkubernetes.io%2Fkube-apiserver-client"
+                ),
+                "{list}"
+            );
+            assert!(list.contains("resourceVersion=0"), "{list}");
+            // Exactly one write: the approval of node4's request, at the version inspected.
+            let writes: Vec<_> = st.requests.iter().filter(|(m, _)| m != "GET").collect();
+            assert_eq!(writes.len(), 1, "{:?}", st.requests);
+            assert_eq!(writes[0].0, "PUT");
+            assert!(
+                writes[0].1.starts_with(
+                    "/apis/certificates.k8s.io/v1/certificatesigningrequests/kubeboot-kube-proxy-node4/approval"
+                ),
+                "{:?}",
+                writes[0]
+            );
+            let sent = &st.approvals[0];
+            assert_eq!(sent.metadata.resource_version.as_deref(), Some("10"));
+            let cond = &sent
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.clone())
+                .expect("conditions")[0];
+            assert_eq!(
+                (cond.type_.as_str(), cond.status.as_str()),
+                ("Approved", "True")
+            );
+            assert_eq!(cond.reason.as_deref(), Some("KubebootKubeProxyApprove"));
+            // The others are untouched: no condition, never denied.
+            for c in &st.csrs[1..] {
+                assert!(c.status.is_none(), "{:?}", c.metadata.name);
+            }
+            // Node 6's and node 7's requests were logged as left alone, once.
+            assert_eq!(logged.0.len(), 2);
+        }
+        // The next pass sees it approved and writes nothing.
+        let again = pass(&client, "node1", &mut logged).await.expect("pass");
+        assert!(again.is_empty());
+        let st = fake.0.lock().expect("lock");
+        assert_eq!(st.requests.iter().filter(|(m, _)| m != "GET").count(), 1);
+        assert_eq!(logged.0.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_another_agent_approved_first_is_not_an_error() {
+        let (fake, client) = cluster();
+        {
+            let mut st = fake.0.lock().expect("lock");
+            // The list (a cache) still shows version 10; the store has moved on: another
+            // control-plane agent approved it meanwhile.
+            st.stale_list = Some(st.csrs.clone());
+            let other = csr_approval::approved(&st.csrs[0], "node4", "node2");
+            st.csrs[0] = other;
+            st.csrs[0].metadata.resource_version = Some("11".into());
+        }
+        let approved = pass(&client, "node1", &mut Logged::default())
+            .await
+            .expect("a conflict is not an error");
+        assert!(approved.is_empty());
+        let st = fake.0.lock().expect("lock");
+        // It tried once, at the version it saw, and the other agent's approval stands alone.
+        assert_eq!(st.approvals.len(), 1);
+        assert_eq!(
+            st.approvals[0].metadata.resource_version.as_deref(),
+            Some("10")
+        );
+        let conditions = st.csrs[0]
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .expect("conditions");
+        assert_eq!(conditions.len(), 1);
+        assert!(
+            conditions[0]
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("agent on node2"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_approval_is_an_error_naming_the_request() {
+        let (fake, client) = cluster();
+        fake.0.lock().expect("lock").refuse_approvals = Some(403);
+        let e = pass(&client, "node1", &mut Logged::default())
+            .await
+            .expect_err("refused");
+        let msg = format!("{e:#}");
+        assert!(msg.contains("kubeboot-kube-proxy-node4"), "{msg}");
+        assert!(msg.contains("Forbidden"), "{msg}");
+    }
+}
