@@ -8,7 +8,8 @@
 //! in group `system:nodes`. With it, it creates a certificates.k8s.io/v1
 //! CertificateSigningRequest
 //!
-//! - named exactly `kubeboot-kube-proxy-<x>` ([`names::KUBE_PROXY_CSR_PREFIX`]);
+//! - named `kubeboot-kube-proxy-<x>`, optionally followed by `-<16 hex digits>`
+//!   ([`names::KUBE_PROXY_CSR_PREFIX`], [`is_request_name_of`]);
 //! - `signerName: kubernetes.io/kube-apiserver-client`;
 //! - `usages: [digital signature, key encipherment, client auth]` (any subset that includes
 //!   `client auth` is accepted: kube-controller-manager's signer for this signerName refuses
@@ -172,6 +173,21 @@ pub fn request_name(node: &str) -> String {
     format!("{}{node}", names::KUBE_PROXY_CSR_PREFIX)
 }
 
+/// Whether `name` is one of `node`'s request names: [`request_name`], optionally followed by
+/// `-` and 16 hex digits (a digest of the request, so that a node joining again after a
+/// reset never collides with its earlier request, which lives on for an hour).
+pub fn is_request_name_of(name: &str, node: &str) -> bool {
+    let Some(rest) = name.strip_prefix(&request_name(node)) else {
+        return false;
+    };
+    rest.is_empty()
+        || rest.strip_prefix('-').is_some_and(|d| {
+            d.len() == 16
+                && d.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
 /// Whether the agents approve `csr` (see the module documentation for each rule and why).
 /// Cheap checks come first, so that the many requests that are not ours (kubelets' own) never
 /// get parsed.
@@ -205,7 +221,7 @@ fn check(csr: &CertificateSigningRequest) -> Result<String, Ignored> {
             return Err(Ignored::MissingGroup(group));
         }
     }
-    if name != request_name(node) {
+    if !is_request_name_of(name, node) {
         return Err(Ignored::OtherNode {
             name: name.to_string(),
             node: node.to_string(),
@@ -484,6 +500,25 @@ pub(crate) mod tests {
         let mut c = exact();
         c.spec.username = None;
         assert_eq!(ignored(&c), Ignored::NotANode(String::new()));
+    }
+
+    #[test]
+    fn request_names_carry_the_node_and_at_most_a_digest() {
+        assert!(is_request_name_of("kubeboot-kube-proxy-n4", "n4"));
+        assert!(is_request_name_of(
+            "kubeboot-kube-proxy-n4-0123456789abcdef",
+            "n4"
+        ));
+        assert!(!is_request_name_of(
+            "kubeboot-kube-proxy-n4-0123456789abcdeg",
+            "n4"
+        ));
+        assert!(!is_request_name_of("kubeboot-kube-proxy-n4-x", "n4"));
+        assert!(!is_request_name_of(
+            "kubeboot-kube-proxy-n4-0123456789abcdef",
+            "n"
+        ));
+        assert!(!is_request_name_of("kubeboot-kube-proxy-n", "n4"));
     }
 
     #[test]

@@ -24,10 +24,6 @@ use crate::say;
 /// How long the control-plane agents may take to approve the request and
 /// kube-controller-manager to sign it.
 const APPROVAL_TIMEOUT: Duration = Duration::from_secs(120);
-/// The signer of client certificates for the API server (certificates.k8s.io).
-pub const KUBE_APISERVER_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
-/// The prefix of the request's name; the node's name and a digest of the request follow.
-pub const CSR_NAME_PREFIX: &str = "kubeboot-kube-proxy-";
 
 /// The `kube-proxy` phase.
 pub fn phase() -> Phase<JoinData> {
@@ -168,7 +164,8 @@ fn requested_credential(
     let key = pki::PrivateKey::generate(components::config::KeyAlgorithm::EcdsaP256)?;
     let csr = pki::csr::client_csr(&key, user, &[])?;
     let name = format!(
-        "{CSR_NAME_PREFIX}{node_name}-{}",
+        "{}-{}",
+        agent::csr_approval::request_name(node_name),
         crate::join::kubelet_start::short_digest(&csr)
     );
     say!(
@@ -179,7 +176,7 @@ fn requested_credential(
     let out = d.out.clone();
     let cert = d.cluster()?.request_certificate(
         &name,
-        KUBE_APISERVER_CLIENT_SIGNER,
+        names::KUBE_APISERVER_CLIENT_SIGNER,
         &csr,
         APPROVAL_TIMEOUT,
         |elapsed| {

@@ -100,14 +100,21 @@ pub fn through_balancer(kubeconfig: pki::Kubeconfig) -> pki::Kubeconfig {
 ///
 /// # Errors
 /// The file cannot be written.
-pub fn write_api_lb(node: &NodeCtx, found: &Discovered, ca_path: &std::path::Path) -> anyhow::Result<()> {
+pub fn write_api_lb(
+    node: &NodeCtx,
+    found: &Discovered,
+    ca_path: &std::path::Path,
+) -> anyhow::Result<()> {
     let path = node.layout.api_lb_config();
     if node.fs.exists(&path) {
         return Ok(());
     }
     let mut servers = Vec::new();
     for url in [&found.endpoint_url, &found.server] {
-        let host_port = url.trim_start_matches("https://").trim_end_matches('/').to_string();
+        let host_port = url
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .to_string();
         if !host_port.is_empty() && !servers.contains(&host_port) {
             servers.push(host_port);
         }
