@@ -244,6 +244,21 @@ impl Node {
         pod_subnet: &str,
         token: Option<&str>,
     ) -> Result<String> {
+        self.write_init_config_full(pod_subnet, token, None)
+    }
+
+    /// [`Node::write_init_config`] with `controlPlaneEndpoint: <endpoint>` (a cluster that
+    /// control-plane nodes may join).
+    pub fn write_ha_init_config(&self, pod_subnet: &str, endpoint: &str) -> Result<String> {
+        self.write_init_config_full(pod_subnet, None, Some(endpoint))
+    }
+
+    fn write_init_config_full(
+        &self,
+        pod_subnet: &str,
+        token: Option<&str>,
+        endpoint: Option<&str>,
+    ) -> Result<String> {
         const PATH: &str = "/var/lib/kubeboot/e2e-init.yaml";
         let init_doc = token
             .map(|t| {
@@ -255,7 +270,7 @@ impl Node {
         let yaml = format!(
             "{init_doc}apiVersion: kubeadm.k8s.io/v1beta2\n\
              kind: ClusterConfiguration\n\
-             networking:\n  podSubnet: {pod_subnet}\n\
+             {}networking:\n  podSubnet: {pod_subnet}\n\
              ---\n\
              apiVersion: kubelet.config.k8s.io/v1beta1\n\
              kind: KubeletConfiguration\n\
@@ -265,6 +280,9 @@ impl Node {
              apiVersion: kubeproxy.config.k8s.io/v1alpha1\n\
              kind: KubeProxyConfiguration\n\
              conntrack:\n  maxPerCore: 0\n",
+            endpoint
+                .map(|e| format!("controlPlaneEndpoint: {e}\n"))
+                .unwrap_or_default(),
             self.cgroup_root()
         );
         self.write_file(PATH, &yaml)?;

@@ -377,15 +377,44 @@ fn etcd_join(d: &mut JoinData) -> anyhow::Result<()> {
     )
 }
 
+/// How long this node's own API server may take to answer once its etcd member runs.
+const LOCAL_API_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
 fn update_status(d: &mut JoinData) -> anyhow::Result<()> {
     let cfg = d.init_cfg()?.clone();
+    let out = d.out.clone();
     let api = d.cluster()?;
-    let cm = api
-        .get::<k8s_openapi::api::core::v1::ConfigMap>(
+    // admin.conf names this node's own API server, which starts once its etcd member runs.
+    let start = std::time::Instant::now();
+    let mut last_report = std::time::Duration::ZERO;
+    let cm = loop {
+        match api.get::<k8s_openapi::api::core::v1::ConfigMap>(
             Some(names::KUBE_SYSTEM),
             names::KUBEADM_CONFIG_CONFIGMAP,
-        )?
-        .context("the cluster has no kube-system/kubeadm-config ConfigMap")?;
+        ) {
+            Ok(found) => {
+                break found.context("the cluster has no kube-system/kubeadm-config ConfigMap")?;
+            }
+            Err(e) if start.elapsed() >= LOCAL_API_TIMEOUT => {
+                return Err(e.context(format!(
+                    "this node's API server did not answer within {}; \"kubeboot agent status\" shows its state and its log",
+                    crate::health::human(LOCAL_API_TIMEOUT)
+                )));
+            }
+            Err(_) => {
+                if start.elapsed() - last_report >= std::time::Duration::from_secs(10) {
+                    last_report = start.elapsed();
+                    say!(
+                        out,
+                        "control-plane-join",
+                        "Waiting for this node's API server to answer ({} elapsed)",
+                        crate::health::human(start.elapsed())
+                    );
+                }
+                std::thread::sleep(crate::cluster::API_CALL_RETRY_INTERVAL);
+            }
+        }
+    };
     let mut cm = cm;
     let data = cm.data.get_or_insert_with(Default::default);
     let status = components::config::cluster_status_with_endpoint(

@@ -1,10 +1,19 @@
-//! Scenario: a cluster grows past one machine. node1 runs `kubeboot init`; a worker joins
-//! with the token and CA pin `token create --print-join-command` prints (through a
-//! JoinConfiguration that gives the worker its own cgroup root); the worker registers, gets
-//! a podCIDR and becomes Ready; its kube-proxy runs under the agent with a certificate of its
-//! own that the control-plane agent approved; a pod scheduled on the worker answers HTTP by
-//! pod IP from node1 (host-gw routes between the nodes' podCIDRs), and its Service's
-//! ClusterIP answers from both nodes.
+//! Scenario: a highly available cluster from plain machines, with no load balancer.
+//!
+//! node1 runs `kubeboot init --upload-certs` with its own address as controlPlaneEndpoint; a
+//! worker joins with the token and CA pin `token create --print-join-command` prints (through
+//! a JoinConfiguration that gives it its own cgroup root); node2 and node3 join as
+//! control-plane nodes with the certificate key. Then:
+//! - all four nodes are Ready, three of them control-plane, and etcd has three voting members;
+//! - the worker's kube-proxy runs under the agent with a certificate of its own that a
+//!   control-plane agent approved;
+//! - a pod on the worker answers HTTP by pod IP from node1 (host-gw routes between the
+//!   nodes' podCIDRs), and its Service's ClusterIP answers from every node;
+//! - a second join on the worker is refused;
+//! - node1's agent and whole control plane are killed: kubectl with node2's admin.conf works,
+//!   the worker stays Ready (its agent's API load balancer fails over), a new Deployment
+//!   schedules and runs, and the worker, reset, joins again through node2;
+//! - node1's agent starts again and its etcd member is back in the quorum.
 
 use std::time::Duration;
 
@@ -56,6 +65,81 @@ fn pods_of(cp: &Node, app: &str) -> Result<Vec<Value>> {
     Ok(pods["items"].as_array().cloned().unwrap_or_default())
 }
 
+/// The etcd members as node `cp`'s etcd lists them: `(name, is_learner)`.
+fn etcd_members(cp: &Node) -> Result<Vec<(String, bool)>> {
+    let out = cp.exec_ok(&[
+        "curl", "-s", "-m", "5",
+        "--cacert", "/etc/kubernetes/pki/etcd/ca.crt",
+        "--cert", "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+        "--key", "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+        "-X", "POST", "-d", "{}",
+        "https://127.0.0.1:2379/v3/cluster/member/list",
+    ])?;
+    let v: Value = serde_json::from_str(&out).with_context(|| format!("member list: {out}"))?;
+    Ok(v["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| {
+                    (
+                        m["name"].as_str().unwrap_or_default().to_string(),
+                        m["isLearner"].as_bool().unwrap_or(false),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Whether every member `cp`'s etcd lists answers its health endpoint.
+fn etcd_all_healthy(cp: &Node, members: &[&Node]) -> Result<bool> {
+    for m in members {
+        let out = cp.exec(&[
+            "curl", "-s", "-m", "3",
+            "--cacert", "/etc/kubernetes/pki/etcd/ca.crt",
+            "--cert", "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+            "--key", "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+            &format!("https://{}:2379/health", m.ip()),
+        ])?;
+        if !out.stdout.contains("\"health\":\"true\"") {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn join_worker(worker: &Node, endpoint: &str, token: &str, hash: &str, bin: &str) -> Result<String> {
+    let config = worker.write_join_config(endpoint, token, hash, None)?;
+    worker.kubeboot_ok(&["join", "--config", &config, "--bin-dir", bin, "--bin-dir", "/usr/bin"])
+}
+
+fn run_web_on(cp: &Node, deployment: &str, node: &Node) -> Result<String> {
+    let overrides = format!(
+        r#"{{"spec":{{"template":{{"spec":{{"nodeSelector":{{"kubernetes.io/hostname":"{}"}}}}}}}}}}"#,
+        node.name()
+    );
+    cp.kubectl_ok(&["create", "deployment", deployment, "--image=kubeboot.local/web:1"])?;
+    cp.kubectl_ok(&["patch", "deployment", deployment, "-p", &overrides])?;
+    let mut ip = String::new();
+    wait_until(
+        &format!("{deployment} runs on {}", node.name()),
+        Duration::from_secs(180),
+        Duration::from_secs(2),
+        || {
+            let pods = pods_of(cp, deployment)?;
+            let running: Vec<&Value> = pods
+                .iter()
+                .filter(|p| p["status"]["phase"] == "Running" && p["spec"]["nodeName"] == node.name())
+                .collect();
+            if let [p] = running[..] {
+                ip = p["status"]["podIP"].as_str().unwrap_or_default().to_string();
+            }
+            Ok(!ip.is_empty())
+        },
+    )?;
+    Ok(ip)
+}
+
 #[test]
 #[ignore = "needs KUBEBOOT_BIN_DIR"]
 fn join_cluster() -> Result<()> {
@@ -64,40 +148,36 @@ fn join_cluster() -> Result<()> {
     let bin = bin.to_string_lossy().to_string();
     let images = step("images built from local files", || build_images(false))?;
     let cp = step("create node1", || Node::allocate("join-cp1"))?;
+    let cp2 = step("create node2", || Node::allocate("join-cp2"))?;
+    let cp3 = step("create node3", || Node::allocate("join-cp3"))?;
     let worker = step("create the worker", || Node::allocate("join-w1"))?;
-    for n in [&cp, &worker] {
-        step("offer the image archives", || {
-            offer_image_archives(n, &images)
-        })?;
+    let all = [&cp, &cp2, &cp3, &worker];
+    for n in all {
+        step("offer the image archives", || offer_image_archives(n, &images))?;
     }
     let endpoint = format!("{}:6443", cp.ip());
 
-    step("kubeboot init on node1", || {
-        let config = cp.write_init_config(POD_SUBNET)?;
-        cp.kubeboot_ok(&[
-            "init",
-            "--config",
-            &config,
-            "--bin-dir",
-            &bin,
-            "--bin-dir",
-            "/usr/bin",
+    let key = step("kubeboot init --upload-certs on node1", || {
+        let config = cp.write_ha_init_config(POD_SUBNET, &endpoint)?;
+        let out = cp.kubeboot_ok(&[
+            "init", "--config", &config, "--upload-certs", "--bin-dir", &bin, "--bin-dir", "/usr/bin",
         ])?;
-        Ok(())
+        ensure!(
+            out.contains("[upload-certs] Storing the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace"),
+            "{out}"
+        );
+        let words: Vec<&str> = out.split_whitespace().collect();
+        let key = words
+            .iter()
+            .position(|w| *w == "--certificate-key")
+            .and_then(|i| words.get(i + 1))
+            .context("no --certificate-key in init's join command")?;
+        Ok(key.to_string())
     })?;
     let (token, hash) = step("a join command from node1", || join_credentials(&cp))?;
 
     step("kubeboot join on the worker", || {
-        let config = worker.write_join_config(&endpoint, &token, &hash, None)?;
-        let out = worker.kubeboot_ok(&[
-            "join",
-            "--config",
-            &config,
-            "--bin-dir",
-            &bin,
-            "--bin-dir",
-            "/usr/bin",
-        ])?;
+        let out = join_worker(&worker, &endpoint, &token, &hash, &bin)?;
         for want in [
             "[preflight] Running pre-flight checks",
             "[kubelet-start] Writing kubelet configuration to file \"/var/lib/kubelet/config.yaml\"",
@@ -105,136 +185,176 @@ fn join_cluster() -> Result<()> {
         ] {
             ensure!(out.contains(want), "join output lacks {want:?}:\n{out}");
         }
+        let secret = token.split('.').nth(1).unwrap_or("-");
+        ensure!(!out.contains(secret), "the token secret is printed:\n{out}");
+        let log = worker.read_file("/var/log/kubeboot/agent.log")?;
+        ensure!(!log.contains(secret), "the token secret is in the agent's log");
+        Ok(())
+    })?;
+
+    for n in [&cp2, &cp3] {
+        step(&format!("kubeboot join --control-plane on {}", n.name()), || {
+            let config = n.write_join_config(&endpoint, &token, &hash, Some(&key))?;
+            let out = n.kubeboot_ok(&[
+                "join", "--config", &config, "--bin-dir", &bin, "--bin-dir", "/usr/bin",
+            ])?;
+            for want in [
+                "[download-certs] Downloading the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace",
+                "This node has joined the cluster and a new control plane instance was created:",
+            ] {
+                ensure!(out.contains(want), "join output lacks {want:?}:\n{out}");
+            }
+            ensure!(!out.contains(&key), "the certificate key is printed:\n{out}");
+            let admin = n.read_file("/etc/kubernetes/admin.conf")?;
+            ensure!(
+                admin.contains(&format!("server: https://{}:6443", n.ip())),
+                "admin.conf does not name this node's own API server:\n{admin}"
+            );
+            Ok(())
+        })?;
+    }
+
+    let worker_cidr = step("all four nodes are Ready, three of them control-plane", || {
+        for n in all {
+            wait_ready(&cp, n.name(), Duration::from_secs(240))?;
+        }
+        let cps = cp.kubectl_json(&["get", "nodes", "-l", "node-role.kubernetes.io/master"])?;
+        ensure!(cps["items"].as_array().map(Vec::len) == Some(3), "{cps}");
+        wait_ready(&cp, worker.name(), Duration::from_secs(10))
+    })?;
+
+    step("etcd has three voting members", || {
+        wait_until("three voting etcd members", Duration::from_secs(120), Duration::from_secs(2), || {
+            let members = etcd_members(&cp)?;
+            Ok(members.len() == 3 && members.iter().all(|(_, learner)| !learner))
+        })?;
+        let mut names: Vec<String> = etcd_members(&cp)?.into_iter().map(|(n, _)| n).collect();
+        names.sort();
+        let mut want: Vec<String> = [&cp, &cp2, &cp3].iter().map(|n| n.name().to_string()).collect();
+        want.sort();
+        ensure!(names == want, "members {names:?}");
+        Ok(())
+    })?;
+
+    step("the worker's kube-proxy runs with its own approved certificate", || {
+        wait_until(
+            "kube-proxy runs on the worker",
+            Duration::from_secs(120),
+            Duration::from_secs(2),
+            || Ok(!worker.pids_named("kube-proxy")?.is_empty()),
+        )?;
+        let csrs = cp.kubectl_json(&["get", "csr"])?;
+        let prefix = format!("kubeboot-kube-proxy-{}-", worker.name());
+        let ours: Vec<&Value> = csrs["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|c| c["metadata"]["name"].as_str().is_some_and(|n| n.starts_with(&prefix)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ensure!(ours.len() == 1, "kube-proxy CSRs: {csrs}");
         ensure!(
-            !out.contains(token.split('.').nth(1).unwrap_or("-")),
-            "the token secret is printed:\n{out}"
+            ours[0]["spec"]["username"] == format!("system:node:{}", worker.name())
+                && ours[0]["status"]["conditions"][0]["type"] == "Approved",
+            "{}",
+            ours[0]
+        );
+        let kubeconfig = worker.read_file("/var/lib/kube-proxy/kubeconfig.conf")?;
+        ensure!(
+            kubeconfig.contains("server: https://127.0.0.1:6444") && kubeconfig.contains("tls-server-name: kubernetes"),
+            "kube-proxy does not use the local balancer:\n{kubeconfig}"
         );
         Ok(())
     })?;
 
-    let worker_cidr = step("the worker is Ready with a podCIDR", || {
-        wait_ready(&cp, worker.name(), Duration::from_secs(180))
-    })?;
-
-    step(
-        "the worker's kube-proxy runs with its own approved certificate",
-        || {
-            wait_until(
-                "kube-proxy runs on the worker",
-                Duration::from_secs(120),
-                Duration::from_secs(2),
-                || Ok(!worker.pids_named("kube-proxy")?.is_empty()),
-            )?;
-            let csrs = cp.kubectl_json(&["get", "csr"])?;
-            let ours: Vec<&Value> = csrs["items"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter(|c| {
-                            c["metadata"]["name"].as_str().is_some_and(|n| {
-                                n.starts_with(&format!("kubeboot-kube-proxy-{}-", worker.name()))
-                            })
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            ensure!(ours.len() == 1, "kube-proxy CSRs: {csrs}");
-            ensure!(
-                ours[0]["spec"]["username"] == format!("system:node:{}", worker.name())
-                    && ours[0]["status"]["conditions"][0]["type"] == "Approved",
-                "{}",
-                ours[0]
-            );
-            Ok(())
-        },
-    )?;
-
     step("a pod on the worker answers by pod IP from node1", || {
-        let overrides = format!(
-            r#"{{"apiVersion":"apps/v1","spec":{{"template":{{"spec":{{"nodeSelector":{{"kubernetes.io/hostname":"{}"}}}}}}}}}}"#,
-            worker.name()
-        );
-        cp.kubectl_ok(&[
-            "create",
-            "deployment",
-            "web",
-            "--image=kubeboot.local/web:1",
-        ])?;
-        cp.kubectl_ok(&["patch", "deployment", "web", "-p", &overrides])?;
-        let mut ip = String::new();
-        wait_until(
-            "the web pod runs on the worker",
-            Duration::from_secs(180),
-            Duration::from_secs(2),
-            || {
-                let pods = pods_of(&cp, "web")?;
-                let running: Vec<&Value> = pods
-                    .iter()
-                    .filter(|p| {
-                        p["status"]["phase"] == "Running" && p["spec"]["nodeName"] == worker.name()
-                    })
-                    .collect();
-                if let [p] = running[..] {
-                    ip = p["status"]["podIP"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                }
-                Ok(!ip.is_empty())
-            },
-        )?;
-        ensure!(
-            in_cidr(&ip, &worker_cidr),
-            "pod IP {ip} not in the worker's {worker_cidr}"
-        );
+        let ip = run_web_on(&cp, "web", &worker)?;
+        ensure!(in_cidr(&ip, &worker_cidr), "pod IP {ip} not in the worker's {worker_cidr}");
         wait_until(
             "node1 reaches the pod",
             Duration::from_secs(60),
             Duration::from_secs(2),
-            || {
-                Ok(http_get(&cp, &format!("http://{ip}/"))
-                    .is_ok_and(|b| b.contains("hello from web-")))
-            },
+            || Ok(http_get(&cp, &format!("http://{ip}/")).is_ok_and(|b| b.contains("hello from web-"))),
         )
     })?;
 
-    step("the Service's ClusterIP answers from both nodes", || {
+    step("the Service's ClusterIP answers from every node", || {
         cp.kubectl_ok(&["expose", "deployment", "web", "--port", "80"])?;
         let svc = cp.kubectl_json(&["get", "service", "web"])?;
-        let ip = svc["spec"]["clusterIP"]
-            .as_str()
-            .context("no clusterIP")?
-            .to_string();
-        for n in [&cp, &worker] {
+        let ip = svc["spec"]["clusterIP"].as_str().context("no clusterIP")?.to_string();
+        for n in all {
             wait_until(
                 &format!("the ClusterIP answers on {}", n.name()),
                 Duration::from_secs(90),
                 Duration::from_secs(2),
-                || {
-                    Ok(http_get(n, &format!("http://{ip}/"))
-                        .is_ok_and(|b| b.contains("hello from web-")))
-                },
+                || Ok(http_get(n, &format!("http://{ip}/")).is_ok_and(|b| b.contains("hello from web-"))),
             )?;
         }
         Ok(())
     })?;
 
-    step(
-        "a second join on the joined worker is refused, the node untouched",
-        || {
-            let config = "/var/lib/kubeboot/e2e-join.yaml";
-            let before = worker.read_file("/etc/kubernetes/kubelet.conf")?;
-            let out = worker.kubeboot(&["join", "--config", config, "--bin-dir", &bin])?;
-            ensure!(!out.success(), "second join succeeded:\n{out}");
-            ensure!(
-                out.stderr.contains("kubeboot reset -f") && out.stderr.contains("kubelet.conf"),
-                "{out}"
-            );
-            ensure!(worker.read_file("/etc/kubernetes/kubelet.conf")? == before);
-            Ok(())
-        },
-    )?;
+    step("a second join on the joined worker is refused, the node untouched", || {
+        let config = "/var/lib/kubeboot/e2e-join.yaml";
+        let before = worker.read_file("/etc/kubernetes/kubelet.conf")?;
+        let out = worker.kubeboot(&["join", "--config", config, "--bin-dir", &bin])?;
+        ensure!(out.code == Some(1), "second join:\n{out}");
+        ensure!(
+            out.stderr.contains("kubeboot reset -f") && out.stderr.contains("kubelet.conf"),
+            "{out}"
+        );
+        ensure!(worker.read_file("/etc/kubernetes/kubelet.conf")? == before);
+        Ok(())
+    })?;
 
-    worker.destroy()?;
-    cp.destroy()
+    step("node1's agent and whole control plane die", || {
+        cp.kill9_agent()?;
+        for comm in ["kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"] {
+            for pid in cp.pids_named(comm)? {
+                cp.kill9(pid)?;
+            }
+        }
+        Ok(())
+    })?;
+
+    step("kubectl with node2's admin.conf works and the worker stays Ready", || {
+        // Past the node monitor's grace period (40 s): a worker that lost the API is NotReady by then.
+        std::thread::sleep(Duration::from_secs(50));
+        let n = cp2.kubectl_json(&["get", "node", worker.name()])?;
+        ensure!(node_condition(&n, "Ready").as_deref() == Some("True"), "{n}");
+        Ok(())
+    })?;
+
+    step("a new Deployment schedules and runs on the worker", || {
+        let ip = run_web_on(&cp2, "web2", &worker)?;
+        wait_until(
+            "node2 reaches the new pod",
+            Duration::from_secs(60),
+            Duration::from_secs(2),
+            || Ok(http_get(&cp2, &format!("http://{ip}/")).is_ok_and(|b| b.contains("hello from web2-"))),
+        )
+    })?;
+
+    step("the worker, reset, joins again through node2", || {
+        cp2.kubectl_ok(&["delete", "node", worker.name()])?;
+        worker.kubeboot_ok(&["reset", "-f"])?;
+        let (token, hash) = join_credentials(&cp2)?;
+        join_worker(&worker, &format!("{}:6443", cp2.ip()), &token, &hash, &bin)?;
+        wait_ready(&cp2, worker.name(), Duration::from_secs(180))?;
+        Ok(())
+    })?;
+
+    step("node1 comes back and its etcd member rejoins the quorum", || {
+        cp.kubeboot_ok(&["init", "phase", "agent-start", "--config", "/var/lib/kubeboot/e2e-init.yaml", "--bin-dir", &bin, "--bin-dir", "/usr/bin"])?;
+        wait_until("every etcd member healthy", Duration::from_secs(180), Duration::from_secs(3), || {
+            etcd_all_healthy(&cp2, &[&cp, &cp2, &cp3])
+        })?;
+        wait_ready(&cp2, cp.name(), Duration::from_secs(180))?;
+        Ok(())
+    })?;
+
+    for n in [worker, cp3, cp2, cp] {
+        n.destroy()?;
+    }
+    Ok(())
 }
