@@ -15,8 +15,13 @@ pub fn level_for(verbosity: u8) -> &'static str {
 
 /// Installs the stderr subscriber.
 pub fn init(verbosity: u8) {
-    let filter = EnvFilter::try_from_env("KUBEBOOT_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(level_for(verbosity)));
+    // kube's client logs every failed connection attempt at error level; the waits that
+    // retry them say what they wait for, so below debug its own lines are noise.
+    let directives = match verbosity {
+        0..=2 => format!("{},kube_client=off", level_for(verbosity)),
+        _ => level_for(verbosity).to_string(),
+    };
+    let filter = EnvFilter::try_from_env("KUBEBOOT_LOG").unwrap_or_else(|_| EnvFilter::new(directives));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

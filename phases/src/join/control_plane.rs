@@ -383,7 +383,8 @@ const LOCAL_API_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(18
 fn update_status(d: &mut JoinData) -> anyhow::Result<()> {
     let cfg = d.init_cfg()?.clone();
     let out = d.out.clone();
-    let api = d.cluster()?;
+    let api = d.admin_cluster()?;
+    let api = &api;
     // admin.conf names this node's own API server, which starts once its etcd member runs.
     let start = std::time::Instant::now();
     let mut last_report = std::time::Duration::ZERO;

@@ -65,7 +65,8 @@ impl JoinData {
             let discovery = discovery_input(&self.cfg)?;
             let out = self.out.clone();
             let found = crate::discovery::discover(&discovery, |line| {
-                say!(out, "discovery", "{line}");
+                // The lines come in kubeadm's words, `[discovery] ...` included.
+                out.line(line);
             })
             .context("couldn't validate the identity of the API Server")?;
             self.discovered = Some(found);
@@ -185,8 +186,8 @@ impl JoinData {
             .context("the cluster configuration was not read")
     }
 
-    /// The API with this node's own credentials: admin.conf on a control-plane node,
-    /// kubelet.conf otherwise.
+    /// The API with this node's own identity (kubelet.conf, through the node's local API
+    /// load balancer, so it works before this node's own API server runs).
     ///
     /// # Errors
     /// The kubeconfig is missing or not usable.
@@ -195,16 +196,24 @@ impl JoinData {
             let api = if self.dry_run {
                 Cluster::recording(self.out.clone())
             } else {
-                let name = if self.is_control_plane() {
-                    names::ADMIN_KUBECONFIG
-                } else {
-                    names::KUBELET_KUBECONFIG
-                };
-                Cluster::from_kubeconfig(&self.fs.resolve(&self.layout.kubeconfig(name)))?
+                let path = self.layout.kubeconfig(names::KUBELET_KUBECONFIG);
+                Cluster::from_kubeconfig(&self.fs.resolve(&path))?
             };
             self.api = Some(api);
         }
         self.api.as_ref().context("the API client was not created")
+    }
+
+    /// The API as this control-plane node's admin.conf sees it: its own API server.
+    ///
+    /// # Errors
+    /// admin.conf is missing or not usable.
+    pub fn admin_cluster(&self) -> anyhow::Result<Cluster> {
+        if self.dry_run {
+            return Ok(Cluster::recording(self.out.clone()));
+        }
+        let path = self.layout.kubeconfig(names::ADMIN_KUBECONFIG);
+        Cluster::from_kubeconfig(&self.fs.resolve(&path))
     }
 
     /// The discovery input for this configuration.

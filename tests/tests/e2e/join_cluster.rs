@@ -140,6 +140,100 @@ fn run_web_on(cp: &Node, deployment: &str, node: &Node) -> Result<String> {
     Ok(ip)
 }
 
+/// A JoinConfiguration for `bad` with a 5 s discovery timeout and `tail` appended (it may
+/// continue `nodeRegistration` with two-space keys, or add top-level ones).
+fn bad_join_config(bad: &Node, endpoint: &str, token: &str, hash: &str, tail: &str) -> Result<String> {
+    let yaml = format!(
+        "apiVersion: kubeadm.k8s.io/v1beta2\nkind: JoinConfiguration\n\
+         discovery:\n  timeout: 5s\n  bootstrapToken:\n    apiServerEndpoint: {endpoint}\n    token: {token}\n    caCertHashes:\n    - {hash}\n\
+         nodeRegistration:\n  kubeletExtraArgs:\n    cgroup-root: {}\n{tail}",
+        bad.cgroup_root()
+    );
+    let digest = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        yaml.hash(&mut h);
+        h.finish()
+    };
+    let path = format!("/var/lib/kubeboot/bad-{digest:016x}.yaml");
+    bad.write_file(&path, &yaml)?;
+    Ok(path)
+}
+
+/// Each bad input to `join` is refused with exit code 1 and a message naming the problem
+/// and the fix, and leaves the joining node as it was.
+fn join_bad_input(cp: &Node, worker: &Node, bin: &str, token: &str, hash: &str) -> Result<()> {
+    let bad = step("create a node for bad input", || Node::allocate("join-bad"))?;
+    let endpoint = format!("{}:6443", cp.ip());
+    let wrong_hash = format!("sha256:{}", "0".repeat(64));
+    let unknown_token = "abcdef.0123456789abcdef";
+    let expired = step("a token that expired", || {
+        let t = cp.kubeboot_ok(&["token", "create", "--ttl", "1s"])?.trim().to_string();
+        let id = t.split('.').next().unwrap_or_default().to_string();
+        wait_until("the expired token is cleaned up", Duration::from_secs(90), Duration::from_secs(2), || {
+            Ok(!cp.kubeboot_ok(&["token", "list"])?.contains(&id))
+        })?;
+        Ok(t)
+    })?;
+    let cp_tail = format!(
+        "controlPlane:\n  localAPIEndpoint:\n    advertiseAddress: {}\n    bindPort: 6443\n",
+        bad.ip()
+    );
+    let wrong_key = "0".repeat(64);
+    let taken = format!("a Node with name {:?} and status \"Ready\" already exists", worker.name());
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        (
+            "a wrong CA hash",
+            bad_join_config(&bad, &endpoint, token, &wrong_hash, "")?,
+            vec!["matches none of the --discovery-token-ca-cert-hash values given", hash],
+        ),
+        (
+            "an unknown token",
+            bad_join_config(&bad, &endpoint, unknown_token, hash, "")?,
+            vec!["the cluster has no signature for token ID \"abcdef\"", "is wrong or has expired"],
+        ),
+        (
+            "an expired token",
+            bad_join_config(&bad, &endpoint, &expired, hash, "")?,
+            vec!["is wrong or has expired", "kubeboot token create --print-join-command"],
+        ),
+        (
+            "an unreachable endpoint",
+            bad_join_config(&bad, &format!("{}:6553", cp.ip()), token, hash, "")?,
+            vec!["could not reach the API server at https://", "within the discovery timeout of 5s"],
+        ),
+        (
+            "a wrong certificate key",
+            bad_join_config(&bad, &endpoint, token, hash, &format!("{cp_tail}  certificateKey: {wrong_key}\n"))?,
+            vec!["the certificate key does not decrypt the uploaded certificates", "--certificate-key"],
+        ),
+        (
+            "--control-plane with no certificate key and no certificates",
+            bad_join_config(&bad, &endpoint, token, hash, &cp_tail)?,
+            vec!["the cluster's shared certificates and keys", "--certificate-key"],
+        ),
+        (
+            "a node name a Ready node has",
+            bad_join_config(&bad, &endpoint, token, hash, &format!("  name: {}\n", worker.name()))?,
+            vec![taken.as_str()],
+        ),
+        (
+            "a typo'd field",
+            bad_join_config(&bad, &endpoint, token, hash, "discovry: {}\n")?,
+            vec!["discovry"],
+        ),
+    ];
+    // The configuration files are the only thing on the node before each attempt.
+    let before = bad.sh_ok(tests::NODE_STATE)?;
+    for (what, config, wants) in &cases {
+        step(&format!("join with {what} is refused, the node untouched"), || {
+            let out = bad.kubeboot(&["join", "--config", config, "--bin-dir", bin, "--bin-dir", "/usr/bin"])?;
+            tests::assert_refused(&bad, what, &out, wants, &before)
+        })?;
+    }
+    bad.destroy()
+}
+
 #[test]
 #[ignore = "needs KUBEBOOT_BIN_DIR"]
 fn join_cluster() -> Result<()> {
@@ -306,6 +400,8 @@ fn join_cluster() -> Result<()> {
         ensure!(worker.read_file("/etc/kubernetes/kubelet.conf")? == before);
         Ok(())
     })?;
+
+    join_bad_input(&cp, &worker, &bin, &token, &hash)?;
 
     step("node1's agent and whole control plane die", || {
         cp.kill9_agent()?;
