@@ -313,6 +313,12 @@ pub enum PrintCommands {
         #[arg(long, value_name = "dir")]
         bin_dir: Vec<PathBuf>,
     },
+    /// Print default join configuration, that can be used for 'kubeboot join'
+    JoinDefaults {
+        /// The kubeadm config API version to print: v1beta2 (default, what kubeadm 1.20 prints) or v1beta3
+        #[arg(long, value_name = "string", default_value = "v1beta2")]
+        api_version: String,
+    },
 }
 
 /// `kubeboot completion`.

@@ -30,5 +30,14 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<()> {
             print!("{}", components::config::init_defaults_yaml(&version, api));
             Ok(())
         }
+        ConfigCommands::Print {
+            what: PrintCommands::JoinDefaults { api_version },
+        } => {
+            let api = components::config::ApiVersion::parse(&api_version).ok_or_else(|| {
+                anyhow::anyhow!("unsupported --api-version {api_version:?}; use v1beta2 or v1beta3")
+            })?;
+            print!("{}", components::config::join_defaults_yaml(api));
+            Ok(())
+        }
     }
 }

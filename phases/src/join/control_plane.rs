@@ -424,7 +424,15 @@ fn update_status(d: &mut JoinData) -> anyhow::Result<()> {
         &cfg.local_api_endpoint,
     )?;
     data.insert(names::CLUSTER_STATUS_KEY.to_string(), status);
-    cm.metadata.managed_fields = None;
+    // A write of what was read, less the server's bookkeeping (create_or_update creates
+    // first, and a create must carry no resourceVersion).
+    cm.metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: cm.metadata.name.take(),
+        namespace: cm.metadata.namespace.take(),
+        labels: cm.metadata.labels.take(),
+        annotations: cm.metadata.annotations.take(),
+        ..Default::default()
+    };
     api.create_or_update(&cm)?;
     say!(
         d.out,

@@ -231,6 +231,22 @@ fn join_bad_input(cp: &Node, worker: &Node, bin: &str, token: &str, hash: &str) 
             tests::assert_refused(&bad, what, &out, wants, &before)
         })?;
     }
+    step("join --dry-run says what it would do and changes nothing", || {
+        let config = bad_join_config(&bad, &endpoint, token, hash, "")?;
+        let before = bad.sh_ok(tests::NODE_STATE)?;
+        let out = bad.kubeboot_ok(&["join", "--config", &config, "--dry-run", "--bin-dir", bin, "--bin-dir", "/usr/bin"])?;
+        for want in [
+            "[dryrun] Would request a client certificate for \"system:node:",
+            "[dryrun] Would start the kubeboot agent",
+            "This node has joined the cluster:",
+        ] {
+            ensure!(out.contains(want), "dry-run output lacks {want:?}:\n{out}");
+        }
+        ensure!(bad.sh_ok(tests::NODE_STATE)? == before, "dry-run changed the node");
+        let defaults = bad.kubeboot_ok(&["config", "print", "join-defaults"])?;
+        ensure!(defaults.contains("kind: JoinConfiguration"), "{defaults}");
+        Ok(())
+    })?;
     bad.destroy()
 }
 
