@@ -21,7 +21,8 @@ pub fn init(verbosity: u8) {
         0..=2 => format!("{},kube_client=off", level_for(verbosity)),
         _ => level_for(verbosity).to_string(),
     };
-    let filter = EnvFilter::try_from_env("KUBEBOOT_LOG").unwrap_or_else(|_| EnvFilter::new(directives));
+    let filter =
+        EnvFilter::try_from_env("KUBEBOOT_LOG").unwrap_or_else(|_| EnvFilter::new(directives));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -92,6 +92,30 @@ impl Fs {
         Ok(())
     }
 
+    /// Points the symlink `link` at `target` (a name in the same directory, as the kubelet's
+    /// certificate store links `kubelet-client-current.pem`), atomically: a temporary link
+    /// renamed over `link`.
+    pub fn symlink(&self, target: &Path, link: &Path) -> anyhow::Result<()> {
+        let at = self.resolve(link);
+        let result = (|| {
+            let tmp = temp_name(&at)?;
+            std::os::unix::fs::symlink(target, &tmp)?;
+            if let Err(e) = fs::rename(&tmp, &at) {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+            if let Some(dir) = at.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::File::open(dir)?.sync_all()?;
+            }
+            Ok::<(), io::Error>(())
+        })();
+        result.with_context(|| format!("could not link {:?}", link.display().to_string()))?;
+        if let Ok(mut w) = self.written.lock() {
+            w.push(link.to_path_buf());
+        }
+        Ok(())
+    }
+
     /// Creates `path` with `mode` and its missing parents with 0755, whatever the umask; an
     /// existing directory keeps its mode ([`Fs::ensure_dir`]: kubeboot never chmods a directory
     /// it did not create).
@@ -553,6 +577,24 @@ fn write_atomic(target: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_symlink_is_replaced_atomically_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("kubelet-client-current.pem");
+        Fs::real()
+            .symlink(Path::new("kubelet-client-1.pem"), &link)
+            .unwrap();
+        Fs::real()
+            .symlink(Path::new("kubelet-client-2.pem"), &link)
+            .unwrap();
+        assert_eq!(
+            fs::read_link(&link).unwrap(),
+            Path::new("kubelet-client-2.pem")
+        );
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "temp link left behind: {names:?}");
+    }
 
     #[test]
     fn private_file_is_0600_and_leaves_no_temp() {

@@ -7,8 +7,9 @@
 //! runs. kubeboot does the same requests itself before the kubelet starts (a key made on this
 //! node, a CertificateSigningRequest for `system:node:<name>` sent with the bootstrap token,
 //! auto-approved by the RBAC init created, signed by kube-controller-manager) and writes
-//! `kubelet.conf` pointing at `/var/lib/kubelet/pki/kubelet-client-current.pem`, exactly the
-//! file the kubelet itself would write and later rotates (`rotateCertificates: true`). The
+//! `kubelet.conf` pointing at `/var/lib/kubelet/pki/kubelet-client-current.pem`, a symlink to
+//! a time-stamped file, as the kubelet's certificate store keeps them and later rotates them
+//! (`rotateCertificates: true`). The
 //! kubelet then starts with valid credentials, and `kubelet.conf` names the API server the
 //! way this node reaches it.
 
@@ -253,12 +254,21 @@ fn tls_bootstrap(
             );
         },
     )?;
-    if let Some(dir) = pem_path.parent() {
-        crate::node_record::create_dir(&node.fs, &node.layout, dir, 0o755)?;
-    }
+    // As the kubelet's certificate store keeps them (client-go certificate_store.go): the
+    // pair in `kubelet-client-<time>.pem`, and `kubelet-client-current.pem` a symlink to it,
+    // which the kubelet's rotation repoints.
+    let Some(dir) = pem_path.parent() else {
+        anyhow::bail!("{:?} has no directory", pem_path.display().to_string());
+    };
+    crate::node_record::create_dir(&node.fs, &node.layout, dir, 0o755)?;
+    let stamped = format!("kubelet-client-{}.pem", store_timestamp(node.now));
     node.fs
-        .write_private(&pem_path, format!("{cert}{}", key.to_pem()).as_bytes())
+        .write_private(
+            &dir.join(&stamped),
+            format!("{cert}{}", key.to_pem()).as_bytes(),
+        )
         .context("could not write the kubelet's client certificate")?;
+    node.fs.symlink(std::path::Path::new(&stamped), &pem_path)?;
     let kubeconfig = crate::join::through_balancer(pki::kubeconfig::cert_file_kubeconfig(
         "default-cluster",
         &found.endpoint_url,
@@ -279,6 +289,31 @@ fn tls_bootstrap(
     Ok(())
 }
 
+/// `2006-01-02-15-04-05` in UTC, the kubelet certificate store's file name stamp.
+fn store_timestamp(now: std::time::SystemTime) -> String {
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}-{:02}-{:02}-{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// A path as the node sees it (the layout may be rooted elsewhere in tests).
 fn pem_path_in_node(node: &crate::shared::node::NodeCtx, path: &std::path::Path) -> String {
     crate::node_record::node_view(&node.layout, path)
@@ -289,6 +324,23 @@ fn pem_path_in_node(node: &crate::shared::node::NodeCtx, path: &std::path::Path)
 fn b64(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_stamp_is_the_kubelets_utc_layout() {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_764_763_445);
+        assert_eq!(store_timestamp(t), "2025-12-03-12-04-05");
+        assert_eq!(
+            store_timestamp(std::time::UNIX_EPOCH),
+            "1970-01-01-00-00-00"
+        );
+        let leap = std::time::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(store_timestamp(leap), "2000-02-29-00-00-00");
+    }
 }
 
 /// Eight bytes of the SHA-256 of `text`, hex: a stable, short name suffix.

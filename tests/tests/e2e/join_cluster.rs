@@ -68,11 +68,20 @@ fn pods_of(cp: &Node, app: &str) -> Result<Vec<Value>> {
 /// The etcd members as node `cp`'s etcd lists them: `(name, is_learner)`.
 fn etcd_members(cp: &Node) -> Result<Vec<(String, bool)>> {
     let out = cp.exec_ok(&[
-        "curl", "-s", "-m", "5",
-        "--cacert", "/etc/kubernetes/pki/etcd/ca.crt",
-        "--cert", "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-        "--key", "/etc/kubernetes/pki/etcd/healthcheck-client.key",
-        "-X", "POST", "-d", "{}",
+        "curl",
+        "-s",
+        "-m",
+        "5",
+        "--cacert",
+        "/etc/kubernetes/pki/etcd/ca.crt",
+        "--cert",
+        "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+        "--key",
+        "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+        "-X",
+        "POST",
+        "-d",
+        "{}",
         "https://127.0.0.1:2379/v3/cluster/member/list",
     ])?;
     let v: Value = serde_json::from_str(&out).with_context(|| format!("member list: {out}"))?;
@@ -95,10 +104,16 @@ fn etcd_members(cp: &Node) -> Result<Vec<(String, bool)>> {
 fn etcd_all_healthy(cp: &Node, members: &[&Node]) -> Result<bool> {
     for m in members {
         let out = cp.exec(&[
-            "curl", "-s", "-m", "3",
-            "--cacert", "/etc/kubernetes/pki/etcd/ca.crt",
-            "--cert", "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-            "--key", "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+            "curl",
+            "-s",
+            "-m",
+            "3",
+            "--cacert",
+            "/etc/kubernetes/pki/etcd/ca.crt",
+            "--cert",
+            "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+            "--key",
+            "/etc/kubernetes/pki/etcd/healthcheck-client.key",
             &format!("https://{}:2379/health", m.ip()),
         ])?;
         if !out.stdout.contains("\"health\":\"true\"") {
@@ -108,9 +123,23 @@ fn etcd_all_healthy(cp: &Node, members: &[&Node]) -> Result<bool> {
     Ok(true)
 }
 
-fn join_worker(worker: &Node, endpoint: &str, token: &str, hash: &str, bin: &str) -> Result<String> {
+fn join_worker(
+    worker: &Node,
+    endpoint: &str,
+    token: &str,
+    hash: &str,
+    bin: &str,
+) -> Result<String> {
     let config = worker.write_join_config(endpoint, token, hash, None)?;
-    worker.kubeboot_ok(&["join", "--config", &config, "--bin-dir", bin, "--bin-dir", "/usr/bin"])
+    worker.kubeboot_ok(&[
+        "join",
+        "--config",
+        &config,
+        "--bin-dir",
+        bin,
+        "--bin-dir",
+        "/usr/bin",
+    ])
 }
 
 fn run_web_on(cp: &Node, deployment: &str, node: &Node) -> Result<String> {
@@ -118,7 +147,12 @@ fn run_web_on(cp: &Node, deployment: &str, node: &Node) -> Result<String> {
         r#"{{"spec":{{"template":{{"spec":{{"nodeSelector":{{"kubernetes.io/hostname":"{}"}}}}}}}}}}"#,
         node.name()
     );
-    cp.kubectl_ok(&["create", "deployment", deployment, "--image=kubeboot.local/web:1"])?;
+    cp.kubectl_ok(&[
+        "create",
+        "deployment",
+        deployment,
+        "--image=kubeboot.local/web:1",
+    ])?;
     cp.kubectl_ok(&["patch", "deployment", deployment, "-p", &overrides])?;
     let mut ip = String::new();
     wait_until(
@@ -129,10 +163,15 @@ fn run_web_on(cp: &Node, deployment: &str, node: &Node) -> Result<String> {
             let pods = pods_of(cp, deployment)?;
             let running: Vec<&Value> = pods
                 .iter()
-                .filter(|p| p["status"]["phase"] == "Running" && p["spec"]["nodeName"] == node.name())
+                .filter(|p| {
+                    p["status"]["phase"] == "Running" && p["spec"]["nodeName"] == node.name()
+                })
                 .collect();
             if let [p] = running[..] {
-                ip = p["status"]["podIP"].as_str().unwrap_or_default().to_string();
+                ip = p["status"]["podIP"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
             }
             Ok(!ip.is_empty())
         },
@@ -142,7 +181,13 @@ fn run_web_on(cp: &Node, deployment: &str, node: &Node) -> Result<String> {
 
 /// A JoinConfiguration for `bad` with a 5 s discovery timeout and `tail` appended (it may
 /// continue `nodeRegistration` with two-space keys, or add top-level ones).
-fn bad_join_config(bad: &Node, endpoint: &str, token: &str, hash: &str, tail: &str) -> Result<String> {
+fn bad_join_config(
+    bad: &Node,
+    endpoint: &str,
+    token: &str,
+    hash: &str,
+    tail: &str,
+) -> Result<String> {
     let yaml = format!(
         "apiVersion: kubeadm.k8s.io/v1beta2\nkind: JoinConfiguration\n\
          discovery:\n  timeout: 5s\n  bootstrapToken:\n    apiServerEndpoint: {endpoint}\n    token: {token}\n    caCertHashes:\n    - {hash}\n\
@@ -168,11 +213,17 @@ fn join_bad_input(cp: &Node, worker: &Node, bin: &str, token: &str, hash: &str) 
     let wrong_hash = format!("sha256:{}", "0".repeat(64));
     let unknown_token = "abcdef.0123456789abcdef";
     let expired = step("a token that expired", || {
-        let t = cp.kubeboot_ok(&["token", "create", "--ttl", "1s"])?.trim().to_string();
+        let t = cp
+            .kubeboot_ok(&["token", "create", "--ttl", "1s"])?
+            .trim()
+            .to_string();
         let id = t.split('.').next().unwrap_or_default().to_string();
-        wait_until("the expired token is cleaned up", Duration::from_secs(90), Duration::from_secs(2), || {
-            Ok(!cp.kubeboot_ok(&["token", "list"])?.contains(&id))
-        })?;
+        wait_until(
+            "the expired token is cleaned up",
+            Duration::from_secs(90),
+            Duration::from_secs(2),
+            || Ok(!cp.kubeboot_ok(&["token", "list"])?.contains(&id)),
+        )?;
         Ok(t)
     })?;
     let cp_tail = format!(
@@ -180,41 +231,74 @@ fn join_bad_input(cp: &Node, worker: &Node, bin: &str, token: &str, hash: &str) 
         bad.ip()
     );
     let wrong_key = "0".repeat(64);
-    let taken = format!("a Node with name {:?} and status \"Ready\" already exists", worker.name());
+    let taken = format!(
+        "a Node with name {:?} and status \"Ready\" already exists",
+        worker.name()
+    );
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
         (
             "a wrong CA hash",
             bad_join_config(&bad, &endpoint, token, &wrong_hash, "")?,
-            vec!["matches none of the --discovery-token-ca-cert-hash values given", hash],
+            vec![
+                "matches none of the --discovery-token-ca-cert-hash values given",
+                hash,
+            ],
         ),
         (
             "an unknown token",
             bad_join_config(&bad, &endpoint, unknown_token, hash, "")?,
-            vec!["the cluster has no signature for token ID \"abcdef\"", "is wrong or has expired"],
+            vec![
+                "the cluster has no signature for token ID \"abcdef\"",
+                "is wrong or has expired",
+            ],
         ),
         (
             "an expired token",
             bad_join_config(&bad, &endpoint, &expired, hash, "")?,
-            vec!["is wrong or has expired", "kubeboot token create --print-join-command"],
+            vec![
+                "is wrong or has expired",
+                "kubeboot token create --print-join-command",
+            ],
         ),
         (
             "an unreachable endpoint",
             bad_join_config(&bad, &format!("{}:6553", cp.ip()), token, hash, "")?,
-            vec!["could not reach the API server at https://", "within the discovery timeout of 5s"],
+            vec![
+                "could not reach the API server at https://",
+                "within the discovery timeout of 5s",
+            ],
         ),
         (
             "a wrong certificate key",
-            bad_join_config(&bad, &endpoint, token, hash, &format!("{cp_tail}  certificateKey: {wrong_key}\n"))?,
-            vec!["the certificate key does not decrypt the uploaded certificates", "--certificate-key"],
+            bad_join_config(
+                &bad,
+                &endpoint,
+                token,
+                hash,
+                &format!("{cp_tail}  certificateKey: {wrong_key}\n"),
+            )?,
+            vec![
+                "the certificate key does not decrypt the uploaded certificates",
+                "--certificate-key",
+            ],
         ),
         (
             "--control-plane with no certificate key and no certificates",
             bad_join_config(&bad, &endpoint, token, hash, &cp_tail)?,
-            vec!["the cluster's shared certificates and keys", "--certificate-key"],
+            vec![
+                "the cluster's shared certificates and keys",
+                "--certificate-key",
+            ],
         ),
         (
             "a node name a Ready node has",
-            bad_join_config(&bad, &endpoint, token, hash, &format!("  name: {}\n", worker.name()))?,
+            bad_join_config(
+                &bad,
+                &endpoint,
+                token,
+                hash,
+                &format!("  name: {}\n", worker.name()),
+            )?,
             vec![taken.as_str()],
         ),
         (
@@ -226,27 +310,53 @@ fn join_bad_input(cp: &Node, worker: &Node, bin: &str, token: &str, hash: &str) 
     // The configuration files are the only thing on the node before each attempt.
     let before = bad.sh_ok(tests::NODE_STATE)?;
     for (what, config, wants) in &cases {
-        step(&format!("join with {what} is refused, the node untouched"), || {
-            let out = bad.kubeboot(&["join", "--config", config, "--bin-dir", bin, "--bin-dir", "/usr/bin"])?;
-            tests::assert_refused(&bad, what, &out, wants, &before)
-        })?;
+        step(
+            &format!("join with {what} is refused, the node untouched"),
+            || {
+                let out = bad.kubeboot(&[
+                    "join",
+                    "--config",
+                    config,
+                    "--bin-dir",
+                    bin,
+                    "--bin-dir",
+                    "/usr/bin",
+                ])?;
+                tests::assert_refused(&bad, what, &out, wants, &before)
+            },
+        )?;
     }
-    step("join --dry-run says what it would do and changes nothing", || {
-        let config = bad_join_config(&bad, &endpoint, token, hash, "")?;
-        let before = bad.sh_ok(tests::NODE_STATE)?;
-        let out = bad.kubeboot_ok(&["join", "--config", &config, "--dry-run", "--bin-dir", bin, "--bin-dir", "/usr/bin"])?;
-        for want in [
-            "[dryrun] Would request a client certificate for \"system:node:",
-            "[dryrun] Would start the kubeboot agent",
-            "This node has joined the cluster:",
-        ] {
-            ensure!(out.contains(want), "dry-run output lacks {want:?}:\n{out}");
-        }
-        ensure!(bad.sh_ok(tests::NODE_STATE)? == before, "dry-run changed the node");
-        let defaults = bad.kubeboot_ok(&["config", "print", "join-defaults"])?;
-        ensure!(defaults.contains("kind: JoinConfiguration"), "{defaults}");
-        Ok(())
-    })?;
+    step(
+        "join --dry-run says what it would do and changes nothing",
+        || {
+            let config = bad_join_config(&bad, &endpoint, token, hash, "")?;
+            let before = bad.sh_ok(tests::NODE_STATE)?;
+            let out = bad.kubeboot_ok(&[
+                "join",
+                "--config",
+                &config,
+                "--dry-run",
+                "--bin-dir",
+                bin,
+                "--bin-dir",
+                "/usr/bin",
+            ])?;
+            for want in [
+                "[dryrun] Would request a client certificate for \"system:node:",
+                "[dryrun] Would start the kubeboot agent",
+                "This node has joined the cluster:",
+            ] {
+                ensure!(out.contains(want), "dry-run output lacks {want:?}:\n{out}");
+            }
+            ensure!(
+                bad.sh_ok(tests::NODE_STATE)? == before,
+                "dry-run changed the node"
+            );
+            let defaults = bad.kubeboot_ok(&["config", "print", "join-defaults"])?;
+            ensure!(defaults.contains("kind: JoinConfiguration"), "{defaults}");
+            Ok(())
+        },
+    )?;
     bad.destroy()
 }
 
@@ -263,14 +373,23 @@ fn join_cluster() -> Result<()> {
     let worker = step("create the worker", || Node::allocate("join-w1"))?;
     let all = [&cp, &cp2, &cp3, &worker];
     for n in all {
-        step("offer the image archives", || offer_image_archives(n, &images))?;
+        step("offer the image archives", || {
+            offer_image_archives(n, &images)
+        })?;
     }
     let endpoint = format!("{}:6443", cp.ip());
 
     let key = step("kubeboot init --upload-certs on node1", || {
         let config = cp.write_ha_init_config(POD_SUBNET, &endpoint)?;
         let out = cp.kubeboot_ok(&[
-            "init", "--config", &config, "--upload-certs", "--bin-dir", &bin, "--bin-dir", "/usr/bin",
+            "init",
+            "--config",
+            &config,
+            "--upload-certs",
+            "--bin-dir",
+            &bin,
+            "--bin-dir",
+            "/usr/bin",
         ])?;
         ensure!(
             out.contains("[upload-certs] Storing the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace"),
@@ -298,130 +417,186 @@ fn join_cluster() -> Result<()> {
         let secret = token.split('.').nth(1).unwrap_or("-");
         ensure!(!out.contains(secret), "the token secret is printed:\n{out}");
         let log = worker.read_file("/var/log/kubeboot/agent.log")?;
-        ensure!(!log.contains(secret), "the token secret is in the agent's log");
+        ensure!(
+            !log.contains(secret),
+            "the token secret is in the agent's log"
+        );
         Ok(())
     })?;
 
     for n in [&cp2, &cp3] {
-        step(&format!("kubeboot join --control-plane on {}", n.name()), || {
-            let config = n.write_join_config(&endpoint, &token, &hash, Some(&key))?;
-            let out = n.kubeboot_ok(&[
-                "join", "--config", &config, "--bin-dir", &bin, "--bin-dir", "/usr/bin",
-            ])?;
-            for want in [
-                "[download-certs] Downloading the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace",
-                "This node has joined the cluster and a new control plane instance was created:",
-            ] {
-                ensure!(out.contains(want), "join output lacks {want:?}:\n{out}");
-            }
-            ensure!(!out.contains(&key), "the certificate key is printed:\n{out}");
-            let admin = n.read_file("/etc/kubernetes/admin.conf")?;
-            ensure!(
-                admin.contains(&format!("server: https://{}:6443", n.ip())),
-                "admin.conf does not name this node's own API server:\n{admin}"
-            );
-            Ok(())
-        })?;
+        step(
+            &format!("kubeboot join --control-plane on {}", n.name()),
+            || {
+                let config = n.write_join_config(&endpoint, &token, &hash, Some(&key))?;
+                let out = n.kubeboot_ok(&[
+                    "join",
+                    "--config",
+                    &config,
+                    "--bin-dir",
+                    &bin,
+                    "--bin-dir",
+                    "/usr/bin",
+                ])?;
+                for want in [
+                    "[download-certs] Downloading the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace",
+                    "This node has joined the cluster and a new control plane instance was created:",
+                ] {
+                    ensure!(out.contains(want), "join output lacks {want:?}:\n{out}");
+                }
+                ensure!(
+                    !out.contains(&key),
+                    "the certificate key is printed:\n{out}"
+                );
+                let admin = n.read_file("/etc/kubernetes/admin.conf")?;
+                ensure!(
+                    admin.contains(&format!("server: https://{}:6443", n.ip())),
+                    "admin.conf does not name this node's own API server:\n{admin}"
+                );
+                Ok(())
+            },
+        )?;
     }
 
-    let worker_cidr = step("all four nodes are Ready, three of them control-plane", || {
-        for n in all {
-            wait_ready(&cp, n.name(), Duration::from_secs(240))?;
-        }
-        let cps = cp.kubectl_json(&["get", "nodes", "-l", "node-role.kubernetes.io/master"])?;
-        ensure!(cps["items"].as_array().map(Vec::len) == Some(3), "{cps}");
-        wait_ready(&cp, worker.name(), Duration::from_secs(10))
-    })?;
+    let worker_cidr = step(
+        "all four nodes are Ready, three of them control-plane",
+        || {
+            for n in all {
+                wait_ready(&cp, n.name(), Duration::from_secs(240))?;
+            }
+            let cps = cp.kubectl_json(&["get", "nodes", "-l", "node-role.kubernetes.io/master"])?;
+            ensure!(cps["items"].as_array().map(Vec::len) == Some(3), "{cps}");
+            wait_ready(&cp, worker.name(), Duration::from_secs(10))
+        },
+    )?;
 
     step("etcd has three voting members", || {
-        wait_until("three voting etcd members", Duration::from_secs(120), Duration::from_secs(2), || {
-            let members = etcd_members(&cp)?;
-            Ok(members.len() == 3 && members.iter().all(|(_, learner)| !learner))
-        })?;
+        wait_until(
+            "three voting etcd members",
+            Duration::from_secs(120),
+            Duration::from_secs(2),
+            || {
+                let members = etcd_members(&cp)?;
+                Ok(members.len() == 3 && members.iter().all(|(_, learner)| !learner))
+            },
+        )?;
         let mut names: Vec<String> = etcd_members(&cp)?.into_iter().map(|(n, _)| n).collect();
         names.sort();
-        let mut want: Vec<String> = [&cp, &cp2, &cp3].iter().map(|n| n.name().to_string()).collect();
+        let mut want: Vec<String> = [&cp, &cp2, &cp3]
+            .iter()
+            .map(|n| n.name().to_string())
+            .collect();
         want.sort();
         ensure!(names == want, "members {names:?}");
         Ok(())
     })?;
 
-    step("the worker's kube-proxy runs with its own approved certificate", || {
-        wait_until(
-            "kube-proxy runs on the worker",
-            Duration::from_secs(120),
-            Duration::from_secs(2),
-            || Ok(!worker.pids_named("kube-proxy")?.is_empty()),
-        )?;
-        let csrs = cp.kubectl_json(&["get", "csr"])?;
-        let prefix = format!("kubeboot-kube-proxy-{}-", worker.name());
-        let ours: Vec<&Value> = csrs["items"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|c| c["metadata"]["name"].as_str().is_some_and(|n| n.starts_with(&prefix)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        ensure!(ours.len() == 1, "kube-proxy CSRs: {csrs}");
-        ensure!(
-            ours[0]["spec"]["username"] == format!("system:node:{}", worker.name())
-                && ours[0]["status"]["conditions"][0]["type"] == "Approved",
-            "{}",
-            ours[0]
-        );
-        let kubeconfig = worker.read_file("/var/lib/kube-proxy/kubeconfig.conf")?;
-        ensure!(
-            kubeconfig.contains("server: https://127.0.0.1:6444") && kubeconfig.contains("tls-server-name: kubernetes"),
-            "kube-proxy does not use the local balancer:\n{kubeconfig}"
-        );
-        Ok(())
-    })?;
+    step(
+        "the worker's kube-proxy runs with its own approved certificate",
+        || {
+            wait_until(
+                "kube-proxy runs on the worker",
+                Duration::from_secs(120),
+                Duration::from_secs(2),
+                || Ok(!worker.pids_named("kube-proxy")?.is_empty()),
+            )?;
+            let csrs = cp.kubectl_json(&["get", "csr"])?;
+            let prefix = format!("kubeboot-kube-proxy-{}-", worker.name());
+            let ours: Vec<&Value> = csrs["items"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter(|c| {
+                            c["metadata"]["name"]
+                                .as_str()
+                                .is_some_and(|n| n.starts_with(&prefix))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            ensure!(ours.len() == 1, "kube-proxy CSRs: {csrs}");
+            ensure!(
+                ours[0]["spec"]["username"] == format!("system:node:{}", worker.name())
+                    && ours[0]["status"]["conditions"][0]["type"] == "Approved",
+                "{}",
+                ours[0]
+            );
+            let kubeconfig = worker.read_file("/var/lib/kube-proxy/kubeconfig.conf")?;
+            ensure!(
+                kubeconfig.contains("server: https://127.0.0.1:6444")
+                    && kubeconfig.contains("tls-server-name: kubernetes"),
+                "kube-proxy does not use the local balancer:\n{kubeconfig}"
+            );
+            Ok(())
+        },
+    )?;
 
     step("a pod on the worker answers by pod IP from node1", || {
         let ip = run_web_on(&cp, "web", &worker)?;
-        ensure!(in_cidr(&ip, &worker_cidr), "pod IP {ip} not in the worker's {worker_cidr}");
+        ensure!(
+            in_cidr(&ip, &worker_cidr),
+            "pod IP {ip} not in the worker's {worker_cidr}"
+        );
         wait_until(
             "node1 reaches the pod",
             Duration::from_secs(60),
             Duration::from_secs(2),
-            || Ok(http_get(&cp, &format!("http://{ip}/")).is_ok_and(|b| b.contains("hello from web-"))),
+            || {
+                Ok(http_get(&cp, &format!("http://{ip}/"))
+                    .is_ok_and(|b| b.contains("hello from web-")))
+            },
         )
     })?;
 
     step("the Service's ClusterIP answers from every node", || {
         cp.kubectl_ok(&["expose", "deployment", "web", "--port", "80"])?;
         let svc = cp.kubectl_json(&["get", "service", "web"])?;
-        let ip = svc["spec"]["clusterIP"].as_str().context("no clusterIP")?.to_string();
+        let ip = svc["spec"]["clusterIP"]
+            .as_str()
+            .context("no clusterIP")?
+            .to_string();
         for n in all {
             wait_until(
                 &format!("the ClusterIP answers on {}", n.name()),
                 Duration::from_secs(90),
                 Duration::from_secs(2),
-                || Ok(http_get(n, &format!("http://{ip}/")).is_ok_and(|b| b.contains("hello from web-"))),
+                || {
+                    Ok(http_get(n, &format!("http://{ip}/"))
+                        .is_ok_and(|b| b.contains("hello from web-")))
+                },
             )?;
         }
         Ok(())
     })?;
 
-    step("a second join on the joined worker is refused, the node untouched", || {
-        let config = "/var/lib/kubeboot/e2e-join.yaml";
-        let before = worker.read_file("/etc/kubernetes/kubelet.conf")?;
-        let out = worker.kubeboot(&["join", "--config", config, "--bin-dir", &bin])?;
-        ensure!(out.code == Some(1), "second join:\n{out}");
-        ensure!(
-            out.stderr.contains("kubeboot reset -f") && out.stderr.contains("kubelet.conf"),
-            "{out}"
-        );
-        ensure!(worker.read_file("/etc/kubernetes/kubelet.conf")? == before);
-        Ok(())
-    })?;
+    step(
+        "a second join on the joined worker is refused, the node untouched",
+        || {
+            let config = "/var/lib/kubeboot/e2e-join.yaml";
+            let before = worker.read_file("/etc/kubernetes/kubelet.conf")?;
+            let out = worker.kubeboot(&["join", "--config", config, "--bin-dir", &bin])?;
+            ensure!(out.code == Some(1), "second join:\n{out}");
+            ensure!(
+                out.stderr.contains("kubeboot reset -f") && out.stderr.contains("kubelet.conf"),
+                "{out}"
+            );
+            ensure!(worker.read_file("/etc/kubernetes/kubelet.conf")? == before);
+            Ok(())
+        },
+    )?;
 
     join_bad_input(&cp, &worker, &bin, &token, &hash)?;
 
     step("node1's agent and whole control plane die", || {
         cp.kill9_agent()?;
-        for comm in ["kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"] {
+        for comm in [
+            "kube-apiserver",
+            "etcd",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubelet",
+            "kube-proxy",
+        ] {
             for pid in cp.pids_named(comm)? {
                 cp.kill9(pid)?;
             }
@@ -429,13 +604,19 @@ fn join_cluster() -> Result<()> {
         Ok(())
     })?;
 
-    step("kubectl with node2's admin.conf works and the worker stays Ready", || {
-        // Past the node monitor's grace period (40 s): a worker that lost the API is NotReady by then.
-        std::thread::sleep(Duration::from_secs(50));
-        let n = cp2.kubectl_json(&["get", "node", worker.name()])?;
-        ensure!(node_condition(&n, "Ready").as_deref() == Some("True"), "{n}");
-        Ok(())
-    })?;
+    step(
+        "kubectl with node2's admin.conf works and the worker stays Ready",
+        || {
+            // Past the node monitor's grace period (40 s): a worker that lost the API is NotReady by then.
+            std::thread::sleep(Duration::from_secs(50));
+            let n = cp2.kubectl_json(&["get", "node", worker.name()])?;
+            ensure!(
+                node_condition(&n, "Ready").as_deref() == Some("True"),
+                "{n}"
+            );
+            Ok(())
+        },
+    )?;
 
     step("a new Deployment schedules and runs on the worker", || {
         let ip = run_web_on(&cp2, "web2", &worker)?;
@@ -443,7 +624,10 @@ fn join_cluster() -> Result<()> {
             "node2 reaches the new pod",
             Duration::from_secs(60),
             Duration::from_secs(2),
-            || Ok(http_get(&cp2, &format!("http://{ip}/")).is_ok_and(|b| b.contains("hello from web2-"))),
+            || {
+                Ok(http_get(&cp2, &format!("http://{ip}/"))
+                    .is_ok_and(|b| b.contains("hello from web2-")))
+            },
         )
     })?;
 
@@ -456,14 +640,30 @@ fn join_cluster() -> Result<()> {
         Ok(())
     })?;
 
-    step("node1 comes back and its etcd member rejoins the quorum", || {
-        cp.kubeboot_ok(&["init", "phase", "agent-start", "--config", "/var/lib/kubeboot/e2e-init.yaml", "--bin-dir", &bin, "--bin-dir", "/usr/bin"])?;
-        wait_until("every etcd member healthy", Duration::from_secs(180), Duration::from_secs(3), || {
-            etcd_all_healthy(&cp2, &[&cp, &cp2, &cp3])
-        })?;
-        wait_ready(&cp2, cp.name(), Duration::from_secs(180))?;
-        Ok(())
-    })?;
+    step(
+        "node1 comes back and its etcd member rejoins the quorum",
+        || {
+            cp.kubeboot_ok(&[
+                "init",
+                "phase",
+                "agent-start",
+                "--config",
+                "/var/lib/kubeboot/e2e-init.yaml",
+                "--bin-dir",
+                &bin,
+                "--bin-dir",
+                "/usr/bin",
+            ])?;
+            wait_until(
+                "every etcd member healthy",
+                Duration::from_secs(180),
+                Duration::from_secs(3),
+                || etcd_all_healthy(&cp2, &[&cp, &cp2, &cp3]),
+            )?;
+            wait_ready(&cp2, cp.name(), Duration::from_secs(180))?;
+            Ok(())
+        },
+    )?;
 
     for n in [worker, cp3, cp2, cp] {
         n.destroy()?;
