@@ -223,6 +223,40 @@ impl Cluster {
         }
     }
 
+    /// Reads the object `name`, applies `change` and writes it back with the resourceVersion
+    /// it was read at, reading again on a conflict (kubeadm: apiclient.MutateConfigMap).
+    ///
+    /// # Errors
+    /// The object does not exist, `change` fails, or the API refuses the write five times.
+    pub fn mutate<K: Object>(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        change: impl Fn(&mut K) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let what = describe::<K>(namespace, name);
+        for _ in 0..5 {
+            let mut obj = self
+                .get::<K>(namespace, name)?
+                .with_context(|| format!("{what} does not exist"))?;
+            change(&mut obj)?;
+            obj.meta_mut().managed_fields = None;
+            let body =
+                serde_json::to_vec(&obj).with_context(|| format!("could not encode {what}"))?;
+            let update = Self::request::<K>(namespace)
+                .replace(name, &PostParams::default(), body)
+                .with_context(|| format!("could not build the request to update {what}"))?;
+            match self.block(self.client.request::<K>(update)) {
+                Ok(_) => return Ok(()),
+                Err(e) if is_status(&e, 409) => continue,
+                Err(e) => return Err(e).with_context(|| format!("unable to update {what}")),
+            }
+        }
+        anyhow::bail!(
+            "unable to update {what}: it kept changing while kubeboot wrote it (5 conflicts); run again"
+        )
+    }
+
     /// Creates `obj` unless an object of that name exists, which is kept as it is: for
     /// objects users edit (kubeadm: CreateOrRetainConfigMap). Returns whether it created.
     ///
@@ -358,7 +392,8 @@ impl Cluster {
         let start = Instant::now();
         let mut last_report = Duration::ZERO;
         loop {
-            if let Some(found) = self.get::<CertificateSigningRequest>(None, name)? {
+            // A transient error (an API server restarting) is retried until the timeout.
+            if let Ok(Some(found)) = self.get::<CertificateSigningRequest>(None, name) {
                 let status = found.status.unwrap_or_default();
                 if let Some(c) =
                     status.conditions.iter().flatten().find(|c| {

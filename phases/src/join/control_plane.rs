@@ -262,11 +262,18 @@ fn check_etcd(d: &mut JoinData) -> anyhow::Result<()> {
         say!(d.out, "dryrun", "Would check the etcd cluster's health");
         return Ok(());
     }
+    let cfg = d.init_cfg()?.clone();
+    let my_peer_url = manifests::etcd::peer_url(&cfg);
     let client = etcd_client(d)?;
     let members = client.list()?;
+    // This node's own member (left by a reinstalled node of the same name) is no blocker:
+    // the etcd phase removes it first when that keeps the quorum.
+    let mine = |m: &crate::etcd_members::Member| {
+        m.name == cfg.node.name || m.peer_urls.iter().any(|u| *u == my_peer_url)
+    };
     let unhealthy: Vec<String> = members
         .iter()
-        .filter(|m| !m.is_learner && client.member_health(m).is_err())
+        .filter(|m| !m.is_learner && !mine(m) && client.member_health(m).is_err())
         .map(|m| m.describe())
         .collect();
     anyhow::ensure!(
@@ -416,24 +423,23 @@ fn update_status(d: &mut JoinData) -> anyhow::Result<()> {
             }
         }
     };
-    let mut cm = cm;
-    let data = cm.data.get_or_insert_with(Default::default);
-    let status = components::config::cluster_status_with_endpoint(
-        data.get(names::CLUSTER_STATUS_KEY).map(String::as_str),
-        &cfg.node.name,
-        &cfg.local_api_endpoint,
+    let _ = cm;
+    // kubeadm: apiclient.MutateConfigMap, a read-modify-write that another control-plane
+    // node joining at the same time cannot undo (a conflict reads again).
+    api.mutate::<k8s_openapi::api::core::v1::ConfigMap>(
+        Some(names::KUBE_SYSTEM),
+        names::KUBEADM_CONFIG_CONFIGMAP,
+        |cm| {
+            let data = cm.data.get_or_insert_with(Default::default);
+            let status = components::config::cluster_status_with_endpoint(
+                data.get(names::CLUSTER_STATUS_KEY).map(String::as_str),
+                &cfg.node.name,
+                &cfg.local_api_endpoint,
+            )?;
+            data.insert(names::CLUSTER_STATUS_KEY.to_string(), status);
+            Ok(())
+        },
     )?;
-    data.insert(names::CLUSTER_STATUS_KEY.to_string(), status);
-    // A write of what was read, less the server's bookkeeping (create_or_update creates
-    // first, and a create must carry no resourceVersion).
-    cm.metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-        name: cm.metadata.name.take(),
-        namespace: cm.metadata.namespace.take(),
-        labels: cm.metadata.labels.take(),
-        annotations: cm.metadata.annotations.take(),
-        ..Default::default()
-    };
-    api.create_or_update(&cm)?;
     say!(
         d.out,
         "upload-config",

@@ -161,9 +161,16 @@ impl JoinData {
             let local_api_endpoint = match &self.cfg.control_plane {
                 Some(cp) => cp.local_api_endpoint,
                 None => components::config::ApiEndpoint {
-                    advertise_address: self.node_ip.context(
-                        "this node has no default route, so kubeboot cannot tell its address: add a default route",
-                    )?,
+                    advertise_address: match node
+                        .kubelet_extra_args
+                        .get("node-ip")
+                        .and_then(|ip| ip.parse().ok())
+                    {
+                        Some(ip) => ip,
+                        None => self.node_ip.context(
+                            "this node has no default route, so kubeboot cannot tell its address: add a default route, or give the kubelet's address as nodeRegistration.kubeletExtraArgs.node-ip in a JoinConfiguration",
+                        )?,
+                    },
                     bind_port: components::names::DEFAULT_APISERVER_BIND_PORT,
                 },
             };

@@ -95,15 +95,27 @@ fn run(d: &mut JoinData) -> anyhow::Result<()> {
     )
     .with_context(|| format!("the kubelet configuration in kube-system/{cm_name} is not usable"))?;
 
-    // Act: the CA, the kubelet's files.
     let ca_path = layout.node_path(&d.cfg.ca_cert_path);
-    if let Some(dir) = ca_path.parent() {
-        crate::node_record::create_dir(&node.fs, layout, dir, 0o755)?;
+    let existing_ca = node.fs.read_string_if_exists(&ca_path)?;
+    anyhow::ensure!(
+        existing_ca
+            .as_deref()
+            .is_none_or(|ca| ca.trim() == found.ca_pem.trim()),
+        "{:?} holds another CA than the cluster's: this node belongs to another cluster; run \"kubeboot reset -f\" first",
+        ca_path.display().to_string()
+    );
+
+    // Act: the CA (kept when it is the cluster's already: a control-plane node downloaded
+    // it), the kubelet's files.
+    if existing_ca.is_none() {
+        if let Some(dir) = ca_path.parent() {
+            crate::node_record::create_dir(&node.fs, layout, dir, 0o755)?;
+        }
+        crate::node_record::note_file(&node.fs, layout, &ca_path)?;
+        node.fs
+            .write_public(&ca_path, found.ca_pem.as_bytes())
+            .context("could not write the cluster's CA certificate")?;
     }
-    crate::node_record::note_file(&node.fs, layout, &ca_path)?;
-    node.fs
-        .write_public(&ca_path, found.ca_pem.as_bytes())
-        .context("could not write the cluster's CA certificate")?;
 
     let record = crate::node_record::NodeRecord {
         kubelet_dirs: [crate::node_record::node_view(layout, &kubelet_dir)?].into(),

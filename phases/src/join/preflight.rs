@@ -139,7 +139,9 @@ fn local_checks(d: &JoinData) -> Vec<Check> {
             preflight::Outcome::Ok
         }
     }));
-    if !d.cfg.ca_cert_path.is_empty() {
+    // A control-plane node may hold the cluster's CA already, copied by hand (kubeadm skips
+    // this check for it too, checks.go RunJoinNodeChecks).
+    if !d.cfg.ca_cert_path.is_empty() && !d.is_control_plane() {
         let ca = layout.node_path(&d.cfg.ca_cert_path);
         checks.push(Check::file_available(&ca, layout));
     }

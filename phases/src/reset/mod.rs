@@ -7,6 +7,7 @@
 //! ([`plan`] decides, `agent::host::fs::Fs::clear_dir` guards). Safe to run twice, and to run
 //! again after being killed half-way.
 
+pub mod control_plane;
 pub mod plan;
 
 use std::path::PathBuf;
@@ -48,6 +49,16 @@ pub fn phases() -> Vec<Phase<ResetData>> {
                 say!(d.out, "preflight", "Running pre-flight checks");
                 Ok(())
             },
+        ),
+        Phase::new(
+            "update-cluster-status",
+            "Remove this node from the ClusterStatus object.",
+            control_plane::update_cluster_status,
+        ),
+        Phase::new(
+            "remove-etcd-member",
+            "Remove a local etcd member.",
+            control_plane::remove_etcd_member,
         ),
         Phase::new("cleanup-node", "Run cleanup node.", cleanup_node),
     ]

@@ -665,6 +665,29 @@ fn join_cluster() -> Result<()> {
         },
     )?;
 
+    step(
+        "reset on node3 takes its etcd member and ClusterStatus entry with it",
+        || {
+            let out = cp3.kubeboot_ok(&["reset", "-f"])?;
+            ensure!(
+                out.contains("Removed the etcd member"),
+                "reset output:\n{out}"
+            );
+            let names: Vec<String> = etcd_members(&cp2)?.into_iter().map(|(n, _)| n).collect();
+            ensure!(
+                names.len() == 2 && !names.iter().any(|n| n == cp3.name()),
+                "members {names:?}"
+            );
+            let cm = cp2.kubectl_json(&["-n", "kube-system", "get", "cm", "kubeadm-config"])?;
+            let status = cm["data"]["ClusterStatus"].as_str().unwrap_or_default();
+            ensure!(
+                !status.contains(cp3.name()) && status.contains(cp2.name()),
+                "ClusterStatus:\n{status}"
+            );
+            Ok(())
+        },
+    )?;
+
     for n in [worker, cp3, cp2, cp] {
         n.destroy()?;
     }
