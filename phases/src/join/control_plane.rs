@@ -269,7 +269,7 @@ fn check_etcd(d: &mut JoinData) -> anyhow::Result<()> {
     // This node's own member (left by a reinstalled node of the same name) is no blocker:
     // the etcd phase removes it first when that keeps the quorum.
     let mine = |m: &crate::etcd_members::Member| {
-        m.name == cfg.node.name || m.peer_urls.iter().any(|u| *u == my_peer_url)
+        m.name == cfg.node.name || m.peer_urls.contains(&my_peer_url)
     };
     let unhealthy: Vec<String> = members
         .iter()

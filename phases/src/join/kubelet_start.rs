@@ -338,6 +338,11 @@ fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
+/// Eight bytes of the SHA-256 of `text`, hex: a stable, short name suffix.
+pub fn short_digest(text: &str) -> String {
+    pki::pin::sha256_hex(text.as_bytes())[..16].to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,9 +358,4 @@ mod tests {
         let leap = std::time::UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(store_timestamp(leap), "2000-02-29-00-00-00");
     }
-}
-
-/// Eight bytes of the SHA-256 of `text`, hex: a stable, short name suffix.
-pub fn short_digest(text: &str) -> String {
-    pki::pin::sha256_hex(text.as_bytes())[..16].to_string()
 }
