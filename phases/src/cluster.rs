@@ -121,12 +121,17 @@ impl Cluster {
 
     fn from_parsed(kubeconfig: Kubeconfig, shown: String) -> anyhow::Result<Self> {
         let rt = runtime()?;
-        let config = rt
+        let mut config = rt
             .block_on(kube::Config::from_custom_kubeconfig(
                 kubeconfig,
                 &KubeConfigOptions::default(),
             ))
             .with_context(|| format!("{shown} is not usable"))?;
+        // Every call is bounded: an API server that accepts but cannot answer (its etcd gone)
+        // must not hang a command; the waits retry.
+        config.connect_timeout = Some(Duration::from_secs(10));
+        config.read_timeout = Some(Duration::from_secs(30));
+        config.write_timeout = Some(Duration::from_secs(30));
         let client = {
             // The client's request buffer is a task: it needs the runtime to exist.
             let _guard = rt.enter();

@@ -85,14 +85,21 @@ impl JoinData {
         if self.bootstrap_api.is_none() {
             let token = self.cfg.tls_bootstrap_token.clone();
             let found = self.discovered()?.clone();
-            let kubeconfig = pki::kubeconfig::bootstrap_kubeconfig(
-                BOOTSTRAP_CLUSTER_NAME,
-                &found.endpoint_url,
-                &found.ca_pem,
-                &token,
-            );
+            // File discovery without a TLS bootstrap token: the file's own credentials
+            // (kubeadm: discovery.For returns the file's kubeconfig as it is).
+            let yaml = if token.is_empty() {
+                found.kubeconfig_yaml.clone()
+            } else {
+                pki::kubeconfig::bootstrap_kubeconfig(
+                    BOOTSTRAP_CLUSTER_NAME,
+                    &found.endpoint_url,
+                    &found.ca_pem,
+                    &token,
+                )
+                .to_yaml()
+            };
             self.bootstrap_api = Some(Cluster::from_kubeconfig_yaml(
-                &kubeconfig.to_yaml(),
+                &yaml,
                 "the TLS bootstrap credentials",
             )?);
         }

@@ -47,8 +47,9 @@ fn local_member(d: &ResetData) -> anyhow::Result<Option<LocalMember>> {
     Ok(Some(LocalMember { name, ca, cert_dir }))
 }
 
-/// `remove-etcd-member`: this node's member leaves the etcd cluster (not when it is the last
-/// one: that would destroy the cluster's data, which reset leaves to the data directory).
+/// kubeadm's `remove-etcd-member`: this node's member leaves the etcd cluster (not when it is
+/// the last one: that would destroy the cluster's data, which reset leaves to the data
+/// directory). cleanup-node calls it once nothing talks to this node's API server any more.
 pub fn remove_etcd_member(d: &mut ResetData) -> anyhow::Result<()> {
     let Some(member) = local_member(d)? else {
         return Ok(());

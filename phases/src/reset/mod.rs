@@ -55,11 +55,6 @@ pub fn phases() -> Vec<Phase<ResetData>> {
             "Remove this node from the ClusterStatus object.",
             control_plane::update_cluster_status,
         ),
-        Phase::new(
-            "remove-etcd-member",
-            "Remove a local etcd member.",
-            control_plane::remove_etcd_member,
-        ),
         Phase::new("cleanup-node", "Run cleanup node.", cleanup_node),
     ]
 }
@@ -202,6 +197,9 @@ fn stop_and_unwire(d: &mut ResetData, record: &NodeRecord) -> anyhow::Result<()>
     if let Some(node) = node_name {
         delete_published_pods(d, &node);
     }
+    // kubeadm's remove-etcd-member, here: after the last API call through this node's own
+    // API server (which hangs once its etcd member is gone), before etcd stops.
+    control_plane::remove_etcd_member(d)?;
     // The kubelet first, so it restarts nothing; then the CRI containers, while
     // containerd and its shims (static pods too) still run.
     let workloads = agent::node_cleanup::stop_workloads(&l, d.grace)?;
