@@ -122,13 +122,17 @@ pub fn run_web_on(cp: &Node, deployment: &str, node: &Node) -> Result<String> {
         r#"{{"spec":{{"template":{{"spec":{{"nodeSelector":{{"kubernetes.io/hostname":"{}"}}}}}}}}}}"#,
         node.name()
     );
+    // Pinned before its one replica exists: a rollout from an unpinned Pod would wait out the
+    // old Pod's termination grace period.
     cp.kubectl_ok(&[
         "create",
         "deployment",
         deployment,
         "--image=kubeboot.local/web:1",
+        "--replicas=0",
     ])?;
     cp.kubectl_ok(&["patch", "deployment", deployment, "-p", &overrides])?;
+    cp.kubectl_ok(&["scale", "deployment", deployment, "--replicas=1"])?;
     let mut ip = String::new();
     wait_until(
         &format!("{deployment} runs on {}", node.name()),

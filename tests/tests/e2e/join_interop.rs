@@ -11,9 +11,11 @@
 //!   node's too).
 //! - `kubeboot_joins_kubeadm_cluster`: upstream `kubeadm init` (the control plane as static
 //!   Pods of the kubelet, kube-proxy as a DaemonSet, a bridge CNI configuration written for
-//!   the node's podCIDR); `kubeboot join --static-pod-runner kubelet` with the credentials of
-//!   `kubeadm token create --print-join-command` joins it and becomes Ready; kube-proxy runs
-//!   there from kubeadm's DaemonSet, and a Pod scheduled there runs and answers `kubectl exec`.
+//!   the node's podCIDR); `kubeboot join` with the credentials of `kubeadm token create
+//!   --print-join-command` and no `--static-pod-runner` finds no kubeboot agent on the
+//!   control-plane nodes (none labelled `node.kubeboot.io/kube-proxy=agent`), so it joins as a
+//!   kubeadm node does (the kubelet runner); it becomes Ready, kube-proxy runs there from
+//!   kubeadm's DaemonSet, and a Pod scheduled there runs and answers `kubectl exec`.
 //!
 //! A node has no systemd: kubeadm's `systemctl` calls fail with a warning, and the test starts
 //! the kubelet itself. kubeadm's preflight wants `crictl`, which this machine lacks (its
@@ -310,28 +312,42 @@ fn kubeboot_joins_kubeadm_cluster() -> Result<()> {
                 &["token", "create", "--print-join-command"],
             )?)
         })?;
-        step("kubeboot join --static-pod-runner kubelet", || {
-            let config =
-                worker.write_join_config(&format!("{}:6443", cp.ip()), &token, &hash, None)?;
-            let out = worker.kubeboot_ok(&[
-                "join",
-                "--config",
-                &config,
-                "--static-pod-runner",
-                "kubelet",
-                "--bin-dir",
-                &bin,
-                "--bin-dir",
-                "/usr/bin",
-            ])?;
-            for want in [
-                "[kube-proxy] kube-proxy runs on this node as a Pod of the cluster's DaemonSet",
-                "This node has joined the cluster:",
-            ] {
-                ensure!(out.contains(want), "join output lacks {want:?}:\n{out}");
-            }
-            Ok(())
-        })?;
+        step(
+            "kubeboot join, which finds no kubeboot agent in the cluster",
+            || {
+                let config =
+                    worker.write_join_config(&format!("{}:6443", cp.ip()), &token, &hash, None)?;
+                // No --static-pod-runner: the worker follows the control-plane nodes, which run
+                // no kubeboot agent, so it runs as a kubeadm node does.
+                let out = worker.kubeboot_ok(&[
+                    "join",
+                    "--config",
+                    &config,
+                    "--bin-dir",
+                    &bin,
+                    "--bin-dir",
+                    "/usr/bin",
+                ])?;
+                let detected = format!(
+                    "[preflight] The cluster's control-plane nodes ({}) run kube-proxy from the cluster's DaemonSet, not under a kubeboot agent",
+                    cp.name()
+                );
+                for want in [
+                    detected.as_str(),
+                    "[kube-proxy] kube-proxy runs on this node as a Pod of the cluster's DaemonSet",
+                    "This node has joined the cluster:",
+                ] {
+                    ensure!(out.contains(want), "join output lacks {want:?}:\n{out}");
+                }
+                let labels = cp.kubectl_json(&["get", "node", worker.name()])?;
+                ensure!(
+                    labels["metadata"]["labels"]["node.kubeboot.io/kube-proxy"].is_null(),
+                    "the DaemonSet would skip this node: {}",
+                    labels["metadata"]["labels"]
+                );
+                Ok(())
+            },
+        )?;
         step("the kubeboot node is Ready", || {
             wait_ready(&cp, worker.name(), Duration::from_secs(120)).map(drop)
         })?;
