@@ -163,7 +163,10 @@ if [ -n "$CONTROL_PLANE" ]; then
     [ -x "$K8S_BIN/etcd" ] && etcd_bin=$K8S_BIN/etcd
   fi
   [ -x "$etcd_bin" ] || die "etcd not found (install etcd-server or set ETCD)"
-  "$etcd_bin" --version 2>/dev/null | grep -q '^etcd Version: 3\.4\.' \
+  # Captured first: `etcd --version | grep -q` fails under pipefail when grep exits before
+  # etcd has written its last line (SIGPIPE).
+  etcd_version=$("$etcd_bin" --version 2>/dev/null || true)
+  grep -q '^etcd Version: 3\.4\.' <<<"$etcd_version" \
     || die "$etcd_bin is not etcd 3.4 (kubeadm v1.20 runs etcd 3.4.13)"
   [ "$(basename "$etcd_bin")" = etcd ] || die "$etcd_bin: the etcd binary must be named etcd"
   build k8s.gcr.io/etcd:3.4.13-0 etcd-3.4.13-0 '["/usr/local/bin/etcd"]' binary "$etcd_bin"

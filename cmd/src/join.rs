@@ -76,6 +76,8 @@ fn execute(args: JoinArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
     let layout = components::Layout::host();
     let static_pod_runner =
         phases::host::static_pod_runner(args.static_pod_runner.as_deref(), &layout)?;
+    let static_pod_runner_chosen =
+        args.static_pod_runner.is_some() || phases::host::node_static_pod_runner(&layout).is_some();
     let (fs, _scratch) = if args.dry_run {
         let dir = tempfile::Builder::new()
             .prefix("kubeboot-join-dryrun")
@@ -111,6 +113,7 @@ fn execute(args: JoinArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
         bootstrap_api: None,
         api: None,
         node_ip: host.default_address,
+        static_pod_runner_chosen,
     };
     if args.dry_run {
         data.out.say(

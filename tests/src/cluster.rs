@@ -4,12 +4,13 @@
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
 use crate::env::repo_root;
 use crate::node::Node;
 use crate::run::run_bounded;
+use crate::wait::wait_until;
 
 /// The image archives directory kubeboot imports from (`/var/lib/kubeboot/images`).
 pub const IMAGE_ARCHIVES_DIR: &str = "/var/lib/kubeboot/images";
@@ -71,6 +72,90 @@ pub fn in_cidr(ip: &str, cidr: &str) -> bool {
 pub fn app_pods(node: &Node, app: &str) -> Result<Vec<Value>> {
     let pods = node.kubectl_json(&["get", "pods", "-l", &format!("app={app}")])?;
     Ok(pods["items"].as_array().cloned().unwrap_or_default())
+}
+
+/// The token and the CA pin of a printed join command (`kubeboot` or `kubeadm token create
+/// --print-join-command`).
+pub fn join_command_credentials(out: &str) -> Result<(String, String)> {
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let after = |flag: &str| {
+        words
+            .iter()
+            .position(|w| *w == flag)
+            .and_then(|i| words.get(i + 1))
+            .map(|s| s.to_string())
+            .with_context(|| format!("no {flag} in {out:?}"))
+    };
+    Ok((after("--token")?, after("--discovery-token-ca-cert-hash")?))
+}
+
+/// The token and the CA pin of `kubeboot token create --print-join-command` on `cp`.
+pub fn join_credentials(cp: &Node) -> Result<(String, String)> {
+    join_command_credentials(&cp.kubeboot_ok(&["token", "create", "--print-join-command"])?)
+}
+
+/// Waits until `name` is Ready as `cp` sees it; returns its podCIDR.
+pub fn wait_ready(cp: &Node, name: &str, timeout: Duration) -> Result<String> {
+    let mut cidr = String::new();
+    wait_until(
+        &format!("{name} Ready"),
+        timeout,
+        Duration::from_secs(2),
+        || {
+            let Ok(n) = cp.kubectl_json(&["get", "node", name]) else {
+                return Ok(false);
+            };
+            cidr = n["spec"]["podCIDR"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            Ok(node_condition(&n, "Ready").as_deref() == Some("True") && !cidr.is_empty())
+        },
+    )?;
+    Ok(cidr)
+}
+
+/// Creates Deployment `deployment` of `kubeboot.local/web:1` pinned to `node` (by its
+/// hostname label) and waits until its one Pod runs there; returns the Pod's IP.
+pub fn run_web_on(cp: &Node, deployment: &str, node: &Node) -> Result<String> {
+    let overrides = format!(
+        r#"{{"spec":{{"template":{{"spec":{{"nodeSelector":{{"kubernetes.io/hostname":"{}"}}}}}}}}}}"#,
+        node.name()
+    );
+    // Pinned before its one replica exists: a rollout from an unpinned Pod would wait out the
+    // old Pod's termination grace period.
+    cp.kubectl_ok(&[
+        "create",
+        "deployment",
+        deployment,
+        "--image=kubeboot.local/web:1",
+        "--replicas=0",
+    ])?;
+    cp.kubectl_ok(&["patch", "deployment", deployment, "-p", &overrides])?;
+    cp.kubectl_ok(&["scale", "deployment", deployment, "--replicas=1"])?;
+    let mut ip = String::new();
+    wait_until(
+        &format!("{deployment} runs on {}", node.name()),
+        Duration::from_secs(180),
+        Duration::from_secs(2),
+        || {
+            let pods = app_pods(cp, deployment)?;
+            let running: Vec<&Value> = pods
+                .iter()
+                .filter(|p| {
+                    p["status"]["phase"] == "Running" && p["spec"]["nodeName"] == node.name()
+                })
+                .collect();
+            if let [p] = running[..] {
+                ip = p["status"]["podIP"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+            Ok(!ip.is_empty())
+        },
+    )?;
+    Ok(ip)
 }
 
 /// An HTTP GET from inside the node, bounded (curl: busybox-static's `wget -T` segfaults).

@@ -14,6 +14,7 @@
 
 pub mod cluster;
 pub mod env;
+pub mod kubeadm;
 pub mod node;
 pub mod refused;
 pub mod run;

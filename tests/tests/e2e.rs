@@ -32,6 +32,8 @@ mod init_bad_input;
 mod init_single_node;
 #[path = "e2e/join_cluster.rs"]
 mod join_cluster;
+#[path = "e2e/join_interop.rs"]
+mod join_interop;
 #[path = "e2e/mirror_pods.rs"]
 mod mirror_pods;
 #[path = "e2e/reset_safety.rs"]

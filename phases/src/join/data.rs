@@ -15,6 +15,30 @@ use crate::shared::node::NodeCtx;
 /// cluster, which kubeadm's init leaves empty, becomes the default `kubernetes`).
 const BOOTSTRAP_CLUSTER_NAME: &str = "kubernetes";
 
+/// The runner a worker gets from the cluster's control-plane `nodes`: the agent when one of
+/// them runs kube-proxy under a kubeboot agent (labelled
+/// `node.kubeboot.io/kube-proxy=agent`), whose agent approves a worker's kube-proxy
+/// certificate; the kubelet when none does; `None` when there is no node to tell by.
+pub fn runner_of_control_plane(
+    nodes: &[k8s_openapi::api::core::v1::Node],
+) -> Option<components::StaticPodRunner> {
+    if nodes.is_empty() {
+        return None;
+    }
+    let agent = nodes.iter().any(|n| {
+        n.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(names::LABEL_KUBE_PROXY_RUNNER))
+            .is_some_and(|v| v == names::KUBE_PROXY_RUNNER_AGENT)
+    });
+    Some(if agent {
+        components::StaticPodRunner::Agent
+    } else {
+        components::StaticPodRunner::Kubelet
+    })
+}
+
 /// What every `join` phase reads and works through.
 pub struct JoinData {
     /// The node join runs on; `JoinData` dereferences to it.
@@ -34,6 +58,10 @@ pub struct JoinData {
     /// This node's address (the default route's interface), the kubelet's `--node-ip` on a
     /// worker; a control-plane node uses its advertise address.
     pub node_ip: Option<std::net::IpAddr>,
+    /// Whether `static_pod_runner` was chosen (`--static-pod-runner`, or the node's own
+    /// kubelet configuration from an earlier `kubelet-start`). When not, a worker follows the
+    /// cluster's control-plane nodes ([`runner_of_control_plane`]).
+    pub static_pod_runner_chosen: bool,
 }
 
 impl std::ops::Deref for JoinData {
@@ -141,6 +169,14 @@ impl JoinData {
                 .context("kube-system/kubeadm-config has no ClusterConfiguration")?;
             let cluster = components::config::cluster_from_kubeadm_config(yaml)
                 .context("the cluster's kubeadm-config ClusterConfiguration is not usable")?;
+            let status = cm
+                .data
+                .as_ref()
+                .and_then(|d| d.get(names::CLUSTER_STATUS_KEY))
+                .cloned();
+            if !self.static_pod_runner_chosen && !self.is_control_plane() {
+                self.follow_control_plane_runner(status.as_deref());
+            }
             let mut node = self.cfg.node.clone();
             if node.cri_socket.is_none() {
                 node.cri_socket = Some(names::CONTAINERD_SOCKET.to_string());
@@ -198,6 +234,45 @@ impl JoinData {
         self.init_cfg
             .as_ref()
             .context("the cluster configuration was not read")
+    }
+
+    /// A worker with no `--static-pod-runner` runs kube-proxy as the control-plane nodes
+    /// listed in kubeadm-config's ClusterStatus do (`kubeadm:get-nodes` lets the bootstrap
+    /// token read them). Under the agent runner a worker's kube-proxy needs a certificate that
+    /// only a control-plane node's kubeboot agent approves: in a cluster without one (a
+    /// kubeadm-made cluster) that join would wait for an approval that never comes, so there
+    /// the worker becomes a kubeadm node (the kubelet runner, kube-proxy from the DaemonSet).
+    /// When the control-plane nodes cannot be read, the default stays.
+    fn follow_control_plane_runner(&mut self, status_yaml: Option<&str>) {
+        let Some(cp_names) = status_yaml
+            .and_then(|y| components::config::kubeadm_config::cluster_status_endpoints(y).ok())
+            .map(|eps| eps.into_keys().collect::<Vec<_>>())
+        else {
+            return;
+        };
+        let Ok(api) = self.bootstrap_api() else {
+            return;
+        };
+        let nodes: Vec<k8s_openapi::api::core::v1::Node> = cp_names
+            .iter()
+            .filter_map(|n| {
+                api.get::<k8s_openapi::api::core::v1::Node>(None, n)
+                    .ok()
+                    .flatten()
+            })
+            .collect();
+        let kubelet = components::StaticPodRunner::Kubelet;
+        if runner_of_control_plane(&nodes) == Some(kubelet)
+            && self.node.static_pod_runner != kubelet
+        {
+            say!(
+                self.out,
+                "preflight",
+                "The cluster's control-plane nodes ({}) run kube-proxy from the cluster's DaemonSet, not under a kubeboot agent: this node joins as they do, as a kubeadm node (--static-pod-runner kubelet)",
+                cp_names.join(", ")
+            );
+            self.node.static_pod_runner = kubelet;
+        }
     }
 
     /// The API with this node's own identity (kubelet.conf, through the node's local API
@@ -259,4 +334,45 @@ pub fn discovery_input(cfg: &JoinConfig) -> anyhow::Result<crate::discovery::Dis
             timeout: cfg.discovery_timeout,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use components::StaticPodRunner;
+    use k8s_openapi::api::core::v1::Node;
+
+    fn node(labels: &[(&str, &str)]) -> Node {
+        let mut n = Node::default();
+        n.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        n
+    }
+
+    #[test]
+    fn a_worker_follows_the_control_plane_runner() {
+        let agent = node(&[("node.kubeboot.io/kube-proxy", "agent")]);
+        let kubeadm = node(&[("node-role.kubernetes.io/master", "")]);
+        assert_eq!(runner_of_control_plane(&[]), None);
+        assert_eq!(
+            runner_of_control_plane(std::slice::from_ref(&kubeadm)),
+            Some(StaticPodRunner::Kubelet)
+        );
+        assert_eq!(
+            runner_of_control_plane(&[kubeadm, agent.clone()]),
+            Some(StaticPodRunner::Agent)
+        );
+        assert_eq!(
+            runner_of_control_plane(&[node(&[("node.kubeboot.io/kube-proxy", "daemonset")])]),
+            Some(StaticPodRunner::Kubelet)
+        );
+        assert_eq!(
+            runner_of_control_plane(&[agent]),
+            Some(StaticPodRunner::Agent)
+        );
+    }
 }

@@ -19,51 +19,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
-use tests::cluster::{build_images, http_get, in_cidr, node_condition, offer_image_archives};
+use tests::cluster::{
+    build_images, http_get, in_cidr, join_credentials, node_condition, offer_image_archives,
+    run_web_on, wait_ready,
+};
 use tests::{Node, bin_dir, require_root, step, wait_until};
 
 const POD_SUBNET: &str = "10.244.0.0/16";
-
-/// The token and the CA pin of `kubeboot token create --print-join-command` on `cp`.
-pub fn join_credentials(cp: &Node) -> Result<(String, String)> {
-    let out = cp.kubeboot_ok(&["token", "create", "--print-join-command"])?;
-    let words: Vec<&str> = out.split_whitespace().collect();
-    let after = |flag: &str| {
-        words
-            .iter()
-            .position(|w| *w == flag)
-            .and_then(|i| words.get(i + 1))
-            .map(|s| s.to_string())
-            .with_context(|| format!("no {flag} in {out:?}"))
-    };
-    Ok((after("--token")?, after("--discovery-token-ca-cert-hash")?))
-}
-
-/// Waits until `name` is Ready as `cp` sees it; returns its podCIDR.
-pub fn wait_ready(cp: &Node, name: &str, timeout: Duration) -> Result<String> {
-    let mut cidr = String::new();
-    wait_until(
-        &format!("{name} Ready"),
-        timeout,
-        Duration::from_secs(2),
-        || {
-            let Ok(n) = cp.kubectl_json(&["get", "node", name]) else {
-                return Ok(false);
-            };
-            cidr = n["spec"]["podCIDR"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            Ok(node_condition(&n, "Ready").as_deref() == Some("True") && !cidr.is_empty())
-        },
-    )?;
-    Ok(cidr)
-}
-
-fn pods_of(cp: &Node, app: &str) -> Result<Vec<Value>> {
-    let pods = cp.kubectl_json(&["get", "pods", "-l", &format!("app={app}")])?;
-    Ok(pods["items"].as_array().cloned().unwrap_or_default())
-}
 
 /// The etcd members as node `cp`'s etcd lists them: `(name, is_learner)`.
 fn etcd_members(cp: &Node) -> Result<Vec<(String, bool)>> {
@@ -140,43 +102,6 @@ fn join_worker(
         "--bin-dir",
         "/usr/bin",
     ])
-}
-
-fn run_web_on(cp: &Node, deployment: &str, node: &Node) -> Result<String> {
-    let overrides = format!(
-        r#"{{"spec":{{"template":{{"spec":{{"nodeSelector":{{"kubernetes.io/hostname":"{}"}}}}}}}}}}"#,
-        node.name()
-    );
-    cp.kubectl_ok(&[
-        "create",
-        "deployment",
-        deployment,
-        "--image=kubeboot.local/web:1",
-    ])?;
-    cp.kubectl_ok(&["patch", "deployment", deployment, "-p", &overrides])?;
-    let mut ip = String::new();
-    wait_until(
-        &format!("{deployment} runs on {}", node.name()),
-        Duration::from_secs(180),
-        Duration::from_secs(2),
-        || {
-            let pods = pods_of(cp, deployment)?;
-            let running: Vec<&Value> = pods
-                .iter()
-                .filter(|p| {
-                    p["status"]["phase"] == "Running" && p["spec"]["nodeName"] == node.name()
-                })
-                .collect();
-            if let [p] = running[..] {
-                ip = p["status"]["podIP"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-            }
-            Ok(!ip.is_empty())
-        },
-    )?;
-    Ok(ip)
 }
 
 /// A JoinConfiguration for `bad` with a 5 s discovery timeout and `tail` appended (it may
