@@ -25,7 +25,7 @@ BUILD_KUBEBOOT=1
 for arg in "$@"; do
   case "$arg" in
     --no-kubeboot) BUILD_KUBEBOOT=0 ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done
