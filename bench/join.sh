@@ -29,16 +29,9 @@
 # Every wait is bounded (BENCH_TIMEOUT, 300 s); every node is destroyed on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-set -a; . /var/lib/kubeboot-dev/env; set +a
-KUBEBOOT=${KUBEBOOT_EXE:-$(command -v kubeboot || echo "${CARGO_TARGET_DIR:-$ROOT/target}/debug/kubeboot")}
-[ -x "$KUBEBOOT" ] || { echo "kubeboot binary not found (set KUBEBOOT_EXE)" >&2; exit 1; }
-KUBEADM=$KUBEBOOT_BIN_DIR/kubeadm
-KUBELET=$KUBEBOOT_BIN_DIR/kubelet
-KUBECTL=${KUBECTL:-$KUBEBOOT_BIN_DIR/kubectl}
-CNI_BIN=${KUBEBOOT_CNI_BIN_DIR:-/usr/lib/cni}
-NODE_SH="$ROOT/scripts/node.sh"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 PROVISION="$ROOT/vagrant/provision.sh"
-TIMEOUT=${BENCH_TIMEOUT:-300}
 readonly CP=kb-jb-cp CP_IP=10.123.0.51 KBW=kb-jb-w KBW_IP=10.123.0.52
 readonly KAW=kb-jb-kadm KAW_IP=10.123.0.53 CP2=kb-jb-cp2 CP2_IP=10.123.0.54
 work=$(mktemp -d)
@@ -50,8 +43,6 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$work/shared"
 
-# shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh"
 kc() { in_node "$CP" "$KUBECTL" --kubeconfig /etc/kubernetes/admin.conf --request-timeout=5s "$@"; }
 create() { bash "$NODE_SH" destroy "$1" >/dev/null 2>&1 || true; bash "$NODE_SH" create "$1" "$2/24" >/dev/null; }
 # provision.sh's cluster part in node $1, as scripts/quickstart.sh runs it.

@@ -27,15 +27,8 @@
 # Every wait is bounded; both nodes are destroyed on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-set -a; . /var/lib/kubeboot-dev/env; set +a
-KUBEBOOT=${KUBEBOOT_EXE:-$(command -v kubeboot || echo "${CARGO_TARGET_DIR:-$ROOT/target}/debug/kubeboot")}
-[ -x "$KUBEBOOT" ] || { echo "kubeboot binary not found (set KUBEBOOT_EXE)" >&2; exit 1; }
-KUBEADM=$KUBEBOOT_BIN_DIR/kubeadm
-KUBELET=$KUBEBOOT_BIN_DIR/kubelet
-KUBECTL=${KUBECTL:-$KUBEBOOT_BIN_DIR/kubectl}
-CNI_BIN=${KUBEBOOT_CNI_BIN_DIR:-/usr/lib/cni}
-NODE_SH="$ROOT/scripts/node.sh"
-TIMEOUT=${BENCH_TIMEOUT:-300}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 readonly KA=kb-vs-kubeadm KA_IP=10.123.0.45 KB=kb-vs-kubeboot KB_IP=10.123.0.46
 readonly KK=kb-vs-kubelet KK_IP=10.123.0.47
 work=$(mktemp -d)
@@ -47,8 +40,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh"
 kc() { local n=$1; shift; in_node "$n" "$KUBECTL" --kubeconfig /etc/kubernetes/admin.conf "$@"; }
 
 echo "== images (scripts/build-images.sh --control-plane)"

@@ -2,7 +2,18 @@
 # What the kubeadm-vs-kubeboot benchmarks share (bench/kubeadm_vs_kubeboot.sh, bench/join.sh):
 # timing helpers, running commands in namespace nodes, and the prerequisites a kubeadm user has
 # on a node before running kubeadm (containerd with the images imported, a kubelet "unit").
-# Source it after setting NODE_SH, KUBELET and CNI_BIN.
+# Source it with ROOT set to the repository; it reads setup.sh's environment
+# (/var/lib/kubeboot-dev/env) and sets the binaries' paths (KUBEBOOT_EXE overrides kubeboot's).
+
+set -a; . /var/lib/kubeboot-dev/env; set +a
+KUBEBOOT=${KUBEBOOT_EXE:-$(command -v kubeboot || echo "${CARGO_TARGET_DIR:-$ROOT/target}/debug/kubeboot")}
+[ -x "$KUBEBOOT" ] || { echo "kubeboot binary not found (set KUBEBOOT_EXE)" >&2; exit 1; }
+KUBEADM=$KUBEBOOT_BIN_DIR/kubeadm
+KUBELET=$KUBEBOOT_BIN_DIR/kubelet
+KUBECTL=${KUBECTL:-$KUBEBOOT_BIN_DIR/kubectl}
+CNI_BIN=${KUBEBOOT_CNI_BIN_DIR:-/usr/lib/cni}
+NODE_SH="$ROOT/scripts/node.sh"
+TIMEOUT=${BENCH_TIMEOUT:-300}
 
 now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$2"; }
