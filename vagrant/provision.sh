@@ -47,7 +47,8 @@ readonly API_PORT=6443
 
 say() { echo "[provision] $*" >&2; }
 die() { say "error: $*"; exit 2; }
-usage() { sed -n '6,12p' "$0" >&2; exit 2; }
+# This file's opening comment (everything above `set -euo pipefail`).
+help_text() { sed -n '2,/^set -euo pipefail/p' "$0" | sed '$d'; }
 
 valid_addr() {
   [[ "$1" =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}$ ]] || die "'$1' is not an IPv4 address (the node's own address on the cluster network, e.g. 192.168.56.11)"
@@ -243,13 +244,13 @@ CFG
   "$KUBEBOOT" join --config "$config" "${KB_ARGS[@]}"
 }
 
-[ $# -ge 1 ] || usage
+[ $# -ge 1 ] || { help_text >&2; exit 2; }
 sub=$1
 shift
 case "$sub" in
   install) cmd_install "$@" ;;
   init) cmd_init "$@" ;;
   join) cmd_join "$@" ;;
-  -h | --help | help) usage ;;
+  -h | --help | help) help_text ;;
   *) die "unknown command '$sub' (install, init or join)" ;;
 esac
