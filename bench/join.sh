@@ -26,7 +26,9 @@
 #       of (b) is not measured here: it needs the kubelet to run etcd and the API server from
 #       images, which this machine has no registry for beyond the local archives; the issue
 #       quotes 77 s for `kubeadm join --control-plane` on this kind of machine.
-# Every wait is bounded (BENCH_TIMEOUT, 300 s); every node is destroyed on exit.
+# Every wait is bounded (BENCH_TIMEOUT, 300 s); every node is destroyed on exit; the logs
+# (each join's output, the kubeadm node's kubelet and containerd) are kept with
+# BENCH_KEEP_LOGS=1.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -38,7 +40,7 @@ work=$(mktemp -d)
 cleanup() {
   local n
   for n in "$CP" "$KBW" "$KAW" "$CP2"; do bash "$NODE_SH" destroy "$n" >/dev/null 2>&1 || true; done
-  rm -rf "$work"
+  if [ -n "${BENCH_KEEP_LOGS:-}" ]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 mkdir -p "$work/shared"
@@ -115,7 +117,7 @@ in_node "$KAW" sh -c 'cat > /etc/cni/net.d/10-bridge.conflist' <<'JSON'
    "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.200.0/24"}]]}}]}
 JSON
 kubeadm_kubelet_unit "$KAW" "$work"
-read -r -a words < <(sed -e 's/\\$//' "$work/shared/join-worker.sh" | tr '\n' ' ')
+read -r -a words < <(sed -e 's/\\$//' "$work/shared/join-worker.sh" | tr '\n' ' ') || true
 word_after() { local i; for i in "${!words[@]}"; do [ "${words[$i]}" = "$1" ] && echo "${words[$((i + 1))]}"; done; }
 in_node "$KAW" sh -c 'mkdir -p /var/lib/kubeboot && cat > /var/lib/kubeboot/kubeadm-join.yaml' <<CFG
 apiVersion: kubeadm.k8s.io/v1beta2
