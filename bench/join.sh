@@ -54,6 +54,19 @@ provision() {
   in_node "$n" env KUBEBOOT="$KUBEBOOT" KUBEBOOT_SHARED_DIR="$work/shared" \
     KUBEBOOT_NODE_CGROUP_ROOT="/kubeboot-$n" bash "$PROVISION" "$@" -- --bin-dir "$KUBEBOOT_BIN_DIR" --bin-dir /usr/bin
 }
+# Prefixes each line with the wall clock ($EPOCHREALTIME: no process per line).
+stamp() { local l; while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done; }
+# timeline <start> <stamped log>: its "[phase] message" lines, seconds after <start>.
+timeline() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+start = float(sys.argv[1])
+for line in open(sys.argv[2]):
+    t, _, msg = line.rstrip("\n").partition(" ")
+    if msg.startswith("[") and not msg.startswith("[provision]"):
+        print(f"   {float(t) - start:7.2f}s  {msg[:110]}")
+PY
+}
 node_ready() {
   kc get node "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True
 }
@@ -102,7 +115,8 @@ wait_for "cluster-info signed for token $token_id" signed >/dev/null || exit 1
 echo "== (a) kubeboot worker join ($KBW, $KBW_IP)"
 create "$KBW" "$KBW_IP"
 s=$(now)
-provision "$KBW" join worker "$KBW_IP" >"$work/kbw.log" 2>&1 || { tail -30 "$work/kbw.log"; exit 1; }
+provision "$KBW" join worker "$KBW_IP" 2>&1 | stamp >"$work/kbw.log" || { tail -30 "$work/kbw.log"; exit 1; }
+kbw_start=$s
 e_join=$(now)
 e_ready=$(wait_for "$KBW Ready" node_ready "$KBW") || exit 1
 kb_join=$(elapsed "$s" "$e_join") kb_ready=$(elapsed "$s" "$e_ready")
@@ -136,8 +150,9 @@ nodeRegistration:
 CFG
 ka_join=n/a ka_ready=n/a
 s=$(now)
+kaw_start=$s
 if timeout "$TIMEOUT" bash "$NODE_SH" exec "$KAW" -- "$KUBEADM" join --config /var/lib/kubeboot/kubeadm-join.yaml \
-  --ignore-preflight-errors=all >"$work/kadm.log" 2>&1; then
+  --ignore-preflight-errors=all 2>&1 | stamp >"$work/kadm.log"; then
   e_join=$(now)
   ka_join=$(elapsed "$s" "$e_join")
   if e_ready=$(wait_for "$KAW Ready" node_ready "$KAW"); then
@@ -153,7 +168,8 @@ echo "   join returned ${ka_join}s   Node Ready ${ka_ready}s"
 echo "== (b) kubeboot control-plane join ($CP2, $CP2_IP)"
 create "$CP2" "$CP2_IP"
 s=$(now)
-provision "$CP2" join control-plane "$CP2_IP" >"$work/cp2.log" 2>&1 || { tail -30 "$work/cp2.log"; exit 1; }
+provision "$CP2" join control-plane "$CP2_IP" 2>&1 | stamp >"$work/cp2.log" || { tail -30 "$work/cp2.log"; exit 1; }
+cp2_start=$s
 e_join=$(now)
 e_etcd=$(wait_for "a voting etcd member on $CP2" etcd_voting "$CP2_IP") || exit 1
 e_api=$(wait_for "$CP2's API server /readyz" apiserver_ready "$CP2_IP") || exit 1
@@ -172,3 +188,11 @@ row "worker: Node Ready (s)" "$ka_ready" "$kb_ready"
 row "control plane: join returned (s)" "not run" "$cp_join"
 row "control plane: etcd voting (s)" "not run" "$cp_etcd"
 row "control plane: API ready (s)" "not run" "$cp_api"
+
+echo "== where the time went (seconds after the start of each join)"
+echo "   kubeboot worker join:"
+timeline "$kbw_start" "$work/kbw.log"
+echo "   kubeadm worker join:"
+timeline "$kaw_start" "$work/kadm.log"
+echo "   kubeboot control-plane join:"
+timeline "$cp2_start" "$work/cp2.log"
