@@ -79,7 +79,8 @@ in_node() { local n=$1; shift; "$NODE_SH" exec "$n" -- "$@"; }
 provision() {
   local n=$1
   shift
-  in_node "$(node_name "$n")" env KUBEBOOT="$KUBEBOOT" KUBEBOOT_SHARED_DIR="$SHARED" \
+  # Node1 writes the join commands before any other node runs: no long wait for them.
+  in_node "$(node_name "$n")" env KUBEBOOT="$KUBEBOOT" KUBEBOOT_SHARED_DIR="$SHARED" KUBEBOOT_JOIN_WAIT=10 \
     KUBEBOOT_NODE_CGROUP_ROOT="/kubeboot-$(node_name "$n")" \
     bash "$PROVISION" "$@" -- --bin-dir "$KUBEBOOT_BIN_DIR" ${IGNORE:+--ignore-preflight-errors="$IGNORE"}
 }
