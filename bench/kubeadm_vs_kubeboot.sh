@@ -27,15 +27,8 @@
 # Every wait is bounded; both nodes are destroyed on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-set -a; . /var/lib/kubeboot-dev/env; set +a
-KUBEBOOT=${KUBEBOOT_EXE:-$(command -v kubeboot || echo "${CARGO_TARGET_DIR:-$ROOT/target}/debug/kubeboot")}
-[ -x "$KUBEBOOT" ] || { echo "kubeboot binary not found (set KUBEBOOT_EXE)" >&2; exit 1; }
-KUBEADM=$KUBEBOOT_BIN_DIR/kubeadm
-KUBELET=$KUBEBOOT_BIN_DIR/kubelet
-KUBECTL=${KUBECTL:-$KUBEBOOT_BIN_DIR/kubectl}
-CNI_BIN=${KUBEBOOT_CNI_BIN_DIR:-/usr/lib/cni}
-NODE_SH="$ROOT/scripts/node.sh"
-TIMEOUT=${BENCH_TIMEOUT:-300}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 readonly KA=kb-vs-kubeadm KA_IP=10.123.0.45 KB=kb-vs-kubeboot KB_IP=10.123.0.46
 readonly KK=kb-vs-kubelet KK_IP=10.123.0.47
 work=$(mktemp -d)
@@ -47,12 +40,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$2"; }
-ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}x' if b > 0 else 'n/a')" "$1" "$2"; }
-in_node() { local n=$1; shift; bash "$NODE_SH" exec "$n" -- "$@"; }
-# Runs a command in the node in the background, detached; it dies with the node.
-in_node_bg() { local n=$1 log=$2; shift 2; setsid bash "$NODE_SH" exec "$n" -- "$@" >"$log" 2>&1 </dev/null & disown; }
 kc() { local n=$1; shift; in_node "$n" "$KUBECTL" --kubeconfig /etc/kubernetes/admin.conf "$@"; }
 
 echo "== images (scripts/build-images.sh --control-plane)"
@@ -90,24 +77,6 @@ conntrack:
 CFG
 }
 
-cat >"$work/containerd.toml" <<TOML
-version = 2
-root = "/var/lib/containerd"
-state = "/run/containerd"
-[grpc]
-  address = "/run/containerd/containerd.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "k8s.gcr.io/pause:3.2"
-  restrict_oom_score_adj = true
-[plugins."io.containerd.grpc.v1.cri".cni]
-  bin_dir = "$CNI_BIN"
-  conf_dir = "/etc/cni/net.d"
-[plugins."io.containerd.grpc.v1.cri".containerd]
-  default_runtime_name = "runc"
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-  runtime_type = "io.containerd.runc.v2"
-TOML
-
 cat >"$work/10-bridge.conflist" <<'JSON'
 {
   "cniVersion": "0.4.0",
@@ -121,42 +90,13 @@ cat >"$work/10-bridge.conflist" <<'JSON'
 }
 JSON
 
-# The kubelet as kubeadm's systemd drop-in starts it (10-kubeadm.conf), restarted on exit.
-cat >"$work/kubelet-unit.sh" <<SH
-#!/bin/sh
-while [ ! -s /var/lib/kubelet/kubeadm-flags.env ] || [ ! -s /var/lib/kubelet/config.yaml ]; do
-  sleep 0.1
-done
-while :; do
-  KUBELET_KUBEADM_ARGS=
-  . /var/lib/kubelet/kubeadm-flags.env
-  echo "[kubelet-unit] starting kubelet \$KUBELET_KUBEADM_ARGS"
-  $KUBELET --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \\
-    --kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml \\
-    \$KUBELET_KUBEADM_ARGS
-  echo "[kubelet-unit] kubelet exited (\$?); restarting in 1 s"
-  sleep 1
-done
-SH
-chmod +x "$work/kubelet-unit.sh"
-
 prepare() { # <node> <ip>: node, config, containerd running with every image imported
   local n=$1 ip=$2
   bash "$NODE_SH" destroy "$n" >/dev/null 2>&1 || true
   bash "$NODE_SH" create "$n" "$ip/24" >/dev/null
   config "$n" "$ip" >"$work/$n.yaml"
   in_node "$n" sh -c "mkdir -p /var/lib/kubeboot && cp '$work/$n.yaml' /var/lib/kubeboot/bench.yaml"
-  in_node_bg "$n" "$work/$n-containerd.log" containerd --config "$work/containerd.toml"
-  local i
-  for i in $(seq 1 60); do
-    in_node "$n" ctr version >/dev/null 2>&1 && break
-    [ "$i" -lt 60 ] || { cat "$work/$n-containerd.log"; echo "containerd did not answer in $n" >&2; exit 1; }
-    sleep 0.5
-  done
-  local img tar
-  while read -r img tar; do
-    in_node "$n" ctr -n k8s.io images import "$tar" >/dev/null
-  done <<<"$images"
+  kubeadm_containerd "$n" "$work" "$images"
 }
 
 # measure <node> <init log> <init command...>: prints "<to init end> <to Ready> <to Running pod>"
@@ -194,10 +134,10 @@ measure() {
 echo "== kubeadm v1.20.2 (node $KA, $KA_IP)"
 prepare "$KA" "$KA_IP"
 in_node "$KA" cp "$work/10-bridge.conflist" /etc/cni/net.d/10-bridge.conflist
-in_node_bg "$KA" "$work/kubelet.log" "$work/kubelet-unit.sh"
+kubeadm_kubelet_unit "$KA" "$work"
 read -r ka_init ka_ready ka_pod < <(measure "$KA" "$work/kubeadm-init.log" \
   "$KUBEADM" init --config /var/lib/kubeboot/bench.yaml --skip-phases=preflight) \
-  || { echo "kubelet log tail:" >&2; tail -20 "$work/kubelet.log" >&2; exit 1; }
+  || { echo "kubelet log tail:" >&2; tail -20 "$work/$KA-kubelet.log" >&2; exit 1; }
 echo "   init returned ${ka_init}s   node Ready ${ka_ready}s   web pod Running ${ka_pod}s"
 bash "$NODE_SH" destroy "$KA" >/dev/null
 

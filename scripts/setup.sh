@@ -3,7 +3,8 @@
 # quick when everything is already in place. Needs root.
 #
 #   1. Debian packages: etcd, containerd, runc, CNI plugins, iproute2, iptables, strace
-#      (the crash-safety scenario kills kubeboot inside its syscalls), ...
+#      (the crash-safety scenario kills kubeboot inside its syscalls), vagrant (vagrant/test.sh
+#      validates vagrant/Vagrantfile; no VM runs), ...
 #      (package scripts are not allowed to start daemons on the host)
 #   2. Kubernetes v1.20.2 binaries, built from Debian's source (scripts/build-kubernetes.sh)
 #   3. kubeboot in release mode, installed to /usr/local/bin/kubeboot
@@ -35,7 +36,7 @@ die() { say "error: $*"; exit 1; }
 
 export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(etcd-server iproute2 containerd runc containernetworking-plugins util-linux procps
-  iptables conntrack busybox-static golang-go rsync make python3 strace)
+  iptables conntrack busybox-static golang-go rsync make python3 strace vagrant)
 command -v curl >/dev/null || PACKAGES+=(curl)
 
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = 'install ok installed' ]; }
@@ -88,7 +89,7 @@ install_packages() {
 
 install_packages
 
-for tool in etcd containerd runc ip nsenter unshare iptables conntrack busybox go strace; do
+for tool in etcd containerd runc ip nsenter unshare iptables conntrack busybox go strace vagrant; do
   command -v "$tool" >/dev/null || die "$tool not found after installing packages"
 done
 CNI_BIN_DIR=/usr/lib/cni

@@ -4,7 +4,8 @@
 #   scripts/test.sh [extra nextest/cargo test filter args...]
 #
 # 1. scripts/setup.sh --no-kubeboot (cached: seconds when the machine is ready)
-# 2. cargo fmt --check; cargo clippy --workspace --all-targets -D warnings
+# 2. cargo fmt --check; cargo clippy --workspace --all-targets -D warnings;
+#    vagrant/test.sh (vagrant validate on vagrant/Vagrantfile, provision.sh's arguments)
 # 3. cargo build --workspace --bins (the e2e tests run target/debug/kubeboot)
 # 4. cargo nextest run --workspace --run-ignored all  (fallback: cargo test ... --include-ignored)
 #    with KUBEBOOT_BIN_DIR from /var/lib/kubeboot-dev/env
@@ -43,6 +44,7 @@ say "KUBEBOOT_BIN_DIR=$KUBEBOOT_BIN_DIR CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
 
 stage fmt cargo fmt --all --check
 stage clippy cargo clippy --workspace --all-targets -- -D warnings
+stage vagrant bash "$REPO/vagrant/test.sh"
 stage build cargo build --workspace --bins
 if [[ " ${failed[*]:-} " == *" build "* ]]; then
   say "the build failed; not running the tests"
