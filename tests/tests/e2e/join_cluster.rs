@@ -25,8 +25,6 @@ use tests::cluster::{
 };
 use tests::{Node, bin_dir, require_root, step, wait_until};
 
-const POD_SUBNET: &str = "10.244.0.0/16";
-
 /// The etcd members as node `cp`'s etcd lists them: `(name, is_learner)`.
 fn etcd_members(cp: &Node) -> Result<Vec<(String, bool)>> {
     let out = cp.exec_ok(&[
@@ -302,67 +300,87 @@ fn join_cluster() -> Result<()> {
             offer_image_archives(n, &images)
         })?;
     }
-    let endpoint = format!("{}:6443", cp.ip());
+    // The nodes are made by the project's provisioning script, the one the Vagrantfile runs
+    // (its cluster part; the packages are the host's here), with the join commands in a
+    // directory all nodes see.
+    let shared = format!("/run/kubeboot-e2e/provision-{}", cp.name());
+    std::fs::create_dir_all(&shared)?;
+    let exe = tests::kubeboot_exe()?.display().to_string();
+    let script = tests::repo_root()
+        .join("vagrant/provision.sh")
+        .display()
+        .to_string();
+    let provision = |n: &Node, args: &[&str]| -> Result<String> {
+        let mut argv = vec![
+            "env".to_string(),
+            format!("KUBEBOOT={exe}"),
+            format!("KUBEBOOT_SHARED_DIR={shared}"),
+            format!("KUBEBOOT_NODE_CGROUP_ROOT={}", n.cgroup_root()),
+            "bash".to_string(),
+            script.clone(),
+        ];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv.extend(["--", "--bin-dir", &bin, "--bin-dir", "/usr/bin"].map(String::from));
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        n.exec_ok(&argv)
+    };
 
-    let key = step("kubeboot init --upload-certs on node1", || {
-        let config = cp.write_ha_init_config(POD_SUBNET, &endpoint)?;
-        let out = cp.kubeboot_ok(&[
-            "init",
-            "--config",
-            &config,
-            "--upload-certs",
-            "--bin-dir",
-            &bin,
-            "--bin-dir",
-            "/usr/bin",
-        ])?;
-        ensure!(
+    let key = step(
+        "provision.sh init (kubeboot init --upload-certs) on node1",
+        || {
+            let ip = cp.ip().to_string();
+            let out = provision(&cp, &["init", &ip])?;
+            ensure!(
             out.contains("[upload-certs] Storing the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace"),
             "{out}"
         );
-        let words: Vec<&str> = out.split_whitespace().collect();
-        let key = words
-            .iter()
-            .position(|w| *w == "--certificate-key")
-            .and_then(|i| words.get(i + 1))
-            .context("no --certificate-key in init's join command")?;
-        Ok(key.to_string())
-    })?;
+            let words: Vec<&str> = out.split_whitespace().collect();
+            let key = words
+                .iter()
+                .position(|w| *w == "--certificate-key")
+                .and_then(|i| words.get(i + 1))
+                .context("no --certificate-key in init's join command")?;
+            Ok(key.to_string())
+        },
+    )?;
     let (token, hash) = step("a join command from node1", || join_credentials(&cp))?;
 
-    step("kubeboot join on the worker", || {
-        let out = join_worker(&worker, &endpoint, &token, &hash, &bin)?;
-        for want in [
-            "[preflight] Running pre-flight checks",
-            "[kubelet-start] Writing kubelet configuration to file \"/var/lib/kubelet/config.yaml\"",
-            "This node has joined the cluster:",
-        ] {
-            ensure!(out.contains(want), "join output lacks {want:?}:\n{out}");
-        }
-        let secret = token.split('.').nth(1).unwrap_or("-");
-        ensure!(!out.contains(secret), "the token secret is printed:\n{out}");
-        let log = worker.read_file("/var/log/kubeboot/agent.log")?;
-        ensure!(
-            !log.contains(secret),
-            "the token secret is in the agent's log"
-        );
-        Ok(())
-    })?;
+    step(
+        "provision.sh join worker (kubeboot join) on the worker",
+        || {
+            let ip = worker.ip().to_string();
+            let out = provision(&worker, &["join", "worker", &ip])?;
+            let command = std::fs::read_to_string(format!("{shared}/join-worker.sh"))?;
+            let words: Vec<&str> = command.split_whitespace().collect();
+            let token = words
+                .iter()
+                .position(|w| *w == "--token")
+                .and_then(|i| words.get(i + 1))
+                .context("no --token in join-worker.sh")?;
+            for want in [
+                "[preflight] Running pre-flight checks",
+                "[kubelet-start] Writing kubelet configuration to file \"/var/lib/kubelet/config.yaml\"",
+                "This node has joined the cluster:",
+            ] {
+                ensure!(out.contains(want), "join output lacks {want:?}:\n{out}");
+            }
+            let secret = token.split('.').nth(1).unwrap_or("-");
+            ensure!(!out.contains(secret), "the token secret is printed:\n{out}");
+            let log = worker.read_file("/var/log/kubeboot/agent.log")?;
+            ensure!(
+                !log.contains(secret),
+                "the token secret is in the agent's log"
+            );
+            Ok(())
+        },
+    )?;
 
     for n in [&cp2, &cp3] {
         step(
             &format!("kubeboot join --control-plane on {}", n.name()),
             || {
-                let config = n.write_join_config(&endpoint, &token, &hash, Some(&key))?;
-                let out = n.kubeboot_ok(&[
-                    "join",
-                    "--config",
-                    &config,
-                    "--bin-dir",
-                    &bin,
-                    "--bin-dir",
-                    "/usr/bin",
-                ])?;
+                let ip = n.ip().to_string();
+                let out = provision(n, &["join", "control-plane", &ip])?;
                 for want in [
                     "[download-certs] Downloading the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace",
                     "This node has joined the cluster and a new control plane instance was created:",
@@ -497,7 +515,7 @@ fn join_cluster() -> Result<()> {
     step(
         "a second join on the joined worker is refused, the node untouched",
         || {
-            let config = "/var/lib/kubeboot/e2e-join.yaml";
+            let config = "/var/lib/kubeboot/provision-join.yaml";
             let before = worker.read_file("/etc/kubernetes/kubelet.conf")?;
             let out = worker.kubeboot(&["join", "--config", config, "--bin-dir", &bin])?;
             ensure!(out.code == Some(1), "second join:\n{out}");
@@ -573,7 +591,7 @@ fn join_cluster() -> Result<()> {
                 "phase",
                 "agent-start",
                 "--config",
-                "/var/lib/kubeboot/e2e-init.yaml",
+                "/var/lib/kubeboot/provision-init.yaml",
                 "--bin-dir",
                 &bin,
                 "--bin-dir",
@@ -613,6 +631,7 @@ fn join_cluster() -> Result<()> {
         },
     )?;
 
+    let _ = std::fs::remove_dir_all(&shared);
     for n in [worker, cp3, cp2, cp] {
         n.destroy()?;
     }
