@@ -263,6 +263,19 @@ fn voters(names: &[&str]) -> Vec<(String, bool)> {
     names.iter().map(|n| (n.to_string(), false)).collect()
 }
 
+/// The member list once it shows `want` (a member answers the list from its own state, which
+/// may trail the leader's for a moment under load), or the last list seen after 10 s.
+fn settled(client: &EtcdClient, want: &[(String, bool)]) -> Vec<Member> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let members = client.list().unwrap();
+        if shape(&members) == want || std::time::Instant::now() >= deadline {
+            return members;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 fn id_of(members: &[Member], name: &str) -> u64 {
     members
         .iter()
@@ -380,7 +393,7 @@ fn etcd_members_learner_join_resume_stale_replacement_and_refusal() {
         "{}",
         out.captured()
     );
-    let members = client.list().unwrap();
+    let members = settled(&client, &voters(&["node1", "node2", "node3"]));
     assert_eq!(shape(&members), voters(&["node1", "node2", "node3"]));
     assert_eq!(id_of(&members, "node3"), learner_id);
 
@@ -430,7 +443,7 @@ fn etcd_members_learner_join_resume_stale_replacement_and_refusal() {
         )),
         "{said}"
     );
-    let members = client.list().unwrap();
+    let members = settled(&client, &voters(&["node1", "node2", "node3"]));
     assert_eq!(shape(&members), voters(&["node1", "node2", "node3"]));
     assert_ne!(id_of(&members, "node2"), old_id);
 

@@ -181,6 +181,15 @@ impl JoinData {
             if node.cri_socket.is_none() {
                 node.cri_socket = Some(names::CONTAINERD_SOCKET.to_string());
             }
+            // kubeadm (kubelet/flags.go): a worker registers with its taints through the
+            // kubelet's flag; a control-plane node gets them from mark-control-plane.
+            if self.cfg.control_plane.is_none()
+                && let Some(flag) = register_with_taints(node.taints.as_deref().unwrap_or_default())
+            {
+                node.kubelet_extra_args
+                    .entry("register-with-taints".into())
+                    .or_insert(flag);
+            }
             if self.static_pod_runner == components::StaticPodRunner::Agent {
                 // The DaemonSet's affinity skips nodes with this label: set at registration,
                 // no kube-proxy Pod is ever scheduled here.
@@ -308,6 +317,43 @@ impl JoinData {
     /// The discovery input for this configuration.
     pub fn discovery(&self) -> &JoinDiscovery {
         &self.cfg.discovery
+    }
+}
+
+/// The kubelet's `--register-with-taints` value for `taints` (`key=value:Effect,...`), `None`
+/// for none.
+pub fn register_with_taints(taints: &[components::config::Taint]) -> Option<String> {
+    (!taints.is_empty()).then(|| {
+        taints
+            .iter()
+            .map(|t| match &t.value {
+                Some(v) => format!("{}={v}:{}", t.key, t.effect),
+                None => format!("{}:{}", t.key, t.effect),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+#[cfg(test)]
+mod taint_tests {
+    use super::*;
+
+    #[test]
+    fn a_workers_taints_are_the_kubelets_flag() {
+        let t = |key: &str, value: Option<&str>, effect: &str| components::config::Taint {
+            key: key.into(),
+            value: value.map(String::from),
+            effect: effect.into(),
+        };
+        assert_eq!(register_with_taints(&[]), None);
+        assert_eq!(
+            register_with_taints(&[
+                t("dedicated", Some("gpu"), "NoSchedule"),
+                t("spot", None, "PreferNoSchedule")
+            ]),
+            Some("dedicated=gpu:NoSchedule,spot:PreferNoSchedule".into())
+        );
     }
 }
 
