@@ -252,6 +252,8 @@ pub fn check_etcd_phase() -> Phase<JoinData> {
     )
     .flags(FLAGS)
     .when(is_cp)
+    // kubeadm hides it too (phases/join/checketcd.go).
+    .hidden()
 }
 
 fn check_etcd(d: &mut JoinData) -> anyhow::Result<()> {

@@ -57,7 +57,13 @@ fn closing_text(d: &JoinData) {
         out.line("* The Kubelet was informed of the new secure connection details.");
         out.line("* Control plane (master) label and taint were applied to the new node.");
         out.line("* The Kubernetes control plane instances scaled up.");
-        out.line("* A new etcd member was added to the local/stacked etcd cluster.");
+        let local_etcd = d
+            .init_cfg
+            .as_ref()
+            .is_none_or(|c| matches!(c.cluster.etcd, components::config::Etcd::Local(_)));
+        if local_etcd {
+            out.line("* A new etcd member was added to the local/stacked etcd cluster.");
+        }
         out.line("");
         out.line("To start administering your cluster from this node, you need to run the following as a regular user:");
         out.line("");
