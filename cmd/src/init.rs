@@ -1,11 +1,8 @@
 //! `kubeboot init` and `kubeboot init phase ...`: builds the validated config from flags and
 //! `--config` (one pure merge), then runs the phase tree.
 
-use std::time::SystemTime;
-
-use anyhow::Context;
 use clap::FromArgMatches;
-use components::config::{ConfigSource, InitFlags};
+use components::config::InitFlags;
 
 use crate::cli::{self, InitArgs};
 
@@ -52,18 +49,7 @@ pub(crate) fn phase_path<'a>(
 
 fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::Result<()> {
     let bin_dirs = phases::host::bin_dirs(&args.bin_dir)?;
-    let config = match &args.config {
-        None => None,
-        Some(path) => Some(ConfigSource {
-            path: path.display().to_string(),
-            content: std::fs::read_to_string(path).with_context(|| {
-                format!(
-                    "could not read the config file {:?}",
-                    path.display().to_string()
-                )
-            })?,
-        }),
-    };
+    let config = crate::node::config_source(args.config.as_deref())?;
     let flags = InitFlags {
         config,
         apiserver_advertise_address: args.apiserver_advertise_address,
@@ -107,34 +93,18 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
     // `init phase agent-start`, must not start the agent on the kubelet's manifests).
     let static_pod_runner =
         phases::host::static_pod_runner(args.static_pod_runner.as_deref(), &layout)?;
-    let (fs, _scratch) = if args.dry_run {
-        let dir = tempfile::Builder::new()
-            .prefix("kubeboot-init-dryrun")
-            .tempdir()
-            .context("could not create the dry-run directory")?;
-        let keep = dir.keep();
-        (agent::host::fs::Fs::under(&keep), Some(keep))
-    } else {
-        (agent::host::fs::Fs::real(), None)
-    };
     let host_paths = phases::host::host_paths(&layout);
-    let node = phases::shared::node::NodeCtx {
-        ignore_preflight_errors: cfg.node.ignore_preflight_errors.clone(),
+    let node = crate::node::node_ctx(
         layout,
-        fs,
-        out: phases::out::Out::stdout(),
-        dry_run: args.dry_run,
-        bin_dirs,
-        exe: std::env::current_exe().context("could not find the kubeboot executable")?,
-        now: SystemTime::now(),
-        pod_network: args
-            .pod_network
-            .as_deref()
-            .map(str::parse)
-            .transpose()?
-            .unwrap_or_default(),
-        static_pod_runner,
-    };
+        crate::node::NodeFlags {
+            command: "init",
+            dry_run: args.dry_run,
+            bin_dirs,
+            ignore_preflight_errors: cfg.node.ignore_preflight_errors.clone(),
+            pod_network: args.pod_network.as_deref(),
+            static_pod_runner,
+        },
+    )?;
     let mut data = phases::init::InitData {
         node,
         cfg,
@@ -145,11 +115,5 @@ fn execute(args: InitArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
         upload_certs: args.upload_certs,
         resumed: None,
     };
-    if args.dry_run {
-        data.out.say(
-            "dryrun",
-            "Running in dry-run mode: no changes are made to this node",
-        );
-    }
     phases::init::run(&mut data, only)
 }

@@ -1,11 +1,8 @@
 //! `kubeboot join` and `kubeboot join phase ...`: builds the validated join configuration from
 //! flags and `--config` (one pure merge), then runs the phase tree.
 
-use std::time::SystemTime;
-
-use anyhow::Context;
 use clap::FromArgMatches;
-use components::config::{ConfigSource, JoinFlags};
+use components::config::JoinFlags;
 
 use crate::cli::{self, JoinArgs};
 
@@ -33,18 +30,7 @@ pub fn run(args: JoinArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
 
 fn execute(args: JoinArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::Result<()> {
     let bin_dirs = phases::host::bin_dirs(&args.bin_dir)?;
-    let config = match &args.config {
-        None => None,
-        Some(path) => Some(ConfigSource {
-            path: path.display().to_string(),
-            content: std::fs::read_to_string(path).with_context(|| {
-                format!(
-                    "could not read the config file {:?}",
-                    path.display().to_string()
-                )
-            })?,
-        }),
-    };
+    let config = crate::node::config_source(args.config.as_deref())?;
     anyhow::ensure!(
         args.endpoint.len() <= 1,
         "accepts at most 1 arg(s), received {}: give one API server endpoint (<host>:<port>)",
@@ -78,33 +64,17 @@ fn execute(args: JoinArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
         phases::host::static_pod_runner(args.static_pod_runner.as_deref(), &layout)?;
     let static_pod_runner_chosen =
         args.static_pod_runner.is_some() || phases::host::node_static_pod_runner(&layout).is_some();
-    let (fs, _scratch) = if args.dry_run {
-        let dir = tempfile::Builder::new()
-            .prefix("kubeboot-join-dryrun")
-            .tempdir()
-            .context("could not create the dry-run directory")?;
-        let keep = dir.keep();
-        (agent::host::fs::Fs::under(&keep), Some(keep))
-    } else {
-        (agent::host::fs::Fs::real(), None)
-    };
-    let node = phases::shared::node::NodeCtx {
-        ignore_preflight_errors: cfg.node.ignore_preflight_errors.clone(),
+    let node = crate::node::node_ctx(
         layout,
-        fs,
-        out: phases::out::Out::stdout(),
-        dry_run: args.dry_run,
-        bin_dirs,
-        exe: std::env::current_exe().context("could not find the kubeboot executable")?,
-        now: SystemTime::now(),
-        pod_network: args
-            .pod_network
-            .as_deref()
-            .map(str::parse)
-            .transpose()?
-            .unwrap_or_default(),
-        static_pod_runner,
-    };
+        crate::node::NodeFlags {
+            command: "join",
+            dry_run: args.dry_run,
+            bin_dirs,
+            ignore_preflight_errors: cfg.node.ignore_preflight_errors.clone(),
+            pod_network: args.pod_network.as_deref(),
+            static_pod_runner,
+        },
+    )?;
     let mut data = phases::join::JoinData {
         node,
         cfg,
@@ -115,11 +85,5 @@ fn execute(args: JoinArgs, set_flags: Vec<String>, only: &[String]) -> anyhow::R
         node_ip: host.default_address,
         static_pod_runner_chosen,
     };
-    if args.dry_run {
-        data.out.say(
-            "dryrun",
-            "Running in dry-run mode: no changes are made to this node",
-        );
-    }
     phases::join::run(&mut data, only)
 }

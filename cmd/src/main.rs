@@ -9,6 +9,7 @@ mod config_cmd;
 mod init;
 mod join;
 mod logging;
+mod node;
 mod reset;
 mod token;
 mod version;
