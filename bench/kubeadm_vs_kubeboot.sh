@@ -2,7 +2,12 @@
 # Upstream `kubeadm init` vs `kubeboot init`, side by side on this machine, one namespace node
 # each (scripts/node.sh). Not a test: nothing here asserts a time.
 #
-#   bash bench/kubeadm_vs_kubeboot.sh
+#   bash bench/kubeadm_vs_kubeboot.sh [--runs N] [--only kubeadm,kubeboot,kubelet]
+#
+# --runs N (default 5) rounds, each one init per variant, the variants alternating (every other
+# round in reverse order, so a drift in the machine's load hits each alike); --only picks the
+# variants (e.g. `--only kubeboot` for quick iteration). BENCH_KEEP_LOGS=1 keeps each init's
+# time-stamped output and kubeboot's agent log.
 #
 # Both nodes get the same prerequisites before the clock starts, as an operator would have
 # them: containerd running in the node (the same config as kubeboot writes for its own:
@@ -22,11 +27,28 @@
 #   kubeboot kubelet node: `kubeboot init --static-pod-runner kubelet` (the kubelet runs the
 #     control plane from the same images; kube-proxy from the DaemonSet; the agent runs the
 #     kubelet and writes the CNI conflist).
-# Measured from the start of init (wall clock): node Ready, and a Running pod of a 1-replica
-# Deployment of kubeboot.local/web:1 created right after init returns (after untainting).
-# Every wait is bounded; both nodes are destroyed on exit.
+# Each init runs under bench/timeline.py inside its node, which records on one clock, from the
+# start of init: certs done, the API server's /readyz, init returned, the Node registered, its
+# podCIDR, the CNI config written (file mtime; kubeadm's is written beforehand), node Ready,
+# and the first / both pods Running of a 2-replica Deployment of kubeboot.local/web:1 created
+# right after init returns (after untainting); the API polled at 10 Hz. Printed per run, then
+# the median and spread (min..max) per milestone with ratios kubeadm / kubeboot.
+# Every wait is bounded; every node is destroyed on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RUNS=5
+VARIANTS=(kubeadm kubeboot kubelet)
+while [ $# -gt 0 ]; do
+  case $1 in
+    --runs) RUNS=${2:?--runs needs a number}; shift 2 ;;
+    --only) IFS=, read -r -a VARIANTS <<<"${2:?--only needs kubeadm,kubeboot,kubelet}"; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
+    *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+for v in "${VARIANTS[@]}"; do
+  case $v in kubeadm|kubeboot|kubelet) ;; *) echo "--only: unknown variant $v (kubeadm, kubeboot, kubelet)" >&2; exit 2 ;; esac
+done
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 readonly KA=kb-vs-kubeadm KA_IP=10.123.0.45 KB=kb-vs-kubeboot KB_IP=10.123.0.46
@@ -99,69 +121,95 @@ prepare() { # <node> <ip>: node, config, containerd running with every image imp
   kubeadm_containerd "$n" "$work" "$images"
 }
 
-# measure <node> <init log> <init command...>: prints "<to init end> <to Ready> <to Running pod>"
-measure() {
-  local n=$1 log=$2; shift 2
-  local s e_init e_ready="" e_pod="" t
-  s=$(now)
-  if ! timeout "$TIMEOUT" bash "$NODE_SH" exec "$n" -- "$@" >"$log" 2>&1; then
-    echo "init failed in $n:" >&2; tail -30 "$log" >&2; return 1
+# run_variant <variant> <run>: one init in a fresh node, its timeline appended to $results as
+# "<variant> <milestone> <seconds>" lines and printed on one line.
+run_variant() {
+  local v=$1 r=$2 n ip json
+  case $v in
+    kubeadm) n=$KA ip=$KA_IP ;;
+    kubeboot) n=$KB ip=$KB_IP ;;
+    kubelet) n=$KK ip=$KK_IP ;;
+  esac
+  prepare "$n" "$ip"
+  local cmd=()
+  case $v in
+    kubeadm)
+      in_node "$n" cp "$work/10-bridge.conflist" /etc/cni/net.d/10-bridge.conflist
+      kubeadm_kubelet_unit "$n" "$work"
+      cmd=("$KUBEADM" init --config /var/lib/kubeboot/bench.yaml --skip-phases=preflight) ;;
+    kubeboot)
+      cmd=("$KUBEBOOT" init --config /var/lib/kubeboot/bench.yaml
+        --bin-dir "$KUBEBOOT_BIN_DIR" --bin-dir /usr/bin) ;;
+    kubelet)
+      cmd=("$KUBEBOOT" init --config /var/lib/kubeboot/bench.yaml --static-pod-runner kubelet
+        --bin-dir "$KUBEBOOT_BIN_DIR" --bin-dir /usr/bin) ;;
+  esac
+  local log="$work/$v-$r-init.log"
+  if ! json=$(in_node "$n" python3 "$ROOT/bench/timeline.py" --node "$n" --kubectl "$KUBECTL" \
+      --timeout "$TIMEOUT" --log "$log" -- "${cmd[@]}" | tail -1); then
+    echo "   $v run $r failed: $json" >&2
+    tail -20 "$log" >&2 || true
+    [ "$v" != kubeadm ] || tail -20 "$work/$n-kubelet.log" >&2 || true
+    kc "$n" get nodes,pods -A -o wide >&2 || true
+    [ -z "${BENCH_KEEP_LOGS:-}" ] || cp "$log" "$keep/" 2>/dev/null || true
+    bash "$NODE_SH" destroy "$n" >/dev/null
+    return 0
   fi
-  e_init=$(now)
-  kc "$n" taint nodes --all node-role.kubernetes.io/master- >/dev/null 2>&1 || true
-  kc "$n" create deployment web --image=kubeboot.local/web:1 >/dev/null
-  local deadline=$(( $(date +%s) + TIMEOUT ))
-  while [ -z "$e_ready" ] || [ -z "$e_pod" ]; do
-    if [ "$(date +%s)" -gt "$deadline" ]; then
-      echo "timed out in $n (ready=${e_ready:-no} pod=${e_pod:-no})" >&2
-      kc "$n" get nodes,pods -A -o wide >&2 || true
-      return 1
-    fi
-    t=$(now)
-    if [ -z "$e_ready" ] && kc "$n" get node "$n" \
-      -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True; then
-      e_ready=$t
-    fi
-    if [ -z "$e_pod" ] && kc "$n" get pods -l app=web \
-      -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' 2>/dev/null | grep -qx Running; then
-      e_pod=$t
-    fi
-    sleep 0.2
-  done
-  echo "$(elapsed "$s" "$e_init") $(elapsed "$s" "$e_ready") $(elapsed "$s" "$e_pod")"
+  [ -z "${BENCH_KEEP_LOGS:-}" ] || { cp "$log" "$keep/"; in_node "$n" sh -c \
+    'cat /var/log/kubeboot/agent.log 2>/dev/null' >"$keep/$v-$r-agent.log" || true; }
+  python3 - "$v" "$json" >>"$results" <<'PY'
+import json, sys
+for k, t in json.loads(sys.argv[2]).items():
+    print(sys.argv[1], k, "-" if t is None else t)
+PY
+  printf '   %-9s run %s: %s\n' "$v" "$r" "$(python3 -c 'import json,sys; print("  ".join(f"{k} {v}" for k, v in json.loads(sys.argv[1]).items()))' "$json")"
+  bash "$NODE_SH" destroy "$n" >/dev/null
 }
 
-echo "== kubeadm v1.20.2 (node $KA, $KA_IP)"
-prepare "$KA" "$KA_IP"
-in_node "$KA" cp "$work/10-bridge.conflist" /etc/cni/net.d/10-bridge.conflist
-kubeadm_kubelet_unit "$KA" "$work"
-read -r ka_init ka_ready ka_pod < <(measure "$KA" "$work/kubeadm-init.log" \
-  "$KUBEADM" init --config /var/lib/kubeboot/bench.yaml --skip-phases=preflight) \
-  || { echo "kubelet log tail:" >&2; tail -20 "$work/$KA-kubelet.log" >&2; exit 1; }
-echo "   init returned ${ka_init}s   node Ready ${ka_ready}s   web pod Running ${ka_pod}s"
-bash "$NODE_SH" destroy "$KA" >/dev/null
+results="$work/results"
+: >"$results"
+keep=${BENCH_KEEP_LOGS:+$(mktemp -d /tmp/bench-logs.XXXXXX)}
+[ -z "$keep" ] || echo "== logs kept in $keep"
+echo "== $RUNS run(s) of: ${VARIANTS[*]} (alternating; times in seconds from the start of init)"
+for r in $(seq 1 "$RUNS"); do
+  order=("${VARIANTS[@]}")
+  # Every other round backwards, so a drift in the machine's load hits both sides alike.
+  if [ $((r % 2)) -eq 0 ]; then
+    order=()
+    for ((i = ${#VARIANTS[@]} - 1; i >= 0; i--)); do order+=("${VARIANTS[i]}"); done
+  fi
+  for v in "${order[@]}"; do run_variant "$v" "$r"; done
+done
 
-echo "== kubeboot (node $KB, $KB_IP)"
-prepare "$KB" "$KB_IP"
-read -r kb_init kb_ready kb_pod < <(measure "$KB" "$work/kubeboot-init.log" \
-  "$KUBEBOOT" init --config /var/lib/kubeboot/bench.yaml \
-  --bin-dir "$KUBEBOOT_BIN_DIR" --bin-dir /usr/bin)
-echo "   init returned ${kb_init}s   node Ready ${kb_ready}s   web pod Running ${kb_pod}s"
-bash "$NODE_SH" destroy "$KB" >/dev/null
-
-echo "== kubeboot --static-pod-runner kubelet (node $KK, $KK_IP)"
-prepare "$KK" "$KK_IP"
-read -r kk_init kk_ready kk_pod < <(measure "$KK" "$work/kubeboot-kubelet-init.log" \
-  "$KUBEBOOT" init --config /var/lib/kubeboot/bench.yaml --static-pod-runner kubelet \
-  --bin-dir "$KUBEBOOT_BIN_DIR" --bin-dir /usr/bin)
-echo "   init returned ${kk_init}s   node Ready ${kk_ready}s   web pod Running ${kk_pod}s"
-bash "$NODE_SH" destroy "$KK" >/dev/null
-
-echo "== wall time from the start of init (ratio: kubeadm / kubeboot)"
-printf '   %-16s %9s %15s %8s %17s %8s\n' "" kubeadm "kubeboot agent" ratio "kubeboot kubelet" ratio
-row() {
-  printf '   %-16s %8ss %14ss %8s %16ss %8s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")" "$4" "$(ratio "$2" "$4")"
-}
-row "init returned" "$ka_init" "$kb_init" "$kk_init"
-row "node Ready" "$ka_ready" "$kb_ready" "$kk_ready"
-row "pod Running" "$ka_pod" "$kb_pod" "$kk_pod"
+echo "== timeline of init, median (min..max) over the runs; ratio: kubeadm's median / this one's"
+python3 - "$results" "${VARIANTS[@]}" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+variants = sys.argv[2:]
+names = {"kubeadm": "kubeadm", "kubeboot": "kubeboot agent", "kubelet": "kubeboot kubelet"}
+order = ["certs", "api-readyz", "init-returned", "registered", "pod-cidr", "cni-config", "ready", "pod-1", "pod-2"]
+label = {"certs": "certs done", "api-readyz": "API /readyz", "init-returned": "init returned",
+         "registered": "Node registered", "pod-cidr": "podCIDR", "cni-config": "CNI config",
+         "ready": "node Ready", "pod-1": "1st pod Running", "pod-2": "2 pods Running"}
+vals = {}
+for v, k, t in rows:
+    if t != "-":
+        vals.setdefault((v, k), []).append(float(t))
+med = {key: statistics.median(ts) for key, ts in vals.items()}
+head = f"   {'':16}" + "".join(f"{names[v]:>24}" + ("" if v == "kubeadm" or "kubeadm" not in variants else f"{'ratio':>7}") for v in variants)
+print(head)
+runs = {v: len({i for i, r in enumerate(rows) if r[0] == v}) for v in variants}
+for k in order:
+    line = f"   {label[k]:16}"
+    for v in variants:
+        ts = vals.get((v, k))
+        cell = f"{med[(v, k)]:.2f} ({min(ts):.1f}..{max(ts):.1f})" if ts else "-"
+        line += f"{cell:>24}"
+        if v != "kubeadm" and "kubeadm" in variants:
+            a, b = med.get(("kubeadm", k)), med.get((v, k))
+            line += f"{(f'{a / b:.2f}x' if a and b else '-'):>7}"
+    print(line)
+for v in variants:
+    n = len(vals.get((v, "init-returned"), []))
+    print(f"   {names[v]}: {n} successful run(s)")
+PY
