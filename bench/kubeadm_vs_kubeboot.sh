@@ -121,6 +121,15 @@ prepare() { # <node> <ip>: node, config, containerd running with every image imp
   kubeadm_containerd "$n" "$work" "$images"
 }
 
+# keep_logs <node> <name> <init log>: the init output, the agent's log and every pod's log
+# (the agent's and the kubelet's), and the kubeadm node's kubelet, into $keep.
+keep_logs() {
+  local n=$1 name=$2
+  cp "$3" "$keep/$name-init.log" 2>/dev/null || true
+  cp "$work/$n-kubelet.log" "$keep/$name-kubelet-unit.log" 2>/dev/null || true
+  in_node "$n" sh -c 'tar -C /var/log -czf - kubeboot pods 2>/dev/null' >"$keep/$name-logs.tgz" || true
+}
+
 # run_variant <variant> <run>: one init in a fresh node, its timeline appended to $results as
 # "<variant> <milestone> <seconds>" lines and printed on one line.
 run_variant() {
@@ -151,12 +160,11 @@ run_variant() {
     tail -20 "$log" >&2 || true
     [ "$v" != kubeadm ] || tail -20 "$work/$n-kubelet.log" >&2 || true
     kc "$n" get nodes,pods -A -o wide >&2 || true
-    [ -z "${BENCH_KEEP_LOGS:-}" ] || cp "$log" "$keep/" 2>/dev/null || true
+    [ -z "${BENCH_KEEP_LOGS:-}" ] || keep_logs "$n" "$v-$r" "$log"
     bash "$NODE_SH" destroy "$n" >/dev/null
     return 0
   fi
-  [ -z "${BENCH_KEEP_LOGS:-}" ] || { cp "$log" "$keep/"; in_node "$n" sh -c \
-    'cat /var/log/kubeboot/agent.log 2>/dev/null' >"$keep/$v-$r-agent.log" || true; }
+  [ -z "${BENCH_KEEP_LOGS:-}" ] || keep_logs "$n" "$v-$r" "$log"
   python3 - "$v" "$json" >>"$results" <<'PY'
 import json, sys
 for k, t in json.loads(sys.argv[2]).items():

@@ -23,6 +23,7 @@
 //! - [`containerd`]: containerd as an agent static pod and kubeboot's configuration for it.
 //! - [`kubelet`]: the kubelet's KubeletConfiguration, `kubeadm-flags.env` and its static pod
 //!   in agent mode (kubeadm: componentconfigs/kubelet.go, phases/kubelet/flags.go).
+//! - [`pod_cidr`]: the podCIDRs the controller-manager's range allocator gives a new Node.
 //! - [`yaml`]: the one place pods become YAML and back, keys sorted as kubeadm's output.
 //! - [`addons`]: the CoreDNS and kube-proxy objects kubeadm creates through the API
 //!   (kubeadm: phases/addons), and the kube-proxy static pod of kubeboot's agent mode.
@@ -36,6 +37,7 @@ pub mod containerd;
 pub mod control_plane;
 pub mod etcd;
 pub mod kubelet;
+pub mod pod_cidr;
 pub mod staticpod;
 pub mod volumes;
 pub mod yaml;

@@ -440,6 +440,20 @@ impl Cluster {
         &self,
         name: &str,
         timeout: Duration,
+        progress: impl FnMut(Duration),
+    ) -> anyhow::Result<Node> {
+        self.wait_for_node_every(name, timeout, API_CALL_RETRY_INTERVAL, progress)
+    }
+
+    /// [`Cluster::wait_for_node`], polling every `interval`.
+    ///
+    /// # Errors
+    /// The node did not register within `timeout` (the last API error, if any, is the cause).
+    pub fn wait_for_node_every(
+        &self,
+        name: &str,
+        timeout: Duration,
+        interval: Duration,
         mut progress: impl FnMut(Duration),
     ) -> anyhow::Result<Node> {
         let start = Instant::now();
@@ -466,7 +480,7 @@ impl Cluster {
                 last_report = elapsed;
                 progress(elapsed);
             }
-            std::thread::sleep(API_CALL_RETRY_INTERVAL.min(timeout - elapsed));
+            std::thread::sleep(interval.min(timeout - elapsed));
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod etcd;
 pub mod kubeconfig;
 pub mod kubelet_start;
 pub mod mark_control_plane;
+pub mod pod_cidr;
 pub mod preflight;
 pub mod resume;
 pub mod upload_certs;
@@ -34,6 +35,7 @@ pub fn phases() -> Vec<Phase<InitData>> {
         etcd::phase(),
         agent_start::phase(),
         wait_control_plane::phase(),
+        pod_cidr::phase(),
         agent_rbac::phase(),
         upload_config::phase(),
         upload_certs::phase(),
