@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use components::catalogue::{self, Component};
 use components::config::InitConfig;
 use components::{Layout, StaticPodRunner, names};
-use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, SecurityContext};
 use serde_json::{Map, Value, json};
 
 use crate::paths::text;
@@ -323,6 +323,26 @@ pub fn kubelet_pod(cfg: &InitConfig, layout: &Layout, cri_socket: &str, hostname
     node_pod(component_pod(container, vec![], BTreeMap::new()))
 }
 
+/// The AWS SDK's switch for the EC2 instance metadata service (aws-sdk-go:
+/// aws/ec2metadata/service.go, disableServiceEnvVar).
+pub const AWS_EC2_METADATA_DISABLED: &str = "AWS_EC2_METADATA_DISABLED";
+
+/// Turns off the kubelet's lookups of the EC2 instance metadata service, for a host that is
+/// not on EC2. The in-tree ECR credential provider asks the AWS credential chain whether it
+/// is enabled when the kubelet starts (kubelet: pkg/credentialprovider/aws/aws_credentials.go,
+/// ecrProvider.Enabled), whose last link asks 169.254.169.254 and waits its 5 s timeout
+/// where nothing answers: the kubelet starts (and registers its Node) that much later. ECR
+/// credentials from the environment or a shared credentials file still work.
+pub fn without_ec2_metadata(pod: &mut Pod) {
+    for c in pod.spec.iter_mut().flat_map(|s| s.containers.iter_mut()) {
+        c.env.get_or_insert_with(Vec::new).push(EnvVar {
+            name: AWS_EC2_METADATA_DISABLED.to_string(),
+            value: Some("true".to_string()),
+            value_from: None,
+        });
+    }
+}
+
 /// A static pod of the node tier (not the control plane's).
 pub(crate) fn node_pod(mut pod: Pod) -> Pod {
     if let Some(labels) = pod.metadata.labels.as_mut() {
@@ -363,6 +383,34 @@ mod tests {
 
     fn parsed(cfg: &InitConfig) -> Value {
         yaml_serde::from_str(&kubelet_configuration_yaml(cfg)).expect("yaml")
+    }
+
+    #[test]
+    fn ec2_metadata_lookups_can_be_turned_off() {
+        let cfg = cfg_with(None);
+        let mut pod = kubelet_pod(
+            &cfg,
+            &Layout::host(),
+            "/run/containerd/containerd.sock",
+            "node1",
+        );
+        let env = |p: &Pod| {
+            p.spec.as_ref().unwrap().containers[0]
+                .env
+                .clone()
+                .unwrap_or_default()
+        };
+        assert!(
+            env(&pod)
+                .iter()
+                .all(|e| e.name != AWS_EC2_METADATA_DISABLED)
+        );
+        without_ec2_metadata(&mut pod);
+        assert!(
+            env(&pod)
+                .iter()
+                .any(|e| e.name == AWS_EC2_METADATA_DISABLED && e.value.as_deref() == Some("true"))
+        );
     }
 
     #[test]

@@ -8,6 +8,24 @@ use anyhow::Context;
 
 use components::config::HostFacts;
 
+/// Whether this host looks like an Amazon EC2 instance: the files cadvisor reads for it
+/// (cadvisor: utils/cloudinfo/aws/aws.go, IsActiveProvider) or the DMI system vendor
+/// mention Amazon.
+pub fn looks_like_ec2() -> bool {
+    [
+        "/sys/class/dmi/id/product_version",
+        "/sys/class/dmi/id/bios_vendor",
+        "/sys/class/dmi/id/sys_vendor",
+        "/etc/os-release",
+    ]
+    .iter()
+    .any(|p| std::fs::read_to_string(p).is_ok_and(|t| mentions_amazon(&t)))
+}
+
+fn mentions_amazon(text: &str) -> bool {
+    text.to_ascii_lowercase().contains("amazon")
+}
+
 /// The default binary directories, searched after any `--bin-dir`.
 pub fn default_bin_dirs() -> Vec<PathBuf> {
     vec![PathBuf::from("/usr/local/bin"), PathBuf::from("/usr/bin")]
@@ -170,6 +188,13 @@ pub fn host_paths(layout: &components::Layout) -> manifests::HostPaths {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amazon_in_any_case_means_ec2() {
+        assert!(mentions_amazon("Amazon EC2\n"));
+        assert!(mentions_amazon("4.11.amazon\n"));
+        assert!(!mentions_amazon("QEMU\n"));
+    }
 
     #[test]
     fn given_dirs_come_first_then_defaults_without_repeats() {

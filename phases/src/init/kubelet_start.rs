@@ -75,6 +75,21 @@ pub fn cri_socket_path(cfg: &InitConfig) -> String {
     manifests::kubelet::cri_endpoint(&given).1
 }
 
+/// The kubelet's static pod for this host: [`manifests::kubelet::kubelet_pod`], with the EC2
+/// metadata lookups off where the host is not on EC2 (they hold the kubelet's start 5 s).
+pub fn kubelet_pod(
+    cfg: &InitConfig,
+    layout: &components::Layout,
+    cri_socket: &str,
+    hostname: &str,
+) -> k8s_openapi::api::core::v1::Pod {
+    let mut pod = manifests::kubelet::kubelet_pod(cfg, layout, cri_socket, hostname);
+    if !crate::host::looks_like_ec2() {
+        manifests::kubelet::without_ec2_metadata(&mut pod);
+    }
+    pod
+}
+
 /// Observes the node: a live CRI socket, else an installed containerd.
 ///
 /// # Errors
@@ -159,7 +174,7 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
     if let CriRuntime::StartContainerd { socket, version } = &cri {
         write_containerd(d, &d.cfg, socket, version)?;
     }
-    let pod = manifests::kubelet::kubelet_pod(&d.cfg, &d.layout, cri.socket(), &hostname);
+    let pod = kubelet_pod(&d.cfg, &d.layout, cri.socket(), &hostname);
     let dir = d.agent_manifests_dir();
     crate::init::control_plane::write_manifest_in(d, &dir, names::KUBELET, &pod)?;
     say!(d.out, "kubelet-start", "Starting the kubelet");

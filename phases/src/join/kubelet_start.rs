@@ -156,7 +156,7 @@ fn run(d: &mut JoinData) -> anyhow::Result<()> {
     if let crate::init::kubelet_start::CriRuntime::StartContainerd { socket, version } = &cri {
         crate::init::kubelet_start::write_containerd(&node, &cfg, socket, version)?;
     }
-    let pod = manifests::kubelet::kubelet_pod(&cfg, layout, cri.socket(), &hostname);
+    let pod = crate::init::kubelet_start::kubelet_pod(&cfg, layout, cri.socket(), &hostname);
     let dir = node.agent_manifests_dir();
     crate::init::control_plane::write_manifest_in(&node, &dir, names::KUBELET, &pod)?;
     say!(node.out, "kubelet-start", "Starting the kubelet");
