@@ -170,7 +170,7 @@ import json, sys
 for k, t in json.loads(sys.argv[2]).items():
     print(sys.argv[1], k, "-" if t is None else t)
 PY
-  printf '   %-9s run %s: %s\n' "$v" "$r" "$(python3 -c 'import json,sys; print("  ".join(f"{k} {v}" for k, v in json.loads(sys.argv[1]).items()))' "$json")"
+  printf '   %-9s run %s: %s\n' "$v" "$r" "$(python3 -c 'import json,sys; print("  ".join(f"{k} {chr(45) if v is None else v}" for k, v in json.loads(sys.argv[1]).items()))' "$json")"
   bash "$NODE_SH" destroy "$n" >/dev/null
 }
 
