@@ -20,7 +20,6 @@
 //! before the API server has ever answered they are logged at debug level only.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -49,10 +48,10 @@ struct Approver {
 }
 
 /// Approves requests until the task is aborted; waits for the kubeconfig until it exists.
-pub(crate) async fn run(kubeconfig: PathBuf, node: String) {
+pub(crate) async fn run(client: AgentClient, node: String) {
     let mut a = Approver {
         node,
-        client: AgentClient::new(kubeconfig),
+        client,
         connection: Retry::default(),
         ever_connected: false,
         logged: Logged::default(),

@@ -113,7 +113,7 @@ pub mod object;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -190,13 +190,13 @@ struct Publisher {
 
 /// Publishes the agent's pods until the task is aborted. Does nothing but look for the
 /// kubeconfig every few seconds until it exists.
-pub(crate) async fn run(shared: Arc<Shared>, kubeconfig: PathBuf, node: String) {
+pub(crate) async fn run(shared: Arc<Shared>, client: AgentClient, node: String) {
     let mut p = Publisher {
         node_ip: shared.cfg.node_ip,
         node_ip_resolved: shared.cfg.node_ip.is_some(),
         shared,
         node,
-        client: AgentClient::new(kubeconfig),
+        client,
         waiting_announced: false,
         ever_connected: false,
         connection: Retry::default(),
@@ -265,18 +265,47 @@ async fn client_from(path: &Path) -> anyhow::Result<Client> {
 }
 
 /// A client from the agent's kubeconfig (`kubeboot-agent.conf`), built when the file appears
-/// and again whenever it changes; shared by the agent's API tasks (this publisher,
-/// [`crate::csr_approver`]).
+/// and again whenever it changes, and shared by the agent's API tasks (this publisher,
+/// [`crate::csr_approver`]): [`AgentClient::share`] gives another task a handle on the same
+/// client, so the agent keeps one TLS configuration and one connection to the API server,
+/// not one per task.
 pub(crate) struct AgentClient {
     kubeconfig: PathBuf,
-    built: Option<(Client, Option<SystemTime>)>,
+    cell: Arc<Mutex<ClientCell>>,
+    /// The generation of the client this handle last returned (0: none yet).
+    seen: u64,
+}
+
+/// What the handles share: the client, and how many were built.
+#[derive(Default)]
+struct ClientCell {
+    built: Option<BuiltClient>,
+    /// Counts the builds, never reset: each handle says "fresh" once per new client.
+    generations: u64,
+}
+
+/// The shared client, with the kubeconfig's modification time it was built from.
+struct BuiltClient {
+    client: Client,
+    mtime: Option<SystemTime>,
+    generation: u64,
 }
 
 impl AgentClient {
     pub(crate) fn new(kubeconfig: PathBuf) -> Self {
         AgentClient {
             kubeconfig,
-            built: None,
+            cell: Arc::new(Mutex::new(ClientCell::default())),
+            seen: 0,
+        }
+    }
+
+    /// Another handle on the same client, for another task; it has seen no client yet.
+    pub(crate) fn share(&self) -> Self {
+        AgentClient {
+            kubeconfig: self.kubeconfig.clone(),
+            cell: self.cell.clone(),
+            seen: 0,
         }
     }
 
@@ -285,21 +314,44 @@ impl AgentClient {
         &self.kubeconfig
     }
 
-    /// The client and whether it was (re)built just now; None while the kubeconfig does not
-    /// exist.
+    /// The client and whether it is new to this handle (built, or rebuilt, since the handle
+    /// last got one); None while the kubeconfig does not exist.
     pub(crate) async fn get(&mut self) -> anyhow::Result<Option<(Client, bool)>> {
         let Some(mtime) = kubeconfig_mtime(&self.kubeconfig)? else {
-            self.built = None;
+            self.lock().built = None;
             return Ok(None);
         };
-        if let Some((c, seen)) = &self.built
-            && *seen == mtime
-        {
-            return Ok(Some((c.clone(), false)));
-        }
-        let client = client_from(&self.kubeconfig).await?;
-        self.built = Some((client.clone(), mtime));
-        Ok(Some((client, true)))
+        let current = self
+            .lock()
+            .built
+            .as_ref()
+            .filter(|b| b.mtime == mtime)
+            .map(|b| (b.client.clone(), b.generation));
+        let (client, generation) = match current {
+            Some(c) => c,
+            None => {
+                // Built outside the lock (it awaits); two handles racing here both build, and
+                // the later one is kept: harmless.
+                let client = client_from(&self.kubeconfig).await?;
+                let mut cell = self.lock();
+                cell.generations += 1;
+                let generation = cell.generations;
+                cell.built = Some(BuiltClient {
+                    client: client.clone(),
+                    mtime,
+                    generation,
+                });
+                (client, generation)
+            }
+        };
+        let fresh = generation != self.seen;
+        self.seen = generation;
+        Ok(Some((client, fresh)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClientCell> {
+        // A poisoned lock only means a task panicked while holding it; the value is whole.
+        self.cell.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -651,5 +703,69 @@ impl Publisher {
         self.written.remove(key);
         self.logged.remove(key);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kubeconfig kube accepts without a network (nothing is sent in these tests).
+    fn write_kubeconfig(path: &Path, server: &str) {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n\
+             users:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n\
+             current-context: x\n"
+        );
+        std::fs::write(path, yaml).unwrap();
+    }
+
+    fn generation(c: &AgentClient) -> Option<u64> {
+        c.lock().built.as_ref().map(|b| b.generation)
+    }
+
+    #[tokio::test]
+    async fn shared_handles_build_one_client_and_each_sees_it_fresh_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.conf");
+        let mut mirror = AgentClient::new(path.clone());
+        let mut approver = mirror.share();
+        assert!(mirror.get().await.unwrap().is_none(), "no kubeconfig yet");
+
+        write_kubeconfig(&path, "http://127.0.0.1:1");
+        let (_, fresh) = mirror.get().await.unwrap().unwrap();
+        assert!(fresh);
+        assert_eq!(generation(&mirror), Some(1));
+        // The other task gets the same client, new to it, without a second build.
+        let (_, fresh) = approver.get().await.unwrap().unwrap();
+        assert!(fresh);
+        assert_eq!(generation(&approver), Some(1));
+        assert!(!mirror.get().await.unwrap().unwrap().1);
+        assert!(!approver.get().await.unwrap().unwrap().1);
+
+        // A changed kubeconfig: one rebuild, fresh once for each handle.
+        let later = SystemTime::now() + Duration::from_secs(5);
+        write_kubeconfig(&path, "http://127.0.0.1:2");
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert!(approver.get().await.unwrap().unwrap().1);
+        assert_eq!(generation(&approver), Some(2));
+        assert!(mirror.get().await.unwrap().unwrap().1);
+        assert_eq!(generation(&mirror), Some(2));
+        assert!(!mirror.get().await.unwrap().unwrap().1);
+
+        // Gone: both wait again; back: a new client, fresh for both.
+        std::fs::remove_file(&path).unwrap();
+        assert!(mirror.get().await.unwrap().is_none());
+        assert!(approver.get().await.unwrap().is_none());
+        assert_eq!(generation(&mirror), None);
+        write_kubeconfig(&path, "http://127.0.0.1:1");
+        assert!(mirror.get().await.unwrap().unwrap().1);
+        assert!(approver.get().await.unwrap().unwrap().1);
+        assert_eq!(generation(&approver), Some(3));
     }
 }

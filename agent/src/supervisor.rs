@@ -131,22 +131,25 @@ pub(crate) async fn run(
         .agent_log_file
         .clone()
         .map(|log| tokio::spawn(rotate_own_log(log, shared.cfg.log_rotation)));
-    let mirror = match (&shared.cfg.kubeconfig, &shared.cfg.node_name) {
-        (Some(kubeconfig), Some(node)) => Some(tokio::spawn(
-            crate::mirror::run(shared.clone(), kubeconfig.clone(), node.clone())
-                .instrument(info_span!("mirror")),
+    // One API client for both tasks (crate::mirror::AgentClient).
+    let api_client = match (&shared.cfg.kubeconfig, &shared.cfg.node_name) {
+        (Some(kubeconfig), Some(node)) => Some((
+            crate::mirror::AgentClient::new(kubeconfig.clone()),
+            node.clone(),
         )),
         _ => None,
     };
+    let mirror = api_client.as_ref().map(|(client, node)| {
+        tokio::spawn(
+            crate::mirror::run(shared.clone(), client.share(), node.clone())
+                .instrument(info_span!("mirror")),
+        )
+    });
     // Where the agent's kubeconfig exists (control-plane nodes), joining nodes get their
     // kube-proxy credential approved (crate::csr_approval).
-    let csr_approver = match (&shared.cfg.kubeconfig, &shared.cfg.node_name) {
-        (Some(kubeconfig), Some(node)) => Some(tokio::spawn(
-            crate::csr_approver::run(kubeconfig.clone(), node.clone())
-                .instrument(info_span!("csr-approver")),
-        )),
-        _ => None,
-    };
+    let csr_approver = api_client.map(|(client, node)| {
+        tokio::spawn(crate::csr_approver::run(client, node).instrument(info_span!("csr-approver")))
+    });
     let _webhook = shared
         .cfg
         .webhook

@@ -352,6 +352,32 @@ pub fn command() -> clap::Command {
         })
 }
 
+/// The command line to parse `args` (the whole of argv) with: [`command`], except for
+/// `kubeboot agent ...`, the long-running agent: it gets the tree without the generated
+/// `init phase` / `join phase` subcommands, which it can never match and whose construction
+/// (every phase tree, the init and join flags copied into each phase) would stay in its
+/// memory as touched code and freed-but-kept heap for as long as it runs.
+pub fn command_for(args: &[std::ffi::OsString]) -> clap::Command {
+    if args.get(1).is_some_and(|a| a == "agent") {
+        Cli::command()
+    } else {
+        command()
+    }
+}
+
+/// The shim's own arguments when `args` is `kubeboot agent shim <args>...` (how the agent
+/// starts every container's shim), all UTF-8: what clap would hand over for the `shim`
+/// subcommand (a trailing var-arg taking everything verbatim), without building it.
+pub fn shim_args(args: &[std::ffi::OsString]) -> Option<Vec<String>> {
+    if args.len() < 3 || args[1] != "agent" || args[2] != "shim" {
+        return None;
+    }
+    args[3..]
+        .iter()
+        .map(|a| a.to_str().map(str::to_string))
+        .collect()
+}
+
 /// Builds `phase <name> [<sub>|all]` from a phase tree, each accepting only the parent's args
 /// its phase inherits (the others exist hidden, and are refused when given: see
 /// [`refuse_foreign_flags`]).
@@ -441,10 +467,87 @@ pub fn set_flags(cmd: &clap::Command, matches: &clap::ArgMatches) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::FromArgMatches;
 
     #[test]
     fn command_is_well_formed() {
         command().debug_assert();
+    }
+
+    fn os(args: &[&str]) -> Vec<std::ffi::OsString> {
+        args.iter().map(Into::into).collect()
+    }
+
+    #[test]
+    fn agent_parses_the_same_without_the_phase_tree() {
+        let argv = os(&[
+            "kubeboot",
+            "agent",
+            "--bin-dir",
+            "/opt/bin",
+            "--pod-network",
+            "bridge",
+            "--v=3",
+        ]);
+        let lean = command_for(&argv);
+        // The lean tree is the one the agent gets, and it has no generated phases.
+        assert!(
+            lean.find_subcommand("init")
+                .unwrap()
+                .find_subcommand("phase")
+                .is_none()
+        );
+        let full = Cli::from_arg_matches(&command().try_get_matches_from(&argv).unwrap()).unwrap();
+        let got = Cli::from_arg_matches(&lean.try_get_matches_from(&argv).unwrap()).unwrap();
+        assert_eq!(format!("{got:?}"), format!("{full:?}"));
+        assert_eq!(got.v, 3);
+    }
+
+    #[test]
+    fn other_commands_keep_the_phase_tree() {
+        for first in ["init", "--v=2", "join", "-h"] {
+            let cmd = command_for(&os(&["kubeboot", first]));
+            assert!(
+                cmd.find_subcommand("init")
+                    .unwrap()
+                    .find_subcommand("phase")
+                    .is_some(),
+                "{first}"
+            );
+        }
+    }
+
+    #[test]
+    fn shim_args_are_what_clap_hands_the_shim() {
+        let argv = os(&[
+            "kubeboot",
+            "agent",
+            "shim",
+            "--log",
+            "/l",
+            "--exit-file",
+            "/e",
+            "--netns",
+            "/run/netns/x",
+            "--",
+            "/bin/sh",
+            "-c",
+            "exec a -- --b",
+            "--",
+            "-v",
+        ]);
+        let m = command().try_get_matches_from(&argv).unwrap();
+        let (_, agent) = m.subcommand().unwrap();
+        let (_, shim) = agent.subcommand().unwrap();
+        let from_clap: Vec<String> = shim.get_many::<String>("args").unwrap().cloned().collect();
+        assert_eq!(shim_args(&argv), Some(from_clap));
+        assert_eq!(shim_args(&os(&["kubeboot", "agent", "status"])), None);
+        assert_eq!(shim_args(&os(&["kubeboot", "shim", "agent"])), None);
+        let bad = vec!["kubeboot".into(), "agent".into(), "shim".into(), {
+            use std::os::unix::ffi::OsStringExt;
+            std::ffi::OsString::from_vec(vec![0xff])
+        }];
+        assert_eq!(shim_args(&bad), None);
     }
 
     #[test]

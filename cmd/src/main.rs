@@ -14,14 +14,22 @@ mod reset;
 mod token;
 mod version;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::FromArgMatches;
 
 fn main() -> ExitCode {
-    let matches = cli::command().get_matches();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    // The shim runs under every pod container for as long as it runs: it starts without
+    // building the command line (whose allocations and code would stay in each shim's
+    // memory), and keeps stderr for itself.
+    if let Some(shim_args) = cli::shim_args(&args) {
+        return agent::shim_main(shim_args);
+    }
+    let matches = cli::command_for(&args).get_matches_from(&args);
     let verbosity = matches.get_one::<u8>("v").copied().unwrap_or(0);
-    // The shim runs under every pod container: it keeps stderr for itself.
+    // A shim whose arguments are not all UTF-8 is refused by ShimArgs::parse, as before.
     if let Some(("agent", sub)) = matches.subcommand()
         && let Some(("shim", shim)) = sub.subcommand()
     {
