@@ -60,10 +60,14 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 
 use super::store::{AddressRecord, PortRecord, ServiceKind, ServiceRecord, Store};
 
-/// The longest query read. Real queries are a question and an OPT record (a few hundred
-/// bytes with padding); the limit bounds the work hostile compression pointers can cause
-/// (each pointer chain is at most half the packet long).
-pub const MAX_QUERY_LEN: usize = 4096;
+/// The longest query read; longer ones are FORMERR. Real queries are a question of at most
+/// 259 bytes and an OPT record (cookies, RFC 8467 padding to 128-byte blocks), a TSIG at
+/// most: well under this. The limit bounds what hostile compression pointers can cost:
+/// hickory follows a pointer chain by recursion, and a chain is at most half the packet
+/// (~500 hops here, under 1 MiB of stack in a debug build, far less in release; a 4 KiB
+/// limit overflowed a 2 MiB thread stack in the debug build, see
+/// tests/dns_packets.rs pointer_chain_as_long_as_a_query_may_be).
+pub const MAX_QUERY_LEN: usize = 1024;
 
 /// The largest UDP reply, whatever the query's EDNS payload size says: the DNS flag day 2020
 /// value, which avoids IP fragmentation on any usual path. It is also the size we advertise.
@@ -264,10 +268,8 @@ impl Reply {
 
 fn decide(store: &Store, settings: &Settings, request: &Request) -> Decision {
     let query = &request.query;
-    if let Some(edns) = &request.edns {
-        if edns.version() != 0 {
-            return Decision::Reply(Reply::error(ResponseCode::BADVERS));
-        }
+    if request.edns.as_ref().is_some_and(|e| e.version() != 0) {
+        return Decision::Reply(Reply::error(ResponseCode::BADVERS));
     }
     if query.query_class() != DNSClass::IN {
         let mut reply = Reply::error(ResponseCode::Refused);
@@ -667,11 +669,11 @@ impl Ctx<'_> {
         let ip = reverse_ip(zone, rel)?;
         let mut targets: Vec<Name> = Vec::new();
         for (ns, name) in self.store.owners_of(ip) {
-            if let Some(ServiceKind::ClusterIp(ips)) = self.store.service(ns, name).map(|s| &s.kind)
+            let kind = self.store.service(ns, name).map(|s| &s.kind);
+            if let Some(ServiceKind::ClusterIp(ips)) = kind
+                && ips.contains(&ip)
             {
-                if ips.contains(&ip) {
-                    targets.extend(self.name(&[name, ns, "svc"]));
-                }
+                targets.extend(self.name(&[name, ns, "svc"]));
             }
         }
         if targets.is_empty() {
@@ -945,3 +947,6 @@ fn encode(request: &Request, reply: &Reply, limit: u16) -> Vec<u8> {
     }
     best.unwrap_or_else(|| bare_reply(&request.header, ResponseCode::ServFail))
 }
+
+#[cfg(test)]
+mod tests;

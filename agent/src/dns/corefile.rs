@@ -332,23 +332,20 @@ fn tokenize(corefile: &str) -> Result<Vec<Line>, CorefileError> {
                         token.push(c);
                         chars.next();
                     }
-                    // "example.com{" and "}" glued to a word: Caddy splits braces at the
-                    // ends of a token; do the same.
-                    let opens = token.len() > 1 && token.ends_with('{');
-                    let word = if opens {
-                        &token[..token.len() - 1]
-                    } else {
-                        &token[..]
-                    };
-                    if word.len() > 1 && word.starts_with('}') {
+                    // "example.com{", "9.9.9.9}", "}foo": braces glued to the ends of a
+                    // word are tokens of their own, as Caddy reads them.
+                    let mut word = token.as_str();
+                    while word.len() > 1 && word.starts_with('}') {
                         tokens.push("}".into());
-                        tokens.push(word[1..].into());
-                    } else {
-                        tokens.push(word.into());
+                        word = &word[1..];
                     }
-                    if opens {
-                        tokens.push("{".into());
+                    let mut closing = Vec::new();
+                    while word.len() > 1 && (word.ends_with('{') || word.ends_with('}')) {
+                        closing.push(word[word.len() - 1..].to_string());
+                        word = &word[..word.len() - 1];
                     }
+                    tokens.push(word.into());
+                    tokens.extend(closing.into_iter().rev());
                 }
             }
         }
@@ -496,5 +493,228 @@ fn directives(
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// kubeadm v1.20's Corefile (cmd/kubeadm/app/phases/addons/dns/manifests.go
+    /// CoreDNSConfigMap) rendered for `cluster.local`, `/etc/resolv.conf`, no stub domain.
+    const KUBEADM: &str = "\
+.:53 {
+    errors
+    health {
+       lameduck 5s
+    }
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+    }
+    prometheus :9153
+    forward . /etc/resolv.conf {
+       max_concurrent 1000
+    }
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+";
+
+    fn addr(s: &str) -> ForwardTarget {
+        ForwardTarget::Addr(s.parse().unwrap())
+    }
+
+    #[test]
+    fn kubeadm_default_parses_without_warnings() {
+        let p = parse(KUBEADM).unwrap();
+        assert_eq!(
+            p,
+            Parsed {
+                cluster_domain: Some("cluster.local".into()),
+                settings_ttl: Some(30),
+                pods_insecure: true,
+                forward: vec![ForwardTarget::ResolvConf("/etc/resolv.conf".into())],
+                stub_domains: vec![],
+                warnings: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn forward_addresses_with_and_without_ports() {
+        let text = KUBEADM.replace(
+            "forward . /etc/resolv.conf {",
+            "forward . 1.2.3.4 5.6.7.8:5353 dns://[fd00::53]:53 2001:db8::1 {",
+        );
+        let p = parse(&text).unwrap();
+        assert_eq!(
+            p.forward,
+            [
+                addr("1.2.3.4:53"),
+                addr("5.6.7.8:5353"),
+                addr("[fd00::53]:53"),
+                addr("[2001:db8::1]:53")
+            ]
+        );
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    }
+
+    #[test]
+    fn extra_server_blocks_are_stub_domains() {
+        let text = format!(
+            "{KUBEADM}example.com:53 {{ forward . 10.0.0.1 }}\nCorp.Example.ORG. {{\n  errors\n  cache 30\n  forward . 10.0.0.2:5353 10.0.0.3\n}}\n"
+        );
+        let p = parse(&text).unwrap();
+        assert_eq!(
+            p.stub_domains,
+            [
+                ("example.com".to_string(), vec![addr("10.0.0.1:53")]),
+                (
+                    "corp.example.org".to_string(),
+                    vec![addr("10.0.0.2:5353"), addr("10.0.0.3:53")]
+                )
+            ]
+        );
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        // `forward ZONE ...` inside the "." block is a stub domain too.
+        let p = parse(&KUBEADM.replace("    loop\n", "    forward consul 10.0.0.9\n    loop\n"))
+            .unwrap();
+        assert_eq!(
+            p.stub_domains,
+            [("consul".to_string(), vec![addr("10.0.0.9:53")])]
+        );
+    }
+
+    #[test]
+    fn kubernetes_domain_ttl_and_pod_modes() {
+        let p = parse(
+            &KUBEADM
+                .replace("cluster.local in-addr", "k8s.example. in-addr")
+                .replace("ttl 30", "ttl 5"),
+        )
+        .unwrap();
+        assert_eq!(p.cluster_domain.as_deref(), Some("k8s.example"));
+        assert_eq!(p.settings_ttl, Some(5));
+        let p = parse(&KUBEADM.replace("pods insecure", "pods disabled")).unwrap();
+        assert!(!p.pods_insecure);
+        assert!(p.warnings.is_empty());
+        let p = parse(&KUBEADM.replace("       pods insecure\n", "")).unwrap();
+        assert!(!p.pods_insecure, "CoreDNS's default is pods disabled");
+        let p = parse(&KUBEADM.replace("pods insecure", "pods verified")).unwrap();
+        assert!(p.pods_insecure);
+        assert_eq!(p.warnings.len(), 1);
+        assert!(
+            p.warnings[0].contains("line 8") && p.warnings[0].contains("verified"),
+            "{:?}",
+            p.warnings
+        );
+    }
+
+    #[test]
+    fn other_plugins_and_options_are_warned_about_by_name_and_line() {
+        let text = KUBEADM
+            .replace("    ready\n", "    ready\n    rewrite name foo.example.com foo.default.svc.cluster.local\n    hosts {\n      1.2.3.4 foo\n    }\n")
+            .replace("       ttl 30\n", "       ttl 30\n       endpoint_pod_names\n")
+            .replace("max_concurrent 1000", "max_concurrent 1000\n       force_tcp");
+        let p = parse(&text).unwrap();
+        let w = p.warnings.join("\n");
+        assert_eq!(p.warnings.len(), 4, "{w}");
+        assert!(
+            w.contains(
+                "line 7: plugin \"rewrite\" is not supported by kubeboot's DNS and is ignored"
+            ),
+            "{w}"
+        );
+        assert!(w.contains("line 8: plugin \"hosts\""), "{w}");
+        assert!(
+            w.contains("kubernetes option \"endpoint_pod_names\""),
+            "{w}"
+        );
+        assert!(w.contains("forward option \"force_tcp\""), "{w}");
+        // Everything kubeadm's Corefile has is still read.
+        assert_eq!(p.settings_ttl, Some(30));
+        assert_eq!(
+            p.forward,
+            [ForwardTarget::ResolvConf("/etc/resolv.conf".into())]
+        );
+    }
+
+    #[test]
+    fn a_server_block_without_forward_is_warned_about() {
+        let p = parse(&format!(
+            "{KUBEADM}example.com {{\n  file /etc/db.example\n}}\n"
+        ))
+        .unwrap();
+        assert!(p.stub_domains.is_empty());
+        assert!(
+            p.warnings.iter().any(|w| w.contains("\"file\"")),
+            "{:?}",
+            p.warnings
+        );
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains("example.com has no forward")),
+            "{:?}",
+            p.warnings
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_problem() {
+        let cases: &[(&str, usize, &str)] = &[
+            (".:53 {\n  errors\n", 1, "never closed"),
+            (".:53 {\n  errors\n}\n}\n", 4, "closes no block"),
+            (
+                ".:53 {\n  forward . 1.2.3\n}\n",
+                2,
+                "\"1.2.3\" is not an IP address",
+            ),
+            (
+                ".:53 {\n  forward . 10.0.0.1:99999\n}\n",
+                2,
+                "not an IP address",
+            ),
+            (".:53 {\n  forward .\n}\n", 2, "at least one target"),
+            (
+                ".:53 {\n  kubernetes cluster.local {\n    ttl forever\n  }\n}\n",
+                3,
+                "ttl \"forever\"",
+            ),
+            (
+                ".:53 {\n  kubernetes cluster.local {\n    pods sometimes\n  }\n}\n",
+                3,
+                "unknown pods mode",
+            ),
+            (".:53\n", 1, "no '{'"),
+            (".:abc {\n}\n", 1, "valid port"),
+            ("exa mple!.com {\n}\n", 1, "not a DNS zone name"),
+            (".:53 {\n  import common\n}\n", 2, "import"),
+            (".:53 {\n  log \"unterminated\n}\n", 2, "closing"),
+        ];
+        for (text, line, problem) in cases {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.line, *line, "{text:?}: {e}");
+            assert!(e.to_string().contains(problem), "{text:?}: {e}");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("Corefile line {line}: ")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn comments_quotes_and_glued_braces() {
+        let text = "# the cluster\n.:53{ # root\n  kubernetes \"cluster.local\" {\n    pods insecure # yes\n  }\n  forward . 9.9.9.9}\n";
+        let p = parse(text).unwrap();
+        assert_eq!(p.cluster_domain.as_deref(), Some("cluster.local"));
+        assert!(p.pods_insecure);
+        assert_eq!(p.forward, [addr("9.9.9.9:53")]);
     }
 }

@@ -369,10 +369,10 @@ fn service_record(svc: &Service) -> ServiceRecord {
                 .into_iter()
                 .chain(listed.iter().map(String::as_str))
             {
-                if let Ok(ip) = text.parse::<IpAddr>() {
-                    if !ips.contains(&ip) {
-                        ips.push(ip);
-                    }
+                if let Ok(ip) = text.parse::<IpAddr>()
+                    && !ips.contains(&ip)
+                {
+                    ips.push(ip);
                 }
             }
             ServiceKind::ClusterIp(ips.into())
