@@ -497,6 +497,13 @@ mod tests {
     }
 
     #[test]
+    fn store_can_be_shared_between_threads() {
+        // The I/O side keeps it in an Arc<RwLock<Store>> read by every listener task.
+        fn shared<T: Send + Sync>() {}
+        shared::<Store>();
+    }
+
+    #[test]
     fn new_checks_the_domain() {
         assert_eq!(
             Store::new("Cluster.Local.").unwrap().cluster_domain(),
