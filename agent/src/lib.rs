@@ -49,6 +49,7 @@
 //!   ADD/DEL of a configuration list ([`cni::conf`]: reading and choosing configurations).
 //! - [`node_network`]: `--pod-network bridge`: the CNI configuration once the node's podCIDR
 //!   is known, and routes to the other nodes' pods.
+//! - [`dns`]: cluster DNS (`kubeboot dns`): the records, the answers, the Corefile.
 //! - [`node_cleanup`]: what `kubeboot reset` needs to stop CRI containers and their network
 //!   namespaces.
 
@@ -57,6 +58,7 @@ pub mod cni;
 pub mod csr_approval;
 mod csr_approver;
 pub mod daemon;
+pub mod dns;
 pub mod host;
 pub mod instance;
 pub mod logs;
