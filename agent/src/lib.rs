@@ -49,6 +49,7 @@
 //!   ADD/DEL of a configuration list ([`cni::conf`]: reading and choosing configurations).
 //! - [`node_network`]: `--pod-network bridge`: the CNI configuration once the node's podCIDR
 //!   is known, and routes to the other nodes' pods.
+//! - [`dns`]: cluster DNS (`kubeboot dns`): the records, the answers, the Corefile.
 //! - [`node_cleanup`]: what `kubeboot reset` needs to stop CRI containers and their network
 //!   namespaces.
 
@@ -57,6 +58,7 @@ pub mod cni;
 pub mod csr_approval;
 mod csr_approver;
 pub mod daemon;
+pub mod dns;
 pub mod host;
 pub mod instance;
 pub mod logs;
@@ -203,6 +205,20 @@ impl AgentConfig {
 /// When the state, run or log directories cannot be created, another agent runs on this
 /// node (it holds the lock), or the signal handlers cannot be installed.
 pub fn run(config: AgentConfig) -> anyhow::Result<()> {
+    run_until_signal(|shutdown| supervisor::run(config, shutdown))
+}
+
+/// Runs `body` on a single-threaded tokio runtime of its own, handing it a future that
+/// resolves at SIGTERM or SIGINT (the agent, `kubeboot dns`).
+///
+/// # Errors
+/// When the runtime or the signal handlers cannot be set up, and `body`'s.
+pub(crate) fn run_until_signal<Fut>(
+    body: impl FnOnce(std::pin::Pin<Box<dyn Future<Output = ()>>>) -> Fut,
+) -> anyhow::Result<()>
+where
+    Fut: Future<Output = anyhow::Result<()>>,
+{
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -211,13 +227,13 @@ pub fn run(config: AgentConfig) -> anyhow::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).context("could not handle SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("could not handle SIGINT")?;
-        let shutdown = async move {
+        let shutdown = Box::pin(async move {
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM received"),
                 _ = int.recv() => tracing::info!("SIGINT received"),
             }
-        };
-        supervisor::run(config, shutdown).await
+        });
+        body(shutdown).await
     })
 }
 
