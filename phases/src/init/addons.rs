@@ -622,6 +622,22 @@ mod tests {
         assert!(writes(&cluster).iter().any(|r| r.contains("roles ")));
     }
 
+    /// Under `--dry-run` containerd is not asked: the decision says what it assumed.
+    #[test]
+    fn dry_run_decides_without_containerd_and_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = test_data(dir.path());
+        d.node.dry_run = true;
+        coredns(&d, &Cluster::recording(Out::capture())).expect("coredns");
+        let out = d.out.captured();
+        assert!(
+            out.contains("[dryrun] Would look for the image k8s.gcr.io/coredns:1.7.0 in containerd; this dry run assumes it is absent")
+                && out.contains("[addons] kubeboot's DNS serves the cluster"),
+            "{out}"
+        );
+        assert!(!out.contains("[WARNING]"), "{out}");
+    }
+
     #[test]
     fn choose_dns_decides_once() {
         let aside = addons::coredns_standing_aside(Deployment::default());
