@@ -5,6 +5,9 @@
 #
 #   k8s.gcr.io/pause:3.2    busybox-static; sleeps until SIGTERM, then exits 0
 #   kubeboot.local/web:1    busybox-static `httpd -f -p 80` serving "hello from <hostname>"
+#   kubeboot.local/dnsutils:1  busybox-static (nslookup for SRV) + glibc's /usr/bin/getent, its
+#                           libraries and loader, /etc/nsswitch.conf "hosts: files dns" (glibc
+#                           2.34+ has the dns and files NSS modules inside libc); sleeps
 #
 # With --control-plane, also the images kubeadm v1.20 names, from the binaries on this host
 # (busybox in /bin, the binary in /usr/local/bin, its shared libraries and the real loader file):
@@ -86,6 +89,13 @@ fill_kube_proxy() { # <rootfs> <host kube-proxy>
   mkdir -p "$root/run" "$root/var/run" "$root/lib/modules"
 }
 
+fill_getent() { # <rootfs> <host getent>: glibc's resolver through the search path
+  local root=$1
+  copy_in "$root" "$2"
+  copy_libs "$root" "$2"
+  printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
+}
+
 # build <tag> <file name> <json array: entrypoint> [<filler> [filler args...]]
 # A filler's args are the host files it copies in; the tar is rebuilt when any of them (or
 # busybox, or this script) is newer than it. (Shared libraries are not tracked: delete the tar
@@ -143,6 +153,10 @@ build k8s.gcr.io/pause:3.2 pause-3.2 \
   '["/bin/sh","-c","trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]'
 build kubeboot.local/web:1 web-1 \
   '["/bin/sh","-c","echo \"hello from $(hostname)\" >/www/index.html && exec httpd -f -p 80 -h /www"]'
+[ -x /usr/bin/getent ] || die "/usr/bin/getent not found: install libc-bin"
+build kubeboot.local/dnsutils:1 dnsutils-1 \
+  '["/bin/sh","-c","trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]' \
+  getent /usr/bin/getent
 
 if [ -n "$CONTROL_PLANE" ]; then
   for c in kube-apiserver kube-controller-manager kube-scheduler; do

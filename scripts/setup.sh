@@ -36,7 +36,8 @@ die() { say "error: $*"; exit 1; }
 
 export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(etcd-server iproute2 containerd runc containernetworking-plugins util-linux procps
-  iptables conntrack busybox-static golang-go rsync make python3 strace vagrant)
+  iptables conntrack busybox-static golang-go rsync make python3 strace vagrant
+  dnsperf dnsmasq-base)
 command -v curl >/dev/null || PACKAGES+=(curl)
 
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = 'install ok installed' ]; }

@@ -24,7 +24,19 @@
 //!   and the truncation rules are there.
 //! - [`corefile`]: the `coredns` ConfigMap's Corefile -> forwarders, stub domains, TTL, pod
 //!   mode, and a warning for everything else.
+//!
+//! The I/O half:
+//! - [`serve`]: the UDP and TCP listeners (bounded: relays, connections, message sizes), and
+//!   [`serve::run`], the whole `kubeboot dns` process.
+//! - [`upstream`]: relaying a query to the upstream resolvers, SERVFAIL when they all fail.
+//! - [`watch`]: Services, Endpoints and the Corefile ConfigMap from the API; the resolv.conf.
+//! - [`health`]: `/health` and `/ready` for the pods' probes.
 
 pub mod answer;
 pub mod corefile;
 pub mod store;
+
+pub mod health;
+pub mod serve;
+pub mod upstream;
+pub mod watch;

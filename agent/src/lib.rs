@@ -205,6 +205,20 @@ impl AgentConfig {
 /// When the state, run or log directories cannot be created, another agent runs on this
 /// node (it holds the lock), or the signal handlers cannot be installed.
 pub fn run(config: AgentConfig) -> anyhow::Result<()> {
+    run_until_signal(|shutdown| supervisor::run(config, shutdown))
+}
+
+/// Runs `body` on a single-threaded tokio runtime of its own, handing it a future that
+/// resolves at SIGTERM or SIGINT (the agent, `kubeboot dns`).
+///
+/// # Errors
+/// When the runtime or the signal handlers cannot be set up, and `body`'s.
+pub(crate) fn run_until_signal<Fut>(
+    body: impl FnOnce(std::pin::Pin<Box<dyn Future<Output = ()>>>) -> Fut,
+) -> anyhow::Result<()>
+where
+    Fut: Future<Output = anyhow::Result<()>>,
+{
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -213,13 +227,13 @@ pub fn run(config: AgentConfig) -> anyhow::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).context("could not handle SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("could not handle SIGINT")?;
-        let shutdown = async move {
+        let shutdown = Box::pin(async move {
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM received"),
                 _ = int.recv() => tracing::info!("SIGINT received"),
             }
-        };
-        supervisor::run(config, shutdown).await
+        });
+        body(shutdown).await
     })
 }
 

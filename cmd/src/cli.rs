@@ -50,6 +50,9 @@ pub enum Commands {
     Certs(crate::certs::CertsArgs),
     /// Output shell completion code for the specified shell (bash, zsh, fish)
     Completion(CompletionArgs),
+    // No doc comment: the help (short and long) is DnsArgs's own.
+    #[allow(missing_docs)]
+    Dns(crate::dns::DnsArgs),
 }
 
 /// `kubeboot init` (kubeadm: cmd/init.go).

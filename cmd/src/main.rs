@@ -6,6 +6,7 @@ mod agent_cmd;
 mod certs;
 mod cli;
 mod config_cmd;
+mod dns;
 mod init;
 mod join;
 mod logging;
@@ -72,6 +73,7 @@ fn run(matches: &clap::ArgMatches) -> anyhow::Result<()> {
         cli::Commands::Config(args) => config_cmd::run(args),
         cli::Commands::Token(args) => token::run(args),
         cli::Commands::Certs(args) => certs::run(args),
+        cli::Commands::Dns(args) => dns::run(args),
         cli::Commands::Completion(args) => {
             let mut cmd = cli::command();
             clap_complete::generate(args.shell, &mut cmd, "kubeboot", &mut std::io::stdout());

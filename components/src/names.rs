@@ -182,6 +182,9 @@ pub const LABEL_K8S_APP: &str = "k8s-app";
 pub const LABEL_APP: &str = "app";
 /// The node OS label addons select (v1.LabelOSStable).
 pub const LABEL_OS: &str = "kubernetes.io/os";
+/// The well-known node label holding the node's hostname (LabelHostname), the topology key
+/// of per-node (anti-)affinity.
+pub const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
 /// The `tier` label's value for node components kubeboot runs as static pods (kube-proxy).
 pub const TIER_NODE: &str = "node";
 
@@ -234,6 +237,24 @@ pub const COREDNS_CLUSTER_ROLE: &str = "system:coredns";
 pub const KUBE_DNS: &str = "kube-dns";
 /// The index of the DNS Service's address in the service subnet (kubeadm: GetDNSIP).
 pub const DNS_SERVICE_IP_INDEX: u32 = 10;
+
+/// kubeboot's cluster DNS (no kubeadm equivalent; kubeadm runs CoreDNS from a registry image):
+/// the Deployment, its ServiceAccount and the `app.kubernetes.io/name` label value of its pods.
+pub const KUBEBOOT_DNS: &str = "kubeboot-dns";
+/// The ClusterRole, ClusterRoleBinding, Role and RoleBinding of kubeboot's DNS.
+pub const KUBEBOOT_DNS_RBAC: &str = "kubeboot:dns";
+/// The repository of the image each kubeboot node builds from its own executable and imports
+/// into its containerd; the tag is the kubeboot version.
+pub const KUBEBOOT_DNS_IMAGE_REPOSITORY: &str = "kubeboot.local/kubeboot-dns";
+/// The node label kubeboot sets on nodes whose containerd holds the kubeboot-dns image; its
+/// value is the image's tag (label-safe). The Deployment's nodeSelector requires it, so no
+/// replica lands on a node (a kubeadm-joined one) that lacks the image.
+pub const LABEL_DNS_IMAGE: &str = "kubeboot.io/dns-image";
+/// The annotation on kubeadm's `coredns` Deployment when kubeboot's DNS serves the cluster
+/// (its replicas are 0); the value names the Deployment that serves DNS.
+pub const ANNOTATION_DNS_SERVED_BY: &str = "kubeboot.io/dns-served-by";
+/// The standard name label (`app.kubernetes.io/name`).
+pub const LABEL_APP_NAME: &str = "app.kubernetes.io/name";
 
 // ---------------------------------------------------------------------------------------------
 // The agent's static pods in the API (no kubeadm equivalent; see agent/src/mirror.rs)

@@ -19,10 +19,12 @@
 //! - [`discovery`]: `join`'s discovery of the cluster (token or file), before any trust.
 //! - [`dryrun`]: what `--dry-run` prints.
 //! - [`agent_view`]: the agent's status, as phases quote it.
+//! - [`dns_image`]: the kubeboot-dns image, built from the running executable.
 
 pub mod agent_view;
 pub mod cluster;
 pub mod discovery;
+pub mod dns_image;
 pub mod dryrun;
 pub mod etcd_members;
 pub mod health;

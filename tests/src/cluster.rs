@@ -29,7 +29,7 @@ pub fn build_images(control_plane: bool) -> Result<Vec<(String, String)>> {
         .filter_map(|l| l.split_once(' '))
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
-    let want = if control_plane { 7 } else { 2 };
+    let want = if control_plane { 8 } else { 3 };
     ensure!(images.len() == want, "build-images.sh printed:\n{out}");
     Ok(images)
 }

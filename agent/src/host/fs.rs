@@ -92,6 +92,24 @@ impl Fs {
         Ok(())
     }
 
+    /// Writes `path` atomically with the final `mode` as [`Fs::write_file`] does, its contents
+    /// streamed by `write` into the hidden temporary file (for files too big to hold in
+    /// memory, such as an image archive). The parent directory must exist.
+    pub fn write_file_streamed(
+        &self,
+        path: &Path,
+        mode: u32,
+        write: impl FnOnce(&mut fs::File) -> io::Result<()>,
+    ) -> anyhow::Result<()> {
+        let target = self.resolve(path);
+        write_atomic_with(&target, mode, write)
+            .with_context(|| format!("could not write {:?}", path.display().to_string()))?;
+        if let Ok(mut w) = self.written.lock() {
+            w.push(path.to_path_buf());
+        }
+        Ok(())
+    }
+
     /// Points the symlink `link` at `target` (a name in the same directory, as the kubelet's
     /// certificate store links `kubelet-client-current.pem`), atomically: a temporary link
     /// renamed over `link`.
@@ -550,6 +568,14 @@ fn temp_name(target: &Path) -> io::Result<PathBuf> {
 }
 
 fn write_atomic(target: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_atomic_with(target, mode, |f| f.write_all(bytes))
+}
+
+fn write_atomic_with(
+    target: &Path,
+    mode: u32,
+    write: impl FnOnce(&mut fs::File) -> io::Result<()>,
+) -> io::Result<()> {
     let tmp = temp_name(target)?;
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -557,7 +583,7 @@ fn write_atomic(target: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(bytes)?;
+        write(&mut f)?;
         f.sync_all()?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         drop(f);

@@ -28,7 +28,7 @@ pub const DEFAULT_REPLICAS: i32 = 2;
 /// (kubeadm: translateUpstreamNameServerOfKubeDNSToUpstreamForwardCoreDNS).
 pub const UPSTREAM_NAMESERVER: &str = "/etc/resolv.conf";
 const CONFIG_VOLUME: &str = "config-volume";
-const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+pub(super) const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
 /// Every object of the CoreDNS addon, in the order kubeadm creates them.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,7 +124,7 @@ pub fn corefile(dns_domain: &str) -> String {
     )
 }
 
-fn meta(name: &str) -> ObjectMeta {
+pub(super) fn meta(name: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_string()),
         namespace: Some(names::KUBE_SYSTEM.to_string()),
@@ -143,7 +143,7 @@ fn config_map(dns_domain: &str) -> ConfigMap {
     }
 }
 
-fn strings(items: &[&str]) -> Vec<String> {
+pub(super) fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
@@ -191,7 +191,7 @@ fn cluster_role_binding() -> ClusterRoleBinding {
     }
 }
 
-fn port(name: &str, port: i32, protocol: &str) -> ContainerPort {
+pub(super) fn port(name: &str, port: i32, protocol: &str) -> ContainerPort {
     ContainerPort {
         container_port: port,
         name: Some(name.to_string()),
@@ -200,7 +200,7 @@ fn port(name: &str, port: i32, protocol: &str) -> ContainerPort {
     }
 }
 
-fn http_get(path: &str, port: i32) -> HTTPGetAction {
+pub(super) fn http_get(path: &str, port: i32) -> HTTPGetAction {
     HTTPGetAction {
         path: Some(path.to_string()),
         port: IntOrString::Int(port),
@@ -209,13 +209,46 @@ fn http_get(path: &str, port: i32) -> HTTPGetAction {
     }
 }
 
-fn quantities<'a>(
+pub(super) fn quantities<'a>(
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> std::collections::BTreeMap<String, Quantity> {
     pairs
         .into_iter()
         .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
         .collect()
+}
+
+/// CoreDNS's tolerations: critical addons, and both control-plane taints (kubeadm 1.20
+/// tolerates both, kubeadm issue 2200).
+pub(super) fn tolerations() -> Vec<Toleration> {
+    let toleration = |key: &str, operator: Option<&str>, effect: Option<&str>| Toleration {
+        key: Some(key.to_string()),
+        operator: operator.map(str::to_string),
+        effect: effect.map(str::to_string),
+        ..Toleration::default()
+    };
+    vec![
+        toleration("CriticalAddonsOnly", Some("Exists"), None),
+        toleration(names::LABEL_NODE_ROLE_MASTER, None, Some("NoSchedule")),
+        toleration(
+            names::LABEL_NODE_ROLE_CONTROL_PLANE,
+            None,
+            Some("NoSchedule"),
+        ),
+    ]
+}
+
+/// CoreDNS's container security context: binds port 53 without root's other powers.
+pub(super) fn security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            add: Some(strings(&["NET_BIND_SERVICE"])),
+            drop: Some(strings(&["all"])),
+        }),
+        read_only_root_filesystem: Some(true),
+        ..SecurityContext::default()
+    }
 }
 
 fn deployment(cfg: &InitConfig, replicas: i32) -> Deployment {
@@ -257,36 +290,13 @@ fn deployment(cfg: &InitConfig, replicas: i32) -> Deployment {
             http_get: Some(http_get("/ready", 8181)),
             ..Probe::default()
         }),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                add: Some(strings(&["NET_BIND_SERVICE"])),
-                drop: Some(strings(&["all"])),
-            }),
-            read_only_root_filesystem: Some(true),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(security_context()),
         ..Container::default()
-    };
-    let toleration = |key: &str, operator: Option<&str>, effect: Option<&str>| Toleration {
-        key: Some(key.to_string()),
-        operator: operator.map(str::to_string),
-        effect: effect.map(str::to_string),
-        ..Toleration::default()
     };
     let pod = PodSpec {
         priority_class_name: Some(names::PRIORITY_CLASS_CLUSTER_CRITICAL.to_string()),
         service_account_name: Some(names::COREDNS.to_string()),
-        // kubeadm 1.20 tolerates both control-plane taints (kubeadm issue 2200).
-        tolerations: Some(vec![
-            toleration("CriticalAddonsOnly", Some("Exists"), None),
-            toleration(names::LABEL_NODE_ROLE_MASTER, None, Some("NoSchedule")),
-            toleration(
-                names::LABEL_NODE_ROLE_CONTROL_PLANE,
-                None,
-                Some("NoSchedule"),
-            ),
-        ]),
+        tolerations: Some(tolerations()),
         node_selector: Some(string_map([(names::LABEL_OS, "linux")])),
         containers: vec![container],
         dns_policy: Some("Default".to_string()),

@@ -1,17 +1,21 @@
 //! The addon objects kubeadm 1.20 creates through the API server (kubeadm:
 //! app/phases/addons/{dns,proxy}), typed, plus kubeboot's agent-run kube-proxy static pod.
 //!
+//! - [`cluster_dns`]: kubeboot's own cluster DNS (`kubeboot dns` as the Deployment
+//!   `kube-system/kubeboot-dns`, its RBAC) and CoreDNS's Deployment standing aside for it.
 //! - [`coredns`]: CoreDNS's ConfigMap, ClusterRole, ClusterRoleBinding, ServiceAccount,
 //!   Deployment and the `kube-dns` Service.
 //! - [`kube_proxy`]: kube-proxy's ServiceAccount, ConfigMap, DaemonSet and RBAC, the
 //!   KubeProxyConfiguration (kubeadm's defaults with the user's document merged over them) and
 //!   the static pod the agent runs on each kubeboot node.
 
+pub mod cluster_dns;
 pub mod coredns;
 pub mod kube_proxy;
 
 use std::collections::BTreeMap;
 
+pub use cluster_dns::{KubebootDnsAddon, coredns_standing_aside, kubeboot_dns_addon};
 pub use coredns::{CoreDnsAddon, coredns_addon, dns_service_ip};
 pub use kube_proxy::{
     KubeProxyAddon, KubeProxyConfig, kube_proxy_addon, kube_proxy_config, kube_proxy_pod,

@@ -80,16 +80,134 @@ fn run_kube_proxy(d: &mut InitData) -> anyhow::Result<()> {
     kube_proxy(d, d.api.as_ref().expect("created by InitData::cluster"))
 }
 
-/// kubeadm: dns.EnsureDNSAddon with CoreDNS.
+/// Who serves the cluster's DNS: decided once, at init, and kept on re-runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DnsServer {
+    /// kubeadm's CoreDNS, its image being in containerd.
+    CoreDns,
+    /// kubeboot's DNS (`kube-system/kubeboot-dns`); kubeadm's CoreDNS Deployment has 0 replicas.
+    Kubeboot,
+}
+
+/// Why [`choose_dns`] chose as it did, in words for `init`'s output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DnsReason {
+    /// The cluster has the kubeboot-dns Deployment, or CoreDNS's Deployment says it stands aside.
+    KeptKubeboot,
+    /// The cluster has CoreDNS's Deployment, serving.
+    KeptCoreDns,
+    /// containerd holds the CoreDNS image.
+    ImagePresent,
+    /// containerd lacks the CoreDNS image.
+    ImageMissing,
+    /// containerd was not asked (dry-run) or could not answer.
+    ImageUnknown,
+}
+
+/// The pure decision: an existing choice is kept (the kubeboot-dns Deployment, or CoreDNS's
+/// Deployment with or without [`names::ANNOTATION_DNS_SERVED_BY`]); a fresh cluster gets
+/// CoreDNS when containerd holds its image (`coredns_image`: `None` when unknown), else
+/// kubeboot's DNS.
+fn choose_dns(
+    kubeboot_dns: Option<&Deployment>,
+    coredns: Option<&Deployment>,
+    coredns_image: Option<bool>,
+) -> (DnsServer, DnsReason) {
+    if kubeboot_dns.is_some() {
+        return (DnsServer::Kubeboot, DnsReason::KeptKubeboot);
+    }
+    if let Some(dep) = coredns {
+        let aside = dep
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(names::ANNOTATION_DNS_SERVED_BY));
+        return match aside {
+            true => (DnsServer::Kubeboot, DnsReason::KeptKubeboot),
+            false => (DnsServer::CoreDns, DnsReason::KeptCoreDns),
+        };
+    }
+    match coredns_image {
+        Some(true) => (DnsServer::CoreDns, DnsReason::ImagePresent),
+        Some(false) => (DnsServer::Kubeboot, DnsReason::ImageMissing),
+        None => (DnsServer::Kubeboot, DnsReason::ImageUnknown),
+    }
+}
+
+/// The images in this node's containerd, `None` under dry-run or when containerd cannot be
+/// asked (then said why).
+fn containerd_images(d: &InitData) -> Option<std::collections::BTreeSet<String>> {
+    if d.dry_run {
+        return None;
+    }
+    let socket = crate::init::kubelet_start::cri_socket_path(&d.cfg);
+    let node_socket = d.layout.node_path(&socket).display().to_string();
+    let listed = crate::images::Ctr::find(&d.bin_dirs, &node_socket).and_then(|ctr| ctr.images());
+    match listed {
+        Ok(images) => Some(images),
+        Err(e) => {
+            say!(
+                d.out,
+                "addons",
+                "[WARNING] could not list the images of the CRI runtime at {socket:?}: {e:#}"
+            );
+            None
+        }
+    }
+}
+
+/// kubeadm: dns.EnsureDNSAddon with CoreDNS; where containerd lacks the CoreDNS image,
+/// kubeboot's DNS serves the cluster and CoreDNS's Deployment stands aside (replicas 0).
 fn coredns(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
-    // Observe: a deployed CoreDNS keeps its replica count (kubeadm: deployedDNSReplicas).
-    let deployed = cluster
-        .get::<Deployment>(Some(names::KUBE_SYSTEM), names::COREDNS)?
-        .and_then(|dep| dep.spec.replicas);
+    let version = env!("CARGO_PKG_VERSION");
+    let coredns_image = catalogue::image(
+        Component::CoreDns,
+        &image_repository(d),
+        &d.cfg.cluster.kubernetes_version,
+    );
+    let dns_image = addons::cluster_dns::image(version);
+
+    // Observe: a deployed CoreDNS keeps its replica count (kubeadm: deployedDNSReplicas); a
+    // deployed DNS keeps its server.
+    let deployed_coredns = cluster.get::<Deployment>(Some(names::KUBE_SYSTEM), names::COREDNS)?;
+    let deployed_ours = cluster.get::<Deployment>(Some(names::KUBE_SYSTEM), names::KUBEBOOT_DNS)?;
     let existing_service = cluster.get::<Service>(Some(names::KUBE_SYSTEM), names::KUBE_DNS)?;
+    let images = match (&deployed_ours, &deployed_coredns) {
+        (None, None) => containerd_images(d),
+        _ => None, // decided already: containerd is not asked
+    };
+    let node = cluster.get::<Node>(None, &d.cfg.node.name)?;
 
     // Decide.
-    let addon = addons::coredns_addon(&d.cfg, deployed)?;
+    let has = |image: &String| {
+        images
+            .as_ref()
+            .map(|present| crate::images::missing(std::slice::from_ref(image), present).is_empty())
+    };
+    let (server, reason) = choose_dns(
+        deployed_ours.as_ref(),
+        deployed_coredns.as_ref(),
+        has(&coredns_image),
+    );
+    let deployed = deployed_coredns.and_then(|dep| dep.spec.replicas);
+    let mut addon = addons::coredns_addon(&d.cfg, deployed)?;
+    let ours = match server {
+        DnsServer::CoreDns => None,
+        DnsServer::Kubeboot => {
+            addon.deployment = addons::coredns_standing_aside(addon.deployment);
+            let dns_ip = addons::dns_service_ip(&d.cfg)?;
+            Some(addons::kubeboot_dns_addon(&d.cfg, version, dns_ip)?)
+        }
+    };
+    let label_value = addons::cluster_dns::image_label_value(version);
+    let needs_label = has(&dns_image) == Some(true)
+        && node.as_ref().is_some_and(|n| {
+            n.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(names::LABEL_DNS_IMAGE))
+                != Some(&label_value)
+        });
     let service_differs = match &existing_service {
         None => true,
         Some(live) => service_differences(&addon.service, live).is_some(),
@@ -118,19 +236,57 @@ fn coredns(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
             }
         })?;
     }
+    if let Some(ours) = &ours {
+        cluster.create_or_update(&ours.service_account)?;
+        cluster.create_or_update(&ours.cluster_role)?;
+        cluster.create_or_update(&ours.cluster_role_binding)?;
+        cluster.create_or_update(&ours.role)?;
+        cluster.create_or_update(&ours.role_binding)?;
+        cluster.create_or_update(&ours.deployment)?;
+    }
+    if needs_label {
+        let patch = serde_json::json!({"metadata": {"labels": {
+            names::LABEL_DNS_IMAGE: label_value
+        }}});
+        cluster.patch_node(&d.cfg.node.name, &patch)?;
+    }
 
     // Say.
     say!(d.out, "addons", "Applied essential addon: CoreDNS");
-    let image = catalogue::image(
-        Component::CoreDns,
-        &image_repository(d),
-        &d.cfg.cluster.kubernetes_version,
-    );
-    say!(
-        d.out,
-        "addons",
-        "CoreDNS needs the image {image} on the node; its Pods stay Pending until it is there"
-    );
+    if d.dry_run && reason == DnsReason::ImageUnknown {
+        say!(
+            d.out,
+            "dryrun",
+            "Would look for the image {coredns_image} in containerd; this dry run assumes it is absent"
+        );
+    }
+    match server {
+        DnsServer::CoreDns => say!(
+            d.out,
+            "addons",
+            "CoreDNS serves the cluster's DNS ({})",
+            match reason {
+                DnsReason::ImagePresent => format!("its image {coredns_image} is in containerd"),
+                _ => "as chosen when the cluster was initialized".to_string(),
+            }
+        ),
+        DnsServer::Kubeboot => {
+            say!(d.out, "addons", "Applied essential addon: kubeboot-dns");
+            say!(
+                d.out,
+                "addons",
+                "kubeboot's DNS serves the cluster ({}): the Deployment {}/{} of the image {dns_image}, which each kubeboot node builds from its own executable; CoreDNS's Deployment stays with 0 replicas",
+                match reason {
+                    DnsReason::ImageMissing => format!("containerd has no image {coredns_image}"),
+                    DnsReason::ImageUnknown =>
+                        format!("the image {coredns_image} is not known to be in containerd"),
+                    _ => "as chosen when the cluster was initialized".to_string(),
+                },
+                names::KUBE_SYSTEM,
+                names::KUBEBOOT_DNS
+            );
+        }
+    }
     Ok(())
 }
 
@@ -364,18 +520,23 @@ mod tests {
         );
     }
 
+    fn writes(cluster: &Cluster) -> Vec<String> {
+        recorded_objects(cluster)
+            .into_iter()
+            .filter(|r| !r.starts_with("GET"))
+            .collect()
+    }
+
+    /// Without the CoreDNS image (containerd not reachable here), kubeadm's CoreDNS objects
+    /// are created in kubeadm's order, its Deployment with 0 replicas, then kubeboot's DNS.
     #[test]
-    fn coredns_applies_kubeadms_objects_in_order() {
+    fn without_the_coredns_image_kubeboot_dns_serves_and_coredns_stands_aside() {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = test_data(dir.path());
         let cluster = Cluster::recording(Out::capture());
         coredns(&d, &cluster).expect("coredns");
-        let writes: Vec<String> = recorded_objects(&cluster)
-            .into_iter()
-            .filter(|r| !r.starts_with("GET"))
-            .collect();
         assert_eq!(
-            writes,
+            writes(&cluster),
             [
                 "CREATE configmaps ",
                 "CREATE clusterroles ",
@@ -383,14 +544,122 @@ mod tests {
                 "CREATE serviceaccounts ",
                 "CREATE deployments ",
                 "CREATE services ",
+                "CREATE serviceaccounts ",
+                "CREATE clusterroles ",
+                "CREATE clusterrolebindings ",
+                "CREATE roles ",
+                "CREATE rolebindings ",
+                "CREATE deployments ",
             ]
+        );
+        let deployments: Vec<serde_json::Value> = cluster
+            .recorded()
+            .into_iter()
+            .filter(|r| r.verb == "CREATE" && r.resource == "deployments")
+            .filter_map(|r| r.body)
+            .collect();
+        assert_eq!(deployments[0]["metadata"]["name"], "coredns");
+        assert_eq!(deployments[0]["spec"]["replicas"], 0);
+        assert_eq!(
+            deployments[0]["metadata"]["annotations"]["kubeboot.io/dns-served-by"],
+            "kube-system/kubeboot-dns"
+        );
+        assert_eq!(deployments[1]["metadata"]["name"], "kubeboot-dns");
+        assert_eq!(
+            deployments[1]["spec"]["template"]["spec"]["containers"][0]["command"][5],
+            "10.96.0.10"
         );
         let out = d.out.captured();
         assert!(
-            out.contains("[addons] Applied essential addon: CoreDNS\n"),
+            out.contains("[addons] Applied essential addon: CoreDNS\n")
+                && out.contains("[addons] Applied essential addon: kubeboot-dns\n")
+                && out.contains("[addons] kubeboot's DNS serves the cluster (the image k8s.gcr.io/coredns:1.7.0 is not known to be in containerd)"),
             "{out}"
         );
-        assert!(out.contains("k8s.gcr.io/coredns:1.7.0"), "{out}");
+    }
+
+    /// The choice is made once: a cluster with kubeadm's serving CoreDNS Deployment keeps it
+    /// and gets no kubeboot-dns objects; one with kubeboot-dns keeps kubeboot's DNS.
+    #[test]
+    fn a_rerun_keeps_the_choice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = test_data(dir.path());
+        let kubeadms = addons::coredns_addon(&d.cfg, Some(3)).expect("builds");
+        let cluster = Cluster::recording(Out::capture())
+            .with_objects([serde_json::to_value(&kubeadms.deployment).expect("json")]);
+        coredns(&d, &cluster).expect("coredns");
+        let w = writes(&cluster);
+        assert!(
+            !w.iter()
+                .any(|r| r.contains("roles ") && !r.contains("cluster")),
+            "{w:?}"
+        );
+        assert_eq!(
+            w.iter().filter(|r| r.contains("deployments")).count(),
+            1,
+            "{w:?}"
+        );
+        let body = cluster
+            .recorded()
+            .into_iter()
+            .find(|r| r.resource == "deployments" && r.verb != "GET")
+            .and_then(|r| r.body)
+            .expect("deployment written");
+        assert_eq!(
+            body["spec"]["replicas"], 3,
+            "kubeadm keeps deployed replicas"
+        );
+        assert!(d.out.captured().contains(
+            "[addons] CoreDNS serves the cluster's DNS (as chosen when the cluster was initialized)"
+        ));
+
+        let d = test_data(dir.path());
+        let ip = "10.96.0.10".parse().expect("ip");
+        let ours = addons::kubeboot_dns_addon(&d.cfg, "0.1.0", ip).expect("builds");
+        let cluster = Cluster::recording(Out::capture())
+            .with_objects([serde_json::to_value(&ours.deployment).expect("json")]);
+        coredns(&d, &cluster).expect("coredns");
+        assert!(writes(&cluster).iter().any(|r| r.contains("roles ")));
+    }
+
+    /// Under `--dry-run` containerd is not asked: the decision says what it assumed.
+    #[test]
+    fn dry_run_decides_without_containerd_and_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = test_data(dir.path());
+        d.node.dry_run = true;
+        coredns(&d, &Cluster::recording(Out::capture())).expect("coredns");
+        let out = d.out.captured();
+        assert!(
+            out.contains("[dryrun] Would look for the image k8s.gcr.io/coredns:1.7.0 in containerd; this dry run assumes it is absent")
+                && out.contains("[addons] kubeboot's DNS serves the cluster"),
+            "{out}"
+        );
+        assert!(!out.contains("[WARNING]"), "{out}");
+    }
+
+    #[test]
+    fn choose_dns_decides_once() {
+        let aside = addons::coredns_standing_aside(Deployment::default());
+        let serving = Deployment::default();
+        let ours = Deployment::default();
+        use DnsReason::*;
+        use DnsServer::*;
+        for (kb, cd, image, want) in [
+            (None, None, Some(true), (CoreDns, ImagePresent)),
+            (None, None, Some(false), (Kubeboot, ImageMissing)),
+            (None, None, None, (Kubeboot, ImageUnknown)),
+            (None, Some(&serving), Some(false), (CoreDns, KeptCoreDns)),
+            (None, Some(&aside), Some(true), (Kubeboot, KeptKubeboot)),
+            (
+                Some(&ours),
+                Some(&serving),
+                Some(true),
+                (Kubeboot, KeptKubeboot),
+            ),
+        ] {
+            assert_eq!(choose_dns(kb, cd, image), want, "{kb:?} {cd:?} {image:?}");
+        }
     }
 
     #[test]

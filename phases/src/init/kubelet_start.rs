@@ -202,36 +202,39 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
             .collect(),
         StaticPodRunner::Agent => Vec::new(),
     };
-    load_images(d, &d.cfg, &cri, &control_plane_images)
+    load_images(d, &d.cfg, &cri, &control_plane_images).map(drop)
 }
 
-/// Imports the image archives of `/var/lib/kubeboot/images` into containerd and, under the
-/// kubelet runner, requires every image of `static_pod_images` (the control plane's) and the
-/// pause image.
+/// Imports the image archives of `/var/lib/kubeboot/images` into containerd, with the
+/// kubeboot-dns image built from this kubeboot executable first when containerd lacks it,
+/// and, under the kubelet runner, requires every image of `static_pod_images` (the control
+/// plane's) and the pause image. Returns whether containerd holds the kubeboot-dns image
+/// (the node gets [`names::LABEL_DNS_IMAGE`] then).
 ///
 /// # Errors
-/// An archive cannot be imported, or under the kubelet runner an image is missing.
+/// An archive cannot be built or imported, or under the kubelet runner an image is missing.
 pub fn load_images(
     d: &NodeCtx,
     cfg: &InitConfig,
     cri: &CriRuntime,
     static_pod_images: &[String],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let archive_dir = d.layout.image_archives_dir();
-    let archives = crate::images::archives(&archive_dir)?;
+    let dns_image = manifests::addons::cluster_dns::image(env!("CARGO_PKG_VERSION"));
+    let dns_archive = archive_dir.join(crate::dns_image::ARCHIVE_NAME);
     let kubelet_runs = d.static_pod_runner == StaticPodRunner::Kubelet;
-    if archives.is_empty() && !kubelet_runs {
-        return Ok(());
-    }
     if d.dry_run {
+        let archives = crate::images::archives(&archive_dir)?;
         say!(
             d.out,
             "dryrun",
-            "Would import {} image archive(s) from {:?} into containerd",
+            "Would build the image {dns_image} from {:?} into {:?} unless containerd has it, and import {} image archive(s) from {:?} into containerd",
+            d.exe.display().to_string(),
+            dns_archive.display().to_string(),
             archives.len(),
             archive_dir.display().to_string()
         );
-        return Ok(());
+        return Ok(false);
     }
     let socket = cri.socket().to_string();
     let is_containerd =
@@ -240,10 +243,10 @@ pub fn load_images(
         say!(
             d.out,
             "kubelet-start",
-            "[WARNING] {socket:?} is not containerd: kubeboot neither imports {:?} nor checks the images; the runtime must have them",
+            "[WARNING] {socket:?} is not containerd: kubeboot neither imports {:?} nor checks the images; the runtime must have them (kubeboot's DNS runs on nodes whose containerd has {dns_image})",
             archive_dir.display().to_string()
         );
-        return Ok(());
+        return Ok(false);
     }
     let node_socket = d.layout.node_path(&socket).display().to_string();
     let ctr = crate::images::Ctr::find(&d.bin_dirs, &node_socket)?;
@@ -257,6 +260,28 @@ pub fn load_images(
         );
     })?;
     let mut present = ctr.images()?;
+    let dns_wanted = [dns_image.clone()];
+    if !crate::images::missing(&dns_wanted, &present).is_empty() {
+        let archived = match d.fs.exists(&dns_archive) {
+            true => crate::images::archive_images(&dns_archive).unwrap_or_default(),
+            false => vec![],
+        };
+        if !archived.contains(&dns_image) {
+            say!(
+                d.out,
+                "kubelet-start",
+                "Building the image {dns_image} for kubeboot's DNS from {:?} into {:?}",
+                d.exe.display().to_string(),
+                dns_archive.display().to_string()
+            );
+            if !d.fs.exists(&archive_dir) {
+                d.fs.create_dir(&archive_dir, 0o755)?;
+            }
+            crate::dns_image::write_archive(&d.fs, &d.exe, &dns_archive, &dns_image)
+                .context("could not build the kubeboot-dns image")?;
+        }
+    }
+    let archives = crate::images::archives(&archive_dir)?;
     for archive in &archives {
         let names = crate::images::archive_images(archive)?;
         if !names.is_empty() && crate::images::missing(&names, &present).is_empty() {
@@ -303,7 +328,7 @@ pub fn load_images(
             wanted.join(", ")
         );
     }
-    Ok(())
+    Ok(crate::images::missing(&dns_wanted, &present).is_empty())
 }
 
 /// The images of a pod's containers.

@@ -166,7 +166,7 @@ fn run(d: &mut JoinData) -> anyhow::Result<()> {
         crate::shared::certs::agent_webhook_cert(&mut view)?;
     }
     crate::init::agent_start::start_agent(&node, &cfg.node.name, "kubelet-start")?;
-    crate::init::kubelet_start::load_images(&node, &cfg, &cri, &[])?;
+    let dns_image = crate::init::kubelet_start::load_images(&node, &cfg, &cri, &[])?;
 
     if node.dry_run {
         return Ok(());
@@ -188,13 +188,18 @@ fn run(d: &mut JoinData) -> anyhow::Result<()> {
             crate::health::human(elapsed)
         );
     })?;
-    // kubeadm: patchnode.AnnotateCRISocket.
-    api.patch_node(
-        &name,
-        &serde_json::json!({"metadata": {"annotations": {
-            names::ANNOTATION_CRI_SOCKET: cri.socket()
-        }}}),
-    )?;
+    // kubeadm: patchnode.AnnotateCRISocket; and kubeboot's DNS may run here once this
+    // node's containerd holds its image (the node's own credential may set this label).
+    let mut patch = serde_json::json!({"metadata": {"annotations": {
+        names::ANNOTATION_CRI_SOCKET: cri.socket()
+    }}});
+    if dns_image {
+        patch["metadata"]["labels"] = serde_json::json!({
+            names::LABEL_DNS_IMAGE:
+                manifests::addons::cluster_dns::image_label_value(env!("CARGO_PKG_VERSION"))
+        });
+    }
+    api.patch_node(&name, &patch)?;
     Ok(())
 }
 

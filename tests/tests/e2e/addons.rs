@@ -2,17 +2,147 @@
 //! pod under the agent (with `conntrack.maxPerCore: 0` from the user's KubeProxyConfiguration,
 //! since a network namespace cannot set the global `nf_conntrack_max`) and keeps running; it
 //! programs iptables for the API server's and a new Service's ClusterIP; the addon objects
-//! exist with kubeadm's names and types; CoreDNS's Deployment exists (its image is not on the
-//! node, so its Pods stay Pending); re-running the addon phase changes nothing.
+//! exist with kubeadm's names and types; CoreDNS's Deployment exists with 0 replicas (its image
+//! is not on the node) and kubeboot's DNS (`kube-system/kubeboot-dns`, of the image init builds
+//! from the kubeboot executable) serves the cluster: from inside a pod of a locally built image
+//! (glibc's `getent` through the pod's search path, busybox's `nslookup` for SRV and CNAME),
+//! Service names short and full, a headless Service's pods, an SRV name, an ExternalName, a pod
+//! name and an outside name answered by a fake upstream (dnsmasq on an address of the node's
+//! network namespace, named in the node's own resolv.conf) resolve, and a new Service resolves
+//! within a bounded wait; re-running the addon phase changes nothing.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
+use tests::cluster::{build_images, offer_image_archives};
 use tests::{Node, bin_dir, require_root, step, wait_until};
+
+/// The fake upstream resolver's address, on the loopback link of the node's network namespace.
+const UPSTREAM_IP: &str = "10.53.53.53";
+/// The outside name the fake upstream answers, and its address (TEST-NET-1).
+const OUTSIDE_NAME: &str = "outside.kb-e2e.example";
+const OUTSIDE_IP: &str = "192.0.2.77";
+/// The test pod's image (scripts/build-images.sh): busybox + glibc's getent.
+const DNSUTILS_IMAGE: &str = "kubeboot.local/dnsutils:1";
+
+/// The workloads the DNS checks resolve: a headless Service over two web pods (named port
+/// `http`), an ExternalName Service, and the test pod. All tolerate the control-plane taint.
+fn dns_workloads_yaml() -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: kb-dns-headless
+  namespace: default
+spec:
+  clusterIP: None
+  selector:
+    app: kb-dns-web
+  ports:
+  - name: http
+    port: 80
+    protocol: TCP
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kb-dns-ext
+  namespace: default
+spec:
+  type: ExternalName
+  externalName: {OUTSIDE_NAME}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: kb-dns-web
+  namespace: default
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: kb-dns-web
+  template:
+    metadata:
+      labels:
+        app: kb-dns-web
+    spec:
+      tolerations:
+      - key: node-role.kubernetes.io/master
+        effect: NoSchedule
+      containers:
+      - name: web
+        image: kubeboot.local/web:1
+        imagePullPolicy: Never
+        ports:
+        - name: http
+          containerPort: 80
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: kb-dnsutils
+  namespace: default
+spec:
+  tolerations:
+  - key: node-role.kubernetes.io/master
+    effect: NoSchedule
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: dnsutils
+    image: {DNSUTILS_IMAGE}
+    imagePullPolicy: Never
+"
+    )
+}
+
+/// The Ready pods of `selector` in `namespace` and their IPs.
+fn ready_pod_ips(node: &Node, namespace: &str, selector: &str) -> Result<Vec<String>> {
+    let pods = node.kubectl_json(&["get", "pods", "-n", namespace, "-l", selector])?;
+    Ok(pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+        .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// Runs `argv` in the test pod (`kubectl exec`); its output, or why it failed.
+fn in_pod(node: &Node, argv: &[&str]) -> Result<tests::CmdOutput> {
+    let mut args = vec!["exec", "kb-dnsutils", "--"];
+    args.extend_from_slice(argv);
+    node.kubectl(&args)
+}
+
+/// `getent ahostsv4 <name>` in the test pod: the addresses glibc resolves, through the pod's
+/// resolv.conf (search path, ndots). Empty when the name does not resolve.
+fn getent(node: &Node, name: &str) -> Result<Vec<String>> {
+    let out = in_pod(node, &["getent", "ahostsv4", name])?;
+    let mut ips: Vec<String> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    ips.sort();
+    ips.dedup();
+    Ok(ips)
+}
 
 const MAX_PER_CORE_ZERO: &str = "conntrack:\n  maxPerCore: 0\n";
 
+/// kubeadm's configuration for `node`, with the user's KubeProxyConfiguration and, as
+/// [`Node::write_init_config`] has it, this node's kubelet cgroup root and 1% hard eviction
+/// thresholds (the nodes share the machine's disk: its free share may be below the kubelet's
+/// default, which taints the node with disk-pressure and keeps pods off it).
 fn config(node: &Node) -> String {
     format!(
         "apiVersion: kubeadm.k8s.io/v1beta2
@@ -29,11 +159,20 @@ kubernetesVersion: v1.20.2
 networking:
   podSubnet: 10.244.0.0/16
 ---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupRoot: {cgroup_root}
+evictionHard:
+  imagefs.available: 1%
+  nodefs.available: 1%
+  nodefs.inodesFree: 1%
+---
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 {MAX_PER_CORE_ZERO}",
         ip = node.ip(),
-        name = node.name()
+        name = node.name(),
+        cgroup_root = node.cgroup_root()
     )
 }
 
@@ -100,6 +239,40 @@ fn addons() -> Result<()> {
     std::fs::write(&service_file, service_yaml(&node))?;
     let config_file = config_file.to_string_lossy().to_string();
 
+    let images = step("images built from local files", || build_images(false))?;
+    step("the image archives are offered to init", || {
+        offer_image_archives(&node, &images)
+    })?;
+    step(
+        "a fake upstream resolver inside the node, named in its resolv.conf",
+        || {
+            // On the node's loopback link (this kernel has no dummy links): a local address
+            // of the node's network namespace, which pods reach through the node's bridge.
+            node.exec_ok(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{UPSTREAM_IP}/32"),
+                "dev",
+                "lo",
+            ])?;
+            // dnsmasq daemonizes inside the node's namespaces; destroying the node ends it.
+            node.exec_ok(&[
+                "dnsmasq",
+                &format!("--listen-address={UPSTREAM_IP}"),
+                "--bind-interfaces",
+                "--no-resolv",
+                "--no-hosts",
+                "--user=root",
+                &format!("--pid-file=/run/kb-e2e-dnsmasq-{}.pid", node.name()),
+                &format!("--address=/{OUTSIDE_NAME}/{OUTSIDE_IP}"),
+            ])?;
+            node.write_file("/etc/resolv.conf", &format!("nameserver {UPSTREAM_IP}\n"))?;
+            Ok(())
+        },
+    )?;
+
+    let init_started = Instant::now();
     let out = step(
         "kubeboot init --config with a KubeProxyConfiguration",
         || {
@@ -113,8 +286,10 @@ fn addons() -> Result<()> {
                 "/usr/bin",
             ])?;
             for want in [
+                "[kubelet-start] Building the image kubeboot.local/kubeboot-dns:",
                 "[addons] Applied essential addon: CoreDNS",
-                "[addons] CoreDNS needs the image k8s.gcr.io/coredns:1.7.0 on the node; its Pods stay Pending until it is there",
+                "[addons] Applied essential addon: kubeboot-dns",
+                "[addons] kubeboot's DNS serves the cluster (containerd has no image k8s.gcr.io/coredns:1.7.0)",
                 "[addons] Applied essential addon: kube-proxy",
                 "Your Kubernetes control-plane has initialized successfully!",
             ] {
@@ -260,12 +435,213 @@ fn addons() -> Result<()> {
                 node.kubectl_json(&["get", "-n", "kube-system", "deployment", "coredns"])?;
             ensure!(
                 coredns["spec"]["template"]["spec"]["containers"][0]["image"]
-                    == "k8s.gcr.io/coredns:1.7.0",
+                    == "k8s.gcr.io/coredns:1.7.0"
+                    && coredns["spec"]["replicas"] == 0
+                    && coredns["metadata"]["annotations"]["kubeboot.io/dns-served-by"]
+                        == "kube-system/kubeboot-dns",
                 "coredns: {coredns}"
+            );
+            let ours = node.kubectl_ok(&[
+                "get",
+                "-n",
+                "kube-system",
+                "deployment.apps/kubeboot-dns",
+                "serviceaccount/kubeboot-dns",
+                "role.rbac.authorization.k8s.io/kubeboot:dns",
+                "rolebinding.rbac.authorization.k8s.io/kubeboot:dns",
+                "clusterrole.rbac.authorization.k8s.io/kubeboot:dns",
+                "clusterrolebinding.rbac.authorization.k8s.io/kubeboot:dns",
+                "-o",
+                "name",
+            ])?;
+            ensure!(ours.lines().count() == 6, "{ours}");
+            let n = node.kubectl_json(&["get", "node", node.name()])?;
+            ensure!(
+                n["metadata"]["labels"]["kubeboot.io/dns-image"].is_string(),
+                "the node lacks the kubeboot.io/dns-image label: {}",
+                n["metadata"]["labels"]
             );
             Ok(())
         },
     )?;
+
+    step(
+        "the kubeboot-dns pods become Ready and kube-dns has their endpoints",
+        || {
+            let mut ips = Vec::new();
+            wait_until(
+                "2 kubeboot-dns pods Ready",
+                Duration::from_secs(180),
+                Duration::from_secs(1),
+                || {
+                    ips =
+                        ready_pod_ips(&node, "kube-system", "app.kubernetes.io/name=kubeboot-dns")?;
+                    Ok(ips.len() == 2)
+                },
+            )?;
+            eprintln!(
+                "[addons] kubeboot-dns Ready {:.1} s after init started",
+                init_started.elapsed().as_secs_f64()
+            );
+            ips.sort();
+            wait_until(
+                "kube-dns endpoints are the kubeboot-dns pods",
+                Duration::from_secs(30),
+                Duration::from_secs(1),
+                || {
+                    let ep =
+                        node.kubectl_json(&["get", "endpoints", "-n", "kube-system", "kube-dns"])?;
+                    let mut got: Vec<String> = ep["subsets"][0]["addresses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a["ip"].as_str().map(str::to_string))
+                        .collect();
+                    got.sort();
+                    Ok(got == ips)
+                },
+            )
+        },
+    )?;
+
+    let scratch_workloads = scratch.path().join("dns-workloads.yaml");
+    std::fs::write(&scratch_workloads, dns_workloads_yaml())?;
+    let (web_ips, pod_ip) = step("the DNS test workloads run", || {
+        node.kubectl_ok(&["apply", "-f", &scratch_workloads.to_string_lossy()])?;
+        let mut web = Vec::new();
+        wait_until(
+            "2 web pods and the dnsutils pod Ready",
+            Duration::from_secs(180),
+            Duration::from_secs(1),
+            || {
+                web = ready_pod_ips(&node, "default", "app=kb-dns-web")?;
+                let pod = node.kubectl_json(&["get", "pod", "kb-dnsutils"])?;
+                Ok(web.len() == 2 && pod["status"]["phase"] == "Running")
+            },
+        )?;
+        web.sort();
+        let pod = node.kubectl_json(&["get", "pod", "kb-dnsutils"])?;
+        let ip = pod["status"]["podIP"]
+            .as_str()
+            .context("the dnsutils pod has no IP")?
+            .to_string();
+        Ok((web, ip))
+    })?;
+
+    step(
+        "a Service's short and full names resolve (getent, search path)",
+        || {
+            let svc = node.kubectl_json(&["get", "service", "kb-e2e-addons", "-n", "default"])?;
+            let ip = svc["spec"]["clusterIP"].as_str().context("no clusterIP")?;
+            for name in [
+                "kb-e2e-addons",
+                "kb-e2e-addons.default",
+                "kb-e2e-addons.default.svc.cluster.local",
+            ] {
+                let got = getent(&node, name)?;
+                ensure!(got == [ip], "getent ahostsv4 {name}: {got:?}, want [{ip}]");
+            }
+            let resolv = in_pod(&node, &["cat", "/etc/resolv.conf"])?.ok()?;
+            ensure!(
+                resolv.contains("nameserver 10.96.0.10")
+                    && resolv.contains(
+                        "search default.svc.cluster.local svc.cluster.local cluster.local"
+                    ),
+                "the pod's resolv.conf:\n{resolv}"
+            );
+            Ok(())
+        },
+    )?;
+
+    step("a headless Service resolves to both pods", || {
+        let got = getent(&node, "kb-dns-headless")?;
+        ensure!(got == web_ips, "kb-dns-headless: {got:?}, want {web_ips:?}");
+        Ok(())
+    })?;
+
+    step("an SRV name (named port) resolves", || {
+        let out = in_pod(
+            &node,
+            &[
+                "busybox",
+                "nslookup",
+                "-type=SRV",
+                "_http._tcp.kb-dns-headless.default.svc.cluster.local",
+            ],
+        )?;
+        ensure!(
+            out.stdout.contains(" 80 ")
+                && out
+                    .stdout
+                    .contains("kb-dns-headless.default.svc.cluster.local"),
+            "SRV answer:\n{out}"
+        );
+        Ok(())
+    })?;
+
+    step("an ExternalName Service is a CNAME to its name", || {
+        let out = in_pod(
+            &node,
+            &[
+                "busybox",
+                "nslookup",
+                "-type=CNAME",
+                "kb-dns-ext.default.svc.cluster.local",
+            ],
+        )?;
+        ensure!(
+            out.stdout
+                .contains(&format!("canonical name = {OUTSIDE_NAME}")),
+            "CNAME answer:\n{out}"
+        );
+        Ok(())
+    })?;
+
+    step("a pod name resolves to its address", || {
+        let name = format!("{}.default.pod.cluster.local", pod_ip.replace('.', "-"));
+        let got = getent(&node, &name)?;
+        ensure!(got == [pod_ip.clone()], "{name}: {got:?}");
+        Ok(())
+    })?;
+
+    step(
+        "an outside name is answered by the node's upstream resolver",
+        || {
+            let got = getent(&node, OUTSIDE_NAME)?;
+            ensure!(
+                got == [OUTSIDE_IP],
+                "{OUTSIDE_NAME}: {got:?}, want [{OUTSIDE_IP}]"
+            );
+            Ok(())
+        },
+    )?;
+
+    step("a new Service resolves within a bounded wait", || {
+        node.kubectl_ok(&[
+            "create",
+            "service",
+            "clusterip",
+            "kb-dns-new",
+            "--tcp=80:80",
+        ])?;
+        let created = Instant::now();
+        let svc = node.kubectl_json(&["get", "service", "kb-dns-new", "-n", "default"])?;
+        let ip = svc["spec"]["clusterIP"]
+            .as_str()
+            .context("no clusterIP")?
+            .to_string();
+        wait_until(
+            "kb-dns-new resolves",
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || Ok(getent(&node, "kb-dns-new")? == [ip.clone()]),
+        )?;
+        eprintln!(
+            "[addons] a new Service resolved {:.2} s after its creation (kubectl exec included)",
+            created.elapsed().as_secs_f64()
+        );
+        Ok(())
+    })?;
 
     step(
         "re-running the addon phase is a no-op for kube-proxy",
@@ -275,7 +651,8 @@ fn addons() -> Result<()> {
                 node.kubeboot_ok(&["init", "phase", "addon", "all", "--config", &config_file])?;
             ensure!(
                 out.contains("[addons] Applied essential addon: kube-proxy")
-                    && out.contains("[addons] Applied essential addon: CoreDNS"),
+                    && out.contains("[addons] Applied essential addon: CoreDNS")
+                    && out.contains("[addons] kubeboot's DNS serves the cluster (as chosen when the cluster was initialized)"),
                 "{out}"
             );
             std::thread::sleep(Duration::from_secs(5));
