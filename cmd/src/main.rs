@@ -12,6 +12,7 @@ mod logging;
 mod node;
 mod reset;
 mod token;
+mod upgrade;
 mod version;
 
 use std::process::ExitCode;
@@ -64,6 +65,7 @@ fn run(matches: &clap::ArgMatches) -> anyhow::Result<()> {
         cli::Commands::Config(args) => config_cmd::run(args),
         cli::Commands::Token(args) => token::run(args),
         cli::Commands::Certs(args) => certs::run(args),
+        cli::Commands::Upgrade(args) => upgrade::run(args),
         cli::Commands::Completion(args) => {
             let mut cmd = cli::command();
             clap_complete::generate(args.shell, &mut cmd, "kubeboot", &mut std::io::stdout());

@@ -19,6 +19,7 @@
 //! - [`discovery`]: `join`'s discovery of the cluster (token or file), before any trust.
 //! - [`dryrun`]: what `--dry-run` prints.
 //! - [`agent_view`]: the agent's status, as phases quote it.
+//! - [`upgrade`]: `upgrade plan` and `upgrade diff` (observe, the pure plan, rollback rules).
 
 pub mod agent_view;
 pub mod cluster;
@@ -37,3 +38,4 @@ pub mod reset;
 pub mod runner;
 pub mod shared;
 pub mod token;
+pub mod upgrade;
