@@ -10,8 +10,16 @@
 #   ${KUBE_BIN_CACHE:-$HOME/.cache/kube-bin}/v1.20.2/<component>
 # The last line printed on stdout is that directory; progress goes to stderr.
 #
-# Usage: scripts/build-kubernetes.sh [component ...]      (root: apt-get)
-# A first build takes about 6-15 minutes on 2 cores.
+# --test-build: build the same v1.20.2 source a second time, labelled as the TEST BUILD
+#   v1.20.3-test.0, into .../v1.20.3-test.0/<component>. It is not a Kubernetes release:
+#   it exists so that `kubeboot upgrade` has a newer version on disk to plan and move to
+#   (issue 11). The label goes in through KUBE_GIT_VERSION_FILE, because
+#   hack/lib/version.sh replaces a plain KUBE_GIT_VERSION with the tarball's own tag. The
+#   version only enters through the linker's -X flags, so with the tree's GOCACHE
+#   (_output/local/go/cache) from the first build this mostly relinks.
+#
+# Usage: scripts/build-kubernetes.sh [--test-build] [component ...]      (root: apt-get)
+# A first build takes about 6-15 minutes on 2 cores; the test build after it, a few minutes.
 #
 # Concurrency: builds are serialised with flock on $KUBE_BIN_CACHE/.build.lock, and the
 # script also waits (bounded) while any other process works inside the source tree (for
@@ -19,8 +27,19 @@
 set -euo pipefail
 
 readonly K8S_VERSION=v1.20.2
+# The test build's label: a pre-release of the next patch, so upgrade policy treats it as
+# the experimental version it is (kubeadm wants --allow-experimental-upgrades for it).
+readonly TEST_BUILD_VERSION=v1.20.3-test.0
 readonly CACHE_ROOT="${KUBE_BIN_CACHE:-$HOME/.cache/kube-bin}"
-readonly BIN_OUT="$CACHE_ROOT/$K8S_VERSION"
+TEST_BUILD=0
+if [ "${1:-}" = --test-build ]; then TEST_BUILD=1; shift; fi
+readonly TEST_BUILD
+if [ $TEST_BUILD = 1 ]; then
+  readonly BUILD_VERSION=$TEST_BUILD_VERSION
+else
+  readonly BUILD_VERSION=$K8S_VERSION
+fi
+readonly BIN_OUT="$CACHE_ROOT/$BUILD_VERSION"
 readonly SRC_DIR="$CACHE_ROOT/src"
 readonly TREE="$SRC_DIR/kubernetes-${K8S_VERSION#v}"
 readonly WAIT_OTHER_BUILD_SECS="${KUBE_BUILD_WAIT_SECS:-2700}"
@@ -160,13 +179,36 @@ PY
 mkdir -p "$BIN_OUT" "$CACHE_ROOT/home"
 cd "$TREE"
 export GOPATH="$TREE/.go" CGO_ENABLED=0 GOPROXY=off GOFLAGS=-mod=vendor
-export KUBE_GIT_VERSION="$K8S_VERSION" KUBE_GIT_TREE_STATE=clean
+if [ $TEST_BUILD = 1 ]; then
+  # hack/lib/version.sh sources this file instead of asking git or the tarball's tag.
+  version_file="$CACHE_ROOT/$TEST_BUILD_VERSION.version"
+  cat >"$version_file" <<VERSION
+KUBE_GIT_VERSION='$TEST_BUILD_VERSION'
+KUBE_GIT_MAJOR='1'
+KUBE_GIT_MINOR='20+'
+KUBE_GIT_COMMIT='faecb196815e248d3ecfb03c680a4507229c2a56'
+KUBE_GIT_TREE_STATE='clean'
+VERSION
+  export KUBE_GIT_VERSION_FILE="$version_file"
+  say "test build $TEST_BUILD_VERSION (the v1.20.2 source relabelled; not a Kubernetes release)"
+else
+  export KUBE_GIT_VERSION="$K8S_VERSION" KUBE_GIT_TREE_STATE=clean
+fi
+label=$BUILD_VERSION
+[ $TEST_BUILD = 0 ] || label="test build $BUILD_VERSION"
+t_all=$(date +%s)
 for c in "${missing[@]}"; do
-  say "building $c"
+  say "building $c ($label)"
   t0=$(date +%s)
   HOME="$CACHE_ROOT/home" make WHAT="cmd/$c" >&2
+  # Never let a binary with the wrong label land in the output directory.
+  if [ "$c" != kubectl ] && [ "$c" != kubeadm ]; then
+    got=$("_output/bin/$c" --version 2>&1) || true
+    [ "$got" = "Kubernetes $BUILD_VERSION" ] || die "_output/bin/$c --version says '$got', not 'Kubernetes $BUILD_VERSION'"
+  fi
   install -m 0755 "_output/bin/$c" "$BIN_OUT/$c.tmp"
   mv -f "$BIN_OUT/$c.tmp" "$BIN_OUT/$c"
   say "$c built in $(( $(date +%s) - t0 ))s"
 done
+say "$label: ${missing[*]} built in $(( $(date +%s) - t_all ))s"
 echo "$BIN_OUT"

@@ -6,7 +6,10 @@
 #      (the crash-safety scenario kills kubeboot inside its syscalls), vagrant (vagrant/test.sh
 #      validates vagrant/Vagrantfile; no VM runs), ...
 #      (package scripts are not allowed to start daemons on the host)
-#   2. Kubernetes v1.20.2 binaries, built from Debian's source (scripts/build-kubernetes.sh)
+#   2. Kubernetes v1.20.2 binaries, built from Debian's source (scripts/build-kubernetes.sh),
+#      and the versions `kubeboot upgrade` moves to: the TEST BUILD v1.20.3-test.0 (the same
+#      source relabelled; build-kubernetes.sh --test-build) and etcd 3.5.16 from Debian
+#      trixie (scripts/fetch-etcd-next.sh; the system's apt sources stay bookworm-only)
 #   3. kubeboot in release mode, installed to /usr/local/bin/kubeboot
 #   4. /var/lib/kubeboot-dev/env, which tests and scripts source (see the end of the file)
 #
@@ -114,6 +117,22 @@ done
 ln -sfn "$(command -v etcd)" "$BIN_DIR/etcd"
 command -v etcdctl >/dev/null && ln -sfn "$(command -v etcdctl)" "$BIN_DIR/etcdctl"
 
+# The versions upgrade tests move to. KUBEBOOT_BIN_DIR_NEXT holds the test build of every
+# Kubernetes component plus etcd 3.4 (an upgrade that keeps etcd); KUBEBOOT_ETCD_NEXT is the
+# directory with etcd 3.5.16, for upgrades that move etcd too.
+say "Kubernetes test build v1.20.3-test.0 (upgrade target; not a Kubernetes release)"
+KUBE_DIR_NEXT=$("$REPO/scripts/build-kubernetes.sh" --test-build | tail -n1)
+[ "$("$KUBE_DIR_NEXT/kube-apiserver" --version)" = 'Kubernetes v1.20.3-test.0' ] \
+  || die "$KUBE_DIR_NEXT/kube-apiserver is not the test build v1.20.3-test.0"
+say "etcd 3.5.16 from Debian trixie (upgrade target)"
+ETCD_NEXT=$("$REPO/scripts/fetch-etcd-next.sh" | tail -n1)
+BIN_DIR_NEXT="$DEV_DIR/bin-next"
+mkdir -p "$BIN_DIR_NEXT"
+for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm; do
+  ln -sfn "$KUBE_DIR_NEXT/$c" "$BIN_DIR_NEXT/$c"
+done
+ln -sfn "$(command -v etcd)" "$BIN_DIR_NEXT/etcd"
+
 if [ $BUILD_KUBEBOOT = 1 ]; then
   say "building kubeboot (release) in $TARGET_DIR"
   (cd "$REPO" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -p kubeboot >&2)
@@ -132,6 +151,8 @@ KUBE_BIN_DIR=$KUBE_DIR
 KUBEBOOT_CNI_BIN_DIR=$CNI_BIN_DIR
 KUBEBOOT_TARGET_DIR=$TARGET_DIR
 KUBECTL=$BIN_DIR/kubectl
+KUBEBOOT_BIN_DIR_NEXT=$BIN_DIR_NEXT
+KUBEBOOT_ETCD_NEXT=$ETCD_NEXT
 ENV
 mv -f "$ENV_FILE.tmp" "$ENV_FILE"
 say "ready; environment in $ENV_FILE:"

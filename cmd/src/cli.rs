@@ -48,6 +48,8 @@ pub enum Commands {
     Token(crate::token::TokenArgs),
     /// Commands related to handling kubernetes certificates
     Certs(crate::certs::CertsArgs),
+    /// Upgrade your cluster smoothly to a newer version with this command
+    Upgrade(crate::upgrade::UpgradeArgs),
     /// Output shell completion code for the specified shell (bash, zsh, fish)
     Completion(CompletionArgs),
     // No doc comment: the help (short and long) is DnsArgs's own.

@@ -13,6 +13,7 @@ mod logging;
 mod node;
 mod reset;
 mod token;
+mod upgrade;
 mod version;
 
 use std::ffi::OsString;
@@ -74,6 +75,7 @@ fn run(matches: &clap::ArgMatches) -> anyhow::Result<()> {
         cli::Commands::Token(args) => token::run(args),
         cli::Commands::Certs(args) => certs::run(args),
         cli::Commands::Dns(args) => dns::run(args),
+        cli::Commands::Upgrade(args) => upgrade::run(args),
         cli::Commands::Completion(args) => {
             let mut cmd = cli::command();
             clap_complete::generate(args.shell, &mut cmd, "kubeboot", &mut std::io::stdout());

@@ -15,6 +15,7 @@
 //! - [`image`]: image reference parsing and the image -> host binary mapping the agent uses.
 //! - [`config`]: the kubeadm configuration API and kubeboot's internal configuration.
 //! - [`runner`]: who runs a node's static pods (`--static-pod-runner`).
+//! - [`upgrade`]: the upgrade version skew policy and the etcd an upgrade moves to.
 #![warn(missing_docs)]
 
 pub mod catalogue;
@@ -23,6 +24,7 @@ pub mod image;
 pub mod layout;
 pub mod names;
 pub mod runner;
+pub mod upgrade;
 pub mod version;
 
 pub use layout::Layout;

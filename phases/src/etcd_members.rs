@@ -200,6 +200,18 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// What an etcd member's `/version` says.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EtcdVersions {
+    /// The member's own version (`3.4.23`).
+    #[serde(rename = "etcdserver")]
+    pub server: String,
+    /// The cluster version (`3.4.0`), the lowest minor every member runs; `not_decided` while
+    /// the cluster has no leader yet.
+    #[serde(rename = "etcdcluster")]
+    pub cluster: String,
+}
+
 /// A blocking etcd v3 client over the JSON gateway etcd serves on its client port
 /// (`POST /v3/cluster/member/...`), with the etcd CA as the only root and a client
 /// certificate (apiserver-etcd-client or healthcheck-client), as kubeadm's etcdutil.New.
@@ -438,6 +450,23 @@ impl EtcdClient {
         let text = resp.text().unwrap_or_default();
         match serde_json::from_str::<HealthResponse>(&text) {
             Ok(h) if status == 200 && h.health == "true" => Ok(()),
+            _ => Err(format!("HTTP {status}: {}", text.trim())),
+        }
+    }
+
+    /// `GET <endpoint>/version`: the member's server version and the cluster version it
+    /// sees (`{"etcdserver":"3.4.23","etcdcluster":"3.4.0"}`; etcd: etcdhttp serveVersion).
+    /// The cluster version moves to a new minor only once every member runs it.
+    ///
+    /// # Errors
+    /// What the endpoint said instead, or why it could not be asked.
+    pub fn version(&self, endpoint: &str) -> Result<EtcdVersions, String> {
+        let url = format!("{}/version", endpoint.trim_end_matches('/'));
+        let resp = self.http.get(&url).send().map_err(|e| error_chain(&e))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        match serde_json::from_str::<EtcdVersions>(&text) {
+            Ok(v) if status == 200 => Ok(v),
             _ => Err(format!("HTTP {status}: {}", text.trim())),
         }
     }

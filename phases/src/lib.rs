@@ -20,6 +20,7 @@
 //! - [`dryrun`]: what `--dry-run` prints.
 //! - [`agent_view`]: the agent's status, as phases quote it.
 //! - [`dns_image`]: the kubeboot-dns image, built from the running executable.
+//! - [`upgrade`]: `upgrade plan` and `upgrade diff` (observe, the pure plan, rollback rules).
 
 pub mod agent_view;
 pub mod cluster;
@@ -39,3 +40,4 @@ pub mod reset;
 pub mod runner;
 pub mod shared;
 pub mod token;
+pub mod upgrade;

@@ -348,7 +348,12 @@ pub fn check_binary(
     }
 }
 
-fn run_with_timeout(path: &Path, args: &[&str], timeout: Duration) -> std::io::Result<String> {
+/// Runs `path args`, collecting stdout and stderr, killing it after `timeout`.
+pub(crate) fn run_with_timeout(
+    path: &Path,
+    args: &[&str],
+    timeout: Duration,
+) -> std::io::Result<String> {
     let mut child = Command::new(path)
         .args(args)
         .stdin(std::process::Stdio::null())

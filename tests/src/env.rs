@@ -58,11 +58,7 @@ pub fn require_bins(names: &[&str]) -> Result<PathBuf> {
         bail!("KUBEBOOT_BIN_DIR is not set; {SETUP_HINT}");
     };
     let dir = PathBuf::from(dir);
-    let missing: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| !is_executable(&dir.join(n)))
-        .collect();
+    let missing = missing_in(&dir, names);
     if !missing.is_empty() {
         bail!(
             "KUBEBOOT_BIN_DIR={} lacks {}; {SETUP_HINT}",
@@ -71,6 +67,32 @@ pub fn require_bins(names: &[&str]) -> Result<PathBuf> {
         );
     }
     Ok(dir)
+}
+
+/// The upgrade target directories of scripts/setup.sh: `KUBEBOOT_BIN_DIR_NEXT` (the TEST
+/// BUILD v1.20.3-test.0 of every Kubernetes component, plus etcd 3.4) and
+/// `KUBEBOOT_ETCD_NEXT` (etcd 3.5.16 from Debian trixie). `None` when
+/// `KUBEBOOT_BIN_DIR_NEXT` is unset: the caller skips its upgrade steps and says so. A set
+/// variable whose directory lacks a binary is an error naming the setup command.
+pub fn next_bin_dirs() -> Result<Option<(PathBuf, PathBuf)>> {
+    let Some(next) = std::env::var_os("KUBEBOOT_BIN_DIR_NEXT") else {
+        return Ok(None);
+    };
+    let Some(etcd) = std::env::var_os("KUBEBOOT_ETCD_NEXT") else {
+        bail!("KUBEBOOT_BIN_DIR_NEXT is set but KUBEBOOT_ETCD_NEXT is not; {SETUP_HINT}");
+    };
+    let (next, etcd) = (PathBuf::from(next), PathBuf::from(etcd));
+    for (dir, names) in [(&next, NODE_BINS), (&etcd, &["etcd"][..])] {
+        let missing = missing_in(dir, names);
+        if !missing.is_empty() {
+            bail!(
+                "{} lacks {} (the upgrade targets); {SETUP_HINT}",
+                dir.display(),
+                missing.join(", ")
+            );
+        }
+    }
+    Ok(Some((next, etcd)))
 }
 
 /// The kubeboot binary under test.
@@ -121,6 +143,15 @@ pub fn kubeboot_exe() -> Result<PathBuf> {
         );
     }
     Ok(p)
+}
+
+/// The `names` that are not executable files in `dir`.
+fn missing_in<'a>(dir: &Path, names: &[&'a str]) -> Vec<&'a str> {
+    names
+        .iter()
+        .copied()
+        .filter(|n| !is_executable(&dir.join(n)))
+        .collect()
 }
 
 fn is_executable(p: &Path) -> bool {

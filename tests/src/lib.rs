@@ -20,7 +20,7 @@ pub mod refused;
 pub mod run;
 pub mod wait;
 
-pub use env::{bin_dir, kubeboot_exe, repo_root, require_bins, require_root};
+pub use env::{bin_dir, kubeboot_exe, next_bin_dirs, repo_root, require_bins, require_root};
 pub use node::{Node, NodeProcess};
 pub use refused::{NODE_STATE, assert_refused};
 pub use run::{CmdOutput, run_bounded};

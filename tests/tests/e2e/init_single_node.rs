@@ -1,14 +1,15 @@
 //! Scenario: `kubeboot init` brings up a real single-node control plane under kubeboot's own
 //! agent, on a node that is a network + mount + UTS namespace; the agent keeps it running
-//! through a killed API server and a killed agent; a second `init` fails preflight; `reset -f`
-//! cleans the node and `init` works again.
+//! through a killed API server and a killed agent; `upgrade plan` and `upgrade diff` see the
+//! TEST BUILD v1.20.3-test.0 on disk (and refuse bad input, changing nothing); a second
+//! `init` fails preflight; `reset -f` cleans the node and `init` works again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
-use tests::{Node, bin_dir, require_root, step, wait_until};
+use tests::{Node, bin_dir, next_bin_dirs, require_root, step, wait_until};
 
 /// `init` with a config file written into the node: its own kubelet cgroupRoot (so parallel
 /// nodes never share a kubepods hierarchy), kube-proxy settings for a namespace node and, if
@@ -198,6 +199,8 @@ fn init_single_node() -> Result<()> {
         }
         Ok(())
     })?;
+
+    upgrade_plan_and_diff(&node, &bin)?;
 
     step(
         "etcd accepts the healthcheck client and rejects a cert from another CA",
@@ -390,4 +393,266 @@ fn init_single_node() -> Result<()> {
         node.kubeboot_ok(&["reset", "-f"]).map(|_| ())
     })?;
     node.destroy()
+}
+
+/// What `upgrade plan` / `upgrade diff` must leave as it was: the manifests, the files under
+/// /etc/kubernetes, and the kubeadm-config ConfigMap.
+fn upgrade_state(node: &Node) -> Result<String> {
+    let files = node.sh_ok(
+        "find /etc/kubernetes -type f | sort | xargs sha256sum; find /etc/kubernetes /var/lib/kubeboot -maxdepth 2 | sort",
+    )?;
+    let cm = node.kubectl_json(&[
+        "-n",
+        "kube-system",
+        "get",
+        "cm",
+        "kubeadm-config",
+        "-o",
+        "json",
+    ])?;
+    Ok(format!(
+        "{files}\nkubeadm-config {}",
+        cm["metadata"]["resourceVersion"]
+    ))
+}
+
+/// Runs `kubeboot <args>` and checks that it failed with exit code 1, its stderr names each of
+/// `wants`, and [`upgrade_state`] did not change.
+fn refused(node: &Node, args: &[&str], wants: &[&str], before: &str) -> Result<()> {
+    let out = node.kubeboot(args)?;
+    ensure!(
+        out.code == Some(1),
+        "{args:?}: exit code {:?}, want 1:\n{out}",
+        out.code
+    );
+    for want in wants {
+        ensure!(
+            out.stderr.contains(want),
+            "{args:?}: stderr lacks {want:?}:\n{out}"
+        );
+    }
+    let after = upgrade_state(node)?;
+    ensure!(
+        after == before,
+        "{args:?} changed the node:\nbefore:\n{before}\nafter:\n{after}"
+    );
+    Ok(())
+}
+
+/// `upgrade plan` and `upgrade diff` against the TEST BUILD v1.20.3-test.0 (scripts/setup.sh,
+/// KUBEBOOT_BIN_DIR_NEXT) and etcd 3.5.16 (KUBEBOOT_ETCD_NEXT).
+fn upgrade_plan_and_diff(node: &Node, bin: &str) -> Result<()> {
+    let Some((next, etcd_next)) = next_bin_dirs()? else {
+        eprintln!(
+            "==> SKIPPED the upgrade plan/diff steps: KUBEBOOT_BIN_DIR_NEXT is not set (scripts/setup.sh writes it with the test build v1.20.3-test.0)"
+        );
+        return Ok(());
+    };
+    let next = next.to_string_lossy().to_string();
+    let etcd_next = etcd_next.to_string_lossy().to_string();
+    let before = upgrade_state(node)?;
+
+    step(
+        "upgrade plan: the test build on disk is blocked without --allow-experimental-upgrades",
+        || {
+            let out = node.kubeboot_ok(&["upgrade", "plan", "--bin-dir", &next])?;
+            for want in [
+                "[upgrade/versions] Cluster version: v1.20.2",
+                "The upgrade to v1.20.3-test.0 cannot be applied:",
+                "v1.20.3-test.0 is a pre-release (an experimental version); pass --allow-experimental-upgrades",
+            ] {
+                ensure!(out.contains(want), "plan lacks {want:?}:\n{out}");
+            }
+            ensure!(
+                !out.contains("You can now apply"),
+                "offered without the flag:\n{out}"
+            );
+            Ok(())
+        },
+    )?;
+
+    step(
+        "upgrade plan --allow-experimental-upgrades lists the test build as available",
+        || {
+            let out = node.kubeboot_ok(&[
+                "upgrade",
+                "plan",
+                "--bin-dir",
+                &next,
+                "--allow-experimental-upgrades",
+            ])?;
+            let row = |name: &str, current: &str| {
+                out.lines().any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.first() == Some(&name) && f.ends_with(&[current, "v1.20.3-test.0"])
+                })
+            };
+            for c in [
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+            ] {
+                ensure!(
+                    row(c, "v1.20.2"),
+                    "no {c} v1.20.2 -> v1.20.3-test.0 row:\n{out}"
+                );
+            }
+            ensure!(
+                out.lines()
+                    .any(|l| l.starts_with("kubelet") && l.contains("1 x v1.20.2")),
+                "no kubelet row:\n{out}"
+            );
+            ensure!(
+                out.contains(
+                    "\tkubeboot upgrade apply v1.20.3-test.0 --allow-experimental-upgrades"
+                ),
+                "no apply command:\n{out}"
+            );
+            ensure!(
+                out.contains("Certificates: the first to expire is"),
+                "{out}"
+            );
+            Ok(())
+        },
+    )?;
+
+    step(
+        "upgrade plan -o json with etcd 3.5.16 on disk: a minor etcd step and its point of no return",
+        || {
+            let out = node.kubeboot_ok(&[
+                "upgrade",
+                "plan",
+                "--bin-dir",
+                &etcd_next,
+                "--bin-dir",
+                &next,
+                "--allow-experimental-upgrades",
+                "-o",
+                "json",
+            ])?;
+            let json: Value = serde_json::from_str(&out)
+                .with_context(|| format!("plan -o json is not JSON:\n{out}"))?;
+            let plan = &json["plan"];
+            ensure!(plan["target"] == "v1.20.3-test.0", "{plan}");
+            ensure!(plan["upgrade_available"] == true, "{plan}");
+            ensure!(plan["etcd"]["current"] == "v3.4.23", "{plan}");
+            ensure!(plan["etcd"]["target"] == "v3.5.16", "{plan}");
+            ensure!(plan["etcd"]["step"] == "minor", "{plan}");
+            ensure!(
+                plan["rollback"].as_array().is_some_and(|l| l
+                    .iter()
+                    .any(|s| s.as_str().is_some_and(|s| s.contains("point of no return")))),
+                "{plan}"
+            );
+            ensure!(
+                json["observed"]["api_servers"][0]["version"]["Ok"] == "v1.20.2",
+                "{}",
+                json["observed"]
+            );
+            Ok(())
+        },
+    )?;
+
+    step(
+        "upgrade diff shows the image changes of the test build",
+        || {
+            let out =
+                node.kubeboot_ok(&["upgrade", "diff", "v1.20.3-test.0", "--bin-dir", &next])?;
+            for c in [
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+            ] {
+                for want in [
+                    format!("--- /etc/kubernetes/manifests/{c}.yaml\n+++ new manifest\n"),
+                    format!("\n-    image: k8s.gcr.io/{c}:v1.20.2\n"),
+                    format!("\n+    image: k8s.gcr.io/{c}:v1.20.3-test.0\n"),
+                ] {
+                    ensure!(out.contains(&want), "diff lacks {want:?}:\n{out}");
+                }
+            }
+            let with_etcd = node.kubeboot_ok(&[
+                "upgrade",
+                "diff",
+                "v1.20.3-test.0",
+                "--bin-dir",
+                &etcd_next,
+                "--bin-dir",
+                &next,
+                "-c",
+                "0",
+            ])?;
+            ensure!(
+                with_etcd.contains("--- /etc/kubernetes/manifests/etcd.yaml\n+++ new manifest\n")
+                    && with_etcd.contains("\n+    image: k8s.gcr.io/etcd:3.5.16-0\n"),
+                "diff lacks the etcd image change:\n{with_etcd}"
+            );
+            Ok(())
+        },
+    )?;
+
+    step(
+        "upgrade plan/diff refuse bad input clearly and change nothing",
+        || {
+            let scratch = format!("/var/lib/kubeboot-dev/e2e-upgrade-{}", node.name());
+            node.sh_ok(&format!(
+                "rm -rf {scratch} && mkdir -p {scratch}/empty {scratch}/mixed && \
+                 for b in {next}/*; do ln -s \"$(readlink -f $b)\" {scratch}/mixed/; done && \
+                 ln -sfn \"$(readlink -f {bin}/kube-scheduler)\" {scratch}/mixed/kube-scheduler"
+            ))?;
+            let result = (|| {
+                let empty = format!("{scratch}/empty");
+                refused(
+                    node,
+                    &[
+                        "upgrade",
+                        "plan",
+                        "v1.20.3-test.0",
+                        "--allow-experimental-upgrades",
+                        "--bin-dir",
+                        &empty,
+                    ],
+                    &[
+                        "the binaries of v1.20.3-test.0 are not on disk: kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubelet not found in --bin-dir",
+                        &empty,
+                    ],
+                    &before,
+                )?;
+                refused(
+                    node,
+                    &["upgrade", "plan", "v1.22.0", "--bin-dir", &next],
+                    &[
+                        "upgrading from v1.20.2 to v1.22.0 skips a minor version",
+                        "upgrade to the latest v1.21.x first",
+                    ],
+                    &before,
+                )?;
+                refused(
+                    node,
+                    &["upgrade", "diff", "v1.22.0", "--bin-dir", &next],
+                    &["skips a minor version"],
+                    &before,
+                )?;
+                let mixed = format!("{scratch}/mixed");
+                refused(
+                    node,
+                    &[
+                        "upgrade",
+                        "plan",
+                        "v1.20.3-test.0",
+                        "--allow-experimental-upgrades",
+                        "--bin-dir",
+                        &mixed,
+                    ],
+                    &[&format!(
+                        "{mixed}/kube-scheduler --version says v1.20.2, not v1.20.3-test.0"
+                    )],
+                    &before,
+                )?;
+                Ok(())
+            })();
+            node.sh_ok(&format!("rm -rf {scratch}"))?;
+            result
+        },
+    )
 }
