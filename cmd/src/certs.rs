@@ -1,8 +1,10 @@
 //! `kubeboot certs` (kubeadm 1.20: `kubeadm certs`, cmd/alpha/certs.go): commands related to
-//! the cluster's certificates. Today `certificate-key`; `check-expiration` and `renew` belong
-//! here too.
+//! the cluster's certificates: `certificate-key`, `check-expiration` and `renew`.
 
-use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+use phases::certs::CertsCtx;
 use phases::out::Out;
 
 /// `kubeboot certs`: commands related to handling kubernetes certificates.
@@ -24,6 +26,87 @@ pub enum CertsCommands {
     /// You can also use "kubeboot init --upload-certs" without specifying a certificate key
     /// and it will generate and print one for you.
     CertificateKey,
+    /// Check certificates expiration for a Kubernetes cluster
+    ///
+    /// Checks expiration for the certificates in the local PKI managed by kubeboot (and
+    /// kubeadm): the certificates, the client certificates embedded in the kubeconfig files,
+    /// and the certificate authorities.
+    CheckExpiration(ExpirationArgs),
+}
+
+/// Where the certificates and the cluster's settings come from (kubeadm: addExpirationFlags,
+/// addRenewFlags).
+#[derive(Args, Debug, Clone, Default)]
+pub struct PkiFlags {
+    /// The path where to save the certificates (default: the configuration's certificatesDir, "/etc/kubernetes/pki")
+    #[arg(long, value_name = "string")]
+    pub cert_dir: Option<String>,
+    /// Path to a kubeadm configuration file.
+    #[arg(long, value_name = "string")]
+    pub config: Option<PathBuf>,
+    /// The kubeconfig file to use when talking to the cluster (to read its kubeadm-config when no --config is given). (default "/etc/kubernetes/admin.conf")
+    #[arg(long, value_name = "string")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// How `check-expiration` prints its report.
+#[derive(ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// kubeadm's tables.
+    #[default]
+    Text,
+    /// `output.kubeadm.k8s.io/v1alpha2` CertificateExpirationInfo as JSON.
+    Json,
+    /// The same as YAML.
+    Yaml,
+}
+
+/// `kubeboot certs check-expiration`.
+#[derive(Args, Debug, Clone)]
+pub struct ExpirationArgs {
+    /// Files and configuration.
+    #[command(flatten)]
+    pub pki: PkiFlags,
+    /// Output format. One of: text|json|yaml.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// The node's PKI and the cluster's settings, for `log_prefix` (`check-expiration`, `renew`).
+pub fn certs_ctx(out: Out, flags: &PkiFlags, log_prefix: &str) -> anyhow::Result<CertsCtx> {
+    let layout = components::Layout::host();
+    let fs = agent::host::fs::Fs::real();
+    let kubeconfig = flags
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| layout.kubeconfig(components::names::ADMIN_KUBECONFIG));
+    let cluster =
+        phases::certs::cluster_config(&fs, flags.config.as_deref(), &kubeconfig, &out, log_prefix)?;
+    Ok(CertsCtx {
+        layout,
+        fs,
+        out,
+        cluster,
+        cert_dir_flag: flags.cert_dir.clone(),
+        now: std::time::SystemTime::now(),
+    })
+}
+
+/// Prints the expiry report in `format`.
+pub fn print_expiration(
+    out: &Out,
+    info: &pki::expiry::ExpirationInfo,
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    let text = match format {
+        OutputFormat::Text => pki::expiry::table(info),
+        OutputFormat::Json => serde_json::to_string_pretty(info)? + "\n",
+        OutputFormat::Yaml => yaml_serde::to_string(info)?,
+    };
+    for line in text.lines() {
+        out.line(line);
+    }
+    Ok(())
 }
 
 /// Runs `kubeboot certs ...`.
@@ -35,6 +118,11 @@ fn run_to(out: &Out, args: CertsArgs) -> anyhow::Result<()> {
     match args.command {
         CertsCommands::CertificateKey => {
             out.line(&phases::init::upload_certs::new_certificate_key())
+        }
+        CertsCommands::CheckExpiration(args) => {
+            let ctx = certs_ctx(out.clone(), &args.pki, "check-expiration")?;
+            let info = phases::certs::expiration::check_expiration(&ctx)?;
+            print_expiration(out, &info, args.output)?;
         }
     }
     Ok(())
@@ -67,5 +155,25 @@ mod tests {
             phases::init::upload_certs::check_certificate_key(k).expect("a valid certificate key");
         }
         assert!(Cli::try_parse_from(["kubeboot", "certs", "certificate-key", "x"]).is_err());
+    }
+
+    #[test]
+    fn check_expiration_flags_parse_as_kubeadms() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["kubeboot", "certs", "check-expiration"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|c| match c.command {
+                Commands::Certs(CertsArgs {
+                    command: CertsCommands::CheckExpiration(a),
+                }) => a,
+                other => panic!("{other:?}"),
+            })
+        };
+        let a =
+            parse(&["--cert-dir", "/x/pki", "--config", "c.yaml", "-o", "json"]).expect("parses");
+        assert_eq!(a.pki.cert_dir.as_deref(), Some("/x/pki"));
+        assert_eq!(a.output, OutputFormat::Json);
+        assert_eq!(parse(&[]).expect("parses").output, OutputFormat::Text);
+        assert!(parse(&["-o", "xml"]).is_err());
     }
 }

@@ -19,8 +19,10 @@
 //! - [`discovery`]: `join`'s discovery of the cluster (token or file), before any trust.
 //! - [`dryrun`]: what `--dry-run` prints.
 //! - [`agent_view`]: the agent's status, as phases quote it.
+//! - [`certs`]: `certs check-expiration`, `certs renew`, `kubeconfig user`.
 
 pub mod agent_view;
+pub mod certs;
 pub mod cluster;
 pub mod discovery;
 pub mod dryrun;

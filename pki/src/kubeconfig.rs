@@ -386,6 +386,40 @@ impl Kubeconfig {
         })
     }
 
+    /// The current context's user, if the file names one.
+    pub fn current_user(&self) -> Option<&NamedUser> {
+        self.contexts
+            .iter()
+            .find(|c| c.name == self.current_context)
+            .and_then(|ctx| self.users.iter().find(|u| u.name == ctx.context.user))
+    }
+
+    /// The PEM of the current context's embedded client certificate
+    /// (`client-certificate-data`), as kubeadm's renewal reads it (renewal/readwriter.go,
+    /// kubeConfigReadWriter.Read).
+    ///
+    /// # Errors
+    /// [`PkiError::ParseCert`] when the current user has no embedded client certificate or
+    /// it is not base64 text.
+    pub fn client_certificate_pem(&self) -> Result<String, PkiError> {
+        let fail = |reason: String| PkiError::ParseCert {
+            what: "the kubeconfig's client certificate".to_string(),
+            reason,
+        };
+        let user = self
+            .current_user()
+            .ok_or_else(|| fail("the current context has no user".to_string()))?;
+        let data = user
+            .user
+            .client_certificate_data
+            .as_deref()
+            .ok_or_else(|| fail("no client-certificate-data".to_string()))?;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|e| fail(e.to_string()))?;
+        String::from_utf8(pem).map_err(|e| fail(e.to_string()))
+    }
+
     /// The user name (CN) and groups (O) of the current context's client certificate: who
     /// the API server takes this kubeconfig for.
     ///
@@ -397,21 +431,7 @@ impl Kubeconfig {
             what: "the kubeconfig's client certificate".to_string(),
             reason,
         };
-        let user = self
-            .contexts
-            .iter()
-            .find(|c| c.name == self.current_context)
-            .and_then(|ctx| self.users.iter().find(|u| u.name == ctx.context.user))
-            .ok_or_else(|| fail("the current context has no user".to_string()))?;
-        let data = user
-            .user
-            .client_certificate_data
-            .as_deref()
-            .ok_or_else(|| fail("no client-certificate-data".to_string()))?;
-        let pem = base64::engine::general_purpose::STANDARD
-            .decode(data.trim())
-            .map_err(|e| fail(e.to_string()))?;
-        let pem = String::from_utf8(pem).map_err(|e| fail(e.to_string()))?;
+        let pem = self.client_certificate_pem()?;
         let blocks = crate::der::pem_blocks(&pem).map_err(fail)?;
         let (_, der) = blocks
             .first()

@@ -20,6 +20,7 @@
 //! - [`token`]: bootstrap tokens, their usages, groups, TTL and Secret data.
 //! - [`jws`]: detached JWS signatures of the `cluster-info` kubeconfig.
 //! - [`info`]: expiry facts for `certs check-expiration`.
+//! - [`expiry`]: what `certs check-expiration` lists and `certs renew` renews, and the report.
 //! - [`error`]: the one error type, [`PkiError`], and [`SanKind`].
 #![warn(missing_docs)]
 
@@ -28,6 +29,7 @@ pub mod certs;
 pub mod csr;
 mod der;
 pub mod error;
+pub mod expiry;
 pub mod info;
 pub mod issue;
 pub mod jws;
