@@ -32,6 +32,33 @@ pub enum CertsCommands {
     /// kubeadm): the certificates, the client certificates embedded in the kubeconfig files,
     /// and the certificate authorities.
     CheckExpiration(ExpirationArgs),
+    /// Renew certificates for a Kubernetes cluster
+    ///
+    /// Renew "all" or one certificate: apiserver, apiserver-kubelet-client,
+    /// apiserver-etcd-client, front-proxy-client, etcd-server, etcd-peer,
+    /// etcd-healthcheck-client, admin.conf, controller-manager.conf, scheduler.conf, and
+    /// kubeboot's own kubeboot-agent-webhook and kubeboot-agent.conf.
+    ///
+    /// Renewals run unconditionally, regardless of certificate expiration date; extra
+    /// attributes such as SANs will be based on the existing file/certificates, there is no
+    /// need to resupply them. Each renewed certificate gets a new private key, as kubeadm's.
+    /// Renewal uses the certificate authority in the local PKI; with an external CA (no CA
+    /// key on the node) nothing can be renewed.
+    Renew(RenewArgs),
+}
+
+/// `kubeboot certs renew`.
+#[derive(Args, Debug, Clone)]
+pub struct RenewArgs {
+    /// "all" or the name of one certificate.
+    #[arg(value_name = "all|NAME")]
+    pub name: String,
+    /// Files and configuration.
+    #[command(flatten)]
+    pub pki: PkiFlags,
+    /// Don't write anything; renew into a scratch directory and say where it is.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Where the certificates and the cluster's settings come from (kubeadm: addExpirationFlags,
@@ -92,6 +119,40 @@ pub fn certs_ctx(out: Out, flags: &PkiFlags, log_prefix: &str) -> anyhow::Result
     })
 }
 
+/// `certs renew all|<name>`: checks the name before reading anything.
+fn renew(out: &Out, args: &RenewArgs) -> anyhow::Result<()> {
+    // Unknown names fail before the cluster is asked anything (with either etcd mode's list).
+    phases::certs::renew::select(true, &args.name)?;
+    let ctx = certs_ctx(out.clone(), &args.pki, "renew")?;
+    let targets = phases::certs::renew::select(ctx.local_etcd(), &args.name)?;
+    let scratch = if args.dry_run {
+        Some(
+            tempfile::Builder::new()
+                .prefix("kubeboot-renew-")
+                .tempdir()?
+                .keep(),
+        )
+    } else {
+        None
+    };
+    let write = match &scratch {
+        Some(dir) => agent::host::fs::Fs::under(dir),
+        None => ctx.fs.clone(),
+    };
+    phases::certs::renew::renew(&ctx, &targets, args.name != "all", &write)?;
+    if let Some(dir) = scratch {
+        out.line(&format!(
+            "[dryrun] Nothing on the node changed; the renewed files were written under {:?}",
+            dir.display().to_string()
+        ));
+    }
+    if args.name == "all" {
+        out.line("");
+        out.line("Done renewing certificates. You must restart the kube-apiserver, kube-controller-manager, kube-scheduler and etcd, so that they can use the new certificates.");
+    }
+    Ok(())
+}
+
 /// Prints the expiry report in `format`.
 pub fn print_expiration(
     out: &Out,
@@ -124,6 +185,7 @@ fn run_to(out: &Out, args: CertsArgs) -> anyhow::Result<()> {
             let info = phases::certs::expiration::check_expiration(&ctx)?;
             print_expiration(out, &info, args.output)?;
         }
+        CertsCommands::Renew(args) => renew(out, &args)?,
     }
     Ok(())
 }

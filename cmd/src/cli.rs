@@ -48,6 +48,8 @@ pub enum Commands {
     Token(crate::token::TokenArgs),
     /// Commands related to handling kubernetes certificates
     Certs(crate::certs::CertsArgs),
+    /// Kubeconfig file utilities
+    Kubeconfig(crate::kubeconfig_cmd::KubeconfigArgs),
     /// Output shell completion code for the specified shell (bash, zsh, fish)
     Completion(CompletionArgs),
 }

@@ -8,6 +8,7 @@ mod cli;
 mod config_cmd;
 mod init;
 mod join;
+mod kubeconfig_cmd;
 mod logging;
 mod node;
 mod reset;
@@ -64,6 +65,7 @@ fn run(matches: &clap::ArgMatches) -> anyhow::Result<()> {
         cli::Commands::Config(args) => config_cmd::run(args),
         cli::Commands::Token(args) => token::run(args),
         cli::Commands::Certs(args) => certs::run(args),
+        cli::Commands::Kubeconfig(args) => kubeconfig_cmd::run(args),
         cli::Commands::Completion(args) => {
             let mut cmd = cli::command();
             clap_complete::generate(args.shell, &mut cmd, "kubeboot", &mut std::io::stdout());

@@ -14,6 +14,7 @@
 //! - [`key`]: private keys (ECDSA P-256, RSA), their PEM formats, the service account pair.
 //! - [`verify`]: [`decide`] whether what is on the node can be reused.
 //! - [`kubeconfig`]: the kubeconfig table [`KUBECONFIGS`], building and checking them.
+//! - [`renew`]: re-issuing a certificate from its CA, keeping subject and SANs.
 //! - [`pin`]: `sha256:` CA public key pins for discovery.
 //! - [`certkey`]: the certificate key of `--upload-certs` and kubeadm's AES-GCM format of the
 //!   `kubeadm-certs` Secret.
@@ -36,13 +37,14 @@ pub mod jws;
 pub mod key;
 pub mod kubeconfig;
 pub mod pin;
+pub mod renew;
 pub mod token;
 pub mod verify;
 
 pub use certs::{
-    AltNames, CA_VALIDITY_DAYS, CERTS, CertInputs, CertSpec, CommonName, ExtKeyUsage,
-    KUBEBOOT_AGENT_WEBHOOK_CERT, KeyUsage, LEAF_VALIDITY_DAYS, SA_BASE_NAME, SanRule, alt_names,
-    apiserver_service_ip, cert_spec, certs_for, parse_host_port,
+    AltNames, CERTS, CertInputs, CertSpec, CommonName, ExtKeyUsage, KUBEBOOT_AGENT_WEBHOOK_CERT,
+    KeyUsage, SA_BASE_NAME, SanRule, Validity, alt_names, apiserver_service_ip, cert_spec,
+    certs_for, parse_host_port,
 };
 pub use error::{PkiError, SanKind};
 pub use info::{CertInfo, cert_info};

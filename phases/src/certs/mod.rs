@@ -5,8 +5,12 @@
 //!
 //! Modules:
 //! - [`expiration`]: the expiry report of every certificate and CA on the node.
+//! - [`renew`]: re-issuing certificates from the same CA, keeping subject and SANs.
+//! - [`user`]: a kubeconfig with a client certificate for another user.
 
 pub mod expiration;
+pub mod renew;
+pub mod user;
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -92,7 +96,7 @@ pub fn init_config_from_file(fs: &Fs, path: &Path) -> anyhow::Result<InitConfig>
 }
 
 /// kubeadm's defaults, for a node whose cluster cannot be asked.
-fn default_init_config() -> anyhow::Result<InitConfig> {
+pub fn default_init_config() -> anyhow::Result<InitConfig> {
     Ok(components::config::resolve_init(
         &InitFlags::default(),
         &facts(),
