@@ -163,3 +163,43 @@ fn dry_run_writes_only_into_the_scratch_directory() {
     assert_eq!(read(&crt), before);
     assert!(write.resolve(&crt).is_file());
 }
+
+#[test]
+fn user_kubeconfig_has_the_asked_identity_and_validity_and_chains_to_the_ca() {
+    use phases::certs::user::{UserRequest, user_kubeconfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = node(tmp.path());
+    let req = UserRequest {
+        client_name: "alice".into(),
+        organizations: vec!["team".into()],
+        validity: Duration::from_secs(24 * 3600),
+        server: "https://10.123.0.2:6443".into(),
+        cluster_name: "kubernetes".into(),
+    };
+    let kc = user_kubeconfig(&ctx, &req).expect("kubeconfig");
+    assert_eq!(
+        kc.client_identity().unwrap(),
+        ("alice".to_string(), vec!["team".to_string()])
+    );
+    assert_eq!(kc.current_context, "alice@kubernetes");
+    assert_eq!(
+        kc.current_cluster().unwrap().cluster.server,
+        "https://10.123.0.2:6443"
+    );
+    let pem = kc.client_certificate_pem().unwrap();
+    let info = pki::cert_info(&pem).unwrap();
+    let valid = info.not_after.duration_since(ctx.now).unwrap().as_secs();
+    assert!((24 * 3600 - 1..=24 * 3600).contains(&valid), "{valid}");
+    let ca = read(&tmp.path().join("etc/kubernetes/pki/ca.crt"));
+    assert!(pki::is_signed_by(&pem, &ca).unwrap());
+    let empty = UserRequest {
+        client_name: " ".into(),
+        ..req
+    };
+    assert!(
+        user_kubeconfig(&ctx, &empty)
+            .unwrap_err()
+            .to_string()
+            .contains("--client-name")
+    );
+}
