@@ -342,6 +342,7 @@ async fn api_lb_learns_the_api_servers_from_the_endpoints_and_writes_them_back()
         &format!("https://{dead}"),
         &ca,
         KeyAlgorithm::EcdsaP256,
+        pki::Validity::default().leaf,
         SystemTime::now(),
     )
     .expect("kubeconfig");

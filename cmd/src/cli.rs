@@ -50,6 +50,8 @@ pub enum Commands {
     Certs(crate::certs::CertsArgs),
     /// Upgrade your cluster smoothly to a newer version with this command
     Upgrade(crate::upgrade::UpgradeArgs),
+    /// Kubeconfig file utilities
+    Kubeconfig(crate::kubeconfig_cmd::KubeconfigArgs),
     /// Output shell completion code for the specified shell (bash, zsh, fish)
     Completion(CompletionArgs),
     // No doc comment: the help (short and long) is DnsArgs's own.

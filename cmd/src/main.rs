@@ -9,6 +9,7 @@ mod config_cmd;
 mod dns;
 mod init;
 mod join;
+mod kubeconfig_cmd;
 mod logging;
 mod node;
 mod reset;
@@ -76,6 +77,7 @@ fn run(matches: &clap::ArgMatches) -> anyhow::Result<()> {
         cli::Commands::Certs(args) => certs::run(args),
         cli::Commands::Dns(args) => dns::run(args),
         cli::Commands::Upgrade(args) => upgrade::run(args),
+        cli::Commands::Kubeconfig(args) => kubeconfig_cmd::run(args),
         cli::Commands::Completion(args) => {
             let mut cmd = cli::command();
             clap_complete::generate(args.shell, &mut cmd, "kubeboot", &mut std::io::stdout());

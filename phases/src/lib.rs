@@ -21,8 +21,10 @@
 //! - [`agent_view`]: the agent's status, as phases quote it.
 //! - [`dns_image`]: the kubeboot-dns image, built from the running executable.
 //! - [`upgrade`]: `upgrade plan` and `upgrade diff` (observe, the pure plan, rollback rules).
+//! - [`certs`]: `certs check-expiration`, `certs renew`, `kubeconfig user`.
 
 pub mod agent_view;
+pub mod certs;
 pub mod cluster;
 pub mod discovery;
 pub mod dns_image;

@@ -31,6 +31,7 @@ fn inputs(advertise: &str) -> CertInputs {
         etcd_server_sans: vec![],
         etcd_peer_sans: vec![],
         algorithm: KeyAlgorithm::EcdsaP256,
+        validity: Default::default(),
     }
 }
 

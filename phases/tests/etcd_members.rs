@@ -103,6 +103,7 @@ fn inputs(name: &str, addr: &str) -> pki::CertInputs {
         etcd_server_sans: vec![],
         etcd_peer_sans: vec![],
         algorithm: Default::default(),
+        validity: Default::default(),
     }
 }
 

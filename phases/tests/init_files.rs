@@ -177,3 +177,46 @@ fn the_agent_webhook_pair_is_kubeboots_own_in_the_agent_dir() {
             .contains("Using existing kubeboot-agent-webhook certificate and key on disk")
     );
 }
+
+#[test]
+fn certs_and_kubeconfigs_take_the_configured_validity() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\n\
+        localAPIEndpoint:\n  advertiseAddress: 10.123.0.2\nnodeRegistration:\n  name: node1\n---\n\
+        apiVersion: kubeadm.k8s.io/v1beta2\nkind: ClusterConfiguration\nkubernetesVersion: v1.20.2\n\
+        certificateValidityPeriod: 5m\ncaCertificateValidityPeriod: 2h\n";
+    let mut d = common::data_from(
+        dir.path(),
+        components::config::InitFlags {
+            config: Some(components::config::ConfigSource {
+                path: "kubeadm.yaml".into(),
+                content: config.into(),
+            }),
+            ..Default::default()
+        },
+    );
+    d.cfg.cluster.certificates_dir = "/etc/kubernetes/pki".into();
+    run(&mut d);
+    let k = dir.path().join("etc/kubernetes");
+    let valid_for = |pem: &str| {
+        let info = pki::cert_info(pem).expect("a certificate");
+        info.not_after
+            .duration_since(d.now)
+            .expect("after now")
+            .as_secs()
+    };
+    let read = |p: &str| std::fs::read_to_string(k.join(p)).unwrap();
+    for leaf in [
+        "pki/apiserver.crt",
+        "pki/etcd/server.crt",
+        "pki/front-proxy-client.crt",
+    ] {
+        assert!((299..=300).contains(&valid_for(&read(leaf))), "{leaf}");
+    }
+    for ca in ["pki/ca.crt", "pki/etcd/ca.crt", "pki/front-proxy-ca.crt"] {
+        assert!((7199..=7200).contains(&valid_for(&read(ca))), "{ca}");
+    }
+    let admin = pki::Kubeconfig::from_yaml(&read("admin.conf")).unwrap();
+    let pem = admin.client_certificate_pem().unwrap();
+    assert!((299..=300).contains(&valid_for(&pem)), "admin.conf");
+}

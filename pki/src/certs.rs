@@ -2,6 +2,7 @@
 //! in its per-cluster parts (SANs, node name).
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use components::config::{Etcd, InitConfig, KeyAlgorithm};
 use components::names;
@@ -9,10 +10,39 @@ use ipnet::IpNet;
 
 use crate::PkiError;
 
-/// Days a CA is valid (client-go cert.NewSelfSignedCACert: `duration365d * 10`).
-pub const CA_VALIDITY_DAYS: u32 = 3650;
-/// Days a leaf certificate is valid (kubeadm: constants.CertificateValidity, 365 days).
-pub const LEAF_VALIDITY_DAYS: u32 = 365;
+/// How long new certificates are valid (kubeadm v1beta4: `certificateValidityPeriod` and
+/// `caCertificateValidityPeriod`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// Leaf certificates, from issuance (kubeadm: constants.CertificateValidity, 1 year).
+    pub leaf: Duration,
+    /// CAs, from issuance (client-go cert.NewSelfSignedCACert: 10 years).
+    pub ca: Duration,
+}
+
+impl Default for Validity {
+    fn default() -> Self {
+        Self {
+            leaf: components::config::DEFAULT_CERTIFICATE_VALIDITY,
+            ca: components::config::DEFAULT_CA_CERTIFICATE_VALIDITY,
+        }
+    }
+}
+
+impl Validity {
+    /// The validity configured for a cluster.
+    pub fn of(cluster: &components::config::ClusterConfig) -> Self {
+        Self {
+            leaf: cluster.certificate_validity,
+            ca: cluster.ca_certificate_validity,
+        }
+    }
+
+    /// How long a certificate of `spec` is valid.
+    pub fn for_spec(&self, spec: &CertSpec) -> Duration {
+        if spec.is_ca() { self.ca } else { self.leaf }
+    }
+}
 
 /// The common name of the Kubernetes CA (kubeadm: certlist.go, KubeadmCertRootCA).
 pub const CA_CN: &str = "kubernetes";
@@ -92,8 +122,6 @@ pub struct CertSpec {
     pub ext_key_usages: &'static [ExtKeyUsage],
     /// Subject alternative names.
     pub sans: SanRule,
-    /// Validity in days from issuance.
-    pub validity_days: u32,
     /// Only needed with a local (stacked) etcd (kubeadm: GetCertsWithoutEtcd leaves it out).
     pub local_etcd_only: bool,
 }
@@ -140,7 +168,6 @@ pub static CERTS: &[CertSpec] = &[
         key_usages: CA_USAGES,
         ext_key_usages: &[],
         sans: SanRule::None,
-        validity_days: CA_VALIDITY_DAYS,
         local_etcd_only: false,
     },
     // kubeadm: KubeadmCertAPIServer
@@ -154,7 +181,6 @@ pub static CERTS: &[CertSpec] = &[
         key_usages: LEAF_USAGES,
         ext_key_usages: &[ExtKeyUsage::ServerAuth],
         sans: SanRule::ApiServer,
-        validity_days: LEAF_VALIDITY_DAYS,
         local_etcd_only: false,
     },
     // kubeadm: KubeadmCertKubeletClient
@@ -168,7 +194,6 @@ pub static CERTS: &[CertSpec] = &[
         key_usages: LEAF_USAGES,
         ext_key_usages: &[ExtKeyUsage::ClientAuth],
         sans: SanRule::None,
-        validity_days: LEAF_VALIDITY_DAYS,
         local_etcd_only: false,
     },
     // kubeadm: KubeadmCertFrontProxyCA
@@ -182,7 +207,6 @@ pub static CERTS: &[CertSpec] = &[
         key_usages: CA_USAGES,
         ext_key_usages: &[],
         sans: SanRule::None,
-        validity_days: CA_VALIDITY_DAYS,
         local_etcd_only: false,
     },
     // kubeadm: KubeadmCertFrontProxyClient
@@ -196,7 +220,6 @@ pub static CERTS: &[CertSpec] = &[
         key_usages: LEAF_USAGES,
         ext_key_usages: &[ExtKeyUsage::ClientAuth],
         sans: SanRule::None,
-        validity_days: LEAF_VALIDITY_DAYS,
         local_etcd_only: false,
     },
     // kubeadm: KubeadmCertEtcdCA
@@ -210,7 +233,6 @@ pub static CERTS: &[CertSpec] = &[
         key_usages: CA_USAGES,
         ext_key_usages: &[],
         sans: SanRule::None,
-        validity_days: CA_VALIDITY_DAYS,
         local_etcd_only: true,
     },
     // kubeadm: KubeadmCertEtcdServer. ClientAuth too: etcd 3.2 requires it on the server
@@ -225,7 +247,6 @@ pub static CERTS: &[CertSpec] = &[
         key_usages: LEAF_USAGES,
         ext_key_usages: &[ExtKeyUsage::ServerAuth, ExtKeyUsage::ClientAuth],
         sans: SanRule::EtcdServer,
-        validity_days: LEAF_VALIDITY_DAYS,
         local_etcd_only: true,
     },
     // kubeadm: KubeadmCertEtcdPeer
@@ -239,7 +260,6 @@ pub static CERTS: &[CertSpec] = &[
         key_usages: LEAF_USAGES,
         ext_key_usages: &[ExtKeyUsage::ServerAuth, ExtKeyUsage::ClientAuth],
         sans: SanRule::EtcdPeer,
-        validity_days: LEAF_VALIDITY_DAYS,
         local_etcd_only: true,
     },
     // kubeadm: KubeadmCertEtcdHealthcheck
@@ -253,7 +273,6 @@ pub static CERTS: &[CertSpec] = &[
         key_usages: LEAF_USAGES,
         ext_key_usages: &[ExtKeyUsage::ClientAuth],
         sans: SanRule::None,
-        validity_days: LEAF_VALIDITY_DAYS,
         local_etcd_only: true,
     },
     // kubeadm: KubeadmCertEtcdAPIClient
@@ -267,7 +286,6 @@ pub static CERTS: &[CertSpec] = &[
         key_usages: LEAF_USAGES,
         ext_key_usages: &[ExtKeyUsage::ClientAuth],
         sans: SanRule::None,
-        validity_days: LEAF_VALIDITY_DAYS,
         local_etcd_only: true,
     },
 ];
@@ -286,7 +304,6 @@ pub static KUBEBOOT_AGENT_WEBHOOK_CERT: CertSpec = CertSpec {
     key_usages: LEAF_USAGES,
     ext_key_usages: &[ExtKeyUsage::ServerAuth],
     sans: SanRule::Loopback,
-    validity_days: LEAF_VALIDITY_DAYS,
     local_etcd_only: false,
 };
 
@@ -324,6 +341,8 @@ pub struct CertInputs {
     pub etcd_peer_sans: Vec<String>,
     /// The algorithm of new keys.
     pub algorithm: KeyAlgorithm,
+    /// How long new certificates are valid.
+    pub validity: Validity,
 }
 
 impl CertInputs {
@@ -344,6 +363,7 @@ impl CertInputs {
             etcd_server_sans,
             etcd_peer_sans,
             algorithm: cluster.encryption_algorithm,
+            validity: Validity::of(cluster),
         }
     }
 }
@@ -552,6 +572,7 @@ pub(crate) mod tests {
             etcd_server_sans: vec![],
             etcd_peer_sans: vec![],
             algorithm: KeyAlgorithm::EcdsaP256,
+            validity: Validity::default(),
         }
     }
 

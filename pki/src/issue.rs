@@ -59,9 +59,9 @@ impl From<Issued> for Issuer {
 
 /// Issues the certificate `spec` for `inputs` with a new key of `inputs.algorithm`.
 ///
-/// A CA spec is self-signed and valid from `now` for 10 years (client-go
-/// cert.NewSelfSignedCACert). A leaf is signed by `issuer`, valid from the CA's NotBefore
-/// (as kubeadm's pkiutil.NewSignedCert) until `now` + 1 year.
+/// A CA spec is self-signed and valid from `now` for `inputs.validity.ca` (client-go
+/// cert.NewSelfSignedCACert: 10 years). A leaf is signed by `issuer`, valid from the CA's
+/// NotBefore (as kubeadm's pkiutil.NewSignedCert) until `now` + `inputs.validity.leaf`.
 ///
 /// # Errors
 /// [`PkiError::MissingIssuer`] / [`PkiError::UnexpectedIssuer`] when `issuer` does not fit
@@ -91,7 +91,7 @@ pub fn issue(
         key_usages: spec.key_usages,
         ext_key_usages: spec.ext_key_usages,
         is_ca: spec.is_ca(),
-        validity_days: spec.validity_days,
+        validity: inputs.validity.for_spec(spec),
     };
     let key = PrivateKey::generate(inputs.algorithm)?;
     let ca_name = spec.ca.unwrap_or(spec.name);
@@ -113,7 +113,8 @@ pub(crate) struct Template<'a> {
     pub key_usages: &'a [KeyUsage],
     pub ext_key_usages: &'a [ExtKeyUsage],
     pub is_ca: bool,
-    pub validity_days: u32,
+    /// From issuance (`now`), not from NotBefore.
+    pub validity: Duration,
 }
 
 /// Signs `template` for `key`, self-signed when `issuer` is `None`; returns the cert PEM.
@@ -133,7 +134,7 @@ pub(crate) fn sign(
     params.distinguished_name =
         subject(template.common_name, template.organizations).map_err(|e| fail(e.to_string()))?;
     params.serial_number = Some(random_serial());
-    params.not_after = now + Duration::from_secs(u64::from(template.validity_days) * 86_400);
+    params.not_after = now + template.validity;
     params.key_usages = template
         .key_usages
         .iter()
@@ -329,8 +330,13 @@ mod tests {
             assert_eq!(parsed.ips, want.ips, "{}", spec.name);
             let nb = OffsetDateTime::from(now());
             assert_eq!(parsed.not_before, nb, "{}", spec.name);
-            let days = (parsed.not_after - OffsetDateTime::from(at)).whole_days();
-            assert_eq!(days, i64::from(spec.validity_days), "{}", spec.name);
+            let valid = parsed.not_after - OffsetDateTime::from(at);
+            assert_eq!(
+                valid.whole_seconds(),
+                i.validity.for_spec(spec).as_secs() as i64,
+                "{}",
+                spec.name
+            );
             let key = PrivateKey::from_pem(&issued.key_pem, "k").expect("key parses");
             assert_eq!(key.algorithm(), algorithm);
             assert_eq!(key.public_key_raw(), parsed.public_key_raw.as_slice());

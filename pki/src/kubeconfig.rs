@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::x509::AttributeTypeAndValue;
 
-use crate::certs::{AltNames, ExtKeyUsage, KeyUsage, LEAF_VALIDITY_DAYS};
+use crate::certs::{AltNames, ExtKeyUsage, KeyUsage};
 use crate::issue::{Issuer, Template, sign};
 use crate::key::PrivateKey;
 use crate::verify::Decision;
@@ -386,6 +386,40 @@ impl Kubeconfig {
         })
     }
 
+    /// The current context's user, if the file names one.
+    pub fn current_user(&self) -> Option<&NamedUser> {
+        self.contexts
+            .iter()
+            .find(|c| c.name == self.current_context)
+            .and_then(|ctx| self.users.iter().find(|u| u.name == ctx.context.user))
+    }
+
+    /// The PEM of the current context's embedded client certificate
+    /// (`client-certificate-data`), as kubeadm's renewal reads it (renewal/readwriter.go,
+    /// kubeConfigReadWriter.Read).
+    ///
+    /// # Errors
+    /// [`PkiError::ParseCert`] when the current user has no embedded client certificate or
+    /// it is not base64 text.
+    pub fn client_certificate_pem(&self) -> Result<String, PkiError> {
+        let fail = |reason: String| PkiError::ParseCert {
+            what: "the kubeconfig's client certificate".to_string(),
+            reason,
+        };
+        let user = self
+            .current_user()
+            .ok_or_else(|| fail("the current context has no user".to_string()))?;
+        let data = user
+            .user
+            .client_certificate_data
+            .as_deref()
+            .ok_or_else(|| fail("no client-certificate-data".to_string()))?;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|e| fail(e.to_string()))?;
+        String::from_utf8(pem).map_err(|e| fail(e.to_string()))
+    }
+
     /// The user name (CN) and groups (O) of the current context's client certificate: who
     /// the API server takes this kubeconfig for.
     ///
@@ -397,21 +431,7 @@ impl Kubeconfig {
             what: "the kubeconfig's client certificate".to_string(),
             reason,
         };
-        let user = self
-            .contexts
-            .iter()
-            .find(|c| c.name == self.current_context)
-            .and_then(|ctx| self.users.iter().find(|u| u.name == ctx.context.user))
-            .ok_or_else(|| fail("the current context has no user".to_string()))?;
-        let data = user
-            .user
-            .client_certificate_data
-            .as_deref()
-            .ok_or_else(|| fail("no client-certificate-data".to_string()))?;
-        let pem = base64::engine::general_purpose::STANDARD
-            .decode(data.trim())
-            .map_err(|e| fail(e.to_string()))?;
-        let pem = String::from_utf8(pem).map_err(|e| fail(e.to_string()))?;
+        let pem = self.client_certificate_pem()?;
         let blocks = crate::der::pem_blocks(&pem).map_err(fail)?;
         let (_, der) = blocks
             .first()
@@ -459,6 +479,8 @@ impl Kubeconfig {
 ///
 /// # Errors
 /// CA parse errors, [`PkiError::KeyGeneration`], [`PkiError::Sign`].
+// The kubeconfig's parts are independent inputs, as kubeadm's kubeConfigSpec fields are.
+#[allow(clippy::too_many_arguments)]
 pub fn build_kubeconfig(
     spec: &KubeconfigSpec,
     node_name: &str,
@@ -466,6 +488,7 @@ pub fn build_kubeconfig(
     server_url: &str,
     ca: &Issuer,
     algorithm: KeyAlgorithm,
+    validity: std::time::Duration,
     now: SystemTime,
 ) -> Result<Kubeconfig, PkiError> {
     let user = spec.client_name(node_name);
@@ -477,7 +500,7 @@ pub fn build_kubeconfig(
         key_usages: &[KeyUsage::DigitalSignature, KeyUsage::KeyEncipherment],
         ext_key_usages: &[ExtKeyUsage::ClientAuth],
         is_ca: false,
-        validity_days: LEAF_VALIDITY_DAYS,
+        validity,
     };
     let key = PrivateKey::generate(algorithm)?;
     let cert_pem = sign(&template, &key, Some((ca, "ca")), now)?;
@@ -512,6 +535,74 @@ pub fn build_kubeconfig(
             },
         }],
     })
+}
+
+/// The kubeconfig file `yaml` with the current user's embedded client certificate and key
+/// replaced and the current cluster's embedded CA set to `ca_pem`; everything else is kept
+/// as it is, fields kubeboot does not know included (kubeadm: renewal/readwriter.go,
+/// kubeConfigReadWriter.Write).
+///
+/// # Errors
+/// [`PkiError::KubeconfigParse`] when the file is not YAML, and
+/// [`PkiError::KubeconfigIncomplete`] when its current context, user or cluster is missing.
+pub fn replace_client_cert(
+    file: &'static str,
+    yaml: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    ca_pem: &str,
+) -> Result<String, PkiError> {
+    use yaml_serde::Value;
+    let parse = |reason: String| PkiError::KubeconfigParse {
+        file: file.to_string(),
+        reason,
+    };
+    let incomplete = |what: String| PkiError::KubeconfigIncomplete { file, what };
+    let mut doc: Value = yaml_serde::from_str(yaml).map_err(|e| parse(e.to_string()))?;
+    let typed = Kubeconfig::from_yaml(yaml).map_err(|e| parse(e.to_string()))?;
+    let ctx = typed
+        .contexts
+        .iter()
+        .find(|c| c.name == typed.current_context)
+        .ok_or_else(|| incomplete(format!("context {:?}", typed.current_context)))?
+        .context
+        .clone();
+    let b64 = |s: &str| Value::String(base64::engine::general_purpose::STANDARD.encode(s));
+    let set = |doc: &mut Value, list: &str, name: &str, field: &str, values: &[(&str, Value)]| {
+        let item = doc
+            .get_mut(list)
+            .and_then(Value::as_sequence_mut)
+            .and_then(|items| {
+                items
+                    .iter_mut()
+                    .find(|i| i.get("name").and_then(Value::as_str) == Some(name))
+            })
+            .and_then(|i| i.get_mut(field))
+            .and_then(Value::as_mapping_mut)
+            .ok_or_else(|| incomplete(format!("{list} entry {name:?}")))?;
+        for (k, v) in values {
+            item.insert(Value::String((*k).to_string()), v.clone());
+        }
+        Ok::<(), PkiError>(())
+    };
+    set(
+        &mut doc,
+        "users",
+        &ctx.user,
+        "user",
+        &[
+            ("client-certificate-data", b64(cert_pem)),
+            ("client-key-data", b64(key_pem)),
+        ],
+    )?;
+    set(
+        &mut doc,
+        "clusters",
+        &ctx.cluster,
+        "cluster",
+        &[("certificate-authority-data", b64(ca_pem))],
+    )?;
+    yaml_serde::to_string(&doc).map_err(|e| parse(e.to_string()))
 }
 
 /// A kubeconfig for `user` at `server` trusting `ca_pem` (kubeadm's
@@ -683,6 +774,42 @@ mod tests {
     }
 
     #[test]
+    fn replacing_the_client_cert_keeps_everything_else() {
+        let ca = ca();
+        let kc = build_kubeconfig(
+            spec("admin"),
+            "node1",
+            "kubernetes",
+            "https://10.0.0.1:6443",
+            &ca,
+            KeyAlgorithm::EcdsaP256,
+            crate::Validity::default().leaf,
+            now(),
+        )
+        .expect("builds");
+        let yaml = kc.to_yaml().replace(
+            "    user: kubernetes-admin\n",
+            "    namespace: team\n    user: kubernetes-admin\n",
+        );
+        assert!(yaml.contains("namespace: team"), "{yaml}");
+        let new = replace_client_cert("admin.conf", &yaml, "CERT", "KEY", "CA").expect("replaced");
+        let back = Kubeconfig::from_yaml(&new).expect("parses");
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let user = back.current_user().expect("user");
+        assert_eq!(user.user.client_certificate_data, Some(b64("CERT")));
+        assert_eq!(user.user.client_key_data, Some(b64("KEY")));
+        let cluster = back.current_cluster().expect("cluster");
+        assert_eq!(cluster.cluster.certificate_authority_data, Some(b64("CA")));
+        assert_eq!(cluster.cluster.server, "https://10.0.0.1:6443");
+        assert!(new.contains("namespace: team"), "{new}");
+        let broken = yaml.replace(
+            "current-context: kubernetes-admin@kubernetes",
+            "current-context: x",
+        );
+        assert!(replace_client_cert("admin.conf", &broken, "C", "K", "A").is_err());
+    }
+
+    #[test]
     fn server_urls() {
         let ip: IpAddr = "10.0.0.1".parse().expect("ip");
         let v6: IpAddr = "fd00::1".parse().expect("ip");
@@ -722,6 +849,7 @@ mod tests {
             "https://10.0.0.1:6443",
             &ca,
             KeyAlgorithm::EcdsaP256,
+            crate::Validity::default().leaf,
             now(),
         )
         .expect("builds");
@@ -897,6 +1025,7 @@ mod tests {
             url,
             &ca,
             KeyAlgorithm::EcdsaP256,
+            crate::Validity::default().leaf,
             now(),
         )
         .expect("builds");
@@ -981,6 +1110,7 @@ mod tests {
             "https://10.0.0.1:6443",
             &ca(),
             KeyAlgorithm::EcdsaP256,
+            crate::Validity::default().leaf,
             now(),
         )
         .expect("builds")

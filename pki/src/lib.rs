@@ -14,12 +14,14 @@
 //! - [`key`]: private keys (ECDSA P-256, RSA), their PEM formats, the service account pair.
 //! - [`verify`]: [`decide`] whether what is on the node can be reused.
 //! - [`kubeconfig`]: the kubeconfig table [`KUBECONFIGS`], building and checking them.
+//! - [`renew`]: re-issuing a certificate from its CA, keeping subject and SANs.
 //! - [`pin`]: `sha256:` CA public key pins for discovery.
 //! - [`certkey`]: the certificate key of `--upload-certs` and kubeadm's AES-GCM format of the
 //!   `kubeadm-certs` Secret.
 //! - [`token`]: bootstrap tokens, their usages, groups, TTL and Secret data.
 //! - [`jws`]: detached JWS signatures of the `cluster-info` kubeconfig.
 //! - [`info`]: expiry facts for `certs check-expiration`.
+//! - [`expiry`]: what `certs check-expiration` lists and `certs renew` renews, and the report.
 //! - [`error`]: the one error type, [`PkiError`], and [`SanKind`].
 #![warn(missing_docs)]
 
@@ -28,19 +30,21 @@ pub mod certs;
 pub mod csr;
 mod der;
 pub mod error;
+pub mod expiry;
 pub mod info;
 pub mod issue;
 pub mod jws;
 pub mod key;
 pub mod kubeconfig;
 pub mod pin;
+pub mod renew;
 pub mod token;
 pub mod verify;
 
 pub use certs::{
-    AltNames, CA_VALIDITY_DAYS, CERTS, CertInputs, CertSpec, CommonName, ExtKeyUsage,
-    KUBEBOOT_AGENT_WEBHOOK_CERT, KeyUsage, LEAF_VALIDITY_DAYS, SA_BASE_NAME, SanRule, alt_names,
-    apiserver_service_ip, cert_spec, certs_for, parse_host_port,
+    AltNames, CERTS, CertInputs, CertSpec, CommonName, ExtKeyUsage, KUBEBOOT_AGENT_WEBHOOK_CERT,
+    KeyUsage, SA_BASE_NAME, SanRule, Validity, alt_names, apiserver_service_ip, cert_spec,
+    certs_for, parse_host_port,
 };
 pub use error::{PkiError, SanKind};
 pub use info::{CertInfo, cert_info};

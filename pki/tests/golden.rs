@@ -51,6 +51,7 @@ fn inputs(algorithm: KeyAlgorithm) -> CertInputs {
         etcd_server_sans: vec![],
         etcd_peer_sans: vec![],
         algorithm,
+        validity: Default::default(),
     }
 }
 

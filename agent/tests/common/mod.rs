@@ -296,5 +296,6 @@ pub fn cert_inputs(algorithm: components::config::KeyAlgorithm) -> pki::CertInpu
         etcd_server_sans: vec![],
         etcd_peer_sans: vec![],
         algorithm,
+        validity: pki::Validity::default(),
     }
 }

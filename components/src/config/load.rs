@@ -181,6 +181,10 @@ pub struct ClusterSpec {
     pub feature_gates: BTreeMap<String, bool>,
     /// kubeboot extension: `encryptionAlgorithm`.
     pub encryption_algorithm: Option<String>,
+    /// kubeboot extension (kubeadm v1beta4): `certificateValidityPeriod`, a Go duration.
+    pub certificate_validity_period: Option<String>,
+    /// kubeboot extension (kubeadm v1beta4): `caCertificateValidityPeriod`, a Go duration.
+    pub ca_certificate_validity_period: Option<String>,
 }
 
 /// Discovery as a file says it.
@@ -699,6 +703,28 @@ cgroupDriver: cgroupfs
         let c = f.cluster.unwrap();
         assert_eq!(c.encryption_algorithm.as_deref(), Some("RSA-2048"));
         assert_eq!(c.dns.image_tag.as_deref(), Some("v1.8.0"));
+    }
+
+    #[test]
+    fn validity_periods_load_from_v1beta2_and_v1beta3() {
+        for api in ["v1beta2", "v1beta3"] {
+            let f = load(&format!(
+                "apiVersion: kubeadm.k8s.io/{api}\nkind: ClusterConfiguration\n\
+                 certificateValidityPeriod: 5m\ncaCertificateValidityPeriod: 8760h0m0s\n"
+            ))
+            .unwrap();
+            let c = f.cluster.unwrap();
+            assert_eq!(
+                c.certificate_validity_period.as_deref(),
+                Some("5m"),
+                "{api}"
+            );
+            assert_eq!(
+                c.ca_certificate_validity_period.as_deref(),
+                Some("8760h0m0s"),
+                "{api}"
+            );
+        }
     }
 
     #[test]

@@ -200,7 +200,18 @@ pub struct ClusterConfig {
     pub feature_gates: BTreeMap<String, bool>,
     /// The key algorithm for new keys.
     pub encryption_algorithm: KeyAlgorithm,
+    /// How long new leaf certificates are valid (kubeadm v1beta4
+    /// `certificateValidityPeriod`, default 1 year).
+    pub certificate_validity: Duration,
+    /// How long new CAs are valid (kubeadm v1beta4 `caCertificateValidityPeriod`, default 10
+    /// years); always longer than `certificate_validity`.
+    pub ca_certificate_validity: Duration,
 }
+
+/// kubeadm's default leaf validity (constants.CertificateValidityPeriod, 8760h).
+pub const DEFAULT_CERTIFICATE_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// kubeadm's default CA validity (constants.CACertificateValidityPeriod, 87600h).
+pub const DEFAULT_CA_CERTIFICATE_VALIDITY: Duration = Duration::from_secs(3650 * 24 * 3600);
 
 /// A node taint (core/v1 Taint).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -297,8 +297,25 @@ pub fn cluster_configuration_yaml(c: &ClusterConfig) -> String {
             KeyAlgorithm::Rsa2048 => String::new(),
             other => other.as_str().to_string(),
         },
+        // Only when not kubeadm's defaults, which every kubeadm reads the same.
+        certificate_validity_period: validity_field(
+            c.certificate_validity,
+            super::DEFAULT_CERTIFICATE_VALIDITY,
+        ),
+        ca_certificate_validity_period: validity_field(
+            c.ca_certificate_validity,
+            super::DEFAULT_CA_CERTIFICATE_VALIDITY,
+        ),
     };
     to_sorted_yaml(&doc)
+}
+
+fn validity_field(d: std::time::Duration, default: std::time::Duration) -> String {
+    if d == default {
+        String::new()
+    } else {
+        format_go_duration(d.as_secs())
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 //! Fields keep kubeadm's "empty means unset" convention (`omitempty`); defaulting happens
 //! on the version-independent [`crate::config::load`] form these types convert into.
 //!
-//! kubeboot extension: `ClusterConfiguration.encryptionAlgorithm` (kubeadm >= 1.31's field,
+//! kubeboot extensions: `ClusterConfiguration.certificateValidityPeriod` and
+//! `caCertificateValidityPeriod` (kubeadm v1beta4's fields, Go durations) are accepted here
+//! too, and so is `ClusterConfiguration.encryptionAlgorithm` (kubeadm >= 1.31's field,
 //! `ECDSA-P256`, `RSA-2048`, `RSA-3072` or `RSA-4096`) is accepted here too.
 
 use std::collections::BTreeMap;
@@ -89,6 +91,13 @@ pub struct ClusterConfiguration {
     /// kubeboot extension (kubeadm >= 1.31): the key algorithm for new keys.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub encryption_algorithm: String,
+    /// kubeboot extension (kubeadm v1beta4, 1.31): how long new leaf certificates are valid,
+    /// a Go duration (`8760h0m0s`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub certificate_validity_period: String,
+    /// kubeboot extension (kubeadm v1beta4, 1.31): how long new CAs are valid.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ca_certificate_validity_period: String,
 }
 
 /// ClusterStatus (the `kubeadm-config` ConfigMap's second key in kubeadm 1.20).
@@ -537,6 +546,8 @@ impl From<ClusterConfiguration> for ClusterSpec {
             use_hyper_kube_image: v.use_hyper_kube_image,
             feature_gates: v.feature_gates,
             encryption_algorithm: opt(v.encryption_algorithm),
+            certificate_validity_period: opt(v.certificate_validity_period),
+            ca_certificate_validity_period: opt(v.ca_certificate_validity_period),
         }
     }
 }

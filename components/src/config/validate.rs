@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use ipnet::IpNet;
 
@@ -598,6 +599,8 @@ pub(crate) fn check_cluster(
         }),
     };
 
+    let (certificate_validity, ca_certificate_validity) = check_validity(c, errs);
+
     let version = version?;
     let image_repository = c
         .image_repository
@@ -629,7 +632,62 @@ pub(crate) fn check_cluster(
         etcd: etcd?,
         feature_gates: c.feature_gates.clone(),
         encryption_algorithm,
+        certificate_validity,
+        ca_certificate_validity,
     })
+}
+
+/// `certificateValidityPeriod` and `caCertificateValidityPeriod` (kubeadm v1beta4): Go
+/// durations above zero, the CA's longer than the leaves' (a leaf outliving its CA would be
+/// unusable after the CA expires; kubeadm only warns, kubeboot refuses).
+fn check_validity(c: &ClusterSpec, errs: &mut Vec<FieldError>) -> (Duration, Duration) {
+    let mut parse = |field: &str, value: Option<&str>, default: Duration| {
+        let Some(text) = value else {
+            return Some(default);
+        };
+        match super::duration::parse_go_duration(text) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                errs.push(FieldError::invalid(field, text, "must be longer than 0s"));
+                None
+            }
+            Err(e) => {
+                errs.push(FieldError::invalid(
+                    field,
+                    text,
+                    format!("is not a duration such as \"8760h0m0s\" ({e})"),
+                ));
+                None
+            }
+        }
+    };
+    let leaf = parse(
+        "certificateValidityPeriod",
+        c.certificate_validity_period.as_deref(),
+        super::DEFAULT_CERTIFICATE_VALIDITY,
+    );
+    let ca = parse(
+        "caCertificateValidityPeriod",
+        c.ca_certificate_validity_period.as_deref(),
+        super::DEFAULT_CA_CERTIFICATE_VALIDITY,
+    );
+    match (leaf, ca) {
+        (Some(leaf), Some(ca)) if ca <= leaf => {
+            errs.push(FieldError::other(
+                "caCertificateValidityPeriod",
+                format!(
+                    "({}) must be longer than certificateValidityPeriod ({}): certificates must not outlive the CA that signs them; lengthen the CA's or shorten the certificates'",
+                    super::duration::format_go_duration(ca.as_secs()),
+                    super::duration::format_go_duration(leaf.as_secs())
+                ),
+            ));
+            (leaf, ca)
+        }
+        (leaf, ca) => (
+            leaf.unwrap_or(super::DEFAULT_CERTIFICATE_VALIDITY),
+            ca.unwrap_or(super::DEFAULT_CA_CERTIFICATE_VALIDITY),
+        ),
+    }
 }
 
 /// Checks an API endpoint: the port is in range, the address is an IP address of this node
@@ -1015,6 +1073,32 @@ mod tests {
         validate_init(&i, &c, &host())
     }
 
+    #[test]
+    fn validity_periods_default_to_kubeadms_and_take_go_durations() {
+        let cfg = run(|_, _| {}).expect("valid");
+        assert_eq!(cfg.cluster.certificate_validity.as_secs(), 8760 * 3600);
+        assert_eq!(cfg.cluster.ca_certificate_validity.as_secs(), 87600 * 3600);
+        let cfg = run(|_, c| {
+            c.certificate_validity_period = Some("5m".into());
+            c.ca_certificate_validity_period = Some("1h30m".into());
+        })
+        .expect("valid");
+        assert_eq!(cfg.cluster.certificate_validity.as_secs(), 300);
+        assert_eq!(cfg.cluster.ca_certificate_validity.as_secs(), 5400);
+        // Written back (kubeadm-config) only when not the default.
+        let yaml = crate::config::print::cluster_configuration_yaml(&cfg.cluster);
+        assert!(yaml.contains("certificateValidityPeriod: 5m0s"), "{yaml}");
+        assert!(
+            yaml.contains("caCertificateValidityPeriod: 1h30m0s"),
+            "{yaml}"
+        );
+        let back = crate::config::cluster_from_kubeadm_config(&yaml).expect("reads back");
+        assert_eq!(back.certificate_validity.as_secs(), 300);
+        let default = run(|_, _| {}).expect("valid");
+        let yaml = crate::config::print::cluster_configuration_yaml(&default.cluster);
+        assert!(!yaml.contains("ValidityPeriod"), "{yaml}");
+    }
+
     fn errors(edit: impl FnOnce(&mut InitSpec, &mut ClusterSpec)) -> Vec<String> {
         run(edit)
             .unwrap_err()
@@ -1139,6 +1223,29 @@ mod tests {
                 "ipv6_service_subnet_too_large",
                 |_, c| c.networking.service_subnet = Some("fd00::/100".into()),
                 "the mask must be >= 108",
+            ),
+            (
+                "certificate_validity_not_a_duration",
+                |_, c| c.certificate_validity_period = Some("1 year".into()),
+                "certificateValidityPeriod: \"1 year\" is not a duration such as \"8760h0m0s\"",
+            ),
+            (
+                "certificate_validity_zero",
+                |_, c| c.certificate_validity_period = Some("0s".into()),
+                "certificateValidityPeriod: \"0s\" must be longer than 0s",
+            ),
+            (
+                "ca_validity_not_longer_than_leaf",
+                |_, c| {
+                    c.certificate_validity_period = Some("24h".into());
+                    c.ca_certificate_validity_period = Some("5m".into());
+                },
+                "caCertificateValidityPeriod: (5m0s) must be longer than certificateValidityPeriod (24h0m0s)",
+            ),
+            (
+                "ca_validity_shorter_than_default_leaf",
+                |_, c| c.ca_certificate_validity_period = Some("720h".into()),
+                "caCertificateValidityPeriod: (720h0m0s) must be longer than certificateValidityPeriod (8760h0m0s)",
             ),
             (
                 "bad_advertise_address",

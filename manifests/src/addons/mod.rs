@@ -80,6 +80,8 @@ pub(crate) mod tests_support {
                 etcd: Etcd::Local(LocalEtcd::default()),
                 feature_gates: Default::default(),
                 encryption_algorithm: KeyAlgorithm::EcdsaP256,
+                certificate_validity: components::config::DEFAULT_CERTIFICATE_VALIDITY,
+                ca_certificate_validity: components::config::DEFAULT_CA_CERTIFICATE_VALIDITY,
             },
             node: NodeRegistration {
                 name: "node1".into(),

@@ -44,6 +44,8 @@ pub fn golden_config() -> InitConfig {
             }),
             feature_gates: BTreeMap::new(),
             encryption_algorithm: KeyAlgorithm::Rsa2048,
+            certificate_validity: components::config::DEFAULT_CERTIFICATE_VALIDITY,
+            ca_certificate_validity: components::config::DEFAULT_CA_CERTIFICATE_VALIDITY,
         },
         node: NodeRegistration {
             name: "node1".into(),

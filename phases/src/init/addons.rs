@@ -406,6 +406,7 @@ fn kube_proxy(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
             &server,
             &ca,
             d.cfg.cluster.encryption_algorithm,
+            d.cfg.cluster.certificate_validity,
             d.now,
         )?;
         crate::node_record::note_file(&d.fs, &d.layout, &kubeconfig_path)?;

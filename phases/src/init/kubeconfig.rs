@@ -98,6 +98,7 @@ fn run(d: &mut InitData, spec: &'static KubeconfigSpec) -> anyhow::Result<()> {
                 &server,
                 &ca,
                 cfg.cluster.encryption_algorithm,
+                cfg.cluster.certificate_validity,
                 d.now,
             )?;
             crate::node_record::create_dir(&d.fs, &d.layout, &d.layout.kubernetes_dir(), 0o755)?;

@@ -141,6 +141,7 @@ fn local_credential(
         server,
         &ca,
         cfg.cluster.encryption_algorithm,
+        cfg.cluster.certificate_validity,
         d.now,
     )?))
 }

@@ -1,0 +1,205 @@
+//! `certs renew` on a PKI that init's phases wrote in a temp dir: what it rewrites, what it
+//! keeps, the modes, and the refusals (unknown name, external CA).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use phases::certs::CertsCtx;
+use phases::certs::renew::{Renewal, renew, select};
+
+fn node(root: &Path) -> CertsCtx {
+    let mut d = common::data(root);
+    let only: Vec<String> = ["certs", "kubeconfig"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    phases::init::run(&mut d, &only).expect("certs and kubeconfig phases");
+    phases::shared::certs::agent_webhook_cert(&mut d).expect("agent webhook cert");
+    let mut cluster = d.cfg.cluster.clone();
+    cluster.certificate_validity = Duration::from_secs(600);
+    CertsCtx {
+        layout: components::Layout::under(root),
+        fs: agent::host::fs::Fs::real(),
+        out: phases::out::Out::capture(),
+        cluster,
+        cert_dir_flag: None,
+        now: SystemTime::now() + Duration::from_secs(60),
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn renews_one_certificate_keeping_its_names_with_a_new_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = node(tmp.path());
+    let pki = tmp.path().join("etc/kubernetes/pki");
+    let (old_crt, old_key) = (
+        read(&pki.join("apiserver.crt")),
+        read(&pki.join("apiserver.key")),
+    );
+    let untouched = read(&pki.join("apiserver-kubelet-client.crt"));
+    let done = renew(&ctx, &select(true, "apiserver").unwrap(), true, &ctx.fs).expect("renews");
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].1, Renewal::Renewed);
+    assert_eq!(
+        ctx.out.captured(),
+        "certificate for serving the Kubernetes API renewed\n"
+    );
+    let (new_crt, new_key) = (
+        read(&pki.join("apiserver.crt")),
+        read(&pki.join("apiserver.key")),
+    );
+    assert_ne!(new_crt, old_crt);
+    assert_ne!(new_key, old_key, "a new key, as kubeadm's renewal");
+    let (o, n) = (
+        pki::cert_info(&old_crt).unwrap(),
+        pki::cert_info(&new_crt).unwrap(),
+    );
+    assert_eq!(
+        (n.common_name, n.dns_names, n.ips),
+        (o.common_name, o.dns_names, o.ips)
+    );
+    let valid = n.not_after.duration_since(ctx.now).unwrap().as_secs();
+    assert!((599..=600).contains(&valid), "{valid}");
+    assert!(pki::is_signed_by(&new_crt, &read(&pki.join("ca.crt"))).unwrap());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&pki.join("apiserver.key")), 0o600);
+    assert_eq!(mode(&pki.join("apiserver.crt")), 0o644);
+    assert_eq!(read(&pki.join("apiserver-kubelet-client.crt")), untouched);
+}
+
+#[test]
+fn renews_kubeconfigs_and_kubeboots_own_certificates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = node(tmp.path());
+    let k8s = tmp.path().join("etc/kubernetes");
+    let old_admin = read(&k8s.join("admin.conf"));
+    let done = renew(&ctx, &select(true, "all").unwrap(), false, &ctx.fs).expect("renews");
+    let names: Vec<&str> = done.iter().map(|(t, _)| t.name).collect();
+    assert!(names.contains(&"kubeboot-agent-webhook") && names.contains(&"kubeboot-agent.conf"));
+    assert!(done.iter().all(|(_, r)| *r == Renewal::Renewed), "{done:?}");
+    let new_admin = read(&k8s.join("admin.conf"));
+    assert_ne!(new_admin, old_admin);
+    let (old, new) = (
+        pki::Kubeconfig::from_yaml(&old_admin).unwrap(),
+        pki::Kubeconfig::from_yaml(&new_admin).unwrap(),
+    );
+    assert_eq!(
+        new.client_identity().unwrap(),
+        old.client_identity().unwrap()
+    );
+    assert_eq!(new.current_cluster(), old.current_cluster());
+    let valid = pki::cert_info(&new.client_certificate_pem().unwrap())
+        .unwrap()
+        .not_after
+        .duration_since(ctx.now)
+        .unwrap()
+        .as_secs();
+    assert!((599..=600).contains(&valid), "{valid}");
+    let out = ctx.out.captured();
+    assert!(
+        out.contains("certificate embedded in the kubeconfig file for the admin to use and for kubeadm itself renewed"),
+        "{out}"
+    );
+    let mode = std::fs::metadata(k8s.join("admin.conf"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn unknown_names_and_external_cas_are_refused_and_nothing_changes() {
+    let err = select(true, "apiserver-typo").expect_err("unknown");
+    let msg = err.to_string();
+    assert!(msg.contains("\"apiserver-typo\""), "{msg}");
+    assert!(
+        msg.contains("all, admin.conf, apiserver,") && msg.contains("scheduler.conf"),
+        "{msg}"
+    );
+    assert!(msg.contains("nothing was renewed"), "{msg}");
+    assert!(
+        select(false, "etcd-server").is_err(),
+        "no etcd certificates with an external etcd"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = node(tmp.path());
+    let pki = tmp.path().join("etc/kubernetes/pki");
+    std::fs::remove_file(pki.join("front-proxy-ca.key")).unwrap();
+    let before = read(&pki.join("front-proxy-client.crt"));
+    let done = renew(
+        &ctx,
+        &select(true, "front-proxy-client").unwrap(),
+        true,
+        &ctx.fs,
+    )
+    .unwrap();
+    assert_eq!(done[0].1, Renewal::ExternalCa);
+    assert_eq!(
+        ctx.out.captured(),
+        "Detected external front-proxy-ca, certificate for the front proxy client can't be renewed\n"
+    );
+    assert_eq!(read(&pki.join("front-proxy-client.crt")), before);
+}
+
+#[test]
+fn dry_run_writes_only_into_the_scratch_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let ctx = node(tmp.path());
+    let crt = tmp.path().join("etc/kubernetes/pki/apiserver.crt");
+    let before = read(&crt);
+    let write = agent::host::fs::Fs::under(scratch.path());
+    renew(&ctx, &select(true, "apiserver").unwrap(), true, &write).unwrap();
+    assert_eq!(read(&crt), before);
+    assert!(write.resolve(&crt).is_file());
+}
+
+#[test]
+fn user_kubeconfig_has_the_asked_identity_and_validity_and_chains_to_the_ca() {
+    use phases::certs::user::{UserRequest, user_kubeconfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = node(tmp.path());
+    let req = UserRequest {
+        client_name: "alice".into(),
+        organizations: vec!["team".into()],
+        validity: Duration::from_secs(24 * 3600),
+        server: "https://10.123.0.2:6443".into(),
+        cluster_name: "kubernetes".into(),
+    };
+    let kc = user_kubeconfig(&ctx, &req).expect("kubeconfig");
+    assert_eq!(
+        kc.client_identity().unwrap(),
+        ("alice".to_string(), vec!["team".to_string()])
+    );
+    assert_eq!(kc.current_context, "alice@kubernetes");
+    assert_eq!(
+        kc.current_cluster().unwrap().cluster.server,
+        "https://10.123.0.2:6443"
+    );
+    let pem = kc.client_certificate_pem().unwrap();
+    let info = pki::cert_info(&pem).unwrap();
+    let valid = info.not_after.duration_since(ctx.now).unwrap().as_secs();
+    assert!((24 * 3600 - 1..=24 * 3600).contains(&valid), "{valid}");
+    let ca = read(&tmp.path().join("etc/kubernetes/pki/ca.crt"));
+    assert!(pki::is_signed_by(&pem, &ca).unwrap());
+    let empty = UserRequest {
+        client_name: " ".into(),
+        ..req
+    };
+    assert!(
+        user_kubeconfig(&ctx, &empty)
+            .unwrap_err()
+            .to_string()
+            .contains("--client-name")
+    );
+}
