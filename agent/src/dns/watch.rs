@@ -645,4 +645,251 @@ mod tests {
             ]
         );
     }
+
+    /// The watches against a fake API server (a tower service under `kube::Client`, as the
+    /// CSR approver's test): a paged list, watch events, 410 Gone and the list after it, the
+    /// Corefile ConfigMap by field selector.
+    mod fake_api {
+        use std::future::Future;
+        use std::pin::Pin;
+        use std::sync::Mutex;
+        use std::task::{Context as TaskContext, Poll};
+
+        use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+        use hickory_proto::rr::{Name, RecordType};
+        use kube::client::Body;
+
+        use super::*;
+        use crate::dns::answer::{Outcome, Transport};
+        use crate::dns::serve::Limits;
+
+        #[derive(Clone, Default)]
+        struct FakeApi(Arc<Mutex<Vec<String>>>);
+
+        fn svc(name: &str, ip: &str, rv: &str) -> serde_json::Value {
+            serde_json::json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": "default", "resourceVersion": rv},
+                "spec": {"clusterIP": ip, "ports": [{"port": 80}]}})
+        }
+
+        fn list(
+            kind: &str,
+            items: Vec<serde_json::Value>,
+            rv: &str,
+            cont: Option<&str>,
+        ) -> Vec<u8> {
+            let mut meta = serde_json::json!({"resourceVersion": rv});
+            if let Some(c) = cont {
+                meta["continue"] = c.into();
+            }
+            serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": kind,
+                "metadata": meta, "items": items}))
+            .expect("json")
+        }
+
+        fn events(evs: &[(&str, serde_json::Value)]) -> Vec<u8> {
+            let mut out = Vec::new();
+            for (t, o) in evs {
+                out.extend(
+                    serde_json::to_vec(&serde_json::json!({"type": t, "object": o})).expect("json"),
+                );
+                out.push(b'\n');
+            }
+            out
+        }
+
+        impl FakeApi {
+            /// The body for one request, None: never answer (a watch that stays open).
+            fn answer(&self, uri: &http::Uri) -> Option<Vec<u8>> {
+                let pq = uri
+                    .path_and_query()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
+                let mut seen = self.0.lock().expect("lock");
+                let before = seen.iter().filter(|r| **r == pq).count();
+                seen.push(pq.clone());
+                let path = uri.path();
+                let q = uri.query().unwrap_or("");
+                let watch = q.contains("watch=true");
+                match path {
+                    "/api/v1/services" if !watch && q.contains("continue=c1") => Some(list(
+                        "ServiceList",
+                        vec![svc("b", "10.96.0.22", "9")],
+                        "10",
+                        None,
+                    )),
+                    // The first list: two pages. After the 410: only c is left.
+                    "/api/v1/services" if !watch => {
+                        let lists = seen
+                            .iter()
+                            .filter(|r| {
+                                r.starts_with("/api/v1/services?")
+                                    && !r.contains("watch=true")
+                                    && !r.contains("continue=")
+                            })
+                            .count();
+                        Some(if lists == 1 {
+                            list(
+                                "ServiceList",
+                                vec![svc("a", "10.96.0.21", "8")],
+                                "10",
+                                Some("c1"),
+                            )
+                        } else {
+                            list(
+                                "ServiceList",
+                                vec![svc("c", "10.96.0.23", "11")],
+                                "20",
+                                None,
+                            )
+                        })
+                    }
+                    "/api/v1/services" if q.contains("resourceVersion=10") && before == 0 => {
+                        Some(events(&[
+                            ("ADDED", svc("c", "10.96.0.23", "11")),
+                            ("DELETED", svc("a", "10.96.0.21", "12")),
+                            (
+                                "ERROR",
+                                serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                            "status": "Failure", "reason": "Expired", "code": 410,
+                            "message": "too old resource version"}),
+                            ),
+                        ]))
+                    }
+                    "/api/v1/endpoints" if !watch => {
+                        Some(list("EndpointsList", vec![], "10", None))
+                    }
+                    "/api/v1/namespaces/kube-system/configmaps" if !watch => Some(list(
+                        "ConfigMapList",
+                        vec![
+                            serde_json::json!({"metadata": {"name": "coredns", "namespace": "kube-system", "resourceVersion": "5"},
+                            "data": {"Corefile": ".:53 {\n    forward . 10.0.0.9\n    cache 30\n}\n"}}),
+                        ],
+                        "10",
+                        None,
+                    )),
+                    _ => None,
+                }
+            }
+        }
+
+        impl tower_service::Service<http::Request<Body>> for FakeApi {
+            type Response = http::Response<Body>;
+            type Error = std::convert::Infallible;
+            type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+            fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+                let body = self.answer(req.uri());
+                Box::pin(async move {
+                    let Some(body) = body else {
+                        return std::future::pending().await;
+                    };
+                    let mut r = http::Response::new(Body::from(body));
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    );
+                    Ok(r)
+                })
+            }
+        }
+
+        fn rcode(server: &Server, name: &str) -> ResponseCode {
+            let mut m = Message::new();
+            m.set_id(1)
+                .set_message_type(MessageType::Query)
+                .set_op_code(OpCode::Query);
+            m.add_query(Query::query(
+                Name::from_ascii(name).expect("name"),
+                RecordType::A,
+            ));
+            match server.answer(&m.to_vec().expect("encode"), Transport::Udp) {
+                Outcome::Reply(r) => Message::from_vec(&r).expect("reply").response_code(),
+                other => panic!("{other:?}"),
+            }
+        }
+
+        #[tokio::test]
+        async fn lists_pages_applies_events_relists_after_gone_and_reads_the_corefile() {
+            let fake = FakeApi::default();
+            let client = Client::new(fake.clone(), "default");
+            let server = Server::new(
+                Store::new("cluster.local").expect("store"),
+                Settings::default(),
+                Limits::default(),
+            );
+            assert!(!server.is_synced());
+            let cfg = WatchConfig {
+                cluster_domain: "cluster.local".into(),
+                corefile_configmap: Some(("kube-system".into(), "coredns".into())),
+                resolv_conf: "/etc/resolv.conf".into(),
+                resolv_conf_upstreams: vec![],
+                own: vec![],
+            };
+            let tasks = spawn(client, server.clone(), cfg);
+            // Bounded: 5 s of 10 ms steps.
+            let mut settled = false;
+            for _ in 0..500 {
+                let relisted = fake
+                    .0
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .filter(|r| {
+                        r.starts_with("/api/v1/services?")
+                            && !r.contains("watch=true")
+                            && !r.contains("continue=")
+                    })
+                    .count()
+                    >= 2;
+                if relisted
+                    && server.is_synced()
+                    && server.read_store(|s| s.service_count()) == 1
+                    && !server.settings().upstreams.is_empty()
+                {
+                    settled = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let requests = fake.0.lock().expect("lock").clone();
+            for t in tasks {
+                t.abort();
+            }
+            assert!(settled, "requests: {requests:#?}");
+            assert_eq!(
+                rcode(&server, "c.default.svc.cluster.local."),
+                ResponseCode::NoError
+            );
+            // a: deleted by an event; b: gone from the list after the 410.
+            assert_eq!(
+                rcode(&server, "a.default.svc.cluster.local."),
+                ResponseCode::NXDomain
+            );
+            assert_eq!(
+                rcode(&server, "b.default.svc.cluster.local."),
+                ResponseCode::NXDomain
+            );
+            assert_eq!(
+                server.settings().upstreams,
+                vec!["10.0.0.9:53".parse().expect("addr")]
+            );
+            assert!(
+                requests.iter().any(|r| r
+                    .starts_with("/api/v1/namespaces/kube-system/configmaps?")
+                    && r.contains("fieldSelector=metadata.name%3Dcoredns")),
+                "{requests:#?}"
+            );
+            assert!(
+                requests
+                    .iter()
+                    .any(|r| r.contains("limit=500") && r.contains("continue=c1")),
+                "{requests:#?}"
+            );
+        }
+    }
 }
