@@ -2,7 +2,8 @@
 //! namespace into the server's [`Store`], the `coredns` ConfigMap's Corefile into its
 //! [`Settings`], and the upstream resolvers from the pod's resolv.conf (read once, at start).
 //!
-//! Each kind is listed (in pages of [`PAGE`]) and then watched from the list's resourceVersion,
+//! Each kind is listed (in pages of [`PAGE`], each applied as it arrives, so the objects of a
+//! whole list are never in memory at once) and then watched from the list's resourceVersion,
 //! as client-go's reflector does (kube's `runtime` watcher would do the same, for more code in
 //! the binary): a watch that ends is resumed from the last resourceVersion seen (bookmarks
 //! included), one that fails with 410 Gone is followed by a new list at once, any other failure
@@ -44,7 +45,7 @@ use super::serve::Server;
 use super::store::Store;
 
 /// Objects per list page: bounds the memory a list of thousands of Services takes at once.
-pub const PAGE: u32 = 500;
+pub const PAGE: u32 = 250;
 /// The API server ends each watch after this long (client-go's reflector picks 5-10 min);
 /// the watch is then resumed from the last resourceVersion.
 const WATCH_SECONDS: u32 = 290;
@@ -266,19 +267,26 @@ fn key<K: Resource>(o: &K) -> (String, String) {
 /// Keeps the store's records of kind `K` equal to the API's.
 async fn mirror<K: Mirrored>(api: Api<K>, server: Arc<Server>, synced: Arc<Synced>) {
     let mut known: HashSet<(String, String)> = HashSet::new();
+    // What the list under way has shown so far.
+    let mut fresh: HashSet<(String, String)> = HashSet::new();
     list_watch(api, None, K::KIND, move |change| match change {
-        Change::Listed(items) => {
-            let fresh: HashSet<(String, String)> = items.iter().map(key).collect();
+        Change::ListStart => fresh.clear(),
+        Change::Page(items) => {
+            fresh.extend(items.iter().map(key));
             server.update_store(|store| {
-                for (ns, name) in known.difference(&fresh) {
-                    K::remove(store, ns, name);
-                }
                 for o in &items {
                     K::upsert(store, o);
                 }
             });
+        }
+        Change::ListEnd => {
+            server.update_store(|store| {
+                for (ns, name) in known.difference(&fresh) {
+                    K::remove(store, ns, name);
+                }
+            });
             info!(kind = K::KIND, count = fresh.len(), "listed");
-            known = fresh;
+            known = std::mem::take(&mut fresh);
             K::listed(&synced).store(true, Ordering::SeqCst);
             if synced.services.load(Ordering::SeqCst) && synced.endpoints.load(Ordering::SeqCst) {
                 server.mark_synced();
@@ -299,8 +307,12 @@ async fn mirror<K: Mirrored>(api: Api<K>, server: Arc<Server>, synced: Arc<Synce
 
 /// One step of a list+watch.
 enum Change<K> {
-    /// A whole list: replaces everything known of the kind.
-    Listed(Vec<K>),
+    /// A list begins.
+    ListStart,
+    /// One page of it.
+    Page(Vec<K>),
+    /// The list is complete: what it did not show is gone.
+    ListEnd,
     /// Added or modified.
     Applied(K),
     Deleted(K),
@@ -318,11 +330,8 @@ async fn list_watch<K>(
     let mut backoff = BACKOFF_FIRST;
     let mut last_error = String::new();
     loop {
-        let rv = match list_all(&api, fields.as_deref()).await {
-            Ok((items, rv)) => {
-                on(Change::Listed(items));
-                rv
-            }
+        let rv = match list_all(&api, fields.as_deref(), &mut on).await {
+            Ok(rv) => rv,
             Err(e) => {
                 report(kind, "list", &e, &mut last_error, backoff);
                 tokio::time::sleep(backoff).await;
@@ -357,12 +366,16 @@ fn report(kind: &str, what: &str, error: &str, last: &mut String, retry: Duratio
     }
 }
 
-/// Every page of a list, and the list's resourceVersion.
-async fn list_all<K>(api: &Api<K>, fields: Option<&str>) -> Result<(Vec<K>, String), String>
+/// Every page of a list, handed to `on` as it arrives; the list's resourceVersion.
+async fn list_all<K>(
+    api: &Api<K>,
+    fields: Option<&str>,
+    on: &mut impl FnMut(Change<K>),
+) -> Result<String, String>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
-    let mut items = Vec::new();
+    on(Change::ListStart);
     let mut token: Option<String> = None;
     // Bounded by the API server's continue tokens; a list of more than this many pages is
     // not a list this server can hold anyway.
@@ -378,10 +391,13 @@ where
             .await
             .map_err(|_| format!("no answer in {LIST_TIMEOUT:?}"))?
             .map_err(|e| e.to_string())?;
-        items.extend(page.items);
+        on(Change::Page(page.items));
         match page.metadata.continue_ {
             Some(t) if !t.is_empty() => token = Some(t),
-            _ => return Ok((items, page.metadata.resource_version.unwrap_or_default())),
+            _ => {
+                on(Change::ListEnd);
+                return Ok(page.metadata.resource_version.unwrap_or_default());
+            }
         }
     }
     Err("the list did not end after 10000 pages".to_string())
@@ -474,6 +490,8 @@ struct Corefile {
     name: String,
     /// Warnings (and errors) already logged: each once.
     logged: HashSet<String>,
+    /// The ConfigMap of the list under way, once a page showed it.
+    listed: Option<ConfigMap>,
 }
 
 impl Corefile {
@@ -483,6 +501,7 @@ impl Corefile {
             cfg,
             name,
             logged: HashSet::new(),
+            listed: None,
         }
     }
 
@@ -495,9 +514,21 @@ impl Corefile {
 
     fn changed(&mut self, change: Change<ConfigMap>) {
         let cm = match change {
-            Change::Listed(items) => items
-                .into_iter()
-                .find(|c| c.metadata.name.as_deref() == Some(self.name.as_str())),
+            Change::ListStart => {
+                self.listed = None;
+                return;
+            }
+            Change::Page(items) => {
+                let name = self.name.as_str();
+                if let Some(c) = items
+                    .into_iter()
+                    .find(|c| c.metadata.name.as_deref() == Some(name))
+                {
+                    self.listed = Some(c);
+                }
+                return;
+            }
+            Change::ListEnd => self.listed.take(),
             Change::Applied(c) => Some(c),
             Change::Deleted(_) => None,
         };
@@ -887,7 +918,7 @@ mod tests {
             assert!(
                 requests
                     .iter()
-                    .any(|r| r.contains("limit=500") && r.contains("continue=c1")),
+                    .any(|r| r.contains("limit=250") && r.contains("continue=c1")),
                 "{requests:#?}"
             );
         }
