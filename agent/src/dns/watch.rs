@@ -2,7 +2,8 @@
 //! namespace into the server's [`Store`], the `coredns` ConfigMap's Corefile into its
 //! [`Settings`], and the upstream resolvers from the pod's resolv.conf (read once, at start).
 //!
-//! Each kind is listed (in pages of [`PAGE`]) and then watched from the list's resourceVersion,
+//! Each kind is listed (in pages of [`PAGE`], each applied as it arrives, so the objects of a
+//! whole list are never in memory at once) and then watched from the list's resourceVersion,
 //! as client-go's reflector does (kube's `runtime` watcher would do the same, for more code in
 //! the binary): a watch that ends is resumed from the last resourceVersion seen (bookmarks
 //! included), one that fails with 410 Gone is followed by a new list at once, any other failure
@@ -44,7 +45,7 @@ use super::serve::Server;
 use super::store::Store;
 
 /// Objects per list page: bounds the memory a list of thousands of Services takes at once.
-pub const PAGE: u32 = 500;
+pub const PAGE: u32 = 250;
 /// The API server ends each watch after this long (client-go's reflector picks 5-10 min);
 /// the watch is then resumed from the last resourceVersion.
 const WATCH_SECONDS: u32 = 290;
@@ -266,19 +267,26 @@ fn key<K: Resource>(o: &K) -> (String, String) {
 /// Keeps the store's records of kind `K` equal to the API's.
 async fn mirror<K: Mirrored>(api: Api<K>, server: Arc<Server>, synced: Arc<Synced>) {
     let mut known: HashSet<(String, String)> = HashSet::new();
+    // What the list under way has shown so far.
+    let mut fresh: HashSet<(String, String)> = HashSet::new();
     list_watch(api, None, K::KIND, move |change| match change {
-        Change::Listed(items) => {
-            let fresh: HashSet<(String, String)> = items.iter().map(key).collect();
+        Change::ListStart => fresh.clear(),
+        Change::Page(items) => {
+            fresh.extend(items.iter().map(key));
             server.update_store(|store| {
-                for (ns, name) in known.difference(&fresh) {
-                    K::remove(store, ns, name);
-                }
                 for o in &items {
                     K::upsert(store, o);
                 }
             });
+        }
+        Change::ListEnd => {
+            server.update_store(|store| {
+                for (ns, name) in known.difference(&fresh) {
+                    K::remove(store, ns, name);
+                }
+            });
             info!(kind = K::KIND, count = fresh.len(), "listed");
-            known = fresh;
+            known = std::mem::take(&mut fresh);
             K::listed(&synced).store(true, Ordering::SeqCst);
             if synced.services.load(Ordering::SeqCst) && synced.endpoints.load(Ordering::SeqCst) {
                 server.mark_synced();
@@ -299,8 +307,12 @@ async fn mirror<K: Mirrored>(api: Api<K>, server: Arc<Server>, synced: Arc<Synce
 
 /// One step of a list+watch.
 enum Change<K> {
-    /// A whole list: replaces everything known of the kind.
-    Listed(Vec<K>),
+    /// A list begins.
+    ListStart,
+    /// One page of it.
+    Page(Vec<K>),
+    /// The list is complete: what it did not show is gone.
+    ListEnd,
     /// Added or modified.
     Applied(K),
     Deleted(K),
@@ -318,11 +330,8 @@ async fn list_watch<K>(
     let mut backoff = BACKOFF_FIRST;
     let mut last_error = String::new();
     loop {
-        let rv = match list_all(&api, fields.as_deref()).await {
-            Ok((items, rv)) => {
-                on(Change::Listed(items));
-                rv
-            }
+        let rv = match list_all(&api, fields.as_deref(), &mut on).await {
+            Ok(rv) => rv,
             Err(e) => {
                 report(kind, "list", &e, &mut last_error, backoff);
                 tokio::time::sleep(backoff).await;
@@ -357,12 +366,16 @@ fn report(kind: &str, what: &str, error: &str, last: &mut String, retry: Duratio
     }
 }
 
-/// Every page of a list, and the list's resourceVersion.
-async fn list_all<K>(api: &Api<K>, fields: Option<&str>) -> Result<(Vec<K>, String), String>
+/// Every page of a list, handed to `on` as it arrives; the list's resourceVersion.
+async fn list_all<K>(
+    api: &Api<K>,
+    fields: Option<&str>,
+    on: &mut impl FnMut(Change<K>),
+) -> Result<String, String>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
-    let mut items = Vec::new();
+    on(Change::ListStart);
     let mut token: Option<String> = None;
     // Bounded by the API server's continue tokens; a list of more than this many pages is
     // not a list this server can hold anyway.
@@ -378,10 +391,13 @@ where
             .await
             .map_err(|_| format!("no answer in {LIST_TIMEOUT:?}"))?
             .map_err(|e| e.to_string())?;
-        items.extend(page.items);
+        on(Change::Page(page.items));
         match page.metadata.continue_ {
             Some(t) if !t.is_empty() => token = Some(t),
-            _ => return Ok((items, page.metadata.resource_version.unwrap_or_default())),
+            _ => {
+                on(Change::ListEnd);
+                return Ok(page.metadata.resource_version.unwrap_or_default());
+            }
         }
     }
     Err("the list did not end after 10000 pages".to_string())
@@ -474,6 +490,8 @@ struct Corefile {
     name: String,
     /// Warnings (and errors) already logged: each once.
     logged: HashSet<String>,
+    /// The ConfigMap of the list under way, once a page showed it.
+    listed: Option<ConfigMap>,
 }
 
 impl Corefile {
@@ -483,6 +501,7 @@ impl Corefile {
             cfg,
             name,
             logged: HashSet::new(),
+            listed: None,
         }
     }
 
@@ -495,9 +514,21 @@ impl Corefile {
 
     fn changed(&mut self, change: Change<ConfigMap>) {
         let cm = match change {
-            Change::Listed(items) => items
-                .into_iter()
-                .find(|c| c.metadata.name.as_deref() == Some(self.name.as_str())),
+            Change::ListStart => {
+                self.listed = None;
+                return;
+            }
+            Change::Page(items) => {
+                let name = self.name.as_str();
+                if let Some(c) = items
+                    .into_iter()
+                    .find(|c| c.metadata.name.as_deref() == Some(name))
+                {
+                    self.listed = Some(c);
+                }
+                return;
+            }
+            Change::ListEnd => self.listed.take(),
             Change::Applied(c) => Some(c),
             Change::Deleted(_) => None,
         };
@@ -644,5 +675,252 @@ mod tests {
                 "10.0.0.9:53".parse().expect("addr"),
             ]
         );
+    }
+
+    /// The watches against a fake API server (a tower service under `kube::Client`, as the
+    /// CSR approver's test): a paged list, watch events, 410 Gone and the list after it, the
+    /// Corefile ConfigMap by field selector.
+    mod fake_api {
+        use std::future::Future;
+        use std::pin::Pin;
+        use std::sync::Mutex;
+        use std::task::{Context as TaskContext, Poll};
+
+        use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+        use hickory_proto::rr::{Name, RecordType};
+        use kube::client::Body;
+
+        use super::*;
+        use crate::dns::answer::{Outcome, Transport};
+        use crate::dns::serve::Limits;
+
+        #[derive(Clone, Default)]
+        struct FakeApi(Arc<Mutex<Vec<String>>>);
+
+        fn svc(name: &str, ip: &str, rv: &str) -> serde_json::Value {
+            serde_json::json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": "default", "resourceVersion": rv},
+                "spec": {"clusterIP": ip, "ports": [{"port": 80}]}})
+        }
+
+        fn list(
+            kind: &str,
+            items: Vec<serde_json::Value>,
+            rv: &str,
+            cont: Option<&str>,
+        ) -> Vec<u8> {
+            let mut meta = serde_json::json!({"resourceVersion": rv});
+            if let Some(c) = cont {
+                meta["continue"] = c.into();
+            }
+            serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": kind,
+                "metadata": meta, "items": items}))
+            .expect("json")
+        }
+
+        fn events(evs: &[(&str, serde_json::Value)]) -> Vec<u8> {
+            let mut out = Vec::new();
+            for (t, o) in evs {
+                out.extend(
+                    serde_json::to_vec(&serde_json::json!({"type": t, "object": o})).expect("json"),
+                );
+                out.push(b'\n');
+            }
+            out
+        }
+
+        impl FakeApi {
+            /// The body for one request, None: never answer (a watch that stays open).
+            fn answer(&self, uri: &http::Uri) -> Option<Vec<u8>> {
+                let pq = uri
+                    .path_and_query()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
+                let mut seen = self.0.lock().expect("lock");
+                let before = seen.iter().filter(|r| **r == pq).count();
+                seen.push(pq.clone());
+                let path = uri.path();
+                let q = uri.query().unwrap_or("");
+                let watch = q.contains("watch=true");
+                match path {
+                    "/api/v1/services" if !watch && q.contains("continue=c1") => Some(list(
+                        "ServiceList",
+                        vec![svc("b", "10.96.0.22", "9")],
+                        "10",
+                        None,
+                    )),
+                    // The first list: two pages. After the 410: only c is left.
+                    "/api/v1/services" if !watch => {
+                        let lists = seen
+                            .iter()
+                            .filter(|r| {
+                                r.starts_with("/api/v1/services?")
+                                    && !r.contains("watch=true")
+                                    && !r.contains("continue=")
+                            })
+                            .count();
+                        Some(if lists == 1 {
+                            list(
+                                "ServiceList",
+                                vec![svc("a", "10.96.0.21", "8")],
+                                "10",
+                                Some("c1"),
+                            )
+                        } else {
+                            list(
+                                "ServiceList",
+                                vec![svc("c", "10.96.0.23", "11")],
+                                "20",
+                                None,
+                            )
+                        })
+                    }
+                    "/api/v1/services" if q.contains("resourceVersion=10") && before == 0 => {
+                        Some(events(&[
+                            ("ADDED", svc("c", "10.96.0.23", "11")),
+                            ("DELETED", svc("a", "10.96.0.21", "12")),
+                            (
+                                "ERROR",
+                                serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                            "status": "Failure", "reason": "Expired", "code": 410,
+                            "message": "too old resource version"}),
+                            ),
+                        ]))
+                    }
+                    "/api/v1/endpoints" if !watch => {
+                        Some(list("EndpointsList", vec![], "10", None))
+                    }
+                    "/api/v1/namespaces/kube-system/configmaps" if !watch => Some(list(
+                        "ConfigMapList",
+                        vec![
+                            serde_json::json!({"metadata": {"name": "coredns", "namespace": "kube-system", "resourceVersion": "5"},
+                            "data": {"Corefile": ".:53 {\n    forward . 10.0.0.9\n    cache 30\n}\n"}}),
+                        ],
+                        "10",
+                        None,
+                    )),
+                    _ => None,
+                }
+            }
+        }
+
+        impl tower_service::Service<http::Request<Body>> for FakeApi {
+            type Response = http::Response<Body>;
+            type Error = std::convert::Infallible;
+            type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+            fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+                let body = self.answer(req.uri());
+                Box::pin(async move {
+                    let Some(body) = body else {
+                        return std::future::pending().await;
+                    };
+                    let mut r = http::Response::new(Body::from(body));
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    );
+                    Ok(r)
+                })
+            }
+        }
+
+        fn rcode(server: &Server, name: &str) -> ResponseCode {
+            let mut m = Message::new();
+            m.set_id(1)
+                .set_message_type(MessageType::Query)
+                .set_op_code(OpCode::Query);
+            m.add_query(Query::query(
+                Name::from_ascii(name).expect("name"),
+                RecordType::A,
+            ));
+            match server.answer(&m.to_vec().expect("encode"), Transport::Udp) {
+                Outcome::Reply(r) => Message::from_vec(&r).expect("reply").response_code(),
+                other => panic!("{other:?}"),
+            }
+        }
+
+        #[tokio::test]
+        async fn lists_pages_applies_events_relists_after_gone_and_reads_the_corefile() {
+            let fake = FakeApi::default();
+            let client = Client::new(fake.clone(), "default");
+            let server = Server::new(
+                Store::new("cluster.local").expect("store"),
+                Settings::default(),
+                Limits::default(),
+            );
+            assert!(!server.is_synced());
+            let cfg = WatchConfig {
+                cluster_domain: "cluster.local".into(),
+                corefile_configmap: Some(("kube-system".into(), "coredns".into())),
+                resolv_conf: "/etc/resolv.conf".into(),
+                resolv_conf_upstreams: vec![],
+                own: vec![],
+            };
+            let tasks = spawn(client, server.clone(), cfg);
+            // Bounded: 5 s of 10 ms steps.
+            let mut settled = false;
+            for _ in 0..500 {
+                let relisted = fake
+                    .0
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .filter(|r| {
+                        r.starts_with("/api/v1/services?")
+                            && !r.contains("watch=true")
+                            && !r.contains("continue=")
+                    })
+                    .count()
+                    >= 2;
+                if relisted
+                    && server.is_synced()
+                    && server.read_store(|s| s.service_count()) == 1
+                    && !server.settings().upstreams.is_empty()
+                {
+                    settled = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let requests = fake.0.lock().expect("lock").clone();
+            for t in tasks {
+                t.abort();
+            }
+            assert!(settled, "requests: {requests:#?}");
+            assert_eq!(
+                rcode(&server, "c.default.svc.cluster.local."),
+                ResponseCode::NoError
+            );
+            // a: deleted by an event; b: gone from the list after the 410.
+            assert_eq!(
+                rcode(&server, "a.default.svc.cluster.local."),
+                ResponseCode::NXDomain
+            );
+            assert_eq!(
+                rcode(&server, "b.default.svc.cluster.local."),
+                ResponseCode::NXDomain
+            );
+            assert_eq!(
+                server.settings().upstreams,
+                vec!["10.0.0.9:53".parse().expect("addr")]
+            );
+            assert!(
+                requests.iter().any(|r| r
+                    .starts_with("/api/v1/namespaces/kube-system/configmaps?")
+                    && r.contains("fieldSelector=metadata.name%3Dcoredns")),
+                "{requests:#?}"
+            );
+            assert!(
+                requests
+                    .iter()
+                    .any(|r| r.contains("limit=250") && r.contains("continue=c1")),
+                "{requests:#?}"
+            );
+        }
     }
 }
