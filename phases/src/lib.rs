@@ -19,12 +19,16 @@
 //! - [`discovery`]: `join`'s discovery of the cluster (token or file), before any trust.
 //! - [`dryrun`]: what `--dry-run` prints.
 //! - [`agent_view`]: the agent's status, as phases quote it.
+//! - [`etcd_members`]: an etcd client (JSON gateway) and member join; [`etcd_local`]: this
+//!   node's etcd from its manifest; [`etcd_snapshot`]: snapshot save and restore.
 
 pub mod agent_view;
 pub mod cluster;
 pub mod discovery;
 pub mod dryrun;
+pub mod etcd_local;
 pub mod etcd_members;
+pub mod etcd_snapshot;
 pub mod health;
 pub mod host;
 pub mod images;
