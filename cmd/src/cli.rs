@@ -48,6 +48,8 @@ pub enum Commands {
     Token(crate::token::TokenArgs),
     /// Commands related to handling kubernetes certificates
     Certs(crate::certs::CertsArgs),
+    /// Save and restore snapshots of the cluster's local etcd
+    Etcd(crate::etcd::EtcdArgs),
     /// Output shell completion code for the specified shell (bash, zsh, fish)
     Completion(CompletionArgs),
 }

@@ -6,6 +6,7 @@ mod agent_cmd;
 mod certs;
 mod cli;
 mod config_cmd;
+mod etcd;
 mod init;
 mod join;
 mod logging;
@@ -64,6 +65,7 @@ fn run(matches: &clap::ArgMatches) -> anyhow::Result<()> {
         cli::Commands::Config(args) => config_cmd::run(args),
         cli::Commands::Token(args) => token::run(args),
         cli::Commands::Certs(args) => certs::run(args),
+        cli::Commands::Etcd(args) => etcd::run(args),
         cli::Commands::Completion(args) => {
             let mut cmd = cli::command();
             clap_complete::generate(args.shell, &mut cmd, "kubeboot", &mut std::io::stdout());
