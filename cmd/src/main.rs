@@ -59,7 +59,12 @@ fn run(matches: &clap::ArgMatches) -> anyhow::Result<()> {
                 .expect("clap matched join");
             join::run(args, join_matches)
         }
-        cli::Commands::Reset(args) => reset::run(args),
+        cli::Commands::Reset(args) => {
+            let reset_matches = matches
+                .subcommand_matches("reset")
+                .expect("clap matched reset");
+            reset::run(args, reset_matches)
+        }
         cli::Commands::Agent(args) => agent_cmd::run(args),
         cli::Commands::Version(args) => version::run(args),
         cli::Commands::Config(args) => config_cmd::run(args),
