@@ -2,7 +2,7 @@
 # Prepare this machine for kubeboot development and tests. Idempotent, non-interactive,
 # quick when everything is already in place. Needs root.
 #
-#   1. Debian packages: etcd, containerd, runc, CNI plugins, iproute2, iptables, strace
+#   1. Debian packages: etcd (server, and etcdctl for snapshot restore), containerd, runc, CNI plugins, iproute2, iptables, strace
 #      (the crash-safety scenario kills kubeboot inside its syscalls), vagrant (vagrant/test.sh
 #      validates vagrant/Vagrantfile; no VM runs), ...
 #      (package scripts are not allowed to start daemons on the host)
@@ -38,7 +38,7 @@ die() { say "error: $*"; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (apt-get, /usr/local/bin)"
 
 export DEBIAN_FRONTEND=noninteractive
-PACKAGES=(etcd-server iproute2 containerd runc containernetworking-plugins util-linux procps
+PACKAGES=(etcd-server etcd-client iproute2 containerd runc containernetworking-plugins util-linux procps
   iptables conntrack busybox-static golang-go rsync make python3 strace vagrant
   dnsperf dnsmasq-base)
 command -v curl >/dev/null || PACKAGES+=(curl)

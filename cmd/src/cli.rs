@@ -52,6 +52,8 @@ pub enum Commands {
     Upgrade(crate::upgrade::UpgradeArgs),
     /// Kubeconfig file utilities
     Kubeconfig(crate::kubeconfig_cmd::KubeconfigArgs),
+    /// Save and restore snapshots of the cluster's local etcd
+    Etcd(crate::etcd::EtcdArgs),
     /// Output shell completion code for the specified shell (bash, zsh, fish)
     Completion(CompletionArgs),
     // No doc comment: the help (short and long) is DnsArgs's own.
@@ -228,6 +230,15 @@ pub struct ResetArgs {
     /// List of phases to be skipped
     #[arg(long, value_name = "strings", value_delimiter = ',')]
     pub skip_phases: Vec<String>,
+    /// The kubeconfig file to use when talking to the cluster. (default "/etc/kubernetes/admin.conf")
+    #[arg(long, value_name = "string")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Delete this node's Node object from the cluster (needs an admin credential: /etc/kubernetes/admin.conf on a control-plane node, or --kubeconfig).
+    #[arg(long)]
+    pub delete_node: bool,
+    /// Reset even when this node's etcd member is the last healthy one of a multi-member cluster (or needed for its quorum): the cluster loses its quorum and this node's copy of the data. -f does not imply it.
+    #[arg(long)]
+    pub force_remove_last_etcd_member: bool,
 }
 
 /// `kubeboot agent`: runs the node agent in the foreground, or talks to the running one.
@@ -356,6 +367,17 @@ pub fn command() -> clap::Command {
                 &phases::join::phases(),
             );
             join.subcommand(phase).args_conflicts_with_subcommands(true)
+        })
+        .mut_subcommand("reset", |reset| {
+            let phase = phase_command(
+                &reset,
+                "phase",
+                "Use this command to invoke single phase of the reset workflow",
+                &phases::reset::phases(),
+            );
+            reset
+                .subcommand(phase)
+                .args_conflicts_with_subcommands(true)
         })
 }
 

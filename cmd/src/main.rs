@@ -7,6 +7,7 @@ mod certs;
 mod cli;
 mod config_cmd;
 mod dns;
+mod etcd;
 mod init;
 mod join;
 mod kubeconfig_cmd;
@@ -69,7 +70,12 @@ fn run(matches: &clap::ArgMatches) -> anyhow::Result<()> {
                 .expect("clap matched join");
             join::run(args, join_matches)
         }
-        cli::Commands::Reset(args) => reset::run(args),
+        cli::Commands::Reset(args) => {
+            let reset_matches = matches
+                .subcommand_matches("reset")
+                .expect("clap matched reset");
+            reset::run(args, reset_matches)
+        }
         cli::Commands::Agent(args) => agent_cmd::run(args),
         cli::Commands::Version(args) => version::run(args),
         cli::Commands::Config(args) => config_cmd::run(args),
@@ -78,6 +84,7 @@ fn run(matches: &clap::ArgMatches) -> anyhow::Result<()> {
         cli::Commands::Dns(args) => dns::run(args),
         cli::Commands::Upgrade(args) => upgrade::run(args),
         cli::Commands::Kubeconfig(args) => kubeconfig_cmd::run(args),
+        cli::Commands::Etcd(args) => etcd::run(args),
         cli::Commands::Completion(args) => {
             let mut cmd = cli::command();
             clap_complete::generate(args.shell, &mut cmd, "kubeboot", &mut std::io::stdout());

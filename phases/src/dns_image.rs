@@ -396,7 +396,7 @@ pub fn write_archive(fs: &Fs, exe: &Path, archive: &Path, image: &str) -> anyhow
             "Layers": [layer_name],
         }]))?;
         let layer_len = std::fs::metadata(&staged)?.len();
-        fs.write_file_streamed(archive, 0o644, |out| {
+        fs.write_streamed(archive, 0o644, |out| {
             let mut tar = tar::Builder::new(io::BufWriter::new(out));
             append_file(
                 &mut tar,
@@ -421,7 +421,7 @@ pub fn write_archive(fs: &Fs, exe: &Path, archive: &Path, image: &str) -> anyhow
                 layer_len,
                 File::open(&staged)?,
             )?;
-            tar.into_inner()?.flush()
+            Ok(tar.into_inner()?.flush()?)
         })
     })();
     let _ = std::fs::remove_file(&staged);

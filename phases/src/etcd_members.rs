@@ -261,6 +261,14 @@ impl EtcdClient {
         })
     }
 
+    /// The same client (certificates, timeouts), asking only `endpoint`.
+    pub fn with_endpoint(&self, endpoint: &str) -> Self {
+        Self {
+            http: self.http.clone(),
+            endpoints: vec![endpoint.to_string()],
+        }
+    }
+
     /// The endpoints this client asks, in order.
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints
@@ -471,6 +479,93 @@ impl EtcdClient {
         }
     }
 
+    /// `etcdctl endpoint status` of the first endpoint that answers: its etcd version, the
+    /// cluster ID and the store's current revision (`POST /v3/maintenance/status`).
+    ///
+    /// # Errors
+    /// No endpoint answered, or etcd refused.
+    pub fn status(&self) -> anyhow::Result<EndpointStatus> {
+        self.call("/v3/maintenance/status", serde_json::json!({}))
+            .context("could not read the etcd endpoint status")
+    }
+
+    /// The value of `key` (`etcdctl get`), `None` when there is no such key.
+    ///
+    /// # Errors
+    /// No endpoint answered, or etcd refused.
+    pub fn get(&self, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let r: RangeResponse = self
+            .call(
+                "/v3/kv/range",
+                serde_json::json!({ "key": b64.encode(key) }),
+            )
+            .with_context(|| {
+                format!(
+                    "could not read the etcd key {:?}",
+                    String::from_utf8_lossy(key)
+                )
+            })?;
+        let Some(kv) = r.kvs.into_iter().next() else {
+            return Ok(None);
+        };
+        b64.decode(kv.value.as_bytes())
+            .map(Some)
+            .context("etcd sent a value that is not base64")
+    }
+
+    /// Streams a consistent snapshot of the backend database from `endpoint` into `sink`
+    /// (`etcdctl snapshot save`): etcd's gRPC Maintenance.Snapshot, which etcd 3.4's JSON
+    /// gateway serves at `POST /v3/maintenance/snapshot` as newline-delimited JSON
+    /// (`{"result":{"blob":"<base64>"}}` per chunk, `{"error":{...}}` if the stream fails).
+    /// The bytes are bbolt's database file followed by its SHA-256, as etcd sends them.
+    /// Returns the number of bytes written.
+    ///
+    /// # Errors
+    /// The endpoint cannot be asked, refuses, breaks the stream, or `sink` fails.
+    pub fn snapshot(&self, endpoint: &str, sink: &mut dyn std::io::Write) -> anyhow::Result<u64> {
+        use std::io::BufRead;
+        let url = format!("{}/v3/maintenance/snapshot", endpoint.trim_end_matches('/'));
+        // A large database takes longer than one call's timeout to stream: the bound is
+        // per read (reqwest's `timeout` covers the whole body), set far above it here.
+        let resp = self
+            .http
+            .post(&url)
+            .timeout(SNAPSHOT_TIMEOUT)
+            .json(&serde_json::json!({}))
+            .send()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "could not ask {endpoint} for a snapshot: {}",
+                    error_chain(&e)
+                )
+            })?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = resp.text().unwrap_or_default();
+            anyhow::bail!(
+                "etcd at {endpoint} refused the snapshot: HTTP {status}: {}",
+                text.trim()
+            );
+        }
+        let mut total = 0u64;
+        for line in std::io::BufReader::new(resp).lines() {
+            let line =
+                line.with_context(|| format!("the snapshot stream from {endpoint} broke"))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let chunk =
+                snapshot_chunk(&line).map_err(|e| anyhow::anyhow!("etcd at {endpoint}: {e}"))?;
+            sink.write_all(&chunk)
+                .context("could not write the snapshot")?;
+            total += chunk.len() as u64;
+        }
+        anyhow::ensure!(total > 0, "etcd at {endpoint} sent an empty snapshot");
+        Ok(total)
+    }
+
     /// [`EtcdClient::health`] as a yes/no.
     pub fn healthy(&self, endpoint: &str) -> bool {
         self.health(endpoint).is_ok()
@@ -490,6 +585,81 @@ impl EtcdClient {
         }
         Err(why.join("; "))
     }
+}
+
+/// How long a snapshot may take to stream, whole (a database of several GiB over loopback).
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// A response header (proto3 JSON: uint64 and int64 as strings, snake_case names).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ResponseHeader {
+    /// The cluster ID.
+    #[serde(deserialize_with = "uint64")]
+    pub cluster_id: u64,
+    /// The ID of the member that answered.
+    #[serde(deserialize_with = "uint64")]
+    pub member_id: u64,
+    /// The key-value store's revision.
+    #[serde(default, deserialize_with = "uint64")]
+    pub revision: u64,
+}
+
+/// `etcdctl endpoint status`, the fields kubeboot reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EndpointStatus {
+    /// Who answered, and the revision.
+    pub header: ResponseHeader,
+    /// The etcd server version (`3.4.23`).
+    pub version: String,
+}
+
+#[derive(Deserialize)]
+struct RangeResponse {
+    #[serde(default)]
+    kvs: Vec<KeyValue>,
+}
+
+#[derive(Deserialize)]
+struct KeyValue {
+    #[serde(default)]
+    value: String,
+}
+
+/// One line of the gateway's snapshot stream: the chunk's bytes, or what etcd said instead.
+///
+/// # Errors
+/// An error object, a line that is not a chunk, or a blob that is not base64.
+pub fn snapshot_chunk(line: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    #[derive(Deserialize)]
+    struct Line {
+        result: Option<Chunk>,
+        error: Option<serde_json::Value>,
+    }
+    #[derive(Deserialize)]
+    struct Chunk {
+        #[serde(default)]
+        blob: String,
+    }
+    let l: Line = serde_json::from_str(line)
+        .map_err(|e| format!("unexpected line in the snapshot stream ({e}): {line:.200}"))?;
+    if let Some(err) = l.error {
+        let message = err["message"].as_str().unwrap_or_default();
+        return Err(format!(
+            "the snapshot failed: {}",
+            if message.is_empty() {
+                err.to_string()
+            } else {
+                message.to_string()
+            }
+        ));
+    }
+    let chunk = l
+        .result
+        .ok_or_else(|| format!("unexpected line in the snapshot stream: {line:.200}"))?;
+    base64::engine::general_purpose::STANDARD
+        .decode(chunk.blob.as_bytes())
+        .map_err(|e| format!("a snapshot chunk is not base64: {e}"))
 }
 
 /// What happens to this node's own member once stale ones are gone.

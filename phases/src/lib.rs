@@ -22,6 +22,8 @@
 //! - [`dns_image`]: the kubeboot-dns image, built from the running executable.
 //! - [`upgrade`]: `upgrade plan` and `upgrade diff` (observe, the pure plan, rollback rules).
 //! - [`certs`]: `certs check-expiration`, `certs renew`, `kubeconfig user`.
+//! - [`etcd_members`]: an etcd client (JSON gateway) and member join; [`etcd_local`]: this
+//!   node's etcd from its manifest; [`etcd_snapshot`]: snapshot save and restore.
 
 pub mod agent_view;
 pub mod certs;
@@ -29,7 +31,9 @@ pub mod cluster;
 pub mod discovery;
 pub mod dns_image;
 pub mod dryrun;
+pub mod etcd_local;
 pub mod etcd_members;
+pub mod etcd_snapshot;
 pub mod health;
 pub mod host;
 pub mod images;

@@ -31,6 +31,8 @@ fn reset_data(root: &Path) -> ResetData {
         dry_run: false,
         cert_dir: None,
         grace: Duration::from_secs(1),
+        leave: Default::default(),
+        state: Default::default(),
     }
 }
 

@@ -92,18 +92,29 @@ impl Fs {
         Ok(())
     }
 
-    /// Writes `path` atomically with the final `mode` as [`Fs::write_file`] does, its contents
-    /// streamed by `write` into the hidden temporary file (for files too big to hold in
-    /// memory, such as an image archive). The parent directory must exist.
-    pub fn write_file_streamed(
+    /// Writes `path` atomically with the final `mode`, as [`Fs::write_file`], its content
+    /// streamed by `fill` into the (0600) temporary file: for files too large to hold in
+    /// memory (an etcd snapshot). On any error the temporary file is removed and `path` is
+    /// as it was.
+    pub fn write_streamed(
         &self,
         path: &Path,
         mode: u32,
-        write: impl FnOnce(&mut fs::File) -> io::Result<()>,
+        fill: impl FnOnce(&mut fs::File) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let target = self.resolve(path);
-        write_atomic_with(&target, mode, write)
-            .with_context(|| format!("could not write {:?}", path.display().to_string()))?;
+        let mut failed = None;
+        let result = write_atomic_with(&target, mode, |f| {
+            fill(f).map_err(|e| {
+                let io = io::Error::other(format!("{e:#}"));
+                failed = Some(e);
+                io
+            })
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        result.with_context(|| format!("could not write {:?}", path.display().to_string()))?;
         if let Ok(mut w) = self.written.lock() {
             w.push(path.to_path_buf());
         }
@@ -571,10 +582,11 @@ fn write_atomic(target: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     write_atomic_with(target, mode, |f| f.write_all(bytes))
 }
 
+/// [`write_atomic`] with the content written by `fill` into the temporary file.
 fn write_atomic_with(
     target: &Path,
     mode: u32,
-    write: impl FnOnce(&mut fs::File) -> io::Result<()>,
+    fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
 ) -> io::Result<()> {
     let tmp = temp_name(target)?;
     let result = (|| {
@@ -583,7 +595,7 @@ fn write_atomic_with(
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        write(&mut f)?;
+        fill(&mut f)?;
         f.sync_all()?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         drop(f);

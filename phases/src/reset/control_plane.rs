@@ -1,126 +1,138 @@
 //! The control-plane steps of `reset` (kubeadm: app/cmd/phases/reset/removeetcdmember.go and
 //! updateclusterstatus.go, 1.20): before this node's etcd and API server stop, its etcd member
 //! leaves the cluster (so the remaining members keep their quorum and a rejoin starts clean)
-//! and its API endpoint leaves kubeadm-config's ClusterStatus. Both only warn on failure, as
-//! kubeadm's do: reset must still clean the node.
+//! and its API endpoint leaves kubeadm-config's ClusterStatus. Both only warn when the cluster
+//! cannot be reached, as kubeadm's do: reset must still clean the node. What is refused is
+//! decided in preflight ([`decide_etcd_leave`]): a member the others need for quorum.
 
-use std::path::PathBuf;
-
-use anyhow::Context;
 use components::names;
 
+use crate::etcd_local::LocalEtcd;
 use crate::reset::ResetData;
+use crate::reset::leave::{self, EtcdLeave};
 use crate::say;
 
-/// What this node's etcd manifest says about its member.
-struct LocalMember {
-    name: String,
-    ca: PathBuf,
-    cert_dir: PathBuf,
-}
-
-/// The member name and certificate paths of this node's etcd, from its static pod manifest.
-fn local_member(d: &ResetData) -> anyhow::Result<Option<LocalMember>> {
-    let path = d.layout.manifest(names::ETCD);
-    let Some(text) = d.fs.read_string_if_exists(&path)? else {
+/// Observes this node's etcd member and the health of every member, and decides with
+/// [`leave::etcd_leave`] whether it may leave. `None` when this node runs no etcd, or when
+/// its etcd cannot be asked (said as a warning: the removal is then left to the user, as
+/// kubeadm's reset does when it fails).
+///
+/// # Errors
+/// The member is needed for the cluster's quorum and `--force-remove-last-etcd-member` was
+/// not given.
+pub fn decide_etcd_leave(d: &ResetData) -> anyhow::Result<Option<EtcdLeave>> {
+    let Some(local) = crate::etcd_local::read(&d.fs, &d.layout)? else {
         return Ok(None);
     };
-    let pod = manifests::yaml::from_yaml(&text)
-        .with_context(|| format!("could not read {:?}", path.display().to_string()))?;
-    let command: Vec<String> = pod
-        .spec
-        .iter()
-        .flat_map(|s| s.containers.iter())
-        .flat_map(|c| c.command.iter().flatten())
-        .cloned()
-        .collect();
-    let flag = |name: &str| {
-        command
+    let observed = (|| {
+        let client = local.client(&d.fs)?;
+        let members = client.list()?;
+        let health: Vec<(u64, Result<(), String>)> = members
             .iter()
-            .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_string))
+            .map(|m| (m.id, client.member_health(m)))
+            .collect();
+        Ok::<_, anyhow::Error>((members, health))
+    })();
+    let (members, health) = match observed {
+        Ok(o) => o,
+        Err(e) => {
+            say!(
+                d.out,
+                "reset",
+                "[WARNING] could not ask this node's etcd about its member {:?} ({e:#}): it cannot be removed; remove it on a remaining control-plane node (etcdctl member remove), or a node joining with this name removes it",
+                local.name
+            );
+            return Ok(None);
+        }
     };
-    let (Some(name), Some(ca)) = (flag("name"), flag("trusted-ca-file")) else {
-        return Ok(None);
-    };
-    let ca = d.layout.node_path(&ca);
-    let cert_dir = ca.parent().map(PathBuf::from).unwrap_or_default();
-    Ok(Some(LocalMember { name, ca, cert_dir }))
+    Ok(Some(leave::etcd_leave(
+        &members,
+        &health,
+        &local.name,
+        d.leave.force_remove_last_etcd_member,
+    )?))
 }
 
-/// kubeadm's `remove-etcd-member`: this node's member leaves the etcd cluster (not when it is
-/// the last one: that would destroy the cluster's data, which reset leaves to the data
-/// directory). cleanup-node calls it once nothing talks to this node's API server any more.
+/// kubeadm's `remove-etcd-member`: this node's member leaves the etcd cluster, as preflight
+/// decided (or, run alone, as decided here). The node leaves the API first
+/// ([`crate::reset::leave_api`]): once the member is gone this node's API server hangs.
 pub fn remove_etcd_member(d: &mut ResetData) -> anyhow::Result<()> {
-    let Some(member) = local_member(d)? else {
+    let Some(local) = crate::etcd_local::read(&d.fs, &d.layout)? else {
         return Ok(());
     };
-    if d.dry_run {
-        say!(
-            d.out,
-            "dryrun",
-            "Would remove the etcd member {:?} from the cluster",
-            member.name
-        );
-        return Ok(());
+    let decision = match d.state.etcd_leave.clone() {
+        Some(decided) => Some(decided),
+        None => decide_etcd_leave(d)?,
+    };
+    match decision {
+        None => Ok(()),
+        Some(EtcdLeave::NotMember) => {
+            say!(
+                d.out,
+                "reset",
+                "The etcd member {:?} is not in the cluster any more",
+                local.name
+            );
+            Ok(())
+        }
+        Some(EtcdLeave::OnlyMember { member }) => {
+            say!(
+                d.out,
+                "reset",
+                "The etcd member {member} is the cluster's only one: it stays, with its data"
+            );
+            Ok(())
+        }
+        Some(EtcdLeave::KeepForced { member, .. }) => {
+            say!(
+                d.out,
+                "reset",
+                "[WARNING] the etcd member {member} is needed for the cluster's quorum and {} was given: it is not removed (the remaining members cannot commit its removal) and this node's etcd data is deleted; once the others are back, remove it there with \"etcdctl member remove\"",
+                leave::FORCE_LAST_MEMBER_FLAG
+            );
+            Ok(())
+        }
+        Some(EtcdLeave::Remove { id, member }) => {
+            crate::reset::leave_api(d)?;
+            if d.dry_run {
+                say!(
+                    d.out,
+                    "dryrun",
+                    "Would remove the etcd member {member} from the cluster"
+                );
+                return Ok(());
+            }
+            if let Err(e) = remove(d, &local, id) {
+                say!(
+                    d.out,
+                    "reset",
+                    "WARNING: could not remove the etcd member {member}: {e:#}; remove it on a remaining control-plane node (etcdctl member remove), or a node joining with this name removes it"
+                );
+                return Ok(());
+            }
+            say!(
+                d.out,
+                "reset",
+                "Removed the etcd member {member} from the cluster"
+            );
+            Ok(())
+        }
     }
-    if let Err(e) = remove(d, &member) {
-        say!(
-            d.out,
-            "reset",
-            "WARNING: could not remove the etcd member {:?}: {e:#}; remove it on a remaining control-plane node (etcdctl member remove), or a node joining with this name removes it",
-            member.name
-        );
-    }
-    Ok(())
 }
 
-fn remove(d: &ResetData, member: &LocalMember) -> anyhow::Result<()> {
-    let read = |name: &str| -> anyhow::Result<Vec<u8>> {
-        let path = member.cert_dir.join(name);
-        d.fs.read_if_exists(&path)?
-            .with_context(|| format!("{:?} is missing", path.display().to_string()))
-    };
-    let client = crate::etcd_members::EtcdClient::new(
-        &[format!("https://127.0.0.1:{}", names::ETCD_CLIENT_PORT)],
-        &d.fs
-            .read_if_exists(&member.ca)?
-            .with_context(|| format!("{:?} is missing", member.ca.display().to_string()))?,
-        &read("healthcheck-client.crt")?,
-        &read("healthcheck-client.key")?,
-    )?;
-    let members = client.list()?;
-    let Some(me) = members.iter().find(|m| m.name == member.name) else {
-        say!(
-            d.out,
-            "reset",
-            "The etcd member {:?} is not in the cluster any more",
-            member.name
-        );
-        return Ok(());
-    };
-    if members.len() == 1 {
-        say!(
-            d.out,
-            "reset",
-            "The etcd member {:?} is the cluster's only one: it stays, with its data",
-            member.name
-        );
-        return Ok(());
-    }
-    client.remove(me.id)?;
-    say!(
-        d.out,
-        "reset",
-        "Removed the etcd member {} from the cluster",
-        me.describe()
-    );
+fn remove(d: &ResetData, local: &LocalEtcd, id: u64) -> anyhow::Result<()> {
+    local.client(&d.fs)?.remove(id)?;
     Ok(())
 }
 
 /// `update-cluster-status`: this node's entry leaves kubeadm-config's ClusterStatus.
 pub fn update_cluster_status(d: &mut ResetData) -> anyhow::Result<()> {
-    let admin = d.layout.kubeconfig(names::ADMIN_KUBECONFIG);
-    let Some(member) = local_member(d)? else {
+    let admin = d
+        .leave
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| d.layout.kubeconfig(names::ADMIN_KUBECONFIG));
+    let Some(member) = crate::etcd_local::read(&d.fs, &d.layout)? else {
         return Ok(());
     };
     if !d.fs.exists(&admin) {

@@ -6,8 +6,22 @@
 //! only where kubeboot ran etcd; never a system directory, never across a mount point
 //! ([`plan`] decides, `agent::host::fs::Fs::clear_dir` guards). Safe to run twice, and to run
 //! again after being killed half-way.
+//!
+//! The phases, in kubeadm's order: preflight, update-cluster-status, remove-etcd-member,
+//! cleanup-node. Ordering truths that shape them:
+//! - preflight decides, before anything changes, whether this node's etcd member may leave
+//!   ([`leave::etcd_leave`]: never the last healthy members of a multi-member cluster without
+//!   `--force-remove-last-etcd-member`) and whether `--delete-node` has a credential; a refusal
+//!   leaves the node as it was.
+//! - This node's API server hangs once its etcd member is gone, and its agent republishes the
+//!   Pods it runs while it runs. So the node leaves the API first, exactly once
+//!   ([`leave_api`]): the agent stops (its pods keep running: etcd and the API server still
+//!   answer), the Pods it published are deleted, and with `--delete-node` the Node object.
+//!   remove-etcd-member does that just before it removes the member; on a node without one
+//!   (a worker), cleanup-node does it. Then the kubelet, the pods and etcd stop.
 
 pub mod control_plane;
+pub mod leave;
 pub mod plan;
 
 use std::path::PathBuf;
@@ -37,25 +51,70 @@ pub struct ResetData {
     pub cert_dir: Option<PathBuf>,
     /// How long pods get to stop after SIGTERM.
     pub grace: Duration,
+    /// How this node leaves the cluster (`--delete-node`, `--kubeconfig`,
+    /// `--force-remove-last-etcd-member`).
+    pub leave: LeaveFlags,
+    /// What earlier phases of this run decided or did.
+    pub state: ResetState,
+}
+
+/// The flags of how a node leaves the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct LeaveFlags {
+    /// `--delete-node`: delete this node's Node object.
+    pub delete_node: bool,
+    /// `--kubeconfig`: the credential for the cluster (default: the admin kubeconfig).
+    pub kubeconfig: Option<PathBuf>,
+    /// `--force-remove-last-etcd-member`: reset even when this node's etcd member is needed
+    /// for the etcd cluster's quorum.
+    pub force_remove_last_etcd_member: bool,
+}
+
+/// What the phases of one reset run pass on to the later ones.
+#[derive(Debug, Clone, Default)]
+pub struct ResetState {
+    /// preflight's decision about this node's etcd member (`None`: no local etcd, or it could
+    /// not be asked).
+    pub etcd_leave: Option<leave::EtcdLeave>,
+    /// The credential `--delete-node` uses, chosen in preflight.
+    pub delete_credential: Option<PathBuf>,
+    /// [`leave_api`] ran.
+    pub left_api: bool,
 }
 
 /// The `reset` phase tree.
 pub fn phases() -> Vec<Phase<ResetData>> {
     vec![
-        Phase::new(
-            "preflight",
-            "Run reset pre-flight checks",
-            |d: &mut ResetData| {
-                say!(d.out, "preflight", "Running pre-flight checks");
-                Ok(())
-            },
-        ),
+        Phase::new("preflight", "Run reset pre-flight checks", preflight).flags(&[
+            "ignore-preflight-errors",
+            "force",
+            "delete-node",
+            "kubeconfig",
+            "force-remove-last-etcd-member",
+        ]),
         Phase::new(
             "update-cluster-status",
             "Remove this node from the ClusterStatus object.",
             control_plane::update_cluster_status,
-        ),
-        Phase::new("cleanup-node", "Run cleanup node.", cleanup_node),
+        )
+        .flags(&["kubeconfig"]),
+        Phase::new(
+            "remove-etcd-member",
+            "Remove a local etcd member.",
+            control_plane::remove_etcd_member,
+        )
+        .flags(&[
+            "kubeconfig",
+            "delete-node",
+            "force-remove-last-etcd-member",
+            "dry-run",
+        ]),
+        Phase::new("cleanup-node", "Run cleanup node.", cleanup_node).flags(&[
+            "cert-dir",
+            "delete-node",
+            "kubeconfig",
+            "dry-run",
+        ]),
     ]
 }
 
@@ -64,11 +123,108 @@ pub fn phases() -> Vec<Phase<ResetData>> {
 /// # Errors
 /// The first failing phase.
 pub fn run(data: &mut ResetData, skip: &[String]) -> anyhow::Result<()> {
+    run_phases(data, &[], skip)
+}
+
+/// Runs `reset`, or only the phases `only` names (`reset phase <name>`).
+///
+/// # Errors
+/// The first failing phase.
+pub fn run_phases(data: &mut ResetData, only: &[String], skip: &[String]) -> anyhow::Result<()> {
     let tree = phases();
-    let planned = crate::runner::plan(&tree, &[], skip)?;
+    let planned = crate::runner::plan(&tree, only, skip)?;
     crate::runner::run(&tree, data, &planned)?;
-    closing_text(&data.out);
+    if only.is_empty() {
+        closing_text(&data.out);
+    }
     Ok(())
+}
+
+/// kubeadm's preflight (its prompt lives in `cmd`), and the decisions that must refuse
+/// before anything changes: `--delete-node`'s credential and this node's etcd member.
+fn preflight(d: &mut ResetData) -> anyhow::Result<()> {
+    say!(d.out, "preflight", "Running pre-flight checks");
+    if d.leave.delete_node {
+        let admin = d.layout.kubeconfig(names::ADMIN_KUBECONFIG);
+        let credential = leave::delete_node_credential(
+            d.leave.kubeconfig.as_deref(),
+            &admin,
+            d.fs.exists(&admin),
+        )?;
+        d.state.delete_credential = Some(credential);
+    }
+    d.state.etcd_leave = control_plane::decide_etcd_leave(d)?;
+    Ok(())
+}
+
+/// The node leaves the API, once per run, while its API server still answers: the agent
+/// stops (the pods it runs keep running), the Pods it published are deleted, and with
+/// `--delete-node` the Node object.
+pub fn leave_api(d: &mut ResetData) -> anyhow::Result<()> {
+    if d.state.left_api {
+        return Ok(());
+    }
+    d.state.left_api = true;
+    let l = d.layout.clone();
+    if d.dry_run {
+        say!(
+            d.out,
+            "dryrun",
+            "Would stop the kubeboot agent and delete the Pods it published"
+        );
+        if d.leave.delete_node {
+            say!(d.out, "dryrun", "Would delete this node's Node object");
+        }
+        return Ok(());
+    }
+    // Which node's pods the agent published, asked before it stops.
+    let node_name = agent::status::query(&l.agent_socket(), Duration::from_secs(2))
+        .ok()
+        .and_then(|s| s.node_name);
+    say!(d.out, "reset", "Stopping the kubeboot agent");
+    let unit = l.agent_systemd_unit();
+    if crate::init::agent_start::systemd_is_init(&l) && unit.exists() {
+        let _ = std::process::Command::new("systemctl")
+            .args(["disable", "--now", "kubeboot-agent.service"])
+            .status();
+        d.fs.remove_file(&unit)?;
+    }
+    agent::daemon::stop(&l, Duration::from_secs(10))?;
+    // With the agent stopped nothing publishes them again; the API server still runs.
+    if let Some(node) = &node_name {
+        delete_published_pods(d, node);
+    }
+    if d.leave.delete_node {
+        let name = match node_name {
+            Some(n) => Some(n),
+            None => crate::etcd_local::read(&d.fs, &l)
+                .ok()
+                .flatten()
+                .map(|e| e.name),
+        }
+        .unwrap_or_else(crate::host::hostname);
+        delete_node(d, &name);
+    }
+    Ok(())
+}
+
+/// `--delete-node`: deletes the Node object with the credential preflight chose. Best effort
+/// once preflight passed, as kubeadm treats the cluster during reset: a failure says the
+/// command that does it later.
+fn delete_node(d: &ResetData, name: &str) {
+    let admin = d.layout.kubeconfig(names::ADMIN_KUBECONFIG);
+    let credential = d.state.delete_credential.clone().unwrap_or(admin);
+    let result = crate::cluster::Cluster::from_kubeconfig(&d.fs.resolve(&credential))
+        .and_then(|api| api.delete::<k8s_openapi::api::core::v1::Node>(None, name));
+    match result {
+        Ok(true) => say!(d.out, "reset", "Deleted the Node {name:?}"),
+        Ok(false) => say!(d.out, "reset", "The Node {name:?} is not in the cluster"),
+        Err(e) => say!(
+            d.out,
+            "reset",
+            "[WARNING] could not delete the Node {name:?} ({e:#}); run \"kubectl delete node {name}\" from a control-plane node"
+        ),
+    }
 }
 
 fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
@@ -81,11 +237,12 @@ fn cleanup_node(d: &mut ResetData) -> anyhow::Result<()> {
         say!(d.out, "reset", "{note}");
     }
     let l = d.layout.clone();
+    leave_api(d)?;
     if d.dry_run {
         say!(
             d.out,
             "dryrun",
-            "Would stop the kubeboot agent and every static Pod it runs"
+            "Would stop every static Pod the kubeboot agent runs"
         );
         if record.kube_proxy && l.is_host() {
             say!(
@@ -176,32 +333,13 @@ fn observe(d: &ResetData) -> anyhow::Result<plan::Observed> {
     Ok(obs)
 }
 
-/// Stops the agent and everything it ran, then undoes what kubeboot's components did to the
+/// Stops everything the agent ran, then undoes what kubeboot's components did to the
 /// host: kube-proxy's rules, the pod network namespaces, the kubelet's mounts, the bridge.
 fn stop_and_unwire(d: &mut ResetData, record: &NodeRecord) -> anyhow::Result<()> {
     let l = d.layout.clone();
-    // Which node's pods the agent published, asked before it stops.
-    let node_name = agent::status::query(&l.agent_socket(), Duration::from_secs(2))
-        .ok()
-        .and_then(|s| s.node_name);
-    say!(d.out, "reset", "Stopping the kubeboot agent");
-    let unit = l.agent_systemd_unit();
-    if crate::init::agent_start::systemd_is_init(&l) && unit.exists() {
-        let _ = std::process::Command::new("systemctl")
-            .args(["disable", "--now", "kubeboot-agent.service"])
-            .status();
-        d.fs.remove_file(&unit)?;
-    }
-    agent::daemon::stop(&l, Duration::from_secs(10))?;
-    // With the agent stopped nothing publishes them again; the API server still runs.
-    if let Some(node) = node_name {
-        delete_published_pods(d, &node);
-    }
-    // kubeadm's remove-etcd-member, here: after the last API call through this node's own
-    // API server (which hangs once its etcd member is gone), before etcd stops.
-    control_plane::remove_etcd_member(d)?;
-    // The kubelet first, so it restarts nothing; then the CRI containers, while
-    // containerd and its shims (static pods too) still run.
+    // The agent stopped in leave_api, the etcd member left in remove-etcd-member. The kubelet
+    // first, so it restarts nothing; then the CRI containers, while containerd and its shims
+    // (static pods too) still run.
     let workloads = agent::node_cleanup::stop_workloads(&l, d.grace)?;
     if workloads.kubelets > 0 || workloads.containers > 0 {
         say!(

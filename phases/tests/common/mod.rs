@@ -1,8 +1,10 @@
 //! What the phases' integration tests share: init run data for a node rooted in a temporary
-//! directory, and etcd with a kube-apiserver on loopback (`apiserver`).
+//! directory, etcd with a kube-apiserver on loopback (`apiserver`), and etcd clusters on
+//! loopback (`etcd`).
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod etcd;
 
 use std::path::Path;
 use std::time::SystemTime;

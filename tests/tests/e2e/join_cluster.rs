@@ -13,7 +13,11 @@
 //! - node1's agent and whole control plane are killed: kubectl with node2's admin.conf works,
 //!   the worker stays Ready (its agent's API load balancer fails over), a new Deployment
 //!   schedules and runs, and the worker, reset, joins again through node2;
-//! - node1's agent starts again and its etcd member is back in the quorum.
+//! - node1's agent starts again and its etcd member is back in the quorum;
+//! - `reset --delete-node` on node3 removes its etcd member, ClusterStatus entry and Node, and
+//!   on the worker (no credential may delete its Node) is refused, the node untouched;
+//! - with node1's etcd down, reset on node2 (the last member standing) is refused without
+//!   `--force-remove-last-etcd-member`, node2 untouched.
 
 use std::time::Duration;
 
@@ -575,6 +579,19 @@ fn join_cluster() -> Result<()> {
     })?;
 
     step("the worker, reset, joins again through node2", || {
+        // A worker has no credential that may delete its Node: refused, the node untouched.
+        let before = worker.read_file("/etc/kubernetes/kubelet.conf")?;
+        let out = worker.kubeboot(&["reset", "-f", "--delete-node"])?;
+        ensure!(
+            out.code == Some(1),
+            "reset --delete-node on the worker:\n{out}"
+        );
+        ensure!(
+            out.stderr.contains("kubectl delete node <name>")
+                && out.stderr.contains("from a control-plane node"),
+            "{out}"
+        );
+        ensure!(worker.read_file("/etc/kubernetes/kubelet.conf")? == before);
         cp2.kubectl_ok(&["delete", "node", worker.name()])?;
         worker.kubeboot_ok(&["reset", "-f"])?;
         let (token, hash) = join_credentials(&cp2)?;
@@ -609,12 +626,17 @@ fn join_cluster() -> Result<()> {
     )?;
 
     step(
-        "reset on node3 takes its etcd member and ClusterStatus entry with it",
+        "reset --delete-node on node3 takes its etcd member, ClusterStatus entry and Node with it",
         || {
-            let out = cp3.kubeboot_ok(&["reset", "-f"])?;
+            let out = cp3.kubeboot_ok(&["reset", "-f", "--delete-node"])?;
             ensure!(
-                out.contains("Removed the etcd member"),
+                out.contains("Removed the etcd member") && out.contains("Deleted the Node"),
                 "reset output:\n{out}"
+            );
+            let node = cp2.kubectl(&["get", "node", cp3.name()])?;
+            ensure!(
+                node.code != Some(0) && node.stderr.contains("NotFound"),
+                "node3's Node is still there:\n{node}"
             );
             let names: Vec<String> = etcd_members(&cp2)?.into_iter().map(|(n, _)| n).collect();
             ensure!(
@@ -627,6 +649,34 @@ fn join_cluster() -> Result<()> {
                 !status.contains(cp3.name()) && status.contains(cp2.name()),
                 "ClusterStatus:\n{status}"
             );
+            Ok(())
+        },
+    )?;
+
+    step(
+        "with node1's etcd down, reset on node2 (the last member standing) is refused, node2 untouched",
+        || {
+            cp.kill9_agent()?;
+            for pid in cp.pids_named("etcd")? {
+                cp.kill9(pid)?;
+            }
+            wait_until(
+                "node1's etcd down",
+                Duration::from_secs(30),
+                Duration::from_secs(1),
+                || Ok(!etcd_all_healthy(&cp2, &[&cp])?),
+            )?;
+            let out = cp2.kubeboot(&["reset", "-f"])?;
+            ensure!(out.code == Some(1), "reset of the last member:\n{out}");
+            ensure!(
+                out.stderr.contains("--force-remove-last-etcd-member")
+                    && out.stderr.contains("-f only skips the confirmation prompt")
+                    && out.stderr.contains(&format!("{:?}", cp.name())),
+                "{out}"
+            );
+            ensure!(etcd_members(&cp2)?.len() == 2, "node2's etcd lost a member");
+            cp2.exec_ok(&["test", "-f", "/etc/kubernetes/manifests/etcd.yaml"])?;
+            cp2.exec_ok(&["test", "-f", "/etc/kubernetes/admin.conf"])?;
             Ok(())
         },
     )?;

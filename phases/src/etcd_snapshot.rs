@@ -1,0 +1,948 @@
+//! `kubeboot etcd snapshot save|restore` (k3s `etcd-snapshot`, k0s `backup`; kubeadm has
+//! none), and [`save`], which the upgrade calls before etcd changes.
+//!
+//! **save** asks etcd for a consistent snapshot through its own API: the gRPC
+//! Maintenance.Snapshot stream, which etcd 3.4's JSON gateway serves at
+//! `POST /v3/maintenance/snapshot` as newline-delimited JSON chunks (checked against the real
+//! etcd 3.4.23). The bytes are bbolt's database followed by its SHA-256 (etcd
+//! v3rpc/maintenance.go Snapshot); kubeboot checks that trailer while streaming, writes the
+//! file atomically with mode 0600 (it holds every Secret of the cluster), and writes a JSON
+//! sidecar `<file>.json` ([`SnapshotInfo`]): etcd version, cluster ID, members, revision, the
+//! Kubernetes version (kubeadm-config's ClusterConfiguration, read from etcd itself) and the
+//! file's SHA-256.
+//!
+//! **restore** rebuilds a data directory from a snapshot. etcd 3.4 has one implementation of
+//! that, `etcdctl snapshot restore` (it rewrites the membership in the bbolt file and writes a
+//! new WAL and raft snapshot), so kubeboot runs the trusted `etcdctl` found in the binary
+//! directories, never its own copy. The order, each step leaving the node as it was on failure:
+//!
+//! ```text
+//!   verify sha256 (sidecar) ─▶ move etcd.yaml out ─▶ wait: data dir unlocked (etcd stopped)
+//!      │ mismatch: refuse,                │                      │ timeout: manifest back
+//!      ▼ nothing changed                  ▼                      ▼
+//!   etcdctl restore into <dir>.restoring-<stamp> ─▶ rename <dir> → <dir>.pre-restore-<stamp>
+//!      (failure: removed; manifest back)            ─▶ rename new → <dir> ─▶ manifest back
+//!                                                   ─▶ wait etcd and the API server healthy
+//! ```
+//!
+//! The old data directory is never deleted, only renamed aside. A single-member cluster comes
+//! back with this node as its only member and a new cluster ID. In a multi-member cluster every
+//! member must be restored from the same snapshot with the same `--initial-cluster` and token
+//! (the token is derived from the snapshot's SHA-256, so each node computes the same cluster
+//! ID): kubeboot restores this node and prints the exact command for each other one; etcd
+//! answers once a quorum of them is restored.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use agent::host::fs::Fs;
+use anyhow::Context;
+use components::{Layout, names};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::etcd_members::{EtcdClient, Member};
+use crate::out::Out;
+use crate::say;
+
+/// The etcd key of kubeadm's ClusterConfiguration ConfigMap (the API server's storage path).
+const KUBEADM_CONFIG_KEY: &[u8] = b"/registry/configmaps/kube-system/kubeadm-config";
+/// etcd appends the SHA-256 of the database to the snapshot stream.
+const TRAILER: usize = 32;
+/// The Debian package that ships `etcdctl`.
+const ETCDCTL_PACKAGE: &str = "etcd-client";
+
+/// One member, as the sidecar records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotMember {
+    /// The member ID, in hex as etcdctl prints it.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its peer URLs.
+    pub peer_urls: Vec<String>,
+    /// Its client URLs.
+    pub client_urls: Vec<String>,
+    /// A learner.
+    #[serde(default)]
+    pub is_learner: bool,
+}
+
+impl From<&Member> for SnapshotMember {
+    fn from(m: &Member) -> Self {
+        Self {
+            id: format!("{:x}", m.id),
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
+            client_urls: m.client_urls.clone(),
+            is_learner: m.is_learner,
+        }
+    }
+}
+
+/// What the sidecar `<file>.json` says about a snapshot; its field names are an interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotInfo {
+    /// When it was taken (RFC 3339, UTC).
+    pub taken_at: String,
+    /// The endpoint it was streamed from.
+    pub endpoint: String,
+    /// The etcd server version.
+    pub etcd_version: String,
+    /// The cluster ID, in hex.
+    pub cluster_id: String,
+    /// The store's revision just before the snapshot began (the snapshot holds at least it).
+    pub revision: u64,
+    /// The members at the time.
+    pub members: Vec<SnapshotMember>,
+    /// The cluster's Kubernetes version (kubeadm-config's ClusterConfiguration), when found.
+    pub kubernetes_version: Option<String>,
+    /// The snapshot file's size in bytes.
+    pub size: u64,
+    /// The SHA-256 of the whole snapshot file, in hex.
+    pub sha256: String,
+}
+
+/// The sidecar of `file`: `<file>.json`.
+pub fn sidecar_path(file: &Path) -> PathBuf {
+    let mut s = file.as_os_str().to_owned();
+    s.push(".json");
+    PathBuf::from(s)
+}
+
+/// Hashes a snapshot as it streams: the SHA-256 of everything, and whether the last 32 bytes
+/// are the SHA-256 of the bytes before them (etcd's integrity trailer). Pure.
+#[derive(Default)]
+pub struct SnapshotDigest {
+    whole: Sha256,
+    db: Sha256,
+    tail: Vec<u8>,
+    size: u64,
+}
+
+/// [`SnapshotDigest::finish`]'s result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digested {
+    /// The SHA-256 of all bytes, in hex.
+    pub sha256: String,
+    /// How many bytes.
+    pub size: u64,
+    /// etcd's trailer matches the database before it.
+    pub intact: bool,
+}
+
+impl SnapshotDigest {
+    /// Feeds the next bytes.
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.whole.update(chunk);
+        self.size += chunk.len() as u64;
+        self.tail.extend_from_slice(chunk);
+        if self.tail.len() > TRAILER {
+            let n = self.tail.len() - TRAILER;
+            self.db.update(&self.tail[..n]);
+            self.tail.drain(..n);
+        }
+    }
+
+    /// The digests of everything fed.
+    pub fn finish(self) -> Digested {
+        let db = self.db.finalize();
+        Digested {
+            sha256: hex::encode(self.whole.finalize()),
+            size: self.size,
+            intact: self.size > TRAILER as u64 && db.as_slice() == self.tail.as_slice(),
+        }
+    }
+}
+
+/// The `kubernetesVersion` of kubeadm's ClusterConfiguration inside the kubeadm-config
+/// ConfigMap as the API server stores it in etcd (protobuf, whose strings are the YAML text
+/// verbatim; ClusterStatus has no such field). Pure.
+pub fn kubernetes_version_in(stored: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stored);
+    text.lines().find_map(|l| {
+        let v = l.trim_start().strip_prefix("kubernetesVersion:")?.trim();
+        let v = v.trim_matches(|c| c == '"' || c == '\'');
+        let ok = !v.is_empty()
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'));
+        ok.then(|| v.to_string())
+    })
+}
+
+/// Takes a consistent snapshot from the first of `client`'s endpoints that is healthy,
+/// writes it atomically to `file` (mode 0600; the directory must exist) with its sidecar, and
+/// returns what the sidecar says. The upgrade calls this before etcd changes.
+///
+/// # Errors
+/// No healthy endpoint, etcd refused or broke the stream, the stream failed etcd's integrity
+/// check, or a file could not be written; `file` is then as it was.
+pub fn save(
+    client: &EtcdClient,
+    fs: &Fs,
+    file: &Path,
+    now: SystemTime,
+) -> anyhow::Result<SnapshotInfo> {
+    let shown = file.display().to_string();
+    let mut why = Vec::new();
+    let endpoint = client
+        .endpoints()
+        .iter()
+        .find(|e| match client.health(e) {
+            Ok(()) => true,
+            Err(w) => {
+                why.push(format!("{e}: {w}"));
+                false
+            }
+        })
+        .cloned()
+        .with_context(|| {
+            format!(
+                "no healthy etcd endpoint to take a snapshot from ({}); start etcd, or pass --endpoint with a healthy member's client URL",
+                why.join("; ")
+            )
+        })?;
+    let one = EtcdClient::with_endpoint(client, &endpoint);
+    let status = one.status()?;
+    let members = one.list()?;
+    let kubernetes_version = one
+        .get(KUBEADM_CONFIG_KEY)?
+        .as_deref()
+        .and_then(kubernetes_version_in);
+
+    let mut digest = SnapshotDigest::default();
+    fs.write_streamed(file, agent::host::fs::MODE_PRIVATE, |f| {
+        let mut sink = Hashing {
+            file: f,
+            digest: &mut digest,
+        };
+        one.snapshot(&endpoint, &mut sink)?;
+        Ok(())
+    })
+    .with_context(|| format!("could not save the etcd snapshot {shown:?}"))?;
+    let digested = digest.finish();
+    if !digested.intact {
+        // Written already (atomically); a broken stream must not look like a snapshot.
+        let _ = fs.remove_file(file);
+        anyhow::bail!(
+            "the snapshot etcd at {endpoint} sent fails etcd's own integrity check (its last 32 bytes are not the SHA-256 of the database): the stream was cut; take the snapshot again"
+        );
+    }
+    let info = SnapshotInfo {
+        taken_at: rfc3339(now),
+        endpoint,
+        etcd_version: status.version,
+        cluster_id: format!("{:x}", status.header.cluster_id),
+        revision: status.header.revision,
+        members: members.iter().map(SnapshotMember::from).collect(),
+        kubernetes_version,
+        size: digested.size,
+        sha256: digested.sha256,
+    };
+    let json = serde_json::to_vec_pretty(&info).expect("SnapshotInfo serializes");
+    fs.write_private(&sidecar_path(file), &json)?;
+    Ok(info)
+}
+
+/// Writes to the file and hashes what it wrote.
+struct Hashing<'a> {
+    file: &'a mut File,
+    digest: &'a mut SnapshotDigest,
+}
+
+impl Write for Hashing<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.digest.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Reads the sidecar of `file` and checks the file against it (size, SHA-256, etcd's
+/// trailer). Nothing is changed.
+///
+/// # Errors
+/// No or an unreadable sidecar, or a snapshot that does not match it.
+pub fn verify(file: &Path) -> anyhow::Result<SnapshotInfo> {
+    let shown = file.display().to_string();
+    let sidecar = sidecar_path(file);
+    let text = std::fs::read(&sidecar).with_context(|| {
+        format!(
+            "could not read the snapshot's sidecar {:?}: kubeboot checks the snapshot against the SHA-256 it records; keep it beside the snapshot (a snapshot saved by etcdctl has none: restore that one with etcdctl)",
+            sidecar.display().to_string()
+        )
+    })?;
+    let info: SnapshotInfo = serde_json::from_slice(&text).with_context(|| {
+        format!(
+            "{:?} is not a kubeboot snapshot sidecar",
+            sidecar.display().to_string()
+        )
+    })?;
+    let mut f = File::open(file).with_context(|| format!("could not open {shown:?}"))?;
+    let mut digest = SnapshotDigest::default();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("could not read {shown:?}"))?;
+        if n == 0 {
+            break;
+        }
+        digest.update(&buf[..n]);
+    }
+    let got = digest.finish();
+    anyhow::ensure!(
+        got.sha256 == info.sha256 && got.size == info.size,
+        "the snapshot {shown:?} does not match its sidecar: SHA-256 {} ({} bytes), the sidecar says {} ({} bytes); the file is corrupt or not the one saved: use another copy",
+        got.sha256,
+        got.size,
+        info.sha256,
+        info.size
+    );
+    anyhow::ensure!(
+        got.intact,
+        "the snapshot {shown:?} fails etcd's integrity check (its last 32 bytes are not the SHA-256 of the database): use another copy"
+    );
+    Ok(info)
+}
+
+/// Where a restore rebuilds the data directory, and as which member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestorePlan {
+    /// The member name this node restores as.
+    pub name: String,
+    /// Its peer URL.
+    pub peer_url: String,
+    /// `--initial-cluster`: `name=peerURL` of every member restored.
+    pub initial_cluster: Vec<(String, String)>,
+    /// `--initial-cluster-token`, the same for every member of one restore.
+    pub token: String,
+    /// The other members, each to be restored on its own node from the same snapshot.
+    pub others: Vec<(String, String)>,
+}
+
+impl RestorePlan {
+    /// The `--initial-cluster` value.
+    pub fn initial_cluster_flag(&self) -> String {
+        self.initial_cluster
+            .iter()
+            .map(|(n, u)| format!("{n}={u}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Decides how this node (`name`, `peer_url`) restores a snapshot taken of `info.members`.
+/// One voting member: this node alone, whatever its name was. Several: every voter, each
+/// under its name and first peer URL, this node among them (learners are left out: they
+/// join again). The token comes from the snapshot's SHA-256, so every node of one restore
+/// computes the same cluster ID. Pure.
+///
+/// # Errors
+/// Several members and this node is none of them.
+pub fn plan_restore(
+    info: &SnapshotInfo,
+    name: &str,
+    peer_url: &str,
+) -> Result<RestorePlan, String> {
+    let token = format!(
+        "kubeboot-restore-{}",
+        &info.sha256[..info.sha256.len().min(16)]
+    );
+    let voters: Vec<(String, String)> = info
+        .members
+        .iter()
+        .filter(|m| !m.is_learner)
+        .filter_map(|m| Some((m.name.clone(), m.peer_urls.first()?.clone())))
+        .collect();
+    if voters.len() <= 1 {
+        return Ok(RestorePlan {
+            name: name.into(),
+            peer_url: peer_url.into(),
+            initial_cluster: vec![(name.into(), peer_url.into())],
+            token,
+            others: vec![],
+        });
+    }
+    if !voters.iter().any(|(n, _)| n == name) {
+        return Err(format!(
+            "the snapshot was taken of a {}-member etcd cluster ({}) and this node's member {name:?} is not one of them: restore it on those nodes, every one from this same snapshot",
+            voters.len(),
+            voters
+                .iter()
+                .map(|(n, u)| format!("{n}={u}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let initial_cluster: Vec<(String, String)> = voters
+        .iter()
+        .map(|(n, u)| {
+            if n == name {
+                (n.clone(), peer_url.to_string())
+            } else {
+                (n.clone(), u.clone())
+            }
+        })
+        .collect();
+    let others = initial_cluster
+        .iter()
+        .filter(|(n, _)| n != name)
+        .cloned()
+        .collect();
+    Ok(RestorePlan {
+        name: name.into(),
+        peer_url: peer_url.into(),
+        initial_cluster,
+        token,
+        others,
+    })
+}
+
+/// Whether a running etcd holds `data_dir`: bbolt keeps an exclusive `flock` on
+/// `member/snap/db` while it has the database open (bbolt bolt_unix.go flock).
+///
+/// # Errors
+/// The database file exists but cannot be opened.
+pub fn data_dir_in_use(data_dir: &Path) -> anyhow::Result<bool> {
+    let db = data_dir.join("member").join("snap").join("db");
+    let f = match File::open(&db) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("could not open {:?}", db.display().to_string()));
+        }
+    };
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock) {
+        Ok(_unlocked_on_drop) => Ok(false),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(true),
+        Err((_, e)) => Err(anyhow::anyhow!(
+            "could not check whether {:?} is in use: {e}",
+            db.display().to_string()
+        )),
+    }
+}
+
+/// Rebuilds `data_dir` from `snapshot` with `etcdctl snapshot restore` as `plan` says: into a
+/// new sibling directory first, then the old one (if any) is renamed to
+/// `<data_dir>.pre-restore-<stamp>` and the new one takes its place. Returns where the old
+/// directory went. Refuses a data directory a running etcd holds.
+///
+/// # Errors
+/// The directory is in use, `etcdctl` failed (the new directory is removed, the old one
+/// untouched), or a rename failed.
+pub fn restore_data_dir(
+    etcdctl: &Path,
+    snapshot: &Path,
+    data_dir: &Path,
+    plan: &RestorePlan,
+    stamp: &str,
+) -> anyhow::Result<Option<PathBuf>> {
+    let shown = data_dir.display().to_string();
+    anyhow::ensure!(
+        !data_dir_in_use(data_dir)?,
+        "the etcd data directory {shown:?} is in use by a running etcd (its database is locked): stop that etcd first (on a kubeboot node, \"kubeboot etcd snapshot restore\" without --data-dir stops it through its manifest)"
+    );
+    let sibling = |what: &str| {
+        let mut s = data_dir.as_os_str().to_owned();
+        s.push(format!(".{what}-{stamp}"));
+        PathBuf::from(s)
+    };
+    let fresh = sibling("restoring");
+    let aside = sibling("pre-restore");
+    anyhow::ensure!(
+        !fresh.exists() && !aside.exists(),
+        "{:?} or {:?} exists already: a restore at this second ran before; try again",
+        fresh.display().to_string(),
+        aside.display().to_string()
+    );
+    if let Some(parent) = data_dir.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("could not create {:?}", parent.display().to_string()))?;
+    }
+    let out = run_bounded(
+        Command::new(etcdctl)
+            .env("ETCDCTL_API", "3")
+            .arg("snapshot")
+            .arg("restore")
+            .arg(snapshot)
+            .arg(format!("--data-dir={}", fresh.display()))
+            .arg(format!("--name={}", plan.name))
+            .arg(format!("--initial-cluster={}", plan.initial_cluster_flag()))
+            .arg(format!("--initial-cluster-token={}", plan.token))
+            .arg(format!("--initial-advertise-peer-urls={}", plan.peer_url)),
+        Duration::from_secs(600),
+    );
+    let failed = match out {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "{} snapshot restore exited with {}: {}",
+            etcdctl.display(),
+            o.status,
+            last_lines(&String::from_utf8_lossy(&o.stderr), 5)
+        )),
+        Err(e) => Some(format!("{e:#}")),
+    };
+    if let Some(why) = failed {
+        let _ = std::fs::remove_dir_all(&fresh);
+        anyhow::bail!("could not restore the snapshot into {shown:?}: {why}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("could not chmod {:?}", fresh.display().to_string()))?;
+    let moved = if data_dir.exists() {
+        std::fs::rename(data_dir, &aside).with_context(|| {
+            format!(
+                "could not move the old data directory {shown:?} aside to {:?}",
+                aside.display().to_string()
+            )
+        })?;
+        Some(aside)
+    } else {
+        None
+    };
+    std::fs::rename(&fresh, data_dir).with_context(|| {
+        format!(
+            "could not move the restored data {:?} to {shown:?}",
+            fresh.display().to_string()
+        )
+    })?;
+    if let Some(parent) = data_dir.parent() {
+        File::open(parent).and_then(|d| d.sync_all()).ok();
+    }
+    Ok(moved)
+}
+
+/// Runs `cmd` to completion with its output captured, killing it after `timeout`.
+fn run_bounded(cmd: &mut Command, timeout: Duration) -> anyhow::Result<std::process::Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not run {:?}", cmd.get_program()))?;
+    let deadline = Instant::now() + timeout;
+    // Drained on threads: a full pipe must not stall the child.
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let o = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let e = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v);
+        v
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!(
+                "{:?} did not finish within {}",
+                cmd.get_program(),
+                crate::health::human(timeout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: o.join().unwrap_or_default(),
+        stderr: e.join().unwrap_or_default(),
+    })
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// The trusted `etcdctl` from `bin_dirs`.
+///
+/// # Errors
+/// None there (naming the package), or the one found is not trusted.
+pub fn find_etcdctl(bin_dirs: &[PathBuf]) -> anyhow::Result<PathBuf> {
+    crate::host::find_binary("etcdctl", bin_dirs)?.with_context(|| {
+        format!(
+            "no etcdctl in {}: etcd 3.4 can only be restored by \"etcdctl snapshot restore\"; install it (Debian: apt-get install {ETCDCTL_PACKAGE}) or pass --bin-dir with a directory that holds it",
+            bin_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// What `kubeboot etcd snapshot restore` works with.
+pub struct RestoreNode<'a> {
+    /// Node paths.
+    pub layout: &'a Layout,
+    /// File access (the manifest moves).
+    pub fs: &'a Fs,
+    /// User output.
+    pub out: &'a Out,
+    /// Where binaries are looked up.
+    pub bin_dirs: &'a [PathBuf],
+    /// `--data-dir`: restore into this directory only (no etcd manifest is touched).
+    pub data_dir: Option<PathBuf>,
+    /// `--name`, with `--data-dir`.
+    pub name: Option<String>,
+    /// `--initial-advertise-peer-urls`, with `--data-dir`.
+    pub peer_url: Option<String>,
+    /// How long to wait for etcd to stop, and for etcd and the API server to be healthy.
+    pub timeout: Duration,
+    /// The time stamp of the directories set aside.
+    pub now: SystemTime,
+}
+
+/// `kubeboot etcd snapshot restore`: verifies the snapshot, then either rebuilds the
+/// `--data-dir` given (which no running etcd may hold), or, on a control-plane node, stops its
+/// etcd by moving the manifest out (as kubeadm's upgrade does), rebuilds its data directory,
+/// puts the manifest back and waits for etcd and the API server.
+///
+/// # Errors
+/// Any refusal or failure; each says what is left where.
+pub fn restore(r: &RestoreNode, snapshot: &Path) -> anyhow::Result<()> {
+    let out = r.out;
+    // Observe and verify, before anything changes.
+    let info = verify(snapshot)?;
+    say!(
+        out,
+        "etcd",
+        "Verified the snapshot {:?} (SHA-256 {}, revision {}, etcd {}, Kubernetes {})",
+        snapshot.display().to_string(),
+        info.sha256,
+        info.revision,
+        info.etcd_version,
+        info.kubernetes_version.as_deref().unwrap_or("unknown")
+    );
+    let local = if r.data_dir.is_some() {
+        None
+    } else {
+        Some(crate::etcd_local::read(r.fs, r.layout)?.with_context(|| {
+            format!(
+                "no etcd manifest {:?}: this is not a control-plane node with a local etcd; to restore into a directory, pass --data-dir, --name and --initial-advertise-peer-urls",
+                r.layout.manifest(names::ETCD).display().to_string()
+            )
+        })?)
+    };
+    let (data_dir, name, peer_url) = match &local {
+        Some(l) => (
+            l.data_dir.clone(),
+            r.name.clone().unwrap_or_else(|| l.name.clone()),
+            r.peer_url
+                .clone()
+                .or_else(|| l.peer_url.clone())
+                .with_context(|| {
+                    format!(
+                        "{:?} has no --initial-advertise-peer-urls: pass --initial-advertise-peer-urls",
+                        l.manifest.display().to_string()
+                    )
+                })?,
+        ),
+        None => (
+            r.data_dir.clone().expect("checked above"),
+            r.name.clone().context("--data-dir needs --name: the member name to restore as")?,
+            r.peer_url.clone().context(
+                "--data-dir needs --initial-advertise-peer-urls: the peer URL of the member restored",
+            )?,
+        ),
+    };
+    // Decide.
+    let plan = plan_restore(&info, &name, &peer_url).map_err(anyhow::Error::msg)?;
+    let etcdctl = find_etcdctl(r.bin_dirs)?;
+    let stamp = time::OffsetDateTime::from(r.now)
+        .format(&time::macros::format_description!(
+            "[year]-[month]-[day]-[hour]-[minute]-[second]"
+        ))
+        .unwrap_or_default();
+
+    // Act.
+    let Some(local) = local else {
+        let aside = restore_data_dir(&etcdctl, snapshot, &data_dir, &plan, &stamp)?;
+        say_restored(out, &data_dir, aside.as_deref(), &plan);
+        say_others(out, snapshot, &plan);
+        return Ok(());
+    };
+    let manifest =
+        r.fs.read_if_exists(&local.manifest)?
+            .context("the etcd manifest vanished")?;
+    let parked_dir = r
+        .layout
+        .tmp_dir()
+        .join(format!("kubeboot-etcd-restore-{stamp}"));
+    let parked = parked_dir.join(format!("{}.yaml", names::ETCD));
+    r.fs.create_dir(&r.layout.tmp_dir(), 0o700)?;
+    r.fs.create_dir(&parked_dir, 0o700)?;
+    r.fs.write_file(&parked, &manifest, agent::host::fs::MODE_PRIVATE)?;
+    r.fs.remove_file(&local.manifest)?;
+    say!(
+        out,
+        "etcd",
+        "Moved the etcd manifest to {:?} to stop etcd",
+        parked.display().to_string()
+    );
+    let put_back = || -> anyhow::Result<()> {
+        r.fs.write_file(&local.manifest, &manifest, agent::host::fs::MODE_PRIVATE)?;
+        say!(out, "etcd", "Put the etcd manifest back");
+        Ok(())
+    };
+    let result = (|| {
+        let start = Instant::now();
+        while data_dir_in_use(&r.fs.resolve(&data_dir))? {
+            anyhow::ensure!(
+                start.elapsed() < r.timeout,
+                "etcd did not stop within {} after its manifest was moved out (its data directory {:?} is still locked): check \"kubeboot agent status\"",
+                crate::health::human(r.timeout),
+                data_dir.display().to_string()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        restore_data_dir(&etcdctl, snapshot, &r.fs.resolve(&data_dir), &plan, &stamp)
+    })();
+    let aside = match result {
+        Ok(aside) => aside,
+        Err(e) => {
+            return match put_back() {
+                Ok(()) => Err(e.context("the data directory is as it was and etcd runs again")),
+                Err(e2) => Err(e.context(format!(
+                    "and the etcd manifest could not be put back ({e2:#}): copy {:?} to {:?}",
+                    parked.display().to_string(),
+                    local.manifest.display().to_string()
+                ))),
+            };
+        }
+    };
+    say_restored(out, &data_dir, aside.as_deref(), &plan);
+    put_back()?;
+    if !plan.others.is_empty() {
+        say_others(out, snapshot, &plan);
+        say!(
+            out,
+            "etcd",
+            "etcd on this node answers once a quorum of the restored members runs: not waiting for it"
+        );
+        return Ok(());
+    }
+    wait_healthy(r)?;
+    Ok(())
+}
+
+fn say_restored(out: &Out, data_dir: &Path, aside: Option<&Path>, plan: &RestorePlan) {
+    say!(
+        out,
+        "etcd",
+        "Restored {:?} from the snapshot as member {:?} of --initial-cluster {}",
+        data_dir.display().to_string(),
+        plan.name,
+        plan.initial_cluster_flag()
+    );
+    if let Some(a) = aside {
+        say!(
+            out,
+            "etcd",
+            "The old data directory is kept at {:?}",
+            a.display().to_string()
+        );
+    }
+}
+
+fn say_others(out: &Out, snapshot: &Path, plan: &RestorePlan) {
+    if plan.others.is_empty() {
+        return;
+    }
+    say!(
+        out,
+        "etcd",
+        "Every member must be restored from this same snapshot: copy {:?} and {:?} to each other control-plane node and run there:",
+        snapshot.display().to_string(),
+        sidecar_path(snapshot).display().to_string()
+    );
+    for (name, url) in &plan.others {
+        out.line(&format!(
+            "\t{name}$ kubeboot etcd snapshot restore {} --name {name} --initial-advertise-peer-urls {url}",
+            snapshot.display()
+        ));
+    }
+}
+
+/// Waits for the etcd and kube-apiserver static pods of this node to pass their probes.
+fn wait_healthy(r: &RestoreNode) -> anyhow::Result<()> {
+    let mut pods = Vec::new();
+    for c in [names::ETCD, names::KUBE_APISERVER] {
+        let path = r.layout.manifest(c);
+        if let Some(text) = r.fs.read_string_if_exists(&path)? {
+            let pod = manifests::yaml::from_yaml(&text)
+                .with_context(|| format!("could not read {:?}", path.display().to_string()))?;
+            pods.push((c.to_string(), pod));
+        }
+    }
+    let targets = crate::health::targets(&pods);
+    say!(
+        r.out,
+        "etcd",
+        "Waiting for etcd and the API server to be healthy. This can take up to {}",
+        crate::health::human(r.timeout)
+    );
+    let start = Instant::now();
+    crate::health::wait_all(&targets, r.timeout, |pending, waited| {
+        say!(
+            r.out,
+            "etcd",
+            "Still waiting for {} ({})",
+            pending.join(", "),
+            crate::health::human(waited)
+        )
+    })
+    .map_err(|failures| {
+        anyhow::anyhow!(
+            "{}",
+            crate::health::explain_timeout(r.layout, &failures, r.timeout)
+        )
+    })?;
+    say!(
+        r.out,
+        "etcd",
+        "etcd and the API server are healthy after {:.1} seconds",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot_bytes(db: &[u8]) -> Vec<u8> {
+        let mut v = db.to_vec();
+        v.extend_from_slice(&Sha256::digest(db));
+        v
+    }
+
+    #[test]
+    fn the_digest_checks_etcds_trailer_whatever_the_chunking() {
+        let bytes = snapshot_bytes(&[7u8; 1000]);
+        for chunk in [1, 5, 31, 32, 33, 100, 5000] {
+            let mut d = SnapshotDigest::default();
+            for c in bytes.chunks(chunk) {
+                d.update(c);
+            }
+            let got = d.finish();
+            assert!(got.intact, "chunk {chunk}");
+            assert_eq!(got.size, 1032);
+            assert_eq!(got.sha256, hex::encode(Sha256::digest(&bytes)));
+        }
+        let mut cut = SnapshotDigest::default();
+        cut.update(&bytes[..bytes.len() - 1]);
+        assert!(!cut.finish().intact);
+        let mut flipped = bytes.clone();
+        flipped[10] ^= 1;
+        let mut d = SnapshotDigest::default();
+        d.update(&flipped);
+        assert!(!d.finish().intact);
+        assert!(!SnapshotDigest::default().finish().intact);
+    }
+
+    #[test]
+    fn the_kubernetes_version_is_read_from_the_stored_configmap() {
+        let stored = b"k8s\0\n\x0f\n\x02v1\x12\tConfigMap\x12\x8a\x05\n\x0ekubeadm-config\x1a\x8c\x03\n\x14ClusterConfiguration\x12\xf3\x02apiServer:\n  timeoutForControlPlane: 4m0s\napiVersion: kubeadm.k8s.io/v1beta2\nkubernetesVersion: v1.20.2\nnetworking:\n";
+        assert_eq!(kubernetes_version_in(stored).as_deref(), Some("v1.20.2"));
+        assert_eq!(
+            kubernetes_version_in(b"kubernetesVersion: \"v1.20.3-test.0\"\n").as_deref(),
+            Some("v1.20.3-test.0")
+        );
+        assert_eq!(kubernetes_version_in(b"apiEndpoints: {}\n"), None);
+        assert_eq!(kubernetes_version_in(b"kubernetesVersion: $(evil)\n"), None);
+    }
+
+    fn info(members: &[(&str, &str, bool)]) -> SnapshotInfo {
+        SnapshotInfo {
+            taken_at: String::new(),
+            endpoint: String::new(),
+            etcd_version: "3.4.23".into(),
+            cluster_id: "1".into(),
+            revision: 5,
+            members: members
+                .iter()
+                .enumerate()
+                .map(|(i, (n, u, learner))| SnapshotMember {
+                    id: format!("{i:x}"),
+                    name: n.to_string(),
+                    peer_urls: vec![u.to_string()],
+                    client_urls: vec![],
+                    is_learner: *learner,
+                })
+                .collect(),
+            kubernetes_version: None,
+            size: 0,
+            sha256: "0123456789abcdef0123".into(),
+        }
+    }
+
+    #[test]
+    fn a_single_member_restores_as_this_node_alone() {
+        let p = plan_restore(
+            &info(&[("old", "https://10.0.0.9:2380", false)]),
+            "node1",
+            "https://10.0.0.1:2380",
+        )
+        .unwrap();
+        assert_eq!(p.initial_cluster_flag(), "node1=https://10.0.0.1:2380");
+        assert!(p.others.is_empty());
+        assert_eq!(p.token, "kubeboot-restore-0123456789abcdef");
+    }
+
+    #[test]
+    fn several_members_restore_together_and_learners_rejoin() {
+        let i = info(&[
+            ("node1", "https://10.0.0.1:2380", false),
+            ("node2", "https://10.0.0.2:2380", false),
+            ("node3", "https://10.0.0.3:2380", true),
+        ]);
+        let p = plan_restore(&i, "node2", "https://10.0.0.2:2380").unwrap();
+        assert_eq!(
+            p.initial_cluster_flag(),
+            "node1=https://10.0.0.1:2380,node2=https://10.0.0.2:2380"
+        );
+        assert_eq!(
+            p.others,
+            vec![("node1".to_string(), "https://10.0.0.1:2380".to_string())]
+        );
+        // The same on every node: the same cluster ID.
+        let p1 = plan_restore(&i, "node1", "https://10.0.0.1:2380").unwrap();
+        assert_eq!(p1.initial_cluster_flag(), p.initial_cluster_flag());
+        assert_eq!(p1.token, p.token);
+        let err = plan_restore(&i, "node9", "https://10.0.0.9:2380").unwrap_err();
+        assert!(err.contains("\"node9\" is not one of them"), "{err}");
+    }
+
+    #[test]
+    fn the_sidecar_sits_beside_the_snapshot() {
+        assert_eq!(
+            sidecar_path(Path::new("/backup/etcd.db")),
+            Path::new("/backup/etcd.db.json")
+        );
+    }
+}
