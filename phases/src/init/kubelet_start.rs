@@ -261,7 +261,8 @@ pub fn load_images(
     })?;
     let mut present = ctr.images()?;
     let dns_wanted = [dns_image.clone()];
-    if !crate::images::missing(&dns_wanted, &present).is_empty() {
+    let build_dns = !crate::images::missing(&dns_wanted, &present).is_empty();
+    if build_dns {
         let archived = match d.fs.exists(&dns_archive) {
             true => crate::images::archive_images(&dns_archive).unwrap_or_default(),
             false => vec![],
@@ -306,6 +307,12 @@ pub fn load_images(
             )
         })?;
         present = ctr.images()?;
+    }
+    // The kubeboot-dns archive is only the vehicle of the import: once containerd holds the
+    // image it goes, so that the node keeps no 10-300 MB copy of the executable and reset
+    // finds nothing of it (a re-run finds the image in containerd and builds nothing).
+    if d.fs.exists(&dns_archive) && crate::images::missing(&dns_wanted, &present).is_empty() {
+        d.fs.remove_file(&dns_archive)?;
     }
     if kubelet_runs {
         let mut wanted = static_pod_images.to_vec();

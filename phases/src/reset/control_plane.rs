@@ -21,7 +21,7 @@ use crate::say;
 /// The member is needed for the cluster's quorum and `--force-remove-last-etcd-member` was
 /// not given.
 pub fn decide_etcd_leave(d: &ResetData) -> anyhow::Result<Option<EtcdLeave>> {
-    let Some(local) = crate::etcd_local::read(&d.fs, &d.layout)? else {
+    let Some(local) = local_etcd(d) else {
         return Ok(None);
     };
     let observed = (|| {
@@ -57,7 +57,7 @@ pub fn decide_etcd_leave(d: &ResetData) -> anyhow::Result<Option<EtcdLeave>> {
 /// decided (or, run alone, as decided here). The node leaves the API first
 /// ([`crate::reset::leave_api`]): once the member is gone this node's API server hangs.
 pub fn remove_etcd_member(d: &mut ResetData) -> anyhow::Result<()> {
-    let Some(local) = crate::etcd_local::read(&d.fs, &d.layout)? else {
+    let Some(local) = local_etcd(d) else {
         return Ok(());
     };
     let decision = match d.state.etcd_leave.clone() {
@@ -132,7 +132,7 @@ pub fn update_cluster_status(d: &mut ResetData) -> anyhow::Result<()> {
         .kubeconfig
         .clone()
         .unwrap_or_else(|| d.layout.kubeconfig(names::ADMIN_KUBECONFIG));
-    let Some(member) = crate::etcd_local::read(&d.fs, &d.layout)? else {
+    let Some(member) = local_etcd(d) else {
         return Ok(());
     };
     if !d.fs.exists(&admin) {
@@ -178,4 +178,22 @@ pub fn update_cluster_status(d: &mut ResetData) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// This node's etcd member from its manifest; `None` when there is none, and, with a warning,
+/// when the manifest cannot be read as kubeboot's or kubeadm's (a hand-written one): reset
+/// never stops on it, as kubeadm's reset goes on when it cannot find the member. Cleanup
+/// still removes the manifest; the member, if any, is then left to the user.
+fn local_etcd(d: &ResetData) -> Option<crate::etcd_local::LocalEtcd> {
+    match crate::etcd_local::read(&d.fs, &d.layout) {
+        Ok(local) => local,
+        Err(e) => {
+            say!(
+                d.out,
+                "reset",
+                "[WARNING] {e:#}: this node's etcd member is left as it is; remove it on a remaining control-plane node (etcdctl member remove) if it has one"
+            );
+            None
+        }
+    }
 }
