@@ -12,21 +12,19 @@ use std::net::IpAddr;
 
 use components::config::InitConfig;
 use components::names;
-use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
-};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, ServiceAccount, WeightedPodAffinityTerm,
+    Affinity, Container, PodAffinityTerm, PodAntiAffinity, PodSpec, Probe, ResourceRequirements,
+    ServiceAccount, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::coredns::{
-    RBAC_GROUP, http_get, meta, port, quantities, security_context, strings, tolerations,
+    RBAC_GROUP, dns_deployment, http_get, meta, port, quantities, security_context, strings,
+    tolerations,
 };
 use super::{AddonError, string_map};
 
@@ -244,35 +242,7 @@ fn deployment(dns_domain: &str, version: &str, dns_ip: IpAddr) -> Deployment {
         dns_policy: Some("Default".to_string()),
         ..PodSpec::default()
     };
-    Deployment {
-        metadata: ObjectMeta {
-            labels: Some(labels.clone()),
-            ..meta(names::KUBEBOOT_DNS)
-        },
-        spec: DeploymentSpec {
-            replicas: Some(REPLICAS),
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".to_string()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_unavailable: Some(IntOrString::Int(1)),
-                    ..RollingUpdateDeployment::default()
-                }),
-            }),
-            selector: LabelSelector {
-                match_labels: Some(labels.clone()),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(pod),
-            },
-            ..DeploymentSpec::default()
-        },
-        status: None,
-    }
+    dns_deployment(names::KUBEBOOT_DNS, labels, REPLICAS, pod)
 }
 
 #[cfg(test)]

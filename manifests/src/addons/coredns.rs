@@ -315,10 +315,22 @@ fn deployment(cfg: &InitConfig, replicas: i32) -> Deployment {
         }]),
         ..PodSpec::default()
     };
+    dns_deployment(names::COREDNS, labels, replicas, pod)
+}
+
+/// A cluster DNS Deployment as kubeadm's CoreDNS template shapes it (kube-system, rolling
+/// update with one unavailable, the pod labels as selector and on the Deployment): CoreDNS's
+/// and kubeboot-dns's differ only in name, labels, replicas and pod.
+pub(super) fn dns_deployment(
+    name: &str,
+    labels: std::collections::BTreeMap<String, String>,
+    replicas: i32,
+    pod: PodSpec,
+) -> Deployment {
     Deployment {
         metadata: ObjectMeta {
             labels: Some(labels.clone()),
-            ..meta(names::COREDNS)
+            ..meta(name)
         },
         spec: DeploymentSpec {
             replicas: Some(replicas),
