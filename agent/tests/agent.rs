@@ -263,6 +263,70 @@ fn wrong_binary_version_waits_with_a_reason_naming_the_fix() {
     );
 }
 
+/// An upgrade puts the new version's directory before the old one: each manifest runs the
+/// binary of the version its image names, so the new version runs and a rollback to the old
+/// manifest finds the old binary, with no other change.
+#[test]
+fn each_image_version_runs_the_binary_of_that_version_from_any_bin_dir() {
+    let mut n = Node::new("v1.20.2");
+    let next = common::trusted_tempdir();
+    let old_exe = n.bin.path().join("kube-scheduler");
+    let script = std::fs::read_to_string(&old_exe).unwrap();
+    common::write_exec(
+        &next.path().join("kube-scheduler"),
+        &script
+            .replace("Kubernetes v1.20.2", "Kubernetes v1.20.3-test.0")
+            .replace("echo \"started", "echo \"next started"),
+    );
+    n.cfg.bin_dirs.insert(0, next.path().to_path_buf());
+    n.start_agent();
+    let log_of = |c: &agent::status::ContainerStatus| {
+        std::fs::read_to_string(c.log_file.as_ref().expect("a log file")).unwrap_or_default()
+    };
+    n.write_manifest("sched", &pod("sched", "sleep", "", ""));
+    let old = n.wait_container("the v1.20.2 pod", |c| c.state == "running");
+    wait_until("the old binary's first line", || {
+        log_of(&old).contains("started").then_some(())
+    });
+    assert!(!log_of(&old).contains("next started"), "{}", log_of(&old));
+    n.write_manifest(
+        "sched",
+        &pod("sched", "sleep", "", "").replace(":v1.20.2", ":v1.20.3-test.0"),
+    );
+    let new = n.wait_container("the v1.20.3-test.0 pod", |c| {
+        c.state == "running" && c.pid != old.pid && c.image.ends_with(":v1.20.3-test.0")
+    });
+    wait_until("the new binary's first line", || {
+        log_of(&new).contains("next started").then_some(())
+    });
+    let status = n.status();
+    let held: Vec<_> = status.pods.iter().filter(|p| p.reason.is_some()).collect();
+    assert!(held.is_empty(), "{held:?}");
+    // Back to the old manifest (a rollback): the old binary, from the second directory.
+    n.write_manifest("sched", &pod("sched", "sleep", "", ""));
+    let back = n.wait_container("the v1.20.2 pod again", |c| {
+        c.state == "running" && c.pid != new.pid && c.image.ends_with(":v1.20.2")
+    });
+    wait_until("the old binary's first line", || {
+        log_of(&back).contains("started").then_some(())
+    });
+    assert!(!log_of(&back).contains("next started"), "{}", log_of(&back));
+    // Neither directory has v1.20.4: the reason names both binaries found and their versions.
+    n.write_manifest(
+        "sched",
+        &pod("sched", "sleep", "", "").replace(":v1.20.2", ":v1.20.4"),
+    );
+    let m = n.wait_held_back("BinaryVersionMismatch");
+    assert!(
+        m.contains(&format!(
+            "{} is v1.20.3-test.0",
+            next.path().join("kube-scheduler").display()
+        )) && m.contains(&format!("{} is v1.20.2", old_exe.display()))
+            && m.contains("wants v1.20.4"),
+        "{m}"
+    );
+}
+
 /// A node whose kube-scheduler notes every run (`--version` included, which would run as
 /// root too) in the returned canary file.
 fn node_with_canary_scheduler() -> (Node, PathBuf, PathBuf) {

@@ -156,20 +156,6 @@ impl ProcessRuntime {
             }
             Err(e) => return Err(StartError::new("InvalidImageName", e.to_string())),
         };
-        let wanted = policy.wanted();
-        // Trusted before anything runs it, `--version` included: it would run as root.
-        let found = process::find_binary(binary, &self.bin_dirs)
-            .map_err(|e| StartError::new("UntrustedBinary", e.to_string()))?;
-        let Some(path) = found else {
-            return Err(StartError::new(
-                "BinaryNotFound",
-                format!(
-                    "{binary} not found in {} (image {:?} wants {binary} {wanted}); install it there or pass --bin-dir <directory with {binary} {wanted}>",
-                    self.searched(),
-                    c.image
-                ),
-            ));
-        };
         let args = match c.command.split_first() {
             None => c.args.clone(),
             Some((first, rest)) => {
@@ -193,25 +179,51 @@ impl ProcessRuntime {
                 rest.iter().chain(&c.args).cloned().collect()
             }
         };
-        match self.binary_version(&path).await {
-            Ok(found) if policy.accepts(&found) => Ok((path, args)),
-            Ok(found) => Err(StartError::new(
-                "BinaryVersionMismatch",
-                format!(
-                    "{} is {found}, but image {:?} wants {wanted}; put {binary} {wanted} in a directory and pass it with --bin-dir (searched: {})",
-                    path.display(),
-                    c.image,
-                    self.searched()
-                ),
-            )),
-            Err(e) => Err(StartError::new(
-                "BinaryVersionUnknown",
-                format!(
-                    "{e}; image {:?} wants {binary} {wanted}, pass a directory with it with --bin-dir",
-                    c.image
-                ),
-            )),
+        let path = self.versioned_binary(binary, &policy, &c.image).await?;
+        Ok((path, args))
+    }
+
+    /// The first `<bin-dir>/<binary>` whose `--version` the image's policy accepts, the
+    /// `--bin-dir`s in order: an upgrade adds the new version's directory before the old one,
+    /// and either version's manifest then finds its own binary (a rollback needs no other
+    /// change). Each candidate is trusted before `--version` runs it (it would run as root),
+    /// and an untrusted one stops the search: a refused binary is never silently replaced by
+    /// another.
+    async fn versioned_binary(
+        &self,
+        binary: &str,
+        policy: &components::image::VersionPolicy,
+        image: &str,
+    ) -> Result<PathBuf, StartError> {
+        let wanted = policy.wanted();
+        let mut seen = Vec::new();
+        for dir in &self.bin_dirs {
+            let found = process::find_binary(binary, std::slice::from_ref(dir))
+                .map_err(|e| StartError::new("UntrustedBinary", e.to_string()))?;
+            let Some(path) = found else { continue };
+            match self.binary_version(&path).await {
+                Ok(v) if policy.accepts(&v) => return Ok(path),
+                Ok(v) => seen.push(format!("{} is {v}", path.display())),
+                Err(e) => seen.push(e),
+            }
         }
+        if seen.is_empty() {
+            return Err(StartError::new(
+                "BinaryNotFound",
+                format!(
+                    "{binary} not found in {} (image {image:?} wants {binary} {wanted}); install it there or pass --bin-dir <directory with {binary} {wanted}>",
+                    self.searched(),
+                ),
+            ));
+        }
+        Err(StartError::new(
+            "BinaryVersionMismatch",
+            format!(
+                "image {image:?} wants {wanted}, but {}; put {binary} {wanted} in a directory and pass it with --bin-dir (searched: {})",
+                seen.join(", "),
+                self.searched()
+            ),
+        ))
     }
 
     /// Starts one container under a new shim and records it; in the network namespace
