@@ -28,6 +28,72 @@ pub enum UpgradeCommands {
     Plan(PlanArgs),
     /// Show what differences would be applied to existing static pod manifests. See also: kubeboot upgrade apply --dry-run
     Diff(DiffArgs),
+    /// Upgrade your Kubernetes cluster to the specified version.
+    ///
+    /// On the first control-plane node. Each component is waited for; if one does not become
+    /// healthy in time, the node is rolled back to its previous version.
+    Apply(ApplyArgs),
+    /// Upgrade commands for a node in the cluster.
+    ///
+    /// On every other node (control-plane nodes first, then workers), to the version
+    /// "kubeboot upgrade apply" uploaded.
+    Node(NodeArgs),
+}
+
+/// Flags `apply` and `node` share.
+#[derive(Args, Debug, Clone)]
+pub struct ChangeArgs {
+    /// Do not change any state, just output the actions that would be performed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Perform the upgrade of etcd.
+    #[arg(long, value_name = "bool", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub etcd_upgrade: bool,
+    /// Perform the renewal of certificates used by component changed during upgrades.
+    #[arg(long, value_name = "bool", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub certificate_renewal: bool,
+    /// How long each component may take to become healthy before the node is rolled back (kubeadm v1beta4: timeouts.upgradeManifests).
+    #[arg(long, value_name = "duration", default_value = "5m", value_parser = duration_arg)]
+    pub timeout: std::time::Duration,
+}
+
+/// `kubeboot upgrade apply [version]`.
+#[derive(Args, Debug, Clone)]
+pub struct ApplyArgs {
+    /// The version to upgrade to.
+    pub version: Option<String>,
+    /// The flags both commands take.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The flags that change the node.
+    #[command(flatten)]
+    pub change: ChangeArgs,
+    /// Show unstable versions of Kubernetes as an upgrade alternative and allow upgrading to an alpha/beta/release candidate versions of Kubernetes.
+    #[arg(long)]
+    pub allow_experimental_upgrades: bool,
+    /// Show release candidate versions of Kubernetes as an upgrade alternative and allow upgrading to a release candidate versions of Kubernetes.
+    #[arg(long)]
+    pub allow_release_candidate_upgrades: bool,
+    /// Perform the upgrade and do not prompt for confirmation (non-interactive mode).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Force upgrading although some requirements might not be met. This also implies non-interactive mode.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+/// `kubeboot upgrade node`.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// The flags both commands take.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The flags that change the node.
+    #[command(flatten)]
+    pub change: ChangeArgs,
+    /// Cordon and drain the node before the upgrade, uncordon it after (what kubeadm's docs say to do by hand).
+    #[arg(long)]
+    pub drain: bool,
 }
 
 /// Flags `plan` and `diff` share.
@@ -100,6 +166,8 @@ pub fn run(args: UpgradeArgs) -> anyhow::Result<()> {
     match args.command {
         UpgradeCommands::Plan(p) => run_plan(&out, p),
         UpgradeCommands::Diff(d) => run_diff(&out, d),
+        UpgradeCommands::Apply(a) => run_apply(&out, a),
+        UpgradeCommands::Node(n) => run_node(&out, n),
     }
 }
 
@@ -170,6 +238,92 @@ fn run_diff(out: &Out, d: DiffArgs) -> anyhow::Result<()> {
         out.line(line);
     }
     Ok(())
+}
+
+fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    match components::config::duration::parse_go_duration(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("it must be longer than 0s".into()),
+        Err(e) => Err(format!("not a duration such as \"90s\" or \"5m\" ({e})")),
+    }
+}
+
+/// kubeadm's `[upgrade/confirm]` prompt; refused without a terminal (CI, scripts: pass -y).
+fn confirm(yes: bool) -> impl Fn(&str) -> anyhow::Result<bool> {
+    move |question: &str| {
+        use std::io::{BufRead, IsTerminal, Write};
+        if yes {
+            return Ok(true);
+        }
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "kubeboot upgrade needs confirmation, but there is no terminal to ask on; pass -y (--yes) to upgrade without prompting"
+            );
+        }
+        print!("[upgrade/confirm] {question} [y/N]: ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+    }
+}
+
+fn change_request(
+    common: CommonArgs,
+    change: ChangeArgs,
+    request: Request,
+    command: upgrade::apply::Command,
+    drain: bool,
+) -> anyhow::Result<upgrade::apply::Request> {
+    // A worker has no admin.conf: it upgrades with its kubelet's credentials, as kubeadm's.
+    let mut common = common;
+    if command == upgrade::apply::Command::Node
+        && common.kubeconfig == std::path::Path::new("/etc/kubernetes/admin.conf")
+        && !common.kubeconfig.exists()
+    {
+        common.kubeconfig = "/etc/kubernetes/kubelet.conf".into();
+    }
+    Ok(upgrade::apply::Request {
+        inputs: inputs(common, request),
+        command,
+        dry_run: change.dry_run,
+        etcd_upgrade: change.etcd_upgrade,
+        certificate_renewal: change.certificate_renewal,
+        drain,
+        timeout: change.timeout,
+        exe: std::env::current_exe()?,
+    })
+}
+
+fn run_apply(out: &Out, a: ApplyArgs) -> anyhow::Result<()> {
+    let request = Request {
+        version: version_arg(a.version.as_deref())?,
+        allow_experimental: a.allow_experimental_upgrades,
+        allow_release_candidate: a.allow_release_candidate_upgrades,
+    };
+    anyhow::ensure!(
+        request.version.is_some() || a.common.config.is_some(),
+        "missing the version to upgrade to: kubeboot upgrade apply <version> (see kubeboot upgrade plan)"
+    );
+    let req = change_request(
+        a.common,
+        a.change,
+        request,
+        upgrade::apply::Command::Apply,
+        false,
+    )?;
+    upgrade::apply::run(&req, out, &confirm(a.yes || a.force))
+}
+
+fn run_node(out: &Out, n: NodeArgs) -> anyhow::Result<()> {
+    let req = change_request(
+        n.common,
+        n.change,
+        Request::default(),
+        upgrade::apply::Command::Node,
+        n.drain,
+    )?;
+    upgrade::apply::run(&req, out, &confirm(true))
 }
 
 #[cfg(test)]

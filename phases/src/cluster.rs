@@ -60,6 +60,17 @@ pub struct Recorded {
     pub body: Option<serde_json::Value>,
 }
 
+/// What an eviction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Eviction {
+    /// The pod is being deleted.
+    Evicted,
+    /// There was no such pod.
+    Gone,
+    /// Not now (a PodDisruptionBudget): why.
+    Refused(String),
+}
+
 /// The Kubernetes API behind blocking calls.
 pub struct Cluster {
     rt: tokio::runtime::Runtime,
@@ -333,6 +344,26 @@ impl Cluster {
             Ok(_) => Ok(true),
             Err(e) if is_status(&e, 404) => Ok(false),
             Err(e) => Err(e).with_context(|| format!("unable to delete {what}")),
+        }
+    }
+
+    /// Evicts the pod `namespace/name` through the Eviction API (PodDisruptionBudgets hold).
+    ///
+    /// # Errors
+    /// The API server could not be asked or failed otherwise than refusing.
+    pub fn evict(&self, namespace: &str, name: &str) -> anyhow::Result<Eviction> {
+        let what = describe::<k8s_openapi::api::core::v1::Pod>(Some(namespace), name);
+        let req = Self::request::<k8s_openapi::api::core::v1::Pod>(Some(namespace))
+            .evict(name, &kube::api::EvictParams::default())
+            .with_context(|| format!("could not build the request to evict {what}"))?;
+        match self.block(self.client.request_status::<serde_json::Value>(req)) {
+            Ok(_) => Ok(Eviction::Evicted),
+            Err(e) if is_status(&e, 404) => Ok(Eviction::Gone),
+            // 429: a PodDisruptionBudget does not allow it now.
+            Err(kube::Error::Api(s)) if s.code == 429 || s.code == 500 => {
+                Ok(Eviction::Refused(s.message))
+            }
+            Err(e) => Err(e).with_context(|| format!("unable to evict {what}")),
         }
     }
 

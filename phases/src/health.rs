@@ -203,7 +203,7 @@ pub fn last_log_lines(layout: &Layout, component: &str, n: usize) -> Vec<String>
     tail_cri_log(&path, n)
 }
 
-fn tail_cri_log(path: &Path, n: usize) -> Vec<String> {
+pub(crate) fn tail_cri_log(path: &Path, n: usize) -> Vec<String> {
     agent::logs::tail_lines(path, n)
         .into_iter()
         .map(|l| l.splitn(4, ' ').nth(3).unwrap_or(&l).to_string())

@@ -40,3 +40,7 @@ mod mirror_pods;
 mod reset_safety;
 #[path = "e2e/route_safety.rs"]
 mod route_safety;
+#[path = "e2e/upgrade_multi.rs"]
+mod upgrade_multi;
+#[path = "e2e/upgrade_single_node.rs"]
+mod upgrade_single_node;

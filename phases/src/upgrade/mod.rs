@@ -9,7 +9,11 @@
 //! - [`rollback`]: what an upgrade can undo and its point of no return, pure.
 //! - [`diff`]: the static Pod manifest changes of an upgrade, as unified diffs, pure.
 
+pub mod apply;
 pub mod diff;
+pub mod drain;
+pub mod gate;
+pub mod journal;
 pub mod observe;
 pub mod plan;
 pub mod rollback;
@@ -91,6 +95,20 @@ fn config_override(inputs: &Inputs) -> anyhow::Result<Option<components::config:
 /// # Errors
 /// The cluster cannot be read (no admin.conf, no kubeadm-config, no API server answering).
 pub fn plan(inputs: &Inputs, out: &Out) -> anyhow::Result<(observe::ClusterView, Observed, Plan)> {
+    plan_with(inputs, inputs.request.clone(), false, out)
+}
+
+/// [`plan`] with `request` instead of the inputs' own; with `follow_cluster` the version is
+/// the one kubeadm-config names (`upgrade node`: the version `upgrade apply` uploaded).
+///
+/// # Errors
+/// As [`plan`].
+pub fn plan_with(
+    inputs: &Inputs,
+    request: Request,
+    follow_cluster: bool,
+    out: &Out,
+) -> anyhow::Result<(observe::ClusterView, Observed, Plan)> {
     say!(
         out,
         "upgrade/config",
@@ -113,13 +131,17 @@ pub fn plan(inputs: &Inputs, out: &Out) -> anyhow::Result<(observe::ClusterView,
         inputs.now,
     );
     let request = Request {
-        version: inputs.request.version.clone().or_else(|| {
-            inputs
-                .config
-                .as_ref()
-                .map(|_| view.cluster.kubernetes_version.clone())
-        }),
-        ..inputs.request.clone()
+        version: if follow_cluster {
+            Some(view.cluster.kubernetes_version.clone())
+        } else {
+            request.version.clone().or_else(|| {
+                inputs
+                    .config
+                    .as_ref()
+                    .map(|_| view.cluster.kubernetes_version.clone())
+            })
+        },
+        ..request
     };
     let plan = plan::decide(&observed, &request)?;
     say_observed(out, &plan, &observed);

@@ -130,7 +130,7 @@ pub fn observe(
     }
     binaries.insert(
         names::ETCD.to_string(),
-        binary_on_disk(names::ETCD, etcd_dirs),
+        etcd_on_disk(etcd_image_tag.as_deref(), etcd_dirs),
     );
     Observed {
         api_servers: api_server_versions(view, fs, &cert_dir),
@@ -147,7 +147,7 @@ pub fn observe(
 
 /// `/version` of every API server in ClusterStatus, trusting only the cluster CA
 /// (system:public-info-viewer lets anyone read it; no credentials are sent).
-fn api_server_versions(view: &ClusterView, fs: &Fs, cert_dir: &Path) -> Vec<ApiServer> {
+pub(crate) fn api_server_versions(view: &ClusterView, fs: &Fs, cert_dir: &Path) -> Vec<ApiServer> {
     let client = fs
         .read_if_exists(&cert_dir.join("ca.crt"))
         .ok()
@@ -299,6 +299,30 @@ impl HasPodSpec for Deployment {
     fn template(&self) -> &k8s_openapi::api::core::v1::PodTemplateSpec {
         &self.spec.template
     }
+}
+
+/// The etcd binary an upgrade would run: with `etcd.local.imageTag` set, the first etcd in
+/// `dirs` of that tag's minor (the agent looks it up the same way, by version), else the
+/// first etcd of all.
+fn etcd_on_disk(image_tag: Option<&str>, dirs: &[PathBuf]) -> BinaryOnDisk {
+    let wanted = image_tag.and_then(|t| {
+        let mut parts = t.trim_start_matches('v').split(['.', '-']);
+        Some((
+            parts.next()?.parse::<u32>().ok()?,
+            parts.next()?.parse::<u32>().ok()?,
+        ))
+    });
+    if let Some((major, minor)) = wanted {
+        for d in dirs {
+            if let found @ BinaryOnDisk::Found { .. } =
+                binary_on_disk(names::ETCD, std::slice::from_ref(d))
+                && matches!(&found, BinaryOnDisk::Found { version, .. } if version.major == major && version.minor == minor)
+            {
+                return found;
+            }
+        }
+    }
+    binary_on_disk(names::ETCD, dirs)
 }
 
 /// Looks `name` up in `dirs` and asks it for `--version`, only if it is trusted

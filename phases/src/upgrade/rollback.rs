@@ -16,10 +16,13 @@
 //!   data (replacing it with a backup would rewind its raft log under writes it acknowledged).
 //!   The point of no return is the moment the last member runs the new minor: etcd then
 //!   raises its cluster version and migrates the data, and an old member can no longer join.
+//! - etcd to a new minor goes last on each node, after kube-apiserver, controller-manager and
+//!   scheduler are healthy (the new API server runs on the old etcd, the pair kubeadm's
+//!   `--etcd-upgrade=false` runs): every step before it is undone without touching etcd.
 //! - etcd to a new minor on a single member: that member is "every member", so the point of
-//!   no return comes as soon as the new etcd starts; `upgrade apply` stops etcd, backs up its
-//!   data (and takes a snapshot), and if the new etcd does not become healthy puts the old
-//!   data back: etcd acknowledged nothing in between.
+//!   no return comes as soon as the new etcd is healthy; `upgrade apply` takes a snapshot,
+//!   stops etcd, copies its data, and if the new etcd does not become healthy puts the copy
+//!   back: etcd acknowledged nothing in between.
 
 use components::upgrade::EtcdStep;
 
@@ -39,11 +42,11 @@ pub fn semantics(etcd: Option<(usize, Option<EtcdStep>)>) -> Vec<String> {
             out.push("etcd: the etcd step is not allowed as planned (see above)".into())
         }
         Some((1, Some(EtcdStep::Minor))) => {
-            out.push("etcd (one member) moves to a new minor: its data is backed up with etcd stopped, and if the new etcd does not become healthy the old manifest and data come back; etcd acknowledged no write in between".into());
-            out.push("point of no return: once the new etcd is healthy it has raised the cluster version and migrated the data; from then on a failing component is rolled back but etcd stays at the new minor (going back means restoring a snapshot, which loses the writes made since)".into());
+            out.push("etcd (one member) moves to a new minor last, after the other control-plane components are healthy: its data is copied with etcd stopped, and if the new etcd does not become healthy the old manifest and data come back; etcd acknowledged no write in between".into());
+            out.push("point of no return: once the new etcd is healthy it raises the cluster version and migrates the data; from then on a failing step (the kubelet, kube-proxy) is rolled back but etcd stays at the new minor (going back means restoring the upgrade's snapshot, which loses the writes made since)".into());
         }
         Some((n, Some(EtcdStep::Minor))) => {
-            out.push(format!("etcd ({n} members) moves to a new minor one member at a time: while any member still runs the old minor, the cluster version stays old and a member that fails is moved back with its own data (never a backup), so no write acknowledged to a client is lost"));
+            out.push(format!("etcd ({n} members) moves to a new minor one member at a time, last on each node: while any member still runs the old minor, the cluster version stays old and a member that fails is moved back with its own data (never a backup), so no write acknowledged to a client is lost"));
             out.push(format!("point of no return: when the last of the {n} members runs the new minor, etcd raises the cluster version and migrates the data; after that etcd is not rolled back (only a snapshot restore on every member could, losing the writes made since), while the Kubernetes components still are"));
         }
     }
@@ -85,7 +88,11 @@ mod tests {
     fn a_single_member_minor_step_passes_it_when_the_new_etcd_is_healthy() {
         let s = joined(&semantics(Some((1, Some(EtcdStep::Minor)))));
         assert!(s.contains("once the new etcd is healthy"), "{s}");
-        assert!(s.contains("data is backed up with etcd stopped"), "{s}");
+        assert!(
+            s.contains("data is copied with etcd stopped")
+                && s.contains("moves to a new minor last"),
+            "{s}"
+        );
     }
 
     #[test]

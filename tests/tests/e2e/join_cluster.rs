@@ -14,6 +14,8 @@
 //!   the worker stays Ready (its agent's API load balancer fails over), a new Deployment
 //!   schedules and runs, and the worker, reset, joins again through node2;
 //! - node1's agent starts again and its etcd member is back in the quorum;
+//! - the cluster is upgraded to the TEST BUILD with etcd 3.5.16 (`upgrade_multi`: apply on
+//!   node1, a failing `upgrade node` on node2 rolled back, node2, node3, the worker drained);
 //! - `reset --delete-node` on node3 removes its etcd member, ClusterStatus entry and Node, and
 //!   on the worker (no credential may delete its Node) is refused, the node untouched;
 //! - with node1's etcd down, reset on node2 (the last member standing) is refused without
@@ -624,6 +626,8 @@ fn join_cluster() -> Result<()> {
             Ok(())
         },
     )?;
+
+    crate::upgrade_multi::upgrade_cluster(&cp, &cp2, &cp3, &worker)?;
 
     step(
         "reset --delete-node on node3 takes its etcd member, ClusterStatus entry and Node with it",

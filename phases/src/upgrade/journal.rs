@@ -1,0 +1,174 @@
+//! The upgrade's journal, `/etc/kubernetes/tmp/kubeboot-upgrade.json`: what an upgrade in
+//! progress has backed up and how far it got, written before each step that changes the node,
+//! so that the same command run again after a crash (or a `kill -9`) resumes from it with the
+//! backups of the first run (never backing up files the first run already changed), and a
+//! rollback after a crash still finds what to put back.
+//!
+//! Pure apart from [`read`] and [`write`].
+
+use std::path::{Path, PathBuf};
+
+use agent::host::fs::Fs;
+use anyhow::Context;
+use components::Layout;
+use serde::{Deserialize, Serialize};
+
+/// The journal's file name in the layout's tmp directory.
+pub const FILE: &str = "kubeboot-upgrade.json";
+
+/// Where an upgrade in progress stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Journal {
+    /// `apply` or `node`.
+    pub command: String,
+    /// The version being upgraded to.
+    pub target: String,
+    /// The backup directory (`/etc/kubernetes/tmp/kubeboot-backup-<stamp>`).
+    pub backup_dir: PathBuf,
+    /// The files backed up, as `(node path, copy in the backup directory)`; a file that did
+    /// not exist has no copy (`None`): a rollback removes it.
+    pub files: Vec<(PathBuf, Option<PathBuf>)>,
+    /// The cluster objects backed up (`kind/namespace/name` -> file in the backup
+    /// directory), for `apply` only.
+    #[serde(default)]
+    pub objects: Vec<(String, PathBuf)>,
+    /// The copy of the local etcd's data directory taken with etcd stopped, once complete:
+    /// `(data dir, copy)`. Only when one member moves to a new minor.
+    #[serde(default)]
+    pub etcd_data: Option<(PathBuf, PathBuf)>,
+    /// etcd passed its point of no return (a new minor healthy on a single member, or the
+    /// cluster version raised): a rollback leaves etcd as it is.
+    #[serde(default)]
+    pub etcd_committed: bool,
+    /// The agent's `--bin-dir`s before the upgrade.
+    #[serde(default)]
+    pub agent_bin_dirs: Vec<PathBuf>,
+    /// A rollback is under way: running the command again finishes it.
+    #[serde(default)]
+    pub rolling_back: bool,
+}
+
+impl Journal {
+    /// The backup copy of `path`, if the journal holds one; `Some(None)` when the file did
+    /// not exist before the upgrade.
+    pub fn backup_of(&self, path: &Path) -> Option<Option<&Path>> {
+        self.files
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, b)| b.as_deref())
+    }
+}
+
+/// The journal's path.
+pub fn path(layout: &Layout) -> PathBuf {
+    layout.tmp_dir().join(FILE)
+}
+
+/// Reads the journal; `None` when no upgrade is in progress.
+///
+/// # Errors
+/// The file exists but cannot be read or parsed (names the file and what to do).
+pub fn read(fs: &Fs, layout: &Layout) -> anyhow::Result<Option<Journal>> {
+    let p = path(layout);
+    let Some(text) = fs.read_string_if_exists(&p)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text).map(Some).with_context(|| {
+        format!(
+            "the upgrade journal {:?} cannot be read: restore the backups it lists by hand or remove it to start afresh",
+            p.display().to_string()
+        )
+    })
+}
+
+/// Writes the journal atomically (0600: it names backup paths only, but nobody else needs it).
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write(fs: &Fs, layout: &Layout, j: &Journal) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(j).context("could not encode the upgrade journal")?;
+    fs.write_private(&path(layout), text.as_bytes())
+}
+
+/// Removes the journal: the upgrade finished or was rolled back.
+///
+/// # Errors
+/// The file cannot be removed.
+pub fn remove(fs: &Fs, layout: &Layout) -> anyhow::Result<()> {
+    fs.remove_file(&path(layout)).map(|_| ())
+}
+
+/// Whether an existing journal may be resumed by a command for `target`, or why not.
+///
+/// # Errors
+/// A message naming the other upgrade and what to run.
+pub fn resumable(j: &Journal, command: &str, target: &str) -> Result<(), String> {
+    if j.target == target && j.command == command {
+        return Ok(());
+    }
+    Err(format!(
+        "an upgrade to {} (kubeboot upgrade {}) is in progress on this node (journal {FILE}, backups in {}): run that command again to finish it or roll it back, then upgrade to {target}",
+        j.target,
+        j.command,
+        j.backup_dir.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal() -> Journal {
+        Journal {
+            command: "apply".into(),
+            target: "v1.20.3-test.0".into(),
+            backup_dir: "/etc/kubernetes/tmp/kubeboot-backup-1".into(),
+            files: vec![
+                (
+                    "/etc/kubernetes/manifests/etcd.yaml".into(),
+                    Some("/b/etcd.yaml".into()),
+                ),
+                ("/var/lib/kubelet/new.yaml".into(), None),
+            ],
+            objects: vec![],
+            etcd_data: None,
+            etcd_committed: false,
+            agent_bin_dirs: vec![],
+            rolling_back: false,
+        }
+    }
+
+    #[test]
+    fn backups_are_found_by_node_path_and_a_new_file_has_none() {
+        let j = journal();
+        assert_eq!(
+            j.backup_of(Path::new("/etc/kubernetes/manifests/etcd.yaml")),
+            Some(Some(Path::new("/b/etcd.yaml")))
+        );
+        assert_eq!(
+            j.backup_of(Path::new("/var/lib/kubelet/new.yaml")),
+            Some(None)
+        );
+        assert_eq!(j.backup_of(Path::new("/other")), None);
+    }
+
+    #[test]
+    fn only_the_same_command_and_target_resume() {
+        let j = journal();
+        assert!(resumable(&j, "apply", "v1.20.3-test.0").is_ok());
+        let e = resumable(&j, "apply", "v1.20.4").unwrap_err();
+        assert!(
+            e.contains("upgrade to v1.20.3-test.0") && e.contains("run that command again"),
+            "{e}"
+        );
+        assert!(resumable(&j, "node", "v1.20.3-test.0").is_err());
+    }
+
+    #[test]
+    fn the_journal_round_trips() {
+        let j = journal();
+        let text = serde_json::to_string(&j).unwrap();
+        assert_eq!(serde_json::from_str::<Journal>(&text).unwrap(), j);
+    }
+}

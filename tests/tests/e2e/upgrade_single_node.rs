@@ -1,0 +1,442 @@
+//! Scenario: `kubeboot upgrade apply` on a single-node cluster from v1.20.2 / etcd 3.4 to the
+//! TEST BUILD v1.20.3-test.0 with etcd 3.5.16 (the etcd version through `etcd.local.imageTag`
+//! in `--config`, as kubeadm takes it), health-gated and rolled back:
+//! - a new kube-apiserver that exits 1, and one whose probe never passes: the upgrade fails
+//!   naming the component (with its exit code and last log lines), and the node is back at
+//!   v1.20.2 with etcd 3.4 and every object created before;
+//! - an etcd 3.5 that runs on the node's data (and so migrates it) but never becomes
+//!   healthy: the node is back with etcd 3.4 on the data copied before, which etcd 3.4 could
+//!   not run once 3.5 had raised its cluster version;
+//! - the real upgrade, killed with `kill -9` while it waits for the new kube-apiserver, then
+//!   the same command again: it resumes with the first run's backups and finishes; every
+//!   component, the kubelet and kube-proxy report the test build, etcd 3.5.16 serves the data
+//!   created before, kubeadm-config names the new version, the backups and etcd snapshot are
+//!   under /etc/kubernetes/tmp; containerd, which no upgrade changes, kept running through
+//!   every restart of the agent (the new agent adopted it).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use tests::{Node, bin_dir, next_bin_dirs, require_root, step, wait_until};
+
+const TARGET: &str = "v1.20.3-test.0";
+
+/// A directory of the host that the kubeboot trust check accepts (root-owned, 0755, no
+/// writable ancestor): the stand-in binaries go there.
+fn trusted_dir(name: &str) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
+}
+
+/// A bin dir with the test build's binaries (symlinks), `replaced` written as a script.
+pub fn bin_dir_with(name: &str, next: &Path, replaced: &str, script: &str) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = trusted_dir(name)?;
+    for entry in std::fs::read_dir(next)? {
+        let entry = entry?;
+        let file = entry.file_name();
+        if file.to_string_lossy() != replaced {
+            let target = std::fs::canonicalize(entry.path())?;
+            std::os::unix::fs::symlink(target, dir.join(&file))?;
+        }
+    }
+    let path = dir.join(replaced);
+    std::fs::write(&path, script)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir.display().to_string())
+}
+
+fn containerd_pid(node: &Node) -> Result<u64> {
+    let status = node.agent_status_json()?;
+    status["pods"]
+        .as_array()
+        .and_then(|ps| {
+            ps.iter().find(|p| {
+                p["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("containerd-"))
+            })
+        })
+        .and_then(|p| p["containers"][0]["pid"].as_u64())
+        .context("no running containerd pod in the agent's status")
+}
+
+fn api_version(node: &Node) -> Result<String> {
+    let v = node.kubectl_json(&["version", "-o", "json"])?;
+    Ok(v["serverVersion"]["gitVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+fn etcd_version(node: &Node) -> Result<String> {
+    let out = node.sh_ok(
+        "cd /etc/kubernetes/pki/etcd && curl -sS --max-time 5 --cacert ca.crt \
+         --cert healthcheck-client.crt --key healthcheck-client.key https://127.0.0.1:2379/version",
+    )?;
+    let v: serde_json::Value =
+        serde_json::from_str(&out).with_context(|| format!("etcd /version: {out}"))?;
+    Ok(v["etcdserver"].as_str().unwrap_or_default().to_string())
+}
+
+fn manifest_image(node: &Node, component: &str) -> Result<String> {
+    let text = node.read_file(&format!("/etc/kubernetes/manifests/{component}.yaml"))?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("image: "))
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// The node is at v1.20.2 with etcd 3.4 and still holds the object made before.
+fn back_at_the_old_version(node: &Node) -> Result<()> {
+    wait_until(
+        "the API server answers at v1.20.2",
+        Duration::from_secs(120),
+        Duration::from_secs(1),
+        || Ok(api_version(node).is_ok_and(|v| v == "v1.20.2")),
+    )?;
+    ensure!(
+        etcd_version(node)?.starts_with("3.4."),
+        "etcd is {}",
+        etcd_version(node)?
+    );
+    ensure!(manifest_image(node, "kube-apiserver")?.ends_with(":v1.20.2"));
+    ensure!(manifest_image(node, "etcd")?.contains(":3.4."));
+    let cm = node.kubectl_ok(&[
+        "get",
+        "configmap",
+        "kb-before-upgrade",
+        "-o",
+        "jsonpath={.data.k}",
+    ])?;
+    ensure!(
+        cm.trim() == "v",
+        "the object made before the upgrade is gone: {cm:?}"
+    );
+    ensure!(
+        !node.path_exists("/etc/kubernetes/tmp/kubeboot-upgrade.json")?,
+        "the journal is left after the rollback"
+    );
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and scripts/setup.sh (real Kubernetes binaries, etcd 3.5.16)"]
+fn upgrade_single_node() -> Result<()> {
+    require_root()?;
+    let Some((next, etcd_next)) = next_bin_dirs()? else {
+        eprintln!("==> SKIPPED: KUBEBOOT_BIN_DIR_NEXT is not set (scripts/setup.sh writes it)");
+        return Ok(());
+    };
+    let bin = bin_dir()?.to_string_lossy().to_string();
+    let etcd_next_s = etcd_next.display().to_string();
+    let next_s = next.display().to_string();
+    let node = step("create node", || Node::allocate("upgrade-1"))?;
+    step("kubeboot init at v1.20.2", || {
+        let args = crate::init_single_node::init_args_for(&node, &bin, None)?;
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        node.kubeboot_ok(&argv)?;
+        wait_until(
+            "the node Ready",
+            Duration::from_secs(120),
+            Duration::from_secs(1),
+            || {
+                Ok(node
+                    .kubectl_ok(&[
+                        "get",
+                        "nodes",
+                        "-o",
+                        "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}",
+                    ])
+                    .is_ok_and(|s| s.trim() == "True"))
+            },
+        )?;
+        node.kubectl_ok(&[
+            "create",
+            "configmap",
+            "kb-before-upgrade",
+            "--from-literal=k=v",
+        ])?;
+        Ok(())
+    })?;
+    // containerd's pid: the upgrade restarts the agent (from the new --bin-dirs), which adopts
+    // the pods the upgrade does not change.
+    let containerd_before = step("containerd's pid before the upgrades", || {
+        containerd_pid(&node)
+    })?;
+    // The target configuration: the cluster's, with etcd 3.5.16 as kubeadm takes it.
+    let config = step(
+        "write the target ClusterConfiguration (etcd imageTag 3.5.16-0)",
+        || {
+            let current = node.kubectl_ok(&[
+                "-n",
+                "kube-system",
+                "get",
+                "configmap",
+                "kubeadm-config",
+                "-o",
+                "jsonpath={.data.ClusterConfiguration}",
+            ])?;
+            ensure!(
+                current.contains("  local:\n"),
+                "no local etcd in:\n{current}"
+            );
+            let text = current.replacen("  local:\n", "  local:\n    imageTag: 3.5.16-0\n", 1);
+            let path = "/etc/kubernetes/tmp-e2e-upgrade.yaml".to_string();
+            node.write_file(&path, &text)?;
+            Ok(path)
+        },
+    )?;
+    let apply = |bin_dirs: &[&str], timeout: &str| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "upgrade",
+            "apply",
+            TARGET,
+            "--allow-experimental-upgrades",
+            "-y",
+            "--config",
+            &config,
+            "--timeout",
+            timeout,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for d in bin_dirs {
+            a.push("--bin-dir".into());
+            a.push((*d).to_string());
+        }
+        a
+    };
+    let run = |args: &[String]| node.kubeboot(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    step(
+        "a new kube-apiserver that exits 1: rolled back to v1.20.2 and etcd 3.4",
+        || {
+            let dir = bin_dir_with(
+                "kb-upgrade-exit1",
+                &next,
+                "kube-apiserver",
+                &format!(
+                    "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'Kubernetes {TARGET}'; exit 0; fi\necho 'stand-in kube-apiserver: refusing to start' >&2\nexit 1\n"
+                ),
+            )?;
+            let out = run(&apply(&[&dir, &etcd_next_s], "90s"))?;
+            ensure!(!out.success(), "the upgrade succeeded:\n{out}");
+            for want in [
+                "kube-apiserver did not become healthy",
+                "exit code 1",
+                "stand-in kube-apiserver: refusing to start",
+                "was rolled back",
+            ] {
+                ensure!(
+                    out.stderr.contains(want) || out.stdout.contains(want),
+                    "no {want:?} in:\n{out}"
+                );
+            }
+            ensure!(out.stdout.contains("[upgrade/rollback]"), "{out}");
+            back_at_the_old_version(&node)
+        },
+    )?;
+
+    step(
+        "a new kube-apiserver whose probe never passes: rolled back",
+        || {
+            let dir = bin_dir_with(
+                "kb-upgrade-noprobe",
+                &next,
+                "kube-apiserver",
+                &format!(
+                    "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'Kubernetes {TARGET}'; exit 0; fi\necho 'stand-in kube-apiserver: never listening'\nexec sleep 3600\n"
+                ),
+            )?;
+            let out = run(&apply(&[&dir, &etcd_next_s], "30s"))?;
+            ensure!(!out.success(), "the upgrade succeeded:\n{out}");
+            ensure!(
+                out.stderr
+                    .contains("kube-apiserver did not become healthy: not healthy within 30s"),
+                "{out}"
+            );
+            back_at_the_old_version(&node)
+        },
+    )?;
+
+    step(
+        "an etcd 3.5 that migrates the data but is never healthy: etcd 3.4's data comes back",
+        || {
+            let real = etcd_next.join("etcd");
+            let dir = bin_dir_with(
+                "kb-upgrade-etcd-sick",
+                &next,
+                "etcd",
+                &format!(
+                    "#!/bin/sh\nif [ \"$1\" = --version ]; then exec {real} --version; fi\n# The real etcd 3.5 on the node's data (it raises the cluster version to 3.5), on ports\n# nobody probes, for 10 seconds; then it exits 1.\n{real} $(echo \"$@\" | sed -e 's/:2379/:12379/g' -e 's/:2380/:12380/g' -e 's/:2381/:12381/g') &\nsleep 10\nkill $!\nwait $!\necho 'stand-in etcd: exiting' >&2\nexit 1\n",
+                    real = real.display()
+                ),
+            )?;
+            let out = run(&apply(&[&dir, &etcd_next_s], "150s"))?;
+            ensure!(!out.success(), "the upgrade succeeded:\n{out}");
+            for want in [
+                "Component \"kube-apiserver\" upgraded successfully!",
+                "Copied etcd's data to",
+                "Restored etcd's data from",
+            ] {
+                ensure!(out.stdout.contains(want), "no {want:?} in:\n{out}");
+            }
+            ensure!(
+                out.stderr
+                    .contains("etcd did not become healthy: it keeps exiting")
+                    && out.stderr.contains("exit code 1"),
+                "{out}"
+            );
+            back_at_the_old_version(&node)
+        },
+    )?;
+
+    step(
+        "upgrade apply, killed with -9 while it waits for kube-apiserver, then again",
+        || {
+            let log =
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-upgrade.log", node.name()));
+            let _ = std::fs::remove_file(&log);
+            let args = apply(&[&next_s, &etcd_next_s], "180s");
+            let mut argv: Vec<&str> = vec![];
+            let exe = tests::kubeboot_exe()?.display().to_string();
+            argv.push(&exe);
+            argv.extend(args.iter().map(String::as_str));
+            let mut child = node.spawn(&argv, &log)?;
+            let killed = wait_until(
+                "the new kube-apiserver manifest written",
+                Duration::from_secs(120),
+                Duration::from_millis(100),
+                || {
+                    Ok(std::fs::read_to_string(&log).unwrap_or_default().contains(
+                        "Moved new manifest to \"/etc/kubernetes/manifests/kube-apiserver.yaml\"",
+                    ))
+                },
+            );
+            let pids = node.pids_named("kubeboot")?;
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .arg(child.id().to_string())
+                .status();
+            for p in pids {
+                let cmdline =
+                    std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                if cmdline.contains("upgrade") {
+                    node.kill9(p)?;
+                }
+            }
+            let _ = child.wait();
+            killed?;
+            ensure!(
+                node.path_exists("/etc/kubernetes/tmp/kubeboot-upgrade.json")?,
+                "no journal after the kill"
+            );
+            let out = run(&args)?;
+            ensure!(out.success(), "the resumed upgrade failed:\n{out}");
+            ensure!(
+                out.stdout
+                    .contains("Resuming the upgrade to v1.20.3-test.0"),
+                "{out}"
+            );
+            ensure!(out.stdout.contains("SUCCESS!"), "{out}");
+            Ok(())
+        },
+    )?;
+
+    step(
+        "every component runs the test build, etcd 3.5.16 serves the old data",
+        || {
+            ensure!(
+                api_version(&node)? == TARGET,
+                "API server at {}",
+                api_version(&node)?
+            );
+            ensure!(
+                etcd_version(&node)? == "3.5.16",
+                "etcd at {}",
+                etcd_version(&node)?
+            );
+            for c in [
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kube-proxy",
+            ] {
+                let image = manifest_image(&node, c)?;
+                ensure!(image.ends_with(&format!(":{TARGET}")), "{c}: {image}");
+            }
+            wait_until(
+                "the kubelet reports the test build",
+                Duration::from_secs(60),
+                Duration::from_secs(1),
+                || {
+                    Ok(node
+                        .kubectl_ok(&[
+                            "get",
+                            "nodes",
+                            "-o",
+                            "jsonpath={.items[0].status.nodeInfo.kubeletVersion}",
+                        ])
+                        .is_ok_and(|v| v.trim() == TARGET))
+                },
+            )?;
+            let cm = node.kubectl_ok(&[
+                "get",
+                "configmap",
+                "kb-before-upgrade",
+                "-o",
+                "jsonpath={.data.k}",
+            ])?;
+            ensure!(cm.trim() == "v");
+            let cfg = node.kubectl_ok(&[
+                "-n",
+                "kube-system",
+                "get",
+                "configmap",
+                "kubeadm-config",
+                "-o",
+                "jsonpath={.data.ClusterConfiguration}",
+            ])?;
+            ensure!(
+                cfg.contains(&format!("kubernetesVersion: {TARGET}")),
+                "{cfg}"
+            );
+            let backups =
+                node.sh_ok("ls -d /etc/kubernetes/tmp/kubeboot-backup-*/etcd-snapshot.db")?;
+            ensure!(!backups.trim().is_empty());
+            ensure!(!node.path_exists("/etc/kubernetes/tmp/kubeboot-upgrade.json")?);
+            let pods = node.kubectl_ok(&["-n", "kube-system", "get", "pods", "-o", "name"])?;
+            ensure!(pods.contains("kube-apiserver"), "{pods}");
+            Ok(())
+        },
+    )?;
+
+    step(
+        "containerd kept running through every agent restart (adopted)",
+        || {
+            let now = containerd_pid(&node)?;
+            ensure!(
+                now == containerd_before,
+                "containerd restarted: {containerd_before} -> {now}"
+            );
+            Ok(())
+        },
+    )?;
+
+    step("upgrade apply again: nothing to do, succeeds", || {
+        let out = run(&apply(&[&next_s, &etcd_next_s], "60s"))?;
+        ensure!(out.success(), "{out}");
+        ensure!(!out.stdout.contains("Moved new manifest"), "{out}");
+        Ok(())
+    })?;
+
+    node.destroy()
+}
