@@ -1,6 +1,6 @@
-//! `kubeboot upgrade` (kubeadm 1.20: cmd/upgrade/upgrade.go, plan.go, diff.go): `plan` and
-//! `diff` so far; `apply` and `node` will execute the same plan. A new version is new
-//! binaries on disk (`--bin-dir`), never a download.
+//! `kubeboot upgrade` (kubeadm 1.20: cmd/upgrade/upgrade.go, plan.go, diff.go, apply.go,
+//! node.go): `plan`, `diff`, `apply` and `node`. A new version is new binaries on disk
+//! (`--bin-dir`), never a download.
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -368,6 +368,68 @@ mod tests {
             p.common.kubeconfig,
             PathBuf::from("/etc/kubernetes/admin.conf")
         );
+    }
+
+    #[test]
+    fn apply_and_node_take_kubeadms_flags_and_the_timeout() {
+        let UpgradeCommands::Apply(a) = parse(&[
+            "kubeboot",
+            "upgrade",
+            "apply",
+            "v1.20.3-test.0",
+            "-y",
+            "--etcd-upgrade=false",
+            "--certificate-renewal",
+            "false",
+            "--timeout",
+            "90s",
+            "--dry-run",
+        ]) else {
+            panic!("not apply");
+        };
+        assert!(a.yes && a.change.dry_run);
+        assert!(!a.change.etcd_upgrade && !a.change.certificate_renewal);
+        assert_eq!(a.change.timeout, std::time::Duration::from_secs(90));
+        let UpgradeCommands::Node(n) = parse(&["kubeboot", "upgrade", "node", "--drain"]) else {
+            panic!("not node");
+        };
+        assert!(n.drain && n.change.etcd_upgrade && n.change.certificate_renewal);
+        assert_eq!(n.change.timeout, std::time::Duration::from_secs(300));
+        let bad = Cli::try_parse_from(["kubeboot", "upgrade", "node", "--timeout", "soon"])
+            .expect_err("refused");
+        assert!(bad.to_string().contains("not a duration"), "{bad}");
+    }
+
+    #[test]
+    fn apply_without_a_version_names_the_fix_and_reads_nothing() {
+        let out = Out::capture();
+        let err = run_apply(
+            &out,
+            ApplyArgs {
+                version: None,
+                common: CommonArgs {
+                    kubeconfig: "/nonexistent/admin.conf".into(),
+                    config: None,
+                    bin_dirs: vec![],
+                },
+                change: ChangeArgs {
+                    dry_run: false,
+                    etcd_upgrade: true,
+                    certificate_renewal: true,
+                    timeout: std::time::Duration::from_secs(300),
+                },
+                allow_experimental_upgrades: false,
+                allow_release_candidate_upgrades: false,
+                yes: true,
+                force: false,
+            },
+        )
+        .expect_err("refused");
+        assert!(
+            err.to_string().contains("kubeboot upgrade apply <version>"),
+            "{err}"
+        );
+        assert!(out.captured().is_empty());
     }
 
     #[test]

@@ -120,9 +120,37 @@ pub fn remove_etcd_member(d: &mut ResetData) -> anyhow::Result<()> {
     }
 }
 
+/// Asks another member to remove this one: a member asked to remove itself stops at once,
+/// and etcd 3.5 then answers "server stopped" (503) although the removal went through. When
+/// every other member is out of reach, this member is asked after all, and a failure is
+/// checked against the membership another member lists.
 fn remove(d: &ResetData, local: &LocalEtcd, id: u64) -> anyhow::Result<()> {
-    local.client(&d.fs)?.remove(id)?;
-    Ok(())
+    let client = local.client(&d.fs)?;
+    let others: Vec<String> = client
+        .list()?
+        .into_iter()
+        .filter(|m| m.id != id)
+        .filter_map(|m| m.client_urls.first().cloned())
+        .collect();
+    for url in &others {
+        let other = client.with_endpoint(url);
+        if other.healthy(url) {
+            other.remove(id)?;
+            return Ok(());
+        }
+    }
+    match client.remove(id) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let gone = others.iter().any(|url| {
+                client
+                    .with_endpoint(url)
+                    .list()
+                    .is_ok_and(|ms| ms.iter().all(|m| m.id != id))
+            });
+            if gone { Ok(()) } else { Err(e) }
+        }
+    }
 }
 
 /// `update-cluster-status`: this node's entry leaves kubeadm-config's ClusterStatus.

@@ -274,12 +274,33 @@ pub fn run(
     {
         restore_removed(req, out, j, &facts)?;
     }
-    let planned = super::plan_with(
+    let mut planned = super::plan_with(
         &req.inputs,
-        inputs_request,
+        inputs_request.clone(),
         req.command == Command::Node,
         out,
     );
+    // An interrupted upgrade may have left a component restarting (the API server the first
+    // run was waiting for): give the cluster the component timeout to answer before rolling
+    // back.
+    if planned.is_err() && existing.is_some() && !req.dry_run {
+        let start = std::time::Instant::now();
+        say!(
+            out,
+            "upgrade",
+            "The cluster does not answer yet; waiting up to {} for it (an interrupted upgrade may have left a component restarting)",
+            crate::health::human(req.timeout)
+        );
+        while planned.is_err() && start.elapsed() < req.timeout {
+            std::thread::sleep(Duration::from_secs(2));
+            planned = super::plan_with(
+                &req.inputs,
+                inputs_request.clone(),
+                req.command == Command::Node,
+                &Out::capture(),
+            );
+        }
+    }
     let (view, _observed, plan) = match (planned, &existing) {
         (Ok(p), _) => p,
         // An interrupted upgrade whose cluster does not answer cannot go on: back to the
@@ -630,7 +651,7 @@ fn begin(
         let cm = |name: &str| -> anyhow::Result<Option<serde_json::Value>> {
             Ok(api
                 .get::<ConfigMap>(Some(names::KUBE_SYSTEM), name)?
-                .map(|o| serde_json::to_value(o))
+                .map(serde_json::to_value)
                 .transpose()?)
         };
         save(

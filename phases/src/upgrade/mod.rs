@@ -1,5 +1,5 @@
-//! `kubeboot upgrade` (kubeadm: app/cmd/upgrade/, app/phases/upgrade/): the groundwork of
-//! `upgrade plan` and `upgrade diff`; `upgrade apply` and `upgrade node` will execute the same
+//! `kubeboot upgrade` (kubeadm: app/cmd/upgrade/, app/phases/upgrade/): `upgrade plan` and
+//! `upgrade diff`, and `upgrade apply` / `upgrade node`, which execute the same
 //! [`plan::Plan`].
 //!
 //! Modules:
@@ -8,6 +8,8 @@
 //! - [`plan`]: the pure decision: target versions, blockers, the etcd step; kubeadm's table.
 //! - [`rollback`]: what an upgrade can undo and its point of no return, pure.
 //! - [`diff`]: the static Pod manifest changes of an upgrade, as unified diffs, pure.
+//! - [`apply`]: `upgrade apply` and `upgrade node`: backups, per-component health gates
+//!   ([`gate`]), the rollback, resumable through the [`journal`]; [`drain`] for `--drain`.
 
 pub mod apply;
 pub mod diff;

@@ -329,7 +329,8 @@ fn upgrade_single_node() -> Result<()> {
             for p in pids {
                 let cmdline =
                     std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default();
-                if cmdline.contains("upgrade") {
+                // `kubeboot upgrade apply ...`, not the agent (whose node name has "upgrade" in it).
+                if cmdline.split('\0').any(|a| a == "apply") {
                     node.kill9(p)?;
                 }
             }
