@@ -7,8 +7,11 @@
 //! - an etcd 3.5 that runs on the node's data (and so migrates it) but never becomes
 //!   healthy: the node is back with etcd 3.4 on the data copied before, which etcd 3.4 could
 //!   not run once 3.5 had raised its cluster version;
-//! - the real upgrade, killed with `kill -9` while it waits for the new kube-apiserver, then
-//!   the same command again: it resumes with the first run's backups and finishes; every
+//! - `upgrade apply` of the test build without `--allow-experimental-upgrades`: refused,
+//!   nothing changed;
+//! - the real upgrade, killed with `kill -9` while it waits for the new kube-apiserver, run
+//!   again and killed while etcd is stopped for its data copy, then run again: it resumes with
+//!   the first run's backups, puts etcd's manifest back, and finishes; every
 //!   component, the kubelet and kube-proxy report the test build, etcd 3.5.16 serves the data
 //!   created before, kubeadm-config names the new version, the backups and etcd snapshot are
 //!   under /etc/kubernetes/tmp; containerd, which no upgrade changes, kept running through
@@ -300,54 +303,82 @@ fn upgrade_single_node() -> Result<()> {
     )?;
 
     step(
-        "upgrade apply, killed with -9 while it waits for kube-apiserver, then again",
+        "upgrade apply without --allow-experimental-upgrades: refused, nothing changed",
         || {
-            let log =
-                Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-upgrade.log", node.name()));
-            let _ = std::fs::remove_file(&log);
-            let args = apply(&[&next_s, &etcd_next_s], "180s");
-            let mut argv: Vec<&str> = vec![];
-            let exe = tests::kubeboot_exe()?.display().to_string();
-            argv.push(&exe);
-            argv.extend(args.iter().map(String::as_str));
-            let mut child = node.spawn(&argv, &log)?;
-            let killed = wait_until(
-                "the new kube-apiserver manifest written",
-                Duration::from_secs(120),
-                Duration::from_millis(100),
-                || {
-                    Ok(std::fs::read_to_string(&log).unwrap_or_default().contains(
-                        "Moved new manifest to \"/etc/kubernetes/manifests/kube-apiserver.yaml\"",
-                    ))
-                },
-            );
-            let pids = node.pids_named("kubeboot")?;
-            let _ = std::process::Command::new("kill")
-                .arg("-9")
-                .arg(child.id().to_string())
-                .status();
-            for p in pids {
-                let cmdline =
-                    std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default();
-                // `kubeboot upgrade apply ...`, not the agent (whose node name has "upgrade" in it).
-                if cmdline.split('\0').any(|a| a == "apply") {
-                    node.kill9(p)?;
-                }
-            }
-            let _ = child.wait();
-            killed?;
+            let before = node.read_file("/etc/kubernetes/manifests/kube-apiserver.yaml")?;
+            let out = node.kubeboot(&["upgrade", "apply", TARGET, "-y", "--bin-dir", &next_s])?;
+            ensure!(out.code == Some(1), "{out}");
             ensure!(
-                node.path_exists("/etc/kubernetes/tmp/kubeboot-upgrade.json")?,
-                "no journal after the kill"
-            );
-            let out = run(&args)?;
-            ensure!(out.success(), "the resumed upgrade failed:\n{out}");
-            ensure!(
-                out.stdout
-                    .contains("Resuming the upgrade to v1.20.3-test.0"),
+                out.stderr.contains("--allow-experimental-upgrades")
+                    && out.stderr.contains("nothing was changed"),
                 "{out}"
             );
-            ensure!(out.stdout.contains("SUCCESS!"), "{out}");
+            ensure!(node.read_file("/etc/kubernetes/manifests/kube-apiserver.yaml")? == before);
+            ensure!(!node.path_exists("/etc/kubernetes/tmp/kubeboot-upgrade.json")?);
+            Ok(())
+        },
+    )?;
+
+    // Runs the real upgrade in the background and kills it with SIGKILL once its output
+    // shows `marker`; the journal must be there after.
+    let args = apply(&[&next_s, &etcd_next_s], "180s");
+    let kill_at = |marker: &str| -> Result<()> {
+        let log =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-upgrade.log", node.name()));
+        let _ = std::fs::remove_file(&log);
+        let exe = tests::kubeboot_exe()?.display().to_string();
+        let mut argv: Vec<&str> = vec![&exe];
+        argv.extend(args.iter().map(String::as_str));
+        let mut child = node.spawn(&argv, &log)?;
+        let seen = wait_until(
+            &format!("{marker:?} in the upgrade's output"),
+            Duration::from_secs(240),
+            Duration::from_millis(100),
+            || {
+                Ok(std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .contains(marker))
+            },
+        );
+        for p in node.pids_named("kubeboot")? {
+            let cmdline = std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            // `kubeboot upgrade apply ...`, not the agent (whose node name has "upgrade" in it).
+            if cmdline.split('\0').any(|a| a == "apply") {
+                node.kill9(p)?;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        seen.with_context(|| std::fs::read_to_string(&log).unwrap_or_default())?;
+        ensure!(
+            node.path_exists("/etc/kubernetes/tmp/kubeboot-upgrade.json")?,
+            "no journal after the kill"
+        );
+        Ok(())
+    };
+
+    step(
+        "upgrade apply, killed with -9 while it waits for the new kube-apiserver",
+        || kill_at("Moved new manifest to \"/etc/kubernetes/manifests/kube-apiserver.yaml\""),
+    )?;
+
+    step(
+        "the same command again resumes; killed with -9 while etcd is stopped for its copy",
+        || kill_at("Stopping etcd to copy its data directory"),
+    )?;
+
+    step(
+        "the same command again: etcd comes back, the upgrade resumes and finishes",
+        || {
+            let out = run(&args)?;
+            ensure!(out.success(), "the resumed upgrade failed:\n{out}");
+            for want in [
+                "Resuming the upgrade to v1.20.3-test.0",
+                "Put back \"/etc/kubernetes/manifests/etcd.yaml\", which the interrupted run had removed",
+                "SUCCESS!",
+            ] {
+                ensure!(out.stdout.contains(want), "no {want:?} in:\n{out}");
+            }
             Ok(())
         },
     )?;
