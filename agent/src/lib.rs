@@ -41,6 +41,8 @@
 //!   pure decision).
 //! - [`csr_approval`]: which certificate requests the control-plane agents approve (a joining
 //!   node's kube-proxy client certificate), pure; `csr_approver` is the loop that approves them.
+//! - [`reload`]: restarting exactly the containers whose files (certificates, keys,
+//!   kubeconfigs under `/etc/kubernetes`) changed.
 //! - [`state`]: the agent's records on disk.
 //! - [`status`]: the status served on the socket, and its client.
 //! - [`instance`]: one agent per node: its lock, its pid file, finding the running agent.
@@ -67,6 +69,7 @@ pub mod node_cleanup;
 pub mod node_network;
 pub mod pod;
 pub mod probe;
+pub mod reload;
 pub mod runtime;
 pub mod shim;
 pub mod state;
@@ -144,6 +147,9 @@ pub struct AgentConfig {
     /// The node-local API load balancer ([`apilb`]); it runs while its configuration file
     /// exists. None never runs it.
     pub api_lb: Option<apilb::ApiLbSettings>,
+    /// The directory (`/etc/kubernetes`) whose files, named on a container's command line,
+    /// restart that container when their content changes ([`reload`]); None never does.
+    pub credentials_dir: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -172,6 +178,7 @@ impl AgentConfig {
                 &layout.agent_state_dir(),
             )),
             api_lb: Some(apilb::ApiLbSettings::for_layout(layout)),
+            credentials_dir: Some(layout.kubernetes_dir()),
         }
     }
 

@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) networks: Networks,
     pub(crate) board: Mutex<Board>,
     pub(crate) wake: Notify,
+    /// The files each container uses, for restarts when they change ([`crate::reload`]).
+    pub(crate) files: crate::reload::FileWatch,
     node_id: String,
 }
 
@@ -116,12 +118,15 @@ pub(crate) async fn run(
     let networks = Networks::new(&cfg, state.clone(), node_id.clone());
     let runtime = AnyRuntime::Process(ProcessRuntime::new(&cfg, state, node_id.clone()));
     info!(node_id = %node_id, pid = instance.process().pid, manifests = %cfg.manifest_dir.display(), socket = %socket.display(), runtime = runtime.name(), "agent starting");
+    let files =
+        crate::reload::FileWatch::new(cfg.credentials_dir.clone(), cfg.manifest_dir.clone());
     let shared = Arc::new(Shared {
         cfg,
         runtime,
         networks,
         board: Mutex::new(Board::default()),
         wake: Notify::new(),
+        files,
         node_id,
     });
 
@@ -199,6 +204,7 @@ pub(crate) async fn run(
         let d = desired.take().unwrap_or_else(|| watcher.scan());
         cni_watch.ensure();
         let next = reconcile(&shared, &mut observed, &mut teardowns, d).await;
+        let next = earliest(next, restart_changed(&shared, &observed));
         let resync = shared.cfg.resync;
         let wait = next.map_or(resync, |t| {
             t.saturating_duration_since(Instant::now()).min(resync)
@@ -656,6 +662,23 @@ async fn sweep(
         t.running.insert(uid, task);
     }
     t.retry_at.values().min().copied()
+}
+
+/// Restarts the containers whose files changed ([`crate::reload`]); returns when to check
+/// again while a change settles.
+fn restart_changed(shared: &Shared, observed: &BTreeMap<String, PodHandle>) -> Option<Instant> {
+    let (due, again) = shared.files.check(Instant::now());
+    for d in due {
+        let Some(h) = observed.get(&d.uid).filter(|h| !h.terminating) else {
+            continue;
+        };
+        let index = h.pod.containers.iter().position(|c| c.name == d.container);
+        if let Some((tx, _)) = index.and_then(|i| h.containers.get(i)) {
+            info!(pod = %d.pod, container = %d.container, "restarting the container: {}", d.reason());
+            let _ = tx.send(Event::Restart { reason: d.reason() });
+        }
+    }
+    again
 }
 
 /// The pod phase (kubelet: kubelet_pods.go getPhase).

@@ -39,6 +39,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
                 // The kubelet runs the manifest directory and publishes its mirror pods.
                 config.manifest_dir = layout.agent_manifests_dir();
                 config.kubeconfig = None;
+                // The control plane's restarts after a renewal are the user's, as with kubeadm.
+                config.credentials_dir = None;
             }
             agent::run(config)
         }
