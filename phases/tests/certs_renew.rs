@@ -203,3 +203,68 @@ fn user_kubeconfig_has_the_asked_identity_and_validity_and_chains_to_the_ca() {
             .contains("--client-name")
     );
 }
+
+/// Under the agent runner, `certs renew` names the static pods the agent restarts: those
+/// whose containers name a renewed file, as the agent reads the manifests init wrote.
+#[test]
+fn renewal_names_the_components_the_agent_restarts() {
+    use phases::certs::renew::{Restarts, restarts};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = common::data(tmp.path());
+    let only: Vec<String> = ["certs", "kubeconfig", "control-plane", "etcd"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    phases::init::run(&mut d, &only).expect("certs, kubeconfig, manifests");
+    let ctx = node_ctx(tmp.path(), &d);
+    let users = |name: &str| {
+        let done = renew(&ctx, &select(true, name).unwrap(), true, &ctx.fs).expect("renews");
+        restarts(&ctx, &done).expect("reads the manifests")
+    };
+    assert_eq!(
+        users("apiserver"),
+        Restarts::ByAgent(vec!["kube-apiserver".into()])
+    );
+    assert_eq!(
+        users("apiserver-etcd-client"),
+        Restarts::ByAgent(vec!["kube-apiserver".into()])
+    );
+    assert_eq!(users("etcd-server"), Restarts::ByAgent(vec!["etcd".into()]));
+    assert_eq!(
+        users("scheduler.conf"),
+        Restarts::ByAgent(vec!["kube-scheduler".into()])
+    );
+    assert_eq!(users("admin.conf"), Restarts::ByAgent(vec![]));
+    let Restarts::ByAgent(all) = users("all") else {
+        panic!("the agent runs the static pods here")
+    };
+    assert_eq!(
+        all,
+        [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler"
+        ]
+    );
+    // The kubelet runs the manifests: restarts are the user's, as with kubeadm.
+    let kubelet = tmp.path().join("var/lib/kubelet");
+    std::fs::create_dir_all(&kubelet).unwrap();
+    std::fs::write(
+        kubelet.join("config.yaml"),
+        "staticPodPath: /etc/kubernetes/manifests\n",
+    )
+    .unwrap();
+    assert_eq!(users("apiserver"), Restarts::ByUser);
+}
+
+fn node_ctx(root: &Path, d: &phases::init::InitData) -> CertsCtx {
+    CertsCtx {
+        layout: components::Layout::under(root),
+        fs: agent::host::fs::Fs::real(),
+        out: phases::out::Out::capture(),
+        cluster: d.cfg.cluster.clone(),
+        cert_dir_flag: None,
+        now: SystemTime::now(),
+    }
+}

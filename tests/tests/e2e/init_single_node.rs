@@ -333,6 +333,8 @@ fn init_single_node() -> Result<()> {
         },
     )?;
 
+    certs_renew_restarts_only_the_api_server(&node)?;
+
     step(
         "a second init fails preflight clearly and changes nothing",
         || {
@@ -393,6 +395,88 @@ fn init_single_node() -> Result<()> {
         node.kubeboot_ok(&["reset", "-f"]).map(|_| ())
     })?;
     node.destroy()
+}
+
+/// The serial of the certificate in `file` and of the one the API server serves on :6443.
+fn serials(node: &Node) -> Result<(String, String)> {
+    let file = node.sh_ok("openssl x509 -noout -serial -in /etc/kubernetes/pki/apiserver.crt")?;
+    let served = node.sh(
+        "openssl s_client -connect 127.0.0.1:6443 </dev/null 2>/dev/null | openssl x509 -noout -serial",
+    )?;
+    Ok((file.trim().to_string(), served.stdout.trim().to_string()))
+}
+
+/// A container's `file_restarts` from `agent status -o json`.
+fn file_restarts(status: &Value, container: &str) -> Option<u64> {
+    status["pods"].as_array()?.iter().find_map(|p| {
+        p["containers"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == container)
+            .and_then(|c| c["file_restarts"].as_u64())
+    })
+}
+
+/// `certs renew apiserver` under the agent: it says the agent restarts kube-apiserver, and the
+/// agent restarts exactly that container (a new process serving the new certificate), not
+/// etcd, the controller-manager or the scheduler; the API answers again.
+fn certs_renew_restarts_only_the_api_server(node: &Node) -> Result<()> {
+    step(
+        "certs renew apiserver: the agent restarts kube-apiserver only, which serves the new certificate",
+        || {
+            let before = agent_pids(node)?;
+            let (old_serial, served) = serials(node)?;
+            ensure!(
+                old_serial == served,
+                "before: file {old_serial}, served {served}"
+            );
+            let out = node.kubeboot_ok(&["certs", "renew", "apiserver"])?;
+            for want in [
+                "certificate for serving the Kubernetes API renewed",
+                "The kubeboot agent restarts kube-apiserver, which uses the renewed files",
+            ] {
+                ensure!(out.contains(want), "renew output lacks {want:?}:\n{out}");
+            }
+            let (new_serial, _) = serials(node)?;
+            ensure!(
+                new_serial != old_serial,
+                "the serial did not change: {new_serial}"
+            );
+            wait_until(
+                "a new kube-apiserver serving the new certificate, /livez ok",
+                Duration::from_secs(120),
+                Duration::from_millis(500),
+                || {
+                    let pids = agent_pids(node)?;
+                    Ok(pids
+                        .get("kube-apiserver")
+                        .is_some_and(|p| Some(p) != before.get("kube-apiserver"))
+                        && serials(node)?.1 == new_serial
+                        && livez_ok(node)?)
+                },
+            )?;
+            let status = node.agent_status_json()?;
+            ensure!(
+                file_restarts(&status, "kube-apiserver") == Some(1),
+                "the restart is not counted: {status}"
+            );
+            let after = agent_pids(node)?;
+            for c in ["etcd", "kube-controller-manager", "kube-scheduler"] {
+                ensure!(
+                    after.get(c) == before.get(c) && file_restarts(&status, c) == Some(0),
+                    "{c} was restarted too: {before:?} -> {after:?}"
+                );
+            }
+            let text = node.kubeboot_ok(&["agent", "status"])?;
+            ensure!(
+                text.contains(
+                    "kube-apiserver: restarted by the agent 1 time(s) because files it uses changed"
+                ) && text.contains("/etc/kubernetes/pki/apiserver.crt"),
+                "agent status does not say why:\n{text}"
+            );
+            Ok(())
+        },
+    )
 }
 
 /// What `upgrade plan` / `upgrade diff` must leave as it was: the manifests, the files under
