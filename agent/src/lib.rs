@@ -47,6 +47,8 @@
 //! - [`status`]: the status served on the socket, and its client.
 //! - [`instance`]: one agent per node: its lock, its pid file, finding the running agent.
 //! - [`daemon`]: detached start/stop, stopping every pod (reset), the systemd unit.
+//! - [`cert_renewal`]: renewing the node's certificates inside a window before expiry, through
+//!   a renewer the `kubeboot agent` command injects.
 //! - [`cni`]: kubeboot's bridge CNI configuration, the plugins it needs, running a plugin and
 //!   ADD/DEL of a configuration list ([`cni::conf`]: reading and choosing configurations).
 //! - [`node_network`]: `--pod-network bridge`: the CNI configuration once the node's podCIDR
@@ -56,6 +58,7 @@
 //!   namespaces.
 
 pub mod apilb;
+pub mod cert_renewal;
 pub mod cni;
 pub mod csr_approval;
 mod csr_approver;
@@ -150,6 +153,9 @@ pub struct AgentConfig {
     /// The directory (`/etc/kubernetes`) whose files, named on a container's command line,
     /// restart that container when their content changes ([`reload`]); None never does.
     pub credentials_dir: Option<PathBuf>,
+    /// Renews the node's certificates inside the cluster's window before expiry
+    /// ([`cert_renewal`]); None never does.
+    pub cert_renewer: Option<cert_renewal::RenewerHandle>,
 }
 
 impl AgentConfig {
@@ -179,6 +185,7 @@ impl AgentConfig {
             )),
             api_lb: Some(apilb::ApiLbSettings::for_layout(layout)),
             credentials_dir: Some(layout.kubernetes_dir()),
+            cert_renewer: None,
         }
     }
 

@@ -39,6 +39,9 @@ pub struct AgentStatus {
     pub pods: Vec<PodStatus>,
     /// Manifests the agent could not read.
     pub manifest_errors: Vec<ManifestErrorStatus>,
+    /// The agent's certificate renewal, when it renews the node's certificates.
+    #[serde(default)]
+    pub certificates: Option<crate::cert_renewal::CertRenewalStatus>,
 }
 
 /// A manifest the agent could not read.
@@ -367,6 +370,10 @@ impl AgentStatus {
                 out.push_str(&n);
                 out.push('\n');
             }
+        }
+        if let Some(c) = &self.certificates {
+            out.push('\n');
+            out.push_str(&c.render_text());
         }
         out
     }

@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) wake: Notify,
     /// The files each container uses, for restarts when they change ([`crate::reload`]).
     pub(crate) files: crate::reload::FileWatch,
+    /// The certificate renewal loop's state, for the status ([`crate::cert_renewal`]).
+    cert_renewal: Arc<Mutex<Option<crate::cert_renewal::CertRenewalStatus>>>,
     node_id: String,
 }
 
@@ -127,6 +129,7 @@ pub(crate) async fn run(
         board: Mutex::new(Board::default()),
         wake: Notify::new(),
         files,
+        cert_renewal: Arc::new(Mutex::new(None)),
         node_id,
     });
 
@@ -169,6 +172,12 @@ pub(crate) async fn run(
         .api_lb
         .clone()
         .map(|l| tokio::spawn(crate::apilb::run(l).instrument(info_span!("api-lb"))));
+    let cert_renewal = shared.cfg.cert_renewer.clone().map(|r| {
+        tokio::spawn(
+            crate::cert_renewal::run(r, shared.cfg.node_name.clone(), shared.cert_renewal.clone())
+                .instrument(info_span!("cert-renewal")),
+        )
+    });
     let mut watcher = ManifestWatcher::new(&shared.cfg.manifest_dir, shared.cfg.node_name.clone());
     let mut cni_watch = DirWatch::new(&shared.cfg.cni_conf_dir, "CNI configuration directory");
     let mut observed: BTreeMap<String, PodHandle> = BTreeMap::new();
@@ -233,6 +242,9 @@ pub(crate) async fn run(
     }
     if let Some(l) = api_lb {
         l.abort();
+    }
+    if let Some(c) = cert_renewal {
+        c.abort();
     }
     for h in observed.values() {
         for (_, task) in &h.containers {
@@ -746,6 +758,11 @@ pub(crate) fn snapshot(shared: &Shared) -> AgentStatus {
         manifest_dir: shared.cfg.manifest_dir.display().to_string(),
         pods,
         manifest_errors: errors,
+        certificates: shared
+            .cert_renewal
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default(),
     }
 }
 

@@ -268,3 +268,67 @@ fn node_ctx(root: &Path, d: &phases::init::InitData) -> CertsCtx {
         now: SystemTime::now(),
     }
 }
+
+/// The agent's renewer (`phases::certs::auto`): what it reports, what it renews, with the
+/// cluster's validity and window; a node without the cluster's settings renews nothing; a
+/// worker (no CA key) has nothing to renew.
+#[test]
+fn the_agents_renewer_reports_and_renews_with_the_clusters_settings() {
+    use agent::cert_renewal::{Renewer, plan};
+    use phases::certs::auto::NodeRenewer;
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = node(tmp.path());
+    // No API here (and nothing may be sent off the machine): no admin.conf to reach one.
+    std::fs::remove_file(tmp.path().join("etc/kubernetes/admin.conf")).unwrap();
+    let layout = components::Layout::under(tmp.path());
+    let unknown = NodeRenewer::new(layout.clone());
+    let e = unknown.inspect().unwrap_err();
+    assert!(
+        format!("{e:#}").contains("kubeadm-config) cannot be read yet"),
+        "{e:#}"
+    );
+
+    let mut cluster = ctx.cluster.clone();
+    cluster.certificate_validity = Duration::from_secs(600);
+    cluster.certificate_renewal_window = Duration::from_secs(300);
+    let r = NodeRenewer::with_cluster_config(layout.clone(), cluster);
+    let before = r.inspect().expect("inspects");
+    assert_eq!(before.window, Duration::from_secs(300));
+    let names: Vec<&str> = before.certs.iter().map(|c| c.name.as_str()).collect();
+    for n in [
+        "apiserver",
+        "etcd-server",
+        "scheduler.conf",
+        "kubeboot-agent-webhook",
+    ] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    assert!(before.certs.iter().all(|c| c.renewable));
+    // init's certificates last a year: nothing is due.
+    assert!(plan(&before, SystemTime::now(), &[]).due.is_empty());
+    assert_eq!(r.renew(&["apiserver".into()]).unwrap(), ["apiserver"]);
+    let after = r.inspect().unwrap();
+    let api = after.certs.iter().find(|c| c.name == "apiserver").unwrap();
+    let left = api
+        .not_after
+        .duration_since(SystemTime::now())
+        .unwrap()
+        .as_secs();
+    assert!(
+        (590..=600).contains(&left),
+        "renewed for the cluster's 600 s: {left}"
+    );
+    // Due 300 s before that: not now, and the next check is then.
+    let p = plan(&after, SystemTime::now(), &[]);
+    assert!(p.due.is_empty());
+    assert_eq!(
+        p.next_due.as_ref().map(|(n, _)| n.as_str()),
+        Some("apiserver")
+    );
+    assert!((280..=300).contains(&p.sleep.as_secs()), "{:?}", p.sleep);
+
+    // A worker: no CA key, nothing to renew, no error.
+    let worker = tempfile::tempdir().unwrap();
+    let w = NodeRenewer::new(components::Layout::under(worker.path()));
+    assert!(w.inspect().unwrap().certs.is_empty());
+}

@@ -26,9 +26,10 @@
 //! - Terminated: not restarted (policy), or stopped because its pod was removed.
 //! - Restart (a file the container uses changed, [`crate::reload`]): Running goes to Stopping
 //!   as on a failed liveness probe, but its exit leads straight to Starting, with no backoff
-//!   (the exit is the agent's doing, not a crash); a container waiting to be retried is
-//!   retried at once (the changed file may be what it lacked). Only under restartPolicy
-//!   Always: a pod that must not be restarted is not.
+//!   (the exit is the agent's doing, not a crash); SIGKILL follows after at most
+//!   [`RESTART_GRACE`]. A container waiting to be retried is retried at once (the changed file
+//!   may be what it lacked). Only under restartPolicy Always: a pod that must not be restarted
+//!   is not.
 //!
 //! Events naming a `pid` are ignored unless they are about the current process, so a late
 //! result from a previous run never touches the new one.
@@ -37,6 +38,15 @@ use std::time::{Duration, Instant};
 
 use super::backoff::{Backoff, BackoffConfig};
 use super::spec::{ProbeKind, ProbeTiming, RestartPolicy};
+
+/// The most a container restarted for changed files gets between SIGTERM and SIGKILL. Its
+/// pod's grace period protects work in flight when a pod goes away; a component restarted to
+/// load new files has only its requests in flight, which take milliseconds, while every second
+/// it is stopping is a second of outage: kube-apiserver 1.20 stops listening at SIGTERM, then
+/// waits for its watch connections to go idle (http.Server.Shutdown, up to 60 s), which they
+/// never do, so the kubelet's 30 s would be 30 s without an API (and the controller-manager's
+/// and scheduler's leader election, which gives up after 10 s without the API, would exit too).
+pub const RESTART_GRACE: Duration = Duration::from_secs(3);
 
 /// How a process ended.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -702,8 +712,12 @@ fn step(c: &mut Container, event: Event, now: Instant) -> Vec<Action> {
             c.file_restarts += 1;
             c.last_file_restart = Some((reason.clone(), now));
             let actions = c.stop(pid, started_at, None, now);
-            if let S::Stopping { restart, .. } = &mut c.state {
+            if let S::Stopping {
+                restart, kill_at, ..
+            } = &mut c.state
+            {
                 *restart = Some(reason);
+                *kill_at = now + c.grace.min(RESTART_GRACE);
             }
             actions
         }
@@ -1170,8 +1184,9 @@ mod tests {
             s.c.last_file_restart,
             Some(("a.crt changed".to_string(), s.now))
         );
-        // The grace period applies as for any stop.
-        assert!(s.at(secs(29)).ev(Event::Tick).is_empty());
+        // SIGTERM first, SIGKILL after the restart's own short grace.
+        assert!(s.at(secs(2)).ev(Event::Tick).is_empty());
+        assert_eq!(s.at(secs(1)).ev(Event::Tick), [Action::Kill { pid: 8 }]);
         // A second change while it stops changes nothing.
         assert!(s.ev(restart("b.crt changed")).is_empty());
         assert_eq!(s.c.file_restarts, 1);
