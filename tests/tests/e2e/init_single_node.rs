@@ -385,16 +385,146 @@ fn init_single_node() -> Result<()> {
         Ok(())
     })?;
 
-    step("init works again after reset", || {
-        run_init(&node, &bin)?;
-        ensure!(livez_ok(&node)?, "/livez not ok");
-        Ok(())
-    })?;
+    step(
+        "init works again after reset, with leaf certificates of 4 minutes renewed 2m30s before expiry",
+        || {
+            run_init_short_lived(&node, &bin)?;
+            ensure!(livez_ok(&node)?, "/livez not ok");
+            Ok(())
+        },
+    )?;
+
+    the_agent_renews_certificates_before_they_expire(&node)?;
 
     step("reset -f again", || {
         node.kubeboot_ok(&["reset", "-f"]).map(|_| ())
     })?;
     node.destroy()
+}
+
+/// `init` with [`init_args_for`]'s config plus `certificateValidityPeriod: 4m0s` and
+/// `certificateRenewalWindow: 2m30s` (kubeboot's extension): the agent renews the leaf
+/// certificates 90 s after they were issued, and every 90 s after that.
+fn run_init_short_lived(node: &Node, bin: &str) -> Result<String> {
+    let args = init_args_for(node, bin, None)?;
+    let config = &args[2];
+    node.sh_ok(&format!(
+        "sed -i 's/^kind: ClusterConfiguration$/kind: ClusterConfiguration\\ncertificateValidityPeriod: 4m0s\\ncertificateRenewalWindow: 2m30s/' {config} && grep -q '^certificateRenewalWindow: 2m30s$' {config}"
+    ))?;
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = node.kubeboot_ok(&argv)?;
+    ensure!(
+        out.contains("Your Kubernetes control-plane has initialized successfully!"),
+        "init output:\n{out}"
+    );
+    Ok(out)
+}
+
+/// The NotAfter of /etc/kubernetes/pki/apiserver.crt, as openssl prints it.
+fn apiserver_not_after(node: &Node) -> Result<String> {
+    Ok(node
+        .sh_ok("openssl x509 -noout -enddate -in /etc/kubernetes/pki/apiserver.crt")?
+        .trim()
+        .to_string())
+}
+
+/// The agent renews the 4-minute certificates inside the window on its own: `agent status`
+/// says so, a CertificateRenewed Event is on the Node, kube-apiserver serves the renewed
+/// certificate, and the API keeps answering (the longest gap in a 1 s poll is bounded).
+fn the_agent_renews_certificates_before_they_expire(node: &Node) -> Result<()> {
+    step(
+        "the agent renews the certificates inside the window; the components pick them up; the API keeps answering",
+        || {
+            let (first_serial, _) = serials(node)?;
+            let first_end = apiserver_not_after(node)?;
+            let mut gap = Duration::ZERO;
+            let mut longest = Duration::ZERO;
+            let mut last = std::time::Instant::now();
+            wait_until(
+                "a renewal by the agent (due 90 s after init issued the certificates)",
+                Duration::from_secs(240),
+                Duration::from_secs(1),
+                || {
+                    let now = std::time::Instant::now();
+                    if livez_ok(node).unwrap_or(false) {
+                        gap = Duration::ZERO;
+                    } else {
+                        gap += now - last;
+                        longest = longest.max(gap);
+                    }
+                    last = now;
+                    let status = node.agent_status_json()?;
+                    Ok(status["certificates"]["renewals"].as_u64() >= Some(1))
+                },
+            )?;
+            wait_until(
+                "kube-apiserver serving the renewed certificate, /livez ok",
+                Duration::from_secs(120),
+                Duration::from_secs(1),
+                || {
+                    let (file, served) = serials(node)?;
+                    let ok = livez_ok(node).unwrap_or(false);
+                    let now = std::time::Instant::now();
+                    if ok {
+                        gap = Duration::ZERO;
+                    } else {
+                        gap += now - last;
+                        longest = longest.max(gap);
+                    }
+                    last = now;
+                    Ok(file != first_serial && served == file && ok)
+                },
+            )?;
+            eprintln!("the longest stretch without an answer from /livez: {longest:?}");
+            ensure!(
+                longest <= Duration::from_secs(60),
+                "the API did not answer for {longest:?} during the renewal"
+            );
+            let end = apiserver_not_after(node)?;
+            ensure!(end != first_end, "apiserver.crt still ends {end}");
+            let status = node.agent_status_json()?;
+            let certs = &status["certificates"];
+            ensure!(certs["window_seconds"] == 150, "{certs}");
+            ensure!(
+                certs["last_renewal"]
+                    .as_str()
+                    .is_some_and(|l| l.contains("apiserver") && l.contains("etcd-server")),
+                "{certs}"
+            );
+            ensure!(
+                file_restarts(&status, "kube-apiserver") >= Some(1)
+                    && file_restarts(&status, "etcd") >= Some(1),
+                "the components were not restarted for the renewed files: {status}"
+            );
+            let text = node.kubeboot_ok(&["agent", "status"])?;
+            ensure!(
+                text.contains("Certificates: renewed by the agent within 2m30s of expiry"),
+                "{text}"
+            );
+            let events = node.kubectl_json(&[
+                "-n",
+                "default",
+                "get",
+                "events",
+                "--field-selector",
+                "reason=CertificateRenewed",
+                "-o",
+                "json",
+            ])?;
+            ensure!(
+                events["items"]
+                    .as_array()
+                    .is_some_and(|items| items.iter().any(|e| {
+                        e["involvedObject"]["kind"] == "Node"
+                            && e["involvedObject"]["name"] == node.name()
+                            && e["source"]["component"] == "kubeboot-agent"
+                    })),
+                "no CertificateRenewed Event on the Node: {events}"
+            );
+            ensure!(livez_ok(node)?, "/livez not ok after the renewal");
+            Ok(())
+        },
+    )
 }
 
 /// The serial of the certificate in `file` and of the one the API server serves on :6443.
