@@ -150,9 +150,10 @@ pub struct AgentConfig {
     /// The node-local API load balancer ([`apilb`]); it runs while its configuration file
     /// exists. None never runs it.
     pub api_lb: Option<apilb::ApiLbSettings>,
-    /// The directory (`/etc/kubernetes`) whose files, named on a container's command line,
-    /// restart that container when their content changes ([`reload`]); None never does.
-    pub credentials_dir: Option<PathBuf>,
+    /// The directories (`/etc/kubernetes`, `/var/lib/kube-proxy`) whose files, named on a
+    /// container's command line, restart that container when their content changes
+    /// ([`reload`]); none never does.
+    pub credentials_dirs: Vec<PathBuf>,
     /// Renews the node's certificates inside the cluster's window before expiry
     /// ([`cert_renewal`]); None never does.
     pub cert_renewer: Option<cert_renewal::RenewerHandle>,
@@ -184,7 +185,7 @@ impl AgentConfig {
                 &layout.agent_state_dir(),
             )),
             api_lb: Some(apilb::ApiLbSettings::for_layout(layout)),
-            credentials_dir: Some(layout.kubernetes_dir()),
+            credentials_dirs: vec![layout.kubernetes_dir(), layout.kube_proxy_dir()],
             cert_renewer: None,
         }
     }

@@ -1,16 +1,21 @@
 //! Restarts exactly the containers whose files changed: a certificate, key or kubeconfig
-//! under `/etc/kubernetes` that a container names on its command line
-//! (`--tls-cert-file=/etc/kubernetes/pki/apiserver.crt`, `--kubeconfig=...scheduler.conf`)
-//! and whose content changed after the container started (`kubeboot certs renew`, the
+//! under `/etc/kubernetes` (or kube-proxy's `/var/lib/kube-proxy`) that a container names on
+//! its command line (`--tls-cert-file=/etc/kubernetes/pki/apiserver.crt`,
+//! `--kubeconfig=...scheduler.conf`), or that a configuration file it names there names in
+//! turn (kube-proxy's `--config=/var/lib/kube-proxy/config.conf` and its
+//! `clientConnection.kubeconfig`), and whose content changed after the container started (`kubeboot certs renew`, the
 //! agent's own renewal in [`crate::cert_renewal`]). kubeadm leaves that restart to the user
 //! ("You must restart the kube-apiserver, ..."); the kubelet never does it for static pods.
 //!
 //! - Which files: every word of the command, args and literal env values, the value after
-//!   `=` of a `--flag=value`, split on commas, that is a normalized absolute path inside the
-//!   watched directory (`/etc/kubernetes`) but not in the manifest directory (a manifest change
-//!   is a new pod already), and a regular file when the container starts. So the kubelet's
-//!   self-rotated `/var/lib/kubelet/pki` never triggers anything, and a file that appears later
-//!   (the kubelet writing its own `kubelet.conf` after TLS bootstrap) does not either.
+//!   `=` of a `--flag=value`, split on commas, that is a normalized absolute path inside a
+//!   watched directory (`/etc/kubernetes`, `/var/lib/kube-proxy`) but not in the manifest
+//!   directory (a manifest change is a new pod already), and a regular file when the container
+//!   starts; and, one level deep, the paths inside the watched directories that such a file
+//!   names when it is a configuration file (`.conf`, `.yaml`, `.yml`, `.json`). So the
+//!   kubelet's self-rotated `/var/lib/kubelet/pki` never triggers anything, and a file that
+//!   appears later (the kubelet writing its own `kubelet.conf` after TLS bootstrap) does not
+//!   either.
 //! - When: the baseline is the files' content just before each start ([`FileWatch::baseline`]).
 //!   A container adopted after an agent restart takes the content it finds, but a file
 //!   modified after the container started counts as changed ([`FileWatch::adopted`]): it was
@@ -55,9 +60,9 @@ const MAX_HASHED: u64 = 4 * 1024 * 1024;
 /// container's baseline is taken (process start times have a granularity of a clock tick).
 const ADOPT_MARGIN: Duration = Duration::from_secs(2);
 
-/// The files under `dir` (but not under `exclude`) that a container names on its command
+/// The files under `dirs` (but not under `exclude`) that a container names on its command
 /// line or in its environment, sorted, each once. Pure.
-pub fn container_files(spec: &ContainerSpec, dir: &Path, exclude: &Path) -> Vec<PathBuf> {
+pub fn container_files(spec: &ContainerSpec, dirs: &[PathBuf], exclude: &Path) -> Vec<PathBuf> {
     let words = spec
         .command
         .iter()
@@ -69,18 +74,39 @@ pub fn container_files(spec: &ContainerSpec, dir: &Path, exclude: &Path) -> Vec<
         .chain(spec.env.iter().map(|(_, v)| v.as_str()));
     let mut files: Vec<PathBuf> = words
         .flat_map(|w| w.split(','))
-        .map(|w| Path::new(w.trim()))
-        .filter(|p| {
-            components::layout::is_normalized_absolute(p)
-                && p.starts_with(dir)
-                && *p != dir
-                && !p.starts_with(exclude)
-        })
-        .map(Path::to_path_buf)
+        .filter_map(|w| watched_path(w, dirs, exclude))
         .collect();
     files.sort();
     files.dedup();
     files
+}
+
+/// `word` as a path inside one of `dirs` (not one of them, not under `exclude`).
+fn watched_path(word: &str, dirs: &[PathBuf], exclude: &Path) -> Option<PathBuf> {
+    let p = Path::new(word.trim());
+    let inside = components::layout::is_normalized_absolute(p)
+        && dirs.iter().any(|d| p.starts_with(d) && p != d)
+        && !p.starts_with(exclude);
+    inside.then(|| p.to_path_buf())
+}
+
+/// Whether a file is a configuration file whose text may name further files.
+fn is_config_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["conf", "yaml", "yml", "json"].contains(&e))
+}
+
+/// The paths inside `dirs` that a configuration file's text names (YAML or JSON values such
+/// as `kubeconfig: /var/lib/kube-proxy/kubeconfig.conf`), sorted, each once. Pure.
+pub fn paths_in_text(text: &str, dirs: &[PathBuf], exclude: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = text
+        .split(|c: char| c.is_whitespace() || "\"',{}[]".contains(c))
+        .filter_map(|w| watched_path(w, dirs, exclude))
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// The pods' containers that use any of `files` (as [`container_files`] finds them):
@@ -92,9 +118,10 @@ pub fn users_of(
     exclude: &Path,
 ) -> Vec<(String, String, Vec<PathBuf>)> {
     let mut out = Vec::new();
+    let dirs = [dir.to_path_buf()];
     for pod in pods {
         for c in &pod.containers {
-            let used: Vec<PathBuf> = container_files(c, dir, exclude)
+            let used: Vec<PathBuf> = container_files(c, &dirs, exclude)
                 .into_iter()
                 .filter(|f| files.contains(f))
                 .collect();
@@ -224,8 +251,9 @@ struct Entry {
 /// The files of every container the agent runs, checked for changes (see the module docs).
 #[derive(Debug)]
 pub(crate) struct FileWatch {
-    /// The directory whose files count (`/etc/kubernetes`); None watches nothing.
-    dir: Option<PathBuf>,
+    /// The directories whose files count (`/etc/kubernetes`, `/var/lib/kube-proxy`); none
+    /// watches nothing.
+    dirs: Vec<PathBuf>,
     /// The manifest directory, never watched.
     exclude: PathBuf,
     inner: Mutex<Inner>,
@@ -237,10 +265,9 @@ struct Inner {
     last_check: Option<Instant>,
 }
 
-fn hash(path: &Path) -> Option<[u8; 32]> {
+fn read(path: &Path) -> Option<Vec<u8>> {
     match Fs::real().read_regular_if_exists(path, MAX_HASHED) {
-        Ok(Some(bytes)) => Some(Sha256::digest(&bytes).into()),
-        Ok(None) => None,
+        Ok(bytes) => bytes,
         Err(e) => {
             warn!(file = %path.display(), "cannot read a file a container uses: {e:#}");
             None
@@ -248,10 +275,14 @@ fn hash(path: &Path) -> Option<[u8; 32]> {
     }
 }
 
+fn hash(path: &Path) -> Option<[u8; 32]> {
+    read(path).map(|bytes| Sha256::digest(&bytes).into())
+}
+
 impl FileWatch {
-    pub(crate) fn new(dir: Option<PathBuf>, exclude: PathBuf) -> Self {
+    pub(crate) fn new(dirs: Vec<PathBuf>, exclude: PathBuf) -> Self {
         FileWatch {
-            dir,
+            dirs,
             exclude,
             inner: Mutex::new(Inner::default()),
         }
@@ -265,23 +296,39 @@ impl FileWatch {
     /// The container's files as they are now (regular files only), `changed` when modified
     /// after `started_after`.
     fn observe(&self, spec: &ContainerSpec, started_after: Option<SystemTime>) -> Vec<Watched> {
-        let Some(dir) = &self.dir else {
-            return Vec::new();
+        let named = container_files(spec, &self.dirs, &self.exclude);
+        let mut out: Vec<Watched> = Vec::new();
+        let watch = |path: PathBuf, out: &mut Vec<Watched>| -> Option<Vec<u8>> {
+            if out.iter().any(|w| w.path == path) {
+                return None;
+            }
+            let stamp = Stamp::of(&path)?;
+            let bytes = read(&path)?;
+            let changed = started_after.is_some_and(|t| stamp.modified() > t + ADOPT_MARGIN);
+            out.push(Watched {
+                path,
+                hash: Sha256::digest(&bytes).into(),
+                stamp,
+                changed,
+            });
+            Some(bytes)
         };
-        container_files(spec, dir, &self.exclude)
-            .into_iter()
-            .filter_map(|path| {
-                let stamp = Stamp::of(&path)?;
-                let hash = hash(&path)?;
-                let changed = started_after.is_some_and(|t| stamp.modified() > t + ADOPT_MARGIN);
-                Some(Watched {
-                    path,
-                    hash,
-                    stamp,
-                    changed,
-                })
-            })
-            .collect()
+        for path in named {
+            let config = is_config_file(&path);
+            let Some(bytes) = watch(path, &mut out) else {
+                continue;
+            };
+            if !config {
+                continue;
+            }
+            // One level deep: the files a configuration file names (kube-proxy's kubeconfig).
+            let text = String::from_utf8_lossy(&bytes);
+            for inner in paths_in_text(&text, &self.dirs, &self.exclude) {
+                watch(inner, &mut out);
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
     }
 
     fn record(&self, pod: &StaticPod, spec: &ContainerSpec, files: Vec<Watched>) {
@@ -407,6 +454,21 @@ mod tests {
     const K: &str = "/etc/kubernetes";
     const M: &str = "/etc/kubernetes/manifests";
 
+    /// A hostNetwork pod `name` of one container `c`.
+    fn static_pod(uid: &str, name: &str, c: ContainerSpec) -> StaticPod {
+        StaticPod {
+            uid: uid.into(),
+            namespace: "kube-system".into(),
+            name: name.into(),
+            manifest: PathBuf::from(format!("{M}/{name}.yaml")),
+            host_network: true,
+            restart_policy: crate::pod::spec::RestartPolicy::Always,
+            grace: Duration::from_secs(30),
+            containers: vec![c],
+            warnings: vec![],
+        }
+    }
+
     #[test]
     fn files_are_the_paths_under_the_directory_on_the_command_line() {
         let s = spec(
@@ -431,7 +493,7 @@ mod tests {
             ],
             &[("KUBECONFIG", "/etc/kubernetes/admin.conf")],
         );
-        let files = container_files(&s, Path::new(K), Path::new(M));
+        let files = container_files(&s, &[PathBuf::from(K)], Path::new(M));
         let want: Vec<PathBuf> = [
             "/etc/kubernetes/admin.conf",
             "/etc/kubernetes/pki/apiserver.crt",
@@ -450,17 +512,7 @@ mod tests {
 
     #[test]
     fn users_are_the_containers_naming_a_changed_file() {
-        let pod = |name: &str, args: &[&str]| StaticPod {
-            uid: name.into(),
-            namespace: "kube-system".into(),
-            name: name.into(),
-            manifest: PathBuf::from(format!("{M}/{name}.yaml")),
-            host_network: true,
-            restart_policy: crate::pod::spec::RestartPolicy::Always,
-            grace: Duration::from_secs(30),
-            containers: vec![spec(args, &[])],
-            warnings: vec![],
-        };
+        let pod = |name: &str, args: &[&str]| static_pod(name, name, spec(args, &[]));
         let pods = [
             pod(
                 "kube-apiserver-n1",
@@ -496,6 +548,56 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn a_config_file_names_the_files_it_uses() {
+        let dirs = [PathBuf::from(K), PathBuf::from("/var/lib/kube-proxy")];
+        let conf = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\n\
+                    clientConnection:\n  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf\n\
+                    other: \"/etc/kubernetes/pki/ca.crt\"\n\
+                    outside: /var/lib/kubelet/pki/kubelet-client-current.pem\n\
+                    manifest: /etc/kubernetes/manifests/etcd.yaml\n";
+        assert_eq!(
+            paths_in_text(conf, &dirs, Path::new(M)),
+            [
+                PathBuf::from("/etc/kubernetes/pki/ca.crt"),
+                PathBuf::from("/var/lib/kube-proxy/kubeconfig.conf")
+            ]
+        );
+        assert!(is_config_file(Path::new("/var/lib/kube-proxy/config.conf")));
+        assert!(!is_config_file(Path::new("/etc/kubernetes/pki/ca.crt")));
+    }
+
+    /// kube-proxy names its configuration, which names its kubeconfig: a renewed kubeconfig
+    /// restarts it.
+    #[test]
+    fn a_file_named_by_a_named_config_file_is_watched() {
+        let d = tempfile::tempdir().unwrap();
+        let kp = d.path().join("var/lib/kube-proxy");
+        std::fs::create_dir_all(&kp).unwrap();
+        let (conf, kubeconfig) = (kp.join("config.conf"), kp.join("kubeconfig.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "clientConnection:\n  kubeconfig: {}\n",
+                kubeconfig.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(&kubeconfig, "credential 1").unwrap();
+        let watch = FileWatch::new(vec![kp.clone()], d.path().join("manifests"));
+        let s = spec(&[&format!("--config={}", conf.display())], &[]);
+        let pod = static_pod("u1", "kube-proxy-n1", s.clone());
+        watch.baseline(&pod, &s);
+        let tmp = kp.join(".kubeconfig.tmp");
+        std::fs::write(&tmp, "credential 2").unwrap();
+        std::fs::rename(&tmp, &kubeconfig).unwrap();
+        let t0 = Instant::now();
+        assert!(watch.check(t0 + MIN_INTERVAL).0.is_empty(), "settling");
+        let (due, _) = watch.check(t0 + MIN_INTERVAL * 2);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].changed, [kubeconfig]);
     }
 
     fn stamp(ino: u64, mtime: i128) -> Stamp {
@@ -558,7 +660,7 @@ mod tests {
         let other = k.join("pki/ca.crt");
         std::fs::write(&crt, "one").unwrap();
         std::fs::write(&other, "ca").unwrap();
-        let watch = FileWatch::new(Some(k.clone()), k.join("manifests"));
+        let watch = FileWatch::new(vec![k.clone()], k.join("manifests"));
         let s = spec(
             &[
                 &format!("--tls-cert-file={}", crt.display()),
@@ -567,17 +669,7 @@ mod tests {
             ],
             &[],
         );
-        let pod = StaticPod {
-            uid: "u1".into(),
-            namespace: "kube-system".into(),
-            name: "kube-apiserver-n1".into(),
-            manifest: k.join("manifests/kube-apiserver.yaml"),
-            host_network: true,
-            restart_policy: crate::pod::spec::RestartPolicy::Always,
-            grace: Duration::from_secs(30),
-            containers: vec![s.clone()],
-            warnings: vec![],
-        };
+        let pod = static_pod("u1", "kube-apiserver-n1", s.clone());
         watch.baseline(&pod, &s);
         let t = std::cell::Cell::new(Instant::now());
         let tick = || {

@@ -121,7 +121,7 @@ pub(crate) async fn run(
     let runtime = AnyRuntime::Process(ProcessRuntime::new(&cfg, state, node_id.clone()));
     info!(node_id = %node_id, pid = instance.process().pid, manifests = %cfg.manifest_dir.display(), socket = %socket.display(), runtime = runtime.name(), "agent starting");
     let files =
-        crate::reload::FileWatch::new(cfg.credentials_dir.clone(), cfg.manifest_dir.clone());
+        crate::reload::FileWatch::new(cfg.credentials_dirs.clone(), cfg.manifest_dir.clone());
     let shared = Arc::new(Shared {
         cfg,
         runtime,

@@ -126,7 +126,7 @@ fn a_renewed_pair_restarts_its_user_once_and_nothing_else() {
 #[test]
 fn without_a_credentials_dir_nothing_restarts() {
     let mut n = Node::new("v1.20.2");
-    n.cfg.credentials_dir = None;
+    n.cfg.credentials_dirs = Vec::new();
     n.start_agent();
     let f = setup(&n);
     let (a0, _) = wait_running(&n, "a");

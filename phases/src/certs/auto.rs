@@ -4,6 +4,21 @@
 //! is the cluster's `certificateRenewalWindow`, read with the rest of the ClusterConfiguration
 //! from kubeadm-config through admin.conf at every check (a changed window applies within the
 //! agent's next check), and kept for when the API cannot be reached.
+//!
+//! A worker holds no CA key: what it can renew is kube-proxy's credential
+//! (`/var/lib/kube-proxy/kubeconfig.conf`, made at join through a CertificateSigningRequest,
+//! `phases::join::kube_proxy`), and it renews it the same way: a new key made here, a new
+//! request `kubeboot-kube-proxy-<node>-<digest>` with the node's own kubelet identity, which the
+//! control-plane agents approve (`agent::csr_approval`) and kube-controller-manager signs. Its
+//! window is a quarter of the certificate's own lifetime, at most 90 days (the signer's
+//! `--cluster-signing-duration` sets the lifetime, not the cluster's configuration, which a
+//! node identity may not read). The kubelet's own credential rotates by itself; the agent on a
+//! worker uses the kubelet's.
+//!
+//! A control-plane node under the agent runner has a kube-proxy credential too, issued by
+//! init (or a control-plane join) from the CA on the node with the cluster's validity; `certs
+//! renew` does not list it (kubeadm has no such file), so the agent renews it here, from the
+//! same CA, keeping its subject.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -20,34 +35,131 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use super::CertsCtx;
 use super::expiration::{read_ca, read_target_cert};
 use super::renew::{Renewal, renew};
+use crate::cluster::Cluster;
 use crate::out::Out;
 
 /// The agent's component name in Events (the kubelet's is `kubelet`).
 pub const EVENT_COMPONENT: &str = "kubeboot-agent";
 
+/// The name a worker's kube-proxy credential has in the renewal loop.
+pub const KUBE_PROXY_CREDENTIAL: &str = "kube-proxy";
+
+/// How long the control-plane agents and kube-controller-manager may take to approve and
+/// sign a worker's renewal request.
+const APPROVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The node's certificates, renewed with the cluster's settings.
 pub struct NodeRenewer {
     layout: Layout,
+    node_name: String,
     /// The cluster's configuration as last read from the API.
     known: Mutex<Option<ClusterConfig>>,
 }
 
 impl NodeRenewer {
-    /// A renewer for the node at `layout`.
-    pub fn new(layout: Layout) -> Self {
+    /// A renewer for the node `node_name` at `layout`.
+    pub fn new(layout: Layout, node_name: &str) -> Self {
         NodeRenewer {
             layout,
+            node_name: node_name.to_string(),
             known: Mutex::new(None),
         }
     }
 
     /// A renewer that already knows the cluster's configuration, used until the API answers
     /// (tests; a node whose API is down).
-    pub fn with_cluster_config(layout: Layout, cluster: ClusterConfig) -> Self {
+    pub fn with_cluster_config(layout: Layout, node_name: &str, cluster: ClusterConfig) -> Self {
         NodeRenewer {
             layout,
+            node_name: node_name.to_string(),
             known: Mutex::new(Some(cluster)),
         }
+    }
+
+    fn kubelet_conf(&self) -> PathBuf {
+        self.layout.kubeconfig(names::KUBELET_KUBECONFIG)
+    }
+
+    fn kube_proxy_conf(&self) -> PathBuf {
+        manifests::addons::kube_proxy::node_kubeconfig_path(&self.layout)
+    }
+
+    /// A worker's kube-proxy credential, if the node has one.
+    fn worker_inspect(&self) -> anyhow::Result<Inspection> {
+        let fs = Fs::real();
+        let path = self.kube_proxy_conf();
+        let shown = path.display().to_string();
+        let nothing = Inspection {
+            window: components::config::default_renewal_window(
+                components::config::DEFAULT_CERTIFICATE_VALIDITY,
+            ),
+            certs: Vec::new(),
+        };
+        let Some(yaml) = fs.read_string_if_exists(&path)? else {
+            return Ok(nothing);
+        };
+        // A kubeconfig with another kind of credential is not kubeboot's to renew.
+        let Ok(pem) = pki::Kubeconfig::from_yaml(&yaml).and_then(|k| k.client_certificate_pem())
+        else {
+            return Ok(nothing);
+        };
+        let info = pki::cert_info(&pem).with_context(|| format!("the certificate in {shown:?}"))?;
+        let lifetime = info
+            .not_after
+            .duration_since(info.not_before)
+            .unwrap_or_default();
+        Ok(Inspection {
+            window: components::config::default_renewal_window(lifetime),
+            certs: vec![Expiry {
+                name: KUBE_PROXY_CREDENTIAL.to_string(),
+                not_after: info.not_after,
+                renewable: self.kubelet_conf().exists(),
+            }],
+        })
+    }
+
+    /// Renews a worker's kube-proxy credential through a CertificateSigningRequest made with
+    /// the node's kubelet identity (as `join` made it); the agent restarts kube-proxy.
+    fn worker_renew(&self) -> anyhow::Result<Vec<String>> {
+        let fs = Fs::real();
+        let path = self.kube_proxy_conf();
+        let shown = path.display().to_string();
+        let yaml = fs
+            .read_string_if_exists(&path)?
+            .with_context(|| format!("{shown:?} disappeared"))?;
+        let ca_path = self.layout.default_cert_dir().join("ca.crt");
+        let ca = fs.read_string_if_exists(&ca_path)?.with_context(|| {
+            format!(
+                "the cluster CA certificate {:?} is missing",
+                ca_path.display().to_string()
+            )
+        })?;
+        let key = pki::PrivateKey::generate(components::config::KeyAlgorithm::EcdsaP256)?;
+        let csr = pki::csr::client_csr(&key, names::KUBE_PROXY_USER, &[])?;
+        let name = format!(
+            "{}-{}",
+            agent::csr_approval::request_name(&self.node_name),
+            crate::join::kubelet_start::short_digest(&csr)
+        );
+        tracing::info!(request = %name, "requesting a renewed client certificate for kube-proxy");
+        let cert = Cluster::from_kubeconfig(&self.kubelet_conf())?
+            .request_certificate(
+                &name,
+                names::KUBE_APISERVER_CLIENT_SIGNER,
+                &csr,
+                APPROVAL_TIMEOUT,
+                |elapsed| tracing::info!(request = %name, ?elapsed, "waiting for the approval"),
+            )
+            .context("kube-proxy's renewed certificate was not issued")?;
+        let new = pki::kubeconfig::replace_client_cert(
+            "kube-proxy kubeconfig.conf",
+            &yaml,
+            &cert,
+            key.to_pem(),
+            &ca,
+        )?;
+        fs.write_private(&path, new.as_bytes())?;
+        Ok(vec![KUBE_PROXY_CREDENTIAL.to_string()])
     }
 
     fn admin_conf(&self) -> PathBuf {
@@ -111,9 +223,67 @@ impl NodeRenewer {
     }
 }
 
+/// The client certificate of kube-proxy's kubeconfig on the node, with the kubeconfig, if
+/// there is one (a kubeconfig with another kind of credential is not kubeboot's to renew).
+fn kube_proxy_credential(ctx: &CertsCtx) -> anyhow::Result<Option<(String, String)>> {
+    let path = manifests::addons::kube_proxy::node_kubeconfig_path(&ctx.layout);
+    let Some(yaml) = ctx.fs.read_string_if_exists(&path)? else {
+        return Ok(None);
+    };
+    let pem = pki::Kubeconfig::from_yaml(&yaml).and_then(|k| k.client_certificate_pem());
+    Ok(pem.ok().map(|pem| (yaml, pem)))
+}
+
+/// Renews kube-proxy's credential on a node that holds the cluster CA's key.
+fn renew_kube_proxy_locally(ctx: &CertsCtx) -> anyhow::Result<bool> {
+    let Some((yaml, pem)) = kube_proxy_credential(ctx)? else {
+        return Ok(false);
+    };
+    let pki_dir = ctx.cert_dir();
+    let ca = pki::Issuer {
+        cert_pem: ctx
+            .fs
+            .read_string_if_exists(&pki_dir.join("ca.crt"))?
+            .context("the cluster CA certificate is missing")?,
+        key_pem: ctx
+            .fs
+            .read_string_if_exists(&pki_dir.join("ca.key"))?
+            .context("the cluster CA key is missing")?,
+    };
+    let issued = pki::renew::renew(
+        &pem,
+        KUBE_PROXY_CREDENTIAL,
+        &ca,
+        "ca",
+        ctx.cluster.encryption_algorithm,
+        ctx.cluster.certificate_validity,
+        ctx.now,
+    )?;
+    let new = pki::kubeconfig::replace_client_cert(
+        "kube-proxy kubeconfig.conf",
+        &yaml,
+        &issued.cert_pem,
+        &issued.key_pem,
+        &ca.cert_pem,
+    )?;
+    let path = manifests::addons::kube_proxy::node_kubeconfig_path(&ctx.layout);
+    ctx.fs.write_private(&path, new.as_bytes())?;
+    Ok(true)
+}
+
 /// The node's renewable certificates that exist, with their NotAfter.
 fn expiries(ctx: &CertsCtx) -> anyhow::Result<Vec<Expiry>> {
     let mut out = Vec::new();
+    if let Some((_, pem)) = kube_proxy_credential(ctx)? {
+        let info = pki::cert_info(&pem).context("kube-proxy's certificate")?;
+        out.push(Expiry {
+            name: KUBE_PROXY_CREDENTIAL.to_string(),
+            not_after: info.not_after,
+            renewable: read_ca(ctx, pki::cert_spec("ca").context("the CA's spec")?)?
+                .1
+                .key,
+        });
+    }
     for t in pki::expiry::renew_targets(ctx.local_etcd()) {
         let Some(pem) = read_target_cert(ctx, &t)? else {
             continue;
@@ -132,12 +302,7 @@ fn expiries(ctx: &CertsCtx) -> anyhow::Result<Vec<Expiry>> {
 impl Renewer for NodeRenewer {
     fn inspect(&self) -> anyhow::Result<Inspection> {
         if self.has_no_ca_key() {
-            return Ok(Inspection {
-                window: components::config::default_renewal_window(
-                    components::config::DEFAULT_CERTIFICATE_VALIDITY,
-                ),
-                certs: Vec::new(),
-            });
+            return self.worker_inspect();
         }
         let cluster = self.cluster()?;
         let window = cluster.certificate_renewal_window;
@@ -146,6 +311,13 @@ impl Renewer for NodeRenewer {
     }
 
     fn renew(&self, names: &[String]) -> anyhow::Result<Vec<String>> {
+        if self.has_no_ca_key() {
+            anyhow::ensure!(
+                names.iter().all(|n| n == KUBE_PROXY_CREDENTIAL),
+                "a node without the cluster's CA key renews only kube-proxy's credential, not {names:?}"
+            );
+            return self.worker_renew();
+        }
         let ctx = self.ctx(self.cluster()?);
         let targets: Vec<_> = pki::expiry::renew_targets(ctx.local_etcd())
             .into_iter()
@@ -155,15 +327,27 @@ impl Renewer for NodeRenewer {
         for line in ctx.out.captured().lines() {
             tracing::info!("{line}");
         }
-        Ok(done
+        let mut renewed: Vec<String> = done
             .into_iter()
             .filter(|(_, r)| *r == Renewal::Renewed)
             .map(|(t, _)| t.name.to_string())
-            .collect())
+            .collect();
+        if names.iter().any(|n| n == KUBE_PROXY_CREDENTIAL) && renew_kube_proxy_locally(&ctx)? {
+            renewed.push(KUBE_PROXY_CREDENTIAL.to_string());
+        }
+        Ok(renewed)
     }
 
     fn record_event(&self, node: &str, reason: &str, message: &str) -> anyhow::Result<()> {
-        let api = crate::cluster::Cluster::from_kubeconfig(&self.admin_conf())?;
+        // admin.conf on a control-plane node; a worker's own kubelet identity elsewhere (the
+        // Node authorizer lets a node record events).
+        let admin = self.admin_conf();
+        let kubeconfig = if admin.exists() {
+            admin
+        } else {
+            self.kubelet_conf()
+        };
+        let api = Cluster::from_kubeconfig(&kubeconfig)?;
         api.create_or_update(&node_event(node, reason, message, SystemTime::now()))
     }
 }

@@ -488,12 +488,16 @@ fn the_agent_renews_certificates_before_they_expire(node: &Node) -> Result<()> {
             ensure!(
                 certs["last_renewal"]
                     .as_str()
-                    .is_some_and(|l| l.contains("apiserver") && l.contains("etcd-server")),
+                    .is_some_and(|l| l.contains("apiserver")
+                        && l.contains("etcd-server")
+                        && l.contains("kube-proxy")),
                 "{certs}"
             );
+            // kube-proxy's credential is named by its configuration file, not its flags.
             ensure!(
                 file_restarts(&status, "kube-apiserver") >= Some(1)
-                    && file_restarts(&status, "etcd") >= Some(1),
+                    && file_restarts(&status, "etcd") >= Some(1)
+                    && file_restarts(&status, "kube-proxy") >= Some(1),
                 "the components were not restarted for the renewed files: {status}"
             );
             let text = node.kubeboot_ok(&["agent", "status"])?;
