@@ -173,10 +173,7 @@ impl CertRenewalStatus {
     pub fn render_text(&self) -> String {
         let mut out = String::from("Certificates: renewed by the agent");
         if let Some(w) = self.window_seconds {
-            out.push_str(&format!(
-                " within {} of expiry",
-                crate::pod::lifecycle::human(Duration::from_secs(w))
-            ));
+            out.push_str(&format!(" within {} of expiry", go_duration(w)));
         }
         out.push('\n');
         if let Some(n) = &self.next_due {
@@ -219,6 +216,11 @@ fn set(status: &Shown, f: impl FnOnce(&mut CertRenewalStatus)) {
     // A poisoned lock only means a task panicked while holding it; the value is whole.
     let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
     f(s.get_or_insert_with(CertRenewalStatus::default));
+}
+
+/// A window as the configuration spells it (`2160h0m0s`, `2m30s`).
+fn go_duration(secs: u64) -> String {
+    components::config::duration::format_go_duration(secs)
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -305,7 +307,7 @@ async fn renew(
             let message = format!(
                 "Renewed the certificates {} within {} of their expiry: {}",
                 renewed.join(", "),
-                crate::pod::lifecycle::human(inspection.window),
+                go_duration(inspection.window.as_secs()),
                 expiries.join(", ")
             );
             info!("{message}");
@@ -388,6 +390,17 @@ mod tests {
         assert!(p.due.is_empty());
         assert_eq!(p.stuck, ["a"]);
         assert_eq!(p.sleep, MAX_SLEEP);
+    }
+
+    #[test]
+    fn a_long_window_reads_as_the_configuration_spells_it() {
+        let far = CertRenewalStatus {
+            window_seconds: Some(90 * 86_400),
+            ..Default::default()
+        };
+        let text = far.render_text();
+        assert!(text.contains("within 2160h0m0s of expiry"), "{text}");
+        assert!(text.contains("  renewals: 0\n"), "{text}");
     }
 
     #[test]

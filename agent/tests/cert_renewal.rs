@@ -125,7 +125,7 @@ fn a_certificate_inside_the_window_is_renewed_and_its_user_restarted() {
     assert!(
         events[0]
             .2
-            .starts_with("Renewed the certificates apiserver within 1m of their expiry"),
+            .starts_with("Renewed the certificates apiserver within 1m0s of their expiry"),
         "{}",
         events[0].2
     );
@@ -149,7 +149,7 @@ fn a_certificate_inside_the_window_is_renewed_and_its_user_restarted() {
     assert!(st.next_check.is_some() && st.last_error.is_none(), "{st:?}");
     let text = n.status().render_text();
     assert!(
-        text.contains("Certificates: renewed by the agent within 1m of expiry")
+        text.contains("Certificates: renewed by the agent within 1m0s of expiry")
             && text.contains("renewals: 1, the last at"),
         "{text}"
     );

@@ -562,6 +562,20 @@ fn certs_renew_restarts_only_the_api_server(node: &Node) -> Result<()> {
     step(
         "certs renew apiserver: the agent restarts kube-apiserver only, which serves the new certificate",
         || {
+            // Nothing was restarted for files so far: not during init, not after the agent's
+            // restart (adoption), not the kubelet or kube-proxy.
+            let status = node.agent_status_json()?;
+            let spurious: Vec<&Value> = status["pods"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|p| p["containers"].as_array().into_iter().flatten())
+                .filter(|c| c["file_restarts"].as_u64() != Some(0))
+                .collect();
+            ensure!(
+                spurious.is_empty(),
+                "restarted for files before any renewal: {spurious:?}"
+            );
             let before = agent_pids(node)?;
             let (old_serial, served) = serials(node)?;
             ensure!(
