@@ -148,15 +148,21 @@ fn renew(out: &Out, args: &RenewArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let restarts = phases::certs::renew::restarts(&ctx, &done)?;
-    for line in restart_message(args.name == "all", &restarts) {
+    let agent_running = agent::is_running(&ctx.layout).is_some();
+    for line in restart_message(args.name == "all", &restarts, agent_running) {
         out.line(&line);
     }
     Ok(())
 }
 
 /// What `certs renew` says about restarting the components: kubeadm's instruction after
-/// `renew all` when the kubelet runs them, else which ones the agent restarts.
-fn restart_message(all: bool, restarts: &phases::certs::renew::Restarts) -> Vec<String> {
+/// `renew all` when the kubelet runs them, else which ones the agent restarts (now, or when
+/// it starts: it restarts an adopted container whose files changed while it was stopped).
+fn restart_message(
+    all: bool,
+    restarts: &phases::certs::renew::Restarts,
+    agent_running: bool,
+) -> Vec<String> {
     use phases::certs::renew::Restarts;
     match restarts {
         Restarts::ByUser if all => vec![
@@ -170,8 +176,13 @@ fn restart_message(all: bool, restarts: &phases::certs::renew::Restarts) -> Vec<
                 "No static Pod uses the renewed files: nothing needs a restart.".to_string()
             } else {
                 let verb = if names.len() == 1 { "uses" } else { "use" };
+                let when = if agent_running {
+                    "within seconds"
+                } else {
+                    "once it runs again (it is not running now)"
+                };
                 format!(
-                    "The kubeboot agent restarts {}, which {verb} the renewed files, within seconds.",
+                    "The kubeboot agent restarts {}, which {verb} the renewed files, {when}.",
                     names.join(", ")
                 )
             };
@@ -249,18 +260,31 @@ mod tests {
     #[test]
     fn renew_says_who_restarts_the_components() {
         use phases::certs::renew::Restarts;
-        let by_user = restart_message(true, &Restarts::ByUser);
+        let by_user = restart_message(true, &Restarts::ByUser, false);
         assert_eq!(
             by_user[1],
             "Done renewing certificates. You must restart the kube-apiserver, kube-controller-manager, kube-scheduler and etcd, so that they can use the new certificates."
         );
-        assert!(restart_message(false, &Restarts::ByUser).is_empty());
-        let agent = restart_message(false, &Restarts::ByAgent(vec!["kube-apiserver".into()]));
+        assert!(restart_message(false, &Restarts::ByUser, true).is_empty());
+        let stopped = restart_message(
+            false,
+            &Restarts::ByAgent(vec!["etcd".into(), "kube-apiserver".into()]),
+            false,
+        );
+        assert_eq!(
+            stopped[1],
+            "The kubeboot agent restarts etcd, kube-apiserver, which use the renewed files, once it runs again (it is not running now)."
+        );
+        let agent = restart_message(
+            false,
+            &Restarts::ByAgent(vec!["kube-apiserver".into()]),
+            true,
+        );
         assert_eq!(
             agent[1],
             "The kubeboot agent restarts kube-apiserver, which uses the renewed files, within seconds."
         );
-        let none = restart_message(true, &Restarts::ByAgent(vec![]));
+        let none = restart_message(true, &Restarts::ByAgent(vec![]), true);
         assert_eq!(
             none[1],
             "Done renewing certificates. No static Pod uses the renewed files: nothing needs a restart."
