@@ -41,10 +41,14 @@
 //!   pure decision).
 //! - [`csr_approval`]: which certificate requests the control-plane agents approve (a joining
 //!   node's kube-proxy client certificate), pure; `csr_approver` is the loop that approves them.
+//! - [`reload`]: restarting exactly the containers whose files (certificates, keys,
+//!   kubeconfigs under `/etc/kubernetes`) changed.
 //! - [`state`]: the agent's records on disk.
 //! - [`status`]: the status served on the socket, and its client.
 //! - [`instance`]: one agent per node: its lock, its pid file, finding the running agent.
 //! - [`daemon`]: detached start/stop, stopping every pod (reset), the systemd unit.
+//! - [`cert_renewal`]: renewing the node's certificates inside a window before expiry, through
+//!   a renewer the `kubeboot agent` command injects.
 //! - [`cni`]: kubeboot's bridge CNI configuration, the plugins it needs, running a plugin and
 //!   ADD/DEL of a configuration list ([`cni::conf`]: reading and choosing configurations).
 //! - [`node_network`]: `--pod-network bridge`: the CNI configuration once the node's podCIDR
@@ -54,6 +58,7 @@
 //!   namespaces.
 
 pub mod apilb;
+pub mod cert_renewal;
 pub mod cni;
 pub mod csr_approval;
 mod csr_approver;
@@ -67,6 +72,7 @@ pub mod node_cleanup;
 pub mod node_network;
 pub mod pod;
 pub mod probe;
+pub mod reload;
 pub mod runtime;
 pub mod shim;
 pub mod state;
@@ -144,6 +150,13 @@ pub struct AgentConfig {
     /// The node-local API load balancer ([`apilb`]); it runs while its configuration file
     /// exists. None never runs it.
     pub api_lb: Option<apilb::ApiLbSettings>,
+    /// The directories (`/etc/kubernetes`, `/var/lib/kube-proxy`) whose files, named on a
+    /// container's command line, restart that container when their content changes
+    /// ([`reload`]); none never does.
+    pub credentials_dirs: Vec<PathBuf>,
+    /// Renews the node's certificates inside the cluster's window before expiry
+    /// ([`cert_renewal`]); None never does.
+    pub cert_renewer: Option<cert_renewal::RenewerHandle>,
 }
 
 impl AgentConfig {
@@ -172,6 +185,8 @@ impl AgentConfig {
                 &layout.agent_state_dir(),
             )),
             api_lb: Some(apilb::ApiLbSettings::for_layout(layout)),
+            credentials_dirs: vec![layout.kubernetes_dir(), layout.kube_proxy_dir()],
+            cert_renewer: None,
         }
     }
 

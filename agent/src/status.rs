@@ -39,6 +39,9 @@ pub struct AgentStatus {
     pub pods: Vec<PodStatus>,
     /// Manifests the agent could not read.
     pub manifest_errors: Vec<ManifestErrorStatus>,
+    /// The agent's certificate renewal, when it renews the node's certificates.
+    #[serde(default)]
+    pub certificates: Option<crate::cert_renewal::CertRenewalStatus>,
 }
 
 /// A manifest the agent could not read.
@@ -114,6 +117,13 @@ pub struct ContainerStatus {
     pub started_at_unix: Option<u64>,
     /// The current run's CRI log file.
     pub log_file: Option<String>,
+    /// How many of the restarts were the agent's because files the container uses changed
+    /// (a renewed certificate, [`crate::reload`]), since this agent started.
+    #[serde(default)]
+    pub file_restarts: u32,
+    /// The latest of those: when (RFC 3339) and which files (`<time>: <files> changed`).
+    #[serde(default)]
+    pub last_file_restart: Option<String>,
     /// The container's probes.
     pub probes: Vec<ProbeStatus>,
 }
@@ -305,6 +315,12 @@ impl AgentStatus {
                 notes.push(format!("{}/{}: {r}", p.namespace, p.name));
             }
             for c in &p.containers {
+                if let Some(last) = &c.last_file_restart {
+                    notes.push(format!(
+                        "{}/{} {}: restarted by the agent {} time(s) because files it uses changed; the last at {last}",
+                        p.namespace, p.name, c.name, c.file_restarts
+                    ));
+                }
                 let unwell = c.state != "running" || !c.ready;
                 if !unwell {
                     continue;
@@ -354,6 +370,10 @@ impl AgentStatus {
                 out.push_str(&n);
                 out.push('\n');
             }
+        }
+        if let Some(c) = &self.certificates {
+            out.push('\n');
+            out.push_str(&c.render_text());
         }
         out
     }
@@ -421,6 +441,26 @@ mod tests {
         assert!(lines[2].contains("0/1") && lines[2].contains("BinaryVersionMismatch"));
         assert!(text.contains("kube-system/kube-apiserver-n1 kube-apiserver: BinaryVersionMismatch: /usr/bin/kube-apiserver is v1.20.1"), "{text}");
         assert!(!text.contains("etcd-n1 etcd:"), "{text}");
+    }
+
+    #[test]
+    fn restarts_for_changed_files_are_said() {
+        let mut st = sample();
+        let c = &mut st.pods[0].containers[0];
+        c.file_restarts = 2;
+        c.last_file_restart =
+            Some("2026-01-01T00:00:00Z: /etc/kubernetes/pki/etcd/server.crt changed".into());
+        let text = st.render_text();
+        assert!(text.contains("kube-system/etcd-n1 etcd: restarted by the agent 2 time(s) because files it uses changed; the last at 2026-01-01T00:00:00Z: /etc/kubernetes/pki/etcd/server.crt changed"), "{text}");
+        let v = serde_json::to_value(&st).unwrap();
+        assert_eq!(v["pods"][0]["containers"][0]["file_restarts"], 2);
+        // A status from an agent without the fields still reads.
+        let mut old = serde_json::to_value(sample()).unwrap();
+        let obj = old["pods"][0]["containers"][0].as_object_mut().unwrap();
+        obj.remove("file_restarts");
+        obj.remove("last_file_restart");
+        let back: AgentStatus = serde_json::from_value(old).unwrap();
+        assert_eq!(back.pods[0].containers[0].file_restarts, 0);
     }
 
     #[test]

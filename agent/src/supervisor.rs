@@ -37,6 +37,10 @@ pub(crate) struct Shared {
     pub(crate) networks: Networks,
     pub(crate) board: Mutex<Board>,
     pub(crate) wake: Notify,
+    /// The files each container uses, for restarts when they change ([`crate::reload`]).
+    pub(crate) files: crate::reload::FileWatch,
+    /// The certificate renewal loop's state, for the status ([`crate::cert_renewal`]).
+    cert_renewal: Arc<Mutex<Option<crate::cert_renewal::CertRenewalStatus>>>,
     node_id: String,
 }
 
@@ -116,12 +120,16 @@ pub(crate) async fn run(
     let networks = Networks::new(&cfg, state.clone(), node_id.clone());
     let runtime = AnyRuntime::Process(ProcessRuntime::new(&cfg, state, node_id.clone()));
     info!(node_id = %node_id, pid = instance.process().pid, manifests = %cfg.manifest_dir.display(), socket = %socket.display(), runtime = runtime.name(), "agent starting");
+    let files =
+        crate::reload::FileWatch::new(cfg.credentials_dirs.clone(), cfg.manifest_dir.clone());
     let shared = Arc::new(Shared {
         cfg,
         runtime,
         networks,
         board: Mutex::new(Board::default()),
         wake: Notify::new(),
+        files,
+        cert_renewal: Arc::new(Mutex::new(None)),
         node_id,
     });
 
@@ -164,6 +172,12 @@ pub(crate) async fn run(
         .api_lb
         .clone()
         .map(|l| tokio::spawn(crate::apilb::run(l).instrument(info_span!("api-lb"))));
+    let cert_renewal = shared.cfg.cert_renewer.clone().map(|r| {
+        tokio::spawn(
+            crate::cert_renewal::run(r, shared.cfg.node_name.clone(), shared.cert_renewal.clone())
+                .instrument(info_span!("cert-renewal")),
+        )
+    });
     let mut watcher = ManifestWatcher::new(&shared.cfg.manifest_dir, shared.cfg.node_name.clone());
     let mut cni_watch = DirWatch::new(&shared.cfg.cni_conf_dir, "CNI configuration directory");
     let mut observed: BTreeMap<String, PodHandle> = BTreeMap::new();
@@ -199,6 +213,7 @@ pub(crate) async fn run(
         let d = desired.take().unwrap_or_else(|| watcher.scan());
         cni_watch.ensure();
         let next = reconcile(&shared, &mut observed, &mut teardowns, d).await;
+        let next = earliest(next, restart_changed(&shared, &observed));
         let resync = shared.cfg.resync;
         let wait = next.map_or(resync, |t| {
             t.saturating_duration_since(Instant::now()).min(resync)
@@ -227,6 +242,9 @@ pub(crate) async fn run(
     }
     if let Some(l) = api_lb {
         l.abort();
+    }
+    if let Some(c) = cert_renewal {
+        c.abort();
     }
     for h in observed.values() {
         for (_, task) in &h.containers {
@@ -658,6 +676,23 @@ async fn sweep(
     t.retry_at.values().min().copied()
 }
 
+/// Restarts the containers whose files changed ([`crate::reload`]); returns when to check
+/// again while a change settles.
+fn restart_changed(shared: &Shared, observed: &BTreeMap<String, PodHandle>) -> Option<Instant> {
+    let (due, again) = shared.files.check(Instant::now());
+    for d in due {
+        let Some(h) = observed.get(&d.uid).filter(|h| !h.terminating) else {
+            continue;
+        };
+        let index = h.pod.containers.iter().position(|c| c.name == d.container);
+        if let Some((tx, _)) = index.and_then(|i| h.containers.get(i)) {
+            info!(pod = %d.pod, container = %d.container, "restarting the container: {}", d.reason());
+            let _ = tx.send(Event::Restart { reason: d.reason() });
+        }
+    }
+    again
+}
+
 /// The pod phase (kubelet: kubelet_pods.go getPhase).
 fn phase(policy: RestartPolicy, containers: &[ContainerStatus]) -> String {
     let (mut waiting, mut running, mut stopped, mut succeeded) = (0, 0, 0, 0);
@@ -723,6 +758,11 @@ pub(crate) fn snapshot(shared: &Shared) -> AgentStatus {
         manifest_dir: shared.cfg.manifest_dir.display().to_string(),
         pods,
         manifest_errors: errors,
+        certificates: shared
+            .cert_renewal
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default(),
     }
 }
 

@@ -35,10 +35,19 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             }
             let runner =
                 phases::host::static_pod_runner(args.static_pod_runner.as_deref(), &layout)?;
+            // The agent renews the node's certificates inside the cluster's window
+            // (agent::cert_renewal); where the kubelet runs the control plane, the restarts
+            // that follow would be the user's, so it renews nothing there.
+            config.cert_renewer = Some(agent::cert_renewal::RenewerHandle(std::sync::Arc::new(
+                phases::certs::auto::NodeRenewer::new(layout.clone(), &node_name),
+            )));
             if runner == components::StaticPodRunner::Kubelet {
                 // The kubelet runs the manifest directory and publishes its mirror pods.
                 config.manifest_dir = layout.agent_manifests_dir();
                 config.kubeconfig = None;
+                // The control plane's restarts after a renewal are the user's, as with kubeadm.
+                config.credentials_dirs = Vec::new();
+                config.cert_renewer = None;
             }
             agent::run(config)
         }

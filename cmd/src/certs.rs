@@ -139,18 +139,56 @@ fn renew(out: &Out, args: &RenewArgs) -> anyhow::Result<()> {
         Some(dir) => agent::host::fs::Fs::under(dir),
         None => ctx.fs.clone(),
     };
-    phases::certs::renew::renew(&ctx, &targets, args.name != "all", &write)?;
+    let done = phases::certs::renew::renew(&ctx, &targets, args.name != "all", &write)?;
     if let Some(dir) = scratch {
         out.line(&format!(
             "[dryrun] Nothing on the node changed; the renewed files were written under {:?}",
             dir.display().to_string()
         ));
+        return Ok(());
     }
-    if args.name == "all" {
-        out.line("");
-        out.line("Done renewing certificates. You must restart the kube-apiserver, kube-controller-manager, kube-scheduler and etcd, so that they can use the new certificates.");
+    let restarts = phases::certs::renew::restarts(&ctx, &done)?;
+    let agent_running = agent::is_running(&ctx.layout).is_some();
+    for line in restart_message(args.name == "all", &restarts, agent_running) {
+        out.line(&line);
     }
     Ok(())
+}
+
+/// What `certs renew` says about restarting the components: kubeadm's instruction after
+/// `renew all` when the kubelet runs them, else which ones the agent restarts (now, or when
+/// it starts: it restarts an adopted container whose files changed while it was stopped).
+fn restart_message(
+    all: bool,
+    restarts: &phases::certs::renew::Restarts,
+    agent_running: bool,
+) -> Vec<String> {
+    use phases::certs::renew::Restarts;
+    match restarts {
+        Restarts::ByUser if all => vec![
+            String::new(),
+            "Done renewing certificates. You must restart the kube-apiserver, kube-controller-manager, kube-scheduler and etcd, so that they can use the new certificates.".into(),
+        ],
+        Restarts::ByUser => Vec::new(),
+        Restarts::ByAgent(names) => {
+            let done = if all { "Done renewing certificates. " } else { "" };
+            let what = if names.is_empty() {
+                "No static Pod uses the renewed files: nothing needs a restart.".to_string()
+            } else {
+                let verb = if names.len() == 1 { "uses" } else { "use" };
+                let when = if agent_running {
+                    "within seconds"
+                } else {
+                    "once it runs again (it is not running now)"
+                };
+                format!(
+                    "The kubeboot agent restarts {}, which {verb} the renewed files, {when}.",
+                    names.join(", ")
+                )
+            };
+            vec![String::new(), format!("{done}{what}")]
+        }
+    }
 }
 
 /// Prints the expiry report in `format`.
@@ -217,6 +255,40 @@ mod tests {
             phases::init::upload_certs::check_certificate_key(k).expect("a valid certificate key");
         }
         assert!(Cli::try_parse_from(["kubeboot", "certs", "certificate-key", "x"]).is_err());
+    }
+
+    #[test]
+    fn renew_says_who_restarts_the_components() {
+        use phases::certs::renew::Restarts;
+        let by_user = restart_message(true, &Restarts::ByUser, false);
+        assert_eq!(
+            by_user[1],
+            "Done renewing certificates. You must restart the kube-apiserver, kube-controller-manager, kube-scheduler and etcd, so that they can use the new certificates."
+        );
+        assert!(restart_message(false, &Restarts::ByUser, true).is_empty());
+        let stopped = restart_message(
+            false,
+            &Restarts::ByAgent(vec!["etcd".into(), "kube-apiserver".into()]),
+            false,
+        );
+        assert_eq!(
+            stopped[1],
+            "The kubeboot agent restarts etcd, kube-apiserver, which use the renewed files, once it runs again (it is not running now)."
+        );
+        let agent = restart_message(
+            false,
+            &Restarts::ByAgent(vec!["kube-apiserver".into()]),
+            true,
+        );
+        assert_eq!(
+            agent[1],
+            "The kubeboot agent restarts kube-apiserver, which uses the renewed files, within seconds."
+        );
+        let none = restart_message(true, &Restarts::ByAgent(vec![]), true);
+        assert_eq!(
+            none[1],
+            "Done renewing certificates. No static Pod uses the renewed files: nothing needs a restart."
+        );
     }
 
     #[test]

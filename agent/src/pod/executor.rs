@@ -63,6 +63,7 @@ impl Executor {
                 .unwrap_or_default();
             let started_at = now.checked_sub(age).unwrap_or(now);
             c = c.adopted(r.pid, started_at, restart_count, now);
+            shared.files.adopted(&pod, &spec, r.started_wall);
             running = Some(r);
         }
         let ex = Executor {
@@ -88,6 +89,7 @@ impl Executor {
             self.publish();
             if self.c.is_gone() {
                 self.shared.runtime.forget(&self.pod.uid, &self.spec.name);
+                self.shared.files.forget(&self.pod.uid, &self.spec.name);
                 break;
             }
             let deadline = self.c.next_deadline().map(tokio::time::Instant::from_std);
@@ -120,6 +122,8 @@ impl Executor {
         let rt = &self.shared.runtime;
         match action {
             Action::Start { restart_count } => {
+                // What its files hold now is what this run uses (crate::reload).
+                self.shared.files.baseline(&self.pod, &self.spec);
                 let netns = self.net.as_ref().map(|n| n.netns.as_path());
                 match rt.start(&self.pod, &self.spec, restart_count, netns).await {
                     Ok(r) => {
@@ -246,6 +250,12 @@ impl Executor {
             started_at_unix: started_wall
                 .map(|t| t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()),
             log_file: running.map(|r| r.log_file.display().to_string()),
+            file_restarts: self.c.file_restarts,
+            last_file_restart: self
+                .c
+                .last_file_restart
+                .as_ref()
+                .map(|(why, at)| format!("{}: {why}", logs::rfc3339(wall(*at)))),
             probes: self
                 .c
                 .probes

@@ -24,6 +24,12 @@
 //!   the restart policy decides what comes next, as for any exit.
 //! - Stopping: SIGTERM was sent; SIGKILL at `kill_at` (the grace period).
 //! - Terminated: not restarted (policy), or stopped because its pod was removed.
+//! - Restart (a file the container uses changed, [`crate::reload`]): Running goes to Stopping
+//!   as on a failed liveness probe, but its exit leads straight to Starting, with no backoff
+//!   (the exit is the agent's doing, not a crash); SIGKILL follows after at most
+//!   [`RESTART_GRACE`]. A container waiting to be retried is retried at once (the changed file
+//!   may be what it lacked). Only under restartPolicy Always: a pod that must not be restarted
+//!   is not.
 //!
 //! Events naming a `pid` are ignored unless they are about the current process, so a late
 //! result from a previous run never touches the new one.
@@ -32,6 +38,15 @@ use std::time::{Duration, Instant};
 
 use super::backoff::{Backoff, BackoffConfig};
 use super::spec::{ProbeKind, ProbeTiming, RestartPolicy};
+
+/// The most a container restarted for changed files gets between SIGTERM and SIGKILL. Its
+/// pod's grace period protects work in flight when a pod goes away; a component restarted to
+/// load new files has only its requests in flight, which take milliseconds, while every second
+/// it is stopping is a second of outage: kube-apiserver 1.20 stops listening at SIGTERM, then
+/// waits for its watch connections to go idle (http.Server.Shutdown, up to 60 s), which they
+/// never do, so the kubelet's 30 s would be 30 s without an API (and the controller-manager's
+/// and scheduler's leader election, which gives up after 10 s without the API, would exit too).
+pub const RESTART_GRACE: Duration = Duration::from_secs(3);
 
 /// How a process ended.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -106,6 +121,8 @@ pub enum ContainerState {
         killed: bool,
         /// Why it is stopped: a failed probe's message (restart per policy) or `None` (pod removed).
         unhealthy: Option<String>,
+        /// Stopped to be started again at once, and why (files it uses changed).
+        restart: Option<String>,
     },
     /// Done: not restarted.
     Terminated {
@@ -151,6 +168,12 @@ pub enum Event {
     },
     /// The pod was removed (or replaced): stop for good.
     Stop,
+    /// Files the container uses changed ([`crate::reload`]): stop it gracefully and start it
+    /// again at once.
+    Restart {
+        /// Why, for the status and the log (`/etc/kubernetes/pki/apiserver.crt changed`).
+        reason: String,
+    },
 }
 
 /// What the executor must do.
@@ -312,6 +335,10 @@ pub struct Container {
     pub probes: Vec<ProbeTracker>,
     /// Its pod was removed: once it stops, it is gone.
     pub removing: bool,
+    /// How many of the restarts were for changed files ([`Event::Restart`]).
+    pub file_restarts: u32,
+    /// The latest such restart: why, and when.
+    pub last_file_restart: Option<(String, Instant)>,
 }
 
 impl Container {
@@ -345,6 +372,8 @@ impl Container {
                 .map(|(k, t)| ProbeTracker::new(k, t))
                 .collect(),
             removing: false,
+            file_restarts: 0,
+            last_file_restart: None,
         }
     }
 
@@ -453,6 +482,7 @@ impl Container {
             kill_at: now + self.grace,
             killed: false,
             unhealthy,
+            restart: None,
         };
         self.ready = false;
         vec![Action::Terminate { pid }]
@@ -648,12 +678,63 @@ fn step(c: &mut Container, event: Event, now: Instant) -> Vec<Action> {
             }
             vec![Action::Kill { pid }]
         }
-        (S::Stopping { pid, unhealthy, .. }, Event::Exited { pid: p, mut exit }) if p == pid => {
+        (
+            S::Stopping {
+                pid,
+                unhealthy,
+                restart,
+                ..
+            },
+            Event::Exited { pid: p, mut exit },
+        ) if p == pid => {
             if let Some(why) = unhealthy {
                 exit.reason = "Unhealthy".into();
                 exit.message = Some(why);
             }
-            c.after_exit(exit, now)
+            match restart {
+                Some(why) if !c.removing => {
+                    c.not_running();
+                    exit.message = Some(format!("restarted: {why}"));
+                    c.last_exit = Some(exit);
+                    c.state = S::Starting;
+                    vec![Action::Start {
+                        restart_count: c.restart_count + 1,
+                    }]
+                }
+                _ => c.after_exit(exit, now),
+            }
+        }
+
+        // Files it uses changed: restart it (restartPolicy Always only).
+        (S::Running { pid, started_at }, Event::Restart { reason })
+            if c.policy == RestartPolicy::Always =>
+        {
+            c.file_restarts += 1;
+            c.last_file_restart = Some((reason.clone(), now));
+            let actions = c.stop(pid, started_at, None, now);
+            if let S::Stopping {
+                restart, kill_at, ..
+            } = &mut c.state
+            {
+                *restart = Some(reason);
+                *kill_at = now + c.grace.min(RESTART_GRACE);
+            }
+            actions
+        }
+        (
+            S::Waiting {
+                reason: r,
+                message,
+                retry_at: Some(at),
+            },
+            Event::Restart { .. },
+        ) if c.policy == RestartPolicy::Always && at > now => {
+            c.state = S::Waiting {
+                reason: r,
+                message,
+                retry_at: Some(now),
+            };
+            Vec::new()
         }
 
         // Anything else (stale pids, early ticks, probes while stopping) changes nothing.
@@ -1080,6 +1161,82 @@ mod tests {
         );
         assert_eq!(a, [Action::Start { restart_count: 4 }]);
         assert_eq!(c.restart_count, 3);
+    }
+
+    fn restart(why: &str) -> Event {
+        Event::Restart { reason: why.into() }
+    }
+
+    #[test]
+    fn a_changed_file_restarts_gracefully_and_at_once() {
+        let mut s = Sim::new(RestartPolicy::Always, vec![]);
+        s.start(7);
+        // A crash first, so the backoff is not at its start: the restart must not wait on it.
+        assert!(matches!(s.exit(7, 1)[..], [Action::Start { .. }]));
+        s.ev(Event::Started { pid: 8 });
+        assert_eq!(s.c.restart_count, 1);
+        assert_eq!(
+            s.at(secs(5)).ev(restart("a.crt changed")),
+            [Action::Terminate { pid: 8 }]
+        );
+        assert_eq!(s.c.file_restarts, 1);
+        assert_eq!(
+            s.c.last_file_restart,
+            Some(("a.crt changed".to_string(), s.now))
+        );
+        // SIGTERM first, SIGKILL after the restart's own short grace.
+        assert!(s.at(secs(2)).ev(Event::Tick).is_empty());
+        assert_eq!(s.at(secs(1)).ev(Event::Tick), [Action::Kill { pid: 8 }]);
+        // A second change while it stops changes nothing.
+        assert!(s.ev(restart("b.crt changed")).is_empty());
+        assert_eq!(s.c.file_restarts, 1);
+        assert_eq!(
+            s.ev(Event::Exited {
+                pid: 8,
+                exit: ExitInfo::from_status(None, Some(15)),
+            }),
+            [Action::Start { restart_count: 2 }],
+            "started again at once, no backoff"
+        );
+        let exit = s.c.last_exit.clone().expect("the exit is kept");
+        assert_eq!(exit.message.as_deref(), Some("restarted: a.crt changed"));
+        s.ev(Event::Started { pid: 9 });
+        assert_eq!(s.c.restart_count, 2);
+        assert_eq!(s.c.pid(), Some(9));
+    }
+
+    #[test]
+    fn a_changed_file_of_a_removed_or_not_restartable_container_restarts_nothing() {
+        // Removed while it stops for a restart: gone, not started.
+        let mut s = Sim::new(RestartPolicy::Always, vec![]);
+        s.start(7);
+        s.ev(restart("a.crt changed"));
+        s.ev(Event::Stop);
+        assert!(s.exit(7, 0).is_empty());
+        assert!(s.c.is_gone());
+        // restartPolicy Never: the change is ignored.
+        let mut s = Sim::new(RestartPolicy::Never, vec![]);
+        s.start(7);
+        assert!(s.ev(restart("a.crt changed")).is_empty());
+        assert_eq!(s.c.pid(), Some(7));
+        assert_eq!(s.c.file_restarts, 0);
+    }
+
+    #[test]
+    fn a_changed_file_ends_a_crash_loop_wait() {
+        let mut s = Sim::new(RestartPolicy::Always, vec![]);
+        s.start(7);
+        s.exit(7, 1);
+        s.ev(Event::Started { pid: 8 });
+        s.exit(8, 1);
+        assert!(
+            matches!(&s.c.state, ContainerState::Waiting { retry_at: Some(t), .. } if *t > s.now),
+            "{:?}",
+            s.c.state
+        );
+        assert!(s.ev(restart("a.key changed")).is_empty());
+        assert_eq!(s.c.next_deadline(), Some(s.now));
+        assert!(matches!(s.ev(Event::Tick)[..], [Action::Start { .. }]));
     }
 
     #[test]

@@ -185,6 +185,8 @@ pub struct ClusterSpec {
     pub certificate_validity_period: Option<String>,
     /// kubeboot extension (kubeadm v1beta4): `caCertificateValidityPeriod`, a Go duration.
     pub ca_certificate_validity_period: Option<String>,
+    /// kubeboot extension: `certificateRenewalWindow`, a Go duration.
+    pub certificate_renewal_window: Option<String>,
 }
 
 /// Discovery as a file says it.

@@ -206,6 +206,18 @@ pub struct ClusterConfig {
     /// How long new CAs are valid (kubeadm v1beta4 `caCertificateValidityPeriod`, default 10
     /// years); always longer than `certificate_validity`.
     pub ca_certificate_validity: Duration,
+    /// The node agents renew a leaf certificate once it expires within this (kubeboot's
+    /// `certificateRenewalWindow`; default [`default_renewal_window`]); always shorter than
+    /// `certificate_validity`, so a renewed certificate is never due at once.
+    pub certificate_renewal_window: Duration,
+}
+
+/// The renewal window when none is configured: 90 days (k3s renews its certificates within
+/// 90 days of expiry), or a quarter of the validity when that is shorter (certificates
+/// of minutes, in tests), as the kubelet rotates its own at 70-90% of their life.
+pub fn default_renewal_window(certificate_validity: Duration) -> Duration {
+    const NINETY_DAYS: Duration = Duration::from_secs(90 * 24 * 3600);
+    NINETY_DAYS.min(certificate_validity / 4)
 }
 
 /// kubeadm's default leaf validity (constants.CertificateValidityPeriod, 8760h).

@@ -306,6 +306,10 @@ pub fn cluster_configuration_yaml(c: &ClusterConfig) -> String {
             c.ca_certificate_validity,
             super::DEFAULT_CA_CERTIFICATE_VALIDITY,
         ),
+        certificate_renewal_window: validity_field(
+            c.certificate_renewal_window,
+            super::default_renewal_window(c.certificate_validity),
+        ),
     };
     to_sorted_yaml(&doc)
 }

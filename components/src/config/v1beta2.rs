@@ -98,6 +98,10 @@ pub struct ClusterConfiguration {
     /// kubeboot extension (kubeadm v1beta4, 1.31): how long new CAs are valid.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub ca_certificate_validity_period: String,
+    /// kubeboot extension (no kubeadm equivalent): the node agents renew a leaf certificate
+    /// once it expires within this Go duration.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub certificate_renewal_window: String,
 }
 
 /// ClusterStatus (the `kubeadm-config` ConfigMap's second key in kubeadm 1.20).
@@ -548,6 +552,7 @@ impl From<ClusterConfiguration> for ClusterSpec {
             encryption_algorithm: opt(v.encryption_algorithm),
             certificate_validity_period: opt(v.certificate_validity_period),
             ca_certificate_validity_period: opt(v.ca_certificate_validity_period),
+            certificate_renewal_window: opt(v.certificate_renewal_window),
         }
     }
 }

@@ -600,6 +600,7 @@ pub(crate) fn check_cluster(
     };
 
     let (certificate_validity, ca_certificate_validity) = check_validity(c, errs);
+    let certificate_renewal_window = check_renewal_window(c, certificate_validity, errs);
 
     let version = version?;
     let image_repository = c
@@ -634,7 +635,48 @@ pub(crate) fn check_cluster(
         encryption_algorithm,
         certificate_validity,
         ca_certificate_validity,
+        certificate_renewal_window,
     })
+}
+
+/// `certificateRenewalWindow` (kubeboot's): a Go duration above zero and shorter than
+/// `certificateValidityPeriod`, else a renewed certificate would be due again at once.
+fn check_renewal_window(
+    c: &ClusterSpec,
+    validity: Duration,
+    errs: &mut Vec<FieldError>,
+) -> Duration {
+    const FIELD: &str = "certificateRenewalWindow";
+    let default = super::default_renewal_window(validity);
+    let Some(text) = c.certificate_renewal_window.as_deref() else {
+        return default;
+    };
+    match super::duration::parse_go_duration(text) {
+        Ok(d) if d.is_zero() => {
+            errs.push(FieldError::invalid(FIELD, text, "must be longer than 0s"));
+            default
+        }
+        Ok(d) if d >= validity => {
+            errs.push(FieldError::other(
+                FIELD,
+                format!(
+                    "({}) must be shorter than certificateValidityPeriod ({}): a renewed certificate would be due for renewal at once; shorten the window or lengthen the validity",
+                    super::duration::format_go_duration(d.as_secs()),
+                    super::duration::format_go_duration(validity.as_secs())
+                ),
+            ));
+            default
+        }
+        Ok(d) => d,
+        Err(e) => {
+            errs.push(FieldError::invalid(
+                FIELD,
+                text,
+                format!("is not a duration such as \"2160h0m0s\" ({e})"),
+            ));
+            default
+        }
+    }
 }
 
 /// `certificateValidityPeriod` and `caCertificateValidityPeriod` (kubeadm v1beta4): Go
@@ -1074,6 +1116,30 @@ mod tests {
     }
 
     #[test]
+    fn renewal_window_defaults_to_90_days_or_a_quarter_of_the_validity() {
+        let cfg = run(|_, _| {}).expect("valid");
+        assert_eq!(
+            cfg.cluster.certificate_renewal_window.as_secs(),
+            90 * 24 * 3600
+        );
+        let cfg = run(|_, c| c.certificate_validity_period = Some("4m".into())).expect("valid");
+        assert_eq!(cfg.cluster.certificate_renewal_window.as_secs(), 60);
+        let yaml = crate::config::print::cluster_configuration_yaml(&cfg.cluster);
+        assert!(!yaml.contains("certificateRenewalWindow"), "{yaml}");
+        let cfg = run(|_, c| {
+            c.certificate_validity_period = Some("4m".into());
+            c.certificate_renewal_window = Some("150s".into());
+        })
+        .expect("valid");
+        assert_eq!(cfg.cluster.certificate_renewal_window.as_secs(), 150);
+        // Written back (kubeadm-config), so every agent of the cluster reads it.
+        let yaml = crate::config::print::cluster_configuration_yaml(&cfg.cluster);
+        assert!(yaml.contains("certificateRenewalWindow: 2m30s"), "{yaml}");
+        let back = crate::config::cluster_from_kubeadm_config(&yaml).expect("reads back");
+        assert_eq!(back.certificate_renewal_window.as_secs(), 150);
+    }
+
+    #[test]
     fn validity_periods_default_to_kubeadms_and_take_go_durations() {
         let cfg = run(|_, _| {}).expect("valid");
         assert_eq!(cfg.cluster.certificate_validity.as_secs(), 8760 * 3600);
@@ -1233,6 +1299,24 @@ mod tests {
                 "certificate_validity_zero",
                 |_, c| c.certificate_validity_period = Some("0s".into()),
                 "certificateValidityPeriod: \"0s\" must be longer than 0s",
+            ),
+            (
+                "renewal_window_not_shorter_than_validity",
+                |_, c| {
+                    c.certificate_validity_period = Some("5m".into());
+                    c.certificate_renewal_window = Some("5m".into());
+                },
+                "certificateRenewalWindow: (5m0s) must be shorter than certificateValidityPeriod (5m0s): a renewed certificate would be due for renewal at once",
+            ),
+            (
+                "renewal_window_zero",
+                |_, c| c.certificate_renewal_window = Some("0s".into()),
+                "certificateRenewalWindow: \"0s\" must be longer than 0s",
+            ),
+            (
+                "renewal_window_not_a_duration",
+                |_, c| c.certificate_renewal_window = Some("90 days".into()),
+                "certificateRenewalWindow: \"90 days\" is not a duration such as \"2160h0m0s\"",
             ),
             (
                 "ca_validity_not_longer_than_leaf",

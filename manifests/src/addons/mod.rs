@@ -82,6 +82,9 @@ pub(crate) mod tests_support {
                 encryption_algorithm: KeyAlgorithm::EcdsaP256,
                 certificate_validity: components::config::DEFAULT_CERTIFICATE_VALIDITY,
                 ca_certificate_validity: components::config::DEFAULT_CA_CERTIFICATE_VALIDITY,
+                certificate_renewal_window: components::config::default_renewal_window(
+                    components::config::DEFAULT_CERTIFICATE_VALIDITY,
+                ),
             },
             node: NodeRegistration {
                 name: "node1".into(),

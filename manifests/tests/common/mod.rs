@@ -46,6 +46,9 @@ pub fn golden_config() -> InitConfig {
             encryption_algorithm: KeyAlgorithm::Rsa2048,
             certificate_validity: components::config::DEFAULT_CERTIFICATE_VALIDITY,
             ca_certificate_validity: components::config::DEFAULT_CA_CERTIFICATE_VALIDITY,
+            certificate_renewal_window: components::config::default_renewal_window(
+                components::config::DEFAULT_CERTIFICATE_VALIDITY,
+            ),
         },
         node: NodeRegistration {
             name: "node1".into(),

@@ -4,10 +4,12 @@
 //! write renewed files atomically.
 //!
 //! Modules:
+//! - [`auto`]: the renewer the agent runs inside the cluster's renewal window.
 //! - [`expiration`]: the expiry report of every certificate and CA on the node.
 //! - [`renew`]: re-issuing certificates from the same CA, keeping subject and SANs.
 //! - [`user`]: a kubeconfig with a client certificate for another user.
 
+pub mod auto;
 pub mod expiration;
 pub mod renew;
 pub mod user;
@@ -140,7 +142,12 @@ pub fn cluster_config(
     Ok(default_init_config()?.cluster)
 }
 
-fn from_cluster(kubeconfig: &Path, out: &Out, log_prefix: &str) -> anyhow::Result<ClusterConfig> {
+/// The ClusterConfiguration of the cluster's kubeadm-config ConfigMap, through `kubeconfig`.
+pub(crate) fn from_cluster(
+    kubeconfig: &Path,
+    out: &Out,
+    log_prefix: &str,
+) -> anyhow::Result<ClusterConfig> {
     let api = crate::cluster::Cluster::from_kubeconfig(kubeconfig)?;
     say!(out, log_prefix, "Reading configuration from the cluster...");
     say!(

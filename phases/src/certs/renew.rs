@@ -74,6 +74,81 @@ pub fn renew(
     Ok(done)
 }
 
+/// Who restarts the components after a renewal on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restarts {
+    /// The kubelet runs the static pods (`--static-pod-runner kubelet`): the user restarts
+    /// them, as with kubeadm.
+    ByUser,
+    /// The kubeboot agent runs them and restarts these (their static pods' names), which use
+    /// a renewed file ([`agent::reload`]); empty when none does.
+    ByAgent(Vec<String>),
+}
+
+/// Which components restart because of `done` (the files of the certificates renewed):
+/// under the agent runner, the static pods of the manifest directory whose containers name a
+/// renewed file, as the agent finds them ([`agent::reload::users_of`]).
+pub fn restarts(ctx: &CertsCtx, done: &[(RenewTarget, Renewal)]) -> anyhow::Result<Restarts> {
+    // Observe: the runner this node was set up with, the renewed files, the manifests.
+    let runner = crate::host::static_pod_runner(None, &ctx.layout)?;
+    if runner == components::StaticPodRunner::Kubelet {
+        return Ok(Restarts::ByUser);
+    }
+    let files: Vec<std::path::PathBuf> = done
+        .iter()
+        .filter(|(_, r)| *r == Renewal::Renewed)
+        .flat_map(|(t, _)| {
+            let (path, key) = target_files(ctx, t);
+            std::iter::once(path).chain(key)
+        })
+        .collect();
+    let manifests = ctx.layout.manifests_dir();
+    let pods = static_pods(ctx, &manifests)?;
+    // Decide.
+    let mut names: Vec<String> =
+        agent::reload::users_of(&pods, &files, &ctx.layout.kubernetes_dir(), &manifests)
+            .into_iter()
+            .map(|(pod, _, _)| pod)
+            .collect();
+    names.sort();
+    names.dedup();
+    Ok(Restarts::ByAgent(names))
+}
+
+/// The static pods of the manifest directory as the agent reads them; a manifest it cannot
+/// read runs nothing, so it restarts nothing.
+fn static_pods(
+    ctx: &CertsCtx,
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<agent::pod::spec::StaticPod>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("could not list {:?}", dir.display().to_string()));
+        }
+    };
+    let mut pods = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if !agent::pod::spec::is_manifest_file(&name.to_string_lossy()) {
+            continue;
+        }
+        let Ok(Some(bytes)) = ctx
+            .fs
+            .read_regular_if_exists(&path, agent::watch::MAX_MANIFEST_SIZE)
+        else {
+            continue;
+        };
+        if let Ok(pod) = agent::pod::spec::parse_manifest(&path, &bytes, None) {
+            pods.push(pod);
+        }
+    }
+    Ok(pods)
+}
+
 fn renew_one(ctx: &CertsCtx, t: &RenewTarget, write: &Fs) -> anyhow::Result<Renewal> {
     // Observe.
     let Some(cert_pem) = read_target_cert(ctx, t)? else {

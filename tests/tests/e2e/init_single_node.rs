@@ -333,6 +333,8 @@ fn init_single_node() -> Result<()> {
         },
     )?;
 
+    certs_renew_restarts_only_the_api_server(&node)?;
+
     step(
         "a second init fails preflight clearly and changes nothing",
         || {
@@ -383,16 +385,265 @@ fn init_single_node() -> Result<()> {
         Ok(())
     })?;
 
-    step("init works again after reset", || {
-        run_init(&node, &bin)?;
-        ensure!(livez_ok(&node)?, "/livez not ok");
-        Ok(())
-    })?;
+    step(
+        "init works again after reset, with leaf certificates of 4 minutes renewed 2m30s before expiry",
+        || {
+            run_init_short_lived(&node, &bin)?;
+            ensure!(livez_ok(&node)?, "/livez not ok");
+            Ok(())
+        },
+    )?;
+
+    the_agent_renews_certificates_before_they_expire(&node)?;
 
     step("reset -f again", || {
         node.kubeboot_ok(&["reset", "-f"]).map(|_| ())
     })?;
     node.destroy()
+}
+
+/// `init` with [`init_args_for`]'s config plus `certificateValidityPeriod: 4m0s` and
+/// `certificateRenewalWindow: 2m30s` (kubeboot's extension): the agent renews the leaf
+/// certificates 90 s after they were issued, and every 90 s after that.
+fn run_init_short_lived(node: &Node, bin: &str) -> Result<String> {
+    let args = init_args_for(node, bin, None)?;
+    let config = &args[2];
+    node.sh_ok(&format!(
+        "sed -i 's/^kind: ClusterConfiguration$/kind: ClusterConfiguration\\ncertificateValidityPeriod: 4m0s\\ncertificateRenewalWindow: 2m30s/' {config} && grep -q '^certificateRenewalWindow: 2m30s$' {config}"
+    ))?;
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = node.kubeboot_ok(&argv)?;
+    ensure!(
+        out.contains("Your Kubernetes control-plane has initialized successfully!"),
+        "init output:\n{out}"
+    );
+    Ok(out)
+}
+
+/// The NotAfter of /etc/kubernetes/pki/apiserver.crt, as openssl prints it.
+fn apiserver_not_after(node: &Node) -> Result<String> {
+    Ok(node
+        .sh_ok("openssl x509 -noout -enddate -in /etc/kubernetes/pki/apiserver.crt")?
+        .trim()
+        .to_string())
+}
+
+/// The agent renews the 4-minute certificates inside the window on its own: `agent status`
+/// says so, a CertificateRenewed Event is on the Node, kube-apiserver serves the renewed
+/// certificate, and the API keeps answering (the longest gap in a 1 s poll is bounded).
+fn the_agent_renews_certificates_before_they_expire(node: &Node) -> Result<()> {
+    step(
+        "the agent renews the certificates inside the window; the components pick them up; the API keeps answering",
+        || {
+            let (first_serial, _) = serials(node)?;
+            let first_end = apiserver_not_after(node)?;
+            let mut gap = Duration::ZERO;
+            let mut longest = Duration::ZERO;
+            let mut last = std::time::Instant::now();
+            wait_until(
+                "a renewal by the agent (due 90 s after init issued the certificates)",
+                Duration::from_secs(240),
+                Duration::from_secs(1),
+                || {
+                    let now = std::time::Instant::now();
+                    if livez_ok(node).unwrap_or(false) {
+                        gap = Duration::ZERO;
+                    } else {
+                        gap += now - last;
+                        longest = longest.max(gap);
+                    }
+                    last = now;
+                    let status = node.agent_status_json()?;
+                    Ok(status["certificates"]["renewals"].as_u64() >= Some(1))
+                },
+            )?;
+            wait_until(
+                "kube-apiserver serving the renewed certificate, /livez ok",
+                Duration::from_secs(120),
+                Duration::from_secs(1),
+                || {
+                    let (file, served) = serials(node)?;
+                    let ok = livez_ok(node).unwrap_or(false);
+                    let now = std::time::Instant::now();
+                    if ok {
+                        gap = Duration::ZERO;
+                    } else {
+                        gap += now - last;
+                        longest = longest.max(gap);
+                    }
+                    last = now;
+                    Ok(file != first_serial && served == file && ok)
+                },
+            )?;
+            eprintln!("the longest stretch without an answer from /livez: {longest:?}");
+            ensure!(
+                longest <= Duration::from_secs(60),
+                "the API did not answer for {longest:?} during the renewal"
+            );
+            let end = apiserver_not_after(node)?;
+            ensure!(end != first_end, "apiserver.crt still ends {end}");
+            let status = node.agent_status_json()?;
+            let certs = &status["certificates"];
+            ensure!(certs["window_seconds"] == 150, "{certs}");
+            ensure!(
+                certs["last_renewal"]
+                    .as_str()
+                    .is_some_and(|l| l.contains("apiserver")
+                        && l.contains("etcd-server")
+                        && l.contains("kube-proxy")),
+                "{certs}"
+            );
+            // kube-proxy's credential is named by its configuration file, not its flags.
+            ensure!(
+                file_restarts(&status, "kube-apiserver") >= Some(1)
+                    && file_restarts(&status, "etcd") >= Some(1)
+                    && file_restarts(&status, "kube-proxy") >= Some(1),
+                "the components were not restarted for the renewed files: {status}"
+            );
+            let text = node.kubeboot_ok(&["agent", "status"])?;
+            ensure!(
+                text.contains("Certificates: renewed by the agent within 2m30s of expiry"),
+                "{text}"
+            );
+            let events = node.kubectl_json(&[
+                "-n",
+                "default",
+                "get",
+                "events",
+                "--field-selector",
+                "reason=CertificateRenewed",
+                "-o",
+                "json",
+            ])?;
+            ensure!(
+                events["items"]
+                    .as_array()
+                    .is_some_and(|items| items.iter().any(|e| {
+                        e["involvedObject"]["kind"] == "Node"
+                            && e["involvedObject"]["name"] == node.name()
+                            && e["source"]["component"] == "kubeboot-agent"
+                    })),
+                "no CertificateRenewed Event on the Node: {events}"
+            );
+            ensure!(livez_ok(node)?, "/livez not ok after the renewal");
+            Ok(())
+        },
+    )
+}
+
+/// The serial of the certificate in `file` and of the one the API server serves on :6443.
+fn serials(node: &Node) -> Result<(String, String)> {
+    let file = node.sh_ok("openssl x509 -noout -serial -in /etc/kubernetes/pki/apiserver.crt")?;
+    let served = node.sh(
+        "openssl s_client -connect 127.0.0.1:6443 </dev/null 2>/dev/null | openssl x509 -noout -serial",
+    )?;
+    Ok((file.trim().to_string(), served.stdout.trim().to_string()))
+}
+
+/// A container of `agent status -o json`.
+fn container<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
+    status["pods"].as_array()?.iter().find_map(|p| {
+        p["containers"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == name)
+    })
+}
+
+/// A container's `file_restarts` from `agent status -o json`.
+fn file_restarts(status: &Value, name: &str) -> Option<u64> {
+    container(status, name).and_then(|c| c["file_restarts"].as_u64())
+}
+
+/// `certs renew apiserver` under the agent: it says the agent restarts kube-apiserver, and the
+/// agent restarts exactly that container (a new process serving the new certificate), not
+/// etcd, the controller-manager or the scheduler; the API answers again.
+fn certs_renew_restarts_only_the_api_server(node: &Node) -> Result<()> {
+    step(
+        "certs renew apiserver: the agent restarts kube-apiserver only, which serves the new certificate",
+        || {
+            // Nothing was restarted for files so far: not during init, not after the agent's
+            // restart (adoption), not the kubelet or kube-proxy.
+            let status = node.agent_status_json()?;
+            let spurious: Vec<&Value> = status["pods"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|p| p["containers"].as_array().into_iter().flatten())
+                .filter(|c| c["file_restarts"].as_u64() != Some(0))
+                .collect();
+            ensure!(
+                spurious.is_empty(),
+                "restarted for files before any renewal: {spurious:?}"
+            );
+            let before = agent_pids(node)?;
+            let (old_serial, served) = serials(node)?;
+            ensure!(
+                old_serial == served,
+                "before: file {old_serial}, served {served}"
+            );
+            let out = node.kubeboot_ok(&["certs", "renew", "apiserver"])?;
+            for want in [
+                "certificate for serving the Kubernetes API renewed",
+                "The kubeboot agent restarts kube-apiserver, which uses the renewed files",
+            ] {
+                ensure!(out.contains(want), "renew output lacks {want:?}:\n{out}");
+            }
+            let (new_serial, _) = serials(node)?;
+            ensure!(
+                new_serial != old_serial,
+                "the serial did not change: {new_serial}"
+            );
+            wait_until(
+                "a new kube-apiserver serving the new certificate, /livez ok",
+                Duration::from_secs(120),
+                Duration::from_millis(500),
+                || {
+                    let pids = agent_pids(node)?;
+                    Ok(pids
+                        .get("kube-apiserver")
+                        .is_some_and(|p| Some(p) != before.get("kube-apiserver"))
+                        && serials(node)?.1 == new_serial
+                        && livez_ok(node)?)
+                },
+            )?;
+            let status = node.agent_status_json()?;
+            ensure!(
+                file_restarts(&status, "kube-apiserver") == Some(1),
+                "the restart is not counted: {status}"
+            );
+            let after = agent_pids(node)?;
+            ensure!(
+                after.get("etcd") == before.get("etcd"),
+                "etcd was restarted too: {before:?} -> {after:?}"
+            );
+            // The agent restarted neither of these. They may exit on their own (leader election
+            // gives up after 10 s without the API, and the API server needs a few seconds to
+            // start): such a restart is theirs, never a SIGTERM for changed files.
+            for c in ["etcd", "kube-controller-manager", "kube-scheduler"] {
+                let by_agent = container(&status, c).is_some_and(|c| {
+                    c["last_exit_message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("restarted:"))
+                });
+                ensure!(
+                    file_restarts(&status, c) == Some(0) && !by_agent,
+                    "the agent restarted {c} too: {status}"
+                );
+                if after.get(c) != before.get(c) {
+                    eprintln!("note: {c} restarted on its own while the API server restarted");
+                }
+            }
+            let text = node.kubeboot_ok(&["agent", "status"])?;
+            ensure!(
+                text.contains(
+                    "kube-apiserver: restarted by the agent 1 time(s) because files it uses changed"
+                ) && text.contains("/etc/kubernetes/pki/apiserver.crt"),
+                "agent status does not say why:\n{text}"
+            );
+            Ok(())
+        },
+    )
 }
 
 /// What `upgrade plan` / `upgrade diff` must leave as it was: the manifests, the files under
