@@ -273,7 +273,7 @@ fn change_request(
     change: ChangeArgs,
     request: Request,
     command: upgrade::apply::Command,
-    drain: bool,
+    (drain, force): (bool, bool),
 ) -> anyhow::Result<upgrade::apply::Request> {
     // A worker has no admin.conf: it upgrades with its kubelet's credentials, as kubeadm's.
     let mut common = common;
@@ -289,6 +289,7 @@ fn change_request(
         dry_run: change.dry_run,
         etcd_upgrade: change.etcd_upgrade,
         certificate_renewal: change.certificate_renewal,
+        force,
         drain,
         timeout: change.timeout,
         exe: std::env::current_exe()?,
@@ -310,7 +311,7 @@ fn run_apply(out: &Out, a: ApplyArgs) -> anyhow::Result<()> {
         a.change,
         request,
         upgrade::apply::Command::Apply,
-        false,
+        (false, a.force),
     )?;
     upgrade::apply::run(&req, out, &confirm(a.yes || a.force))
 }
@@ -321,7 +322,7 @@ fn run_node(out: &Out, n: NodeArgs) -> anyhow::Result<()> {
         n.change,
         Request::default(),
         upgrade::apply::Command::Node,
-        n.drain,
+        (n.drain, false),
     )?;
     upgrade::apply::run(&req, out, &confirm(true))
 }

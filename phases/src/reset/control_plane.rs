@@ -135,8 +135,15 @@ fn remove(d: &ResetData, local: &LocalEtcd, id: u64) -> anyhow::Result<()> {
     for url in &others {
         let other = client.with_endpoint(url);
         if other.healthy(url) {
-            other.remove(id)?;
-            return Ok(());
+            match other.remove(id) {
+                Ok(_) => return Ok(()),
+                // It may have gone through before the answer was lost: the membership says.
+                Err(e) if other.list().is_ok_and(|ms| ms.iter().all(|m| m.id != id)) => {
+                    tracing::info!("the removal answered {e:#}, but the member is gone");
+                    return Ok(());
+                }
+                Err(_) => continue,
+            }
         }
     }
     match client.remove(id) {

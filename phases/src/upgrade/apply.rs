@@ -74,6 +74,8 @@ pub struct Request {
     pub etcd_upgrade: bool,
     /// `--certificate-renewal` (default true).
     pub certificate_renewal: bool,
+    /// `--force` / `-f` (`upgrade apply`): skippable blockers do not refuse.
+    pub force: bool,
     /// `--drain` (`upgrade node`): cordon and drain the node around the upgrade.
     pub drain: bool,
     /// How long each component may take to become healthy.
@@ -258,7 +260,11 @@ pub fn run(
             j.target
         );
         let facts = node_facts(layout)?;
-        return rollback(req, out, j, &facts, "an interrupted rollback");
+        rollback(req, out, j, &facts, "an interrupted rollback")?;
+        anyhow::bail!(
+            "the interrupted upgrade to {} was rolled back: the node runs its previous version; run the upgrade again to upgrade it",
+            j.target
+        );
     }
 
     // Observe and decide.
@@ -312,7 +318,11 @@ pub fn run(
                 "The cluster cannot be read ({e:#}): rolling back the interrupted upgrade to {}",
                 j.target
             );
-            return rollback(req, out, j, &facts, "reading the cluster");
+            rollback(req, out, j, &facts, "reading the cluster")?;
+            anyhow::bail!(
+                "the interrupted upgrade to {} was rolled back because the cluster did not answer ({e:#}): the node runs its previous version; run the upgrade again",
+                j.target
+            );
         }
         (Err(e), _) => return Err(e),
     };
@@ -320,7 +330,8 @@ pub fn run(
         .target
         .clone()
         .context("no version to upgrade to: give one (kubeboot upgrade apply v1.20.3) or pass --bin-dir <dir with the new binaries>")?;
-    refuse_blockers(&plan, &target, facts.control_plane)?;
+    // `upgrade node` follows the version apply uploaded: its policy was checked there.
+    refuse_blockers(&plan, &target, req.force || req.command == Command::Node)?;
     if let Some(j) = &existing {
         journal::resumable(j, req.command.as_str(), &target.to_string())
             .map_err(anyhow::Error::msg)?;
@@ -368,13 +379,23 @@ pub fn run(
     for (i, step) in control_plane.iter().chain(own.iter()).enumerate() {
         if i == control_plane.len() {
             // The control plane is done: the kubelet's configuration before the kubelet.
-            if facts.control_plane && req.certificate_renewal {
-                renew(req, out, &view, &["admin.conf"])?;
-            }
-            kubelet_config(req, out, &view, &target, &facts)?;
+            let between = || -> anyhow::Result<()> {
+                if facts.control_plane && req.certificate_renewal {
+                    renew(req, out, &view, &["admin.conf"])?;
+                }
+                kubelet_config(req, out, &view, &target, &facts)
+            };
+            between().context(format!(
+                "the control plane runs {target}, but the kubelet's configuration could not be written; run the same command again to finish the upgrade"
+            ))?;
         }
         if let Err(failure) = apply_step(req, out, &view, &mut j, step, &facts) {
-            say!(out, "upgrade/apply", "FATAL: {failure}");
+            say!(
+                out,
+                "upgrade/apply",
+                "{} did not become healthy: rolling back",
+                failure.component
+            );
             return rollback(req, out, &j, &facts, &failure.component).and_then(|()| {
                 Err(anyhow::anyhow!(
                     "the upgrade to {target} failed and was rolled back: {failure}\nThe node runs its previous version again; the backups stay in {:?}",
@@ -383,19 +404,24 @@ pub fn run(
             });
         }
     }
-    if own.is_empty() {
-        kubelet_config(req, out, &view, &target, &facts)?;
-    }
-    if req.command == Command::Apply {
-        upload_config(req, out, &view, &target, &facts)?;
-    }
-    if facts.control_plane {
-        addons(req, out, &view, &target)?;
-    }
-    if req.drain {
-        crate::upgrade::drain::uncordon(&view.api, &facts.name, out)?;
-    }
-    journal::remove(fs, layout)?;
+    let finish = || -> anyhow::Result<()> {
+        if own.is_empty() {
+            kubelet_config(req, out, &view, &target, &facts)?;
+        }
+        if req.command == Command::Apply {
+            upload_config(req, out, &view, &target, &facts)?;
+        }
+        if facts.control_plane {
+            addons(req, out, &view, &target)?;
+        }
+        if req.drain {
+            crate::upgrade::drain::uncordon(&view.api, &facts.name, out)?;
+        }
+        journal::remove(fs, layout)
+    };
+    finish().context(format!(
+        "this node's components run {target}, but the upgrade's last steps failed; run the same command again to finish them"
+    ))?;
     say!(
         out,
         "upgrade/successful",
@@ -412,11 +438,13 @@ pub fn run(
     Ok(())
 }
 
-fn refuse_blockers(plan: &Plan, target: &Version, _control_plane: bool) -> anyhow::Result<()> {
+/// kubeadm's rule: mandatory blockers always refuse; skippable ones (a pre-release without
+/// its flag, a version skew a pre-release may take, the kubelet rules) unless `--force`.
+fn refuse_blockers(plan: &Plan, target: &Version, force: bool) -> anyhow::Result<()> {
     let blocking: Vec<String> = plan
         .blockers
         .iter()
-        .filter(|b| b.severity == Severity::Mandatory)
+        .filter(|b| b.severity == Severity::Mandatory || !force)
         .map(|b| format!("{}; {}", b.message, b.fix))
         .collect();
     if blocking.is_empty() {
@@ -639,7 +667,7 @@ fn begin(
         backup_dir.display().to_string()
     );
     let mut objects = Vec::new();
-    if req.command == Command::Apply || facts.control_plane {
+    if req.command == Command::Apply {
         let mut save = |key: String, value: Option<serde_json::Value>| -> anyhow::Result<()> {
             let file = backup_dir.join(format!("object-{}.json", key.replace('/', "_")));
             let text = serde_json::to_string_pretty(&value.unwrap_or(serde_json::Value::Null))?;
@@ -705,9 +733,14 @@ fn restart_agent(
         return Ok(());
     }
     let given = crate::host::canonical_bin_dirs(&req.inputs.bin_dirs)?;
-    let dirs = merged_bin_dirs(&given, &bin_dirs_of(args));
+    // An agent started without --bin-dir searches the defaults: they stay after the new ones.
+    let mut current = bin_dirs_of(args);
+    if current.is_empty() {
+        current = crate::host::default_bin_dirs();
+    }
+    let dirs = merged_bin_dirs(&given, &current);
     if j.agent_bin_dirs.is_empty() {
-        j.agent_bin_dirs = bin_dirs_of(args);
+        j.agent_bin_dirs = current;
         journal::write(&req.inputs.fs, layout, j)?;
     }
     restart_agent_with(req, out, &dirs)?;
@@ -914,14 +947,19 @@ fn apply_step(
             crate::health::human(elapsed)
         );
     })?;
-    if s.component == names::ETCD && s.etcd_minor && !j.etcd_committed {
-        // The lowest minor of all members: once it is the new one, etcd raises its cluster
-        // version and the old minor can no longer join.
-        let cluster = version("etcd-cluster");
-        if s.etcd_minor_single
-            || cluster.as_deref().ok()
-                == Some(want.version_url.as_ref().map_or("", |(_, v)| v.as_str()))
-        {
+    if s.component == names::ETCD && !j.etcd_committed && etcd_minor_moved(j, s, fs) {
+        // The lowest minor the members answering run: once it is the new one, etcd raises
+        // its cluster version and the old minor can no longer join. When it cannot be told,
+        // etcd counts as past the point: a rollback that keeps etcd is always safe, one that
+        // puts an old member into a raised cluster is not.
+        let new_minor = minor_of(
+            &want
+                .version_url
+                .as_ref()
+                .map_or(String::new(), |(_, v)| v.clone()),
+        );
+        let lowest = version("etcd-cluster");
+        if lowest.as_deref().map_or(true, |l| l == new_minor) {
             j.etcd_committed = true;
             journal::write(fs, layout, j).map_err(|e| fail(format!("{e:#}")))?;
             say!(
@@ -961,7 +999,10 @@ fn want_for(
     agent: bool,
     facts: &NodeFacts,
 ) -> Want {
-    let tag = image.rsplit(':').next().unwrap_or_default().to_string();
+    let tag = components::image::ImageRef::parse(image)
+        .ok()
+        .and_then(|r| r.tag)
+        .unwrap_or_default();
     let health = health_url(yaml, component);
     let version_url = match component {
         names::KUBE_APISERVER => health.as_ref().map(|h| {
@@ -1026,16 +1067,20 @@ fn version_checker(req: &Request, facts: &NodeFacts) -> impl Fn(&str) -> Result<
                 let client = local.client(&fs).map_err(|e| format!("{e:#}"))?;
                 // The lowest minor any member runs: etcd raises its cluster version to it.
                 let members = client.list().map_err(|e| format!("{e:#}"))?;
-                let mut lowest: Option<(u32, u32)> = None;
+                let mut lowest: Option<Version> = None;
                 for m in members {
-                    let url = m.client_urls.first().ok_or("a member has not started")?;
-                    let v = client.version(url)?;
-                    let mut p = v.server.split('.').map(|x| x.parse::<u32>().unwrap_or(0));
-                    let minor = (p.next().unwrap_or(0), p.next().unwrap_or(0));
-                    lowest = Some(lowest.map_or(minor, |l| l.min(minor)));
+                    // A member that does not answer is left out: see the caller.
+                    let Some(url) = m.client_urls.first() else {
+                        continue;
+                    };
+                    let Ok(v) = client.version(url) else { continue };
+                    let Ok(v) = v.server.parse::<Version>() else {
+                        continue;
+                    };
+                    lowest = Some(lowest.map_or(v.clone(), |l| l.min(v)));
                 }
-                let (a, b) = lowest.ok_or("no members")?;
-                Ok(format!("{a}.{b}"))
+                let v = lowest.ok_or("no member answered")?;
+                Ok(format!("{}.{}", v.major, v.minor))
             }
             "kubelet" => {
                 let api = Cluster::from_kubeconfig(&kubeconfig).map_err(|e| format!("{e:#}"))?;
@@ -1068,6 +1113,25 @@ fn version_checker(req: &Request, facts: &NodeFacts) -> impl Fn(&str) -> Result<
                     .unwrap_or_default())
             }
         }
+    }
+}
+
+/// Whether the etcd step `s` moves etcd to another minor than the one the journal's backup
+/// of its manifest ran (found again on a resumed run, when the plan sees the new etcd).
+fn etcd_minor_moved(j: &Journal, s: &Step, fs: &Fs) -> bool {
+    let tag_minor = |yaml: &str| {
+        first_image(yaml)
+            .and_then(|i| components::image::ImageRef::parse(&i).ok())
+            .and_then(|r| r.tag)
+            .map(|t| minor_of(&t))
+    };
+    let old = j
+        .backup_of(&s.manifest)
+        .flatten()
+        .and_then(|p| fs.read_string_if_exists(p).ok().flatten());
+    match old {
+        Some(old) => tag_minor(&old) != tag_minor(&s.new_yaml),
+        None => s.etcd_minor,
     }
 }
 
@@ -1199,15 +1263,30 @@ fn restore_etcd_data(
     }
     std::fs::remove_dir(&fresh)?;
     std::fs::File::open(data_dir)?.sync_all()?;
+    // The failed data is kept for a post-mortem where there is room; it never blocks the
+    // rollback, and it leaves the data directory either way (etcd warns about strangers).
     let kept = j.backup_dir.join(format!("etcd-data-failed-{stamp}"));
-    copy_tree(&aside, &kept)?;
-    std::fs::remove_dir_all(&aside)?;
+    let where_ = match copy_tree(&aside, &kept) {
+        Ok(()) => format!(
+            "the failed upgrade's data is in {:?}",
+            kept.display().to_string()
+        ),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&kept);
+            format!("the failed upgrade's data could not be kept: {e:#}")
+        }
+    };
+    std::fs::remove_dir_all(&aside).with_context(|| {
+        format!(
+            "could not remove {:?}; remove it by hand",
+            aside.display().to_string()
+        )
+    })?;
     say!(
         out,
         "upgrade/rollback",
-        "Restored etcd's data from {:?} (the failed upgrade's data is in {:?})",
-        copy.display().to_string(),
-        kept.display().to_string()
+        "Restored etcd's data from {:?} ({where_})",
+        copy.display().to_string()
     );
     Ok(())
 }
@@ -1658,6 +1737,49 @@ spec:
         assert!(certificates_of(names::KUBELET).is_empty());
         assert_eq!(minor_of("3.5.16-0"), "3.5");
         assert_eq!(minor_of("3.4.23"), "3.4");
+    }
+
+    fn plan_with(blockers: Vec<super::super::plan::Blocker>) -> Plan {
+        Plan {
+            cluster_version: "v1.20.2".parse().unwrap(),
+            target: None,
+            upgrade_available: false,
+            kubelets: vec![],
+            components: vec![],
+            etcd: None,
+            blockers,
+            warnings: vec![],
+            apply_flags: vec![],
+            rollback: vec![],
+            bin_dirs: vec![],
+            earliest_certificate: None,
+        }
+    }
+
+    fn blocker(severity: Severity) -> super::super::plan::Blocker {
+        super::super::plan::Blocker {
+            kind: "experimental".into(),
+            message: "v1.20.3-test.0 is a pre-release".into(),
+            fix: "pass --allow-experimental-upgrades".into(),
+            severity,
+        }
+    }
+
+    #[test]
+    fn skippable_blockers_refuse_unless_forced_and_mandatory_ones_always() {
+        let target: Version = "v1.20.3-test.0".parse().unwrap();
+        let skippable = plan_with(vec![blocker(Severity::Skippable)]);
+        let e = refuse_blockers(&skippable, &target, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("pass --allow-experimental-upgrades") && e.contains("nothing was changed"),
+            "{e}"
+        );
+        assert!(refuse_blockers(&skippable, &target, true).is_ok());
+        let mandatory = plan_with(vec![blocker(Severity::Mandatory)]);
+        assert!(refuse_blockers(&mandatory, &target, true).is_err());
+        assert!(refuse_blockers(&plan_with(vec![]), &target, false).is_ok());
     }
 
     #[test]

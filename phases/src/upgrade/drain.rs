@@ -73,6 +73,26 @@ pub fn cordon_and_drain(
             say!(out, "upgrade/drain", "Drained the node {node:?}");
             return Ok(());
         }
+        // As kubectl drain without --force: a pod no controller owns would never come back.
+        let unmanaged: Vec<String> = pods
+            .iter()
+            .filter(|p| {
+                p.metadata
+                    .owner_references
+                    .as_ref()
+                    .is_none_or(|o| o.iter().all(|r| r.controller != Some(true)))
+            })
+            .map(|p| {
+                let (n, m) = key(p);
+                format!("{n}/{m}")
+            })
+            .collect();
+        if !unmanaged.is_empty() {
+            anyhow::bail!(
+                "the node {node:?} stays cordoned and was not drained: {} belong to no controller (ReplicaSet, Job, StatefulSet, ...) and would be gone for good; delete them or move them yourself, then run the upgrade again",
+                unmanaged.join(", ")
+            );
+        }
         let mut blocked = Vec::new();
         for p in &pods {
             let (ns, name) = key(p);
@@ -155,6 +175,7 @@ mod tests {
         let mut rs = pod();
         rs.metadata.owner_references = Some(vec![OwnerReference {
             kind: "ReplicaSet".into(),
+            controller: Some(true),
             ..Default::default()
         }]);
         assert!(evictable(&rs));

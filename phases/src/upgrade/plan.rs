@@ -158,7 +158,7 @@ pub struct EtcdPlan {
     pub members: usize,
 }
 
-/// The plan: printed by `upgrade plan`, executed by `upgrade apply` (a later round).
+/// The plan: printed by `upgrade plan`, executed by `upgrade apply` and `upgrade node`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
     /// The cluster's version: the lowest API server version.
