@@ -496,8 +496,13 @@ async fn reconcile(
             {
                 p.terminating = true;
             }
+            let event = if replaced_quickly(&h.pod, &desired) {
+                Event::Replace
+            } else {
+                Event::Stop
+            };
             for (tx, _) in &h.containers {
-                let _ = tx.send(Event::Stop);
+                let _ = tx.send(event.clone());
             }
             if let Sandbox::SettingUp { task, .. } = &h.network {
                 task.abort();
@@ -548,6 +553,27 @@ async fn reconcile(
         board.manifest_errors = desired.errors;
     }
     next
+}
+
+/// Whether `old`, gone from the desired pods, is replaced by a pod of the same name whose
+/// containers all run stateless node components ([`Event::Replace`]): etcd, containerd and
+/// any other pod get their full grace period, as from the kubelet.
+fn replaced_quickly(old: &StaticPod, desired: &crate::watch::Desired) -> bool {
+    const STATELESS: [&str; 5] = [
+        components::names::KUBE_APISERVER,
+        components::names::KUBE_CONTROLLER_MANAGER,
+        components::names::KUBE_SCHEDULER,
+        components::names::KUBE_PROXY,
+        components::names::KUBELET,
+    ];
+    desired
+        .pods
+        .values()
+        .any(|p| p.full_name() == old.full_name())
+        && !old.containers.is_empty()
+        && old.containers.iter().all(|c| {
+            matches!(components::image::binary_for_image(&c.image), Ok(Some(b)) if STATELESS.contains(&b.binary))
+        })
 }
 
 /// Moves a pod's network on: looks for a CNI configuration and starts the setup, or takes

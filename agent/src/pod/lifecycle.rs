@@ -168,6 +168,11 @@ pub enum Event {
     },
     /// The pod was removed (or replaced): stop for good.
     Stop,
+    /// The pod was replaced by a changed manifest of a stateless node component (an upgrade
+    /// of kube-apiserver, the controller-manager, the scheduler, kube-proxy, the kubelet):
+    /// stop for good, SIGKILL after at most [`RESTART_GRACE`], since its replacement waits
+    /// and every second of the old one stopping is a second without the component.
+    Replace,
     /// Files the container uses changed ([`crate::reload`]): stop it gracefully and start it
     /// again at once.
     Restart {
@@ -545,6 +550,13 @@ pub fn next(c: &Container, event: Event, now: Instant) -> (Container, Vec<Action
 
 fn step(c: &mut Container, event: Event, now: Instant) -> Vec<Action> {
     use ContainerState as S;
+    let event = match event {
+        Event::Replace => {
+            c.grace = c.grace.min(RESTART_GRACE);
+            Event::Stop
+        }
+        e => e,
+    };
     match (c.state.clone(), event) {
         // Removal.
         (S::Waiting { .. }, Event::Stop) => {
@@ -906,6 +918,19 @@ mod tests {
         );
         assert!(s.c.is_gone());
         assert!(matches!(s.c.state, ContainerState::Terminated { .. }));
+    }
+
+    #[test]
+    fn a_replaced_component_is_killed_after_the_restart_grace() {
+        let mut s = Sim::new(RestartPolicy::Always, vec![]);
+        s.start(7);
+        assert_eq!(s.ev(Event::Replace), [Action::Terminate { pid: 7 }]);
+        assert_eq!(s.c.next_deadline(), Some(s.now + RESTART_GRACE));
+        assert_eq!(
+            s.at(RESTART_GRACE).ev(Event::Tick),
+            [Action::Kill { pid: 7 }]
+        );
+        assert!(s.c.removing);
     }
 
     #[test]
