@@ -158,6 +158,12 @@ impl Retry {
         self.not_before.is_none_or(|t| now >= t)
     }
 
+    /// How long until the next attempt may be made (zero when it may be made now).
+    pub(crate) fn wait(&self, now: Instant) -> Duration {
+        self.not_before
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
+    }
+
     pub(crate) fn failed(&mut self, now: Instant, max: Duration) {
         self.failures = self.failures.saturating_add(1);
         let delay = Duration::from_secs(1 << self.failures.min(5)).min(max);

@@ -245,14 +245,19 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// How often the agent looks at the size of its own log.
+/// The shortest time between two looks at the size of the agent's own log.
 const OWN_LOG_CHECK: Duration = Duration::from_secs(1);
+/// How often it is looked at when no write can be seen (no inotify, the file gone).
+const OWN_LOG_FALLBACK: Duration = Duration::from_secs(60);
 
 /// Rotates the agent's own log ([`crate::logs::rotate_own_output`]) whenever it outgrows
-/// the limit.
+/// the limit: looked at after writes to it (inotify), at most once a second, so an idle
+/// agent does not wake for it.
 async fn rotate_own_log(log: std::path::PathBuf, rotation: crate::logs::LogRotation) {
+    let mut writes = crate::watch::DirWatch::new(&log, "agent's log");
     let mut failed = false;
     loop {
+        writes.ensure();
         match crate::logs::rotate_own_output(&log, rotation) {
             Ok(true) => info!(log = %log.display(), "rotated the agent's log"),
             Ok(false) => {}
@@ -264,6 +269,7 @@ async fn rotate_own_log(log: std::path::PathBuf, rotation: crate::logs::LogRotat
             Err(_) => {}
         }
         tokio::time::sleep(OWN_LOG_CHECK).await;
+        writes.changed_or_after(OWN_LOG_FALLBACK).await;
     }
 }
 
