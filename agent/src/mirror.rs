@@ -99,9 +99,12 @@
 //!
 //! # The loop
 //!
-//! Level-triggered, as the pod loop: every 2 s it compares the agent's status board with
-//! what it last wrote (no API call when nothing changed); every 30 s, or after an error, it
-//! lists its own pods (label `kubeboot.io/agent-node=<node>`) and repairs the difference:
+//! Level-triggered, as the pod loop: it compares the agent's status board with what it last
+//! wrote (no API call when nothing changed) every 2 s while the pods change, and every 10 s
+//! once nothing has changed for a few passes (the kubelet's status manager syncs every 10 s
+//! too: kubelet/status/status_manager.go syncPeriod), so a settled node's agent wakes for it
+//! five times less often; a change seen brings back the 2 s pace. Every 30 s, or after an
+//! error, it lists its own pods (label `kubeboot.io/agent-node=<node>`) and repairs the difference:
 //! creates missing pods (someone deleted one), deletes pods whose manifest is gone or changed
 //! (a changed manifest is a new pod, as for the kubelet's mirror pods), rewrites a status the
 //! API does not show. Failures back off exponentially to 30 s, per pod and for the whole
@@ -126,8 +129,12 @@ use tracing::{debug, info, warn};
 use crate::status::PodStatus;
 use crate::supervisor::Shared;
 
-/// How often the board is compared with what was last written.
+/// How often the board is compared with what was last written while the pods change.
 const TICK: Duration = Duration::from_secs(2);
+/// The same once nothing changed for [`SETTLE_AFTER`] passes in a row.
+const SETTLED_TICK: Duration = Duration::from_secs(10);
+/// Passes without a change before the slower pace.
+const SETTLE_AFTER: u32 = 5;
 /// How often the agent's pods are listed from the API.
 const RESYNC: Duration = Duration::from_secs(30);
 /// The longest wait between attempts to reach the API server.
@@ -144,6 +151,18 @@ type Key = (String, String);
 struct Source {
     pod: Arc<Pod>,
     host_network: bool,
+}
+
+/// The wait before the next pass: [`TICK`] while the pods change (`changed`: the pass wrote or
+/// failed something), [`SETTLED_TICK`] after [`SETTLE_AFTER`] quiet passes in a row. `quiet`
+/// counts them.
+fn pace(quiet: &mut u32, changed: bool) -> Duration {
+    *quiet = if changed { 0 } else { quiet.saturating_add(1) };
+    if *quiet >= SETTLE_AFTER {
+        SETTLED_TICK
+    } else {
+        TICK
+    }
 }
 
 /// Exponential backoff state.
@@ -192,6 +211,8 @@ struct Publisher {
     logged: HashMap<Key, String>,
     last_list: Option<Instant>,
     relist: bool,
+    /// Passes in a row that wrote nothing and failed nothing.
+    quiet: u32,
 }
 
 /// Publishes the agent's pods until the task is aborted. Does nothing but look for the
@@ -213,6 +234,7 @@ pub(crate) async fn run(shared: Arc<Shared>, client: AgentClient, node: String) 
         logged: HashMap::new(),
         last_list: None,
         relist: true,
+        quiet: 0,
     };
     loop {
         let delay = p.tick().await;
@@ -382,7 +404,7 @@ impl Publisher {
     async fn tick(&mut self) -> Duration {
         let now = Instant::now();
         if !self.connection.ready(now) {
-            return TICK;
+            return self.connection.wait(now).max(TICK);
         }
         let client = match self.ensure_client().await {
             Ok(Some(c)) => c,
@@ -420,6 +442,8 @@ impl Publisher {
             self.ever_connected = true;
         }
         self.connection = Retry::default();
+        // Whether this pass wrote or failed anything (or has a write to retry).
+        let mut changed = !self.retries.is_empty();
         let mut wanted = BTreeSet::new();
         for pod in &desired {
             let key = (pod.namespace.clone(), pod.name.clone());
@@ -428,13 +452,15 @@ impl Publisher {
                 continue;
             }
             match self.sync_pod(&client, pod, &runtime, resync).await {
-                Ok(()) => {
+                Ok(wrote) => {
+                    changed |= wrote;
                     self.retries.remove(&key);
                     if self.logged.remove(&key).is_some() {
                         info!(pod = %format!("{}/{}", key.0, key.1), "pod published");
                     }
                 }
                 Err(e) => {
+                    changed = true;
                     self.retries
                         .entry(key.clone())
                         .or_default()
@@ -451,6 +477,7 @@ impl Publisher {
             .cloned()
             .collect();
         for key in gone {
+            changed = true;
             if let Err(e) = self.delete(&client, &key).await {
                 self.relist = true;
                 self.report(&key, &e);
@@ -458,7 +485,7 @@ impl Publisher {
         }
         self.written.retain(|k, _| wanted.contains(k));
         self.retries.retain(|k, _| wanted.contains(k));
-        TICK
+        pace(&mut self.quiet, changed)
     }
 
     fn report(&mut self, key: &Key, e: &anyhow::Error) {
@@ -590,18 +617,18 @@ impl Publisher {
 
     /// Creates the pod if the API lacks it (or has it for another manifest), then writes its
     /// status if it differs from what was last written (or, after a list, from what the API
-    /// shows).
+    /// shows). True when it wrote something.
     async fn sync_pod(
         &mut self,
         client: &Client,
         pod: &PodStatus,
         runtime: &str,
         listed: bool,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let key = (pod.namespace.clone(), pod.name.clone());
         let Some(source) = self.sources.get(&pod.uid) else {
             // Its manifest changed or vanished since it started: the pod is on its way out.
-            return Ok(());
+            return Ok(false);
         };
         let (manifest, host_network) = (source.pod.clone(), source.host_network);
         let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
@@ -636,7 +663,7 @@ impl Publisher {
             !object::covers(&want, &have)
         };
         if !changed && !drifted {
-            return Ok(());
+            return Ok(false);
         }
         let mut update = observed.clone();
         update.status = Some(status.clone());
@@ -648,7 +675,7 @@ impl Publisher {
                 debug!(pod = %pod.name, phase = %pod.phase, "pod status written");
                 self.observed.insert(key.clone(), updated);
                 self.written.insert(key, status);
-                Ok(())
+                Ok(true)
             }
             Err(e) => {
                 if api_error(&e).is_some_and(|s| s.code == 404 || s.code == 409) {
@@ -724,6 +751,24 @@ mod tests {
              current-context: x\n"
         );
         std::fs::write(path, yaml).unwrap();
+    }
+
+    #[test]
+    fn the_pace_slows_once_nothing_changes_and_quickens_at_the_first_change() {
+        let mut quiet = 0;
+        // Pods changing: every 2 s.
+        assert_eq!(pace(&mut quiet, true), TICK);
+        for _ in 1..SETTLE_AFTER {
+            assert_eq!(pace(&mut quiet, false), TICK);
+        }
+        // Settled: every 10 s, for as long as nothing changes.
+        for _ in 0..100 {
+            assert_eq!(pace(&mut quiet, false), SETTLED_TICK);
+        }
+        // A change (a restart, a probe turning): the 2 s pace at once, until settled again.
+        assert_eq!(pace(&mut quiet, true), TICK);
+        assert_eq!(pace(&mut quiet, false), TICK);
+        assert!(SETTLED_TICK > TICK);
     }
 
     fn generation(c: &AgentClient) -> Option<u64> {
