@@ -131,6 +131,11 @@ pub(crate) async fn run(
         .agent_log_file
         .clone()
         .map(|log| tokio::spawn(rotate_own_log(log, shared.cfg.log_rotation)));
+    // What start-up touched leaves the resident set once the node settled.
+    let pages = tokio::spawn(crate::host::process::release_own_file_pages_every(
+        RELEASE_PAGES_FIRST,
+        RELEASE_PAGES_PERIOD,
+    ));
     // One API client for both tasks (crate::mirror::AgentClient).
     let api_client = match (&shared.cfg.kubeconfig, &shared.cfg.node_name) {
         (Some(kubeconfig), Some(node)) => Some((
@@ -216,6 +221,7 @@ pub(crate) async fn run(
     if let Some(l) = own_log {
         l.abort();
     }
+    pages.abort();
     if let Some(m) = mirror {
         m.abort();
     }
@@ -244,6 +250,12 @@ pub(crate) async fn run(
     drop(instance);
     Ok(())
 }
+
+/// When the agent first gives back the pages of its executable it does not run any more
+/// (start-up, adoption: [`crate::host::process::release_own_file_pages`]), and how often
+/// after that.
+const RELEASE_PAGES_FIRST: Duration = Duration::from_secs(60);
+const RELEASE_PAGES_PERIOD: Duration = Duration::from_secs(600);
 
 /// The shortest time between two looks at the size of the agent's own log.
 const OWN_LOG_CHECK: Duration = Duration::from_secs(1);
