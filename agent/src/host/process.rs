@@ -602,13 +602,24 @@ pub fn release_own_file_pages() -> io::Result<usize> {
     Ok(released)
 }
 
-/// Runs [`release_own_file_pages`] `first` after it is called and every `period` after that,
-/// until the task is dropped: the agent's resident set then holds the code it ran lately,
-/// not its start-up. A failure is logged once, at debug level (nothing depends on it).
+/// Gives the free memory of the heap back to the system (glibc's `malloc_trim`: the free
+/// pages in the middle of the heap too, not only at its top, which is all `free` gives back by
+/// itself). True when some was given back.
+pub fn trim_heap() -> bool {
+    // SAFETY: malloc_trim takes no pointer and has no precondition; glibc's allocator, which
+    // Rust's System allocator uses here, locks its arenas while it trims.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+/// Runs [`release_own_file_pages`] and [`trim_heap`] `first` after it is called and every
+/// `period` after that, until the task is dropped: the agent's resident set then holds the
+/// code it ran lately and the memory it uses now, not its start-up's. A failure is logged
+/// once, at debug level (nothing depends on it).
 pub async fn release_own_file_pages_every(first: Duration, period: Duration) {
     tokio::time::sleep(first).await;
     let mut said = false;
     loop {
+        trim_heap();
         match release_own_file_pages() {
             Ok(bytes) => tracing::debug!(bytes, "gave back the executable's resident pages"),
             Err(e) if !said => {
@@ -629,6 +640,17 @@ pub fn is_alive(pid: u32, start_time: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_free_heap_is_given_back() {
+        // Many small blocks freed but the last (the heap's top stays in use): only a trim
+        // gives the pages under them back.
+        let blocks: Vec<Vec<u8>> = (0..20_000).map(|i| vec![i as u8; 1000]).collect();
+        let last = blocks.last().cloned();
+        drop(blocks);
+        assert!(trim_heap(), "nothing was given back");
+        assert_eq!(last.map(|b| b.len()), Some(1000));
+    }
 
     #[test]
     fn only_clean_read_only_mappings_of_the_executable_are_releasable() {
