@@ -15,7 +15,9 @@
 //! accepts through the `approval` subresource, with the resourceVersion it inspected. Then it
 //! watches the same requests from the list's resourceVersion ([`wait_for_request`]) and passes
 //! again as soon as an event shows a request to approve, so a request is approved within a
-//! moment of its creation, and an idle cluster costs no request at all. When the watch ends (the
+//! moment of its creation, and an idle cluster costs no request at all (the watch has a client
+//! of its own without a read timeout, [`AgentClient::watches`]: a quiet watch is not a dead
+//! connection; [`WATCH_SILENCE`] bounds it instead). When the watch ends (the
 //! API server closes it after [`WATCH_SECONDS`], or it breaks) the next pass lists again, so a
 //! missed event is seen then; rounds are at least [`MIN_ROUND`] apart, so a watch that cannot
 //! be held costs no more than the list every 2 s it replaces.
@@ -104,7 +106,9 @@ impl Approver {
             self.ever_connected = true;
         }
         debug!(approved = listed.approved.len(), resource_version = %listed.resource_version, "watching certificate requests");
-        match wait_for_request(&client, &listed.resource_version).await {
+        // The watch's own client: the requests' one gives up on a connection silent for 15 s.
+        let watches = self.client.watches().unwrap_or(client);
+        match wait_for_request(&watches, &listed.resource_version).await {
             Ok(()) => {
                 self.connection = Retry::default();
                 Duration::ZERO

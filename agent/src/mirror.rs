@@ -278,8 +278,10 @@ fn kubeconfig_mtime(path: &Path) -> anyhow::Result<Option<Option<SystemTime>>> {
     }
 }
 
-/// A client from an explicit kubeconfig, never the environment, with bounded timeouts.
-async fn client_from(path: &Path) -> anyhow::Result<Client> {
+/// Clients from an explicit kubeconfig, never the environment: one for requests, with bounded
+/// timeouts, and one for watches, without a read timeout (a watch is a long poll, silent while
+/// nothing changes; its silence is bounded by its user).
+async fn client_from(path: &Path) -> anyhow::Result<(Client, Client)> {
     let shown = path.display().to_string();
     let kc = Kubeconfig::read_from(path)
         .with_context(|| format!("could not read the agent's kubeconfig {shown:?}"))?;
@@ -287,9 +289,14 @@ async fn client_from(path: &Path) -> anyhow::Result<Client> {
         .await
         .with_context(|| format!("the agent's kubeconfig {shown:?} is not usable"))?;
     config.connect_timeout = Some(Duration::from_secs(5));
-    config.read_timeout = Some(Duration::from_secs(15));
+    config.read_timeout = None;
     config.write_timeout = Some(Duration::from_secs(15));
-    Client::try_from(config).with_context(|| format!("could not build a client from {shown:?}"))
+    let watches = Client::try_from(config.clone())
+        .with_context(|| format!("could not build a client from {shown:?}"))?;
+    config.read_timeout = Some(Duration::from_secs(15));
+    let requests = Client::try_from(config)
+        .with_context(|| format!("could not build a client from {shown:?}"))?;
+    Ok((requests, watches))
 }
 
 /// A client from the agent's kubeconfig (`kubeboot-agent.conf`), built when the file appears
@@ -315,6 +322,8 @@ struct ClientCell {
 /// The shared client, with the kubeconfig's modification time it was built from.
 struct BuiltClient {
     client: Client,
+    /// The same, without a read timeout, for watches.
+    watches: Client,
     mtime: Option<SystemTime>,
     generation: u64,
 }
@@ -360,12 +369,13 @@ impl AgentClient {
             None => {
                 // Built outside the lock (it awaits); two handles racing here both build, and
                 // the later one is kept: harmless.
-                let client = client_from(&self.kubeconfig).await?;
+                let (client, watches) = client_from(&self.kubeconfig).await?;
                 let mut cell = self.lock();
                 cell.generations += 1;
                 let generation = cell.generations;
                 cell.built = Some(BuiltClient {
                     client: client.clone(),
+                    watches,
                     mtime,
                     generation,
                 });
@@ -375,6 +385,12 @@ impl AgentClient {
         let fresh = generation != self.seen;
         self.seen = generation;
         Ok(Some((client, fresh)))
+    }
+
+    /// The client for watches (no read timeout) beside the one [`AgentClient::get`] last
+    /// returned; None before that.
+    pub(crate) fn watches(&self) -> Option<Client> {
+        self.lock().built.as_ref().map(|b| b.watches.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ClientCell> {
@@ -784,9 +800,11 @@ mod tests {
         assert!(mirror.get().await.unwrap().is_none(), "no kubeconfig yet");
 
         write_kubeconfig(&path, "http://127.0.0.1:1");
+        assert!(mirror.watches().is_none());
         let (_, fresh) = mirror.get().await.unwrap().unwrap();
         assert!(fresh);
         assert_eq!(generation(&mirror), Some(1));
+        assert!(mirror.watches().is_some() && approver.watches().is_some());
         // The other task gets the same client, new to it, without a second build.
         let (_, fresh) = approver.get().await.unwrap().unwrap();
         assert!(fresh);
