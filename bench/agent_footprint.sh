@@ -21,7 +21,8 @@
 #    the end its memory: RSS (VmRSS, what `ps` shows) = RssAnon + RssFile + RssShmem, PSS
 #    (smaps_rollup), VmHWM (the peak since it started), threads; the same for the kubelet
 #    and, summed, for the agent's container shims (`kubeboot agent shim`, one per
-#    container, the same executable). Then where the agent's RSS is, per mapping.
+#    container, the same executable). Then where the agent's RSS is, per mapping, and the
+#    page-cache folios its resident code sits in (a touched page maps its whole folio).
 # 5. Destroys the node (--keep leaves it for a closer look: scripts/node.sh destroy
 #    kb-footprint).
 # Environment: KUBEBOOT_EXE (a kubeboot binary), CARGO_TARGET_DIR (the release build's
@@ -183,3 +184,4 @@ PY
 echo "   (CPU over ${WINDOW}s; RSS = RssAnon + RssFile + RssShmem)"
 echo "== where the agent's RSS is (/proc/$agent/smaps)"
 python3 "$PY" smaps "$agent"
+python3 "$PY" folios "$agent"
