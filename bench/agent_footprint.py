@@ -6,6 +6,8 @@ test nodes share the host's PID namespace).
   agent_footprint.py smaps <pid>                where a process's resident memory is
   agent_footprint.py shims <agent pid> <exe>    PIDs of the agent's container shims
   agent_footprint.py child <shim pid>           the container process under a shim
+  agent_footprint.py folios <pid>               the page-cache folios its executable's
+                                                resident code is mapped in
 
 Memory comes from /proc/<pid>/status (VmRSS = RssAnon + RssFile + RssShmem, VmHWM: the
 peak) and /proc/<pid>/smaps_rollup (Pss: each shared page divided by its sharers). CPU is
@@ -153,6 +155,52 @@ def child(pid):
     print(pid)
 
 
+def folios(pid):
+    """How the resident pages of the process's executable code sit in page-cache folios
+    (/proc/<pid>/pagemap for each page's frame, /proc/kpageflags for whether it heads a
+    compound page). A touched page maps its whole folio: with 64 KiB folios, code run once
+    every few seconds anywhere in a 64 KiB block makes the whole block resident, so the
+    executable's RSS follows how the code the process runs is spread over its text."""
+    import struct
+    exe = os.readlink(f"/proc/{pid}/exe")
+    tail = 1 << 16  # KPF_COMPOUND_TAIL
+    runs, current = [], 0
+    try:
+        with open(f"/proc/{pid}/pagemap", "rb") as pm, open("/proc/kpageflags", "rb") as kf:
+            for line in open(f"/proc/{pid}/maps"):
+                parts = line.split()
+                if len(parts) < 6 or parts[5] != exe or parts[1] != "r-xp":
+                    continue
+                start, end = (int(x, 16) for x in parts[0].split("-"))
+                n = (end - start) // 4096
+                pm.seek(start // 4096 * 8)
+                data = pm.read(n * 8)
+                for i in range(n):
+                    (entry,) = struct.unpack_from("<Q", data, i * 8)
+                    if not entry >> 63:
+                        if current:
+                            runs.append(current)
+                        current = 0
+                        continue
+                    kf.seek((entry & ((1 << 55) - 1)) * 8)
+                    (flags,) = struct.unpack("<Q", kf.read(8))
+                    # A head page or a page of its own starts a folio; a tail continues it.
+                    if not flags & tail and current:
+                        runs.append(current)
+                        current = 0
+                    current += 1
+            if current:
+                runs.append(current)
+    except OSError as e:
+        print(f"   (folios not readable: {e})")
+        return
+    sizes = {}
+    for r in runs:
+        sizes[r * 4] = sizes.get(r * 4, 0) + 1
+    shown = ", ".join(f"{n} x {kb} kB" for kb, n in sorted(sizes.items(), reverse=True))
+    print(f"   resident code: {sum(runs) * 4} kB in {len(runs)} folios ({shown})")
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "sample":
@@ -164,8 +212,10 @@ def main():
         child(args[0])
     elif cmd == "shims":
         shims(args[0], args[1])
+    elif cmd == "folios":
+        folios(args[0])
     else:
-        sys.exit(f"unknown command {cmd!r} (sample, smaps, shims, child)")
+        sys.exit(f"unknown command {cmd!r} (sample, smaps, shims, child, folios)")
 
 
 if __name__ == "__main__":

@@ -13,15 +13,16 @@
 #    images of scripts/build-images.sh (pause, kubeboot.local/web:1) are in the node's
 #    /var/lib/kubeboot/images, which init imports, and after init a 1-replica Deployment of
 #    kubeboot.local/web:1 runs on the (untainted) node: the kubelet runs a workload.
-# 3. Waits (bounded) until the node is Ready, every pod of the agent's is running, and every
-#    pod in the API is Running and ready; a pod whose image does not exist on this machine
+# 3. Waits (bounded) until the node is Ready, every pod of the agent's is running, the web pod
+#    and the agent's pods are in the API, and every pod in the API is Running and ready; a pod whose image does not exist on this machine
 #    (ErrImagePull / ImagePullBackOff: e.g. CoreDNS, where no image was built) cannot run
 #    and is listed as not counted. Then lets the node settle (--settle, 30 s).
 # 4. Over --window seconds (60): the agent's CPU (utime + stime of /proc/<pid>/stat), and at
 #    the end its memory: RSS (VmRSS, what `ps` shows) = RssAnon + RssFile + RssShmem, PSS
 #    (smaps_rollup), VmHWM (the peak since it started), threads; the same for the kubelet
 #    and, summed, for the agent's container shims (`kubeboot agent shim`, one per
-#    container, the same executable). Then where the agent's RSS is, per mapping.
+#    container, the same executable). Then where the agent's RSS is, per mapping, and the
+#    page-cache folios its resident code sits in (a touched page maps its whole folio).
 # 5. Destroys the node (--keep leaves it for a closer look: scripts/node.sh destroy
 #    kb-footprint).
 # Environment: KUBEBOOT_EXE (a kubeboot binary), CARGO_TARGET_DIR (the release build's
@@ -104,7 +105,14 @@ sys.exit(0 if s["pods"] and all(p["phase"] == "Running" for p in s["pods"]) else
 import json, sys
 no_image = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull")
 waiting, missing = [], []
-for p in json.load(sys.stdin)["items"]:
+items = json.load(sys.stdin)["items"]
+# The workload and the agent'"'"'s published pods must be there at all: an API that lists no pod
+# yet is not "every pod running".
+if not any(p["metadata"]["name"].startswith("web-") for p in items) or not any(
+        (p["metadata"].get("annotations") or {}).get("kubernetes.io/config.source") == "kubeboot-agent"
+        for p in items):
+    sys.exit(1)
+for p in items:
     name = p["metadata"]["namespace"] + "/" + p["metadata"]["name"]
     st = p.get("status", {})
     cs = st.get("containerStatuses") or []
@@ -176,3 +184,4 @@ PY
 echo "   (CPU over ${WINDOW}s; RSS = RssAnon + RssFile + RssShmem)"
 echo "== where the agent's RSS is (/proc/$agent/smaps)"
 python3 "$PY" smaps "$agent"
+python3 "$PY" folios "$agent"

@@ -13,13 +13,17 @@
 //! server certificate has, so no certificate needs the loopback address and a kubeadm-made
 //! API server works behind it unchanged.
 //!
-//! Health: every 2 s each server gets a TLS connection verified against `caFile` for the name
-//! `kubernetes` and a `GET /readyz` (anonymous requests may read it: the
-//! `system:public-info-viewer` binding); 200 is healthy, and so are 401 and 403 (a server of
-//! this cluster, proven by its certificate, whose anonymous access is turned off). Without
-//! the CA file a TCP connection counts. A server that goes down has its connections cut, so
-//! its clients reconnect to another at once instead of waiting for their own timeouts.
-//! Changes are logged once (`api-lb: backend 10.0.0.1:6443 is down`), never per connection.
+//! Health: a check is a TLS connection verified against `caFile` for the name `kubernetes` and
+//! a `GET /readyz` (anonymous requests may read it: the `system:public-info-viewer` binding);
+//! 200 is healthy, and so are 401 and 403 (a server of this cluster, proven by its certificate,
+//! whose anonymous access is turned off). Without the CA file a TCP connection counts. Every
+//! server is checked every 10 s in the background, at once whenever a forwarded connection
+//! could not reach a server (the usual first sign of one going away: its clients reconnect),
+//! and every 2 s while a server fails checks but is not yet down; so an idle node costs a
+//! few TLS handshakes a minute, and a server that dies is down within a second or two of its
+//! clients noticing. A server that goes down has its connections cut, so its clients reconnect
+//! to another at once instead of waiting for their own timeouts. Changes are logged once
+//! (`api-lb: backend 10.0.0.1:6443 is down`), never per connection.
 //!
 //! The list of servers follows the cluster: every 10 s the `default/kubernetes` Endpoints
 //! (the API servers' own addresses, kept by the API servers) are read through the balancer
@@ -27,7 +31,8 @@
 //! (plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go, NodeRules, evaluated by the
 //! Node authorizer for every resource it does not subdivide). [`plan::merge`] makes the new
 //! list, which is written back to the file, so a restarted agent knows every API server even
-//! when the one it first joined through is dead. The file is read again when it changes.
+//! when the one it first joined through is dead. The file is read again when it changes: its
+//! directory is watched (inotify), so a node without a balancer does not wake for it.
 
 pub mod config;
 pub mod plan;
@@ -46,7 +51,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
@@ -66,22 +71,26 @@ const READYZ_REQUEST: &[u8] =
 /// How often things happen; the defaults are the production values, tests shorten them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
-    /// Between two health checks of a backend.
+    /// Between two health checks of a backend in the background (a failed connection brings
+    /// one at once).
     pub health_period: Duration,
+    /// Between two health checks while a backend fails them but is not down yet.
+    pub recheck_period: Duration,
     /// The longest health check.
     pub check_timeout: Duration,
     /// The longest wait for a backend to accept a forwarded connection.
     pub connect_timeout: Duration,
     /// Between two reads of the `kubernetes` Endpoints.
     pub refresh_period: Duration,
-    /// Between two looks at the configuration file.
+    /// Between two looks at the configuration file when its directory cannot be watched.
     pub reload_period: Duration,
 }
 
 impl Default for Timing {
     fn default() -> Self {
         Timing {
-            health_period: Duration::from_secs(2),
+            health_period: Duration::from_secs(10),
+            recheck_period: Duration::from_secs(2),
             check_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(3),
             refresh_period: Duration::from_secs(10),
@@ -130,6 +139,8 @@ struct Shared {
     state: Mutex<State>,
     timing: Timing,
     local_ips: Vec<IpAddr>,
+    /// Brings a round of health checks at once (a forwarded connection failed).
+    recheck: Notify,
 }
 
 impl Shared {
@@ -150,6 +161,10 @@ impl Shared {
         }
         if s.sticky.as_ref().is_some_and(|a| !servers.contains(a)) {
             s.sticky = None;
+        }
+        // A new backend is judged at once.
+        if s.backends.iter().any(|b| b.health == Health::Unknown) {
+            self.recheck.notify_one();
         }
     }
 
@@ -229,6 +244,7 @@ impl Balancer {
             }),
             timing,
             local_ips,
+            recheck: Notify::new(),
         });
         shared.set_servers(&cfg.servers);
         let tasks = vec![
@@ -353,6 +369,10 @@ async fn forward(
         let Ok(Ok(mut outbound)) =
             tokio::time::timeout(connect_timeout, TcpStream::connect(addr.as_str())).await
         else {
+            // The first sign of a server going away: the checks judge it now.
+            if let Some(sh) = shared.upgrade() {
+                sh.recheck.notify_one();
+            }
             continue;
         };
         let Some(mut cut) = shared.upgrade().and_then(|sh| {
@@ -394,7 +414,9 @@ async fn forward(
     }
 }
 
-/// Checks every backend each period, at once, until the balancer is gone.
+/// Checks every backend, all at once: every `health_period`, every `recheck_period` while one
+/// fails checks but is not down yet, and at once when a connection failed; until the balancer
+/// is gone.
 async fn health_loop(shared: Weak<Shared>) {
     loop {
         let Some((addrs, tls, timing)) = shared.upgrade().map(|sh| {
@@ -417,7 +439,21 @@ async fn health_loop(shared: Weak<Shared>) {
                 sh.record(&addr, result);
             }
         }
-        tokio::time::sleep(timing.health_period).await;
+        let Some(sh) = shared.upgrade() else {
+            return;
+        };
+        let period = if plan::needs_recheck(&sh.state().backends) {
+            timing.recheck_period
+        } else {
+            timing.health_period
+        };
+        // Holds the state while it waits: the task is aborted with the balancer, and this
+        // reference goes with it.
+        let recheck = async move { sh.recheck.notified().await };
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            () = recheck => {}
+        }
     }
 }
 
@@ -524,9 +560,17 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
     Some((m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
 }
 
-/// Runs the balancer while its configuration file exists, until the task is dropped.
+/// Runs the balancer while its configuration file exists, until the task is dropped. Wakes
+/// when the file's directory changes (inotify), to read the Endpoints while the balancer
+/// runs, and every `reload_period` only while the directory cannot be watched (it does not
+/// exist yet, or no inotify).
 pub async fn run(settings: ApiLbSettings) {
-    let period = settings.timing.reload_period;
+    let timing = settings.timing;
+    let dir = settings
+        .config_file
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    let mut changes = crate::watch::DirWatch::new(&dir, "API load balancer's directory");
     let mut r = Runner {
         settings,
         running: None,
@@ -535,10 +579,21 @@ pub async fn run(settings: ApiLbSettings) {
         refresh_said: None,
     };
     loop {
+        changes.ensure();
         r.tick().await;
-        tokio::time::sleep(period).await;
+        let wait = match (&r.running, changes.watching()) {
+            (_, false) => timing.reload_period,
+            // The Endpoints are read, and the CA file looked at, this often.
+            (Some(_), true) => timing.refresh_period,
+            (None, true) => IDLE_RELOAD,
+        };
+        changes.changed_or_after(wait).await;
     }
 }
+
+/// How often the configuration file is looked at while it does not exist and its directory is
+/// watched: only a safety net, for a change inotify did not report.
+const IDLE_RELOAD: Duration = Duration::from_secs(300);
 
 impl Runner {
     fn stamp(&self) -> Stamp {

@@ -99,9 +99,12 @@
 //!
 //! # The loop
 //!
-//! Level-triggered, as the pod loop: every 2 s it compares the agent's status board with
-//! what it last wrote (no API call when nothing changed); every 30 s, or after an error, it
-//! lists its own pods (label `kubeboot.io/agent-node=<node>`) and repairs the difference:
+//! Level-triggered, as the pod loop: it compares the agent's status board with what it last
+//! wrote (no API call when nothing changed) every 2 s while the pods change, and every 10 s
+//! once nothing has changed for a few passes (the kubelet's status manager syncs every 10 s
+//! too: kubelet/status/status_manager.go syncPeriod), so a settled node's agent wakes for it
+//! five times less often; a change seen brings back the 2 s pace. Every 30 s, or after an
+//! error, it lists its own pods (label `kubeboot.io/agent-node=<node>`) and repairs the difference:
 //! creates missing pods (someone deleted one), deletes pods whose manifest is gone or changed
 //! (a changed manifest is a new pod, as for the kubelet's mirror pods), rewrites a status the
 //! API does not show. Failures back off exponentially to 30 s, per pod and for the whole
@@ -126,8 +129,12 @@ use tracing::{debug, info, warn};
 use crate::status::PodStatus;
 use crate::supervisor::Shared;
 
-/// How often the board is compared with what was last written.
+/// How often the board is compared with what was last written while the pods change.
 const TICK: Duration = Duration::from_secs(2);
+/// The same once nothing changed for [`SETTLE_AFTER`] passes in a row.
+const SETTLED_TICK: Duration = Duration::from_secs(10);
+/// Passes without a change before the slower pace.
+const SETTLE_AFTER: u32 = 5;
 /// How often the agent's pods are listed from the API.
 const RESYNC: Duration = Duration::from_secs(30);
 /// The longest wait between attempts to reach the API server.
@@ -146,6 +153,18 @@ struct Source {
     host_network: bool,
 }
 
+/// The wait before the next pass: [`TICK`] while the pods change (`changed`: the pass wrote or
+/// failed something), [`SETTLED_TICK`] after [`SETTLE_AFTER`] quiet passes in a row. `quiet`
+/// counts them.
+fn pace(quiet: &mut u32, changed: bool) -> Duration {
+    *quiet = if changed { 0 } else { quiet.saturating_add(1) };
+    if *quiet >= SETTLE_AFTER {
+        SETTLED_TICK
+    } else {
+        TICK
+    }
+}
+
 /// Exponential backoff state.
 #[derive(Default)]
 pub(crate) struct Retry {
@@ -156,6 +175,12 @@ pub(crate) struct Retry {
 impl Retry {
     pub(crate) fn ready(&self, now: Instant) -> bool {
         self.not_before.is_none_or(|t| now >= t)
+    }
+
+    /// How long until the next attempt may be made (zero when it may be made now).
+    pub(crate) fn wait(&self, now: Instant) -> Duration {
+        self.not_before
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
     }
 
     pub(crate) fn failed(&mut self, now: Instant, max: Duration) {
@@ -186,6 +211,8 @@ struct Publisher {
     logged: HashMap<Key, String>,
     last_list: Option<Instant>,
     relist: bool,
+    /// Passes in a row that wrote nothing and failed nothing.
+    quiet: u32,
 }
 
 /// Publishes the agent's pods until the task is aborted. Does nothing but look for the
@@ -207,6 +234,7 @@ pub(crate) async fn run(shared: Arc<Shared>, client: AgentClient, node: String) 
         logged: HashMap::new(),
         last_list: None,
         relist: true,
+        quiet: 0,
     };
     loop {
         let delay = p.tick().await;
@@ -250,8 +278,10 @@ fn kubeconfig_mtime(path: &Path) -> anyhow::Result<Option<Option<SystemTime>>> {
     }
 }
 
-/// A client from an explicit kubeconfig, never the environment, with bounded timeouts.
-async fn client_from(path: &Path) -> anyhow::Result<Client> {
+/// Clients from an explicit kubeconfig, never the environment: one for requests, with bounded
+/// timeouts, and one for watches, without a read timeout (a watch is a long poll, silent while
+/// nothing changes; its silence is bounded by its user).
+async fn client_from(path: &Path) -> anyhow::Result<(Client, Client)> {
     let shown = path.display().to_string();
     let kc = Kubeconfig::read_from(path)
         .with_context(|| format!("could not read the agent's kubeconfig {shown:?}"))?;
@@ -259,9 +289,14 @@ async fn client_from(path: &Path) -> anyhow::Result<Client> {
         .await
         .with_context(|| format!("the agent's kubeconfig {shown:?} is not usable"))?;
     config.connect_timeout = Some(Duration::from_secs(5));
-    config.read_timeout = Some(Duration::from_secs(15));
+    config.read_timeout = None;
     config.write_timeout = Some(Duration::from_secs(15));
-    Client::try_from(config).with_context(|| format!("could not build a client from {shown:?}"))
+    let watches = Client::try_from(config.clone())
+        .with_context(|| format!("could not build a client from {shown:?}"))?;
+    config.read_timeout = Some(Duration::from_secs(15));
+    let requests = Client::try_from(config)
+        .with_context(|| format!("could not build a client from {shown:?}"))?;
+    Ok((requests, watches))
 }
 
 /// A client from the agent's kubeconfig (`kubeboot-agent.conf`), built when the file appears
@@ -287,6 +322,8 @@ struct ClientCell {
 /// The shared client, with the kubeconfig's modification time it was built from.
 struct BuiltClient {
     client: Client,
+    /// The same, without a read timeout, for watches.
+    watches: Client,
     mtime: Option<SystemTime>,
     generation: u64,
 }
@@ -332,12 +369,13 @@ impl AgentClient {
             None => {
                 // Built outside the lock (it awaits); two handles racing here both build, and
                 // the later one is kept: harmless.
-                let client = client_from(&self.kubeconfig).await?;
+                let (client, watches) = client_from(&self.kubeconfig).await?;
                 let mut cell = self.lock();
                 cell.generations += 1;
                 let generation = cell.generations;
                 cell.built = Some(BuiltClient {
                     client: client.clone(),
+                    watches,
                     mtime,
                     generation,
                 });
@@ -347,6 +385,12 @@ impl AgentClient {
         let fresh = generation != self.seen;
         self.seen = generation;
         Ok(Some((client, fresh)))
+    }
+
+    /// The client for watches (no read timeout) beside the one [`AgentClient::get`] last
+    /// returned; None before that.
+    pub(crate) fn watches(&self) -> Option<Client> {
+        self.lock().built.as_ref().map(|b| b.watches.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ClientCell> {
@@ -376,7 +420,7 @@ impl Publisher {
     async fn tick(&mut self) -> Duration {
         let now = Instant::now();
         if !self.connection.ready(now) {
-            return TICK;
+            return self.connection.wait(now).max(TICK);
         }
         let client = match self.ensure_client().await {
             Ok(Some(c)) => c,
@@ -414,6 +458,8 @@ impl Publisher {
             self.ever_connected = true;
         }
         self.connection = Retry::default();
+        // Whether this pass wrote or failed anything (or has a write to retry).
+        let mut changed = !self.retries.is_empty();
         let mut wanted = BTreeSet::new();
         for pod in &desired {
             let key = (pod.namespace.clone(), pod.name.clone());
@@ -422,13 +468,15 @@ impl Publisher {
                 continue;
             }
             match self.sync_pod(&client, pod, &runtime, resync).await {
-                Ok(()) => {
+                Ok(wrote) => {
+                    changed |= wrote;
                     self.retries.remove(&key);
                     if self.logged.remove(&key).is_some() {
                         info!(pod = %format!("{}/{}", key.0, key.1), "pod published");
                     }
                 }
                 Err(e) => {
+                    changed = true;
                     self.retries
                         .entry(key.clone())
                         .or_default()
@@ -445,6 +493,7 @@ impl Publisher {
             .cloned()
             .collect();
         for key in gone {
+            changed = true;
             if let Err(e) = self.delete(&client, &key).await {
                 self.relist = true;
                 self.report(&key, &e);
@@ -452,7 +501,7 @@ impl Publisher {
         }
         self.written.retain(|k, _| wanted.contains(k));
         self.retries.retain(|k, _| wanted.contains(k));
-        TICK
+        pace(&mut self.quiet, changed)
     }
 
     fn report(&mut self, key: &Key, e: &anyhow::Error) {
@@ -584,18 +633,18 @@ impl Publisher {
 
     /// Creates the pod if the API lacks it (or has it for another manifest), then writes its
     /// status if it differs from what was last written (or, after a list, from what the API
-    /// shows).
+    /// shows). True when it wrote something.
     async fn sync_pod(
         &mut self,
         client: &Client,
         pod: &PodStatus,
         runtime: &str,
         listed: bool,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let key = (pod.namespace.clone(), pod.name.clone());
         let Some(source) = self.sources.get(&pod.uid) else {
             // Its manifest changed or vanished since it started: the pod is on its way out.
-            return Ok(());
+            return Ok(false);
         };
         let (manifest, host_network) = (source.pod.clone(), source.host_network);
         let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
@@ -630,7 +679,7 @@ impl Publisher {
             !object::covers(&want, &have)
         };
         if !changed && !drifted {
-            return Ok(());
+            return Ok(false);
         }
         let mut update = observed.clone();
         update.status = Some(status.clone());
@@ -642,7 +691,7 @@ impl Publisher {
                 debug!(pod = %pod.name, phase = %pod.phase, "pod status written");
                 self.observed.insert(key.clone(), updated);
                 self.written.insert(key, status);
-                Ok(())
+                Ok(true)
             }
             Err(e) => {
                 if api_error(&e).is_some_and(|s| s.code == 404 || s.code == 409) {
@@ -720,6 +769,24 @@ mod tests {
         std::fs::write(path, yaml).unwrap();
     }
 
+    #[test]
+    fn the_pace_slows_once_nothing_changes_and_quickens_at_the_first_change() {
+        let mut quiet = 0;
+        // Pods changing: every 2 s.
+        assert_eq!(pace(&mut quiet, true), TICK);
+        for _ in 1..SETTLE_AFTER {
+            assert_eq!(pace(&mut quiet, false), TICK);
+        }
+        // Settled: every 10 s, for as long as nothing changes.
+        for _ in 0..100 {
+            assert_eq!(pace(&mut quiet, false), SETTLED_TICK);
+        }
+        // A change (a restart, a probe turning): the 2 s pace at once, until settled again.
+        assert_eq!(pace(&mut quiet, true), TICK);
+        assert_eq!(pace(&mut quiet, false), TICK);
+        assert!(SETTLED_TICK > TICK);
+    }
+
     fn generation(c: &AgentClient) -> Option<u64> {
         c.lock().built.as_ref().map(|b| b.generation)
     }
@@ -733,9 +800,11 @@ mod tests {
         assert!(mirror.get().await.unwrap().is_none(), "no kubeconfig yet");
 
         write_kubeconfig(&path, "http://127.0.0.1:1");
+        assert!(mirror.watches().is_none());
         let (_, fresh) = mirror.get().await.unwrap().unwrap();
         assert!(fresh);
         assert_eq!(generation(&mirror), Some(1));
+        assert!(mirror.watches().is_some() && approver.watches().is_some());
         // The other task gets the same client, new to it, without a second build.
         let (_, fresh) = approver.get().await.unwrap().unwrap();
         assert!(fresh);

@@ -139,6 +139,11 @@ pub(crate) async fn run(
         .agent_log_file
         .clone()
         .map(|log| tokio::spawn(rotate_own_log(log, shared.cfg.log_rotation)));
+    // What start-up touched leaves the resident set once the node settled.
+    let pages = tokio::spawn(crate::host::process::release_own_file_pages_every(
+        RELEASE_PAGES_FIRST,
+        RELEASE_PAGES_PERIOD,
+    ));
     // One API client for both tasks (crate::mirror::AgentClient).
     let api_client = match (&shared.cfg.kubeconfig, &shared.cfg.node_name) {
         (Some(kubeconfig), Some(node)) => Some((
@@ -231,6 +236,7 @@ pub(crate) async fn run(
     if let Some(l) = own_log {
         l.abort();
     }
+    pages.abort();
     if let Some(m) = mirror {
         m.abort();
     }
@@ -263,14 +269,25 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// How often the agent looks at the size of its own log.
+/// When the agent first gives back the pages of its executable it does not run any more
+/// (start-up, adoption: [`crate::host::process::release_own_file_pages`]), and how often
+/// after that.
+const RELEASE_PAGES_FIRST: Duration = Duration::from_secs(60);
+const RELEASE_PAGES_PERIOD: Duration = Duration::from_secs(600);
+
+/// The shortest time between two looks at the size of the agent's own log.
 const OWN_LOG_CHECK: Duration = Duration::from_secs(1);
+/// How often it is looked at when no write can be seen (no inotify, the file gone).
+const OWN_LOG_FALLBACK: Duration = Duration::from_secs(60);
 
 /// Rotates the agent's own log ([`crate::logs::rotate_own_output`]) whenever it outgrows
-/// the limit.
+/// the limit: looked at after writes to it (inotify), at most once a second, so an idle
+/// agent does not wake for it.
 async fn rotate_own_log(log: std::path::PathBuf, rotation: crate::logs::LogRotation) {
+    let mut writes = crate::watch::DirWatch::new(&log, "agent's log");
     let mut failed = false;
     loop {
+        writes.ensure();
         match crate::logs::rotate_own_output(&log, rotation) {
             Ok(true) => info!(log = %log.display(), "rotated the agent's log"),
             Ok(false) => {}
@@ -282,6 +299,7 @@ async fn rotate_own_log(log: std::path::PathBuf, rotation: crate::logs::LogRotat
             Err(_) => {}
         }
         tokio::time::sleep(OWN_LOG_CHECK).await;
+        writes.changed_or_after(OWN_LOG_FALLBACK).await;
     }
 }
 

@@ -1,6 +1,6 @@
 //! The manifest directory: what pods are desired. inotify only wakes the level-triggered
-//! loop ([`DirWatch`], also on the CNI configuration directory); every pass re-reads the
-//! directory (unchanged files are not re-parsed).
+//! loop ([`DirWatch`], also on the CNI configuration directory and on the agent's own log);
+//! every pass re-reads the directory (unchanged files are not re-parsed).
 //!
 //! Only a directory that does not exist means "no pods". A directory that cannot be listed
 //! (EMFILE, EIO, not a directory any more) or a manifest that cannot be read keeps what was
@@ -33,9 +33,10 @@ pub struct Desired {
     pub errors: Vec<ManifestErrorStatus>,
 }
 
-/// Wakes a loop when something changes in one directory (inotify). The directory may not
-/// exist yet: [`DirWatch::ensure`] arms the watch once it does; the loop's periodic pass
-/// covers the time before.
+/// Wakes a loop when something changes in one directory, or in one file (inotify: a write, a
+/// rename, a removal). It may not exist yet: [`DirWatch::ensure`] arms the watch once it does
+/// (and again on the new file once the watched one was renamed or removed); the loop's
+/// periodic pass covers the time before.
 pub struct DirWatch {
     dir: PathBuf,
     what: &'static str,
@@ -49,7 +50,7 @@ impl DirWatch {
         let inotify = match Inotify::init().and_then(crate::host::process::async_fd) {
             Ok(i) => Some(i),
             Err(e) => {
-                warn!("inotify is unavailable, the {what} is only re-read periodically: {e}");
+                warn!("inotify is unavailable, the {what} is only looked at periodically: {e}");
                 None
             }
         };
@@ -83,6 +84,20 @@ impl DirWatch {
             Err(e) => {
                 debug!(dir = %self.dir.display(), "cannot watch the {} yet: {e}", self.what)
             }
+        }
+    }
+
+    /// Whether the watch is armed: a change would wake [`DirWatch::changed`].
+    pub fn watching(&self) -> bool {
+        self.watching
+    }
+
+    /// Waits for a change, or for `fallback` to pass, whichever comes first (the only wake
+    /// without inotify or while nothing is watched).
+    pub async fn changed_or_after(&mut self, fallback: std::time::Duration) {
+        tokio::select! {
+            () = self.changed() => {}
+            () = tokio::time::sleep(fallback) => {}
         }
     }
 
@@ -331,6 +346,51 @@ mod tests {
         // No directory at all: no pods wanted.
         std::fs::remove_file(&dir).unwrap();
         assert!(w.scan().pods.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_file_watch_wakes_on_writes_only_and_follows_a_rotation() {
+        use std::io::Write;
+        use std::time::Duration;
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("agent.log");
+        let append = |p: &Path, line: &str| {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)
+                .unwrap();
+            f.write_all(line.as_bytes()).unwrap();
+        };
+        // Not there yet: nothing is watched, only the fallback wakes.
+        let mut w = DirWatch::new(&log, "log");
+        let t = std::time::Instant::now();
+        w.changed_or_after(Duration::from_millis(100)).await;
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        append(&log, "first\n");
+        w.ensure();
+        // Idle: no wake.
+        let idle = tokio::time::timeout(Duration::from_millis(300), w.changed()).await;
+        assert!(idle.is_err(), "woken without a write");
+        // A write wakes it.
+        append(&log, "a line\n");
+        tokio::time::timeout(Duration::from_secs(5), w.changed())
+            .await
+            .expect("woken by a write");
+        // Rotated (renamed away, a new file in its place): the rename wakes it, and once armed
+        // again a write to the new file does too.
+        std::fs::rename(&log, d.path().join("agent.log.1")).unwrap();
+        append(&log, "");
+        tokio::time::timeout(Duration::from_secs(5), w.changed())
+            .await
+            .expect("woken by the rename");
+        w.ensure();
+        let idle = tokio::time::timeout(Duration::from_millis(300), w.changed()).await;
+        assert!(idle.is_err(), "woken without a write");
+        append(&log, "after the rotation\n");
+        tokio::time::timeout(Duration::from_secs(5), w.changed())
+            .await
+            .expect("woken by a write to the new file");
     }
 
     #[tokio::test]

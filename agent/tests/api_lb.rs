@@ -31,6 +31,7 @@ const WAIT: Duration = Duration::from_secs(15);
 fn fast() -> Timing {
     Timing {
         health_period: Duration::from_millis(200),
+        recheck_period: Duration::from_millis(200),
         check_timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),
         refresh_period: Duration::from_millis(300),
@@ -180,9 +181,13 @@ fn health(b: &Balancer, addr: SocketAddr) -> Option<Health> {
 
 /// A balancer on a free loopback port in front of `servers`, checking them with `ca`.
 async fn start_lb(dir: &Path, ca: &Issuer, servers: Vec<String>) -> Balancer {
+    start_lb_timed(dir, ca, servers, fast()).await
+}
+
+async fn start_lb_timed(dir: &Path, ca: &Issuer, servers: Vec<String>, t: Timing) -> Balancer {
     let mut cfg = ApiLbConfig::new(servers, Some(write_ca(dir, ca)));
     cfg.listen = "127.0.0.1:0".parse().expect("addr");
-    Balancer::start(&cfg, fast(), vec![]).await.expect("starts")
+    Balancer::start(&cfg, t, vec![]).await.expect("starts")
 }
 
 fn write_ca(dir: &Path, ca: &Issuer) -> std::path::PathBuf {
@@ -248,6 +253,48 @@ async fn api_lb_forwards_to_a_healthy_backend_and_passes_over_a_killed_one() {
     let started = Instant::now();
     assert!(who(&c, lb.local_addr()).await.is_err());
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn api_lb_checks_at_once_when_a_connection_fails_not_only_in_the_background() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, leaf) = pki();
+    let none = Arc::new(Answers::default());
+    let a = api_server("127.0.0.2", "a", &leaf, none.clone()).await;
+    let b = api_server("127.0.0.3", "b", &leaf, none.clone()).await;
+    // The background checks an hour apart: within this test only a failed connection can
+    // bring a check (new backends are judged at once).
+    let timing = Timing {
+        health_period: Duration::from_secs(3600),
+        ..fast()
+    };
+    let lb = start_lb_timed(
+        dir.path(),
+        &ca,
+        vec![a.addr.to_string(), b.addr.to_string()],
+        timing,
+    )
+    .await;
+    wait_for("both up", || {
+        health(&lb, a.addr) == Some(Health::Up) && health(&lb, b.addr) == Some(Health::Up)
+    })
+    .await;
+    let c = client(&ca, lb.local_addr());
+    let first = who(&c, lb.local_addr()).await.expect("through");
+    let (killed, other) = if first == "a" { (&a, "b") } else { (&b, "a") };
+    killed.task.abort();
+    // The connection passes over the dead backend, and its failure brings the checks that
+    // take it down (two in a row), long before the background round.
+    assert_eq!(who(&c, lb.local_addr()).await.expect("failed over"), other);
+    wait_for("the killed backend down", || {
+        health(&lb, killed.addr) == Some(Health::Down)
+    })
+    .await;
+    // Idle again: the checks keep the slow pace, the live backend is not checked meanwhile.
+    let failures: Vec<u32> = lb.backends().iter().map(|b| b.failures).collect();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let again: Vec<u32> = lb.backends().iter().map(|b| b.failures).collect();
+    assert_eq!(failures, again, "checked again without a failed connection");
 }
 
 #[tokio::test]

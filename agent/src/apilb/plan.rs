@@ -1,6 +1,6 @@
-//! The balancer's decisions, pure: a backend's health after a check, the order a new
-//! connection tries the backends in, the API server list after reading the `kubernetes`
-//! Endpoints. The runtime in [`crate::apilb`] observes and acts; nothing here does I/O.
+//! The balancer's decisions, pure: a backend's health after a check, whether the checks are
+//! due again soon, the order a new connection tries the backends in, the API server list after
+//! reading the `kubernetes` Endpoints. The runtime in [`crate::apilb`] observes and acts; nothing here does I/O.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -68,6 +68,15 @@ impl Backend {
         }
         b
     }
+}
+
+/// Whether the next round of health checks is due soon rather than at the slow background
+/// pace: a backend is not checked yet, or failed its last check without being down yet (one
+/// more failure takes it down, and its connections are cut only then).
+pub fn needs_recheck(backends: &[Backend]) -> bool {
+    backends
+        .iter()
+        .any(|b| b.health == Health::Unknown || (b.health == Health::Up && b.failures > 0))
 }
 
 /// Whether `addr`'s host is one of `local_ips`.
@@ -184,6 +193,28 @@ pub fn readyz_healthy(code: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checks_are_due_soon_only_for_a_new_or_a_failing_backend() {
+        let up = Backend::new("10.0.0.1:6443", &[]).checked(true);
+        let down = Backend::new("10.0.0.2:6443", &[]).checked(false);
+        assert_eq!(down.health, Health::Down);
+        // Every backend judged: the slow pace, a down one included (connections avoid it).
+        assert!(!needs_recheck(&[up.clone(), down.clone()]));
+        // Not checked yet.
+        assert!(needs_recheck(&[
+            up.clone(),
+            Backend::new("10.0.0.3:6443", &[])
+        ]));
+        // Up, one failure: one more check decides, soon.
+        let failing = up.checked(false);
+        assert_eq!(failing.health, Health::Up);
+        assert!(needs_recheck(&[failing.clone(), down.clone()]));
+        // The second failure takes it down: the slow pace again.
+        let gone = failing.checked(false);
+        assert_eq!(gone.health, Health::Down);
+        assert!(!needs_recheck(&[gone, down]));
+    }
 
     fn b(addr: &str, health: Health, local: bool) -> Backend {
         Backend {

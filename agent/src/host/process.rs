@@ -534,6 +534,104 @@ pub fn default_signals_on_exec(cmd: &mut Command) {
     }
 }
 
+/// The ranges of this process's own executable that [`release_own_file_pages`] may give back:
+/// from `/proc/self/smaps` text, the read-only private mappings (code, read-only data) of the
+/// file with inode `exe_inode` that hold no anonymous page. A mapping relocations were written
+/// to (RELRO: read-only again, but its pages are private copies) holds anonymous pages and is
+/// never one of them, nor is anything writable.
+pub fn releasable_ranges(smaps: &str, exe_inode: u64) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    // The mapping being read: its range, and whether it qualifies so far.
+    let mut current: Option<((usize, usize), bool)> = None;
+    let mut close = |current: &mut Option<((usize, usize), bool)>| {
+        if let Some((range, true)) = current.take() {
+            out.push(range);
+        }
+    };
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let Some(first) = words.next() else { continue };
+        if let Some((start, end)) = first.split_once('-')
+            && let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            )
+        {
+            close(&mut current);
+            let perms = words.next().unwrap_or_default();
+            let inode = words.nth(2).and_then(|w| w.parse::<u64>().ok());
+            let ok = matches!(perms, "r--p" | "r-xp") && inode == Some(exe_inode) && end > start;
+            current = Some(((start, end), ok));
+        } else if first == "Anonymous:"
+            && let Some((_, ok)) = current.as_mut()
+        {
+            *ok &= words.next() == Some("0");
+        }
+    }
+    close(&mut current);
+    out
+}
+
+/// Gives back the resident pages of this process's own code and read-only data
+/// ([`releasable_ranges`]): `MADV_DONTNEED` unmaps them from this process only; they stay in
+/// the page cache, and what the process runs next is mapped again from there at its next
+/// touch. So the resident set is what runs now, not everything that ever ran (start-up,
+/// argument parsing, adoption). Returns the bytes of the ranges released.
+///
+/// # Errors
+/// When `/proc/self/smaps` or `/proc/self/exe` cannot be read, or madvise fails.
+pub fn release_own_file_pages() -> io::Result<usize> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = fs::metadata("/proc/self/exe")?.ino();
+    let smaps = fs::read_to_string("/proc/self/smaps")?;
+    let mut released = 0;
+    for (start, end) in releasable_ranges(&smaps, inode) {
+        // SAFETY: the range is a whole mapping of this process's own executable, read-only,
+        // private and without an anonymous (copy-on-write) page: its contents are the file's,
+        // which cannot change while it runs (the kernel refuses to write an executable in
+        // use; an update replaces the file, not its inode). Dropping the pages only makes the
+        // next access read the same bytes from the page cache again, at the same addresses,
+        // so no reference into them is invalidated.
+        let r =
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        released += end - start;
+    }
+    Ok(released)
+}
+
+/// Gives the free memory of the heap back to the system (glibc's `malloc_trim`: the free
+/// pages in the middle of the heap too, not only at its top, which is all `free` gives back by
+/// itself). True when some was given back.
+pub fn trim_heap() -> bool {
+    // SAFETY: malloc_trim takes no pointer and has no precondition; glibc's allocator, which
+    // Rust's System allocator uses here, locks its arenas while it trims.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+/// Runs [`release_own_file_pages`] and [`trim_heap`] `first` after it is called and every
+/// `period` after that, until the task is dropped: the agent's resident set then holds the
+/// code it ran lately and the memory it uses now, not its start-up's. A failure is logged
+/// once, at debug level (nothing depends on it).
+pub async fn release_own_file_pages_every(first: Duration, period: Duration) {
+    tokio::time::sleep(first).await;
+    let mut said = false;
+    loop {
+        trim_heap();
+        match release_own_file_pages() {
+            Ok(bytes) => tracing::debug!(bytes, "gave back the executable's resident pages"),
+            Err(e) if !said => {
+                said = true;
+                tracing::debug!("could not give back the executable's resident pages: {e}");
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(period).await;
+    }
+}
+
 /// True if a process with this PID and start time is alive (not a zombie).
 pub fn is_alive(pid: u32, start_time: u64) -> bool {
     matches!(proc_stat(pid), Ok(s) if s.start_time == start_time && s.state != 'Z')
@@ -542,6 +640,81 @@ pub fn is_alive(pid: u32, start_time: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_free_heap_is_given_back() {
+        // Many small blocks freed but the last (the heap's top stays in use): only a trim
+        // gives the pages under them back.
+        let blocks: Vec<Vec<u8>> = (0..20_000).map(|i| vec![i as u8; 1000]).collect();
+        let last = blocks.last().cloned();
+        drop(blocks);
+        assert!(trim_heap(), "nothing was given back");
+        assert_eq!(last.map(|b| b.len()), Some(1000));
+    }
+
+    #[test]
+    fn only_clean_read_only_mappings_of_the_executable_are_releasable() {
+        let smaps = "\
+55a69b1cb000-55a69b524000 r--p 00000000 fe:00 77 /usr/bin/kubeboot
+Rss:                 916 kB
+Anonymous:             0 kB
+55a69b524000-55a69c0ee000 r-xp 00358000 fe:00 77 /usr/bin/kubeboot
+Rss:                9912 kB
+Anonymous:             0 kB
+55a69c0ee000-55a69c14d000 r--p 00f21000 fe:00 77 /usr/bin/kubeboot
+Rss:                 380 kB
+Anonymous:           380 kB
+55a69c14d000-55a69c151000 rw-p 00f7f000 fe:00 77 /usr/bin/kubeboot
+Anonymous:            16 kB
+7f0000000000-7f0000100000 r-xp 00000000 fe:00 99 /usr/lib/libc.so.6
+Anonymous:             0 kB
+7f0000200000-7f0000300000 rw-p 00000000 00:00 0
+Anonymous:          1024 kB
+";
+        assert_eq!(
+            releasable_ranges(smaps, 77),
+            [
+                (0x55a69b1cb000, 0x55a69b524000),
+                (0x55a69b524000, 0x55a69c0ee000)
+            ]
+        );
+        // Another file's inode: nothing.
+        assert!(releasable_ranges(smaps, 5).is_empty());
+    }
+
+    #[test]
+    fn released_pages_leave_the_resident_set_and_come_back_when_touched() {
+        use std::os::unix::fs::MetadataExt;
+        let inode = fs::metadata("/proc/self/exe").expect("exe").ino();
+        // The resident kB of the releasable mappings.
+        let resident = || {
+            let smaps = fs::read_to_string("/proc/self/smaps").expect("smaps");
+            let ranges = releasable_ranges(&smaps, inode);
+            let mut kb = 0u64;
+            let mut counted = false;
+            for line in smaps.lines() {
+                if let Some((start, _)) = line.split_once('-')
+                    && let Ok(start) = usize::from_str_radix(start, 16)
+                {
+                    counted = ranges.iter().any(|r| r.0 == start);
+                } else if counted && let Some(v) = line.strip_prefix("Rss:") {
+                    kb += v.trim().trim_end_matches(" kB").parse::<u64>().unwrap_or(0);
+                }
+            }
+            kb
+        };
+        let before = resident();
+        let released = release_own_file_pages().expect("release");
+        let after = resident();
+        assert!(released > 0, "this test's own code is releasable");
+        assert!(
+            after < before,
+            "resident {before} kB before, {after} kB after"
+        );
+        // Code and read-only data still work: they are read again from the file.
+        let text = "read-only data, read again after the release".to_string();
+        assert!(text.contains("again"));
+    }
 
     #[test]
     fn parses_stat_with_spaces_and_parens_in_the_name() {
