@@ -16,7 +16,9 @@
 //! - node1's agent starts again and its etcd member is back in the quorum;
 //! - the cluster is upgraded to the TEST BUILD with etcd 3.5.16 (`upgrade_multi`: apply on
 //!   node1, a failing `upgrade node` on node2 rolled back, node2, node3, the worker drained);
-//! - `reset --delete-node` on node3 removes its etcd member, ClusterStatus entry and Node, and
+//! - `reset --delete-node` on node3 removes its etcd member, ClusterStatus entry and Node and
+//!   leaves no kube-proxy chain, bridge, veth, pod netns, pod route or kubelet mount; node3 then
+//!   joins the upgraded cluster again as a control plane (and leaves again); the same reset
 //!   on the worker (no credential may delete its Node) is refused, the node untouched;
 //! - with node1's etcd down, reset on node2 (the last member standing) is refused without
 //!   `--force-remove-last-etcd-member`, node2 untouched.
@@ -656,6 +658,79 @@ fn join_cluster() -> Result<()> {
             Ok(())
         },
     )?;
+
+    step(
+        "node3 after reset: no kube-proxy chains, bridge, veths, pod netns, pod routes or kubelet mounts",
+        || {
+            let rules = cp3.sh_ok("iptables-save 2>/dev/null | grep -c -- '-N KUBE-' || true")?;
+            ensure!(rules.trim() == "0", "kube-proxy chains left: {rules}");
+            let links = cp3.sh_ok("ip -o link show | grep -E 'kbr0|veth' || true")?;
+            ensure!(links.trim().is_empty(), "links left:\n{links}");
+            let netns = cp3.sh_ok("ls /run/netns 2>/dev/null || true")?;
+            ensure!(
+                netns.trim().is_empty(),
+                "pod network namespaces left: {netns}"
+            );
+            let routes = cp3.sh_ok("ip route show proto 77")?;
+            ensure!(routes.trim().is_empty(), "pod routes left:\n{routes}");
+            // Below the kubelet's directory: the directory itself is the harness's bind mount.
+            let mounts = cp3.sh_ok("grep ' /var/lib/kubelet/' /proc/self/mountinfo || true")?;
+            ensure!(mounts.trim().is_empty(), "kubelet mounts left:\n{mounts}");
+            Ok(())
+        },
+    )?;
+
+    if let Some((next, etcd_next)) = tests::next_bin_dirs()? {
+        step(
+            "node3 joins the upgraded cluster again as a control plane, then leaves again",
+            || {
+                let ip = cp3.ip().to_string();
+                let mut argv = vec![
+                    "env".to_string(),
+                    format!("KUBEBOOT={exe}"),
+                    format!("KUBEBOOT_SHARED_DIR={shared}"),
+                    format!("KUBEBOOT_NODE_CGROUP_ROOT={}", cp3.cgroup_root()),
+                    "bash".to_string(),
+                    script.clone(),
+                    "join".into(),
+                    "control-plane".into(),
+                    ip,
+                    "--".into(),
+                ];
+                for d in [
+                    etcd_next.display().to_string(),
+                    next.display().to_string(),
+                    bin.clone(),
+                    "/usr/bin".into(),
+                ] {
+                    argv.push("--bin-dir".into());
+                    argv.push(d);
+                }
+                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                let out = cp3.exec_ok(&argv)?;
+                ensure!(
+                    out.contains("This node has joined the cluster and a new control plane instance was created:"),
+                    "{out}"
+                );
+                wait_until(
+                    "node3's etcd member healthy again",
+                    Duration::from_secs(180),
+                    Duration::from_secs(3),
+                    || etcd_all_healthy(&cp2, &[&cp, &cp2, &cp3]),
+                )?;
+                wait_ready(&cp2, cp3.name(), Duration::from_secs(180))?;
+                let v = cp3.sh_ok("curl -sk --max-time 5 https://127.0.0.1:6443/version")?;
+                ensure!(v.contains("v1.20.3-test.0"), "node3's API server: {v}");
+                let out = cp3.kubeboot_ok(&["reset", "-f", "--delete-node"])?;
+                ensure!(out.contains("Removed the etcd member"), "{out}");
+                ensure!(
+                    etcd_members(&cp2)?.len() == 2,
+                    "node3's member is still there"
+                );
+                Ok(())
+            },
+        )?;
+    }
 
     step(
         "with node1's etcd down, reset on node2 (the last member standing) is refused, node2 untouched",
