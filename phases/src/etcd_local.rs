@@ -69,9 +69,18 @@ pub fn read(fs: &Fs, layout: &Layout) -> anyhow::Result<Option<LocalEtcd>> {
     let Some(text) = fs.read_string_if_exists(&path)? else {
         return Ok(None);
     };
+    from_manifest(&path, &text, layout).map(Some)
+}
+
+/// The member an etcd manifest's text describes (`path` is where it was read: the manifest,
+/// or an upgrade's backup of it).
+///
+/// # Errors
+/// The text is not a Pod, or its command lacks the member's flags.
+pub fn from_manifest(path: &Path, text: &str, layout: &Layout) -> anyhow::Result<LocalEtcd> {
     let shown = path.display().to_string();
     let pod =
-        manifests::yaml::from_yaml(&text).with_context(|| format!("could not read {shown:?}"))?;
+        manifests::yaml::from_yaml(text).with_context(|| format!("could not read {shown:?}"))?;
     let command: Vec<String> = pod
         .spec
         .iter()
@@ -84,14 +93,14 @@ pub fn read(fs: &Fs, layout: &Layout) -> anyhow::Result<Option<LocalEtcd>> {
     })?;
     let ca = layout.node_path(&flags.ca);
     let cert_dir = ca.parent().map(PathBuf::from).unwrap_or_default();
-    Ok(Some(LocalEtcd {
-        manifest: path,
+    Ok(LocalEtcd {
+        manifest: path.to_path_buf(),
         name: flags.name,
         data_dir: layout.node_path(&flags.data_dir),
         peer_url: flags.peer_url,
         ca,
         cert_dir,
-    }))
+    })
 }
 
 impl LocalEtcd {

@@ -125,14 +125,19 @@ pub fn retag(path: &str, pod_yaml: &str, tag: &str) -> anyhow::Result<String> {
         .with_context(|| format!("{path:?} is not a static Pod manifest"))?;
     for c in pod.spec.iter_mut().flat_map(|s| s.containers.iter_mut()) {
         let Some(image) = &c.image else { continue };
-        let r = components::image::ImageRef::parse(image)?;
-        let repo = match &r.registry {
-            Some(reg) => format!("{reg}/{}", r.repository),
-            None => r.repository.clone(),
-        };
-        c.image = Some(format!("{repo}:{tag}"));
+        c.image = Some(with_tag(components::image::ImageRef::parse(image)?, tag));
     }
     Ok(manifests::yaml::to_yaml(&pod))
+}
+
+/// `image` at `tag`, its registry and repository kept (a digest no longer applies).
+fn with_tag(image: components::image::ImageRef, tag: &str) -> String {
+    components::image::ImageRef {
+        tag: Some(tag.to_string()),
+        digest: None,
+        ..image
+    }
+    .to_string()
 }
 
 fn first_image(yaml: &str) -> Option<String> {
@@ -602,7 +607,7 @@ fn restore_removed(req: &Request, out: &Out, j: &Journal, facts: &NodeFacts) -> 
         let old = fs
             .read_if_exists(copy)?
             .with_context(|| format!("the backup {:?} is missing", copy.display().to_string()))?;
-        fs.write_private(path, &old)?;
+        put_back(fs, layout, path, &old)?;
         say!(
             out,
             "upgrade",
@@ -1037,6 +1042,13 @@ fn version_checker(req: &Request, facts: &NodeFacts) -> impl Fn(&str) -> Result<
     let kubeconfig = req.inputs.kubeconfig.clone();
     let node = facts.name.clone();
     move |what: &str| -> Result<String, String> {
+        let local_etcd_client = || -> Result<crate::etcd_members::EtcdClient, String> {
+            crate::etcd_local::read(&fs, &layout)
+                .map_err(|e| format!("{e:#}"))?
+                .ok_or("no etcd manifest")?
+                .client(&fs)
+                .map_err(|e| format!("{e:#}"))
+        };
         match what {
             apiserver if apiserver.starts_with("apiserver:") => {
                 let client = crate::health::client();
@@ -1051,20 +1063,14 @@ fn version_checker(req: &Request, facts: &NodeFacts) -> impl Fn(&str) -> Result<
                     .ok_or_else(|| "no gitVersion".into())
             }
             "etcd" => {
-                let local = crate::etcd_local::read(&fs, &layout)
-                    .map_err(|e| format!("{e:#}"))?
-                    .ok_or("no etcd manifest")?;
-                let client = local.client(&fs).map_err(|e| format!("{e:#}"))?;
+                let client = local_etcd_client()?;
                 let v =
                     client.version(&format!("https://127.0.0.1:{}", names::ETCD_CLIENT_PORT))?;
                 // The image tag is `3.5.16-0`: the member must run that minor.
                 Ok(minor_of(&v.server))
             }
             "etcd-cluster" => {
-                let local = crate::etcd_local::read(&fs, &layout)
-                    .map_err(|e| format!("{e:#}"))?
-                    .ok_or("no etcd manifest")?;
-                let client = local.client(&fs).map_err(|e| format!("{e:#}"))?;
+                let client = local_etcd_client()?;
                 // The lowest minor any member runs: etcd raises its cluster version to it.
                 let members = client.list().map_err(|e| format!("{e:#}"))?;
                 let mut lowest: Option<Version> = None;
@@ -1196,17 +1202,7 @@ fn copy_etcd_data(req: &Request, out: &Out, j: &mut Journal, s: &Step) -> anyhow
     let text = fs
         .read_string_if_exists(&old)?
         .context("the backup of the etcd manifest is missing")?;
-    let pod: Pod = manifests::yaml::from_yaml(&text)?;
-    let command: Vec<String> = pod
-        .spec
-        .iter()
-        .flat_map(|s| s.containers.iter())
-        .flat_map(|c| c.command.iter().flatten())
-        .cloned()
-        .collect();
-    let flags = crate::etcd_local::EtcdFlags::parse(&command)
-        .context("the etcd manifest names no --data-dir")?;
-    let data_dir = layout.node_path(&flags.data_dir);
+    let data_dir = crate::etcd_local::from_manifest(&old, &text, layout)?.data_dir;
     say!(
         out,
         "upgrade/etcd",
@@ -1337,14 +1333,7 @@ fn rollback(
                         restore_etcd_data(req, out, &j, path, data_dir, data_copy)?;
                     }
                     if fs.read_if_exists(path)?.as_deref() != Some(old.as_slice()) {
-                        let private = path.parent().is_some_and(|d| {
-                            d == layout.manifests_dir() || d == layout.agent_manifests_dir()
-                        });
-                        if private {
-                            fs.write_private(path, &old)?;
-                        } else {
-                            fs.write_public(path, &old)?;
-                        }
+                        put_back(fs, layout, path, &old)?;
                         say!(
                             out,
                             "upgrade/rollback",
@@ -1418,6 +1407,19 @@ fn rollback(
             journal::path(layout).display().to_string(),
             j.backup_dir.display().to_string()
         ))),
+    }
+}
+
+/// Writes a backed-up file back where it was: static Pod manifests 0600 as init writes
+/// them, the kubelet's configuration 0644.
+fn put_back(fs: &Fs, layout: &Layout, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let manifest = path
+        .parent()
+        .is_some_and(|d| d == layout.manifests_dir() || d == layout.agent_manifests_dir());
+    if manifest {
+        fs.write_private(path, bytes)
+    } else {
+        fs.write_public(path, bytes)
     }
 }
 
@@ -1618,10 +1620,7 @@ fn addons(
                 && let Ok(r) = components::image::ImageRef::parse(image)
                 && r.tag.as_deref() != Some(tag.as_str())
             {
-                let repo = r.registry.map_or(r.repository.clone(), |reg| {
-                    format!("{reg}/{}", r.repository)
-                });
-                c.image = Some(format!("{repo}:{tag}"));
+                c.image = Some(with_tag(r, &tag));
                 changed = true;
             }
         }

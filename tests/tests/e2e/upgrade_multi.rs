@@ -26,7 +26,7 @@ fn readyz(n: &Node) -> bool {
 }
 
 /// Every member's `/version` as node `cp`'s etcd lists them: `(etcdserver, etcdcluster)`.
-fn etcd_versions(cp: &Node, members: &[&Node]) -> Result<Vec<(String, String)>> {
+pub fn etcd_versions(cp: &Node, members: &[&Node]) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for m in members {
         let text = cp.sh_ok(&format!(
@@ -90,19 +90,10 @@ pub fn upgrade_cluster(cp: &Node, cp2: &Node, cp3: &Node, worker: &Node) -> Resu
             step(
                 "upgrade apply on node1 (etcd 3.5.16 through --config)",
                 || {
-                    let current = cp.kubectl_ok(&[
-                        "-n",
-                        "kube-system",
-                        "get",
-                        "configmap",
-                        "kubeadm-config",
-                        "-o",
-                        "jsonpath={.data.ClusterConfiguration}",
-                    ])?;
-                    let config =
-                        current.replacen("  local:\n", "  local:\n    imageTag: 3.5.16-0\n", 1);
-                    ensure!(config.contains("imageTag: 3.5.16-0"), "{current}");
-                    cp.write_file("/etc/kubernetes/tmp-e2e-upgrade.yaml", &config)?;
+                    crate::upgrade_single_node::write_etcd_next_config(
+                        cp,
+                        "/etc/kubernetes/tmp-e2e-upgrade.yaml",
+                    )?;
                     let out = cp.kubeboot_ok(&[
                         "upgrade",
                         "apply",

@@ -78,13 +78,32 @@ fn api_version(node: &Node) -> Result<String> {
 }
 
 fn etcd_version(node: &Node) -> Result<String> {
-    let out = node.sh_ok(
-        "cd /etc/kubernetes/pki/etcd && curl -sS --max-time 5 --cacert ca.crt \
-         --cert healthcheck-client.crt --key healthcheck-client.key https://127.0.0.1:2379/version",
-    )?;
-    let v: serde_json::Value =
-        serde_json::from_str(&out).with_context(|| format!("etcd /version: {out}"))?;
-    Ok(v["etcdserver"].as_str().unwrap_or_default().to_string())
+    let versions = crate::upgrade_multi::etcd_versions(node, &[node])?;
+    Ok(versions
+        .into_iter()
+        .next()
+        .map(|(server, _)| server)
+        .unwrap_or_default())
+}
+
+/// Writes to `path` in `node` the cluster's ClusterConfiguration with etcd 3.5.16 as the
+/// target (`etcd.local.imageTag`, as kubeadm takes it).
+pub fn write_etcd_next_config(node: &Node, path: &str) -> Result<()> {
+    let current = node.kubectl_ok(&[
+        "-n",
+        "kube-system",
+        "get",
+        "configmap",
+        "kubeadm-config",
+        "-o",
+        "jsonpath={.data.ClusterConfiguration}",
+    ])?;
+    ensure!(
+        current.contains("  local:\n"),
+        "no local etcd in:\n{current}"
+    );
+    let text = current.replacen("  local:\n", "  local:\n    imageTag: 3.5.16-0\n", 1);
+    node.write_file(path, &text)
 }
 
 fn manifest_image(node: &Node, component: &str) -> Result<String> {
@@ -177,22 +196,8 @@ fn upgrade_single_node() -> Result<()> {
     let config = step(
         "write the target ClusterConfiguration (etcd imageTag 3.5.16-0)",
         || {
-            let current = node.kubectl_ok(&[
-                "-n",
-                "kube-system",
-                "get",
-                "configmap",
-                "kubeadm-config",
-                "-o",
-                "jsonpath={.data.ClusterConfiguration}",
-            ])?;
-            ensure!(
-                current.contains("  local:\n"),
-                "no local etcd in:\n{current}"
-            );
-            let text = current.replacen("  local:\n", "  local:\n    imageTag: 3.5.16-0\n", 1);
             let path = "/etc/kubernetes/tmp-e2e-upgrade.yaml".to_string();
-            node.write_file(&path, &text)?;
+            write_etcd_next_config(&node, &path)?;
             Ok(path)
         },
     )?;
