@@ -86,10 +86,9 @@ fn etcd_version(node: &Node) -> Result<String> {
         .unwrap_or_default())
 }
 
-/// Writes to `path` in `node` the cluster's ClusterConfiguration with etcd 3.5.16 as the
-/// target (`etcd.local.imageTag`, as kubeadm takes it).
-pub fn write_etcd_next_config(node: &Node, path: &str) -> Result<()> {
-    let current = node.kubectl_ok(&[
+/// The cluster's ClusterConfiguration, as kubeadm-config holds it.
+fn cluster_configuration(node: &Node) -> Result<String> {
+    node.kubectl_ok(&[
         "-n",
         "kube-system",
         "get",
@@ -97,7 +96,13 @@ pub fn write_etcd_next_config(node: &Node, path: &str) -> Result<()> {
         "kubeadm-config",
         "-o",
         "jsonpath={.data.ClusterConfiguration}",
-    ])?;
+    ])
+}
+
+/// Writes to `path` in `node` the cluster's ClusterConfiguration with etcd 3.5.16 as the
+/// target (`etcd.local.imageTag`, as kubeadm takes it).
+pub fn write_etcd_next_config(node: &Node, path: &str) -> Result<()> {
+    let current = cluster_configuration(node)?;
     ensure!(
         current.contains("  local:\n"),
         "no local etcd in:\n{current}"
@@ -433,15 +438,7 @@ fn upgrade_single_node() -> Result<()> {
                 "jsonpath={.data.k}",
             ])?;
             ensure!(cm.trim() == "v");
-            let cfg = node.kubectl_ok(&[
-                "-n",
-                "kube-system",
-                "get",
-                "configmap",
-                "kubeadm-config",
-                "-o",
-                "jsonpath={.data.ClusterConfiguration}",
-            ])?;
+            let cfg = cluster_configuration(&node)?;
             ensure!(
                 cfg.contains(&format!("kubernetesVersion: {TARGET}")),
                 "{cfg}"
