@@ -89,7 +89,10 @@ in_node "$N" bash -c '
 poller=$!
 echo "== kubeboot ${args[*]}"
 s=$(now)
-if ! in_node "$N" "$KUBEBOOT" "${args[@]}" >"$work/upgrade.log" 2>&1; then
+# Each line of the upgrade's output gets its unix time in ms, to place the gaps in its steps.
+stamp() { while IFS= read -r l; do echo "$(date +%s%3N) $l"; done; }
+{ in_node "$N" "$KUBEBOOT" "${args[@]}" 2>&1; echo "$? exit status"; } | stamp >"$work/upgrade.log"
+if ! grep -q ' 0 exit status$' "$work/upgrade.log"; then
   touch "$marker"; wait "$poller" || true
   tail -40 "$work/upgrade.log" >&2
   echo "the upgrade failed" >&2
@@ -99,7 +102,7 @@ t_upgrade=$(elapsed "$s" "$(now)")
 sleep 5
 touch "$marker"
 wait "$poller" || true
-python3 - "$work/polls" "$t_upgrade" <<'EOF'
+python3 - "$work/polls" "$t_upgrade" "$work/upgrade.log" <<'EOF'
 import sys
 rows = [l.split() for l in open(sys.argv[1]) if len(l.split()) == 2]
 rows = [(int(t), v == "1") for t, v in rows]
@@ -118,5 +121,9 @@ print(f"   longest API gap: {max((b - a for a, b in gaps), default=0) / 1000:.1f
       f"total without an answer: {sum(b - a for a, b in gaps) / 1000:.1f}s")
 for a, b in gaps:
     print(f"     gap at +{(a - t0) / 1000:.1f}s for {(b - a) / 1000:.1f}s")
+print("   the upgrade's steps, on the same clock:")
+for line in open(sys.argv[3]):
+    t, _, text = line.rstrip("\n").partition(" ")
+    if t.isdigit() and text.startswith("["):
+        print(f"     +{(int(t) - t0) / 1000:5.1f}s {text}")
 EOF
-grep -E '^\[upgrade/(staticpods|etcd|successful)\] (Component|SUCCESS|Stopping)' "$work/upgrade.log" | sed 's/^/   /'
