@@ -65,6 +65,9 @@ struct PodHandle {
     /// Empty until the pod's network is ready.
     containers: Vec<ContainerTask>,
     terminating: bool,
+    /// Stopping because a pod of the same name replaces it ([`Event::Replace`]): its
+    /// successor may start as soon as it stops listening ([`hand_over`]).
+    replaced: bool,
     network: Sandbox,
 }
 
@@ -414,6 +417,7 @@ fn start_pod(
         pod,
         containers: Vec::new(),
         terminating: false,
+        replaced: false,
         network: Sandbox::Ready,
     };
     if h.pod.host_network {
@@ -514,7 +518,8 @@ async fn reconcile(
             {
                 p.terminating = true;
             }
-            let event = if replaced_quickly(&h.pod, &desired) {
+            h.replaced = replaced_quickly(&h.pod, &desired);
+            let event = if h.replaced {
                 Event::Replace
             } else {
                 Event::Stop
@@ -542,24 +547,33 @@ async fn reconcile(
         }
         !done
     });
-    // New pods: start them once an old pod of the same name, and their own network's
-    // teardown from before, are gone.
+    // New pods: start them once an old pod of the same name (or, for a replaced one, its
+    // listening sockets) and their own network's teardown from before are gone.
+    let mut next = None;
     let desired_uids: BTreeSet<String> = desired.pods.keys().cloned().collect();
     for (uid, pod) in desired.pods {
         if observed.contains_key(&uid) || teardowns.running.contains_key(&uid) {
             continue;
         }
-        if observed
+        let mut waiting = false;
+        for old in observed
             .values()
-            .any(|h| h.pod.full_name() == pod.full_name())
+            .filter(|h| h.pod.full_name() == pod.full_name())
         {
+            if !(old.replaced && hand_over(&old.pod).await) {
+                waiting = true;
+                if old.replaced {
+                    next = earliest(next, Some(now + HAND_OVER_POLL));
+                }
+            }
+        }
+        if waiting {
             continue;
         }
         let h = start_pod(shared, Arc::new(pod), HashMap::new());
         observed.insert(uid, h);
     }
     // The networks pods wait for.
-    let mut next = None;
     for h in observed.values_mut().filter(|h| !h.terminating) {
         next = earliest(next, drive_network(shared, h, now).await);
     }
@@ -592,6 +606,43 @@ fn replaced_quickly(old: &StaticPod, desired: &crate::watch::Desired) -> bool {
         && old.containers.iter().all(|c| {
             matches!(components::image::binary_for_image(&c.image), Ok(Some(b)) if STATELESS.contains(&b.binary))
         })
+}
+
+/// How often a replacement checks whether the pod it replaces still listens.
+const HAND_OVER_POLL: Duration = Duration::from_millis(100);
+
+/// Whether a replaced hostNetwork pod has stopped listening on every port its httpGet and
+/// tcpSocket probes check (connections refused), so its successor can bind them while the old
+/// processes finish: kube-apiserver closes its listener at SIGTERM but lives on until its
+/// watch connections end or the grace period runs out, and the new one needs seconds before
+/// it binds. Overlapping the two shortens the API's gap during an upgrade by that grace.
+/// A pod without such probes, or with its own network, waits until it is gone.
+async fn hand_over(old: &StaticPod) -> bool {
+    use crate::pod::spec::{ProbeHandler, ProbeKind};
+    if !old.host_network {
+        return false;
+    }
+    let mut ports = BTreeSet::new();
+    for c in &old.containers {
+        for kind in ProbeKind::ALL {
+            if let Some(ProbeHandler::Http { host, port, .. } | ProbeHandler::Tcp { host, port }) =
+                c.probe(kind).map(|p| &p.handler)
+            {
+                ports.insert((host.clone().unwrap_or_else(|| "127.0.0.1".into()), *port));
+            }
+        }
+    }
+    if ports.is_empty() {
+        return false;
+    }
+    for (host, port) in ports {
+        let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+        match tokio::time::timeout(Duration::from_millis(200), connect).await {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Moves a pod's network on: looks for a CNI configuration and starts the setup, or takes
@@ -910,5 +961,33 @@ mod tests {
             phase(OnFailure, &[c("terminated", Some((0, "Completed")))]),
             "Succeeded"
         );
+    }
+
+    fn pod(host_network: bool, probe: &str) -> StaticPod {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: kube-apiserver, namespace: kube-system}}\nspec:\n  hostNetwork: {host_network}\n  containers:\n  - name: kube-apiserver\n    image: k8s.gcr.io/kube-apiserver:v1.20.2\n{probe}"
+        );
+        crate::pod::spec::parse_manifest(std::path::Path::new("/m/a.yaml"), yaml.as_bytes(), None)
+            .expect("a valid manifest")
+    }
+
+    #[tokio::test]
+    async fn a_successor_starts_once_the_replaced_pod_stops_listening() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("bound").port();
+        let http = format!(
+            "    readinessProbe: {{httpGet: {{host: 127.0.0.1, port: {port}, path: /readyz, scheme: HTTPS}}}}\n"
+        );
+        let tcp = format!("    livenessProbe: {{tcpSocket: {{port: {port}}}}}\n");
+        // Still listening: the successor waits.
+        assert!(!hand_over(&pod(true, &http)).await);
+        assert!(!hand_over(&pod(true, &tcp)).await);
+        drop(listener);
+        // Its port refuses connections: the successor may bind it.
+        assert!(hand_over(&pod(true, &http)).await);
+        assert!(hand_over(&pod(true, &tcp)).await);
+        // Nothing to tell from (no probe port), or the pod's own network: wait until it is gone.
+        assert!(!hand_over(&pod(true, "")).await);
+        assert!(!hand_over(&pod(false, &tcp)).await);
     }
 }

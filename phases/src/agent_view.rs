@@ -7,10 +7,13 @@ use agent::status::AgentStatus;
 /// matches `kube-apiserver-node1`).
 pub fn describe(status: &AgentStatus, component: &str) -> Vec<String> {
     let prefix = format!("{component}-");
-    let Some(pod) = status.pods.iter().find(|p| {
+    let ours = |p: &&agent::status::PodStatus| {
         p.namespace == components::names::KUBE_SYSTEM
             && (p.name == component || p.name.starts_with(&prefix))
-    }) else {
+    };
+    // A replaced pod may still be terminating beside its successor: the successor is it.
+    let Some(pod) = (status.pods.iter().filter(ours)).min_by_key(|p| p.phase == "Terminating")
+    else {
         let mut lines = vec![format!(
             "no pod for {component} (is its manifest in {}?)",
             status.manifest_dir
@@ -53,4 +56,37 @@ pub fn describe(status: &AgentStatus, component: &str) -> Vec<String> {
         }
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent::status::{ContainerStatus, PodStatus};
+
+    fn pod(phase: &str, state: &str) -> PodStatus {
+        PodStatus {
+            namespace: "kube-system".into(),
+            name: "kube-apiserver-node1".into(),
+            phase: phase.into(),
+            containers: vec![ContainerStatus {
+                name: "kube-apiserver".into(),
+                state: state.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_successor_is_described_not_the_pod_it_replaces() {
+        let status = AgentStatus {
+            pods: vec![pod("Terminating", "terminated"), pod("Pending", "waiting")],
+            ..Default::default()
+        };
+        assert_eq!(
+            describe(&status, "kube-apiserver"),
+            ["container kube-apiserver is waiting; restarts 0"]
+        );
+        assert!(describe(&status, "etcd")[0].starts_with("no pod for etcd"));
+    }
 }

@@ -154,13 +154,17 @@ fn observe(
 }
 
 /// The first container of the manifest's pod in the agent's status, and why the pod is held
-/// back, if it is.
+/// back, if it is. A pod it replaces may still be terminating beside it: that one is not it.
 pub fn of_manifest(
     status: &AgentStatus,
     manifest: &Path,
 ) -> (Option<ContainerStatus>, Option<String>) {
     let shown = manifest.display().to_string();
-    match status.pods.iter().find(|p| p.manifest == shown) {
+    match status
+        .pods
+        .iter()
+        .find(|p| p.manifest == shown && p.phase != "Terminating")
+    {
         None => (None, None),
         Some(p) => {
             let c = p.containers.first().cloned();
