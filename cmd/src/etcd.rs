@@ -38,10 +38,11 @@ pub enum SnapshotCommands {
     Save(SaveArgs),
     /// Restore etcd on this control-plane node from a snapshot saved by "kubeboot etcd snapshot save"
     ///
-    /// Stops this node's etcd (its manifest is moved to /etc/kubernetes/tmp), keeps the old data
-    /// directory as <data-dir>.pre-restore-<time>, rebuilds it from the snapshot with etcdctl,
-    /// starts etcd again and waits for etcd and the API server. With --data-dir, only rebuilds
-    /// that directory (no running etcd may hold it).
+    /// Stops this node's etcd (its manifest is moved to /etc/kubernetes/tmp), moves the old data
+    /// into <data-dir>/pre-restore-<time>, rebuilds it from the snapshot with etcdctl, puts back
+    /// the static Pod manifests the snapshot kept when it was taken under another Kubernetes
+    /// version, starts etcd again and waits for etcd and the API server. With --data-dir, only
+    /// rebuilds that directory (no running etcd may hold it).
     Restore(RestoreArgs),
 }
 
@@ -111,7 +112,13 @@ fn save(out: &Out, a: SaveArgs) -> anyhow::Result<()> {
         &read("healthcheck-client.crt")?,
         &read("healthcheck-client.key")?,
     )?;
-    let info = phases::etcd_snapshot::save(&client, &fs, &a.file, SystemTime::now())?;
+    let info = phases::etcd_snapshot::save(
+        &client,
+        &fs,
+        &a.file,
+        SystemTime::now(),
+        Some(&components::Layout::host()),
+    )?;
     say!(
         out,
         "etcd",

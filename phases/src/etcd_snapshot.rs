@@ -20,18 +20,24 @@
 //!   verify sha256 (sidecar) ─▶ move etcd.yaml out ─▶ wait: data dir unlocked (etcd stopped)
 //!      │ mismatch: refuse,                │                      │ timeout: manifest back
 //!      ▼ nothing changed                  ▼                      ▼
-//!   etcdctl restore into <dir>.restoring-<stamp> ─▶ rename <dir> → <dir>.pre-restore-<stamp>
-//!      (failure: removed; manifest back)            ─▶ rename new → <dir> ─▶ manifest back
-//!                                                   ─▶ wait etcd and the API server healthy
+//!   etcdctl restore into <dir>/restoring-<stamp> ─▶ <dir>'s old entries → <dir>/pre-restore-<stamp>
+//!      (failure: removed; manifest back)           ─▶ restored member → <dir>/member
+//!                                                  ─▶ [the manifests of the snapshot's version]
+//!                                                  ─▶ manifest back ─▶ wait etcd, API server
 //! ```
 //!
-//! The old data directory is never deleted, only renamed aside. A single-member cluster comes
+//! Everything moves inside the data directory, which may be a mount point of its own. The old
+//! data is never deleted, only moved aside. When the snapshot was taken under another
+//! Kubernetes version than this node runs, the static Pod manifests the snapshot kept of the
+//! node that saved it go back too ([`version_plan`]), so the API server that reads the data is
+//! of the data's version. A single-member cluster comes
 //! back with this node as its only member and a new cluster ID. In a multi-member cluster every
 //! member must be restored from the same snapshot with the same `--initial-cluster` and token
 //! (the token is derived from the snapshot's SHA-256, so each node computes the same cluster
 //! ID): kubeboot restores this node and prints the exact command for each other one; etcd
 //! answers once a quorum of them is restored.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -54,6 +60,18 @@ const KUBEADM_CONFIG_KEY: &[u8] = b"/registry/configmaps/kube-system/kubeadm-con
 const TRAILER: usize = 32;
 /// The Debian package that ships `etcdctl`.
 const ETCDCTL_PACKAGE: &str = "etcd-client";
+
+/// The components whose static Pod images carry the cluster's Kubernetes version: what a
+/// snapshot keeps of the node it was saved on, so that restoring it brings back the version it
+/// was taken under (etcd's own manifest stays: its data directory is what is restored, and a
+/// newer etcd reads an older one's snapshot).
+pub const VERSIONED: [&str; 5] = [
+    names::KUBE_APISERVER,
+    names::KUBE_CONTROLLER_MANAGER,
+    names::KUBE_SCHEDULER,
+    names::KUBELET,
+    names::KUBE_PROXY,
+];
 
 /// One member, as the sidecar records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,10 +120,124 @@ pub struct SnapshotInfo {
     pub members: Vec<SnapshotMember>,
     /// The cluster's Kubernetes version (kubeadm-config's ClusterConfiguration), when found.
     pub kubernetes_version: Option<String>,
+    /// The etcd member of the control-plane node it was saved on (with [`save`]'s layout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_on: Option<String>,
+    /// That node's static Pod manifests of the versioned components ([`VERSIONED`]), file
+    /// name to text: a restore on that node under another Kubernetes version puts them back.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub manifests: BTreeMap<String, String>,
     /// The snapshot file's size in bytes.
     pub size: u64,
     /// The SHA-256 of the whole snapshot file, in hex.
     pub sha256: String,
+}
+
+/// The file name of a component's static Pod manifest.
+fn manifest_file(component: &str) -> String {
+    format!("{component}.yaml")
+}
+
+/// What a restore on a control-plane node does about the Kubernetes version: etcd's data and
+/// the API server that reads it must be of one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionPlan {
+    /// The snapshot was taken under the version this node runs (or either is unknown).
+    Keep,
+    /// Taken under `from` while this node runs `to`: the manifests the snapshot kept of this
+    /// node go back with the data.
+    PutBack {
+        /// The snapshot's version.
+        from: String,
+        /// This node's.
+        to: String,
+    },
+}
+
+/// Decides the [`VersionPlan`] of restoring `info` on the node whose etcd member is `member`
+/// and whose API server runs `running`. Pure.
+///
+/// # Errors
+/// The versions differ and the snapshot kept no manifests of this node: the message names
+/// both versions and the ways out.
+pub fn version_plan(
+    info: &SnapshotInfo,
+    snapshot: &Path,
+    running: Option<&str>,
+    member: &str,
+) -> Result<VersionPlan, String> {
+    let (Some(from), Some(to)) = (info.kubernetes_version.as_deref(), running) else {
+        return Ok(VersionPlan::Keep);
+    };
+    if from == to {
+        return Ok(VersionPlan::Keep);
+    }
+    let why = match info.saved_on.as_deref() {
+        Some(m) if m == member && !info.manifests.is_empty() => {
+            return Ok(VersionPlan::PutBack {
+                from: from.to_string(),
+                to: to.to_string(),
+            });
+        }
+        Some(m) if m != member => format!(
+            "it was saved on the node of etcd member {m:?}, and only keeps that node's manifests"
+        ),
+        _ => "its sidecar keeps no static Pod manifests to go back to".to_string(),
+    };
+    Err(format!(
+        "the snapshot {:?} was taken under Kubernetes {from}, and this node's control plane runs {to}: etcd's data and the API server must be of one version, and {why}. Nothing was changed. Bring this node's control plane back to {from} first (an upgrade keeps the manifests it replaced in /etc/kubernetes/tmp/kubeboot-backup-*), or restore on the node that saved the snapshot",
+        snapshot.display().to_string()
+    ))
+}
+
+/// The Kubernetes version this node's API server manifest runs (its image's tag).
+fn running_version(r: &RestoreNode) -> anyhow::Result<Option<String>> {
+    let Some(text) =
+        r.fs.read_string_if_exists(&r.layout.manifest(names::KUBE_APISERVER))?
+    else {
+        return Ok(None);
+    };
+    let pod: k8s_openapi::api::core::v1::Pod = manifests::yaml::from_yaml(&text)?;
+    Ok(pod
+        .spec
+        .and_then(|s| s.containers.into_iter().next())
+        .and_then(|c| c.image)
+        .and_then(|i| components::image::ImageRef::parse(&i).ok())
+        .and_then(|i| i.tag))
+}
+
+/// Puts back the manifests the snapshot kept, each current one set aside in `parked_dir`.
+fn put_back_versioned(
+    r: &RestoreNode,
+    info: &SnapshotInfo,
+    parked_dir: &Path,
+    from: &str,
+) -> anyhow::Result<()> {
+    let mut put = Vec::new();
+    for c in VERSIONED {
+        let file = manifest_file(c);
+        let Some(text) = info.manifests.get(&file) else {
+            continue;
+        };
+        let path = r.layout.manifest(c);
+        if let Some(current) = r.fs.read_if_exists(&path)? {
+            r.fs.write_file(
+                &parked_dir.join(format!("current-{file}")),
+                &current,
+                agent::host::fs::MODE_PRIVATE,
+            )?;
+        }
+        r.fs.write_file(&path, text.as_bytes(), agent::host::fs::MODE_PRIVATE)?;
+        put.push(file);
+    }
+    say!(
+        r.out,
+        "etcd",
+        "Put back the static Pod manifests of Kubernetes {from} the snapshot kept ({}); this node's previous ones are in {:?}",
+        put.join(", "),
+        parked_dir.display().to_string()
+    );
+    Ok(())
 }
 
 /// The sidecar of `file`: `<file>.json`.
@@ -177,7 +309,9 @@ pub fn kubernetes_version_in(stored: &[u8]) -> Option<String> {
 
 /// Takes a consistent snapshot from the first of `client`'s endpoints that is healthy,
 /// writes it atomically to `file` (mode 0600; the directory must exist) with its sidecar, and
-/// returns what the sidecar says. The upgrade calls this before etcd changes.
+/// returns what the sidecar says. With the `node`'s layout (a control-plane node with a local
+/// etcd), the sidecar also keeps its member name and the manifests of [`VERSIONED`]. The
+/// upgrade calls this before etcd changes.
 ///
 /// # Errors
 /// No healthy endpoint, etcd refused or broke the stream, the stream failed etcd's integrity
@@ -187,6 +321,7 @@ pub fn save(
     fs: &Fs,
     file: &Path,
     now: SystemTime,
+    node: Option<&Layout>,
 ) -> anyhow::Result<SnapshotInfo> {
     let shown = file.display().to_string();
     let mut why = Vec::new();
@@ -214,6 +349,19 @@ pub fn save(
         .get(KUBEADM_CONFIG_KEY)?
         .as_deref()
         .and_then(kubernetes_version_in);
+    let mut saved_on = None;
+    let mut manifests = BTreeMap::new();
+    if let Some(layout) = node
+        && let Some(local) = crate::etcd_local::read(fs, layout)?
+    {
+        saved_on = Some(local.name);
+        for c in VERSIONED {
+            let path = layout.manifest(c);
+            if let Some(text) = fs.read_string_if_exists(&path)? {
+                manifests.insert(manifest_file(c), text);
+            }
+        }
+    }
 
     let mut digest = SnapshotDigest::default();
     fs.write_streamed(file, agent::host::fs::MODE_PRIVATE, |f| {
@@ -241,6 +389,8 @@ pub fn save(
         revision: status.header.revision,
         members: members.iter().map(SnapshotMember::from).collect(),
         kubernetes_version,
+        saved_on,
+        manifests,
         size: digested.size,
         sha256: digested.sha256,
     };
@@ -439,14 +589,17 @@ pub fn data_dir_in_use(data_dir: &Path) -> anyhow::Result<bool> {
     }
 }
 
-/// Rebuilds `data_dir` from `snapshot` with `etcdctl snapshot restore` as `plan` says: into a
-/// new sibling directory first, then the old one (if any) is renamed to
-/// `<data_dir>.pre-restore-<stamp>` and the new one takes its place. Returns where the old
-/// directory went. Refuses a data directory a running etcd holds.
+/// Rebuilds `data_dir` from `snapshot` with `etcdctl snapshot restore` as `plan` says: into
+/// `<data_dir>/restoring-<stamp>` first, then whatever `data_dir` held is moved into
+/// `<data_dir>/pre-restore-<stamp>` and the restored `member` directory takes its place.
+/// Everything happens inside `data_dir`, never by renaming it: it is often a mount point of
+/// its own (a dedicated disk), which cannot be renamed, and a sibling may sit on another file
+/// system. etcd only reads `member` (it warns about the other entries). Returns where the old
+/// contents went. Refuses a data directory a running etcd holds.
 ///
 /// # Errors
-/// The directory is in use, `etcdctl` failed (the new directory is removed, the old one
-/// untouched), or a rename failed.
+/// The directory is in use, `etcdctl` failed (the restored copy is removed, the old data
+/// untouched), or a rename failed (the old data is moved back).
 pub fn restore_data_dir(
     etcdctl: &Path,
     snapshot: &Path,
@@ -454,28 +607,23 @@ pub fn restore_data_dir(
     plan: &RestorePlan,
     stamp: &str,
 ) -> anyhow::Result<Option<PathBuf>> {
+    use std::os::unix::fs::PermissionsExt;
     let shown = data_dir.display().to_string();
     anyhow::ensure!(
         !data_dir_in_use(data_dir)?,
         "the etcd data directory {shown:?} is in use by a running etcd (its database is locked): stop that etcd first (on a kubeboot node, \"kubeboot etcd snapshot restore\" without --data-dir stops it through its manifest)"
     );
-    let sibling = |what: &str| {
-        let mut s = data_dir.as_os_str().to_owned();
-        s.push(format!(".{what}-{stamp}"));
-        PathBuf::from(s)
-    };
-    let fresh = sibling("restoring");
-    let aside = sibling("pre-restore");
+    let fresh = data_dir.join(format!("restoring-{stamp}"));
+    let aside = data_dir.join(format!("pre-restore-{stamp}"));
     anyhow::ensure!(
         !fresh.exists() && !aside.exists(),
         "{:?} or {:?} exists already: a restore at this second ran before; try again",
         fresh.display().to_string(),
         aside.display().to_string()
     );
-    if let Some(parent) = data_dir.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("could not create {:?}", parent.display().to_string()))?;
-    }
+    std::fs::create_dir_all(data_dir)
+        .and_then(|()| std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)))
+        .with_context(|| format!("could not create {shown:?} with mode 0700"))?;
     let out = run_bounded(
         Command::new(etcdctl)
             .env("ETCDCTL_API", "3")
@@ -503,29 +651,41 @@ pub fn restore_data_dir(
         let _ = std::fs::remove_dir_all(&fresh);
         anyhow::bail!("could not restore the snapshot into {shown:?}: {why}");
     }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("could not chmod {:?}", fresh.display().to_string()))?;
-    let moved = if data_dir.exists() {
-        std::fs::rename(data_dir, &aside).with_context(|| {
-            format!(
-                "could not move the old data directory {shown:?} aside to {:?}",
-                aside.display().to_string()
-            )
-        })?;
-        Some(aside)
-    } else {
+    let old: Vec<std::ffi::OsString> = std::fs::read_dir(data_dir)
+        .with_context(|| format!("could not list {shown:?}"))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("could not list {shown:?}"))?
+        .into_iter()
+        .filter(|n| Path::new(n) != Path::new(&format!("restoring-{stamp}")))
+        .collect();
+    let moved = if old.is_empty() {
         None
+    } else {
+        std::fs::create_dir(&aside)
+            .with_context(|| format!("could not create {:?}", aside.display().to_string()))?;
+        Some(aside.clone())
     };
-    std::fs::rename(&fresh, data_dir).with_context(|| {
-        format!(
-            "could not move the restored data {:?} to {shown:?}",
-            fresh.display().to_string()
-        )
-    })?;
-    if let Some(parent) = data_dir.parent() {
-        File::open(parent).and_then(|d| d.sync_all()).ok();
+    let swap = || -> std::io::Result<()> {
+        for n in &old {
+            std::fs::rename(data_dir.join(n), aside.join(n))?;
+        }
+        std::fs::rename(fresh.join("member"), data_dir.join("member"))
+    };
+    if let Err(e) = swap() {
+        // Back as it was: whatever was moved aside returns.
+        for n in &old {
+            let _ = std::fs::rename(aside.join(n), data_dir.join(n));
+        }
+        let _ = std::fs::remove_dir(&aside);
+        let _ = std::fs::remove_dir_all(&fresh);
+        return Err(e).with_context(|| {
+            format!("could not move the restored member into {shown:?}; its old contents are back")
+        });
     }
+    std::fs::remove_dir_all(&fresh)
+        .with_context(|| format!("could not remove {:?}", fresh.display().to_string()))?;
+    File::open(data_dir).and_then(|d| d.sync_all()).ok();
     Ok(moved)
 }
 
@@ -672,6 +832,11 @@ pub fn restore(r: &RestoreNode, snapshot: &Path) -> anyhow::Result<()> {
     };
     // Decide.
     let plan = plan_restore(&info, &name, &peer_url).map_err(anyhow::Error::msg)?;
+    let version = match &local {
+        Some(l) => version_plan(&info, snapshot, running_version(r)?.as_deref(), &l.name)
+            .map_err(anyhow::Error::msg)?,
+        None => VersionPlan::Keep,
+    };
     let etcdctl = find_etcdctl(r.bin_dirs)?;
     let stamp = time::OffsetDateTime::from(r.now)
         .format(&time::macros::format_description!(
@@ -736,7 +901,19 @@ pub fn restore(r: &RestoreNode, snapshot: &Path) -> anyhow::Result<()> {
         }
     };
     say_restored(out, &data_dir, aside.as_deref(), &plan);
+    let versioned = match &version {
+        VersionPlan::PutBack { from, to } => {
+            say!(
+                out,
+                "etcd",
+                "The snapshot was taken under Kubernetes {from}; this node's control plane runs {to}"
+            );
+            put_back_versioned(r, &info, &parked_dir, from)
+        }
+        VersionPlan::Keep => Ok(()),
+    };
     put_back()?;
+    versioned.context("the data is restored and etcd runs, but the static Pod manifests of the snapshot's Kubernetes version could not all be put back")?;
     if !plan.others.is_empty() {
         say_others(out, snapshot, &plan);
         say!(
@@ -763,7 +940,7 @@ fn say_restored(out: &Out, data_dir: &Path, aside: Option<&Path>, plan: &Restore
         say!(
             out,
             "etcd",
-            "The old data directory is kept at {:?}",
+            "The old data is kept at {:?}",
             a.display().to_string()
         );
     }
@@ -896,6 +1073,8 @@ mod tests {
                 })
                 .collect(),
             kubernetes_version: None,
+            saved_on: None,
+            manifests: BTreeMap::new(),
             size: 0,
             sha256: "0123456789abcdef0123".into(),
         }
@@ -936,6 +1115,51 @@ mod tests {
         assert_eq!(p1.token, p.token);
         let err = plan_restore(&i, "node9", "https://10.0.0.9:2380").unwrap_err();
         assert!(err.contains("\"node9\" is not one of them"), "{err}");
+    }
+
+    #[test]
+    fn a_snapshot_of_another_version_brings_back_the_manifests_it_kept() {
+        let snap = Path::new("/b/etcd.db");
+        let mut i = info(&[("node1", "https://10.0.0.1:2380", false)]);
+        // Unknown versions, or the same: the manifests stay.
+        assert_eq!(
+            version_plan(&i, snap, Some("v1.20.2"), "node1"),
+            Ok(VersionPlan::Keep)
+        );
+        i.kubernetes_version = Some("v1.20.2".into());
+        assert_eq!(version_plan(&i, snap, None, "node1"), Ok(VersionPlan::Keep));
+        assert_eq!(
+            version_plan(&i, snap, Some("v1.20.2"), "node1"),
+            Ok(VersionPlan::Keep)
+        );
+        // Another version and no manifests kept: refused, naming both versions and the ways out.
+        let err = version_plan(&i, snap, Some("v1.20.3-test.0"), "node1").unwrap_err();
+        for want in [
+            "\"/b/etcd.db\" was taken under Kubernetes v1.20.2",
+            "runs v1.20.3-test.0",
+            "keeps no static Pod manifests",
+            "Nothing was changed",
+            "kubeboot-backup-*",
+        ] {
+            assert!(err.contains(want), "{want:?} not in {err}");
+        }
+        // Kept on this node: they go back.
+        i.saved_on = Some("node1".into());
+        i.manifests
+            .insert("kube-apiserver.yaml".into(), "apiVersion: v1".into());
+        assert_eq!(
+            version_plan(&i, snap, Some("v1.20.3-test.0"), "node1"),
+            Ok(VersionPlan::PutBack {
+                from: "v1.20.2".into(),
+                to: "v1.20.3-test.0".into()
+            })
+        );
+        // Kept on another node: refused.
+        let err = version_plan(&i, snap, Some("v1.20.3-test.0"), "node2").unwrap_err();
+        assert!(
+            err.contains("saved on the node of etcd member \"node1\""),
+            "{err}"
+        );
     }
 
     #[test]

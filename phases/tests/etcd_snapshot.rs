@@ -107,6 +107,7 @@ fn etcd_snapshot_save_then_restore_brings_back_exactly_the_saved_keys() {
         &agent::host::fs::Fs::real(),
         &file,
         SystemTime::now(),
+        None,
     )
     .unwrap_or_else(|e| panic!("save: {e:#}{}", c.logs()));
     let meta = std::fs::metadata(&file).expect("the snapshot");
@@ -181,14 +182,23 @@ fn etcd_snapshot_save_then_restore_brings_back_exactly_the_saved_keys() {
     std::fs::write(target.join("old-marker"), "x").expect("marker");
     etcd_snapshot::restore(&node(&target), &file)
         .unwrap_or_else(|e| panic!("restore: {e:#}\n{}", out.captured()));
-    let aside: Vec<PathBuf> = std::fs::read_dir(work.path())
-        .expect("work dir")
+    // Inside the directory (it may be a mount point): the old contents aside, the new member.
+    let entries: Vec<String> = std::fs::read_dir(&target)
+        .expect("restored")
         .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().contains("restored.pre-restore-"))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(aside.len(), 1, "{aside:?}");
-    assert!(aside[0].join("old-marker").exists());
+    let aside: Vec<&String> = entries
+        .iter()
+        .filter(|n| n.starts_with("pre-restore-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{entries:?}");
+    assert_eq!(
+        entries.len(),
+        2,
+        "only member and the old contents: {entries:?}"
+    );
+    assert!(target.join(aside[0]).join("old-marker").exists());
     assert!(target.join("member/snap/db").exists());
     assert_eq!(
         std::fs::metadata(&target)

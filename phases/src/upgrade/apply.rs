@@ -830,7 +830,13 @@ fn snapshot(req: &Request, out: &Out, j: &Journal, current: &Version) -> anyhow:
         return Ok(());
     };
     let client = local.client(&req.inputs.fs)?;
-    let info = crate::etcd_snapshot::save(&client, &req.inputs.fs, &file, req.inputs.now)
+    let info = crate::etcd_snapshot::save(
+        &client,
+        &req.inputs.fs,
+        &file,
+        req.inputs.now,
+        Some(&req.inputs.layout),
+    )
         .context("could not take the etcd snapshot every upgrade takes before etcd changes; nothing was changed yet")?;
     say!(
         out,

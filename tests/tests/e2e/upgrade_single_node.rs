@@ -15,7 +15,10 @@
 //!   component, the kubelet and kube-proxy report the test build, etcd 3.5.16 serves the data
 //!   created before, kubeadm-config names the new version, the backups and etcd snapshot are
 //!   under /etc/kubernetes/tmp; containerd, which no upgrade changes, kept running through
-//!   every restart of the agent (the new agent adopted it).
+//!   every restart of the agent (the new agent adopted it);
+//! - `kubeboot etcd snapshot restore` of a snapshot an upgrade took under v1.20.2: the data,
+//!   the static Pod manifests the snapshot kept and so the API server and kubelet are back at
+//!   v1.20.2; an object made before the snapshot is there, one made after it is gone.
 
 use std::path::Path;
 use std::time::Duration;
@@ -471,6 +474,83 @@ fn upgrade_single_node() -> Result<()> {
         ensure!(!out.stdout.contains("Moved new manifest"), "{out}");
         Ok(())
     })?;
+
+    step(
+        "etcd snapshot restore of a pre-upgrade snapshot brings back v1.20.2, its manifests and its objects",
+        || {
+            node.kubectl_ok(&[
+                "create",
+                "configmap",
+                "kb-after-upgrade",
+                "--from-literal=k=v",
+            ])?;
+            let snapshot = node.sh_ok(
+                "grep -l '\"kubernetesVersion\": \"v1.20.2\"' /etc/kubernetes/tmp/kubeboot-backup-*/etcd-snapshot.db.json | xargs ls -t | head -1",
+            )?;
+            let snapshot = snapshot.trim().trim_end_matches(".json").to_string();
+            ensure!(!snapshot.is_empty(), "no snapshot taken under v1.20.2");
+            let out = node.kubeboot(&["etcd", "snapshot", "restore", &snapshot])?;
+            ensure!(out.success(), "the restore failed:\n{out}");
+            for want in [
+                "The snapshot was taken under Kubernetes v1.20.2; this node's control plane runs v1.20.3-test.0",
+                "Put back the static Pod manifests of Kubernetes v1.20.2 the snapshot kept (kube-apiserver.yaml, kube-controller-manager.yaml, kube-scheduler.yaml, kubelet.yaml, kube-proxy.yaml)",
+            ] {
+                ensure!(out.stdout.contains(want), "no {want:?} in:\n{out}");
+            }
+            // The old data set aside inside the data directory (a mount point here).
+            node.sh_ok("ls -d /var/lib/etcd/pre-restore-*/member")?;
+            wait_until(
+                "the API server answers at v1.20.2",
+                Duration::from_secs(120),
+                Duration::from_secs(1),
+                || Ok(api_version(&node).is_ok_and(|v| v == "v1.20.2")),
+            )?;
+            for c in [
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kubelet",
+                "kube-proxy",
+            ] {
+                let image = manifest_image(&node, c)?;
+                ensure!(image.ends_with(":v1.20.2"), "{c}: {image}");
+            }
+            let cfg = cluster_configuration(&node)?;
+            ensure!(cfg.contains("kubernetesVersion: v1.20.2"), "{cfg}");
+            let cm = node.kubectl_ok(&[
+                "get",
+                "configmap",
+                "kb-before-upgrade",
+                "-o",
+                "jsonpath={.data.k}",
+            ])?;
+            ensure!(
+                cm.trim() == "v",
+                "the object made before the snapshot is gone"
+            );
+            let after = node.kubectl(&["get", "configmap", "kb-after-upgrade"])?;
+            ensure!(
+                !after.success() && after.stderr.contains("NotFound"),
+                "the object made after the snapshot is still there:\n{after}"
+            );
+            wait_until(
+                "the kubelet reports v1.20.2 again",
+                Duration::from_secs(90),
+                Duration::from_secs(1),
+                || {
+                    Ok(node
+                        .kubectl_ok(&[
+                            "get",
+                            "nodes",
+                            "-o",
+                            "jsonpath={.items[0].status.nodeInfo.kubeletVersion}",
+                        ])
+                        .is_ok_and(|v| v.trim() == "v1.20.2"))
+                },
+            )?;
+            Ok(())
+        },
+    )?;
 
     node.destroy()
 }
