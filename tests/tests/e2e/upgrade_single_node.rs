@@ -123,6 +123,25 @@ fn manifest_image(node: &Node, component: &str) -> Result<String> {
         .to_string())
 }
 
+/// Waits until the node's kubelet reports `version` in its Node status.
+fn kubelet_reports(node: &Node, version: &str) -> Result<()> {
+    wait_until(
+        &format!("the kubelet reports {version}"),
+        Duration::from_secs(90),
+        Duration::from_secs(1),
+        || {
+            Ok(node
+                .kubectl_ok(&[
+                    "get",
+                    "nodes",
+                    "-o",
+                    "jsonpath={.items[0].status.nodeInfo.kubeletVersion}",
+                ])
+                .is_ok_and(|v| v.trim() == version))
+        },
+    )
+}
+
 /// The node is at v1.20.2 with etcd 3.4 and still holds the object made before.
 fn back_at_the_old_version(node: &Node) -> Result<()> {
     wait_until(
@@ -418,21 +437,7 @@ fn upgrade_single_node() -> Result<()> {
                 let image = manifest_image(&node, c)?;
                 ensure!(image.ends_with(&format!(":{TARGET}")), "{c}: {image}");
             }
-            wait_until(
-                "the kubelet reports the test build",
-                Duration::from_secs(60),
-                Duration::from_secs(1),
-                || {
-                    Ok(node
-                        .kubectl_ok(&[
-                            "get",
-                            "nodes",
-                            "-o",
-                            "jsonpath={.items[0].status.nodeInfo.kubeletVersion}",
-                        ])
-                        .is_ok_and(|v| v.trim() == TARGET))
-                },
-            )?;
+            kubelet_reports(&node, TARGET)?;
             let cm = node.kubectl_ok(&[
                 "get",
                 "configmap",
@@ -533,21 +538,7 @@ fn upgrade_single_node() -> Result<()> {
                 !after.success() && after.stderr.contains("NotFound"),
                 "the object made after the snapshot is still there:\n{after}"
             );
-            wait_until(
-                "the kubelet reports v1.20.2 again",
-                Duration::from_secs(90),
-                Duration::from_secs(1),
-                || {
-                    Ok(node
-                        .kubectl_ok(&[
-                            "get",
-                            "nodes",
-                            "-o",
-                            "jsonpath={.items[0].status.nodeInfo.kubeletVersion}",
-                        ])
-                        .is_ok_and(|v| v.trim() == "v1.20.2"))
-                },
-            )?;
+            kubelet_reports(&node, "v1.20.2")?;
             Ok(())
         },
     )?;
