@@ -17,13 +17,13 @@
 //! directories, never its own copy. The order, each step leaving the node as it was on failure:
 //!
 //! ```text
-//!   verify sha256 (sidecar) ─▶ move etcd.yaml out ─▶ wait: data dir unlocked (etcd stopped)
-//!      │ mismatch: refuse,                │                      │ timeout: manifest back
-//!      ▼ nothing changed                  ▼                      ▼
+//!   verify sha256 (sidecar) ─▶ move etcd.yaml and kube-apiserver.yaml out ─▶ wait: etcd stopped
+//!      │ mismatch: refuse,        (the API server's cache must not outlive      │ timeout:
+//!      ▼ nothing changed           the data it was filled from)                 ▼ manifests back
 //!   etcdctl restore into <dir>/restoring-<stamp> ─▶ <dir>'s old entries → <dir>/pre-restore-<stamp>
-//!      (failure: removed; manifest back)           ─▶ restored member → <dir>/member
+//!      (failure: removed; manifests back)          ─▶ restored member → <dir>/member
 //!                                                  ─▶ [the manifests of the snapshot's version]
-//!                                                  ─▶ manifest back ─▶ wait etcd, API server
+//!                                                  ─▶ manifests back ─▶ wait etcd, API server
 //! ```
 //!
 //! Everything moves inside the data directory, which may be a mount point of its own. The old
@@ -212,8 +212,9 @@ fn put_back_versioned(
     info: &SnapshotInfo,
     parked_dir: &Path,
     from: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<PathBuf>> {
     let mut put = Vec::new();
+    let mut written = Vec::new();
     for c in VERSIONED {
         let file = manifest_file(c);
         let Some(text) = info.manifests.get(&file) else {
@@ -229,6 +230,7 @@ fn put_back_versioned(
         }
         r.fs.write_file(&path, text.as_bytes(), agent::host::fs::MODE_PRIVATE)?;
         put.push(file);
+        written.push(path);
     }
     say!(
         r.out,
@@ -237,7 +239,7 @@ fn put_back_versioned(
         put.join(", "),
         parked_dir.display().to_string()
     );
-    Ok(())
+    Ok(written)
 }
 
 /// The sidecar of `file`: `<file>.json`.
@@ -851,27 +853,57 @@ pub fn restore(r: &RestoreNode, snapshot: &Path) -> anyhow::Result<()> {
         say_others(out, snapshot, &plan);
         return Ok(());
     };
-    let manifest =
-        r.fs.read_if_exists(&local.manifest)?
-            .context("the etcd manifest vanished")?;
+    // etcd stops, and so does the API server: its watch cache holds revisions the restored
+    // data never had, so it must start again on the restored data (etcd's recovery guide:
+    // stop every API server, restore, start them).
     let parked_dir = r
         .layout
         .tmp_dir()
         .join(format!("kubeboot-etcd-restore-{stamp}"));
-    let parked = parked_dir.join(format!("{}.yaml", names::ETCD));
+    let mut parked: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    let etcd_text =
+        r.fs.read_if_exists(&local.manifest)?
+            .context("the etcd manifest vanished")?;
+    parked.push((local.manifest.clone(), etcd_text));
+    let apiserver = r.layout.manifest(names::KUBE_APISERVER);
+    if let Some(text) = r.fs.read_if_exists(&apiserver)? {
+        parked.push((apiserver, text));
+    }
     r.fs.create_dir(&r.layout.tmp_dir(), 0o700)?;
     r.fs.create_dir(&parked_dir, 0o700)?;
-    r.fs.write_file(&parked, &manifest, agent::host::fs::MODE_PRIVATE)?;
-    r.fs.remove_file(&local.manifest)?;
+    for (path, text) in &parked {
+        let name = path
+            .file_name()
+            .context("a manifest path has a file name")?;
+        r.fs.write_file(&parked_dir.join(name), text, agent::host::fs::MODE_PRIVATE)?;
+    }
+    for (path, _) in &parked {
+        r.fs.remove_file(path)?;
+    }
     say!(
         out,
         "etcd",
-        "Moved the etcd manifest to {:?} to stop etcd",
-        parked.display().to_string()
+        "Moved the manifests of etcd{} to {:?} to stop them",
+        if parked.len() > 1 {
+            " and the API server (whose cache must not outlive the data it was filled from)"
+        } else {
+            ""
+        },
+        parked_dir.display().to_string()
     );
-    let put_back = || -> anyhow::Result<()> {
-        r.fs.write_file(&local.manifest, &manifest, agent::host::fs::MODE_PRIVATE)?;
-        say!(out, "etcd", "Put the etcd manifest back");
+    // Puts back the parked manifests, but not one the snapshot's version replaced.
+    let put_back = |written: &[PathBuf]| -> anyhow::Result<()> {
+        for (path, text) in parked.iter().filter(|(p, _)| !written.contains(p)) {
+            r.fs.write_file(path, text, agent::host::fs::MODE_PRIVATE)
+                .with_context(|| {
+                    format!(
+                        "could not put back {:?}: copy it from {:?}",
+                        path.display().to_string(),
+                        parked_dir.display().to_string()
+                    )
+                })?;
+        }
+        say!(out, "etcd", "Put the manifests back");
         Ok(())
     };
     let result = (|| {
@@ -890,13 +922,11 @@ pub fn restore(r: &RestoreNode, snapshot: &Path) -> anyhow::Result<()> {
     let aside = match result {
         Ok(aside) => aside,
         Err(e) => {
-            return match put_back() {
-                Ok(()) => Err(e.context("the data directory is as it was and etcd runs again")),
-                Err(e2) => Err(e.context(format!(
-                    "and the etcd manifest could not be put back ({e2:#}): copy {:?} to {:?}",
-                    parked.display().to_string(),
-                    local.manifest.display().to_string()
-                ))),
+            return match put_back(&[]) {
+                Ok(()) => Err(e.context(
+                    "the data directory is as it was and etcd and the API server run again",
+                )),
+                Err(e2) => Err(e.context(format!("and {e2:#}"))),
             };
         }
     };
@@ -910,9 +940,9 @@ pub fn restore(r: &RestoreNode, snapshot: &Path) -> anyhow::Result<()> {
             );
             put_back_versioned(r, &info, &parked_dir, from)
         }
-        VersionPlan::Keep => Ok(()),
+        VersionPlan::Keep => Ok(Vec::new()),
     };
-    put_back()?;
+    put_back(versioned.as_deref().unwrap_or_default())?;
     versioned.context("the data is restored and etcd runs, but the static Pod manifests of the snapshot's Kubernetes version could not all be put back")?;
     if !plan.others.is_empty() {
         say_others(out, snapshot, &plan);

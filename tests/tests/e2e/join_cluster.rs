@@ -20,6 +20,9 @@
 //!   leaves no kube-proxy chain, bridge, veth, pod netns, pod route or kubelet mount; node3 then
 //!   joins the upgraded cluster again as a control plane (and leaves again); the same reset
 //!   on the worker (no credential may delete its Node) is refused, the node untouched;
+//! - `etcd snapshot save` on node1, then `restore` on both members (node1, node2): etcd has
+//!   its two members again, both API servers serve the snapshot's data (an object made after
+//!   it is gone), every node is Ready;
 //! - with node1's etcd down, reset on node2 (the last member standing) is refused without
 //!   `--force-remove-last-etcd-member`, node2 untouched.
 
@@ -731,6 +734,67 @@ fn join_cluster() -> Result<()> {
             },
         )?;
     }
+
+    step(
+        "etcd snapshot save on node1, restore on both members: the cluster is back at the snapshot",
+        || {
+            let file = format!("{shared}/etcd-e2e.db");
+            cp2.kubectl_ok(&[
+                "create",
+                "configmap",
+                "kb-before-snapshot",
+                "--from-literal=k=v",
+            ])?;
+            let out = cp.kubeboot_ok(&["etcd", "snapshot", "save", &file])?;
+            ensure!(out.contains("Saved a snapshot of etcd"), "{out}");
+            cp2.kubectl_ok(&[
+                "create",
+                "configmap",
+                "kb-after-snapshot",
+                "--from-literal=k=v",
+            ])?;
+            // Each member from the same snapshot; the first waits for none (no quorum yet).
+            let out = cp.kubeboot_ok(&["etcd", "snapshot", "restore", &file])?;
+            for want in [
+                "and the API server (whose cache must not outlive the data it was filled from)",
+                "Every member must be restored from this same snapshot",
+                cp2.name(),
+                "not waiting for it",
+            ] {
+                ensure!(out.contains(want), "no {want:?} in:\n{out}");
+            }
+            cp2.kubeboot_ok(&["etcd", "snapshot", "restore", &file])?;
+            wait_until(
+                "both etcd members healthy",
+                Duration::from_secs(180),
+                Duration::from_secs(3),
+                || etcd_all_healthy(&cp2, &[&cp, &cp2]),
+            )?;
+            let names: Vec<String> = etcd_members(&cp2)?.into_iter().map(|(n, _)| n).collect();
+            ensure!(names.len() == 2, "members {names:?}");
+            for n in [&cp, &cp2] {
+                wait_until(
+                    &format!("{}'s API server serves the restored data", n.name()),
+                    Duration::from_secs(180),
+                    Duration::from_secs(2),
+                    || {
+                        Ok(n.kubectl(&["get", "configmap", "kb-before-snapshot"])?
+                            .success())
+                    },
+                )?;
+                let after = n.kubectl(&["get", "configmap", "kb-after-snapshot"])?;
+                ensure!(
+                    !after.success() && after.stderr.contains("NotFound"),
+                    "{}: the object made after the snapshot is still there:\n{after}",
+                    n.name()
+                );
+            }
+            for n in [&cp, &cp2, &worker] {
+                wait_ready(&cp2, n.name(), Duration::from_secs(180))?;
+            }
+            Ok(())
+        },
+    )?;
 
     step(
         "with node1's etcd down, reset on node2 (the last member standing) is refused, node2 untouched",
