@@ -254,6 +254,13 @@ pub fn run(
     let layout = &req.inputs.layout;
     let fs = &req.inputs.fs;
     let existing = journal::read(fs, layout)?;
+    if !req.dry_run {
+        super::resume::remove_leftovers(fs, layout, out, existing.as_ref())?;
+        if let Some(j) = &existing {
+            super::resume::start_stopped_agent(req, out, j)?;
+            super::resume::repair_torn_pairs(fs, out, j)?;
+        }
+    }
     if let Some(j) = &existing
         && j.rolling_back
         && !req.dry_run
@@ -628,7 +635,10 @@ fn restore_removed(req: &Request, out: &Out, j: &Journal, facts: &NodeFacts) -> 
     Ok(())
 }
 
-/// Backs up every file the steps change and the cluster objects, then writes the journal.
+/// Backs up every file the steps change, the certificate pairs they renew and the cluster
+/// objects, then writes the journal. The backups go to a hidden `.<name>.partial` directory
+/// renamed to its final name once complete: a run killed half-way leaves no backup directory
+/// that looks whole, and the next run removes the partial one ([`super::resume`]).
 fn begin(
     req: &Request,
     out: &Out,
@@ -639,14 +649,22 @@ fn begin(
 ) -> anyhow::Result<Journal> {
     let layout = &req.inputs.layout;
     let fs = &req.inputs.fs;
-    let backup_dir = layout.tmp_dir().join(backup_dir_name(req.inputs.now));
+    let name = backup_dir_name(req.inputs.now);
+    let backup_dir = layout.tmp_dir().join(&name);
+    let partial = layout.tmp_dir().join(super::resume::partial_name(&name));
     fs.ensure_dir(&layout.tmp_dir(), 0o700)?;
-    fs.create_dir(&backup_dir, 0o700).with_context(|| {
+    super::resume::remove_partial_backups(fs, layout, out)?;
+    fs.create_dir(&partial, 0o700).with_context(|| {
         format!(
             "could not create the backup directory {:?}",
-            backup_dir.display().to_string()
+            partial.display().to_string()
         )
     })?;
+    // Written into `partial`, recorded under the final name.
+    let backup = |file: String, bytes: &[u8]| -> anyhow::Result<PathBuf> {
+        fs.write_private(&partial.join(&file), bytes)?;
+        Ok(backup_dir.join(file))
+    };
     let kubelet_config = layout.kubelet_dir().join(names::KUBELET_CONFIG_FILE);
     let mut paths: Vec<PathBuf> = steps.iter().map(|s| s.manifest.clone()).collect();
     paths.push(kubelet_config);
@@ -657,26 +675,46 @@ fn begin(
                 let name = p
                     .file_name()
                     .map_or_else(|| format!("file-{i}"), |n| n.to_string_lossy().into_owned());
-                let dest = backup_dir.join(format!("{i:02}-{name}"));
-                fs.write_private(&dest, &bytes)?;
-                Some(dest)
+                Some(backup(format!("{i:02}-{name}"), &bytes)?)
             }
             None => None,
         };
         files.push((p.clone(), copy));
     }
-    say!(
-        out,
-        "upgrade/staticpods",
-        "Backed up the static Pod manifests and the kubelet configuration to {:?}",
-        backup_dir.display().to_string()
-    );
+    let mut key_pairs = Vec::new();
+    if req.certificate_renewal && facts.control_plane {
+        let names_: Vec<&str> = steps
+            .iter()
+            .flat_map(|s| certificates_of(s.component))
+            .copied()
+            .collect();
+        for (i, (cert, key)) in renewed_files(req, view, &names_).into_iter().enumerate() {
+            let Some(key) = key else { continue };
+            let (Some(c), Some(k)) = (fs.read_if_exists(&cert)?, fs.read_if_exists(&key)?) else {
+                continue;
+            };
+            let base = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+            let cert_copy = backup(
+                format!("pki-{i:02}-{}", base(&cert).unwrap_or_default()),
+                &c,
+            )?;
+            let key_copy = backup(format!("pki-{i:02}-{}", base(&key).unwrap_or_default()), &k)?;
+            key_pairs.push(journal::KeyPair {
+                cert,
+                cert_copy,
+                key,
+                key_copy,
+            });
+        }
+    }
     let mut objects = Vec::new();
     if req.command == Command::Apply {
         let mut save = |key: String, value: Option<serde_json::Value>| -> anyhow::Result<()> {
-            let file = backup_dir.join(format!("object-{}.json", key.replace('/', "_")));
             let text = serde_json::to_string_pretty(&value.unwrap_or(serde_json::Value::Null))?;
-            fs.write_private(&file, text.as_bytes())?;
+            let file = backup(
+                format!("object-{}.json", key.replace('/', "_")),
+                text.as_bytes(),
+            )?;
             objects.push((key, file));
             Ok(())
         };
@@ -702,6 +740,14 @@ fn begin(
             .transpose()?;
         save(format!("DaemonSet/kube-system/{}", names::KUBE_PROXY), ds)?;
     }
+    super::resume::commit_backup_dir(fs, &partial, &backup_dir)?;
+    say!(
+        out,
+        "upgrade/staticpods",
+        "Backed up the static Pod manifests and the kubelet configuration to {:?}",
+        backup_dir.display().to_string()
+    );
+    let agent_args = facts.agent_args.as_deref().unwrap_or_default();
     let j = Journal {
         command: req.command.as_str().into(),
         target: target.to_string(),
@@ -710,11 +756,9 @@ fn begin(
         objects,
         etcd_data: None,
         etcd_committed: false,
-        agent_bin_dirs: facts
-            .agent_args
-            .as_deref()
-            .map(bin_dirs_of)
-            .unwrap_or_default(),
+        agent_bin_dirs: bin_dirs_of(agent_args),
+        agent_args: agent_args.iter().skip(1).cloned().collect(),
+        key_pairs,
         rolling_back: false,
     };
     journal::write(fs, layout, &j)?;
@@ -792,10 +836,7 @@ fn restart_agent_with(req: &Request, out: &Out, dirs: &[PathBuf]) -> anyhow::Res
         "upgrade/agent",
         "Restarting the kubeboot agent from {} with --bin-dir {} (its pods keep running)",
         exe.display(),
-        dirs.iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        shown_dirs(dirs)
     );
     if crate::init::agent_start::systemd_is_init(layout) {
         let unit = agent::systemd_unit(&exe, &new_tail);
@@ -818,6 +859,14 @@ fn restart_agent_with(req: &Request, out: &Out, dirs: &[PathBuf]) -> anyhow::Res
         agent::daemon::start_detached(&exe, &new_tail, layout)?;
     }
     Ok(())
+}
+
+/// `dirs` as the user reads them: `/a, /b`.
+pub fn shown_dirs(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A consistent snapshot of etcd into the backup directory, before etcd changes.
@@ -844,6 +893,44 @@ fn snapshot(req: &Request, out: &Out, j: &Journal, current: &Version) -> anyhow:
     Ok(())
 }
 
+/// What the certificate code works from on this node, for the upgrade's renewals.
+fn certs_ctx(req: &Request, view: &super::observe::ClusterView) -> crate::certs::CertsCtx {
+    crate::certs::CertsCtx {
+        layout: req.inputs.layout.clone(),
+        fs: req.inputs.fs.clone(),
+        out: Out::capture(),
+        cluster: view.cluster.clone(),
+        cert_dir_flag: None,
+        now: req.inputs.now,
+    }
+}
+
+/// The renewal targets named `names_`, as the certificate code lists them.
+fn renew_targets(
+    view: &super::observe::ClusterView,
+    names_: &[&str],
+) -> Vec<pki::expiry::RenewTarget> {
+    let local_etcd = matches!(view.cluster.etcd, components::config::Etcd::Local(_));
+    pki::expiry::renew_targets(local_etcd)
+        .into_iter()
+        .filter(|t| names_.contains(&t.name))
+        .collect()
+}
+
+/// The files of the certificates named `names_`: the certificate (or kubeconfig) and, for a
+/// PKI pair, its key.
+fn renewed_files(
+    req: &Request,
+    view: &super::observe::ClusterView,
+    names_: &[&str],
+) -> Vec<(PathBuf, Option<PathBuf>)> {
+    let ctx = certs_ctx(req, view);
+    renew_targets(view, names_)
+        .iter()
+        .map(|t| crate::certs::expiration::target_files(&ctx, t))
+        .collect()
+}
+
 fn renew(
     req: &Request,
     out: &Out,
@@ -853,19 +940,8 @@ fn renew(
     if names_.is_empty() {
         return Ok(());
     }
-    let local_etcd = matches!(view.cluster.etcd, components::config::Etcd::Local(_));
-    let ctx = crate::certs::CertsCtx {
-        layout: req.inputs.layout.clone(),
-        fs: req.inputs.fs.clone(),
-        out: Out::capture(),
-        cluster: view.cluster.clone(),
-        cert_dir_flag: None,
-        now: req.inputs.now,
-    };
-    let targets: Vec<_> = pki::expiry::renew_targets(local_etcd)
-        .into_iter()
-        .filter(|t| names_.contains(&t.name))
-        .collect();
+    let ctx = certs_ctx(req, view);
+    let targets = renew_targets(view, names_);
     let done = crate::certs::renew::renew(&ctx, &targets, false, &req.inputs.fs)?;
     let renewed: Vec<&str> = done
         .iter()

@@ -10,6 +10,8 @@
 //! - [`diff`]: the static Pod manifest changes of an upgrade, as unified diffs, pure.
 //! - [`apply`]: `upgrade apply` and `upgrade node`: backups, per-component health gates
 //!   ([`gate`]), the rollback, resumable through the [`journal`]; [`drain`] for `--drain`.
+//! - [`resume`]: what a run repairs of one killed inside a write (the agent left stopped, a
+//!   torn certificate pair, temporary files, an incomplete backup directory).
 
 pub mod apply;
 pub mod diff;
@@ -18,6 +20,7 @@ pub mod gate;
 pub mod journal;
 pub mod observe;
 pub mod plan;
+pub mod resume;
 pub mod rollback;
 
 use std::path::PathBuf;
