@@ -114,8 +114,23 @@ pub fn start_stopped_agent(req: &Request, out: &Out, j: &Journal) -> anyhow::Res
         shown_dirs(&dirs)
     );
     agent::daemon::start_detached(&exe, &args, layout)?;
+    // It locked the node and wrote its pid file; its status socket, which the run asks next,
+    // comes a moment later.
+    let start = std::time::Instant::now();
+    while let Err(e) = agent::status::query(&layout.agent_socket(), AGENT_ANSWERS_WITHIN) {
+        anyhow::ensure!(
+            start.elapsed() < AGENT_ANSWERS_WITHIN,
+            "the kubeboot agent started again does not answer within {}: {e:#}; see {:?}",
+            crate::health::human(AGENT_ANSWERS_WITHIN),
+            layout.agent_log_file().display().to_string()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     Ok(())
 }
+
+/// How long the agent started again may take to answer on its status socket.
+const AGENT_ANSWERS_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Puts back the backed-up key of every pair a renewal cut short ([`journal::torn`]): the
 /// component then runs on its old pair again, and the step renews both once more.
