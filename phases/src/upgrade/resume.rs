@@ -10,7 +10,8 @@ use agent::host::fs::Fs;
 use anyhow::Context;
 use components::{Layout, names};
 
-use super::apply::{Request, merged_bin_dirs, shown_dirs, with_bin_dirs};
+use super::agent_restart::{merged_bin_dirs, shown_dirs, with_bin_dirs};
+use super::apply::Request;
 use super::journal::{self, Journal};
 use crate::out::Out;
 use crate::say;
