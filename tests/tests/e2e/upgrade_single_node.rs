@@ -1,16 +1,16 @@
 //! Scenario: `kubeboot upgrade apply` on a single-node cluster from v1.20.2 / etcd 3.4 to the
 //! TEST BUILD v1.20.3-test.0 with etcd 3.5.16 (the etcd version through `etcd.local.imageTag`
 //! in `--config`, as kubeadm takes it), health-gated and rolled back:
+//! - bad input to `upgrade apply` (no binaries in --bin-dir, a skipped minor, a downgrade of
+//!   two minors, a pre-release without `--allow-experimental-upgrades`, a kube-scheduler of
+//!   another version): refused naming the problem and the fix, exit 1, and nothing changed
+//!   (files, the kubelet's config, no journal or backup, the agent not restarted);
 //! - a new kube-apiserver that exits 1, and one whose probe never passes: the upgrade fails
 //!   naming the component (with its exit code and last log lines), and the node is back at
 //!   v1.20.2 with etcd 3.4 and every object created before;
 //! - an etcd 3.5 that runs on the node's data (and so migrates it) but never becomes
 //!   healthy: the node is back with etcd 3.4 on the data copied before, which etcd 3.4 could
 //!   not run once 3.5 had raised its cluster version;
-//! - bad input to `upgrade apply` (no binaries in --bin-dir, a skipped minor, a downgrade of
-//!   two minors, a pre-release without `--allow-experimental-upgrades`, a kube-scheduler of
-//!   another version): refused naming the problem and the fix, exit 1, and nothing changed
-//!   (files, the kubelet's config, no journal or backup, the agent not restarted);
 //! - the real upgrade, killed over and over and each time run again: killed inside writes by
 //!   `strace -e inject=<syscall>:signal=KILL` (the rename committing the journal's first
 //!   write, the agent's restart between the old agent's stop and the new one's start, the
