@@ -32,8 +32,10 @@ pub enum KubeconfigCommands {
 #[derive(Args, Debug, Clone)]
 pub struct UserArgs {
     /// The name of user. It will be used as the CN if client certificates are created
-    #[arg(long, value_name = "string", required = true)]
-    pub client_name: String,
+    // Checked in `user`, not by clap: kubeadm's message and exit code 1 (cobra's required
+    // flag), where clap's usage error exits 2.
+    #[arg(long, value_name = "string")]
+    pub client_name: Option<String>,
     /// The organizations of the client certificate. It will be used as the O if client certificates are created
     #[arg(long = "org", value_name = "strings", value_delimiter = ',')]
     pub orgs: Vec<String>,
@@ -56,6 +58,12 @@ pub fn run(args: KubeconfigArgs) -> anyhow::Result<()> {
 }
 
 fn user(out: &Out, a: &UserArgs) -> anyhow::Result<()> {
+    let client_name = match a.client_name.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => name.to_string(),
+        _ => anyhow::bail!(
+            "required flag(s) \"client-name\" not set: pass --client-name <name>, the user's name (the certificate's CN), e.g. kubeboot kubeconfig user --client-name alice --org team"
+        ),
+    };
     let layout = components::Layout::host();
     let fs = agent::host::fs::Fs::real();
     let (cluster, server, cluster_name) = match &a.config {
@@ -106,7 +114,7 @@ fn user(out: &Out, a: &UserArgs) -> anyhow::Result<()> {
     let kubeconfig = phases::certs::user::user_kubeconfig(
         &ctx,
         &UserRequest {
-            client_name: a.client_name.clone(),
+            client_name,
             organizations: a.orgs.clone(),
             validity,
             server,
@@ -123,13 +131,29 @@ fn user(out: &Out, a: &UserArgs) -> anyhow::Result<()> {
 mod tests {
     use clap::Parser;
 
+    use super::*;
     use crate::cli::{Cli, Commands};
 
     #[test]
-    fn client_name_is_required() {
-        let err = Cli::try_parse_from(["kubeboot", "kubeconfig", "user", "--org", "team"])
-            .expect_err("no --client-name");
-        assert!(err.to_string().contains("--client-name"), "{err}");
+    fn client_name_is_required_before_anything_is_read() {
+        for given in [None, Some(""), Some("  ")] {
+            let a = UserArgs {
+                client_name: given.map(str::to_string),
+                orgs: vec!["team".into()],
+                validity_period: None,
+                config: Some("/nonexistent/kubeboot.yaml".into()),
+                cert_dir: Some("/nonexistent/pki".into()),
+            };
+            let out = Out::capture();
+            let err = user(&out, &a).expect_err("no --client-name");
+            assert!(
+                err.to_string().starts_with(
+                    "required flag(s) \"client-name\" not set: pass --client-name <name>"
+                ),
+                "{err}"
+            );
+            assert!(out.captured().is_empty());
+        }
         let ok = Cli::try_parse_from([
             "kubeboot",
             "kubeconfig",

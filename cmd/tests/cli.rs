@@ -132,18 +132,7 @@ fn certs_phase_writes_into_cert_dir_with_private_modes() {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     let pki_s = pki.to_str().unwrap();
-    let o = kubeboot(&[
-        "init",
-        "phase",
-        "certs",
-        "all",
-        "--cert-dir",
-        pki_s,
-        "--kubernetes-version",
-        "v1.20.2",
-        "--node-name",
-        "node1",
-    ]);
+    let o = certs_all(pki_s);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("[certs] Generating \"etcd/ca\" certificate and key"));
     for key in ["ca.key", "apiserver.key", "etcd/peer.key", "sa.key"] {
@@ -155,18 +144,7 @@ fn certs_phase_writes_into_cert_dir_with_private_modes() {
         assert_eq!(mode, 0o600, "{key}");
     }
     // A second run reuses everything.
-    let o = kubeboot(&[
-        "init",
-        "phase",
-        "certs",
-        "all",
-        "--cert-dir",
-        pki_s,
-        "--kubernetes-version",
-        "v1.20.2",
-        "--node-name",
-        "node1",
-    ]);
+    let o = certs_all(pki_s);
     assert!(o.status.success());
     let out = stdout(&o);
     assert!(
@@ -234,4 +212,124 @@ fn a_relative_bin_dir_reaches_the_agent_as_an_absolute_path() {
     }) {
         let _ = std::fs::remove_dir_all(scratch);
     }
+}
+
+/// Every file under `dir` with its bytes, sorted: what a refused command must leave as it was.
+fn tree(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.push((path, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Checks that `o` exited 1 with stderr starting with `starts`, printed nothing, and left
+/// `dir` as `before`; returns its stderr.
+fn refused_unchanged(
+    o: &Output,
+    starts: &str,
+    dir: &std::path::Path,
+    before: &[(std::path::PathBuf, Vec<u8>)],
+) -> String {
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
+    let err = stderr(o);
+    assert!(err.starts_with(starts), "{err}");
+    assert!(stdout(o).is_empty(), "{}", stdout(o));
+    assert!(tree(dir) == before, "files under {} changed", dir.display());
+    err
+}
+
+/// `init phase certs all` into `pki`.
+fn certs_all(pki: &str) -> Output {
+    kubeboot(&[
+        "init",
+        "phase",
+        "certs",
+        "all",
+        "--cert-dir",
+        pki,
+        "--kubernetes-version",
+        "v1.20.2",
+        "--node-name",
+        "node1",
+    ])
+}
+
+/// A PKI made by `init phase certs all` in `dir/pki`.
+fn pki_in(dir: &std::path::Path) -> std::path::PathBuf {
+    let pki = dir.join("pki");
+    let o = certs_all(pki.to_str().unwrap());
+    assert!(o.status.success(), "{}", stderr(&o));
+    pki
+}
+
+#[test]
+fn certs_renew_of_an_unknown_name_lists_the_valid_ones_and_renews_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki_in(dir.path());
+    let before = tree(dir.path());
+    let o = kubeboot(&[
+        "certs",
+        "renew",
+        "apiserver-typo",
+        "--cert-dir",
+        pki.to_str().unwrap(),
+    ]);
+    let err = refused_unchanged(
+        &o,
+        "unknown certificate \"apiserver-typo\": kubeboot can renew all, ",
+        dir.path(),
+        &before,
+    );
+    for valid in [
+        "admin.conf",
+        "apiserver,",
+        "apiserver-etcd-client",
+        "etcd-peer",
+        "front-proxy-client",
+        "scheduler.conf",
+        "nothing was renewed",
+    ] {
+        assert!(err.contains(valid), "stderr lacks {valid:?}: {err}");
+    }
+}
+
+#[test]
+fn kubeconfig_user_without_client_name_names_the_flag_as_kubeadm_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki_in(dir.path());
+    let config = dir.path().join("kubeboot.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: kubeadm.k8s.io/v1beta2\nkind: ClusterConfiguration\nkubernetesVersion: v1.20.2\n",
+    )
+    .unwrap();
+    let before = tree(dir.path());
+    let o = kubeboot(&[
+        "kubeconfig",
+        "user",
+        "--org",
+        "team",
+        "--config",
+        config.to_str().unwrap(),
+        "--cert-dir",
+        pki.to_str().unwrap(),
+    ]);
+    // kubeadm 1.20 (`alpha kubeconfig user`): `required flag(s) "client-name" not set`, exit 1.
+    refused_unchanged(
+        &o,
+        "required flag(s) \"client-name\" not set: pass --client-name <name>",
+        dir.path(),
+        &before,
+    );
 }

@@ -22,6 +22,8 @@ pub mod wait;
 
 pub use env::{bin_dir, kubeboot_exe, next_bin_dirs, repo_root, require_bins, require_root};
 pub use node::{Node, NodeProcess};
-pub use refused::{NODE_STATE, assert_refused};
+pub use refused::{
+    NODE_STATE, assert_refused, assert_upgrade_refused, scratch_bin_dirs, upgrade_state,
+};
 pub use run::{CmdOutput, run_bounded};
 pub use wait::{mark_failed, step, wait_until};

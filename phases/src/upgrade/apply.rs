@@ -30,17 +30,21 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agent::host::fs::Fs;
 use anyhow::Context;
 use components::upgrade::{EtcdStep, Severity};
 use components::{Layout, StaticPodRunner, Version, catalogue, names};
-use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 
-use super::gate::{self, Want};
+use super::agent_restart::{restart_agent, running_agent_args};
+use super::backup::begin;
+use super::etcd_data::{copy_etcd_data, etcd_minor_moved, minor_of, snapshot};
+use super::finish::{addons, kubelet_config, upload_config};
+use super::gate;
 use super::journal::{self, Journal};
+use super::renewal::{certificates_of, renew};
+use super::undo::{put_back, rollback, rollback_want};
+use super::wants::{version_checker, want_of};
 use super::{Inputs, diff, plan::Plan};
-use crate::cluster::Cluster;
 use crate::out::Out;
 use crate::say;
 
@@ -54,7 +58,7 @@ pub enum Command {
 }
 
 impl Command {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Command::Apply => "apply",
             Command::Node => "node",
@@ -86,33 +90,17 @@ pub struct Request {
 
 /// One static pod the upgrade changes.
 #[derive(Debug, Clone)]
-struct Step {
-    component: &'static str,
-    manifest: PathBuf,
-    new_yaml: String,
-    image: String,
+pub(super) struct Step {
+    pub(super) component: &'static str,
+    pub(super) manifest: PathBuf,
+    pub(super) new_yaml: String,
+    pub(super) image: String,
     /// Run by the agent (else by the kubelet).
-    agent: bool,
+    pub(super) agent: bool,
     /// The etcd step that moves one member to a new minor (its data is copied first).
-    etcd_minor_single: bool,
+    pub(super) etcd_minor_single: bool,
     /// The etcd step moves to a new minor (any number of members).
-    etcd_minor: bool,
-}
-
-/// The certificates kubeadm renews with each component (renewCertsByComponent).
-pub fn certificates_of(component: &str) -> &'static [&'static str] {
-    match component {
-        names::ETCD => &["etcd-server", "etcd-peer", "etcd-healthcheck-client"],
-        names::KUBE_APISERVER => &[
-            "apiserver",
-            "apiserver-kubelet-client",
-            "apiserver-etcd-client",
-            "front-proxy-client",
-        ],
-        names::KUBE_CONTROLLER_MANAGER => &["controller-manager.conf"],
-        names::KUBE_SCHEDULER => &["scheduler.conf"],
-        _ => &[],
-    }
+    pub(super) etcd_minor: bool,
 }
 
 /// `pod_yaml` with every container's image tag set to `tag` (the node's own static pods:
@@ -131,7 +119,7 @@ pub fn retag(path: &str, pod_yaml: &str, tag: &str) -> anyhow::Result<String> {
 }
 
 /// `image` at `tag`, its registry and repository kept (a digest no longer applies).
-fn with_tag(image: components::image::ImageRef, tag: &str) -> String {
+pub(super) fn with_tag(image: components::image::ImageRef, tag: &str) -> String {
     components::image::ImageRef {
         tag: Some(tag.to_string()),
         digest: None,
@@ -140,39 +128,20 @@ fn with_tag(image: components::image::ImageRef, tag: &str) -> String {
     .to_string()
 }
 
-fn first_image(yaml: &str) -> Option<String> {
+pub(super) fn first_image(yaml: &str) -> Option<String> {
     let pod: Pod = manifests::yaml::from_yaml(yaml).ok()?;
     pod.spec?.containers.first()?.image.clone()
 }
 
-fn health_url(yaml: &str, component: &str) -> Option<String> {
-    let pod: Pod = manifests::yaml::from_yaml(yaml).ok()?;
-    crate::health::targets(&[(component.to_string(), pod)])
-        .into_iter()
-        .next()
-        .map(|t| t.url)
-}
-
-/// A backup directory name for `now`: kubeboot-backup-2026-12-03-16-30-05.
-pub fn backup_dir_name(now: std::time::SystemTime) -> String {
-    let stamp = agent::logs::rfc3339(now);
-    let stamp: String = stamp
-        .chars()
-        .take(19)
-        .map(|c| if c.is_ascii_digit() { c } else { '-' })
-        .collect();
-    format!("kubeboot-backup-{stamp}")
-}
-
 /// The facts of this node the upgrade works from.
-struct NodeFacts {
-    name: String,
-    runner: StaticPodRunner,
-    control_plane: bool,
-    agent_args: Option<Vec<String>>,
+pub(super) struct NodeFacts {
+    pub(super) name: String,
+    pub(super) runner: StaticPodRunner,
+    pub(super) control_plane: bool,
+    pub(super) agent_args: Option<Vec<String>>,
 }
 
-fn node_facts(layout: &Layout) -> anyhow::Result<NodeFacts> {
+pub(super) fn node_facts(layout: &Layout) -> anyhow::Result<NodeFacts> {
     let status = agent::status::query(&layout.agent_socket(), Duration::from_secs(3)).context(
         "the kubeboot agent of this node does not answer: start it (kubeboot init phase agent-start, or its systemd unit) and run the upgrade again",
     )?;
@@ -185,58 +154,6 @@ fn node_facts(layout: &Layout) -> anyhow::Result<NodeFacts> {
         control_plane: layout.manifest(names::KUBE_APISERVER).exists(),
         agent_args: running_agent_args(layout),
     })
-}
-
-/// The agent's arguments with its `--bin-dir`s replaced by `dirs`.
-pub fn with_bin_dirs(args: &[String], dirs: &[PathBuf]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut skip = false;
-    for a in args {
-        if skip {
-            skip = false;
-            continue;
-        }
-        if a == "--bin-dir" {
-            skip = true;
-            continue;
-        }
-        if a.starts_with("--bin-dir=") {
-            continue;
-        }
-        out.push(a.clone());
-    }
-    for d in dirs {
-        out.push("--bin-dir".into());
-        out.push(d.display().to_string());
-    }
-    out
-}
-
-/// The `--bin-dir`s an agent command line names, in order.
-pub fn bin_dirs_of(args: &[String]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--bin-dir" {
-            if let Some(v) = it.next() {
-                out.push(PathBuf::from(v));
-            }
-        } else if let Some(v) = a.strip_prefix("--bin-dir=") {
-            out.push(PathBuf::from(v));
-        }
-    }
-    out
-}
-
-/// The new directories first, then the old ones not among them.
-pub fn merged_bin_dirs(new: &[PathBuf], old: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = new.to_vec();
-    for d in old {
-        if !out.contains(d) {
-            out.push(d.clone());
-        }
-    }
-    out
 }
 
 /// Runs the upgrade. `confirm` asks the user (kubeadm's `[upgrade/confirm]`); it is not
@@ -254,6 +171,13 @@ pub fn run(
     let layout = &req.inputs.layout;
     let fs = &req.inputs.fs;
     let existing = journal::read(fs, layout)?;
+    if !req.dry_run {
+        super::resume::remove_leftovers(fs, layout, out, existing.as_ref())?;
+        if let Some(j) = &existing {
+            super::resume::start_stopped_agent(req, out, j)?;
+            super::resume::repair_torn_pairs(fs, out, j)?;
+        }
+    }
     if let Some(j) = &existing
         && j.rolling_back
         && !req.dry_run
@@ -445,7 +369,7 @@ pub fn run(
 
 /// kubeadm's rule: mandatory blockers always refuse; skippable ones (a pre-release without
 /// its flag, a version skew a pre-release may take, the kubelet rules) unless `--force`.
-fn refuse_blockers(plan: &Plan, target: &Version, force: bool) -> anyhow::Result<()> {
+pub(super) fn refuse_blockers(plan: &Plan, target: &Version, force: bool) -> anyhow::Result<()> {
     let blocking: Vec<String> = plan
         .blockers
         .iter()
@@ -462,7 +386,7 @@ fn refuse_blockers(plan: &Plan, target: &Version, force: bool) -> anyhow::Result
 }
 
 /// The static pods to change, in order, with their new manifests.
-fn plan_steps(
+pub(super) fn plan_steps(
     req: &Request,
     view: &super::observe::ClusterView,
     plan: &Plan,
@@ -552,7 +476,12 @@ fn plan_steps(
     Ok(steps)
 }
 
-fn dry_run(out: &Out, steps: &[Step], target: &Version, facts: &NodeFacts) -> anyhow::Result<()> {
+pub(super) fn dry_run(
+    out: &Out,
+    steps: &[Step],
+    target: &Version,
+    facts: &NodeFacts,
+) -> anyhow::Result<()> {
     say!(
         out,
         "dryrun",
@@ -596,7 +525,12 @@ fn dry_run(out: &Out, steps: &[Step], target: &Version, facts: &NodeFacts) -> an
 /// On a resumed upgrade: a manifest the first run removed (etcd, stopped to copy its data)
 /// comes back from the backup, and the component is waited for, so the cluster answers
 /// again before the upgrade goes on.
-fn restore_removed(req: &Request, out: &Out, j: &Journal, facts: &NodeFacts) -> anyhow::Result<()> {
+pub(super) fn restore_removed(
+    req: &Request,
+    out: &Out,
+    j: &Journal,
+    facts: &NodeFacts,
+) -> anyhow::Result<()> {
     let fs = &req.inputs.fs;
     let layout = &req.inputs.layout;
     for (path, copy) in &j.files {
@@ -628,269 +562,8 @@ fn restore_removed(req: &Request, out: &Out, j: &Journal, facts: &NodeFacts) -> 
     Ok(())
 }
 
-/// Backs up every file the steps change and the cluster objects, then writes the journal.
-fn begin(
-    req: &Request,
-    out: &Out,
-    view: &super::observe::ClusterView,
-    steps: &[Step],
-    facts: &NodeFacts,
-    target: &Version,
-) -> anyhow::Result<Journal> {
-    let layout = &req.inputs.layout;
-    let fs = &req.inputs.fs;
-    let backup_dir = layout.tmp_dir().join(backup_dir_name(req.inputs.now));
-    fs.ensure_dir(&layout.tmp_dir(), 0o700)?;
-    fs.create_dir(&backup_dir, 0o700).with_context(|| {
-        format!(
-            "could not create the backup directory {:?}",
-            backup_dir.display().to_string()
-        )
-    })?;
-    let kubelet_config = layout.kubelet_dir().join(names::KUBELET_CONFIG_FILE);
-    let mut paths: Vec<PathBuf> = steps.iter().map(|s| s.manifest.clone()).collect();
-    paths.push(kubelet_config);
-    let mut files = Vec::new();
-    for (i, p) in paths.iter().enumerate() {
-        let copy = match fs.read_if_exists(p)? {
-            Some(bytes) => {
-                let name = p
-                    .file_name()
-                    .map_or_else(|| format!("file-{i}"), |n| n.to_string_lossy().into_owned());
-                let dest = backup_dir.join(format!("{i:02}-{name}"));
-                fs.write_private(&dest, &bytes)?;
-                Some(dest)
-            }
-            None => None,
-        };
-        files.push((p.clone(), copy));
-    }
-    say!(
-        out,
-        "upgrade/staticpods",
-        "Backed up the static Pod manifests and the kubelet configuration to {:?}",
-        backup_dir.display().to_string()
-    );
-    let mut objects = Vec::new();
-    if req.command == Command::Apply {
-        let mut save = |key: String, value: Option<serde_json::Value>| -> anyhow::Result<()> {
-            let file = backup_dir.join(format!("object-{}.json", key.replace('/', "_")));
-            let text = serde_json::to_string_pretty(&value.unwrap_or(serde_json::Value::Null))?;
-            fs.write_private(&file, text.as_bytes())?;
-            objects.push((key, file));
-            Ok(())
-        };
-        let api = &view.api;
-        let cm = |name: &str| -> anyhow::Result<Option<serde_json::Value>> {
-            Ok(api
-                .get::<ConfigMap>(Some(names::KUBE_SYSTEM), name)?
-                .map(serde_json::to_value)
-                .transpose()?)
-        };
-        save(
-            format!("ConfigMap/kube-system/{}", names::KUBEADM_CONFIG_CONFIGMAP),
-            cm(names::KUBEADM_CONFIG_CONFIGMAP)?,
-        )?;
-        let kubelet_cm = manifests::cluster::kubelet_config::kubelet_config_map_name(target);
-        save(
-            format!("ConfigMap/kube-system/{kubelet_cm}"),
-            cm(&kubelet_cm)?,
-        )?;
-        let ds = api
-            .get::<DaemonSet>(Some(names::KUBE_SYSTEM), names::KUBE_PROXY)?
-            .map(serde_json::to_value)
-            .transpose()?;
-        save(format!("DaemonSet/kube-system/{}", names::KUBE_PROXY), ds)?;
-    }
-    let j = Journal {
-        command: req.command.as_str().into(),
-        target: target.to_string(),
-        backup_dir,
-        files,
-        objects,
-        etcd_data: None,
-        etcd_committed: false,
-        agent_bin_dirs: facts
-            .agent_args
-            .as_deref()
-            .map(bin_dirs_of)
-            .unwrap_or_default(),
-        rolling_back: false,
-    };
-    journal::write(fs, layout, &j)?;
-    Ok(j)
-}
-
-/// Restarts the agent from this kubeboot with the upgrade's `--bin-dir`s before the old ones
-/// (each version's manifest then finds its binary), unless it runs so already. The agent's
-/// pods keep running: the new agent adopts them.
-fn restart_agent(
-    req: &Request,
-    out: &Out,
-    facts: &NodeFacts,
-    j: &mut Journal,
-) -> anyhow::Result<()> {
-    let layout = &req.inputs.layout;
-    let Some(args) = &facts.agent_args else {
-        return Ok(());
-    };
-    if req.inputs.bin_dirs.is_empty() {
-        return Ok(());
-    }
-    let given = crate::host::canonical_bin_dirs(&req.inputs.bin_dirs)?;
-    // An agent started without --bin-dir searches the defaults: they stay after the new ones.
-    let mut current = bin_dirs_of(args);
-    if current.is_empty() {
-        current = crate::host::default_bin_dirs();
-    }
-    let dirs = merged_bin_dirs(&given, &current);
-    if j.agent_bin_dirs.is_empty() {
-        j.agent_bin_dirs = current;
-        journal::write(&req.inputs.fs, layout, j)?;
-    }
-    restart_agent_with(req, out, &dirs)?;
-    crate::node_record::update(
-        &req.inputs.fs,
-        layout,
-        crate::node_record::NodeRecord {
-            bin_dirs: dirs.clone(),
-            ..Default::default()
-        },
-    )?;
-    Ok(())
-}
-
-/// The running agent's command line (executable first), if an agent runs.
-fn running_agent_args(layout: &Layout) -> Option<Vec<String>> {
-    let pid = agent::daemon::is_running(layout)?;
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(
-        raw.split(|b| *b == 0)
-            .filter(|s| !s.is_empty())
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .collect(),
-    )
-}
-
-/// Restarts the agent from this kubeboot with `dirs` as its `--bin-dir`s, unless it runs so
-/// already. Its pods keep running: the new agent adopts them.
-fn restart_agent_with(req: &Request, out: &Out, dirs: &[PathBuf]) -> anyhow::Result<()> {
-    let layout = &req.inputs.layout;
-    let Some(args) = running_agent_args(layout) else {
-        return Ok(());
-    };
-    let old_tail: Vec<String> = args.iter().skip(1).cloned().collect();
-    let new_tail = with_bin_dirs(&old_tail, dirs);
-    let running_exe = agent::daemon::is_running(layout)
-        .and_then(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).ok());
-    let exe = std::fs::canonicalize(&req.exe).unwrap_or_else(|_| req.exe.clone());
-    if new_tail == old_tail && running_exe.as_deref() == Some(exe.as_path()) {
-        return Ok(());
-    }
-    say!(
-        out,
-        "upgrade/agent",
-        "Restarting the kubeboot agent from {} with --bin-dir {} (its pods keep running)",
-        exe.display(),
-        dirs.iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    if crate::init::agent_start::systemd_is_init(layout) {
-        let unit = agent::systemd_unit(&exe, &new_tail);
-        req.inputs
-            .fs
-            .write_public(&layout.agent_systemd_unit(), unit.as_bytes())?;
-        for cmd in [
-            &["daemon-reload"][..],
-            &["restart", "kubeboot-agent.service"][..],
-        ] {
-            let status = std::process::Command::new("systemctl").args(cmd).status()?;
-            anyhow::ensure!(
-                status.success(),
-                "systemctl {} failed ({status})",
-                cmd.join(" ")
-            );
-        }
-    } else {
-        agent::daemon::stop(layout, Duration::from_secs(30))?;
-        agent::daemon::start_detached(&exe, &new_tail, layout)?;
-    }
-    Ok(())
-}
-
-/// A consistent snapshot of etcd into the backup directory, before etcd changes.
-fn snapshot(req: &Request, out: &Out, j: &Journal, current: &Version) -> anyhow::Result<()> {
-    let file = j.backup_dir.join("etcd-snapshot.db");
-    if file.exists() {
-        return Ok(());
-    }
-    let Some(local) = crate::etcd_local::read(&req.inputs.fs, &req.inputs.layout)? else {
-        return Ok(());
-    };
-    let client = local.client(&req.inputs.fs)?;
-    let info = crate::etcd_snapshot::save(
-        &client,
-        &req.inputs.fs,
-        &file,
-        req.inputs.now,
-        Some(&req.inputs.layout),
-    )
-        .context("could not take the etcd snapshot every upgrade takes before etcd changes; nothing was changed yet")?;
-    say!(
-        out,
-        "upgrade/etcd",
-        "Saved a snapshot of etcd {} ({} bytes, revision {}) to {:?}",
-        current,
-        info.size,
-        info.revision,
-        file.display().to_string()
-    );
-    Ok(())
-}
-
-fn renew(
-    req: &Request,
-    out: &Out,
-    view: &super::observe::ClusterView,
-    names_: &[&str],
-) -> anyhow::Result<()> {
-    if names_.is_empty() {
-        return Ok(());
-    }
-    let local_etcd = matches!(view.cluster.etcd, components::config::Etcd::Local(_));
-    let ctx = crate::certs::CertsCtx {
-        layout: req.inputs.layout.clone(),
-        fs: req.inputs.fs.clone(),
-        out: Out::capture(),
-        cluster: view.cluster.clone(),
-        cert_dir_flag: None,
-        now: req.inputs.now,
-    };
-    let targets: Vec<_> = pki::expiry::renew_targets(local_etcd)
-        .into_iter()
-        .filter(|t| names_.contains(&t.name))
-        .collect();
-    let done = crate::certs::renew::renew(&ctx, &targets, false, &req.inputs.fs)?;
-    let renewed: Vec<&str> = done
-        .iter()
-        .filter(|(_, r)| *r == crate::certs::renew::Renewal::Renewed)
-        .map(|(t, _)| t.name)
-        .collect();
-    if !renewed.is_empty() {
-        say!(
-            out,
-            "upgrade/staticpods",
-            "Renewed the certificates {}",
-            renewed.join(", ")
-        );
-    }
-    Ok(())
-}
-
 /// Writes one step's manifest (unless it is there already) and waits for the component.
-fn apply_step(
+pub(super) fn apply_step(
     req: &Request,
     out: &Out,
     view: &super::observe::ClusterView,
@@ -989,656 +662,6 @@ fn apply_step(
     Ok(())
 }
 
-fn want_of(s: &Step, facts: &NodeFacts) -> Want {
-    want_for(
-        s.component,
-        &s.manifest,
-        &s.new_yaml,
-        &s.image,
-        s.agent,
-        facts,
-    )
-}
-
-/// What the gate waits for: the manifest's pod with `image`, its health URL, and the
-/// version check that tells which binary answers.
-fn want_for(
-    component: &str,
-    manifest: &Path,
-    yaml: &str,
-    image: &str,
-    agent: bool,
-    facts: &NodeFacts,
-) -> Want {
-    let tag = components::image::ImageRef::parse(image)
-        .ok()
-        .and_then(|r| r.tag)
-        .unwrap_or_default();
-    let health = health_url(yaml, component);
-    let version_url = match component {
-        names::KUBE_APISERVER => health.as_ref().map(|h| {
-            let base = h.rsplit_once('/').map_or(h.as_str(), |(b, _)| b);
-            (format!("apiserver:{base}/version"), tag)
-        }),
-        names::ETCD => Some(("etcd".to_string(), minor_of(&tag))),
-        names::KUBELET => Some(("kubelet".to_string(), tag)),
-        _ if !agent => Some((
-            format!("mirror:{component}-{}", facts.name),
-            image.to_string(),
-        )),
-        _ => None,
-    };
-    Want {
-        component: component.to_string(),
-        manifest: manifest.to_path_buf(),
-        image: image.to_string(),
-        health_url: health,
-        version_url,
-        agent_runs_it: agent,
-    }
-}
-
-/// The `/version` checks [`gate`] runs: the API server's (anonymous, certificate not
-/// verified: it only tells which binary answers), etcd's (the member's own version, compared
-/// by minor with the image tag's), the kubelet's (the Node's kubeletVersion), and a mirror
-/// pod's running image under the kubelet runner.
-fn version_checker(req: &Request, facts: &NodeFacts) -> impl Fn(&str) -> Result<String, String> {
-    let layout = req.inputs.layout.clone();
-    let fs = req.inputs.fs.clone();
-    let kubeconfig = req.inputs.kubeconfig.clone();
-    let node = facts.name.clone();
-    move |what: &str| -> Result<String, String> {
-        let local_etcd_client = || -> Result<crate::etcd_members::EtcdClient, String> {
-            crate::etcd_local::read(&fs, &layout)
-                .map_err(|e| format!("{e:#}"))?
-                .ok_or("no etcd manifest")?
-                .client(&fs)
-                .map_err(|e| format!("{e:#}"))
-        };
-        match what {
-            apiserver if apiserver.starts_with("apiserver:") => {
-                let client = crate::health::client();
-                let v: serde_json::Value = client
-                    .get(apiserver.trim_start_matches("apiserver:"))
-                    .send()
-                    .and_then(reqwest::blocking::Response::json)
-                    .map_err(|e| e.to_string())?;
-                v["gitVersion"]
-                    .as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| "no gitVersion".into())
-            }
-            "etcd" => {
-                let client = local_etcd_client()?;
-                let v =
-                    client.version(&format!("https://127.0.0.1:{}", names::ETCD_CLIENT_PORT))?;
-                // The image tag is `3.5.16-0`: the member must run that minor.
-                Ok(minor_of(&v.server))
-            }
-            "etcd-cluster" => {
-                let client = local_etcd_client()?;
-                // The lowest minor any member runs: etcd raises its cluster version to it.
-                let members = client.list().map_err(|e| format!("{e:#}"))?;
-                let mut lowest: Option<Version> = None;
-                for m in members {
-                    // A member that does not answer is left out: see the caller.
-                    let Some(url) = m.client_urls.first() else {
-                        continue;
-                    };
-                    let Ok(v) = client.version(url) else { continue };
-                    let Ok(v) = v.server.parse::<Version>() else {
-                        continue;
-                    };
-                    lowest = Some(lowest.map_or(v.clone(), |l| l.min(v)));
-                }
-                let v = lowest.ok_or("no member answered")?;
-                Ok(format!("{}.{}", v.major, v.minor))
-            }
-            "kubelet" => {
-                let api = Cluster::from_kubeconfig(&kubeconfig).map_err(|e| format!("{e:#}"))?;
-                let n = api
-                    .get::<Node>(None, &node)
-                    .map_err(|e| format!("{e:#}"))?
-                    .ok_or("no Node")?;
-                Ok(n.status
-                    .and_then(|s| s.node_info)
-                    .map(|i| i.kubelet_version)
-                    .unwrap_or_default())
-            }
-            mirror => {
-                let name = mirror.trim_start_matches("mirror:");
-                let api = Cluster::from_kubeconfig(&kubeconfig).map_err(|e| format!("{e:#}"))?;
-                let p = api
-                    .get::<Pod>(Some(names::KUBE_SYSTEM), name)
-                    .map_err(|e| format!("{e:#}"))?
-                    .ok_or("no mirror pod yet")?;
-                let cs = p
-                    .status
-                    .and_then(|s| s.container_statuses)
-                    .unwrap_or_default();
-                let c = cs.first().ok_or("no container status yet")?;
-                if !c.ready {
-                    return Err(format!("{} is not ready", c.image));
-                }
-                Ok(p.spec
-                    .and_then(|s| s.containers.first().and_then(|c| c.image.clone()))
-                    .unwrap_or_default())
-            }
-        }
-    }
-}
-
-/// Whether the etcd step `s` moves etcd to another minor than the one the journal's backup
-/// of its manifest ran (found again on a resumed run, when the plan sees the new etcd).
-fn etcd_minor_moved(j: &Journal, s: &Step, fs: &Fs) -> bool {
-    let tag_minor = |yaml: &str| {
-        first_image(yaml)
-            .and_then(|i| components::image::ImageRef::parse(&i).ok())
-            .and_then(|r| r.tag)
-            .map(|t| minor_of(&t))
-    };
-    let old = j
-        .backup_of(&s.manifest)
-        .flatten()
-        .and_then(|p| fs.read_string_if_exists(p).ok().flatten());
-    match old {
-        Some(old) => tag_minor(&old) != tag_minor(&s.new_yaml),
-        None => s.etcd_minor,
-    }
-}
-
-/// `3.5` of `3.5.16-0` or `3.5.16`: etcd images run the distribution's etcd of their minor.
-fn minor_of(version: &str) -> String {
-    version.split('.').take(2).collect::<Vec<_>>().join(".")
-}
-
-/// Copies `from` (a directory tree of regular files) to `to`, which must not exist, each file
-/// synced: etcd's data directory, taken with etcd stopped.
-///
-/// # Errors
-/// A file cannot be read or written.
-pub fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir(to)
-        .with_context(|| format!("could not create {:?}", to.display().to_string()))?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700))?;
-    for entry in std::fs::read_dir(from)
-        .with_context(|| format!("could not read {:?}", from.display().to_string()))?
-    {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        let dest = to.join(entry.file_name());
-        if kind.is_dir() {
-            copy_tree(&entry.path(), &dest)?;
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), &dest).with_context(|| {
-                format!("could not copy {:?}", entry.path().display().to_string())
-            })?;
-            std::fs::File::open(&dest)?.sync_all()?;
-        }
-    }
-    std::fs::File::open(to)?.sync_all()?;
-    Ok(())
-}
-
-/// Waits up to `timeout` until no etcd holds `data_dir` (the agent or kubelet stopped it).
-fn wait_etcd_stopped(data_dir: &Path, timeout: Duration) -> anyhow::Result<()> {
-    let start = std::time::Instant::now();
-    while crate::etcd_snapshot::data_dir_in_use(data_dir)? {
-        anyhow::ensure!(
-            start.elapsed() < timeout,
-            "etcd did not stop within {} after its manifest was removed",
-            crate::health::human(timeout)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Ok(())
-}
-
-/// Stops the single etcd member (its manifest removed: the backup holds it) and copies its
-/// data directory into the backup directory, then records the copy in the journal.
-fn copy_etcd_data(req: &Request, out: &Out, j: &mut Journal, s: &Step) -> anyhow::Result<()> {
-    let fs = &req.inputs.fs;
-    let layout = &req.inputs.layout;
-    let old = j
-        .backup_of(&s.manifest)
-        .flatten()
-        .map(Path::to_path_buf)
-        .context("the journal has no backup of the etcd manifest")?;
-    let text = fs
-        .read_string_if_exists(&old)?
-        .context("the backup of the etcd manifest is missing")?;
-    let data_dir = crate::etcd_local::from_manifest(&old, &text, layout)?.data_dir;
-    say!(
-        out,
-        "upgrade/etcd",
-        "Stopping etcd to copy its data directory {:?} (one member moving to a new minor)",
-        data_dir.display().to_string()
-    );
-    fs.remove_file(&s.manifest)?;
-    wait_etcd_stopped(&data_dir, req.timeout)?;
-    let copy = j.backup_dir.join("etcd-data");
-    if copy.exists() {
-        std::fs::remove_dir_all(&copy)?;
-    }
-    copy_tree(&data_dir, &copy)?;
-    j.etcd_data = Some((data_dir, copy.clone()));
-    journal::write(fs, layout, j)?;
-    say!(
-        out,
-        "upgrade/etcd",
-        "Copied etcd's data to {:?}",
-        copy.display().to_string()
-    );
-    Ok(())
-}
-
-/// Puts etcd's data copy back: etcd stopped, the failed data moved into the backup
-/// directory, the copy in place. Works inside the data directory (entries renamed within it),
-/// so that a data directory that is a mount point of its own is restored too.
-fn restore_etcd_data(
-    req: &Request,
-    out: &Out,
-    j: &Journal,
-    manifest: &Path,
-    data_dir: &Path,
-    copy: &Path,
-) -> anyhow::Result<()> {
-    let fs = &req.inputs.fs;
-    fs.remove_file(manifest)?;
-    wait_etcd_stopped(data_dir, req.timeout)?;
-    let stamp = backup_dir_name(std::time::SystemTime::now());
-    let fresh = data_dir.join(format!(".restoring-{stamp}"));
-    let aside = data_dir.join(format!(".failed-{stamp}"));
-    copy_tree(copy, &fresh)?;
-    std::fs::create_dir(&aside)?;
-    for entry in std::fs::read_dir(data_dir)? {
-        let name = entry?.file_name();
-        let path = data_dir.join(&name);
-        if path != fresh && path != aside {
-            std::fs::rename(&path, aside.join(&name))?;
-        }
-    }
-    for entry in std::fs::read_dir(&fresh)? {
-        let name = entry?.file_name();
-        std::fs::rename(fresh.join(&name), data_dir.join(&name))?;
-    }
-    std::fs::remove_dir(&fresh)?;
-    std::fs::File::open(data_dir)?.sync_all()?;
-    // The failed data is kept for a post-mortem where there is room; it never blocks the
-    // rollback, and it leaves the data directory either way (etcd warns about strangers).
-    let kept = j.backup_dir.join(format!("etcd-data-failed-{stamp}"));
-    let where_ = match copy_tree(&aside, &kept) {
-        Ok(()) => format!(
-            "the failed upgrade's data is in {:?}",
-            kept.display().to_string()
-        ),
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&kept);
-            format!("the failed upgrade's data could not be kept: {e:#}")
-        }
-    };
-    std::fs::remove_dir_all(&aside).with_context(|| {
-        format!(
-            "could not remove {:?}; remove it by hand",
-            aside.display().to_string()
-        )
-    })?;
-    say!(
-        out,
-        "upgrade/rollback",
-        "Restored etcd's data from {:?} ({where_})",
-        copy.display().to_string()
-    );
-    Ok(())
-}
-
-/// Rolls the node back to the journal's backups and waits for the old components; removes
-/// the journal when done.
-fn rollback(
-    req: &Request,
-    out: &Out,
-    j: &Journal,
-    facts: &NodeFacts,
-    why: &str,
-) -> anyhow::Result<()> {
-    let fs = &req.inputs.fs;
-    let layout = &req.inputs.layout;
-    let mut j = j.clone();
-    j.rolling_back = true;
-    journal::write(fs, layout, &j)?;
-    say!(
-        out,
-        "upgrade/rollback",
-        "Rolling back the upgrade to {} ({why} failed) from {:?}",
-        j.target,
-        j.backup_dir.display().to_string()
-    );
-    let mut wants = Vec::new();
-    let result = (|| -> anyhow::Result<()> {
-        for (path, copy) in j.files.iter().rev() {
-            match copy {
-                Some(_)
-                    if j.etcd_committed && path.file_stem().is_some_and(|s| s == names::ETCD) =>
-                {
-                    say!(
-                        out,
-                        "upgrade/rollback",
-                        "etcd stays at its new version: it passed the point of no return (its data is migrated; only \"kubeboot etcd snapshot restore\" of the snapshot in {:?} could go back, losing the writes made since)",
-                        j.backup_dir.display().to_string()
-                    );
-                }
-                Some(copy) => {
-                    let old = fs.read_if_exists(copy)?.with_context(|| {
-                        format!("the backup {:?} is missing", copy.display().to_string())
-                    })?;
-                    if let Some((data_dir, data_copy)) = &j.etcd_data
-                        && path.file_stem().is_some_and(|s| s == names::ETCD)
-                        && fs.read_if_exists(path)?.as_deref() != Some(old.as_slice())
-                    {
-                        restore_etcd_data(req, out, &j, path, data_dir, data_copy)?;
-                    }
-                    if fs.read_if_exists(path)?.as_deref() != Some(old.as_slice()) {
-                        put_back(fs, layout, path, &old)?;
-                        say!(
-                            out,
-                            "upgrade/rollback",
-                            "Restored {:?}",
-                            path.display().to_string()
-                        );
-                    }
-                    if let Some(w) =
-                        rollback_want(path, &String::from_utf8_lossy(&old), facts, layout)
-                    {
-                        wants.push(w);
-                    }
-                }
-                None => {
-                    if fs.remove_file(path)? {
-                        say!(
-                            out,
-                            "upgrade/rollback",
-                            "Removed {:?}",
-                            path.display().to_string()
-                        );
-                    }
-                }
-            }
-        }
-        // The agent back on its own --bin-dirs (the old binaries are found there anyway).
-        if !j.agent_bin_dirs.is_empty() {
-            restart_agent_with(req, out, &j.agent_bin_dirs)?;
-        }
-        // The old components, etcd and the API server first (the order they were restored).
-        let version = version_checker(req, facts);
-        for w in &wants {
-            gate::wait(w, layout, req.timeout, &version, |what, elapsed| {
-                say!(
-                    out,
-                    "upgrade/rollback",
-                    "Still waiting for {} after {}: {what}",
-                    w.component,
-                    crate::health::human(elapsed)
-                );
-            })
-            .map_err(|f| anyhow::anyhow!("{f}"))?;
-            say!(
-                out,
-                "upgrade/rollback",
-                "{} is healthy at its previous version",
-                w.component
-            );
-        }
-        if !j.objects.is_empty() {
-            let api = Cluster::from_kubeconfig(&req.inputs.kubeconfig)?;
-            for (key, file) in &j.objects {
-                restore_object(&api, key, file, fs)?;
-            }
-            say!(
-                out,
-                "upgrade/rollback",
-                "Restored the cluster objects the upgrade changed"
-            );
-        }
-        Ok(())
-    })();
-    match result {
-        Ok(()) => {
-            journal::remove(fs, layout)?;
-            say!(out, "upgrade/rollback", "The node is back at its previous version");
-            Ok(())
-        }
-        Err(e) => Err(e.context(format!(
-            "the rollback did not finish; the journal {:?} and the backups in {:?} stay: run the same command again to finish it",
-            journal::path(layout).display().to_string(),
-            j.backup_dir.display().to_string()
-        ))),
-    }
-}
-
-/// Writes a backed-up file back where it was: static Pod manifests 0600 as init writes
-/// them, the kubelet's configuration 0644.
-fn put_back(fs: &Fs, layout: &Layout, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let manifest = path
-        .parent()
-        .is_some_and(|d| d == layout.manifests_dir() || d == layout.agent_manifests_dir());
-    if manifest {
-        fs.write_private(path, bytes)
-    } else {
-        fs.write_public(path, bytes)
-    }
-}
-
-fn rollback_want(path: &Path, yaml: &str, facts: &NodeFacts, layout: &Layout) -> Option<Want> {
-    let dir = path.parent()?;
-    if dir != layout.manifests_dir() && dir != layout.agent_manifests_dir() {
-        return None;
-    }
-    let component = path.file_stem()?.to_string_lossy().into_owned();
-    let agent = facts.runner == StaticPodRunner::Agent || dir == layout.agent_manifests_dir();
-    let image = first_image(yaml)?;
-    Some(want_for(&component, path, yaml, &image, agent, facts))
-}
-
-fn restore_object(api: &Cluster, key: &str, file: &Path, fs: &Fs) -> anyhow::Result<()> {
-    let text = fs
-        .read_string_if_exists(file)?
-        .with_context(|| format!("the backup {:?} is missing", file.display().to_string()))?;
-    let mut value: serde_json::Value = serde_json::from_str(&text)?;
-    let mut parts = key.splitn(3, '/');
-    let (kind, ns, name) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
-    if value.is_null() {
-        match kind {
-            "ConfigMap" => api.delete::<ConfigMap>(Some(ns), name)?,
-            "DaemonSet" => api.delete::<DaemonSet>(Some(ns), name)?,
-            _ => false,
-        };
-        return Ok(());
-    }
-    if let Some(meta) = value
-        .get_mut("metadata")
-        .and_then(serde_json::Value::as_object_mut)
-    {
-        for k in [
-            "resourceVersion",
-            "uid",
-            "creationTimestamp",
-            "managedFields",
-            "generation",
-        ] {
-            meta.remove(k);
-        }
-    }
-    if let Some(o) = value.as_object_mut() {
-        o.remove("status");
-    }
-    match kind {
-        "ConfigMap" => api.create_or_update(&serde_json::from_value::<ConfigMap>(value)?),
-        "DaemonSet" => api.create_or_update(&serde_json::from_value::<DaemonSet>(value)?),
-        other => anyhow::bail!(
-            "the backup holds an object of kind {other}, which kubeboot does not restore"
-        ),
-    }
-}
-
-/// The kubelet's configuration from the cluster's ConfigMap for `target` (`apply` creates it
-/// for a new minor from the current one, as kubeadm's upgrade does), written to
-/// `/var/lib/kubelet/config.yaml` with this node's adjustments.
-fn kubelet_config(
-    req: &Request,
-    out: &Out,
-    view: &super::observe::ClusterView,
-    target: &Version,
-    facts: &NodeFacts,
-) -> anyhow::Result<()> {
-    use manifests::cluster::kubelet_config::{
-        kubelet_config_map, kubelet_config_map_name, kubelet_config_rbac,
-    };
-    let api = &view.api;
-    let name = kubelet_config_map_name(target);
-    let mut cm = api.get::<ConfigMap>(Some(names::KUBE_SYSTEM), &name)?;
-    if cm.is_none() && req.command == Command::Apply {
-        let current = kubelet_config_map_name(&view.cluster.kubernetes_version);
-        let old = api
-            .get::<ConfigMap>(Some(names::KUBE_SYSTEM), &current)?
-            .with_context(|| {
-                format!("the cluster has neither kube-system/{name} nor kube-system/{current}")
-            })?;
-        let yaml = old
-            .data
-            .as_ref()
-            .and_then(|d| d.get("kubelet"))
-            .cloned()
-            .unwrap_or_default();
-        say!(
-            out,
-            "kubelet",
-            "Creating a ConfigMap {name:?} in namespace kube-system with the configuration for the kubelets in the cluster"
-        );
-        let fresh = kubelet_config_map(target, &yaml, false);
-        api.create_or_update(&fresh)?;
-        let (role, binding) = kubelet_config_rbac(target);
-        api.create_or_update(&role)?;
-        api.create_or_update(&binding)?;
-        cm = Some(fresh);
-    }
-    let cm = cm.with_context(|| format!("the cluster has no kube-system/{name} ConfigMap: run \"kubeboot upgrade apply {target}\" on the first control-plane node first"))?;
-    let yaml = cm
-        .data
-        .as_ref()
-        .and_then(|d| d.get("kubelet"))
-        .with_context(|| format!("kube-system/{name} has no \"kubelet\" key"))?;
-    let node_yaml =
-        manifests::kubelet::node_kubelet_configuration_from_cluster(yaml, facts.runner)?;
-    let path = req
-        .inputs
-        .layout
-        .kubelet_dir()
-        .join(names::KUBELET_CONFIG_FILE);
-    if req.inputs.fs.read_string_if_exists(&path)?.as_deref() != Some(node_yaml.as_str()) {
-        say!(
-            out,
-            "kubelet-start",
-            "Writing kubelet configuration to file {:?}",
-            path.display().to_string()
-        );
-        req.inputs.fs.write_public(&path, node_yaml.as_bytes())?;
-    }
-    Ok(())
-}
-
-/// kubeadm-config with the new version (`upgrade apply`), as kubeadm's upload-config.
-fn upload_config(
-    req: &Request,
-    out: &Out,
-    view: &super::observe::ClusterView,
-    target: &Version,
-    facts: &NodeFacts,
-) -> anyhow::Result<()> {
-    let layout = &req.inputs.layout;
-    let api_path = layout.manifest(names::KUBE_APISERVER);
-    let shown = api_path.display().to_string();
-    let text = req
-        .inputs
-        .fs
-        .read_string_if_exists(&api_path)?
-        .with_context(|| format!("{shown:?} is missing"))?;
-    let endpoint = diff::local_endpoint(&shown, &text)?;
-    let mut cfg = diff::target_config(&view.cluster, endpoint, target);
-    cfg.node.name = facts.name.clone();
-    say!(
-        out,
-        "upload-config",
-        "Storing the configuration used in ConfigMap {:?} in the {:?} Namespace",
-        names::KUBEADM_CONFIG_CONFIGMAP,
-        names::KUBE_SYSTEM
-    );
-    let existing = view
-        .api
-        .get::<ConfigMap>(Some(names::KUBE_SYSTEM), names::KUBEADM_CONFIG_CONFIGMAP)?;
-    let cm = manifests::cluster::kubeadm_config_map(&cfg, existing.as_ref())?;
-    view.api.create_or_update(&cm)?;
-    Ok(())
-}
-
-/// The addons at `target` once every API server of ClusterStatus runs it (the last control
-/// plane upgraded): kube-proxy's DaemonSet image; the DNS image follows the catalogue.
-fn addons(
-    req: &Request,
-    out: &Out,
-    view: &super::observe::ClusterView,
-    target: &Version,
-) -> anyhow::Result<()> {
-    let cert_dir = req.inputs.layout.node_path(&view.cluster.certificates_dir);
-    let servers = super::observe::api_server_versions(view, &req.inputs.fs, &cert_dir);
-    let behind: Vec<String> = servers
-        .iter()
-        .filter(|a| a.version.as_ref().ok() != Some(target))
-        .map(|a| a.node.clone())
-        .collect();
-    if !behind.is_empty() {
-        say!(
-            out,
-            "upgrade/addons",
-            "Skipping the addons: the API servers of {} do not run {target} yet; the \"kubeboot upgrade node\" that upgrades the last of them applies them",
-            behind.join(", ")
-        );
-        return Ok(());
-    }
-    let tag = catalogue::kubernetes_image_tag(target);
-    if let Some(mut ds) = view
-        .api
-        .get::<DaemonSet>(Some(names::KUBE_SYSTEM), names::KUBE_PROXY)?
-    {
-        let mut changed = false;
-        for c in ds
-            .spec
-            .template
-            .spec
-            .iter_mut()
-            .flat_map(|s| s.containers.iter_mut())
-        {
-            if let Some(image) = &c.image
-                && let Ok(r) = components::image::ImageRef::parse(image)
-                && r.tag.as_deref() != Some(tag.as_str())
-            {
-                c.image = Some(with_tag(r, &tag));
-                changed = true;
-            }
-        }
-        if changed {
-            ds.metadata.resource_version = None;
-            view.api.create_or_update(&ds)?;
-        }
-        say!(out, "addons", "Applied essential addon: kube-proxy");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1672,76 +695,6 @@ spec:
         );
         let err = retag("/m/kubelet.yaml", "not: [a pod", "v1").unwrap_err();
         assert!(format!("{err:#}").contains("/m/kubelet.yaml"), "{err:#}");
-    }
-
-    #[test]
-    fn the_agents_bin_dirs_are_replaced_new_first() {
-        let args: Vec<String> = [
-            "agent",
-            "--node-name",
-            "n1",
-            "--bin-dir",
-            "/old",
-            "--bin-dir=/usr/bin",
-            "--pod-network",
-            "bridge",
-        ]
-        .map(String::from)
-        .to_vec();
-        let old = bin_dirs_of(&args);
-        assert_eq!(old, vec![PathBuf::from("/old"), PathBuf::from("/usr/bin")]);
-        let dirs = merged_bin_dirs(&[PathBuf::from("/new"), PathBuf::from("/usr/bin")], &old);
-        assert_eq!(
-            dirs,
-            vec![
-                PathBuf::from("/new"),
-                PathBuf::from("/usr/bin"),
-                PathBuf::from("/old")
-            ]
-        );
-        let replaced = with_bin_dirs(&args, &dirs);
-        assert_eq!(
-            replaced,
-            [
-                "agent",
-                "--node-name",
-                "n1",
-                "--pod-network",
-                "bridge",
-                "--bin-dir",
-                "/new",
-                "--bin-dir",
-                "/usr/bin",
-                "--bin-dir",
-                "/old"
-            ]
-            .map(String::from)
-            .to_vec()
-        );
-        assert_eq!(bin_dirs_of(&replaced), dirs);
-    }
-
-    #[test]
-    fn backup_directories_are_named_by_utc_time() {
-        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_796_401_805);
-        assert_eq!(backup_dir_name(t), "kubeboot-backup-2026-12-04-16-30-05");
-    }
-
-    #[test]
-    fn each_component_renews_kubeadms_certificates() {
-        assert_eq!(
-            certificates_of(names::KUBE_APISERVER),
-            &[
-                "apiserver",
-                "apiserver-kubelet-client",
-                "apiserver-etcd-client",
-                "front-proxy-client"
-            ]
-        );
-        assert_eq!(certificates_of(names::KUBE_SCHEDULER), &["scheduler.conf"]);
-        assert!(certificates_of(names::KUBELET).is_empty());
-        assert_eq!(minor_of("3.5.16-0"), "3.5");
-        assert_eq!(minor_of("3.4.23"), "3.4");
     }
 
     fn plan_with(blockers: Vec<super::super::plan::Blocker>) -> Plan {
@@ -1785,22 +738,5 @@ spec:
         let mandatory = plan_with(vec![blocker(Severity::Mandatory)]);
         assert!(refuse_blockers(&mandatory, &target, true).is_err());
         assert!(refuse_blockers(&plan_with(vec![]), &target, false).is_ok());
-    }
-
-    #[test]
-    fn copy_tree_copies_nested_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let from = dir.path().join("data");
-        std::fs::create_dir_all(from.join("member/snap")).unwrap();
-        std::fs::write(from.join("member/snap/db"), b"bolt").unwrap();
-        std::fs::write(from.join("top"), b"t").unwrap();
-        let to = dir.path().join("copy");
-        copy_tree(&from, &to).unwrap();
-        assert_eq!(std::fs::read(to.join("member/snap/db")).unwrap(), b"bolt");
-        assert_eq!(std::fs::read(to.join("top")).unwrap(), b"t");
-        assert!(
-            copy_tree(&from, &to).is_err(),
-            "an existing destination is refused"
-        );
     }
 }

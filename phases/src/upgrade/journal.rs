@@ -44,9 +44,40 @@ pub struct Journal {
     /// The agent's `--bin-dir`s before the upgrade.
     #[serde(default)]
     pub agent_bin_dirs: Vec<PathBuf>,
+    /// The agent's arguments (its executable left out) before the upgrade: a run killed
+    /// while it restarted the agent (stopped, not started yet) leaves none running, and the
+    /// next run starts it from these.
+    #[serde(default)]
+    pub agent_args: Vec<String>,
+    /// The certificate/key pairs the upgrade renews, backed up: a run killed between a
+    /// renewal's key and its certificate leaves a pair that does not match, which the next
+    /// run puts back before it needs the component.
+    #[serde(default)]
+    pub key_pairs: Vec<KeyPair>,
     /// A rollback is under way: running the command again finishes it.
     #[serde(default)]
     pub rolling_back: bool,
+}
+
+/// A certificate and its key, with their copies in the backup directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyPair {
+    /// The certificate on the node.
+    pub cert: PathBuf,
+    /// Its copy.
+    pub cert_copy: PathBuf,
+    /// The key on the node.
+    pub key: PathBuf,
+    /// Its copy.
+    pub key_copy: PathBuf,
+}
+
+/// Whether a pair is torn: its key replaced, its certificate still the backed-up one. A
+/// renewal writes the key first, then the certificate (phases::certs::renew), so this is a
+/// renewal cut short; a pair with both replaced, or neither, matches.
+pub fn torn(key: Option<&[u8]>, cert: Option<&[u8]>, key_copy: &[u8], cert_copy: &[u8]) -> bool {
+    key != Some(key_copy) && cert == Some(cert_copy)
 }
 
 impl Journal {
@@ -135,8 +166,35 @@ mod tests {
             etcd_data: None,
             etcd_committed: false,
             agent_bin_dirs: vec![],
+            agent_args: vec!["agent".into(), "--node-name".into(), "n1".into()],
+            key_pairs: vec![KeyPair {
+                cert: "/etc/kubernetes/pki/apiserver.crt".into(),
+                cert_copy: "/b/apiserver.crt".into(),
+                key: "/etc/kubernetes/pki/apiserver.key".into(),
+                key_copy: "/b/apiserver.key".into(),
+            }],
             rolling_back: false,
         }
+    }
+
+    #[test]
+    fn a_pair_is_torn_only_when_its_key_was_renewed_and_its_certificate_not() {
+        let (k0, c0, k1, c1) = (&b"key0"[..], &b"crt0"[..], &b"key1"[..], &b"crt1"[..]);
+        assert!(torn(Some(k1), Some(c0), k0, c0), "key new, certificate old");
+        assert!(torn(None, Some(c0), k0, c0), "key gone, certificate old");
+        assert!(!torn(Some(k0), Some(c0), k0, c0), "neither renewed");
+        assert!(!torn(Some(k1), Some(c1), k0, c0), "both renewed");
+        assert!(!torn(Some(k0), Some(c1), k0, c0), "not a renewal's order");
+    }
+
+    #[test]
+    fn a_journal_of_an_older_kubeboot_reads_without_the_new_fields() {
+        let mut old = serde_json::to_value(journal()).unwrap();
+        let o = old.as_object_mut().unwrap();
+        o.remove("agentArgs");
+        o.remove("keyPairs");
+        let j: Journal = serde_json::from_value(old).unwrap();
+        assert!(j.agent_args.is_empty() && j.key_pairs.is_empty());
     }
 
     #[test]

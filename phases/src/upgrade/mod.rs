@@ -8,17 +8,31 @@
 //! - [`plan`]: the pure decision: target versions, blockers, the etcd step; kubeadm's table.
 //! - [`rollback`]: what an upgrade can undo and its point of no return, pure.
 //! - [`diff`]: the static Pod manifest changes of an upgrade, as unified diffs, pure.
-//! - [`apply`]: `upgrade apply` and `upgrade node`: backups, per-component health gates
-//!   ([`gate`]), the rollback, resumable through the [`journal`]; [`drain`] for `--drain`.
+//! - [`apply`]: `upgrade apply` and `upgrade node`: the steps in order, each health-gated
+//!   ([`gate`]), resumable through the [`journal`]; [`drain`] for `--drain`. Its parts:
+//!   `backup` (the backups and the journal's first write), `agent_restart`, `renewal`
+//!   (certificates per component), `wants` (what the gate waits for), `etcd_data` (snapshot,
+//!   data copy and restore), `undo` (the rollback itself) and `finish` (kubelet
+//!   configuration, kubeadm-config, addons).
+//! - [`resume`]: what a run repairs of one killed inside a write (the agent left stopped, a
+//!   torn certificate pair, temporary files, an incomplete backup directory).
 
+mod agent_restart;
 pub mod apply;
+mod backup;
 pub mod diff;
 pub mod drain;
+mod etcd_data;
+mod finish;
 pub mod gate;
 pub mod journal;
 pub mod observe;
 pub mod plan;
+mod renewal;
+pub mod resume;
 pub mod rollback;
+mod undo;
+mod wants;
 
 use std::path::PathBuf;
 use std::time::SystemTime;

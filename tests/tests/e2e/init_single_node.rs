@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
-use tests::{Node, bin_dir, next_bin_dirs, require_root, step, wait_until};
+use tests::{
+    Node, assert_upgrade_refused as refused, bin_dir, next_bin_dirs, require_root, step,
+    upgrade_state, wait_until,
+};
 
 /// `init` with a config file written into the node: its own kubelet cgroupRoot (so parallel
 /// nodes never share a kubepods hierarchy), kube-proxy settings for a namespace node and, if
@@ -646,50 +649,6 @@ fn certs_renew_restarts_only_the_api_server(node: &Node) -> Result<()> {
     )
 }
 
-/// What `upgrade plan` / `upgrade diff` must leave as it was: the manifests, the files under
-/// /etc/kubernetes, and the kubeadm-config ConfigMap.
-fn upgrade_state(node: &Node) -> Result<String> {
-    let files = node.sh_ok(
-        "find /etc/kubernetes -type f | sort | xargs sha256sum; find /etc/kubernetes /var/lib/kubeboot -maxdepth 2 | sort",
-    )?;
-    let cm = node.kubectl_json(&[
-        "-n",
-        "kube-system",
-        "get",
-        "cm",
-        "kubeadm-config",
-        "-o",
-        "json",
-    ])?;
-    Ok(format!(
-        "{files}\nkubeadm-config {}",
-        cm["metadata"]["resourceVersion"]
-    ))
-}
-
-/// Runs `kubeboot <args>` and checks that it failed with exit code 1, its stderr names each of
-/// `wants`, and [`upgrade_state`] did not change.
-fn refused(node: &Node, args: &[&str], wants: &[&str], before: &str) -> Result<()> {
-    let out = node.kubeboot(args)?;
-    ensure!(
-        out.code == Some(1),
-        "{args:?}: exit code {:?}, want 1:\n{out}",
-        out.code
-    );
-    for want in wants {
-        ensure!(
-            out.stderr.contains(want),
-            "{args:?}: stderr lacks {want:?}:\n{out}"
-        );
-    }
-    let after = upgrade_state(node)?;
-    ensure!(
-        after == before,
-        "{args:?} changed the node:\nbefore:\n{before}\nafter:\n{after}"
-    );
-    Ok(())
-}
-
 /// `upgrade plan` and `upgrade diff` against the TEST BUILD v1.20.3-test.0 (scripts/setup.sh,
 /// KUBEBOOT_BIN_DIR_NEXT) and etcd 3.5.16 (KUBEBOOT_ETCD_NEXT).
 fn upgrade_plan_and_diff(node: &Node, bin: &str) -> Result<()> {
@@ -845,12 +804,7 @@ fn upgrade_plan_and_diff(node: &Node, bin: &str) -> Result<()> {
     step(
         "upgrade plan/diff refuse bad input clearly and change nothing",
         || {
-            let scratch = format!("/var/lib/kubeboot-dev/e2e-upgrade-{}", node.name());
-            node.sh_ok(&format!(
-                "rm -rf {scratch} && mkdir -p {scratch}/empty {scratch}/mixed && \
-                 for b in {next}/*; do ln -s \"$(readlink -f $b)\" {scratch}/mixed/; done && \
-                 ln -sfn \"$(readlink -f {bin}/kube-scheduler)\" {scratch}/mixed/kube-scheduler"
-            ))?;
+            let scratch = tests::scratch_bin_dirs(node, bin, &next)?;
             let result = (|| {
                 let empty = format!("{scratch}/empty");
                 refused(

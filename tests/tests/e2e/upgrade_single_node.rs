@@ -1,17 +1,25 @@
 //! Scenario: `kubeboot upgrade apply` on a single-node cluster from v1.20.2 / etcd 3.4 to the
 //! TEST BUILD v1.20.3-test.0 with etcd 3.5.16 (the etcd version through `etcd.local.imageTag`
 //! in `--config`, as kubeadm takes it), health-gated and rolled back:
+//! - bad input to `upgrade apply` (no binaries in --bin-dir, a skipped minor, a downgrade of
+//!   two minors, a pre-release without `--allow-experimental-upgrades`, a kube-scheduler of
+//!   another version): refused naming the problem and the fix, exit 1, and nothing changed
+//!   (files, the kubelet's config, no journal or backup, the agent not restarted);
 //! - a new kube-apiserver that exits 1, and one whose probe never passes: the upgrade fails
 //!   naming the component (with its exit code and last log lines), and the node is back at
 //!   v1.20.2 with etcd 3.4 and every object created before;
 //! - an etcd 3.5 that runs on the node's data (and so migrates it) but never becomes
 //!   healthy: the node is back with etcd 3.4 on the data copied before, which etcd 3.4 could
 //!   not run once 3.5 had raised its cluster version;
-//! - `upgrade apply` of the test build without `--allow-experimental-upgrades`: refused,
-//!   nothing changed;
-//! - the real upgrade, killed with `kill -9` while it waits for the new kube-apiserver, run
-//!   again and killed while etcd is stopped for its data copy, then run again: it resumes with
-//!   the first run's backups, puts etcd's manifest back, and finishes; every
+//! - the real upgrade, killed over and over and each time run again: killed inside writes by
+//!   `strace -e inject=<syscall>:signal=KILL` (the rename committing the journal's first
+//!   write, the agent's restart between the old agent's stop and the new one's start, the
+//!   rename of a renewed certificate whose key is renewed already, the rename of a new
+//!   manifest, of the journal after etcd's data copy and of the kubelet's own manifest), and
+//!   with `kill -9` while it waits for the new kube-apiserver and while etcd is stopped for
+//!   its data copy: each run resumes with the first run's backups, starts the agent the kill
+//!   left stopped, puts back the torn key and etcd's manifest, removes the temporary files the
+//!   kills left, and the last one finishes; every
 //!   component, the kubelet and kube-proxy report the test build, etcd 3.5.16 serves the data
 //!   created before, kubeadm-config names the new version, the backups and etcd snapshot are
 //!   under /etc/kubernetes/tmp; containerd, which no upgrade changes, kept running through
@@ -24,7 +32,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use tests::{Node, bin_dir, next_bin_dirs, require_root, step, wait_until};
+use tests::{
+    CmdOutput, Node, assert_upgrade_refused, bin_dir, next_bin_dirs, require_root, step,
+    upgrade_state, wait_until,
+};
 
 const TARGET: &str = "v1.20.3-test.0";
 
@@ -228,6 +239,63 @@ fn upgrade_single_node() -> Result<()> {
             Ok(path)
         },
     )?;
+    step(
+        "upgrade apply refuses bad input clearly and changes nothing",
+        || {
+            let scratch = tests::scratch_bin_dirs(&node, &bin, &next_s)?;
+            let result = (|| {
+                let before = upgrade_state(&node)?;
+                let (empty, mixed) = (format!("{scratch}/empty"), format!("{scratch}/mixed"));
+                let cases: [(&[&str], &[&str]); 5] = [
+                    (
+                        &[TARGET, "--allow-experimental-upgrades", "--bin-dir", &empty],
+                        &[
+                            "the binaries of v1.20.3-test.0 are not on disk: kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubelet not found in --bin-dir",
+                            &empty,
+                        ],
+                    ),
+                    (
+                        &["v1.22.0", "--bin-dir", &next_s],
+                        &[
+                            "upgrading from v1.20.2 to v1.22.0 skips a minor version",
+                            "upgrade to the latest v1.21.x first",
+                        ],
+                    ),
+                    (
+                        &["v1.18.5", "--bin-dir", &next_s],
+                        &[
+                            "downgrading from v1.20.2 to v1.18.5 goes down more than one minor version",
+                            "downgrade to v1.19.x first",
+                        ],
+                    ),
+                    (
+                        &[TARGET, "--bin-dir", &next_s],
+                        &[
+                            "v1.20.3-test.0 is a pre-release",
+                            "pass --allow-experimental-upgrades",
+                        ],
+                    ),
+                    (
+                        &[TARGET, "--allow-experimental-upgrades", "--bin-dir", &mixed],
+                        &[&format!(
+                            "{mixed}/kube-scheduler --version says v1.20.2, not v1.20.3-test.0"
+                        )],
+                    ),
+                ];
+                for (args, wants) in cases {
+                    let mut argv = vec!["upgrade", "apply", "-y"];
+                    argv.extend_from_slice(args);
+                    let mut wants = wants.to_vec();
+                    wants.push("nothing was changed");
+                    assert_upgrade_refused(&node, &argv, &wants, &before)?;
+                }
+                Ok(())
+            })();
+            node.sh_ok(&format!("rm -rf {scratch}"))?;
+            result
+        },
+    )?;
+
     let apply = |bin_dirs: &[&str], timeout: &str| -> Vec<String> {
         let mut a: Vec<String> = [
             "upgrade",
@@ -334,27 +402,10 @@ fn upgrade_single_node() -> Result<()> {
         },
     )?;
 
-    step(
-        "upgrade apply without --allow-experimental-upgrades: refused, nothing changed",
-        || {
-            let before = node.read_file("/etc/kubernetes/manifests/kube-apiserver.yaml")?;
-            let out = node.kubeboot(&["upgrade", "apply", TARGET, "-y", "--bin-dir", &next_s])?;
-            ensure!(out.code == Some(1), "{out}");
-            ensure!(
-                out.stderr.contains("--allow-experimental-upgrades")
-                    && out.stderr.contains("nothing was changed"),
-                "{out}"
-            );
-            ensure!(node.read_file("/etc/kubernetes/manifests/kube-apiserver.yaml")? == before);
-            ensure!(!node.path_exists("/etc/kubernetes/tmp/kubeboot-upgrade.json")?);
-            Ok(())
-        },
-    )?;
-
     // Runs the real upgrade in the background and kills it with SIGKILL once its output
-    // shows `marker`; the journal must be there after.
+    // shows `marker`; the journal must be there after. Returns the run's output.
     let args = apply(&[&next_s, &etcd_next_s], "180s");
-    let kill_at = |marker: &str| -> Result<()> {
+    let kill_at = |marker: &str| -> Result<String> {
         let log =
             Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-upgrade.log", node.name()));
         let _ = std::fs::remove_file(&log);
@@ -381,36 +432,229 @@ fn upgrade_single_node() -> Result<()> {
         }
         let _ = child.kill();
         let _ = child.wait();
-        seen.with_context(|| std::fs::read_to_string(&log).unwrap_or_default())?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        seen.with_context(|| text.clone())?;
         ensure!(
             node.path_exists("/etc/kubernetes/tmp/kubeboot-upgrade.json")?,
             "no journal after the kill"
         );
+        Ok(text)
+    };
+    // Runs the real upgrade under strace (its main thread only: no -f, so the agent it starts
+    // is not traced), which kills it with SIGKILL on entering the `when`-th `syscall` (of
+    // those on `path`, when given); strace's own trace must show that the call killed is
+    // `killed` (so a change in the number of calls before it fails here, not silently
+    // elsewhere). Returns the run's output.
+    let trace = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-strace", node.name()));
+    let trace_s = trace.display().to_string();
+    let strace_kill = |syscall: &str,
+                       path: Option<&str>,
+                       when: u32,
+                       killed: &str|
+     -> Result<CmdOutput> {
+        let _ = std::fs::remove_file(&trace);
+        let exe = tests::kubeboot_exe()?.display().to_string();
+        let inject = format!("inject={syscall}:signal=KILL:when={when}");
+        let filter = format!("trace={syscall}");
+        let mut argv: Vec<&str> = vec!["/usr/bin/strace", "-o", &trace_s];
+        if let Some(p) = path {
+            argv.extend(["-P", p]);
+        }
+        argv.extend(["-e", &filter, "-e", &inject, &exe]);
+        argv.extend(args.iter().map(String::as_str));
+        let out = node.exec(&argv)?;
+        let traced = std::fs::read_to_string(&trace).unwrap_or_default();
+        let last = traced
+            .lines()
+            .rev()
+            .find(|l| l.starts_with(&format!("{syscall}(")))
+            .unwrap_or_default();
+        ensure!(
+            !out.success()
+                && traced.contains("+++ killed by SIGKILL +++")
+                && last.contains(killed)
+                && last.ends_with("= ?"),
+            "strace did not kill the upgrade at the {syscall} of {killed:?} (when={when}); its {syscall} calls:\n{traced}\n{out}"
+        );
+        Ok(out)
+    };
+    // The temporary files of the atomic writes the kills cut short.
+    let temps = || {
+        node.sh_ok(
+            "find /etc/kubernetes /var/lib/kubeboot -name '.*.tmp' -o -name '.*.partial'; find /var/lib/kubelet -maxdepth 1 -name '.*.tmp'",
+        )
+    };
+    let said = |out: &str, wants: &[&str]| -> Result<()> {
+        for want in wants {
+            ensure!(out.contains(want), "no {want:?} in:\n{out}");
+        }
         Ok(())
     };
 
     step(
-        "upgrade apply, killed with -9 while it waits for the new kube-apiserver",
-        || kill_at("Moved new manifest to \"/etc/kubernetes/manifests/kube-apiserver.yaml\""),
+        "upgrade apply, killed inside the rename that commits its journal's first write",
+        || {
+            // 7 files and 7 certificate pairs backed up, 3 objects, the backup directory
+            // renamed complete, then the journal.
+            strace_kill(
+                "rename",
+                None,
+                26,
+                ", \"/etc/kubernetes/tmp/kubeboot-upgrade.json\")",
+            )?;
+            ensure!(!node.path_exists("/etc/kubernetes/tmp/kubeboot-upgrade.json")?);
+            ensure!(manifest_image(&node, "kube-apiserver")?.ends_with(":v1.20.2"));
+            let left = temps()?;
+            ensure!(
+                left.contains("/etc/kubernetes/tmp/.kubeboot-upgrade.json."),
+                "{left}"
+            );
+            Ok(())
+        },
     )?;
 
     step(
-        "the same command again resumes; killed with -9 while etcd is stopped for its copy",
-        || kill_at("Stopping etcd to copy its data directory"),
+        "the same command again, killed while it restarts the agent (the old one stopped, the new one not started)",
+        || {
+            let out = strace_kill(
+                "unlink",
+                Some("/run/kubeboot/agent.pid"),
+                1,
+                "unlink(\"/run/kubeboot/agent.pid\")",
+            )?;
+            said(&out.stdout, &["Removed 1 temporary file(s)"])?;
+            ensure!(node.path_exists("/etc/kubernetes/tmp/kubeboot-upgrade.json")?);
+            let status = node.kubeboot(&["agent", "status"])?;
+            ensure!(!status.success(), "an agent still answers:\n{status}");
+            Ok(())
+        },
     )?;
 
     step(
-        "the same command again: etcd comes back, the upgrade resumes and finishes",
+        "the same command again starts the agent; killed between the renewed apiserver key and its certificate",
+        || {
+            // The node record, the etcd snapshot and its metadata, apiserver.key, then
+            // apiserver.crt.
+            let out = strace_kill(
+                "rename",
+                None,
+                5,
+                ", \"/etc/kubernetes/pki/apiserver.crt\")",
+            )?;
+            said(
+                &out.stdout,
+                &["Starting the kubeboot agent, which the interrupted run had stopped"],
+            )?;
+            node.kubeboot_ok(&["agent", "status"])?;
+            // The agent restarts kube-apiserver once its changed key settles: on the torn pair
+            // it cannot serve. A run that did not repair the pair would wait for an API that
+            // never answers, then fail to roll back (the old manifest, the same torn pair).
+            wait_until(
+                "kube-apiserver, restarted on the torn pair, stops answering",
+                Duration::from_secs(60),
+                Duration::from_millis(500),
+                || Ok(!node.kubectl(&["get", "--raw", "/readyz"])?.success()),
+            )
+        },
+    )?;
+
+    step(
+        "the same command again puts the torn key back; killed with -9 while it waits for the new kube-apiserver",
+        || {
+            let out =
+                kill_at("Moved new manifest to \"/etc/kubernetes/manifests/kube-apiserver.yaml\"")?;
+            said(
+                &out,
+                &[
+                    "Put back the key \"/etc/kubernetes/pki/apiserver.key\"",
+                    "Removed 1 temporary file(s)",
+                    "Resuming the upgrade to v1.20.3-test.0",
+                ],
+            )
+        },
+    )?;
+
+    step(
+        "the same command again, killed inside the rename of the new kube-controller-manager manifest",
+        || {
+            // controller-manager.conf renewed, then the manifest.
+            strace_kill(
+                "rename",
+                None,
+                2,
+                ", \"/etc/kubernetes/manifests/kube-controller-manager.yaml\")",
+            )?;
+            ensure!(manifest_image(&node, "kube-controller-manager")?.ends_with(":v1.20.2"));
+            Ok(())
+        },
+    )?;
+
+    step(
+        "the same command again, killed with -9 while etcd is stopped for its copy",
+        || {
+            let out = kill_at("Stopping etcd to copy its data directory")?;
+            said(&out, &["Removed 1 temporary file(s)"])
+        },
+    )?;
+
+    step(
+        "the same command again puts etcd back, copies its data; killed inside the journal's rename after the copy",
+        || {
+            // etcd's manifest put back, then the journal naming the copy.
+            let out = strace_kill(
+                "rename",
+                None,
+                2,
+                ", \"/etc/kubernetes/tmp/kubeboot-upgrade.json\")",
+            )?;
+            said(
+                &out.stdout,
+                &[
+                    "Put back \"/etc/kubernetes/manifests/etcd.yaml\", which the interrupted run had removed",
+                    "Stopping etcd to copy its data directory",
+                ],
+            )
+        },
+    )?;
+
+    step(
+        "the same command again: etcd 3.5 runs; killed inside the rename of the kubelet's new manifest",
+        || {
+            // etcd's manifest put back, the journal naming the copy, 3 etcd pairs renewed,
+            // etcd's manifest, the journal past the point of no return, admin.conf, then the
+            // kubelet's manifest.
+            let out = strace_kill(
+                "rename",
+                None,
+                12,
+                ", \"/etc/kubernetes/manifests/kubelet.yaml\")",
+            )?;
+            said(
+                &out.stdout,
+                &[
+                    "Put back \"/etc/kubernetes/manifests/etcd.yaml\", which the interrupted run had removed",
+                    "Copied etcd's data to",
+                    "Component \"etcd\" upgraded successfully!",
+                ],
+            )
+        },
+    )?;
+
+    step(
+        "the same command again: the upgrade resumes and finishes, no temporary file left",
         || {
             let out = run(&args)?;
             ensure!(out.success(), "the resumed upgrade failed:\n{out}");
-            for want in [
-                "Resuming the upgrade to v1.20.3-test.0",
-                "Put back \"/etc/kubernetes/manifests/etcd.yaml\", which the interrupted run had removed",
-                "SUCCESS!",
-            ] {
-                ensure!(out.stdout.contains(want), "no {want:?} in:\n{out}");
-            }
+            said(
+                &out.stdout,
+                &[
+                    "Resuming the upgrade to v1.20.3-test.0",
+                    "Removed 1 temporary file(s)",
+                    "SUCCESS!",
+                ],
+            )?;
+            let left = temps()?;
+            ensure!(left.trim().is_empty(), "temporary files left:\n{left}");
             Ok(())
         },
     )?;
