@@ -181,7 +181,7 @@ EOF
 run_kubeboot() { # <run>
   local r=$1
   bash "$NODE_SH" destroy "$N" >/dev/null 2>&1 || true
-  bash "$NODE_SH" create "$N" "$N_IP/24" >/dev/null
+  bash "$NODE_SH" create "$N" "$N_IP/24" >/dev/null || return 1
   created+=" $N"
   mkdir -p "$work/shared"
   echo "== kubeboot run $r: kubeboot init in $N ($N_IP)"
@@ -193,17 +193,17 @@ run_kubeboot() { # <run>
     echo "kubeboot init failed in $N" >&2
     return 1
   fi
-  wait_ready "$N"
+  wait_ready "$N" || return 1
   local args=(upgrade apply "$TARGET" --allow-experimental-upgrades -y --bin-dir "$KUBEBOOT_BIN_DIR_NEXT")
   local etcd="no etcd change asked (kubeboot's target etcd: the one it runs)"
   if [ "$ETCD" = 1 ]; then
     kc "$N" -n kube-system get configmap kubeadm-config -o jsonpath='{.data.ClusterConfiguration}' \
-      | sed '0,/^  local:$/s//  local:\n    imageTag: 3.5.16-0/' >"$work/cluster.yaml"
-    in_node "$N" cp "$work/cluster.yaml" /etc/kubernetes/bench-upgrade.yaml
+      | sed '0,/^  local:$/s//  local:\n    imageTag: 3.5.16-0/' >"$work/cluster.yaml" || return 1
+    in_node "$N" cp "$work/cluster.yaml" /etc/kubernetes/bench-upgrade.yaml || return 1
     args+=(--config /etc/kubernetes/bench-upgrade.yaml --bin-dir "$KUBEBOOT_ETCD_NEXT")
     etcd="etcd -> 3.5.16 (etcd.local.imageTag 3.5.16-0, --etcd)"
   fi
-  measure kubeboot "$r" "$N" "$N_IP" "$etcd" "$KUBEBOOT" "${args[@]}"
+  measure kubeboot "$r" "$N" "$N_IP" "$etcd" "$KUBEBOOT" "${args[@]}" || return 1
   [ "$KEEP" = 1 ] || bash "$NODE_SH" destroy "$N" >/dev/null
 }
 
@@ -227,12 +227,12 @@ chmod +x "$work/bin/crictl"
 run_kubeadm() { # <run>
   local r=$1
   bash "$NODE_SH" destroy "$KA" >/dev/null 2>&1 || true
-  bash "$NODE_SH" create "$KA" "$KA_IP/24" >/dev/null
+  bash "$NODE_SH" create "$KA" "$KA_IP/24" >/dev/null || return 1
   created+=" $KA"
   kubeadm_init_config "$KA" "$KA_IP" >"$work/$KA.yaml"
-  in_node "$KA" sh -c "mkdir -p /var/lib/kubeboot && cp '$work/$KA.yaml' /var/lib/kubeboot/bench.yaml"
-  kubeadm_containerd "$KA" "$work" "$images"
-  in_node "$KA" cp "$work/10-bridge.conflist" /etc/cni/net.d/10-bridge.conflist
+  in_node "$KA" sh -c "mkdir -p /var/lib/kubeboot && cp '$work/$KA.yaml' /var/lib/kubeboot/bench.yaml" || return 1
+  kubeadm_containerd "$KA" "$work" "$images" # exits on failure
+  in_node "$KA" cp "$work/10-bridge.conflist" /etc/cni/net.d/10-bridge.conflist || return 1
   kubeadm_kubelet_unit "$KA" "$work"
   echo "== kubeadm run $r: kubeadm init (v1.20.2) in $KA ($KA_IP)"
   if ! timeout "$TIMEOUT" bash "$NODE_SH" exec "$KA" -- "$KUBEADM" init \
@@ -242,7 +242,7 @@ run_kubeadm() { # <run>
     echo "kubeadm init failed in $KA" >&2
     return 1
   fi
-  wait_ready "$KA"
+  wait_ready "$KA" || return 1
   # The control plane's mirror Pods, which kubeadm's apply reads first (the API server's
   # advertised endpoint, retried 30 x 1 s; the static Pods' hashes): a settled cluster.
   local deadline=$(( $(date +%s) + TIMEOUT ))
@@ -296,6 +296,7 @@ for r in $(seq 1 "$RUNS"); do
     for ((i = ${#VARIANTS[@]} - 1; i >= 0; i--)); do order+=("${VARIANTS[i]}"); done
   fi
   for v in "${order[@]}"; do
+    # Called in a condition, so errexit is off inside: each step there says `|| return 1`.
     "run_$v" "$r" || failed=$((failed + 1))
   done
 done
