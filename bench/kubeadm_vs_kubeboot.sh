@@ -68,55 +68,13 @@ echo "== images (scripts/build-images.sh --control-plane)"
 images=$(bash "$ROOT/scripts/build-images.sh" --control-plane)
 echo "$images" | sed 's/^/   /'
 
-config() { # <node name> <ip>
-  cat <<CFG
-apiVersion: kubeadm.k8s.io/v1beta2
-kind: InitConfiguration
-localAPIEndpoint:
-  advertiseAddress: $2
-nodeRegistration:
-  name: $1
-  criSocket: /run/containerd/containerd.sock
----
-apiVersion: kubeadm.k8s.io/v1beta2
-kind: ClusterConfiguration
-kubernetesVersion: v1.20.2
-networking:
-  podSubnet: 10.244.0.0/16
----
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-cgroupRoot: /kubeboot-$1
-evictionHard:
-  imagefs.available: 1%
-  nodefs.available: 1%
-  nodefs.inodesFree: 1%
----
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-conntrack:
-  maxPerCore: 0
-CFG
-}
-
-cat >"$work/10-bridge.conflist" <<'JSON'
-{
-  "cniVersion": "0.4.0",
-  "name": "bench",
-  "plugins": [
-    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]],
-              "routes": [{"dst": "0.0.0.0/0"}]}},
-    {"type": "portmap", "capabilities": {"portMappings": true}}
-  ]
-}
-JSON
+kubeadm_bridge_conflist "$work/10-bridge.conflist"
 
 prepare() { # <node> <ip>: node, config, containerd running with every image imported
   local n=$1 ip=$2
   bash "$NODE_SH" destroy "$n" >/dev/null 2>&1 || true
   bash "$NODE_SH" create "$n" "$ip/24" >/dev/null
-  config "$n" "$ip" >"$work/$n.yaml"
+  kubeadm_init_config "$n" "$ip" >"$work/$n.yaml"
   in_node "$n" sh -c "mkdir -p /var/lib/kubeboot && cp '$work/$n.yaml' /var/lib/kubeboot/bench.yaml"
   kubeadm_containerd "$n" "$work" "$images"
 }

@@ -84,3 +84,54 @@ SH
   chmod +x "$work/kubelet-unit.sh"
   in_node_bg "$n" "$work/$n-kubelet.log" "$work/kubelet-unit.sh" "$@"
 }
+
+# kubeadm_init_config <node name> <ip>: the kubeadm-vs-kubeboot benchmarks' one config file, on
+# stdout: kubeadm v1beta2 at v1.20.2 + a KubeletConfiguration with the node's own cgroupRoot + a
+# KubeProxyConfiguration with `conntrack.maxPerCore: 0` (both tools read it).
+kubeadm_init_config() {
+  cat <<CFG
+apiVersion: kubeadm.k8s.io/v1beta2
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: $2
+nodeRegistration:
+  name: $1
+  criSocket: /run/containerd/containerd.sock
+---
+apiVersion: kubeadm.k8s.io/v1beta2
+kind: ClusterConfiguration
+kubernetesVersion: v1.20.2
+networking:
+  podSubnet: 10.244.0.0/16
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupRoot: /kubeboot-$1
+evictionHard:
+  imagefs.available: 1%
+  nodefs.available: 1%
+  nodefs.inodesFree: 1%
+---
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+conntrack:
+  maxPerCore: 0
+CFG
+}
+
+# kubeadm_bridge_conflist <file>: a bridge CNI conflist for the first podCIDR (10.244.0.0/24),
+# written into a kubeadm node beforehand: kubeadm installs no pod network.
+kubeadm_bridge_conflist() {
+  cat >"$1" <<'JSON'
+{
+  "cniVersion": "0.4.0",
+  "name": "bench",
+  "plugins": [
+    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]],
+              "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+JSON
+}

@@ -18,21 +18,36 @@
 # The Kubernetes binaries come from $KUBEBOOT_BIN_DIR (default /var/lib/kubeboot-dev/bin),
 # etcd from $ETCD (default: $KUBEBOOT_BIN_DIR/etcd, else /usr/bin/etcd).
 #
-# Usage: build-images.sh [--control-plane] [output dir]   (default $KUBEBOOT_IMAGE_DIR or
-#                                                          /var/lib/kubeboot-dev/images)
+# With --test-build, also the control-plane images of the TEST BUILD (the v1.20.2 source
+# relabelled v1.20.3-test.0 by scripts/build-kubernetes.sh --test-build; not a Kubernetes
+# release), for `kubeadm upgrade apply v1.20.3-test.0`: kube-apiserver, kube-controller-manager,
+# kube-scheduler and kube-proxy at the version its kube-apiserver reports, from
+# $KUBEBOOT_BIN_DIR_NEXT (default /var/lib/kubeboot-dev/bin-next). Its etcd target is the
+# same 3.4.13-0 (--control-plane builds it).
+#
+# Usage: build-images.sh [--control-plane] [--test-build] [output dir]
+#                               (default output dir: $KUBEBOOT_IMAGE_DIR or /var/lib/kubeboot-dev/images)
 # Prints one "<image> <tar>" line per image. Cached: an image is rebuilt only when this
 # script, busybox or one of the files copied into it changed since its tar was written.
 # Concurrent runs on one output directory take turns (flock).
 set -euo pipefail
 
 CONTROL_PLANE=
-if [ "${1:-}" = --control-plane ]; then CONTROL_PLANE=1; shift; fi
-readonly CONTROL_PLANE
+TEST_BUILD=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --control-plane) CONTROL_PLANE=1; shift ;;
+    --test-build) TEST_BUILD=1; shift ;;
+    *) break ;;
+  esac
+done
+readonly CONTROL_PLANE TEST_BUILD
 readonly OUT=${1:-${KUBEBOOT_IMAGE_DIR:-/var/lib/kubeboot-dev/images}}
 readonly BUSYBOX=${BUSYBOX:-/bin/busybox}
 readonly SELF=$(readlink -f "$0")
 readonly K8S_BIN=${KUBEBOOT_BIN_DIR:-/var/lib/kubeboot-dev/bin}
 readonly K8S_VERSION=v1.20.2
+readonly K8S_BIN_NEXT=${KUBEBOOT_BIN_DIR_NEXT:-/var/lib/kubeboot-dev/bin-next}
 
 die() { echo "[build-images] error: $*" >&2; exit 1; }
 
@@ -115,7 +130,8 @@ build() {
   fi
   local work
   work=$(mktemp -d)
-  trap 'rm -rf "$work"' RETURN
+  # Cleared when it fires: a RETURN trap set in a function stays set for the caller's returns.
+  trap 'rm -rf "$work"; trap - RETURN' RETURN
   mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/rootfs/tmp" "$work/rootfs/www" \
     "$work/rootfs/proc" "$work/rootfs/sys" "$work/rootfs/dev"
   "fill_${filler//-/_}" "$work/rootfs" "$@"
@@ -148,9 +164,12 @@ EOF
   echo "$tag $tar"
 }
 
-# pause: PID 1 of the sandbox ignores signals it has no handler for, hence the trap.
+# pause: PID 1 of the sandbox ignores signals it has no handler for, hence the trap. `-v`
+# (the argument is $0 of `sh -c`) prints a version and exits 0, as the real pause does: kubeadm
+# v1.20's upgrade health check runs a Job of it with args ["-v"] and waits for it to complete
+# (cmd/kubeadm/app/phases/upgrade/health.go, createJob).
 build k8s.gcr.io/pause:3.2 pause-3.2 \
-  '["/bin/sh","-c","trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]'
+  '["/bin/sh","-c","[ \"$0\" != -v ] || { echo pause 3.2 kubeboot; exit 0; }; trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]'
 build kubeboot.local/web:1 web-1 \
   '["/bin/sh","-c","echo \"hello from $(hostname)\" >/www/index.html && exec httpd -f -p 80 -h /www"]'
 [ -x /usr/bin/getent ] || die "/usr/bin/getent not found: install libc-bin"
@@ -158,19 +177,26 @@ build kubeboot.local/dnsutils:1 dnsutils-1 \
   '["/bin/sh","-c","trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]' \
   getent /usr/bin/getent
 
-if [ -n "$CONTROL_PLANE" ]; then
+# build_kubernetes <bin dir> <version> <env var naming the dir>: the images of kube-apiserver,
+# kube-controller-manager, kube-scheduler and kube-proxy at <version>, from <bin dir>.
+build_kubernetes() {
+  local bin=$1 version=$2 var=$3 c f
   for c in kube-apiserver kube-controller-manager kube-scheduler; do
-    [ -x "$K8S_BIN/$c" ] || die "$K8S_BIN/$c not found (set KUBEBOOT_BIN_DIR)"
-    build "k8s.gcr.io/$c:$K8S_VERSION" "$c-$K8S_VERSION" "[\"/usr/local/bin/$c\"]" \
-      binary "$K8S_BIN/$c"
+    [ -x "$bin/$c" ] || die "$bin/$c not found (set $var)"
+    build "k8s.gcr.io/$c:$version" "$c-$version" "[\"/usr/local/bin/$c\"]" \
+      binary "$bin/$c"
   done
-  [ -x "$K8S_BIN/kube-proxy" ] || die "$K8S_BIN/kube-proxy not found (set KUBEBOOT_BIN_DIR)"
+  [ -x "$bin/kube-proxy" ] || die "$bin/kube-proxy not found (set $var)"
   for f in /usr/sbin/xtables-nft-multi /usr/sbin/conntrack /usr/lib/x86_64-linux-gnu/xtables; do
     [ -e "$f" ] || die "$f not found: install iptables and conntrack"
   done
-  build "k8s.gcr.io/kube-proxy:$K8S_VERSION" "kube-proxy-$K8S_VERSION" \
-    '["/usr/local/bin/kube-proxy"]' kube-proxy "$K8S_BIN/kube-proxy" \
+  build "k8s.gcr.io/kube-proxy:$version" "kube-proxy-$version" \
+    '["/usr/local/bin/kube-proxy"]' kube-proxy "$bin/kube-proxy" \
     /usr/sbin/xtables-nft-multi /usr/sbin/conntrack
+}
+
+if [ -n "$CONTROL_PLANE" ]; then
+  build_kubernetes "$K8S_BIN" "$K8S_VERSION" KUBEBOOT_BIN_DIR
   etcd_bin=${ETCD:-}
   if [ -z "$etcd_bin" ]; then
     etcd_bin=/usr/bin/etcd
@@ -184,4 +210,17 @@ if [ -n "$CONTROL_PLANE" ]; then
     || die "$etcd_bin is not etcd 3.4 (kubeadm v1.20 runs etcd 3.4.13)"
   [ "$(basename "$etcd_bin")" = etcd ] || die "$etcd_bin: the etcd binary must be named etcd"
   build k8s.gcr.io/etcd:3.4.13-0 etcd-3.4.13-0 '["/usr/local/bin/etcd"]' binary "$etcd_bin"
+fi
+
+if [ -n "$TEST_BUILD" ]; then
+  [ -x "$K8S_BIN_NEXT/kube-apiserver" ] \
+    || die "$K8S_BIN_NEXT/kube-apiserver not found: build the test build (scripts/build-kubernetes.sh --test-build) or set KUBEBOOT_BIN_DIR_NEXT"
+  # "Kubernetes v1.20.3-test.0": the tag kubeadm names for the version it upgrades to.
+  next_version=$("$K8S_BIN_NEXT/kube-apiserver" --version 2>/dev/null || true)
+  next_version=${next_version#Kubernetes }
+  [[ $next_version =~ ^v[0-9]+\.[0-9]+\.[0-9]+ ]] \
+    || die "$K8S_BIN_NEXT/kube-apiserver --version printed '$next_version', not a Kubernetes version: rebuild the test build (scripts/build-kubernetes.sh --test-build)"
+  [ "$next_version" != "$K8S_VERSION" ] \
+    || die "$K8S_BIN_NEXT holds $K8S_VERSION, not the test build: set KUBEBOOT_BIN_DIR_NEXT to the test build's directory"
+  build_kubernetes "$K8S_BIN_NEXT" "$next_version" KUBEBOOT_BIN_DIR_NEXT
 fi
