@@ -199,5 +199,6 @@ if [ "$STRACE" -gt 0 ]; then
   echo "== the agent's system calls over ${STRACE}s (strace -c -f -p $agent; load average $(cut -d' ' -f1-3 /proc/loadavg))"
   # SIGINT: strace detaches and writes its summary.
   timeout --signal=INT "$STRACE" strace -c -f -p "$agent" -o "$work/strace" >/dev/null 2>&1 || true
-  head -n 30 "$work/strace" | sed 's/^/   /'
+  # The busiest calls and the total.
+  awk 'NR <= 27 || / total$/' "$work/strace" | sed 's/^/   /'
 fi
