@@ -2,7 +2,7 @@
 # The node agent's footprint (`kubeboot agent`) on a fresh control-plane node with every pod
 # running, beside the kubelet's on the same node. Not a test: nothing here asserts a size.
 #
-#   bash bench/agent_footprint.sh [--window SECS] [--settle SECS] [--keep]
+#   bash bench/agent_footprint.sh [--window SECS] [--settle SECS] [--strace SECS] [--keep]
 #
 # 1. Builds kubeboot in release mode (`cargo build --release -p kubeboot`, what setup.sh
 #    installs and users run) unless KUBEBOOT_EXE names a binary.
@@ -23,6 +23,9 @@
 #    and, summed, for the agent's container shims (`kubeboot agent shim`, one per
 #    container, the same executable). Then where the agent's RSS is, per mapping, and the
 #    page-cache folios its resident code sits in (a touched page maps its whole folio).
+#    With --strace SECS (after the CPU window: tracing slows the agent down), the agent's system
+#    calls over SECS seconds, its children's included (`strace -c -f`): a count of what it
+#    does at rest that a loaded machine does not blur as it blurs CPU time.
 # 5. Destroys the node (--keep leaves it for a closer look: scripts/node.sh destroy
 #    kb-footprint).
 # Environment: KUBEBOOT_EXE (a kubeboot binary), CARGO_TARGET_DIR (the release build's
@@ -33,15 +36,22 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WINDOW=60
 SETTLE=30
 KEEP=0
+STRACE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --window) WINDOW=$2; shift 2 ;;
     --settle) SETTLE=$2; shift 2 ;;
+    --strace) STRACE=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    *) echo "unknown argument '$1' (--window SECS, --settle SECS, --keep)" >&2; exit 2 ;;
+    *) echo "unknown argument '$1' (--window SECS, --settle SECS, --strace SECS, --keep)" >&2; exit 2 ;;
   esac
 done
-[[ "$WINDOW" =~ ^[1-9][0-9]*$ && "$SETTLE" =~ ^[0-9]+$ ]] || { echo "--window and --settle take whole seconds" >&2; exit 2; }
+[[ "$WINDOW" =~ ^[1-9][0-9]*$ && "$SETTLE" =~ ^[0-9]+$ && "$STRACE" =~ ^[0-9]+$ ]] ||
+  { echo "--window, --settle and --strace take whole seconds" >&2; exit 2; }
+if [ "$STRACE" -gt 0 ] && ! command -v strace >/dev/null; then
+  echo "--strace needs strace (apt-get install strace)" >&2
+  exit 2
+fi
 
 if [ -z "${KUBEBOOT_EXE:-}" ]; then
   target=${CARGO_TARGET_DIR:-$HOME/.cache/kubeboot/target}
@@ -185,3 +195,10 @@ echo "   (CPU over ${WINDOW}s; RSS = RssAnon + RssFile + RssShmem)"
 echo "== where the agent's RSS is (/proc/$agent/smaps)"
 python3 "$PY" smaps "$agent"
 python3 "$PY" folios "$agent"
+if [ "$STRACE" -gt 0 ]; then
+  echo "== the agent's system calls over ${STRACE}s (strace -c -f -p $agent; load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  # SIGINT: strace detaches and writes its summary.
+  timeout --signal=INT "$STRACE" strace -c -f -p "$agent" -o "$work/strace" >/dev/null 2>&1 || true
+  # The busiest calls and the total.
+  awk 'NR <= 27 || / total$/' "$work/strace" | sed 's/^/   /'
+fi

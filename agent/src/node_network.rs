@@ -2,17 +2,26 @@
 //! pod network (the `kubeadm-config` ConfigMap) from the API with the kubelet's credentials,
 //! writes kubeboot's CNI configuration once this node's podCIDR is known, and keeps a host
 //! route to every other node's podCIDR via that node's InternalIP (host-gw style) where
-//! [`routes::plan`] allows one. Level-triggered: each period observes the Nodes, the cluster's
+//! [`routes::plan`] allows one. Level-triggered: each pass observes the Nodes, the cluster's
 //! pod network and the host's routes, decides purely, then runs `ip route` in one place
-//! ([`commands`]); only the refusals already logged are held between periods.
+//! ([`commands`]); only the refusals already logged are held between passes.
+//!
+//! The Nodes are listed, then watched from the list's resourceVersion (as client-go's
+//! reflector), and a pass runs when the watch shows a change in what routing uses
+//! ([`KnownNodes::apply`]: a podCIDR, an InternalIP, a Node added or removed; the kubelet's
+//! status heartbeats change nothing here), every [`FAST_PERIOD`] until this node's network is
+//! configured (or while passes fail), and every [`RESYNC`] after that, which puts back a route
+//! someone removed. The watch ends after [`WATCH_SECONDS`] (or on an error), and the Nodes are
+//! listed again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use tracing::{debug, info, warn};
@@ -27,10 +36,18 @@ pub mod routes;
 /// be told apart from everyone else's and flushed by `kubeboot reset`.
 pub const ROUTE_PROTO: &str = "77";
 
-/// How often the Nodes are listed once this node's network is configured.
-const PERIOD: Duration = Duration::from_secs(15);
-/// How often before that (the podCIDR is assigned seconds after the node registers).
+/// How often a pass runs without a change in the Nodes once this node's network is
+/// configured: the host's routes are read again then (a route removed by hand comes back).
+const RESYNC: Duration = Duration::from_secs(60);
+/// How often before that, and after a failed pass (the podCIDR is assigned seconds after the
+/// node registers).
 const FAST_PERIOD: Duration = Duration::from_secs(3);
+/// How long the API server keeps one watch of the Nodes open before they are listed again
+/// (client-go's reflector picks 5-10 min).
+const WATCH_SECONDS: u32 = 290;
+/// A watch that delivers nothing at all for this long, not even its own end, is given up: the
+/// connection is gone without a FIN.
+const WATCH_SILENCE: Duration = Duration::from_secs(WATCH_SECONDS as u64 + 60);
 /// Bound for one `ip` command.
 const IP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -77,54 +94,190 @@ impl NodeInfo {
     }
 }
 
-/// Runs the loop until the task is dropped.
-pub async fn run(cfg: NodeNetworkConfig) {
-    let mut client: Option<Client> = None;
-    let mut configured = false;
-    // Refusals and errors already logged: each is logged once, not every period.
-    let mut logged = BTreeSet::new();
-    let mut last_error: Option<String> = None;
-    loop {
-        let period = if configured { PERIOD } else { FAST_PERIOD };
-        if client.is_none() && cfg.kubeconfig.exists() {
-            match client_from(&cfg.kubeconfig).await {
-                Ok(c) => client = Some(c),
-                Err(e) => warn!("{e:#}"),
+/// The Nodes' facts as the list and the watch showed them, by name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KnownNodes(BTreeMap<String, NodeInfo>);
+
+impl KnownNodes {
+    /// The facts of a list of Nodes.
+    pub fn from_nodes(nodes: &[Node]) -> Self {
+        KnownNodes(
+            nodes
+                .iter()
+                .map(NodeInfo::from_node)
+                .map(|i| (i.name.clone(), i))
+                .collect(),
+        )
+    }
+
+    /// Takes in one watch event; true when what routing uses changed (a Node added or
+    /// removed, its podCIDRs or InternalIPs): only then is a pass due. Anything else a Node
+    /// update carries (status heartbeats, conditions, images, labels) is false.
+    pub fn apply(&mut self, event: &WatchEvent<Node>) -> bool {
+        match event {
+            WatchEvent::Added(n) | WatchEvent::Modified(n) => {
+                let info = NodeInfo::from_node(n);
+                self.0.insert(info.name.clone(), info.clone()) != Some(info)
             }
-        }
-        if let Some(c) = &client {
-            match sync(&cfg, c, &mut logged).await {
-                Ok(done) => {
-                    configured = done;
-                    last_error = None;
-                }
-                Err(e) => {
-                    let e = format!("{e:#}");
-                    if last_error.as_ref() != Some(&e) {
-                        warn!("pod network: {e}");
-                    }
-                    last_error = Some(e);
-                }
+            WatchEvent::Deleted(n) => {
+                let name = n.metadata.name.as_deref().unwrap_or_default();
+                self.0.remove(name).is_some()
             }
+            WatchEvent::Bookmark(_) | WatchEvent::Error(_) => false,
         }
-        tokio::time::sleep(period).await;
+    }
+
+    /// The facts, in name order.
+    pub fn infos(&self) -> Vec<NodeInfo> {
+        self.0.values().cloned().collect()
     }
 }
 
-/// One pass: observe (Nodes, the cluster's pod network, the host's routes), decide
-/// ([`routes::plan`]), act ([`apply`]), say (each refusal once). True once this node's CNI
-/// configuration is in place.
+/// What the loop holds between passes.
+struct Looper {
+    cfg: NodeNetworkConfig,
+    /// Refusals already logged: each is logged once, not at every pass.
+    logged: BTreeSet<String>,
+    last_error: Option<String>,
+    /// The last pass succeeded and configured this node's network.
+    configured: bool,
+}
+
+impl Looper {
+    /// One pass over `nodes`, its failure logged once.
+    async fn pass(&mut self, client: &Client, nodes: &KnownNodes) {
+        match sync(&self.cfg, client, &nodes.infos(), &mut self.logged).await {
+            Ok(done) => {
+                self.configured = done;
+                self.last_error = None;
+            }
+            Err(e) => {
+                self.configured = false;
+                self.report(e);
+            }
+        }
+    }
+
+    fn report(&mut self, e: anyhow::Error) {
+        let e = format!("{e:#}");
+        if self.last_error.as_ref() != Some(&e) {
+            warn!("pod network: {e}");
+        }
+        self.last_error = Some(e);
+    }
+
+    /// When the next pass is due without a change in the Nodes.
+    fn period(&self) -> Duration {
+        if self.configured { RESYNC } else { FAST_PERIOD }
+    }
+
+    /// One round: list the Nodes, a pass, then watch them, with a pass at each change that
+    /// matters and every [`Looper::period`], until the watch ends.
+    async fn round(&mut self, clients: &Clients) -> anyhow::Result<()> {
+        let api: Api<Node> = Api::all(clients.requests.clone());
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .context("could not list Nodes")?;
+        let mut nodes = KnownNodes::from_nodes(&list.items);
+        self.pass(&clients.requests, &nodes).await;
+        let version = list.metadata.resource_version.unwrap_or_default();
+        let watches: Api<Node> = Api::all(clients.watches.clone());
+        let params = WatchParams::default().timeout(WATCH_SECONDS);
+        let stream = match watches.watch(&params, &version).await {
+            Ok(s) => s,
+            Err(e) => {
+                // Watching is only cheaper than listing: go on at the pass period.
+                debug!(
+                    "could not watch Nodes ({e}); listing again after {:?}",
+                    self.period()
+                );
+                tokio::time::sleep(self.period()).await;
+                return Ok(());
+            }
+        };
+        let mut stream = std::pin::pin!(stream);
+        let mut due = tokio::time::Instant::now() + self.period();
+        let mut heard = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                event = stream.next() => {
+                    heard = tokio::time::Instant::now();
+                    match event {
+                        Some(Ok(WatchEvent::Error(s))) => {
+                            debug!("the Node watch ended: {} ({})", s.message, s.code);
+                            return Ok(());
+                        }
+                        Some(Ok(event)) => {
+                            if !nodes.apply(&event) {
+                                continue;
+                            }
+                        }
+                        Some(Err(e)) => {
+                            debug!("the Node watch broke: {e}; listing again");
+                            return Ok(());
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                () = tokio::time::sleep_until(due) => {
+                    if heard.elapsed() >= WATCH_SILENCE {
+                        debug!("the Node watch was silent for {WATCH_SILENCE:?}; listing again");
+                        return Ok(());
+                    }
+                }
+            }
+            self.pass(&clients.requests, &nodes).await;
+            due = tokio::time::Instant::now() + self.period();
+        }
+    }
+}
+
+/// The API clients of the loop: requests with bounded timeouts, and watches without a read
+/// timeout (a quiet watch is not a dead connection; [`WATCH_SILENCE`] bounds it instead).
+struct Clients {
+    requests: Client,
+    watches: Client,
+}
+
+/// Runs the loop until the task is dropped.
+pub async fn run(cfg: NodeNetworkConfig) {
+    let mut clients: Option<Clients> = None;
+    let mut looper = Looper {
+        cfg,
+        logged: BTreeSet::new(),
+        last_error: None,
+        configured: false,
+    };
+    loop {
+        if clients.is_none() && looper.cfg.kubeconfig.exists() {
+            match clients_from(&looper.cfg.kubeconfig).await {
+                Ok(c) => clients = Some(c),
+                Err(e) => warn!("{e:#}"),
+            }
+        }
+        let started = tokio::time::Instant::now();
+        if let Some(c) = &clients
+            && let Err(e) = looper.round(c).await
+        {
+            looper.configured = false;
+            looper.report(e);
+        }
+        // Rounds at least FAST_PERIOD apart: a watch that ends at once costs no more than the
+        // list every few seconds it replaces.
+        tokio::time::sleep_until(started + FAST_PERIOD).await;
+    }
+}
+
+/// One pass: observe (the cluster's pod network, the host's routes; the Nodes are given),
+/// decide ([`routes::plan`]), act ([`apply`]), say (each refusal once). True once this node's
+/// CNI configuration is in place.
 async fn sync(
     cfg: &NodeNetworkConfig,
     client: &Client,
+    infos: &[NodeInfo],
     logged: &mut BTreeSet<String>,
 ) -> anyhow::Result<bool> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let list = nodes
-        .list(&ListParams::default())
-        .await
-        .context("could not list Nodes")?;
-    let infos: Vec<NodeInfo> = list.items.iter().map(NodeInfo::from_node).collect();
     let cluster = cluster_network(client).await?;
     let mut host = observe_routes(false).await?;
     if cluster.as_ref().is_some_and(ClusterNetwork::has_ipv6) {
@@ -133,7 +286,7 @@ async fn sync(
 
     let plan = routes::plan(&routes::Observed {
         me: &cfg.node_name,
-        nodes: &infos,
+        nodes: infos,
         cluster: cluster.as_ref(),
         host: &host,
         bridge: components::names::KUBEBOOT_CNI_BRIDGE,
@@ -291,14 +444,23 @@ async fn apply(plan: &Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client from an explicit kubeconfig, never the environment, with bounded timeouts.
-async fn client_from(path: &Path) -> anyhow::Result<Client> {
+/// The clients of an explicit kubeconfig, never the environment: with bounded timeouts, and
+/// the same without a read timeout for watches.
+async fn clients_from(path: &Path) -> anyhow::Result<Clients> {
     let config = config_from(path).await?;
-    Client::try_from(config).with_context(|| {
-        format!(
-            "could not build a client from {:?}",
-            path.display().to_string()
-        )
+    let mut watch_config = config.clone();
+    watch_config.read_timeout = None;
+    let build = |c| {
+        Client::try_from(c).with_context(|| {
+            format!(
+                "could not build a client from {:?}",
+                path.display().to_string()
+            )
+        })
+    };
+    Ok(Clients {
+        requests: build(config)?,
+        watches: build(watch_config)?,
     })
 }
 
@@ -353,6 +515,50 @@ mod tests {
                 "route add 10.244.3.0/24 via 192.168.1.20 proto 77 table main",
             ]
         );
+    }
+
+    fn node(name: &str, cidr: Option<&str>, ip: &str, heartbeat: &str) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"beat": heartbeat}},
+            "spec": {"podCIDR": cidr},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": ip}],
+                "conditions": [{
+                    "type": "Ready",
+                    "status": "True",
+                    "lastHeartbeatTime": format!("2026-12-03T19:00:{heartbeat}Z")
+                }]
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_a_change_in_what_routing_uses_makes_a_pass_due() {
+        let mut known = KnownNodes::from_nodes(&[node("n1", None, "192.168.1.5", "00")]);
+        assert_eq!(known.infos().len(), 1);
+        // A heartbeat, a label: nothing routing uses.
+        assert!(!known.apply(&WatchEvent::Modified(node("n1", None, "192.168.1.5", "10"))));
+        // The podCIDR assigned.
+        let cidr = Some("10.244.0.0/24");
+        assert!(known.apply(&WatchEvent::Modified(node("n1", cidr, "192.168.1.5", "20"))));
+        assert_eq!(known.infos()[0].pod_cidrs, ["10.244.0.0/24"]);
+        assert!(!known.apply(&WatchEvent::Modified(node("n1", cidr, "192.168.1.5", "30"))));
+        // Another node, its address changed, then gone.
+        let n2 = |ip| node("n2", Some("10.244.1.0/24"), ip, "00");
+        assert!(known.apply(&WatchEvent::Added(n2("192.168.1.6"))));
+        assert!(!known.apply(&WatchEvent::Added(n2("192.168.1.6"))));
+        assert!(known.apply(&WatchEvent::Modified(n2("192.168.1.7"))));
+        assert_eq!(
+            known.infos()[1].internal_ips,
+            ["192.168.1.7".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert!(known.apply(&WatchEvent::Deleted(n2("192.168.1.7"))));
+        assert!(!known.apply(&WatchEvent::Deleted(n2("192.168.1.7"))));
+        assert_eq!(known.infos().len(), 1);
+        assert!(!known.apply(&WatchEvent::Bookmark(serde_json::from_value(
+            serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"resourceVersion": "12"}})
+        ).unwrap())));
     }
 
     #[test]

@@ -38,6 +38,9 @@ fn outcome(ok: bool, message: impl Into<String>) -> Outcome {
 
 /// The shared HTTP client: no certificate verification (the kubelet's `InsecureSkipVerify`),
 /// no proxy, no kept-alive connections (kubelet: DisableKeepAlives), at most 10 redirects.
+/// Built once: its TLS configuration, and with it the TLS session cache, serves every probe,
+/// so a probe of the same server (the API server's readiness, every second) resumes the last
+/// session instead of a full handshake, though each probe is a new connection.
 fn client() -> Result<&'static reqwest::Client, String> {
     static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
     CLIENT
@@ -70,6 +73,30 @@ pub struct Target {
 }
 
 impl Target {
+    /// The target of `spec` for a container in `netns` (its pod's own network, else the
+    /// host's) at `pod_ip`, working in `workdir`. `env` builds the container's environment and
+    /// is called only for an exec probe: building it checks the trust of every `--bin-dir`
+    /// ([`crate::runtime::AnyRuntime::container_env`], a score of `statx` calls), which an
+    /// HTTP or TCP probe, run as often as every second, never uses.
+    pub fn for_probe(
+        spec: &ProbeSpec,
+        pod_ip: Option<IpAddr>,
+        netns: Option<PathBuf>,
+        workdir: PathBuf,
+        env: impl FnOnce() -> Vec<(String, String)>,
+    ) -> Target {
+        let env = match spec.handler {
+            ProbeHandler::Exec { .. } => env(),
+            ProbeHandler::Http { .. } | ProbeHandler::Tcp { .. } => Vec::new(),
+        };
+        Target {
+            pod_ip,
+            netns,
+            env,
+            workdir,
+        }
+    }
+
     /// The host of a probe: its own, else the pod's IP, else 127.0.0.1.
     pub fn host(&self, host: Option<&str>) -> String {
         match (host, self.pod_ip) {
@@ -259,6 +286,52 @@ mod tests {
     }
 
     #[test]
+    fn only_an_exec_probe_builds_the_container_environment() {
+        let built = std::cell::Cell::new(0);
+        let env = || {
+            built.set(built.get() + 1);
+            vec![("PATH".to_string(), "/bin".to_string())]
+        };
+        let http = ProbeHandler::Http {
+            https: true,
+            host: None,
+            port: 6443,
+            path: "/readyz".into(),
+            headers: vec![],
+        };
+        let tcp = ProbeHandler::Tcp {
+            host: None,
+            port: 2379,
+        };
+        for handler in [http, tcp] {
+            let t = Target::for_probe(&spec(handler), None, None, "/".into(), env);
+            assert!(t.env.is_empty(), "{t:?}");
+        }
+        assert_eq!(built.get(), 0);
+        let exec = ProbeHandler::Exec {
+            command: vec!["true".into()],
+        };
+        let ip = Some("10.244.0.5".parse().unwrap());
+        let t = Target::for_probe(
+            &spec(exec),
+            ip,
+            Some("/run/netns/p".into()),
+            "/w".into(),
+            env,
+        );
+        assert_eq!(built.get(), 1);
+        assert_eq!(
+            t,
+            Target {
+                pod_ip: ip,
+                netns: Some("/run/netns/p".into()),
+                env: vec![("PATH".to_string(), "/bin".to_string())],
+                workdir: "/w".into(),
+            }
+        );
+    }
+
+    #[test]
     fn urls() {
         assert_eq!(
             http_url(true, "127.0.0.1", 6443, "/livez"),
@@ -310,6 +383,70 @@ mod tests {
                 "{req}"
             );
         }
+    }
+
+    /// An HTTPS server with a self-signed certificate (no probe could verify it) answering
+    /// `n` requests with 200, one connection each; returns how each handshake went.
+    async fn serve_https(n: usize) -> (u16, tokio::task::JoinHandle<Vec<rustls::HandshakeKind>>) {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let ck = rcgen::generate_simple_self_signed(vec!["kb-probe.invalid".to_string()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+        let mut cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .unwrap();
+        // Session tickets, as Go's crypto/tls (the API server's) issues them.
+        cfg.ticketer = rustls::crypto::ring::Ticketer::new().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let h = tokio::spawn(async move {
+            let mut kinds = Vec::new();
+            for _ in 0..n {
+                let (s, _) = l.accept().await.unwrap();
+                let mut tls = acceptor.accept(s).await.unwrap();
+                kinds.push(tls.get_ref().1.handshake_kind().unwrap());
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = tls.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "the request ended early");
+                    req.extend_from_slice(&buf[..n]);
+                }
+                tls.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                )
+                .await
+                .unwrap();
+                tls.shutdown().await.unwrap();
+            }
+            kinds
+        });
+        (port, h)
+    }
+
+    #[tokio::test]
+    async fn https_probes_skip_verification_and_resume_the_first_session() {
+        let (port, server) = serve_https(3).await;
+        let s = spec(ProbeHandler::Http {
+            https: true,
+            host: None,
+            port,
+            path: "/readyz".into(),
+            headers: vec![],
+        });
+        for _ in 0..3 {
+            let o = run(&s, &target(&[])).await;
+            assert!(o.ok, "{o:?}");
+        }
+        // One client configuration for every probe: its session cache lets the later probes
+        // skip the certificate exchange (still a new connection each, as the kubelet's).
+        use rustls::HandshakeKind::{Full, Resumed};
+        assert_eq!(server.await.unwrap(), [Full, Resumed, Resumed]);
     }
 
     #[tokio::test]

@@ -1,6 +1,9 @@
 //! The manifest directory: what pods are desired. inotify only wakes the level-triggered
-//! loop ([`DirWatch`], also on the CNI configuration directory and on the agent's own log);
-//! every pass re-reads the directory (unchanged files are not re-parsed).
+//! loop ([`DirWatch`], also on the CNI configuration directory and on the agent's own log).
+//! A pass re-reads the directory (unchanged files are not re-parsed) unless the watch has been
+//! armed throughout and saw no change since the last reading, which had no error: then the
+//! pods read last are still what is desired, and the directory is read again only every
+//! [`SAFETY_RESCAN`] (what inotify cannot see: a change behind a symlink).
 //!
 //! Only a directory that does not exist means "no pods". A directory that cannot be listed
 //! (EMFILE, EIO, not a directory any more) or a manifest that cannot be read keeps what was
@@ -11,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use inotify::{Inotify, WatchMask};
 use tokio::io::unix::AsyncFd;
@@ -23,6 +27,11 @@ use crate::status::ManifestErrorStatus;
 /// The largest manifest read (the kubelet has no limit of its own; a static pod manifest is a
 /// few KiB, and the API server refuses objects above about 1.5 MiB anyway).
 pub const MAX_MANIFEST_SIZE: u64 = 1024 * 1024;
+
+/// How often the manifest directory is read while inotify says nothing changed: the kubelet's
+/// own period for its manifest directory (`fileCheckFrequency`, 20 s by default: kubelet
+/// `pkg/kubelet/apis/config/v1beta1/defaults.go`), which it too reads beside inotify.
+pub const SAFETY_RESCAN: Duration = Duration::from_secs(20);
 
 /// The desired pods by UID, and the manifests that could not be read.
 #[derive(Debug, Default, Clone)]
@@ -42,6 +51,9 @@ pub struct DirWatch {
     what: &'static str,
     inotify: Option<AsyncFd<Inotify>>,
     watching: bool,
+    /// Something may have changed since [`DirWatch::take_changes`] last said: an event was
+    /// read, or the watch was (re-)armed after a time without one.
+    changes: bool,
 }
 
 impl DirWatch {
@@ -59,6 +71,7 @@ impl DirWatch {
             what,
             inotify,
             watching: false,
+            changes: true,
         };
         w.ensure();
         w
@@ -80,7 +93,11 @@ impl DirWatch {
             | WatchMask::DELETE_SELF
             | WatchMask::MOVE_SELF;
         match i.get_ref().watches().add(&self.dir, mask) {
-            Ok(_) => self.watching = true,
+            Ok(_) => {
+                self.watching = true;
+                // Whatever happened while nothing was watched was not seen.
+                self.changes = true;
+            }
             Err(e) => {
                 debug!(dir = %self.dir.display(), "cannot watch the {} yet: {e}", self.what)
             }
@@ -90,6 +107,51 @@ impl DirWatch {
     /// Whether the watch is armed: a change would wake [`DirWatch::changed`].
     pub fn watching(&self) -> bool {
         self.watching
+    }
+
+    /// Whether anything may have changed since the last call: true unless the watch was armed
+    /// throughout and no event came (events not read yet are read now, without waiting).
+    pub fn take_changes(&mut self) -> bool {
+        let mut masks = Vec::new();
+        if let Some(afd) = &mut self.inotify {
+            let mut buf = [0u8; 4096];
+            // The descriptor is non-blocking: WouldBlock is "no event".
+            loop {
+                match afd.get_mut().read_events(&mut buf) {
+                    Ok(events) => {
+                        let before = masks.len();
+                        masks.extend(events.map(|e| e.mask));
+                        if masks.len() == before {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        warn!("reading inotify events failed: {e}");
+                        masks.push(inotify::EventMask::Q_OVERFLOW);
+                        break;
+                    }
+                }
+            }
+        }
+        for m in masks {
+            self.saw(m);
+        }
+        let changes = self.changes || !self.watching;
+        self.changes = false;
+        changes
+    }
+
+    /// Notes one event: a change, and the watch's end when the watched path went away.
+    fn saw(&mut self, mask: inotify::EventMask) {
+        if mask.intersects(
+            inotify::EventMask::IGNORED
+                | inotify::EventMask::DELETE_SELF
+                | inotify::EventMask::MOVE_SELF,
+        ) {
+            self.watching = false;
+        }
+        self.changes = true;
     }
 
     /// Waits for a change, or for `fallback` to pass, whichever comes first (the only wake
@@ -113,24 +175,19 @@ impl DirWatch {
             };
             match guard.get_inner_mut().read_events(&mut buf) {
                 Ok(events) => {
-                    let mut any = false;
-                    for e in events {
-                        if e.mask.intersects(
-                            inotify::EventMask::IGNORED
-                                | inotify::EventMask::DELETE_SELF
-                                | inotify::EventMask::MOVE_SELF,
-                        ) {
-                            self.watching = false;
+                    let masks: Vec<_> = events.map(|e| e.mask).collect();
+                    drop(guard);
+                    if !masks.is_empty() {
+                        for m in masks {
+                            self.saw(m);
                         }
-                        any = true;
-                    }
-                    if any {
                         return;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
                 Err(e) => {
                     warn!("reading inotify events failed: {e}");
+                    self.changes = true;
                     return;
                 }
             }
@@ -146,6 +203,10 @@ pub struct ManifestWatcher {
     cache: HashMap<PathBuf, (Vec<u8>, Result<StaticPod, String>)>,
     /// Lists the directory (the real one, or a test's).
     list: ListDir,
+    /// The last reading without an error, and when it was made.
+    last: Option<(Instant, Desired)>,
+    /// [`SAFETY_RESCAN`] (tests shorten it).
+    rescan_every: Duration,
 }
 
 /// Lists a directory: the names of its entries that are not directories.
@@ -173,6 +234,8 @@ impl ManifestWatcher {
             watch: DirWatch::new(dir, "manifest directory"),
             cache: HashMap::new(),
             list: Box::new(list_dir),
+            last: None,
+            rescan_every: SAFETY_RESCAN,
         }
     }
 
@@ -189,10 +252,32 @@ impl ManifestWatcher {
         self.watch.changed().await;
     }
 
-    /// Reads the directory: every `.yaml`, `.yml` and `.json` file that is not hidden. What
-    /// cannot be listed or read keeps its previous result (see the module docs).
+    /// What the directory holds: every `.yaml`, `.yml` and `.json` file that is not hidden.
+    /// Read again unless inotify saw no change since the last reading (see the module docs).
+    /// What cannot be listed or read keeps its previous result.
     pub fn scan(&mut self) -> Desired {
         self.watch.ensure();
+        let changes = self.watch.take_changes();
+        let now = Instant::now();
+        match self.last.take() {
+            Some((at, last))
+                if !changes && now.saturating_duration_since(at) < self.rescan_every =>
+            {
+                let desired = last.clone();
+                self.last = Some((at, last));
+                return desired;
+            }
+            _ => {}
+        }
+        let desired = self.read();
+        if desired.errors.is_empty() {
+            self.last = Some((now, desired.clone()));
+        }
+        desired
+    }
+
+    /// Reads the directory.
+    fn read(&mut self) -> Desired {
         let mut desired = Desired::default();
         let mut names: Vec<PathBuf> = match (self.list)(&self.dir) {
             Ok(names) => names
@@ -316,6 +401,8 @@ mod tests {
                 None => list_dir(p),
             }),
         );
+        // Errors injected into the listing, not seen by inotify: every pass reads.
+        w.rescan_every = Duration::ZERO;
         let first = w.scan();
         assert_eq!(first.pods.len(), 1, "{:?}", first.errors);
         for errno in [libc::EMFILE, libc::EIO, libc::EACCES] {
@@ -346,6 +433,66 @@ mod tests {
         // No directory at all: no pods wanted.
         std::fs::remove_file(&dir).unwrap();
         assert!(w.scan().pods.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_directory_is_read_again_only_after_a_change_or_the_safety_rescan() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().to_path_buf();
+        std::fs::write(dir.join("web.yaml"), POD).unwrap();
+        let listed = Arc::new(AtomicUsize::new(0));
+        let l = listed.clone();
+        let mut w = ManifestWatcher::with_lister(
+            &dir,
+            None,
+            Box::new(move |p| {
+                l.fetch_add(1, Ordering::SeqCst);
+                list_dir(p)
+            }),
+        );
+        let reads = || listed.load(Ordering::SeqCst);
+        let images = |d: &Desired| -> Vec<String> {
+            d.pods
+                .values()
+                .flat_map(|p| p.containers.iter().map(|c| c.image.clone()))
+                .collect()
+        };
+        let first = w.scan();
+        assert_eq!(first.pods.len(), 1);
+        assert_eq!(reads(), 1);
+        // Nothing changed: the pods read last, without reading.
+        for _ in 0..3 {
+            let again = w.scan();
+            assert_eq!(again.pods, first.pods);
+        }
+        assert_eq!(reads(), 1);
+        // A manifest rewritten in place, one added, one removed: each is read at the next pass.
+        std::fs::write(dir.join("web.yaml"), POD.replace("v1.20.2", "v1.20.3")).unwrap();
+        let edited = w.scan();
+        assert_eq!(reads(), 2);
+        assert_eq!(images(&edited), ["k8s.gcr.io/kube-scheduler:v1.20.3"]);
+        std::fs::write(dir.join("db.yaml"), POD.replace("name: web", "name: db")).unwrap();
+        assert_eq!(w.scan().pods.len(), 2);
+        assert_eq!(reads(), 3);
+        std::fs::remove_file(dir.join("db.yaml")).unwrap();
+        assert_eq!(w.scan().pods.len(), 1);
+        assert_eq!(reads(), 4);
+        w.scan();
+        assert_eq!(reads(), 4);
+        // A manifest with an error: read at every pass, until it is mended.
+        std::fs::write(dir.join("bad.yaml"), "kind: Pod\nspec: [").unwrap();
+        assert_eq!(w.scan().errors.len(), 1);
+        assert_eq!(w.scan().errors.len(), 1);
+        assert_eq!(reads(), 6);
+        std::fs::remove_file(dir.join("bad.yaml")).unwrap();
+        assert!(w.scan().errors.is_empty());
+        w.scan();
+        assert_eq!(reads(), 7);
+        // The safety rescan reads it though nothing was seen.
+        w.rescan_every = Duration::ZERO;
+        w.scan();
+        assert_eq!(reads(), 8);
     }
 
     #[tokio::test]

@@ -156,12 +156,13 @@ impl Executor {
             }
             Action::Probe { pid, kind } => {
                 let spec = self.spec.probe(kind).cloned()?;
-                let target = crate::probe::Target {
-                    pod_ip: self.net.as_ref().and_then(|n| n.ips.first().copied()),
-                    netns: self.net.as_ref().map(|n| n.netns.clone()),
-                    env: rt.container_env(&self.spec),
-                    workdir: PathBuf::from(self.spec.working_dir.as_deref().unwrap_or("/")),
-                };
+                let target = crate::probe::Target::for_probe(
+                    &spec,
+                    self.net.as_ref().and_then(|n| n.ips.first().copied()),
+                    self.net.as_ref().map(|n| n.netns.clone()),
+                    PathBuf::from(self.spec.working_dir.as_deref().unwrap_or("/")),
+                    || rt.container_env(&self.spec),
+                );
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
                     let o = crate::probe::run(&spec, &target).await;

@@ -9,7 +9,10 @@
 //! Service names short and full, a headless Service's pods, an SRV name, an ExternalName, a pod
 //! name and an outside name answered by a fake upstream (dnsmasq on an address of the node's
 //! network namespace, named in the node's own resolv.conf) resolve, and a new Service resolves
-//! within a bounded wait; re-running the addon phase changes nothing.
+//! within a bounded wait; with the `forward` block taken out of the `coredns` ConfigMap's
+//! Corefile no upstream is left and an outside name gets SERVFAIL while cluster names still
+//! resolve, and once the Corefile is restored the outside name resolves again; re-running the
+//! addon phase changes nothing.
 
 use std::time::{Duration, Instant};
 
@@ -135,6 +138,56 @@ fn getent(node: &Node, name: &str) -> Result<Vec<String>> {
     ips.sort();
     ips.dedup();
     Ok(ips)
+}
+
+/// `busybox nslookup -type=A <name>` in the test pod (a query for the name as given, no search
+/// path): its output says the response code of a failure (`** server can't find <name>:
+/// SERVFAIL`).
+fn nslookup_a(node: &Node, name: &str) -> Result<tests::CmdOutput> {
+    in_pod(node, &["busybox", "nslookup", "-type=A", name])
+}
+
+/// `corefile` without its `forward` directives (each with its `{ ... }` block of options, as
+/// kubeadm writes `forward . /etc/resolv.conf {`): a Corefile that leaves kubeboot's DNS no
+/// upstream resolver. An error when there is no `forward` to take out.
+fn without_forward(corefile: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut depth = 0usize;
+    let mut removed = 0;
+    for line in corefile.lines() {
+        let t = line.trim();
+        if depth > 0 {
+            depth += t.matches('{').count();
+            depth -= t.matches('}').count().min(depth);
+            continue;
+        }
+        if t.split_whitespace().next() == Some("forward") {
+            removed += 1;
+            depth = t
+                .matches('{')
+                .count()
+                .saturating_sub(t.matches('}').count());
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    ensure!(
+        removed > 0,
+        "the Corefile has no forward directive:\n{corefile}"
+    );
+    Ok(out)
+}
+
+/// Replaces the Corefile of the `kube-system/coredns` ConfigMap with `corefile` (`kubectl
+/// replace` of the object as read, so a concurrent change fails instead of being lost).
+fn set_corefile(node: &Node, scratch: &std::path::Path, corefile: &str) -> Result<()> {
+    let mut cm = node.kubectl_json(&["get", "configmap", "coredns", "-n", "kube-system"])?;
+    cm["data"]["Corefile"] = Value::String(corefile.to_string());
+    let file = scratch.join("coredns-configmap.json");
+    std::fs::write(&file, serde_json::to_vec(&cm)?)?;
+    node.kubectl_ok(&["replace", "-f", &file.to_string_lossy()])?;
+    Ok(())
 }
 
 const MAX_PER_CORE_ZERO: &str = "conntrack:\n  maxPerCore: 0\n";
@@ -616,6 +669,61 @@ fn addons() -> Result<()> {
         },
     )?;
 
+    step(
+        "with no upstream in the Corefile, an outside name gets SERVFAIL; restored, it resolves",
+        || {
+            let cm = node.kubectl_json(&["get", "configmap", "coredns", "-n", "kube-system"])?;
+            let original = cm["data"]["Corefile"]
+                .as_str()
+                .context("the coredns ConfigMap has no Corefile")?
+                .to_string();
+            set_corefile(&node, scratch.path(), &without_forward(&original)?)?;
+            let servfail = format!("can't find {OUTSIDE_NAME}: SERVFAIL");
+            let mut last = None;
+            wait_until(
+                &format!("SERVFAIL for {OUTSIDE_NAME} with no upstream"),
+                Duration::from_secs(60),
+                Duration::from_secs(1),
+                || {
+                    let out = nslookup_a(&node, OUTSIDE_NAME)?;
+                    let done = out.stdout.contains(&servfail) || out.stderr.contains(&servfail);
+                    last = Some(out);
+                    Ok(done)
+                },
+            )
+            .with_context(|| {
+                format!(
+                    "the last answer: {}",
+                    last.as_ref().map_or_else(String::new, ToString::to_string)
+                )
+            })?;
+            // glibc gets no address either, and cluster names are still answered.
+            let got = getent(&node, OUTSIDE_NAME)?;
+            ensure!(got.is_empty(), "{OUTSIDE_NAME} with no upstream: {got:?}");
+            let svc = node.kubectl_json(&["get", "service", "kb-e2e-addons", "-n", "default"])?;
+            let ip = svc["spec"]["clusterIP"].as_str().context("no clusterIP")?;
+            let got = getent(&node, "kb-e2e-addons")?;
+            ensure!(
+                got == [ip],
+                "kb-e2e-addons with no upstream: {got:?}, want [{ip}]"
+            );
+
+            set_corefile(&node, scratch.path(), &original)?;
+            wait_until(
+                &format!("{OUTSIDE_NAME} resolves again once the Corefile is restored"),
+                Duration::from_secs(60),
+                Duration::from_secs(1),
+                || Ok(getent(&node, OUTSIDE_NAME)? == [OUTSIDE_IP]),
+            )?;
+            let out = nslookup_a(&node, OUTSIDE_NAME)?;
+            ensure!(
+                out.success() && out.stdout.contains(OUTSIDE_IP),
+                "nslookup after the restore: {out}"
+            );
+            Ok(())
+        },
+    )?;
+
     step("a new Service resolves within a bounded wait", || {
         node.kubectl_ok(&[
             "create",
@@ -677,5 +785,22 @@ fn addons() -> Result<()> {
     })?;
 
     step("destroy node", || node.destroy())?;
+    Ok(())
+}
+
+#[test]
+fn without_forward_takes_out_kubeadms_forward_block_and_nothing_else() -> Result<()> {
+    let kubeadm = ".:53 {\n    errors\n    health {\n       lameduck 5s\n    }\n    \
+                   forward . /etc/resolv.conf {\n       max_concurrent 1000\n    }\n    \
+                   cache 30\n}\n";
+    assert_eq!(
+        without_forward(kubeadm)?,
+        ".:53 {\n    errors\n    health {\n       lameduck 5s\n    }\n    cache 30\n}\n"
+    );
+    assert_eq!(
+        without_forward(".:53 {\n    forward . 10.0.0.1\n    loop\n}\n")?,
+        ".:53 {\n    loop\n}\n"
+    );
+    assert!(without_forward(".:53 {\n    errors\n}\n").is_err());
     Ok(())
 }
