@@ -34,6 +34,26 @@ pub fn build_images(control_plane: bool) -> Result<Vec<(String, String)>> {
     Ok(images)
 }
 
+/// The control-plane images of the TEST BUILD v1.20.3-test.0 (`scripts/build-images.sh
+/// --test-build`, from `KUBEBOOT_BIN_DIR_NEXT`): kube-apiserver, kube-controller-manager,
+/// kube-scheduler and kube-proxy, as (image, archive) pairs.
+pub fn build_test_build_images() -> Result<Vec<(String, String)>> {
+    let mut cmd = Command::new(repo_root().join("scripts/build-images.sh"));
+    cmd.arg("--test-build");
+    let out = run_bounded(cmd, Duration::from_secs(300))?.ok()?;
+    let images: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(image, _)| image.ends_with(":v1.20.3-test.0"))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    ensure!(
+        images.len() == 4,
+        "build-images.sh --test-build printed:\n{out}"
+    );
+    Ok(images)
+}
+
 /// Links the archives into the node's `/var/lib/kubeboot/images`, where `kubeboot init`
 /// imports them from.
 pub fn offer_image_archives(node: &Node, images: &[(String, String)]) -> Result<()> {

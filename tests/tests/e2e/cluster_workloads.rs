@@ -10,14 +10,17 @@
 //! `kubelet_runner`: `--static-pod-runner kubelet`: the kubelet runs the control plane through
 //! containerd from images built from the same host binaries, with real mirror pods, and
 //! kubeadm's kube-proxy DaemonSet runs on the node; init without those images fails first,
-//! naming them and the fix.
+//! naming them and the fix; with the TEST BUILD on disk, `upgrade apply v1.20.3-test.0` moves
+//! the control plane (restarted by the kubelet from the test build's images), the kubelet and
+//! kube-proxy's DaemonSet to it while the workloads keep running.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 use tests::cluster::{
-    app_pods, build_images, http_get, in_cidr, node_condition, offer_image_archives,
+    app_pods, build_images, build_test_build_images, http_get, in_cidr, node_condition,
+    offer_image_archives,
 };
 use tests::{Node, bin_dir, require_root, step, wait_until};
 
@@ -255,6 +258,12 @@ fn scenario(runner: Runner) -> Result<()> {
             },
         )
     })?;
+
+    if runner == Runner::Kubelet
+        && let Some((next, _)) = tests::next_bin_dirs()?
+    {
+        upgrade_under_the_kubelet(&node, &next)?;
+    }
 
     step(
         "reset -f leaves no kubelet, containerd, shim or pod network",
@@ -509,4 +518,79 @@ fn kubelet_runs_the_control_plane(node: &Node) -> Result<()> {
         );
         Ok(())
     })
+}
+
+/// `upgrade apply` to the TEST BUILD under the kubelet runner: the kubelet restarts the
+/// control plane from the new images, the agent the kubelet; kubeadm's kube-proxy DaemonSet
+/// follows.
+fn upgrade_under_the_kubelet(node: &Node, next: &std::path::Path) -> Result<()> {
+    const TARGET: &str = "v1.20.3-test.0";
+    step("the test build's images in the node's containerd", || {
+        for (image, tar) in build_test_build_images()? {
+            node.exec_ok(&["ctr", "-n", "k8s.io", "images", "import", &tar])?;
+            let list = node.exec_ok(&["ctr", "-n", "k8s.io", "images", "ls", "-q"])?;
+            ensure!(list.lines().any(|l| l == image), "{image} not imported");
+        }
+        Ok(())
+    })?;
+    step(
+        "upgrade apply to the test build under the kubelet runner",
+        || {
+            let next = next.display().to_string();
+            let out = node.kubeboot_ok(&[
+                "upgrade",
+                "apply",
+                TARGET,
+                "--allow-experimental-upgrades",
+                "-y",
+                "--bin-dir",
+                &next,
+            ])?;
+            for want in [
+                "Component \"kube-apiserver\" upgraded successfully!",
+                "Component \"kube-scheduler\" upgraded successfully!",
+                "SUCCESS!",
+            ] {
+                ensure!(out.contains(want), "no {want:?} in:\n{out}");
+            }
+            let version = node.kubectl_json(&["version", "-o", "json"])?;
+            ensure!(
+                version["serverVersion"]["gitVersion"] == TARGET,
+                "the API server: {}",
+                version["serverVersion"]
+            );
+            for c in [
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+            ] {
+                let m = node.read_file(&format!("/etc/kubernetes/manifests/{c}.yaml"))?;
+                ensure!(m.contains(&format!("{c}:{TARGET}")), "{c}.yaml:\n{m}");
+            }
+            let ds = node.kubectl_json(&["-n", "kube-system", "get", "daemonset", "kube-proxy"])?;
+            let image = ds["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or_default();
+            ensure!(
+                image.ends_with(&format!(":{TARGET}")),
+                "kube-proxy: {image}"
+            );
+            wait_until(
+                "the kubelet reports the test build",
+                Duration::from_secs(120),
+                Duration::from_secs(1),
+                || {
+                    let n = node.kubectl_json(&["get", "node", node.name()])?;
+                    Ok(n["status"]["nodeInfo"]["kubeletVersion"] == TARGET)
+                },
+            )?;
+            // The workloads started before the upgrade kept running through it.
+            let running = web_pods(node)?
+                .iter()
+                .filter(|p| p["status"]["phase"] == "Running")
+                .count();
+            ensure!(running == 2, "{running} web pods Running after the upgrade");
+            Ok(())
+        },
+    )
 }
