@@ -18,10 +18,15 @@ use proptest::prelude::*;
 const CASES: u32 = 10_000;
 
 fn golden() -> Vec<Vec<u8>> {
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../manifests/tests/golden/v1.20.2"
-    );
+    // Read at run time (cargo and nextest set it), not baked in at compile time: a test
+    // binary that cargo reuses from another checkout sharing the target directory must read
+    // this checkout's files.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
+        .join("../manifests/tests/golden/v1.20.2");
     [
         "etcd.yaml",
         "kube-apiserver.yaml",
@@ -29,7 +34,7 @@ fn golden() -> Vec<Vec<u8>> {
         "kube-scheduler.yaml",
     ]
     .iter()
-    .map(|f| std::fs::read(format!("{dir}/{f}")).expect("a golden manifest"))
+    .map(|f| std::fs::read(dir.join(f)).expect("a golden manifest"))
     .collect()
 }
 

@@ -36,7 +36,15 @@ const DELIBERATE_DIFFERENCES: &[(&str, &str)] = &[
 ];
 
 fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1.20.2")
+    // Read at run time (cargo and nextest set it), not baked in at compile time: a test
+    // binary that cargo reuses from another checkout sharing the target directory must read
+    // this checkout's files.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
+        .join("tests/golden/v1.20.2")
 }
 
 /// The inputs of golden/v1.20.2/kubeadm-config.yaml.

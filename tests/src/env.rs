@@ -23,7 +23,14 @@ pub const NODE_BINS: &[&str] = &[
 
 /// The workspace root (this crate lives in `<root>/tests`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // Read at run time (cargo and nextest set it), not baked in at compile time: a test
+    // binary that cargo reuses from another checkout sharing the target directory must read
+    // this checkout's files.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
         .parent()
         .expect("tests crate has a parent directory")
         .to_path_buf()

@@ -77,10 +77,15 @@ const COMPONENT_CONFIGS: &str = "---\napiVersion: kubelet.config.k8s.io/v1beta1\
 /// Real configs: the kubeadm golden test's, `config print init-defaults` in both API
 /// versions, the golden one with component configs, and a JoinConfiguration.
 pub fn seeds() -> Vec<Vec<u8>> {
-    let golden = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../manifests/tests/golden/v1.20.2/config.yaml"
-    );
+    // Read at run time (cargo and nextest set it), not baked in at compile time: a test
+    // binary that cargo reuses from another checkout sharing the target directory must read
+    // this checkout's files.
+    let golden = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
+        .join("../manifests/tests/golden/v1.20.2/config.yaml");
     let golden = std::fs::read_to_string(golden).expect("the golden kubeadm config");
     vec![
         format!("{golden}{COMPONENT_CONFIGS}").into_bytes(),
