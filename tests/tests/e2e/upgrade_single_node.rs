@@ -134,6 +134,22 @@ fn manifest_image(node: &Node, component: &str) -> Result<String> {
         .to_string())
 }
 
+/// The ConfigMap made before the first upgrade is still there, with its data.
+fn holds_the_object_made_before(node: &Node) -> Result<()> {
+    let cm = node.kubectl_ok(&[
+        "get",
+        "configmap",
+        "kb-before-upgrade",
+        "-o",
+        "jsonpath={.data.k}",
+    ])?;
+    ensure!(
+        cm.trim() == "v",
+        "the object made before the upgrade is gone: {cm:?}"
+    );
+    Ok(())
+}
+
 /// Waits until the node's kubelet reports `version` in its Node status.
 fn kubelet_reports(node: &Node, version: &str) -> Result<()> {
     wait_until(
@@ -168,17 +184,7 @@ fn back_at_the_old_version(node: &Node) -> Result<()> {
     );
     ensure!(manifest_image(node, "kube-apiserver")?.ends_with(":v1.20.2"));
     ensure!(manifest_image(node, "etcd")?.contains(":3.4."));
-    let cm = node.kubectl_ok(&[
-        "get",
-        "configmap",
-        "kb-before-upgrade",
-        "-o",
-        "jsonpath={.data.k}",
-    ])?;
-    ensure!(
-        cm.trim() == "v",
-        "the object made before the upgrade is gone: {cm:?}"
-    );
+    holds_the_object_made_before(node)?;
     ensure!(
         !node.path_exists("/etc/kubernetes/tmp/kubeboot-upgrade.json")?,
         "the journal is left after the rollback"
@@ -682,14 +688,7 @@ fn upgrade_single_node() -> Result<()> {
                 ensure!(image.ends_with(&format!(":{TARGET}")), "{c}: {image}");
             }
             kubelet_reports(&node, TARGET)?;
-            let cm = node.kubectl_ok(&[
-                "get",
-                "configmap",
-                "kb-before-upgrade",
-                "-o",
-                "jsonpath={.data.k}",
-            ])?;
-            ensure!(cm.trim() == "v");
+            holds_the_object_made_before(&node)?;
             let cfg = cluster_configuration(&node)?;
             ensure!(
                 cfg.contains(&format!("kubernetesVersion: {TARGET}")),
@@ -766,17 +765,7 @@ fn upgrade_single_node() -> Result<()> {
             }
             let cfg = cluster_configuration(&node)?;
             ensure!(cfg.contains("kubernetesVersion: v1.20.2"), "{cfg}");
-            let cm = node.kubectl_ok(&[
-                "get",
-                "configmap",
-                "kb-before-upgrade",
-                "-o",
-                "jsonpath={.data.k}",
-            ])?;
-            ensure!(
-                cm.trim() == "v",
-                "the object made before the snapshot is gone"
-            );
+            holds_the_object_made_before(&node)?;
             let after = node.kubectl(&["get", "configmap", "kb-after-upgrade"])?;
             ensure!(
                 !after.success() && after.stderr.contains("NotFound"),
