@@ -23,6 +23,10 @@ pub const CRASH_RESTARTS: u32 = 2;
 /// step fails: long enough for the agent to notice a new `--bin-dir` file.
 pub const HELD_BACK_GRACE: Duration = Duration::from_secs(20);
 
+/// How long a component must stay healthy, without a break, to pass the gate: a component
+/// that answers and then exits (say, a controller-manager that loses its lease) is caught.
+pub const SOAK: Duration = Duration::from_secs(3);
+
 /// What is waited for.
 #[derive(Debug, Clone)]
 pub struct Want {
@@ -98,7 +102,12 @@ pub fn judge(want: &Want, seen: &Seen, held_for: Duration) -> Verdict {
                 exit_code: c.last_exit_code,
             };
         }
-        if c.state != "running" || !c.started || !c.ready {
+        // With a health URL, its answer stands in for the agent's verdict: the probes check
+        // the same endpoints, but a startup probe's initialDelaySeconds (10 s in kubeadm's
+        // manifests) holds "ready" back long after the component answers. [`wait`] asks the
+        // answer to hold for [`SOAK`].
+        let probed_here = want.health_url.is_some();
+        if c.state != "running" || (!probed_here && (!c.started || !c.ready)) {
             return Verdict::Waiting(format!(
                 "{} is {}{}",
                 c.image,
@@ -230,6 +239,7 @@ pub fn wait(
     let start = Instant::now();
     let mut last_report = start;
     let mut held_since: Option<Instant> = None;
+    let mut healthy_since: Option<Instant> = None;
     loop {
         let seen = observe(want, layout, &http, version);
         held_since = match (&seen.held_back, held_since) {
@@ -238,8 +248,19 @@ pub fn wait(
             (None, _) => None,
         };
         let held_for = held_since.map_or(Duration::ZERO, |s| s.elapsed());
-        let (reason, exit_code) = match judge(want, &seen, held_for) {
-            Verdict::Healthy => return Ok(()),
+        let verdict = judge(want, &seen, held_for);
+        if verdict != Verdict::Healthy {
+            healthy_since = None;
+        }
+        let (reason, exit_code) = match verdict {
+            Verdict::Healthy => {
+                let since = *healthy_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= SOAK {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(250));
+                continue;
+            }
             Verdict::Failed { reason, exit_code } => (reason, exit_code),
             Verdict::Waiting(what) if start.elapsed() >= timeout => (
                 format!(
@@ -327,10 +348,26 @@ mod tests {
         assert!(
             matches!(judge(&want(true), &old_version, Duration::ZERO), Verdict::Waiting(w) if w.contains("v1.20.2"))
         );
+        // Not yet ready by the agent's probes (a startup probe's initial delay): the health
+        // URL, which the gate checks itself, decides; without one, the agent's verdict does.
         let mut unready = healthy_seen();
         unready.container.as_mut().unwrap().ready = false;
-        assert!(matches!(
+        unready.container.as_mut().unwrap().started = false;
+        assert_eq!(
             judge(&want(true), &unready, Duration::ZERO),
+            Verdict::Healthy
+        );
+        let mut no_url = want(true);
+        no_url.health_url = None;
+        no_url.version_url = None;
+        assert!(matches!(
+            judge(&no_url, &unready, Duration::ZERO),
+            Verdict::Waiting(w) if w.contains("not ready")
+        ));
+        let mut stopped = healthy_seen();
+        stopped.container.as_mut().unwrap().state = "waiting".into();
+        assert!(matches!(
+            judge(&want(true), &stopped, Duration::ZERO),
             Verdict::Waiting(_)
         ));
         let mut sick = healthy_seen();

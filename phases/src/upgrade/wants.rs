@@ -11,8 +11,17 @@ use super::etcd_data::minor_of;
 use super::gate::Want;
 use crate::cluster::Cluster;
 
+/// The URL the gate checks: the readiness probe's when the pod's first container has an HTTP
+/// one (kube-apiserver's `/readyz`: serving, not only alive), else its first HTTP probe's
+/// ([`crate::health::targets`]).
 pub(super) fn health_url(yaml: &str, component: &str) -> Option<String> {
-    let pod: Pod = manifests::yaml::from_yaml(yaml).ok()?;
+    let mut pod: Pod = manifests::yaml::from_yaml(yaml).ok()?;
+    if let Some(c) = pod.spec.as_mut().and_then(|s| s.containers.first_mut())
+        && c.readiness_probe.as_ref().is_some_and(|p| p.http_get.is_some())
+    {
+        c.startup_probe = None;
+        c.liveness_probe = None;
+    }
     crate::health::targets(&[(component.to_string(), pod)])
         .into_iter()
         .next()
@@ -158,5 +167,47 @@ pub(super) fn version_checker(
                     .unwrap_or_default())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::health_url;
+
+    const PROBES: &str = r"
+apiVersion: v1
+kind: Pod
+metadata: {name: kube-apiserver, namespace: kube-system}
+spec:
+  containers:
+  - name: kube-apiserver
+    image: k8s.gcr.io/kube-apiserver:v1.20.2
+    livenessProbe:
+      httpGet: {host: 10.0.0.1, path: /livez, port: 6443, scheme: HTTPS}
+      initialDelaySeconds: 10
+    readinessProbe:
+      httpGet: {host: 10.0.0.1, path: /readyz, port: 6443, scheme: HTTPS}
+    startupProbe:
+      httpGet: {host: 10.0.0.1, path: /livez, port: 6443, scheme: HTTPS}
+      initialDelaySeconds: 10
+";
+
+    #[test]
+    fn the_gate_checks_the_readiness_url_when_there_is_one() {
+        assert_eq!(
+            health_url(PROBES, "kube-apiserver").as_deref(),
+            Some("https://10.0.0.1:6443/readyz")
+        );
+        // Without a readiness probe (the controller-manager's manifest): the liveness one.
+        let no_readiness = PROBES
+            .lines()
+            .filter(|l| !l.contains("readinessProbe") && !l.contains("/readyz"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(
+            health_url(&no_readiness, "kube-apiserver").as_deref(),
+            Some("https://10.0.0.1:6443/livez")
+        );
+        assert_eq!(health_url("not: [a pod", "kube-apiserver"), None);
     }
 }
