@@ -17,7 +17,9 @@ use crate::cluster::Cluster;
 pub(super) fn health_url(yaml: &str, component: &str) -> Option<String> {
     let mut pod: Pod = manifests::yaml::from_yaml(yaml).ok()?;
     if let Some(c) = pod.spec.as_mut().and_then(|s| s.containers.first_mut())
-        && c.readiness_probe.as_ref().is_some_and(|p| p.http_get.is_some())
+        && c.readiness_probe
+            .as_ref()
+            .is_some_and(|p| p.http_get.is_some())
     {
         c.startup_probe = None;
         c.liveness_probe = None;
