@@ -17,7 +17,9 @@ Milestones and where they come from:
                  created (after removing the control-plane taint) the moment init returns
 Polling runs at 10 Hz over one kept-alive HTTPS connection with admin.conf's client
 certificate (from the moment admin.conf exists); init's output lines are time-stamped as they
-arrive and copied to --log. Every wait is bounded by --timeout."""
+arrive and copied to --log, and so is each new reason the Node's Ready condition gives until it
+is True (`[timeline] Node Ready=False KubeletNotReady: ...`). Every wait is bounded by
+--timeout."""
 import argparse, base64, http.client, json, os, ssl, subprocess, sys, tempfile, threading, time
 
 START = time.time()
@@ -111,6 +113,7 @@ def main():
     reader.start()
     tmp = tempfile.mkdtemp()
     api = None
+    last_ready = None
     deployed = False
     deadline = time.monotonic() + a.timeout
     while time.monotonic() < deadline:
@@ -144,7 +147,14 @@ def main():
                     if m["pod-cidr"] is None and node.get("spec", {}).get("podCIDR"):
                         m["pod-cidr"] = t
                     conds = node.get("status", {}).get("conditions") or []
-                    if m["ready"] is None and any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
+                    ready = next((c for c in conds if c.get("type") == "Ready"), None)
+                    # Why the Node is not Ready yet, each time the kubelet says something new.
+                    said = ready and f'Ready={ready.get("status")} {ready.get("reason")}: {ready.get("message")}'
+                    if said and said != last_ready:
+                        last_ready = said
+                        log.write(f"{t:7.2f} [timeline] Node {said}\n")
+                        log.flush()
+                    if m["ready"] is None and ready and ready.get("status") == "True":
                         m["ready"] = t
         if m["init-returned"] is not None and not deployed:
             kc = [a.kubectl, "--kubeconfig", a.kubeconfig]

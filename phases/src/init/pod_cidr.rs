@@ -9,7 +9,9 @@
 //! kubelet checks the runtime's network every 5 s and reports it every 10 s
 //! (nodeStatusUpdateFrequency), except once right after it first sees a podCIDR (kubelet:
 //! kubelet.go, fastStatusUpdateOnce). With the configuration written first, that one update
-//! already finds the network ready.
+//! already finds the network ready; and with the podCIDR given only once the kubelet has made
+//! its CSINode (which it makes right after registering, and reports the node NotReady until
+//! then), that update finds nothing else missing either.
 //!
 //! What the cluster holds is what kubeadm's would: the value is the range allocator's own
 //! choice ([`manifests::pod_cidr`]), given only on a fresh cluster (this Node is the only
@@ -22,15 +24,20 @@ use std::time::Duration;
 use anyhow::Context;
 use components::names;
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::storage::v1::CSINode;
 use manifests::pod_cidr::NodeIpam;
 
 use crate::init::data::InitData;
 use crate::runner::Phase;
 use crate::say;
 
-/// How often the Node is looked for: the kubelet reports Ready on the update that follows
-/// the podCIDR, so every poll interval is added to node Ready.
+/// How often the Node (then its CSINode) is looked for: the kubelet reports Ready on the
+/// update that follows the podCIDR, so every poll interval is added to node Ready.
 const NODE_POLL: Duration = Duration::from_millis(100);
+
+/// How long the podCIDR waits for the kubelet's CSINode ([`wait_for_csinode`]) at most: past
+/// it, the podCIDR goes anyway, and the node is Ready on the kubelet's next regular update.
+const CSINODE_WAIT: Duration = Duration::from_secs(5);
 
 /// The `pod-cidr` phase.
 pub fn phase() -> Phase<InitData> {
@@ -125,9 +132,22 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
                 .context("could not write the CNI configuration")?;
         }
     }
+    register_then_patch(c, &out, &node_name, &shown, CSINODE_WAIT)
+}
+
+/// Waits for the kubelet to register `node_name`, then for its CSINode (at most
+/// `csinode_wait`), then gives the Node `cidrs` unless it has a podCIDR or another Node
+/// registered meanwhile.
+fn register_then_patch(
+    c: &crate::cluster::Cluster,
+    out: &crate::out::Out,
+    node_name: &str,
+    cidrs: &[String],
+    csinode_wait: Duration,
+) -> anyhow::Result<()> {
     let node = c
         .wait_for_node_every(
-            &node_name,
+            node_name,
             crate::init::mark_control_plane::PATCH_NODE_TIMEOUT,
             NODE_POLL,
             |elapsed| {
@@ -143,24 +163,49 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
     if !pod_cidrs(&node).is_empty() {
         return Ok(());
     }
+    if !wait_for_csinode(c, node_name, csinode_wait) {
+        tracing::info!(
+            "the kubelet made no CSINode for {node_name:?} within {}: giving the podCIDR anyway",
+            crate::health::human(csinode_wait)
+        );
+    }
     // Another Node may have registered meanwhile: then leave it to the allocator.
     let nodes: Vec<Node> = c.list(None, None)?;
-    if !others(&nodes, &node_name).is_empty() {
+    if !others(&nodes, node_name).is_empty() {
         return Ok(());
     }
-    let patch = serde_json::json!({"spec": {"podCIDR": shown[0], "podCIDRs": shown}});
-    match c.patch_node(&node_name, &patch) {
+    let patch = serde_json::json!({"spec": {"podCIDR": cidrs[0], "podCIDRs": cidrs}});
+    match c.patch_node(node_name, &patch) {
         Ok(_) => say!(
             out,
             "pod-cidr",
             "Gave the Node {node_name:?} the podCIDR {}, the controller-manager's range allocator's choice",
-            shown.join(",")
+            cidrs.join(",")
         ),
         // The controller-manager may have been first (spec.podCIDR is set once): it keeps its
         // value, the same one unless it differs, and the agent follows the Node.
         Err(e) => tracing::info!("the podCIDR was not set here: {e:#}"),
     }
     Ok(())
+}
+
+/// Whether the kubelet's CSINode of `node_name` exists, polled for at most `timeout`. The
+/// kubelet creates it once its Node is registered, and reports the node NotReady ("CSINode is
+/// not yet initialized") until then (volume/csi csi_plugin.go initializeCSINode); its status
+/// update right after it first sees a podCIDR is its only early one, so the podCIDR waits for
+/// the CSINode.
+fn wait_for_csinode(c: &crate::cluster::Cluster, node_name: &str, timeout: Duration) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if matches!(c.get::<CSINode>(None, node_name), Ok(Some(_))) {
+            return true;
+        }
+        let elapsed = start.elapsed();
+        if elapsed >= timeout {
+            return false;
+        }
+        std::thread::sleep(NODE_POLL.min(timeout - elapsed));
+    }
 }
 
 /// The node IPAM of the controller-manager manifest `text`, or `None` when it allocates no
@@ -203,6 +248,47 @@ mod tests {
             .find(|(name, _)| *name == names::KUBE_CONTROLLER_MANAGER)
             .unwrap();
         assert_eq!(controller_manager_ipam(&manifests::yaml::to_yaml(cm)), None);
+    }
+
+    /// The requests `c` saw: verb and resource.
+    fn requests(c: &crate::cluster::Cluster) -> Vec<String> {
+        c.recorded()
+            .iter()
+            .map(|r| format!("{} {}", r.verb, r.resource))
+            .collect()
+    }
+
+    #[test]
+    fn the_pod_cidr_waits_for_the_kubelets_csinode() {
+        use crate::cluster::Cluster;
+        use crate::out::Out;
+        let csinode = serde_json::json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "CSINode",
+            "metadata": {"name": "me"}, "spec": {"drivers": []}
+        });
+        let c = Cluster::recording(Out::capture()).with_objects([csinode]);
+        let cidrs = ["10.244.0.0/24".to_string()];
+        register_then_patch(&c, &Out::capture(), "me", &cidrs, Duration::from_secs(30)).unwrap();
+        assert_eq!(
+            requests(&c),
+            ["GET nodes", "GET csinodes", "LIST nodes", "PATCH nodes"]
+        );
+        let patch = c.recorded().last().and_then(|r| r.body.clone()).unwrap();
+        assert_eq!(patch["spec"]["podCIDR"], "10.244.0.0/24");
+
+        // No CSINode: the podCIDR goes anyway once the wait is over.
+        let c = Cluster::recording(Out::capture());
+        let wait = Duration::from_millis(350);
+        let start = std::time::Instant::now();
+        register_then_patch(&c, &Out::capture(), "me", &cidrs, wait).unwrap();
+        assert!(start.elapsed() >= wait);
+        let seen = requests(&c);
+        assert_eq!(seen.first().map(String::as_str), Some("GET nodes"));
+        assert_eq!(seen.last().map(String::as_str), Some("PATCH nodes"));
+        assert!(
+            seen.iter().filter(|r| *r == "GET csinodes").count() >= 3,
+            "{seen:?}"
+        );
     }
 
     #[test]
