@@ -28,9 +28,11 @@
 //!
 //! Everything moves inside the data directory, which may be a mount point of its own. The old
 //! data is never deleted, only moved aside. When the snapshot was taken under another
-//! Kubernetes version than this node runs, the static Pod manifests the snapshot kept of the
-//! node that saved it go back too ([`version_plan`]), so the API server that reads the data is
-//! of the data's version. A single-member cluster comes
+//! Kubernetes version than this node runs, this node's static Pod manifests of the snapshot's
+//! version go back too ([`version_plan`]): those the snapshot kept, on the node that saved it;
+//! on another member, those its newest upgrade backup of that version kept (the upgrade that
+//! moved the node on set them aside). So the API server that reads the data is of the data's
+//! version. A single-member cluster comes
 //! back with this node as its only member and a new cluster ID. In a multi-member cluster every
 //! member must be restored from the same snapshot with the same `--initial-cluster` and token
 //! (the token is derived from the snapshot's SHA-256, so each node computes the same cluster
@@ -138,95 +140,228 @@ fn manifest_file(component: &str) -> String {
     format!("{component}.yaml")
 }
 
+/// Static Pod manifests of the versioned components ([`VERSIONED`]): file name
+/// (`kube-apiserver.yaml`) to text.
+pub type Manifests = BTreeMap<String, String>;
+
+/// One of this node's upgrade backups (`/etc/kubernetes/tmp/kubeboot-backup-*`): the manifests
+/// of the versioned components it kept, as they were before that upgrade changed them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    /// The backup directory, as the node sees it.
+    pub dir: PathBuf,
+    /// What it kept.
+    pub manifests: Manifests,
+}
+
 /// What a restore on a control-plane node does about the Kubernetes version: etcd's data and
 /// the API server that reads it must be of one version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VersionPlan {
     /// The snapshot was taken under the version this node runs (or either is unknown).
     Keep,
-    /// Taken under `from` while this node runs `to`: the manifests the snapshot kept of this
-    /// node go back with the data.
+    /// Taken under `from` while this node runs `to`: this node's manifests of `from` go back
+    /// with the data.
     PutBack {
         /// The snapshot's version.
         from: String,
         /// This node's.
         to: String,
+        /// The manifests that go back.
+        manifests: Manifests,
+        /// What kept them, for the output: the snapshot, or one of this node's upgrade backups.
+        source: String,
     },
 }
 
-/// Decides the [`VersionPlan`] of restoring `info` on the node whose etcd member is `member`
-/// and whose API server runs `running`. Pure.
+/// The Kubernetes version a kube-apiserver manifest runs (its image's tag). Pure.
+pub fn manifest_version(text: &str) -> Option<String> {
+    let pod: k8s_openapi::api::core::v1::Pod = manifests::yaml::from_yaml(text).ok()?;
+    pod.spec
+        .and_then(|s| s.containers.into_iter().next())
+        .and_then(|c| c.image)
+        .and_then(|i| components::image::ImageRef::parse(&i).ok())
+        .and_then(|i| i.tag)
+}
+
+/// The versions a restore of `info` on a node whose API server runs `running` must reconcile:
+/// `(snapshot's, node's)` when both are known and differ. Pure.
+pub fn versions_apart<'a>(
+    info: &'a SnapshotInfo,
+    running: Option<&'a str>,
+) -> Option<(&'a str, &'a str)> {
+    match (info.kubernetes_version.as_deref(), running) {
+        (Some(from), Some(to)) if from != to => Some((from, to)),
+        _ => None,
+    }
+}
+
+/// Whether `manifests` run Kubernetes `version` (their kube-apiserver manifest's image tag).
+fn runs_version(manifests: &Manifests, version: &str) -> bool {
+    manifests
+        .get(&manifest_file(names::KUBE_APISERVER))
+        .and_then(|t| manifest_version(t))
+        .as_deref()
+        == Some(version)
+}
+
+/// Decides the [`VersionPlan`] of restoring `info` on the node whose etcd member is `member`,
+/// whose API server runs `running` and whose upgrade backups in `backup_dir` are `backups`
+/// (newest first). The manifests go back from the snapshot when it was saved on this node
+/// and kept manifests of its version, else from the newest backup whose API server runs the
+/// snapshot's version: on another member of the cluster (or when `upgrade node` took the
+/// snapshot before it moved this node on), the upgrade that moved this node on kept them.
+/// Pure.
 ///
 /// # Errors
-/// The versions differ and the snapshot kept no manifests of this node: the message names
-/// both versions and the ways out.
+/// The versions differ and neither the snapshot nor a backup keeps this node's manifests of
+/// the snapshot's version: the message names both versions, where kubeboot looked and the
+/// way out.
 pub fn version_plan(
     info: &SnapshotInfo,
     snapshot: &Path,
     running: Option<&str>,
     member: &str,
+    backup_dir: &Path,
+    backups: &[Backup],
 ) -> Result<VersionPlan, String> {
-    let (Some(from), Some(to)) = (info.kubernetes_version.as_deref(), running) else {
+    let Some((from, to)) = versions_apart(info, running) else {
         return Ok(VersionPlan::Keep);
     };
-    if from == to {
-        return Ok(VersionPlan::Keep);
+    let put_back = |manifests: &Manifests, source: String| VersionPlan::PutBack {
+        from: from.to_string(),
+        to: to.to_string(),
+        manifests: manifests.clone(),
+        source,
+    };
+    let saved_here = info.saved_on.as_deref() == Some(member);
+    if saved_here && runs_version(&info.manifests, from) {
+        return Ok(put_back(&info.manifests, "the snapshot kept".into()));
     }
-    let why = match info.saved_on.as_deref() {
-        Some(m) if m == member && !info.manifests.is_empty() => {
-            return Ok(VersionPlan::PutBack {
-                from: from.to_string(),
-                to: to.to_string(),
-            });
-        }
+    if let Some(b) = backups.iter().find(|b| runs_version(&b.manifests, from)) {
+        return Ok(put_back(
+            &b.manifests,
+            format!(
+                "this node's upgrade backup {:?} kept",
+                b.dir.display().to_string()
+            ),
+        ));
+    }
+    let sidecar = match info.saved_on.as_deref() {
         Some(m) if m != member => format!(
-            "it was saved on the node of etcd member {m:?}, and only keeps that node's manifests"
+            "the snapshot was saved on the node of etcd member {m:?} and keeps only that node's manifests"
         ),
-        _ => "its sidecar keeps no static Pod manifests to go back to".to_string(),
+        _ if info.manifests.is_empty() => {
+            "the snapshot's sidecar keeps no static Pod manifests".to_string()
+        }
+        _ => format!("the manifests the snapshot's sidecar keeps are not of {from}"),
     };
     Err(format!(
-        "the snapshot {:?} was taken under Kubernetes {from}, and this node's control plane runs {to}: etcd's data and the API server must be of one version, and {why}. Nothing was changed. Bring this node's control plane back to {from} first (an upgrade keeps the manifests it replaced in /etc/kubernetes/tmp/kubeboot-backup-*), or restore on the node that saved the snapshot",
-        snapshot.display().to_string()
+        "the snapshot {:?} was taken under Kubernetes {from}, and this node's control plane runs {to}; etcd's data and the API server that reads it must be of one version. This node's manifests of {from} were not found: {sidecar}, and none of this node's upgrade backups ({}/kubeboot-backup-*) holds a kube-apiserver manifest of {from}. Nothing was changed. Bring this node's control plane to {from} first (`kubeboot upgrade node` with the binaries of {from} in --bin-dir), then restore again",
+        snapshot.display().to_string(),
+        backup_dir.display()
     ))
+}
+
+/// This node's upgrade backups ([`Backup`]), newest first (their names are UTC time stamps
+/// of one width); those that kept no manifest of a versioned component are left out, and so
+/// are the hidden partial ones a killed upgrade left ([`crate::upgrade::resume`]).
+///
+/// # Errors
+/// A backup directory or file that exists but cannot be read.
+pub fn own_backups(fs: &Fs, layout: &Layout) -> anyhow::Result<Vec<Backup>> {
+    let tmp = layout.tmp_dir();
+    let list = |dir: &Path| -> anyhow::Result<Option<Vec<(String, bool)>>> {
+        let what = || {
+            format!(
+                "could not list {:?}, where upgrades keep their backups",
+                dir.display().to_string()
+            )
+        };
+        let entries = match std::fs::read_dir(fs.resolve(dir)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(what),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e.with_context(what)?;
+            let is_dir = e.file_type().with_context(what)?.is_dir();
+            if let Ok(name) = e.file_name().into_string() {
+                out.push((name, is_dir));
+            }
+        }
+        Ok(Some(out))
+    };
+    let mut dirs: Vec<String> = list(&tmp)?
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(n, is_dir)| *is_dir && n.starts_with("kubeboot-backup-"))
+        .map(|(n, _)| n)
+        .collect();
+    dirs.sort_unstable_by(|a, b| b.cmp(a));
+    let wanted: Vec<String> = VERSIONED.iter().map(|c| manifest_file(c)).collect();
+    let mut out = Vec::new();
+    for name in dirs {
+        let dir = tmp.join(&name);
+        let mut manifests = Manifests::new();
+        for (file, _) in list(&dir)?.unwrap_or_default() {
+            // The upgrade's copies are `<NN>-<file name>` (upgrade::backup::begin).
+            let Some((n, kept)) = file.split_once('-') else {
+                continue;
+            };
+            if n.len() != 2
+                || !n.bytes().all(|b| b.is_ascii_digit())
+                || !wanted.iter().any(|w| w == kept)
+            {
+                continue;
+            }
+            if let Some(text) = fs.read_string_if_exists(&dir.join(&file))? {
+                manifests.insert(kept.to_string(), text);
+            }
+        }
+        if !manifests.is_empty() {
+            out.push(Backup { dir, manifests });
+        }
+    }
+    Ok(out)
 }
 
 /// The Kubernetes version this node's API server manifest runs (its image's tag).
 fn running_version(r: &RestoreNode) -> anyhow::Result<Option<String>> {
-    let Some(text) =
-        r.fs.read_string_if_exists(&r.layout.manifest(names::KUBE_APISERVER))?
-    else {
-        return Ok(None);
-    };
-    let pod: k8s_openapi::api::core::v1::Pod = manifests::yaml::from_yaml(&text)?;
-    Ok(pod
-        .spec
-        .and_then(|s| s.containers.into_iter().next())
-        .and_then(|c| c.image)
-        .and_then(|i| components::image::ImageRef::parse(&i).ok())
-        .and_then(|i| i.tag))
+    Ok(r.fs
+        .read_string_if_exists(&r.layout.manifest(names::KUBE_APISERVER))?
+        .and_then(|t| manifest_version(&t)))
 }
 
-/// Puts back the manifests the snapshot kept, each current one set aside in `parked_dir`.
+/// Puts back `manifests` (kept by `source`), each current one set aside in `parked_dir`
+/// (where the restore `parked` those it stopped).
 fn put_back_versioned(
     r: &RestoreNode,
-    info: &SnapshotInfo,
-    parked_dir: &Path,
+    manifests: &Manifests,
+    source: &str,
+    (parked_dir, parked): (&Path, &[PathBuf]),
     from: &str,
 ) -> anyhow::Result<Vec<PathBuf>> {
     let mut put = Vec::new();
     let mut written = Vec::new();
     for c in VERSIONED {
         let file = manifest_file(c);
-        let Some(text) = info.manifests.get(&file) else {
+        let Some(text) = manifests.get(&file) else {
             continue;
         };
+        // Only a static Pod this node runs goes back: its manifest is there, or parked by the
+        // restore (under the kubelet runner, the kubelet's own manifest is the agent's,
+        // elsewhere, and stays).
         let path = r.layout.manifest(c);
-        if let Some(current) = r.fs.read_if_exists(&path)? {
-            r.fs.write_file(
+        match r.fs.read_if_exists(&path)? {
+            Some(current) => r.fs.write_file(
                 &parked_dir.join(format!("current-{file}")),
                 &current,
                 agent::host::fs::MODE_PRIVATE,
-            )?;
+            )?,
+            None if parked.contains(&path) => {}
+            None => continue,
         }
         r.fs.write_file(&path, text.as_bytes(), agent::host::fs::MODE_PRIVATE)?;
         put.push(file);
@@ -235,7 +370,7 @@ fn put_back_versioned(
     say!(
         r.out,
         "etcd",
-        "Put back the static Pod manifests of Kubernetes {from} the snapshot kept ({}); this node's previous ones are in {:?}",
+        "Put back the static Pod manifests of Kubernetes {from} that {source} ({}); this node's previous ones are in {:?}",
         put.join(", "),
         parked_dir.display().to_string()
     );
@@ -835,8 +970,23 @@ pub fn restore(r: &RestoreNode, snapshot: &Path) -> anyhow::Result<()> {
     // Decide.
     let plan = plan_restore(&info, &name, &peer_url).map_err(anyhow::Error::msg)?;
     let version = match &local {
-        Some(l) => version_plan(&info, snapshot, running_version(r)?.as_deref(), &l.name)
-            .map_err(anyhow::Error::msg)?,
+        Some(l) => {
+            let running = running_version(r)?;
+            // Only a restore across versions looks at the upgrade backups.
+            let backups = match versions_apart(&info, running.as_deref()) {
+                Some(_) => own_backups(r.fs, r.layout)?,
+                None => Vec::new(),
+            };
+            version_plan(
+                &info,
+                snapshot,
+                running.as_deref(),
+                &l.name,
+                &r.layout.tmp_dir(),
+                &backups,
+            )
+            .map_err(anyhow::Error::msg)?
+        }
         None => VersionPlan::Keep,
     };
     let etcdctl = find_etcdctl(r.bin_dirs)?;
@@ -932,13 +1082,19 @@ pub fn restore(r: &RestoreNode, snapshot: &Path) -> anyhow::Result<()> {
     };
     say_restored(out, &data_dir, aside.as_deref(), &plan);
     let versioned = match &version {
-        VersionPlan::PutBack { from, to } => {
+        VersionPlan::PutBack {
+            from,
+            to,
+            manifests,
+            source,
+        } => {
             say!(
                 out,
                 "etcd",
                 "The snapshot was taken under Kubernetes {from}; this node's control plane runs {to}"
             );
-            put_back_versioned(r, &info, &parked_dir, from)
+            let stopped: Vec<PathBuf> = parked.iter().map(|(p, _)| p.clone()).collect();
+            put_back_versioned(r, manifests, source, (&parked_dir, &stopped), from)
         }
         VersionPlan::Keep => Ok(Vec::new()),
     };
@@ -1147,48 +1303,254 @@ mod tests {
         assert!(err.contains("\"node9\" is not one of them"), "{err}");
     }
 
+    /// A kube-apiserver manifest of `version`.
+    fn apiserver_of(version: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\nspec:\n  containers:\n  - name: kube-apiserver\n    image: k8s.gcr.io/kube-apiserver:{version}\n"
+        )
+    }
+
     #[test]
     fn a_snapshot_of_another_version_brings_back_the_manifests_it_kept() {
         let snap = Path::new("/b/etcd.db");
         let mut i = info(&[("node1", "https://10.0.0.1:2380", false)]);
         // Unknown versions, or the same: the manifests stay.
         assert_eq!(
-            version_plan(&i, snap, Some("v1.20.2"), "node1"),
+            version_plan(&i, snap, Some("v1.20.2"), "node1", Path::new("/t"), &[]),
             Ok(VersionPlan::Keep)
         );
         i.kubernetes_version = Some("v1.20.2".into());
-        assert_eq!(version_plan(&i, snap, None, "node1"), Ok(VersionPlan::Keep));
         assert_eq!(
-            version_plan(&i, snap, Some("v1.20.2"), "node1"),
+            version_plan(&i, snap, None, "node1", Path::new("/t"), &[]),
+            Ok(VersionPlan::Keep)
+        );
+        assert_eq!(
+            version_plan(&i, snap, Some("v1.20.2"), "node1", Path::new("/t"), &[]),
             Ok(VersionPlan::Keep)
         );
         // Another version and no manifests kept: refused, naming both versions and the ways out.
-        let err = version_plan(&i, snap, Some("v1.20.3-test.0"), "node1").unwrap_err();
+        let err = version_plan(
+            &i,
+            snap,
+            Some("v1.20.3-test.0"),
+            "node1",
+            Path::new("/t"),
+            &[],
+        )
+        .unwrap_err();
         for want in [
             "\"/b/etcd.db\" was taken under Kubernetes v1.20.2",
             "runs v1.20.3-test.0",
-            "keeps no static Pod manifests",
+            "the snapshot's sidecar keeps no static Pod manifests",
+            "none of this node's upgrade backups (/t/kubeboot-backup-*)",
             "Nothing was changed",
-            "kubeboot-backup-*",
+            "`kubeboot upgrade node` with the binaries of v1.20.2 in --bin-dir",
         ] {
             assert!(err.contains(want), "{want:?} not in {err}");
         }
         // Kept on this node: they go back.
         i.saved_on = Some("node1".into());
         i.manifests
-            .insert("kube-apiserver.yaml".into(), "apiVersion: v1".into());
+            .insert("kube-apiserver.yaml".into(), apiserver_of("v1.20.2"));
         assert_eq!(
-            version_plan(&i, snap, Some("v1.20.3-test.0"), "node1"),
+            version_plan(
+                &i,
+                snap,
+                Some("v1.20.3-test.0"),
+                "node1",
+                Path::new("/t"),
+                &[]
+            ),
             Ok(VersionPlan::PutBack {
                 from: "v1.20.2".into(),
-                to: "v1.20.3-test.0".into()
+                to: "v1.20.3-test.0".into(),
+                manifests: i.manifests.clone(),
+                source: "the snapshot kept".into(),
             })
         );
-        // Kept on another node: refused.
-        let err = version_plan(&i, snap, Some("v1.20.3-test.0"), "node2").unwrap_err();
+        // Kept on this node, but not of the snapshot's version (`upgrade node` saves its
+        // snapshot after kubeadm-config moved on, before the node did): refused without a
+        // backup of that version.
+        let mut moved_on = i.clone();
+        moved_on.kubernetes_version = Some("v1.20.3-test.0".into());
+        let err = version_plan(
+            &moved_on,
+            snap,
+            Some("v1.20.2"),
+            "node1",
+            Path::new("/t"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("the manifests the snapshot's sidecar keeps are not of v1.20.3-test.0"),
+            "{err}"
+        );
+        // Kept on another node, and this one has no backup of that version: refused.
+        let err = version_plan(
+            &i,
+            snap,
+            Some("v1.20.3-test.0"),
+            "node2",
+            Path::new("/t"),
+            &[],
+        )
+        .unwrap_err();
         assert!(
             err.contains("saved on the node of etcd member \"node1\""),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn another_member_puts_back_its_newest_upgrade_backup_of_the_snapshots_version() {
+        let snap = Path::new("/b/etcd.db");
+        let mut i = info(&[
+            ("node1", "https://10.0.0.1:2380", false),
+            ("node2", "https://10.0.0.2:2380", false),
+        ]);
+        i.kubernetes_version = Some("v1.20.2".into());
+        i.saved_on = Some("node1".into());
+        i.manifests
+            .insert("kube-apiserver.yaml".into(), apiserver_of("v1.20.2"));
+        let backup = |dir: &str, version: &str, scheduler: &str| Backup {
+            dir: PathBuf::from(dir),
+            manifests: [
+                ("kube-apiserver.yaml".to_string(), apiserver_of(version)),
+                ("kube-scheduler.yaml".to_string(), scheduler.to_string()),
+            ]
+            .into(),
+        };
+        // Newest first: a later upgrade's backup (of another version) is passed over, and of
+        // two of the snapshot's version the newest wins.
+        let backups = [
+            backup("/t/kubeboot-backup-3", "v1.20.3-test.0", "third"),
+            backup("/t/kubeboot-backup-2", "v1.20.2", "second"),
+            backup("/t/kubeboot-backup-1", "v1.20.2", "first"),
+        ];
+        assert_eq!(
+            version_plan(
+                &i,
+                snap,
+                Some("v1.20.3-test.0"),
+                "node2",
+                Path::new("/t"),
+                &backups
+            ),
+            Ok(VersionPlan::PutBack {
+                from: "v1.20.2".into(),
+                to: "v1.20.3-test.0".into(),
+                manifests: backups[1].manifests.clone(),
+                source: "this node's upgrade backup \"/t/kubeboot-backup-2\" kept".into(),
+            })
+        );
+        // On the node that saved it, the snapshot's own manifests come first.
+        assert!(matches!(
+            version_plan(&i, snap, Some("v1.20.3-test.0"), "node1", Path::new("/t"), &backups),
+            Ok(VersionPlan::PutBack { source, .. }) if source == "the snapshot kept"
+        ));
+        // No backup of the snapshot's version (nor one whose API server manifest is unreadable):
+        // refused, and the message says where kubeboot looked.
+        let mut unreadable = backup("/t/kubeboot-backup-4", "v1.20.2", "x");
+        unreadable
+            .manifests
+            .insert("kube-apiserver.yaml".into(), "{not yaml".into());
+        let err = version_plan(
+            &i,
+            snap,
+            Some("v1.20.3-test.0"),
+            "node2",
+            Path::new("/t"),
+            &[unreadable, backups[0].clone()],
+        )
+        .unwrap_err();
+        for want in [
+            "saved on the node of etcd member \"node1\"",
+            "none of this node's upgrade backups",
+            "holds a kube-apiserver manifest of v1.20.2",
+            "Nothing was changed",
+        ] {
+            assert!(err.contains(want), "{want:?} not in {err}");
+        }
+    }
+
+    #[test]
+    fn own_backups_lists_the_upgrade_copies_of_versioned_manifests_newest_first() {
+        let root = tempfile::tempdir().unwrap();
+        let fs = Fs::under(root.path());
+        let layout = Layout::host();
+        let tmp = fs.resolve(&layout.tmp_dir());
+        let put = |dir: &str, file: &str, text: &str| {
+            std::fs::create_dir_all(tmp.join(dir)).unwrap();
+            std::fs::write(tmp.join(dir).join(file), text).unwrap();
+        };
+        // None yet (not even the directory).
+        assert!(own_backups(&fs, &layout).unwrap().is_empty());
+        put(
+            "kubeboot-backup-2026-12-01-10-00-00",
+            "01-kube-apiserver.yaml",
+            "old",
+        );
+        put(
+            "kubeboot-backup-2026-12-01-10-00-00",
+            "04-kubelet.yaml",
+            "old kubelet",
+        );
+        // Not versioned manifests, or not the upgrade's copies: left out.
+        put(
+            "kubeboot-backup-2026-12-01-10-00-00",
+            "05-config.yaml",
+            "kubelet config",
+        );
+        put(
+            "kubeboot-backup-2026-12-01-10-00-00",
+            "etcd-snapshot.db",
+            "db",
+        );
+        put(
+            "kubeboot-backup-2026-12-01-10-00-00",
+            "x1-kube-scheduler.yaml",
+            "no",
+        );
+        put(
+            "kubeboot-backup-2026-12-02-10-00-00",
+            "01-kube-apiserver.yaml",
+            "new",
+        );
+        // A partial backup a killed upgrade left, a backup of nothing versioned, another name.
+        put(
+            ".kubeboot-backup-2026-12-03-10-00-00.partial",
+            "01-kube-apiserver.yaml",
+            "p",
+        );
+        put(
+            "kubeboot-backup-2026-12-04-10-00-00",
+            "00-etcd.yaml",
+            "etcd",
+        );
+        put(
+            "kubeboot-etcd-restore-2026-12-05-10-00-00",
+            "01-kube-apiserver.yaml",
+            "r",
+        );
+        let got = own_backups(&fs, &layout).unwrap();
+        let dir = |n: &str| layout.tmp_dir().join(n);
+        assert_eq!(
+            got,
+            vec![
+                Backup {
+                    dir: dir("kubeboot-backup-2026-12-02-10-00-00"),
+                    manifests: [("kube-apiserver.yaml".to_string(), "new".to_string())].into(),
+                },
+                Backup {
+                    dir: dir("kubeboot-backup-2026-12-01-10-00-00"),
+                    manifests: [
+                        ("kube-apiserver.yaml".to_string(), "old".to_string()),
+                        ("kubelet.yaml".to_string(), "old kubelet".to_string()),
+                    ]
+                    .into(),
+                },
+            ]
         );
     }
 

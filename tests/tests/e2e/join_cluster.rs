@@ -23,6 +23,10 @@
 //! - `etcd snapshot save` on node1, then `restore` on both members (node1, node2): etcd has
 //!   its two members again, both API servers serve the snapshot's data (an object made after
 //!   it is gone), every node is Ready;
+//! - the snapshot node1's `upgrade apply` took under v1.20.2 (three members then), restored on
+//!   node1 and node2: both control planes are back at v1.20.2, node1 from the manifests the
+//!   snapshot kept, node2 from its own upgrade backup; the data is the snapshot's; node3's
+//!   member, restored with the rest of the membership, is removed by hand as an operator would;
 //! - with node1's etcd down, reset on node2 (the last member standing) is refused without
 //!   `--force-remove-last-etcd-member`, node2 untouched.
 
@@ -796,6 +800,13 @@ fn join_cluster() -> Result<()> {
         },
     )?;
 
+    if tests::next_bin_dirs()?.is_some() {
+        step(
+            "the snapshot upgrade apply took under v1.20.2, restored on both members: node1 puts back the manifests the snapshot kept, node2 those of its own upgrade backup",
+            || restore_before_the_upgrade(&cp, &cp2, &cp3, &shared),
+        )?;
+    }
+
     step(
         "with node1's etcd down, reset on node2 (the last member standing) is refused, node2 untouched",
         || {
@@ -827,6 +838,132 @@ fn join_cluster() -> Result<()> {
     let _ = std::fs::remove_dir_all(&shared);
     for n in [worker, cp3, cp2, cp] {
         n.destroy()?;
+    }
+    Ok(())
+}
+
+/// Restores, on node1 and node2, the snapshot node1's `upgrade apply` took under v1.20.2 (see
+/// the module doc), then removes node3's member (node3 left the cluster since).
+fn restore_before_the_upgrade(cp: &Node, cp2: &Node, cp3: &Node, shared: &str) -> Result<()> {
+    use crate::upgrade_single_node::{api_version, cluster_configuration, manifest_image};
+    let snapshot = cp.sh_ok(
+        "grep -l '\"kubernetesVersion\": \"v1.20.2\"' /etc/kubernetes/tmp/kubeboot-backup-*/etcd-snapshot.db.json | xargs -r ls -t | head -1",
+    )?;
+    let snapshot = snapshot.trim().trim_end_matches(".json").to_string();
+    ensure!(
+        !snapshot.is_empty(),
+        "node1 has no snapshot taken under v1.20.2"
+    );
+    let file = format!("{shared}/etcd-before-upgrade.db");
+    cp.sh_ok(&format!(
+        "cp {snapshot} {file} && cp {snapshot}.json {file}.json"
+    ))?;
+    let put_back = "Put back the static Pod manifests of Kubernetes v1.20.2 that";
+    let versioned = "(kube-apiserver.yaml, kube-controller-manager.yaml, kube-scheduler.yaml, kubelet.yaml, kube-proxy.yaml)";
+    let out = cp.kubeboot_ok(&["etcd", "snapshot", "restore", &file])?;
+    for want in [
+        "The snapshot was taken under Kubernetes v1.20.2; this node's control plane runs v1.20.3-test.0",
+        &format!("{put_back} the snapshot kept {versioned}"),
+        "not waiting for it",
+    ] {
+        ensure!(out.contains(want), "node1: no {want:?} in:\n{out}");
+    }
+    let out = cp2.kubeboot_ok(&["etcd", "snapshot", "restore", &file])?;
+    for want in [
+        "The snapshot was taken under Kubernetes v1.20.2; this node's control plane runs v1.20.3-test.0",
+        &format!("{put_back} this node's upgrade backup \"/etc/kubernetes/tmp/kubeboot-backup-"),
+        &format!("kept {versioned}"),
+    ] {
+        ensure!(out.contains(want), "node2: no {want:?} in:\n{out}");
+    }
+    wait_until(
+        "etcd on node1 and node2 healthy (2 of the snapshot's 3 members)",
+        Duration::from_secs(180),
+        Duration::from_secs(3),
+        || etcd_all_healthy(cp2, &[cp, cp2]),
+    )?;
+    for n in [cp, cp2] {
+        wait_until(
+            &format!("{}'s API server answers at v1.20.2", n.name()),
+            Duration::from_secs(180),
+            Duration::from_secs(2),
+            || Ok(api_version(n).is_ok_and(|v| v == "v1.20.2")),
+        )?;
+        for c in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubelet",
+            "kube-proxy",
+        ] {
+            let image = manifest_image(n, c)?;
+            ensure!(image.ends_with(":v1.20.2"), "{}: {c}: {image}", n.name());
+        }
+        // Made after the upgrade: not in the snapshot's data.
+        let after = n.kubectl(&["get", "configmap", "kb-before-snapshot"])?;
+        ensure!(
+            !after.success() && after.stderr.contains("NotFound"),
+            "{}: an object made after the upgrade is still there:\n{after}",
+            n.name()
+        );
+    }
+    let cfg = cluster_configuration(cp2)?;
+    ensure!(cfg.contains("kubernetesVersion: v1.20.2"), "{cfg}");
+    // The membership is the snapshot's: node3, gone since, is removed as an operator would.
+    let names: Vec<String> = etcd_members(cp2)?.into_iter().map(|(n, _)| n).collect();
+    ensure!(
+        names.len() == 3 && names.iter().any(|n| n == cp3.name()),
+        "members after the restore {names:?}"
+    );
+    let list = cp2.exec_ok(&[
+        "curl",
+        "-s",
+        "-m",
+        "5",
+        "--cacert",
+        "/etc/kubernetes/pki/etcd/ca.crt",
+        "--cert",
+        "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+        "--key",
+        "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+        "-X",
+        "POST",
+        "-d",
+        "{}",
+        "https://127.0.0.1:2379/v3/cluster/member/list",
+    ])?;
+    let v: Value = serde_json::from_str(&list).with_context(|| format!("member list: {list}"))?;
+    let id = v["members"]
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["name"] == cp3.name()))
+        .and_then(|m| m["ID"].as_str())
+        .with_context(|| format!("node3's member ID in {list}"))?
+        .to_string();
+    cp2.exec_ok(&[
+        "curl",
+        "-sf",
+        "-m",
+        "5",
+        "--cacert",
+        "/etc/kubernetes/pki/etcd/ca.crt",
+        "--cert",
+        "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+        "--key",
+        "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+        "-X",
+        "POST",
+        "-d",
+        &format!("{{\"ID\": \"{id}\"}}"),
+        "https://127.0.0.1:2379/v3/cluster/member/remove",
+    ])?;
+    wait_until(
+        "node3's member removed",
+        Duration::from_secs(30),
+        Duration::from_secs(1),
+        || Ok(etcd_members(cp2)?.len() == 2),
+    )?;
+    for n in [cp, cp2] {
+        wait_ready(cp2, n.name(), Duration::from_secs(180))?;
     }
     Ok(())
 }

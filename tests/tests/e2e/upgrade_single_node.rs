@@ -83,7 +83,7 @@ fn containerd_pid(node: &Node) -> Result<u64> {
         .context("no running containerd pod in the agent's status")
 }
 
-fn api_version(node: &Node) -> Result<String> {
+pub(crate) fn api_version(node: &Node) -> Result<String> {
     let v = node.kubectl_json(&["version", "-o", "json"])?;
     Ok(v["serverVersion"]["gitVersion"]
         .as_str()
@@ -101,7 +101,7 @@ fn etcd_version(node: &Node) -> Result<String> {
 }
 
 /// The cluster's ClusterConfiguration, as kubeadm-config holds it.
-fn cluster_configuration(node: &Node) -> Result<String> {
+pub(crate) fn cluster_configuration(node: &Node) -> Result<String> {
     node.kubectl_ok(&[
         "-n",
         "kube-system",
@@ -125,7 +125,7 @@ pub fn write_etcd_next_config(node: &Node, path: &str) -> Result<()> {
     node.write_file(path, &text)
 }
 
-fn manifest_image(node: &Node, component: &str) -> Result<String> {
+pub(crate) fn manifest_image(node: &Node, component: &str) -> Result<String> {
     let text = node.read_file(&format!("/etc/kubernetes/manifests/{component}.yaml"))?;
     Ok(text
         .lines()
@@ -741,7 +741,7 @@ fn upgrade_single_node() -> Result<()> {
             ensure!(out.success(), "the restore failed:\n{out}");
             for want in [
                 "The snapshot was taken under Kubernetes v1.20.2; this node's control plane runs v1.20.3-test.0",
-                "Put back the static Pod manifests of Kubernetes v1.20.2 the snapshot kept (kube-apiserver.yaml, kube-controller-manager.yaml, kube-scheduler.yaml, kubelet.yaml, kube-proxy.yaml)",
+                "Put back the static Pod manifests of Kubernetes v1.20.2 that the snapshot kept (kube-apiserver.yaml, kube-controller-manager.yaml, kube-scheduler.yaml, kubelet.yaml, kube-proxy.yaml)",
             ] {
                 ensure!(out.stdout.contains(want), "no {want:?} in:\n{out}");
             }
