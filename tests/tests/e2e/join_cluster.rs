@@ -909,12 +909,9 @@ fn restore_before_the_upgrade(cp: &Node, cp2: &Node, cp3: &Node, shared: &str) -
     }
     let cfg = cluster_configuration(cp2)?;
     ensure!(cfg.contains("kubernetesVersion: v1.20.2"), "{cfg}");
-    // The membership is the snapshot's: node3, gone since, is removed as an operator would.
-    let names: Vec<String> = etcd_members(cp2)?.into_iter().map(|(n, _)| n).collect();
-    ensure!(
-        names.len() == 3 && names.iter().any(|n| n == cp3.name()),
-        "members after the restore {names:?}"
-    );
+    // The membership is the snapshot's: node3, gone since, is there unstarted (a member's
+    // name is what it publishes once it runs, so node3's is empty and its peer URL tells it),
+    // and is removed as an operator would.
     let list = cp2.exec_ok(&[
         "curl",
         "-s",
@@ -933,9 +930,28 @@ fn restore_before_the_upgrade(cp: &Node, cp2: &Node, cp3: &Node, shared: &str) -
         "https://127.0.0.1:2379/v3/cluster/member/list",
     ])?;
     let v: Value = serde_json::from_str(&list).with_context(|| format!("member list: {list}"))?;
-    let id = v["members"]
-        .as_array()
-        .and_then(|a| a.iter().find(|m| m["name"] == cp3.name()))
+    let members = v["members"].as_array().cloned().unwrap_or_default();
+    let node3_peer = format!("https://{}:2380", cp3.ip());
+    let is_node3 = |m: &Value| {
+        m["peerURLs"]
+            .as_array()
+            .is_some_and(|u| u.iter().any(|u| u.as_str() == Some(node3_peer.as_str())))
+    };
+    let mut names: Vec<&str> = members
+        .iter()
+        .filter(|m| !is_node3(m))
+        .map(|m| m["name"].as_str().unwrap_or_default())
+        .collect();
+    names.sort_unstable();
+    let mut want = [cp.name(), cp2.name()];
+    want.sort_unstable();
+    ensure!(
+        members.len() == 3 && names == want,
+        "members after the restore: want node1, node2 and node3's (peer {node3_peer}), got {list}"
+    );
+    let id = members
+        .iter()
+        .find(|m| is_node3(m))
         .and_then(|m| m["ID"].as_str())
         .with_context(|| format!("node3's member ID in {list}"))?
         .to_string();
