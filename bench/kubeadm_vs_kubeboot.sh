@@ -7,7 +7,12 @@
 # --runs N (default 5) rounds, each one init per variant, the variants alternating (every other
 # round in reverse order, so a drift in the machine's load hits each alike); --only picks the
 # variants (e.g. `--only kubeboot` for quick iteration). BENCH_KEEP_LOGS=1 keeps each init's
-# time-stamped output and kubeboot's agent log.
+# time-stamped output and kubeboot's agent log. BENCH_KCM_CONTROLLERS sets the controller-manager's
+# `--controllers` for every variant alike (controllerManager.extraArgs of the config below): with
+# `*,bootstrapsigner,tokencleaner,-nodeipam` it shows what the node IPAM controller's start-up
+# costs the first pods (kube-controller-manager v1.20 lists Nodes with wait.Poll(10 s), which
+# waits 10 s before its first try, while every controller's informers wait for it; kubeboot's
+# init gives its own Node the podCIDR, kubeadm's node has its conflist written beforehand).
 #
 # Both nodes get the same prerequisites before the clock starts, as an operator would have
 # them: containerd running in the node (the same config as kubeboot writes for its own:

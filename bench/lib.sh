@@ -87,8 +87,12 @@ SH
 
 # kubeadm_init_config <node name> <ip>: the kubeadm-vs-kubeboot benchmarks' one config file, on
 # stdout: kubeadm v1beta2 at v1.20.2 + a KubeletConfiguration with the node's own cgroupRoot + a
-# KubeProxyConfiguration with `conntrack.maxPerCore: 0` (both tools read it).
+# KubeProxyConfiguration with `conntrack.maxPerCore: 0` (both tools read it); with
+# BENCH_KCM_CONTROLLERS set, the controller-manager's `--controllers` (controllerManager.extraArgs).
 kubeadm_init_config() {
+  local kcm=''
+  [ -z "${BENCH_KCM_CONTROLLERS:-}" ] ||
+    kcm=$(printf 'controllerManager:\n  extraArgs:\n    controllers: "%s"' "$BENCH_KCM_CONTROLLERS")$'\n'
   cat <<CFG
 apiVersion: kubeadm.k8s.io/v1beta2
 kind: InitConfiguration
@@ -103,7 +107,7 @@ kind: ClusterConfiguration
 kubernetesVersion: v1.20.2
 networking:
   podSubnet: 10.244.0.0/16
----
+$kcm---
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 cgroupRoot: /kubeboot-$1
