@@ -36,26 +36,42 @@ fn outcome(ok: bool, message: impl Into<String>) -> Outcome {
     Outcome { ok, message }
 }
 
-/// The shared HTTP client: no certificate verification (the kubelet's `InsecureSkipVerify`),
-/// no proxy, no kept-alive connections (kubelet: DisableKeepAlives), at most 10 redirects.
-/// Built once: its TLS configuration, and with it the TLS session cache, serves every probe,
-/// so a probe of the same server (the API server's readiness, every second) resumes the last
-/// session instead of a full handshake, though each probe is a new connection.
-fn client() -> Result<&'static reqwest::Client, String> {
-    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .danger_accept_invalid_certs(true)
-                .no_proxy()
-                .pool_max_idle_per_host(0)
-                .user_agent(USER_AGENT)
-                .redirect(reqwest::redirect::Policy::limited(10))
-                .build()
-                .map_err(|e| format!("could not build the probe HTTP client: {e}"))
-        })
-        .as_ref()
-        .map_err(Clone::clone)
+/// How long a probe's idle connection is kept for the next probe of the same process.
+const IDLE_CONNECTION: Duration = Duration::from_secs(90);
+
+/// The HTTP client of one running process's httpGet probes: no certificate verification (the
+/// kubelet's `InsecureSkipVerify`), no proxy, at most 10 redirects, built at its first httpGet
+/// probe. A deliberate difference from the kubelet (which opens a new connection for every
+/// probe, DisableKeepAlives): a probe reuses the connection of the process's last one, so the
+/// API server's readiness, probed every second, costs a request and no TCP or TLS handshake,
+/// on either side. The reuse is bounded to the one process: the executor makes a new `Prober`
+/// whenever the container's process changes, so a probe of a new process never travels over a
+/// connection its predecessor accepted (a replaced hostNetwork pod's successor listens on the
+/// same port). A server that closes its end (at shutdown, or idle) costs a new connection,
+/// which resumes the TLS session of the last.
+#[derive(Clone, Default)]
+pub struct Prober {
+    client: std::sync::Arc<OnceLock<Result<reqwest::Client, String>>>,
+}
+
+impl Prober {
+    fn client(&self) -> Result<&reqwest::Client, String> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .danger_accept_invalid_certs(true)
+                    .no_proxy()
+                    // Liveness and readiness of one process may be in flight together.
+                    .pool_max_idle_per_host(2)
+                    .pool_idle_timeout(IDLE_CONNECTION)
+                    .user_agent(USER_AGENT)
+                    .redirect(reqwest::redirect::Policy::limited(10))
+                    .build()
+                    .map_err(|e| format!("could not build the probe HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
 }
 
 /// What a container's probes are run against.
@@ -107,8 +123,9 @@ impl Target {
     }
 }
 
-/// Runs one probe against `target`.
-pub async fn run(spec: &ProbeSpec, target: &Target) -> Outcome {
+/// Runs one probe against `target`; an httpGet probe goes through `prober`, the probed
+/// process's client.
+pub async fn run(spec: &ProbeSpec, target: &Target, prober: &Prober) -> Outcome {
     let timeout = spec.timing.timeout;
     match &spec.handler {
         ProbeHandler::Http {
@@ -119,7 +136,7 @@ pub async fn run(spec: &ProbeSpec, target: &Target) -> Outcome {
             headers,
         } => {
             let host = target.host(host.as_deref());
-            http(*https, &host, *port, path, headers, timeout).await
+            http(prober, *https, &host, *port, path, headers, timeout).await
         }
         ProbeHandler::Tcp { host, port } => {
             tcp(&target.host(host.as_deref()), *port, timeout).await
@@ -140,6 +157,7 @@ pub fn http_url(https: bool, host: &str, port: u16, path: &str) -> String {
 }
 
 async fn http(
+    prober: &Prober,
     https: bool,
     host: &str,
     port: u16,
@@ -147,7 +165,7 @@ async fn http(
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Outcome {
-    let client = match client() {
+    let client = match prober.client() {
         Ok(c) => c,
         Err(e) => return outcome(false, e),
     };
@@ -251,6 +269,7 @@ mod tests {
     use super::*;
     use crate::pod::spec::ProbeTiming;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::mpsc;
 
     /// A hostNetwork container's target.
     fn target(env: &[(String, String)]) -> Target {
@@ -374,7 +393,7 @@ mod tests {
                 path: "/healthz".into(),
                 headers: vec![("X-Probe".into(), "yes".into())],
             });
-            let o = run(&s, &target(&[])).await;
+            let o = run(&s, &target(&[]), &Prober::default()).await;
             assert_eq!(o.ok, ok, "{status}: {o:?}");
             let req = h.await.unwrap().to_lowercase();
             assert!(req.starts_with("get /healthz http/1.1"), "{req}");
@@ -385,9 +404,15 @@ mod tests {
         }
     }
 
+    /// What the HTTPS test server saw of one request: the connection's number (in accept
+    /// order), how that connection's handshake went, and the request's number on it.
+    type Served = (usize, rustls::HandshakeKind, usize);
+
     /// An HTTPS server with a self-signed certificate (no probe could verify it) answering
-    /// `n` requests with 200, one connection each; returns how each handshake went.
-    async fn serve_https(n: usize) -> (u16, tokio::task::JoinHandle<Vec<rustls::HandshakeKind>>) {
+    /// every request with 200 and keeping each connection for `per_connection` requests (the
+    /// last answer says `connection: close`); each request is reported on the channel before
+    /// it is answered.
+    async fn serve_https(per_connection: usize) -> (u16, mpsc::UnboundedReceiver<Served>) {
         use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
         let ck = rcgen::generate_simple_self_signed(vec!["kb-probe.invalid".to_string()]).unwrap();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
@@ -404,34 +429,45 @@ mod tests {
         let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
-        let h = tokio::spawn(async move {
-            let mut kinds = Vec::new();
-            for _ in 0..n {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            for conn in 0.. {
                 let (s, _) = l.accept().await.unwrap();
-                let mut tls = acceptor.accept(s).await.unwrap();
-                kinds.push(tls.get_ref().1.handshake_kind().unwrap());
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = tls.read(&mut buf).await.unwrap();
-                    assert!(n > 0, "the request ended early");
-                    req.extend_from_slice(&buf[..n]);
-                }
-                tls.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                )
-                .await
-                .unwrap();
-                tls.shutdown().await.unwrap();
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let mut tls = acceptor.accept(s).await.unwrap();
+                    let kind = tls.get_ref().1.handshake_kind().unwrap();
+                    for n in 1..=per_connection {
+                        let mut req = Vec::new();
+                        let mut buf = [0u8; 1024];
+                        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match tls.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(got) => req.extend_from_slice(&buf[..got]),
+                            }
+                        }
+                        tx.send((conn, kind, n)).unwrap();
+                        let connection = if n == per_connection {
+                            "close"
+                        } else {
+                            "keep-alive"
+                        };
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: {connection}\r\n\r\nok"
+                        );
+                        tls.write_all(resp.as_bytes()).await.unwrap();
+                    }
+                    let _ = tls.shutdown().await;
+                });
             }
-            kinds
         });
-        (port, h)
+        (port, rx)
     }
 
     #[tokio::test]
-    async fn https_probes_skip_verification_and_resume_the_first_session() {
-        let (port, server) = serve_https(3).await;
+    async fn https_probes_of_one_process_share_a_connection_and_a_new_process_gets_its_own() {
+        use rustls::HandshakeKind::{Full, Resumed};
+        let (port, mut served) = serve_https(3).await;
         let s = spec(ProbeHandler::Http {
             https: true,
             host: None,
@@ -439,14 +475,35 @@ mod tests {
             path: "/readyz".into(),
             headers: vec![],
         });
-        for _ in 0..3 {
-            let o = run(&s, &target(&[])).await;
-            assert!(o.ok, "{o:?}");
+        let probe = |prober: Prober| {
+            let s = s.clone();
+            async move {
+                let o = run(&s, &target(&[]), &prober).await;
+                assert!(o.ok, "{o:?}");
+            }
+        };
+        let first = Prober::default();
+        // Three probes over one connection (no certificate verification: self-signed); the
+        // server closes it after the third, so the fourth reconnects, resuming the session.
+        for _ in 0..4 {
+            probe(first.clone()).await;
         }
-        // One client configuration for every probe: its session cache lets the later probes
-        // skip the certificate exchange (still a new connection each, as the kubelet's).
-        use rustls::HandshakeKind::{Full, Resumed};
-        assert_eq!(server.await.unwrap(), [Full, Resumed, Resumed]);
+        // A new process of the container: a connection of its own, not the idle one.
+        probe(Prober::default()).await;
+        let mut seen = Vec::new();
+        while let Ok(r) = served.try_recv() {
+            seen.push(r);
+        }
+        assert_eq!(
+            seen,
+            [
+                (0, Full, 1),
+                (0, Full, 2),
+                (0, Full, 3),
+                (1, Resumed, 1),
+                (2, Full, 1)
+            ]
+        );
     }
 
     #[tokio::test]
@@ -454,9 +511,13 @@ mod tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         assert!(
-            run(&spec(ProbeHandler::Tcp { host: None, port }), &target(&[]))
-                .await
-                .ok
+            run(
+                &spec(ProbeHandler::Tcp { host: None, port }),
+                &target(&[]),
+                &Prober::default()
+            )
+            .await
+            .ok
         );
         drop(l);
         let o = run(
@@ -465,6 +526,7 @@ mod tests {
                 port,
             }),
             &target(&[]),
+            &Prober::default(),
         )
         .await;
         assert!(!o.ok && o.message.contains("dial tcp"), "{o:?}");
@@ -477,6 +539,7 @@ mod tests {
                 headers: vec![],
             }),
             &target(&[]),
+            &Prober::default(),
         )
         .await;
         assert!(
@@ -495,18 +558,27 @@ mod tests {
             command: vec!["sh".into(), "-c".into(), s.into()],
         };
         assert!(
-            run(&spec(cmd("test \"$WANT\" = 7")), &target(&env))
-                .await
-                .ok
+            run(
+                &spec(cmd("test \"$WANT\" = 7")),
+                &target(&env),
+                &Prober::default()
+            )
+            .await
+            .ok
         );
-        let o = run(&spec(cmd("echo nope; exit 3")), &target(&env)).await;
+        let o = run(
+            &spec(cmd("echo nope; exit 3")),
+            &target(&env),
+            &Prober::default(),
+        )
+        .await;
         assert!(
             !o.ok && o.message.contains("exit code 3") && o.message.contains("nope"),
             "{o:?}"
         );
         let mut s = spec(cmd("sleep 5"));
         s.timing.timeout = Duration::from_millis(200);
-        let o = run(&s, &target(&env)).await;
+        let o = run(&s, &target(&env), &Prober::default()).await;
         assert!(!o.ok && o.message.contains("timed out"), "{o:?}");
     }
 }

@@ -27,6 +27,8 @@ pub(crate) struct Executor {
     net: Option<Arc<PodNet>>,
     c: Container,
     running: Option<Running>,
+    /// The probes' client of the process with this pid; a new process gets a new one.
+    prober: Option<(u32, crate::probe::Prober)>,
     tx: mpsc::UnboundedSender<Event>,
     rx: mpsc::UnboundedReceiver<Event>,
 }
@@ -74,6 +76,7 @@ impl Executor {
             net,
             c,
             running,
+            prober: None,
             tx: tx.clone(),
             rx,
         };
@@ -163,9 +166,17 @@ impl Executor {
                     PathBuf::from(self.spec.working_dir.as_deref().unwrap_or("/")),
                     || rt.container_env(&self.spec),
                 );
+                let prober = match &self.prober {
+                    Some((p, prober)) if *p == pid => prober.clone(),
+                    _ => {
+                        let prober = crate::probe::Prober::default();
+                        self.prober = Some((pid, prober.clone()));
+                        prober
+                    }
+                };
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    let o = crate::probe::run(&spec, &target).await;
+                    let o = crate::probe::run(&spec, &target, &prober).await;
                     let _ = tx.send(Event::Probed {
                         pid,
                         kind,
