@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::host::{netns, process};
-use crate::pod::spec::{ProbeHandler, ProbeSpec};
+use crate::pod::spec::{ProbeHandler, ProbeKind, ProbeSpec};
 
 /// The User-Agent the kubelet's probes send (kubelet: prober.go, `kube-probe/<major.minor>`).
 const USER_AGENT: &str = "kube-probe/1.20";
@@ -36,39 +36,51 @@ fn outcome(ok: bool, message: impl Into<String>) -> Outcome {
     Outcome { ok, message }
 }
 
-/// How long a probe's idle connection is kept for the next probe of the same process.
+/// How long a readiness probe's idle connection is kept for the process's next one.
 const IDLE_CONNECTION: Duration = Duration::from_secs(90);
 
-/// The HTTP client of one running process's httpGet probes: no certificate verification (the
-/// kubelet's `InsecureSkipVerify`), no proxy, at most 10 redirects, built at its first httpGet
-/// probe. A deliberate difference from the kubelet (which opens a new connection for every
-/// probe, DisableKeepAlives): a probe reuses the connection of the process's last one, so the
-/// API server's readiness, probed every second, costs a request and no TCP or TLS handshake,
-/// on either side. The reuse is bounded to the one process: the executor makes a new `Prober`
-/// whenever the container's process changes, so a probe of a new process never travels over a
-/// connection its predecessor accepted (a replaced hostNetwork pod's successor listens on the
-/// same port). A server that closes its end (at shutdown, or idle) costs a new connection,
-/// which resumes the TLS session of the last.
+fn build_client(keep_alive: bool) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .no_proxy()
+        .pool_max_idle_per_host(usize::from(keep_alive))
+        .pool_idle_timeout(IDLE_CONNECTION)
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::limited(10))
+        .build()
+        .map_err(|e| format!("could not build the probe HTTP client: {e}"))
+}
+
+/// The connections of one process's httpGet probes. Every client skips certificate
+/// verification (the kubelet's `InsecureSkipVerify`), uses no proxy and follows at most 10
+/// redirects.
+///
+/// Startup and liveness probes open a new connection each time, as the kubelet's do
+/// (DisableKeepAlives): whether the server still accepts connections is part of being alive.
+/// They share one client, built once, whose TLS session cache lets each new connection
+/// resume the last session instead of a full handshake.
+///
+/// Readiness probes keep their connection: a deliberate difference from the kubelet, so that
+/// the API server's readiness, probed every second, costs a request and no TCP or TLS
+/// handshake, on either side. The reuse is bounded to one process: the executor makes a new
+/// `Prober` whenever the container's process changes, so a probe of a new process never
+/// travels over a connection its predecessor accepted (a replaced hostNetwork pod's successor
+/// listens on the same port). A server that closes its end (at shutdown, or idle) costs a new
+/// connection, which resumes the TLS session of the last.
 #[derive(Clone, Default)]
 pub struct Prober {
-    client: std::sync::Arc<OnceLock<Result<reqwest::Client, String>>>,
+    kept: std::sync::Arc<OnceLock<Result<reqwest::Client, String>>>,
 }
 
 impl Prober {
-    fn client(&self) -> Result<&reqwest::Client, String> {
-        self.client
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .danger_accept_invalid_certs(true)
-                    .no_proxy()
-                    // Liveness and readiness of one process may be in flight together.
-                    .pool_max_idle_per_host(2)
-                    .pool_idle_timeout(IDLE_CONNECTION)
-                    .user_agent(USER_AGENT)
-                    .redirect(reqwest::redirect::Policy::limited(10))
-                    .build()
-                    .map_err(|e| format!("could not build the probe HTTP client: {e}"))
-            })
+    /// The client for a probe of `kind`.
+    fn client(&self, kind: ProbeKind) -> Result<&reqwest::Client, String> {
+        static FRESH: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+        let (cell, keep_alive) = match kind {
+            ProbeKind::Readiness => (&*self.kept, true),
+            ProbeKind::Startup | ProbeKind::Liveness => (&FRESH, false),
+        };
+        cell.get_or_init(|| build_client(keep_alive))
             .as_ref()
             .map_err(Clone::clone)
     }
@@ -123,9 +135,9 @@ impl Target {
     }
 }
 
-/// Runs one probe against `target`; an httpGet probe goes through `prober`, the probed
-/// process's client.
-pub async fn run(spec: &ProbeSpec, target: &Target, prober: &Prober) -> Outcome {
+/// Runs one probe of `kind` against `target`; an httpGet probe goes through `prober`, the
+/// probed process's connections.
+pub async fn run(spec: &ProbeSpec, kind: ProbeKind, target: &Target, prober: &Prober) -> Outcome {
     let timeout = spec.timing.timeout;
     match &spec.handler {
         ProbeHandler::Http {
@@ -136,7 +148,16 @@ pub async fn run(spec: &ProbeSpec, target: &Target, prober: &Prober) -> Outcome 
             headers,
         } => {
             let host = target.host(host.as_deref());
-            http(prober, *https, &host, *port, path, headers, timeout).await
+            http(
+                prober.client(kind),
+                *https,
+                &host,
+                *port,
+                path,
+                headers,
+                timeout,
+            )
+            .await
         }
         ProbeHandler::Tcp { host, port } => {
             tcp(&target.host(host.as_deref()), *port, timeout).await
@@ -157,7 +178,7 @@ pub fn http_url(https: bool, host: &str, port: u16, path: &str) -> String {
 }
 
 async fn http(
-    prober: &Prober,
+    client: Result<&reqwest::Client, String>,
     https: bool,
     host: &str,
     port: u16,
@@ -165,7 +186,7 @@ async fn http(
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Outcome {
-    let client = match prober.client() {
+    let client = match client {
         Ok(c) => c,
         Err(e) => return outcome(false, e),
     };
@@ -393,7 +414,7 @@ mod tests {
                 path: "/healthz".into(),
                 headers: vec![("X-Probe".into(), "yes".into())],
             });
-            let o = run(&s, &target(&[]), &Prober::default()).await;
+            let o = run(&s, ProbeKind::Liveness, &target(&[]), &Prober::default()).await;
             assert_eq!(o.ok, ok, "{status}: {o:?}");
             let req = h.await.unwrap().to_lowercase();
             assert!(req.starts_with("get /healthz http/1.1"), "{req}");
@@ -465,7 +486,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn https_probes_of_one_process_share_a_connection_and_a_new_process_gets_its_own() {
+    async fn readiness_keeps_its_connection_for_one_process_and_liveness_connects_anew() {
         use rustls::HandshakeKind::{Full, Resumed};
         let (port, mut served) = serve_https(3).await;
         let s = spec(ProbeHandler::Http {
@@ -475,35 +496,44 @@ mod tests {
             path: "/readyz".into(),
             headers: vec![],
         });
-        let probe = |prober: Prober| {
+        let probe = |kind: ProbeKind, prober: Prober| {
             let s = s.clone();
             async move {
-                let o = run(&s, &target(&[]), &prober).await;
+                let o = run(&s, kind, &target(&[]), &prober).await;
                 assert!(o.ok, "{o:?}");
             }
         };
         let first = Prober::default();
-        // Three probes over one connection (no certificate verification: self-signed); the
-        // server closes it after the third, so the fourth reconnects, resuming the session.
+        // Three readiness probes over one connection (no certificate verification:
+        // self-signed); the server closes it after the third, so the fourth reconnects,
+        // resuming the session.
         for _ in 0..4 {
-            probe(first.clone()).await;
+            probe(ProbeKind::Readiness, first.clone()).await;
         }
         // A new process of the container: a connection of its own, not the idle one.
-        probe(Prober::default()).await;
+        probe(ProbeKind::Readiness, Prober::default()).await;
+        // Liveness and startup probes: a new connection each, resuming the shared session.
+        probe(ProbeKind::Liveness, first.clone()).await;
+        probe(ProbeKind::Liveness, first.clone()).await;
+        probe(ProbeKind::Startup, first.clone()).await;
         let mut seen = Vec::new();
         while let Ok(r) = served.try_recv() {
             seen.push(r);
         }
         assert_eq!(
-            seen,
+            seen[..5],
             [
                 (0, Full, 1),
                 (0, Full, 2),
                 (0, Full, 3),
                 (1, Resumed, 1),
                 (2, Full, 1)
-            ]
+            ],
+            "{seen:?}"
         );
+        let later: Vec<(usize, usize)> = seen[5..].iter().map(|&(c, _, n)| (c, n)).collect();
+        assert_eq!(later, [(3, 1), (4, 1), (5, 1)], "{seen:?}");
+        assert!(seen[6..].iter().all(|r| r.1 == Resumed), "{seen:?}");
     }
 
     #[tokio::test]
@@ -513,6 +543,7 @@ mod tests {
         assert!(
             run(
                 &spec(ProbeHandler::Tcp { host: None, port }),
+                ProbeKind::Liveness,
                 &target(&[]),
                 &Prober::default()
             )
@@ -525,6 +556,7 @@ mod tests {
                 host: Some("127.0.0.1".into()),
                 port,
             }),
+            ProbeKind::Liveness,
             &target(&[]),
             &Prober::default(),
         )
@@ -538,6 +570,7 @@ mod tests {
                 path: "/".into(),
                 headers: vec![],
             }),
+            ProbeKind::Liveness,
             &target(&[]),
             &Prober::default(),
         )
@@ -560,6 +593,7 @@ mod tests {
         assert!(
             run(
                 &spec(cmd("test \"$WANT\" = 7")),
+                ProbeKind::Liveness,
                 &target(&env),
                 &Prober::default()
             )
@@ -568,6 +602,7 @@ mod tests {
         );
         let o = run(
             &spec(cmd("echo nope; exit 3")),
+            ProbeKind::Liveness,
             &target(&env),
             &Prober::default(),
         )
@@ -578,7 +613,7 @@ mod tests {
         );
         let mut s = spec(cmd("sleep 5"));
         s.timing.timeout = Duration::from_millis(200);
-        let o = run(&s, &target(&env), &Prober::default()).await;
+        let o = run(&s, ProbeKind::Liveness, &target(&env), &Prober::default()).await;
         assert!(!o.ok && o.message.contains("timed out"), "{o:?}");
     }
 }

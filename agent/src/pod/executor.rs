@@ -27,7 +27,7 @@ pub(crate) struct Executor {
     net: Option<Arc<PodNet>>,
     c: Container,
     running: Option<Running>,
-    /// The probes' client of the process with this pid; a new process gets a new one.
+    /// The probes' connections of the process with this pid; a new process gets its own.
     prober: Option<(u32, crate::probe::Prober)>,
     tx: mpsc::UnboundedSender<Event>,
     rx: mpsc::UnboundedReceiver<Event>,
@@ -131,6 +131,8 @@ impl Executor {
                 match rt.start(&self.pod, &self.spec, restart_count, netns).await {
                     Ok(r) => {
                         let pid = r.pid;
+                        // A new process: its readiness probes connect anew.
+                        self.prober = None;
                         self.running = Some(r.clone());
                         self.watch_exit(r);
                         Some(Event::Started { pid })
@@ -176,7 +178,7 @@ impl Executor {
                 };
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    let o = crate::probe::run(&spec, &target, &prober).await;
+                    let o = crate::probe::run(&spec, kind, &target, &prober).await;
                     let _ = tx.send(Event::Probed {
                         pid,
                         kind,
