@@ -257,7 +257,7 @@ pub fn version_plan(
         _ => format!("the manifests the snapshot's sidecar keeps are not of {from}"),
     };
     Err(format!(
-        "the snapshot {:?} was taken under Kubernetes {from}, and this node's control plane runs {to}; etcd's data and the API server that reads it must be of one version. This node's manifests of {from} were not found: {sidecar}, and none of this node's upgrade backups ({}/kubeboot-backup-*) holds a kube-apiserver manifest of {from}. Nothing was changed. Bring this node's control plane to {from} first (`kubeboot upgrade node` with the binaries of {from} in --bin-dir), then restore again",
+        "the snapshot {:?} was taken under Kubernetes {from}, and this node's control plane runs {to}; etcd's data and the API server that reads it must be of one version. This node's manifests of {from} were not found: {sidecar}, and none of this node's upgrade backups ({}/kubeboot-backup-*) holds a kube-apiserver manifest of {from}. Nothing was changed. Put this node's control plane at {from} first (its static Pod manifests' images at {from}, with the binaries of {from} in the agent's --bin-dir), then restore again",
         snapshot.display().to_string(),
         backup_dir.display()
     ))
@@ -267,8 +267,10 @@ pub fn version_plan(
 /// of one width); those that kept no manifest of a versioned component are left out, and so
 /// are the hidden partial ones a killed upgrade left ([`crate::upgrade::resume`]).
 ///
+/// A backup directory or file that cannot be read is passed over with a warning.
+///
 /// # Errors
-/// A backup directory or file that exists but cannot be read.
+/// The directory of the backups exists but cannot be listed.
 pub fn own_backups(fs: &Fs, layout: &Layout) -> anyhow::Result<Vec<Backup>> {
     let tmp = layout.tmp_dir();
     let list = |dir: &Path| -> anyhow::Result<Option<Vec<(String, bool)>>> {
@@ -305,7 +307,21 @@ pub fn own_backups(fs: &Fs, layout: &Layout) -> anyhow::Result<Vec<Backup>> {
     for name in dirs {
         let dir = tmp.join(&name);
         let mut manifests = Manifests::new();
-        for (file, _) in list(&dir)?.unwrap_or_default() {
+        // A backup that cannot be read is passed over (an older one may do), not fatal.
+        let files = match list(&dir) {
+            Ok(files) => files.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(
+                    "passing over the upgrade backup {:?}: {e:#}",
+                    dir.display().to_string()
+                );
+                continue;
+            }
+        };
+        for (file, is_dir) in files {
+            if is_dir {
+                continue;
+            }
             // The upgrade's copies are `<NN>-<file name>` (upgrade::backup::begin).
             let Some((n, kept)) = file.split_once('-') else {
                 continue;
@@ -316,8 +332,16 @@ pub fn own_backups(fs: &Fs, layout: &Layout) -> anyhow::Result<Vec<Backup>> {
             {
                 continue;
             }
-            if let Some(text) = fs.read_string_if_exists(&dir.join(&file))? {
-                manifests.insert(kept.to_string(), text);
+            match fs.read_string_if_exists(&dir.join(&file)) {
+                Ok(Some(text)) => {
+                    manifests.insert(kept.to_string(), text);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    "passing over {:?} of the upgrade backup {:?}: {e:#}",
+                    file,
+                    dir.display().to_string()
+                ),
             }
         }
         if !manifests.is_empty() {
@@ -1344,7 +1368,8 @@ mod tests {
             "the snapshot's sidecar keeps no static Pod manifests",
             "none of this node's upgrade backups (/t/kubeboot-backup-*)",
             "Nothing was changed",
-            "`kubeboot upgrade node` with the binaries of v1.20.2 in --bin-dir",
+            "Put this node's control plane at v1.20.2 first",
+            "the binaries of v1.20.2 in the agent's --bin-dir",
         ] {
             assert!(err.contains(want), "{want:?} not in {err}");
         }
@@ -1517,6 +1542,17 @@ mod tests {
             "01-kube-apiserver.yaml",
             "new",
         );
+        // Entries that cannot be read as a manifest are passed over, not fatal: a directory,
+        // and a file that is not UTF-8 text.
+        std::fs::create_dir_all(
+            tmp.join("kubeboot-backup-2026-12-02-10-00-00/02-kube-controller-manager.yaml"),
+        )
+        .unwrap();
+        std::fs::write(
+            tmp.join("kubeboot-backup-2026-12-02-10-00-00/03-kube-scheduler.yaml"),
+            [0xff, 0xfe, 0x00],
+        )
+        .unwrap();
         // A partial backup a killed upgrade left, a backup of nothing versioned, another name.
         put(
             ".kubeboot-backup-2026-12-03-10-00-00.partial",
