@@ -163,9 +163,9 @@ fn register_then_patch(
     if !pod_cidrs(&node).is_empty() {
         return Ok(());
     }
-    if !wait_for_csinode(c, node_name, csinode_wait) {
+    if let Err(last) = wait_for_csinode(c, node_name, csinode_wait) {
         tracing::info!(
-            "the kubelet made no CSINode for {node_name:?} within {}: giving the podCIDR anyway",
+            "the kubelet made no CSINode for {node_name:?} within {} ({last}): giving the podCIDR anyway",
             crate::health::human(csinode_wait)
         );
     }
@@ -193,16 +193,22 @@ fn register_then_patch(
 /// kubelet creates it once its Node is registered, and reports the node NotReady ("CSINode is
 /// not yet initialized") until then (volume/csi csi_plugin.go initializeCSINode); its status
 /// update right after it first sees a podCIDR is its only early one, so the podCIDR waits for
-/// the CSINode.
-fn wait_for_csinode(c: &crate::cluster::Cluster, node_name: &str, timeout: Duration) -> bool {
+/// the CSINode. Past `timeout`, what the last look found: not there, or the error.
+fn wait_for_csinode(
+    c: &crate::cluster::Cluster,
+    node_name: &str,
+    timeout: Duration,
+) -> Result<(), String> {
     let start = std::time::Instant::now();
     loop {
-        if matches!(c.get::<CSINode>(None, node_name), Ok(Some(_))) {
-            return true;
-        }
+        let last = match c.get::<CSINode>(None, node_name) {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => "not there yet".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
         let elapsed = start.elapsed();
         if elapsed >= timeout {
-            return false;
+            return Err(last);
         }
         std::thread::sleep(NODE_POLL.min(timeout - elapsed));
     }
