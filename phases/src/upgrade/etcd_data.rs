@@ -162,6 +162,12 @@ pub(super) fn copy_etcd_data(
 /// Puts etcd's data copy back: etcd stopped, the failed data moved into the backup
 /// directory, the copy in place. Works inside the data directory (entries renamed within it),
 /// so that a data directory that is a mount point of its own is restored too.
+///
+/// A run killed part-way leaves the data directory with some of the failed data, some of the
+/// copy and its working directories; the next run (the rollback finished by the same command)
+/// sets all of that aside as failed data and puts a new copy in place, because the copy in the
+/// backup directory is the one source. Its working directories are named by time and process,
+/// so they never collide with those a killed run left, even within the same second.
 pub(super) fn restore_etcd_data(
     req: &Request,
     out: &Out,
@@ -173,7 +179,11 @@ pub(super) fn restore_etcd_data(
     let fs = &req.inputs.fs;
     fs.remove_file(manifest)?;
     wait_etcd_stopped(data_dir, req.timeout)?;
-    let stamp = backup_dir_name(std::time::SystemTime::now());
+    let stamp = format!(
+        "{}-{}",
+        backup_dir_name(std::time::SystemTime::now()),
+        std::process::id()
+    );
     let fresh = data_dir.join(format!(".restoring-{stamp}"));
     let aside = data_dir.join(format!(".failed-{stamp}"));
     copy_tree(copy, &fresh)?;

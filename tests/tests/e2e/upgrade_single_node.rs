@@ -10,7 +10,9 @@
 //!   v1.20.2 with etcd 3.4 and every object created before;
 //! - an etcd 3.5 that runs on the node's data (and so migrates it) but never becomes
 //!   healthy: the node is back with etcd 3.4 on the data copied before, which etcd 3.4 could
-//!   not run once 3.5 had raised its cluster version;
+//!   not run once 3.5 had raised its cluster version; and the same upgrade again with its
+//!   rollback killed (strace) inside the rename that sets the failed data aside: the same
+//!   command again finishes the rollback, and the data directory holds etcd 3.4's data only;
 //! - the real upgrade, killed over and over and each time run again: killed inside writes by
 //!   `strace -e inject=<syscall>:signal=KILL` (the rename committing the journal's first
 //!   write, the agent's restart between the old agent's stop and the new one's start, the
@@ -376,20 +378,62 @@ fn upgrade_single_node() -> Result<()> {
         },
     )?;
 
+    // Runs `kubeboot <args>` (an upgrade) under strace (its main thread only: no -f, so the agent it starts
+    // is not traced), which kills it with SIGKILL on entering the `when`-th `syscall` (of
+    // those on `path`, when given); strace's own trace must show that the call killed is
+    // `killed` (so a change in the number of calls before it fails here, not silently
+    // elsewhere). Returns the run's output.
+    let trace = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-strace", node.name()));
+    let trace_s = trace.display().to_string();
+    let strace_kill_with = |args: &[String],
+                            syscall: &str,
+                            path: Option<&str>,
+                            when: u32,
+                            killed: &str|
+     -> Result<CmdOutput> {
+        let _ = std::fs::remove_file(&trace);
+        let exe = tests::kubeboot_exe()?.display().to_string();
+        let inject = format!("inject={syscall}:signal=KILL:when={when}");
+        let filter = format!("trace={syscall}");
+        let mut argv: Vec<&str> = vec!["/usr/bin/strace", "-o", &trace_s];
+        if let Some(p) = path {
+            argv.extend(["-P", p]);
+        }
+        argv.extend(["-e", &filter, "-e", &inject, &exe]);
+        argv.extend(args.iter().map(String::as_str));
+        let out = node.exec(&argv)?;
+        let traced = std::fs::read_to_string(&trace).unwrap_or_default();
+        let last = traced
+            .lines()
+            .rev()
+            .find(|l| l.starts_with(&format!("{syscall}(")))
+            .unwrap_or_default();
+        ensure!(
+            !out.success()
+                && traced.contains("+++ killed by SIGKILL +++")
+                && last.contains(killed)
+                && last.ends_with("= ?"),
+            "strace did not kill the upgrade at the {syscall} of {killed:?} (when={when}); its {syscall} calls:\n{traced}\n{out}"
+        );
+        Ok(out)
+    };
+    // An etcd 3.5 that runs on the node's data (raising its cluster version to 3.5), on ports
+    // nobody probes, for 10 seconds, then exits 1.
+    let real = etcd_next.join("etcd");
+    let sick_dir = bin_dir_with(
+        "kb-upgrade-etcd-sick",
+        &next,
+        "etcd",
+        &format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then exec {real} --version; fi\n{real} $(echo \"$@\" | sed -e 's/:2379/:12379/g' -e 's/:2380/:12380/g' -e 's/:2381/:12381/g') &\nsleep 10\nkill $!\nwait $!\necho 'stand-in etcd: exiting' >&2\nexit 1\n",
+            real = real.display()
+        ),
+    )?;
+    let sick = apply(&[&sick_dir, &etcd_next_s], "150s");
     step(
         "an etcd 3.5 that migrates the data but is never healthy: etcd 3.4's data comes back",
         || {
-            let real = etcd_next.join("etcd");
-            let dir = bin_dir_with(
-                "kb-upgrade-etcd-sick",
-                &next,
-                "etcd",
-                &format!(
-                    "#!/bin/sh\nif [ \"$1\" = --version ]; then exec {real} --version; fi\n# The real etcd 3.5 on the node's data (it raises the cluster version to 3.5), on ports\n# nobody probes, for 10 seconds; then it exits 1.\n{real} $(echo \"$@\" | sed -e 's/:2379/:12379/g' -e 's/:2380/:12380/g' -e 's/:2381/:12381/g') &\nsleep 10\nkill $!\nwait $!\necho 'stand-in etcd: exiting' >&2\nexit 1\n",
-                    real = real.display()
-                ),
-            )?;
-            let out = run(&apply(&[&dir, &etcd_next_s], "150s"))?;
+            let out = run(&sick)?;
             ensure!(!out.success(), "the upgrade succeeded:\n{out}");
             for want in [
                 "Component \"kube-apiserver\" upgraded successfully!",
@@ -408,9 +452,59 @@ fn upgrade_single_node() -> Result<()> {
         },
     )?;
 
+    step(
+        "the same failing upgrade, its rollback killed inside the rename that sets etcd 3.5's data aside; the same command again finishes the rollback",
+        || {
+            // The rollback's first rename of the data directory's `member`: into the directory
+            // of the failed data, the copy of etcd 3.4's data made beside it but not yet moved in.
+            let out = strace_kill_with(
+                &sick,
+                "rename",
+                Some("/var/lib/etcd/member"),
+                1,
+                "rename(\"/var/lib/etcd/member\", \"/var/lib/etcd/.failed-",
+            )?;
+            for want in [
+                "Copied etcd's data to",
+                "etcd did not become healthy: rolling back",
+                "Rolling back the upgrade to",
+            ] {
+                ensure!(out.stdout.contains(want), "no {want:?} in:\n{out}");
+            }
+            ensure!(
+                !out.stdout.contains("Restored etcd's data from"),
+                "the restore finished before the kill:\n{out}"
+            );
+            ensure!(
+                node.path_exists("/etc/kubernetes/tmp/kubeboot-upgrade.json")?,
+                "no journal after the kill"
+            );
+            let out = run(&sick)?;
+            ensure!(!out.success(), "the upgrade succeeded:\n{out}");
+            for want in [
+                "Finishing the rollback of the upgrade to",
+                "Restored etcd's data from",
+                "The node is back at its previous version",
+            ] {
+                ensure!(out.stdout.contains(want), "no {want:?} in:\n{out}");
+            }
+            ensure!(out.stderr.contains("was rolled back"), "{out}");
+            // Nothing of the killed restore is left in the data directory.
+            let left = node.sh_ok("ls -A /var/lib/etcd")?;
+            ensure!(
+                left.trim() == "member",
+                "etcd's data directory holds:\n{left}"
+            );
+            back_at_the_old_version(&node)
+        },
+    )?;
+
     // Runs the real upgrade in the background and kills it with SIGKILL once its output
     // shows `marker`; the journal must be there after. Returns the run's output.
     let args = apply(&[&next_s, &etcd_next_s], "180s");
+    let strace_kill = |syscall: &str, path: Option<&str>, when: u32, killed: &str| {
+        strace_kill_with(&args, syscall, path, when, killed)
+    };
     let kill_at = |marker: &str| -> Result<String> {
         let log =
             Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-upgrade.log", node.name()));
@@ -445,44 +539,6 @@ fn upgrade_single_node() -> Result<()> {
             "no journal after the kill"
         );
         Ok(text)
-    };
-    // Runs the real upgrade under strace (its main thread only: no -f, so the agent it starts
-    // is not traced), which kills it with SIGKILL on entering the `when`-th `syscall` (of
-    // those on `path`, when given); strace's own trace must show that the call killed is
-    // `killed` (so a change in the number of calls before it fails here, not silently
-    // elsewhere). Returns the run's output.
-    let trace = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-strace", node.name()));
-    let trace_s = trace.display().to_string();
-    let strace_kill = |syscall: &str,
-                       path: Option<&str>,
-                       when: u32,
-                       killed: &str|
-     -> Result<CmdOutput> {
-        let _ = std::fs::remove_file(&trace);
-        let exe = tests::kubeboot_exe()?.display().to_string();
-        let inject = format!("inject={syscall}:signal=KILL:when={when}");
-        let filter = format!("trace={syscall}");
-        let mut argv: Vec<&str> = vec!["/usr/bin/strace", "-o", &trace_s];
-        if let Some(p) = path {
-            argv.extend(["-P", p]);
-        }
-        argv.extend(["-e", &filter, "-e", &inject, &exe]);
-        argv.extend(args.iter().map(String::as_str));
-        let out = node.exec(&argv)?;
-        let traced = std::fs::read_to_string(&trace).unwrap_or_default();
-        let last = traced
-            .lines()
-            .rev()
-            .find(|l| l.starts_with(&format!("{syscall}(")))
-            .unwrap_or_default();
-        ensure!(
-            !out.success()
-                && traced.contains("+++ killed by SIGKILL +++")
-                && last.contains(killed)
-                && last.ends_with("= ?"),
-            "strace did not kill the upgrade at the {syscall} of {killed:?} (when={when}); its {syscall} calls:\n{traced}\n{out}"
-        );
-        Ok(out)
     };
     // The temporary files of the atomic writes the kills cut short.
     let temps = || {
