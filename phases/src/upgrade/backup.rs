@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use agent::host::fs::Fs;
 use anyhow::Context;
 use components::{Version, names};
 use k8s_openapi::api::apps::v1::DaemonSet;
@@ -26,6 +27,24 @@ pub fn backup_dir_name(now: std::time::SystemTime) -> String {
     format!("kubeboot-backup-{stamp}")
 }
 
+/// A name for a new backup directory in `tmp` at `now`: [`backup_dir_name`], or, when a
+/// directory of that name exists already, the same with the first free `-02` .. `-99` (a run
+/// killed after its backup was complete but before its journal recorded it, then run again
+/// within the same second, found its own name taken). The suffixes keep the names in time
+/// order as strings.
+fn free_backup_dir_name(fs: &Fs, tmp: &Path, now: std::time::SystemTime) -> anyhow::Result<String> {
+    let base = backup_dir_name(now);
+    std::iter::once(base.clone())
+        .chain((2..=99).map(|n| format!("{base}-{n:02}")))
+        .find(|name| !fs.exists(&tmp.join(name)))
+        .with_context(|| {
+            format!(
+                "every backup directory name of this second ({:?} and 98 more) is taken; run the command again",
+                tmp.join(&base).display().to_string()
+            )
+        })
+}
+
 /// Backs up every file the steps change, the certificate pairs they renew and the cluster
 /// objects, then writes the journal. The backups go to a hidden `.<name>.partial` directory
 /// renamed to its final name once complete: a run killed half-way leaves no backup directory
@@ -40,7 +59,7 @@ pub(super) fn begin(
 ) -> anyhow::Result<Journal> {
     let layout = &req.inputs.layout;
     let fs = &req.inputs.fs;
-    let name = backup_dir_name(req.inputs.now);
+    let name = free_backup_dir_name(fs, &layout.tmp_dir(), req.inputs.now)?;
     let backup_dir = layout.tmp_dir().join(&name);
     let partial = layout.tmp_dir().join(super::resume::partial_name(&name));
     fs.ensure_dir(&layout.tmp_dir(), 0o700)?;
@@ -165,5 +184,27 @@ mod tests {
     fn backup_directories_are_named_by_utc_time() {
         let t = std::time::UNIX_EPOCH + Duration::from_secs(1_796_401_805);
         assert_eq!(backup_dir_name(t), "kubeboot-backup-2026-12-04-16-30-05");
+    }
+
+    #[test]
+    fn a_backup_name_taken_in_the_same_second_gets_the_next_free_suffix() {
+        let root = tempfile::tempdir().unwrap();
+        let fs = Fs::under(root.path());
+        let tmp = Path::new("/etc/kubernetes/tmp");
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_796_401_805);
+        let base = "kubeboot-backup-2026-12-04-16-30-05";
+        assert_eq!(free_backup_dir_name(&fs, tmp, t).unwrap(), base);
+        std::fs::create_dir_all(fs.resolve(&tmp.join(base))).unwrap();
+        assert_eq!(
+            free_backup_dir_name(&fs, tmp, t).unwrap(),
+            format!("{base}-02")
+        );
+        std::fs::create_dir_all(fs.resolve(&tmp.join(format!("{base}-02")))).unwrap();
+        let third = free_backup_dir_name(&fs, tmp, t).unwrap();
+        assert_eq!(third, format!("{base}-03"));
+        // Newest last in string order, as own_backups sorts them.
+        let mut names = vec![format!("{base}-02"), third.clone(), base.to_string()];
+        names.sort();
+        assert_eq!(names, [base.to_string(), format!("{base}-02"), third]);
     }
 }
