@@ -27,8 +27,8 @@ pub(crate) struct Executor {
     net: Option<Arc<PodNet>>,
     c: Container,
     running: Option<Running>,
-    /// The probes' connections of the process with this pid; a new process gets its own.
-    prober: Option<(u32, crate::probe::Prober)>,
+    /// The probes' connections of the running process; each started process gets its own.
+    prober: crate::probe::Prober,
     tx: mpsc::UnboundedSender<Event>,
     rx: mpsc::UnboundedReceiver<Event>,
 }
@@ -76,7 +76,7 @@ impl Executor {
             net,
             c,
             running,
-            prober: None,
+            prober: crate::probe::Prober::default(),
             tx: tx.clone(),
             rx,
         };
@@ -132,7 +132,7 @@ impl Executor {
                     Ok(r) => {
                         let pid = r.pid;
                         // A new process: its readiness probes connect anew.
-                        self.prober = None;
+                        self.prober = crate::probe::Prober::default();
                         self.running = Some(r.clone());
                         self.watch_exit(r);
                         Some(Event::Started { pid })
@@ -168,14 +168,7 @@ impl Executor {
                     PathBuf::from(self.spec.working_dir.as_deref().unwrap_or("/")),
                     || rt.container_env(&self.spec),
                 );
-                let prober = match &self.prober {
-                    Some((p, prober)) if *p == pid => prober.clone(),
-                    _ => {
-                        let prober = crate::probe::Prober::default();
-                        self.prober = Some((pid, prober.clone()));
-                        prober
-                    }
-                };
+                let prober = self.prober.clone();
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
                     let o = crate::probe::run(&spec, kind, &target, &prober).await;

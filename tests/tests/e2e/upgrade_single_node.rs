@@ -417,6 +417,14 @@ fn upgrade_single_node() -> Result<()> {
         );
         Ok(out)
     };
+    // Every one of `wants` is in `out`.
+    let said = |out: &str, wants: &[&str]| -> Result<()> {
+        for want in wants {
+            ensure!(out.contains(want), "no {want:?} in:\n{out}");
+        }
+        Ok(())
+    };
+
     // An etcd 3.5 that runs on the node's data (raising its cluster version to 3.5), on ports
     // nobody probes, for 10 seconds, then exits 1.
     let real = etcd_next.join("etcd");
@@ -435,13 +443,14 @@ fn upgrade_single_node() -> Result<()> {
         || {
             let out = run(&sick)?;
             ensure!(!out.success(), "the upgrade succeeded:\n{out}");
-            for want in [
-                "Component \"kube-apiserver\" upgraded successfully!",
-                "Copied etcd's data to",
-                "Restored etcd's data from",
-            ] {
-                ensure!(out.stdout.contains(want), "no {want:?} in:\n{out}");
-            }
+            said(
+                &out.stdout,
+                &[
+                    "Component \"kube-apiserver\" upgraded successfully!",
+                    "Copied etcd's data to",
+                    "Restored etcd's data from",
+                ],
+            )?;
             ensure!(
                 out.stderr
                     .contains("etcd did not become healthy: it keeps exiting")
@@ -464,13 +473,14 @@ fn upgrade_single_node() -> Result<()> {
                 1,
                 "rename(\"/var/lib/etcd/member\", \"/var/lib/etcd/.failed-",
             )?;
-            for want in [
-                "Copied etcd's data to",
-                "etcd did not become healthy: rolling back",
-                "Rolling back the upgrade to",
-            ] {
-                ensure!(out.stdout.contains(want), "no {want:?} in:\n{out}");
-            }
+            said(
+                &out.stdout,
+                &[
+                    "Copied etcd's data to",
+                    "etcd did not become healthy: rolling back",
+                    "Rolling back the upgrade to",
+                ],
+            )?;
             ensure!(
                 !out.stdout.contains("Restored etcd's data from"),
                 "the restore finished before the kill:\n{out}"
@@ -481,13 +491,14 @@ fn upgrade_single_node() -> Result<()> {
             );
             let out = run(&sick)?;
             ensure!(!out.success(), "the upgrade succeeded:\n{out}");
-            for want in [
-                "Finishing the rollback of the upgrade to",
-                "Restored etcd's data from",
-                "The node is back at its previous version",
-            ] {
-                ensure!(out.stdout.contains(want), "no {want:?} in:\n{out}");
-            }
+            said(
+                &out.stdout,
+                &[
+                    "Finishing the rollback of the upgrade to",
+                    "Restored etcd's data from",
+                    "The node is back at its previous version",
+                ],
+            )?;
             ensure!(out.stderr.contains("was rolled back"), "{out}");
             // Nothing of the killed restore is left in the data directory.
             let left = node.sh_ok("ls -A /var/lib/etcd")?;
@@ -545,12 +556,6 @@ fn upgrade_single_node() -> Result<()> {
         node.sh_ok(
             "find /etc/kubernetes /var/lib/kubeboot -name '.*.tmp' -o -name '.*.partial'; find /var/lib/kubelet -maxdepth 1 -name '.*.tmp'",
         )
-    };
-    let said = |out: &str, wants: &[&str]| -> Result<()> {
-        for want in wants {
-            ensure!(out.contains(want), "no {want:?} in:\n{out}");
-        }
-        Ok(())
     };
 
     step(
