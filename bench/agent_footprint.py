@@ -8,6 +8,13 @@ test nodes share the host's PID namespace).
   agent_footprint.py child <shim pid>           the container process under a shim
   agent_footprint.py folios <pid>               the page-cache folios its executable's
                                                 resident code is mapped in
+  agent_footprint.py evict <file> <pid>...      takes <file>'s pages out of the processes
+                                                and out of the page cache
+  agent_footprint.py pages <file>               the pages of <file> in the page cache
+  agent_footprint.py order <exe> <list>         how much of the hot-code list <exe> links
+                                                first
+  agent_footprint.py hot <exe> <pages file>     the functions of <exe> on those pages, in
+                                                the executable's order
 
 Memory comes from /proc/<pid>/status (VmRSS = RssAnon + RssFile + RssShmem, VmHWM: the
 peak) and /proc/<pid>/smaps_rollup (Pss: each shared page divided by its sharers). CPU is
@@ -158,9 +165,10 @@ def child(pid):
 def folios(pid):
     """How the resident pages of the process's executable code sit in page-cache folios
     (/proc/<pid>/pagemap for each page's frame, /proc/kpageflags for whether it heads a
-    compound page). A touched page maps its whole folio: with 64 KiB folios, code run once
-    every few seconds anywhere in a 64 KiB block makes the whole block resident, so the
-    executable's RSS follows how the code the process runs is spread over its text."""
+    compound page). A fault maps the cached pages around the touched one too (the aligned
+    64 KiB around it, mm/memory.c do_fault_around; a large folio is mapped whole), so code
+    run once every few seconds anywhere in a 64 KiB block makes the whole block resident:
+    the executable's RSS follows how the code the process runs is spread over its text."""
     import struct
     exe = os.readlink(f"/proc/{pid}/exe")
     tail = 1 << 16  # KPF_COMPOUND_TAIL
@@ -201,6 +209,145 @@ def folios(pid):
     print(f"   resident code: {sum(runs) * 4} kB in {len(runs)} folios ({shown})")
 
 
+def evict(pids, path):
+    """Takes `path`'s pages out of processes `pids` and out of the page cache: stops them
+    (SIGSTOP), has the kernel page out every mapping they have of the file (process_madvise(2)
+    MADV_PAGEOUT: unmapped, and dropped from the page cache once nothing maps them), drops
+    what else of the file is cached (POSIX_FADV_DONTNEED) and lets them go on (SIGCONT).
+    What of the file is cached afterwards is what they touched since."""
+    import ctypes
+    import signal
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    sys_pidfd_open, sys_process_madvise, madv_pageout = 434, 440, 21
+
+    class Iovec(ctypes.Structure):
+        _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+    inode = os.stat(path).st_ino
+    stopped = []
+    try:
+        for pid in pids:
+            pidfd = libc.syscall(sys_pidfd_open, pid, 0)
+            if pidfd < 0:
+                sys.exit(f"pidfd_open {pid}: {os.strerror(ctypes.get_errno())}")
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append((pid, pidfd))
+        for pid, pidfd in stopped:
+            with open(f"/proc/{pid}/maps") as f:
+                ranges = [tuple(int(x, 16) for x in p[0].split("-"))
+                          for p in map(str.split, f) if len(p) >= 6 and int(p[4]) == inode]
+            for start, end in ranges:
+                while start < end:
+                    v = Iovec(start, end - start)
+                    n = libc.syscall(sys_process_madvise, pidfd, ctypes.byref(v), 1,
+                                     madv_pageout, 0)
+                    if n < 0:
+                        sys.exit(f"process_madvise {pid}: {os.strerror(ctypes.get_errno())}")
+                    if n == 0:
+                        break
+                    start += n
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        left = len(cached_pages(path))
+    finally:
+        for pid, pidfd in stopped:
+            os.kill(pid, signal.SIGCONT)
+            os.close(pidfd)
+    print(f"   {left} pages of {path} left in the page cache")
+
+
+def cached_pages(path):
+    """The indexes of `path`'s 4 KiB pages in the page cache (mincore(2) over a private
+    mapping, which reports the file's pages until one is written)."""
+    import ctypes
+    import mmap
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        m = mmap.mmap(fd, size, access=mmap.ACCESS_COPY)
+    finally:
+        os.close(fd)
+    n = (size + 4095) // 4096
+    vec = (ctypes.c_ubyte * n)()
+    buf = ctypes.c_char.from_buffer(m)
+    r = libc.mincore(ctypes.c_void_p(ctypes.addressof(buf)), ctypes.c_size_t(size), vec)
+    del buf
+    m.close()
+    if r != 0:
+        sys.exit(f"mincore {path}: {os.strerror(ctypes.get_errno())}")
+    return [i for i in range(n) if vec[i] & 1]
+
+
+def hot(exe, pages_file):
+    """The functions (text symbols, as the linker names them) of `exe` that lie on the
+    executable pages listed in `pages_file` (page indexes of the file), in address order.
+    Made for an executable whose functions each start a page of their own: a page then
+    names one function."""
+    import bisect
+    import subprocess
+    pages = {int(x) for x in open(pages_file).read().split()}
+    segments = []
+    for line in subprocess.run(["readelf", "-lW", exe], capture_output=True, text=True,
+                               check=True).stdout.splitlines():
+        p = line.split()
+        if p and p[0] == "LOAD" and "E" in p[6:-1]:
+            segments.append((int(p[1], 16), int(p[2], 16), int(p[4], 16)))
+    symbols = []
+    for line in subprocess.run(["nm", "-S", "--defined-only", exe], capture_output=True,
+                               text=True, check=True).stdout.splitlines():
+        p = line.split()
+        if len(p) == 4 and p[2] in "tTwW":
+            symbols.append((int(p[0], 16), max(int(p[1], 16), 1), p[3]))
+    symbols.sort()
+    starts = [s[0] for s in symbols]
+    found, text_pages = {}, 0
+    for offset, vaddr, size in segments:
+        for page in sorted(pages):
+            if not offset <= page * 4096 < offset + size:
+                continue
+            text_pages += 1
+            lo = vaddr + page * 4096 - offset
+            i = max(bisect.bisect_right(starts, lo) - 1, 0)
+            while i < len(symbols) and symbols[i][0] < lo + 4096:
+                start, length, name = symbols[i]
+                if start + length > lo:
+                    found[name] = start
+                i += 1
+    lengths = {name: length for _, length, name in symbols}
+    size = sum(lengths[n] for n in found)
+    print(f"   {text_pages} code pages touched: {len(found)} functions, {size / 1024:.0f} kB "
+          "in the profiling executable", file=sys.stderr)
+    for name, _ in sorted(found.items(), key=lambda kv: kv[1]):
+        print(name)
+
+
+def order(exe, list_file):
+    """How much of the hot-code list (cmd/link/agent-hot-code.txt) `exe` links first: the
+    listed functions it has, and the span of the text they take from its start."""
+    import subprocess
+    wanted = {line.strip() for line in open(list_file) if line.strip()}
+    rows = []
+    for line in subprocess.run(["nm", "-n", "-S", "--defined-only", exe], capture_output=True,
+                               text=True, check=True).stdout.splitlines():
+        p = line.split()
+        if len(p) == 4 and p[2] in "tTwW":
+            rows.append((int(p[0], 16), int(p[1], 16), p[3]))
+    if not rows:
+        print("   hot code: the executable has no symbols to check the order with")
+        return
+    # Linked first, the listed functions end that far into the text; unlisted, they are
+    # spread over all of it.
+    have = [r for r in rows if r[2] in wanted]
+    size = sum(r[1] for r in have)
+    span = max((r[0] + r[1] for r in have), default=rows[0][0]) - rows[0][0]
+    print(f"   hot code: {len({r[2] for r in have})} of the {len(wanted)} listed functions are in the executable, "
+          f"{size / 1024:.0f} kB within its first {span / 1024:.0f} kB of text")
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "sample":
@@ -214,8 +361,17 @@ def main():
         shims(args[0], args[1])
     elif cmd == "folios":
         folios(args[0])
+    elif cmd == "evict":
+        evict([int(p) for p in args[1:]], args[0])
+    elif cmd == "order":
+        order(args[0], args[1])
+    elif cmd == "pages":
+        print("\n".join(map(str, cached_pages(args[0]))))
+    elif cmd == "hot":
+        hot(args[0], args[1])
     else:
-        sys.exit(f"unknown command {cmd!r} (sample, smaps, shims, child, folios)")
+        sys.exit(f"unknown command {cmd!r} (sample, smaps, shims, child, folios, "
+                 "evict, pages, hot, order)")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@
 #    (smaps_rollup), VmHWM (the peak since it started), threads; the same for the kubelet
 #    and, summed, for the agent's container shims (`kubeboot agent shim`, one per
 #    container, the same executable). Then where the agent's RSS is, per mapping, and the
-#    page-cache folios its resident code sits in (a touched page maps its whole folio).
+#    page-cache folios its resident code sits in (a fault maps the cached pages of the
+#    64 KiB around it, mm/memory.c do_fault_around), and how much of the hot-code list
+#    (cmd/link/agent-hot-code.txt, bench/agent_code_order.sh) the executable links first.
 #    With --strace SECS (after the CPU window: tracing slows the agent down), the agent's system
 #    calls over SECS seconds, its children's included (`strace -c -f`): a count of what it
 #    does at rest that a loaded machine does not blur as it blurs CPU time.
@@ -195,6 +197,7 @@ echo "   (CPU over ${WINDOW}s; RSS = RssAnon + RssFile + RssShmem)"
 echo "== where the agent's RSS is (/proc/$agent/smaps)"
 python3 "$PY" smaps "$agent"
 python3 "$PY" folios "$agent"
+python3 "$PY" order "$KUBEBOOT" "$ROOT/cmd/link/agent-hot-code.txt"
 if [ "$STRACE" -gt 0 ]; then
   echo "== the agent's system calls over ${STRACE}s (strace -c -f -p $agent; load average $(cut -d' ' -f1-3 /proc/loadavg))"
   # SIGINT: strace detaches and writes its summary.
