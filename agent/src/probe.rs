@@ -57,8 +57,11 @@ fn build_client(keep_alive: bool) -> Result<reqwest::Client, String> {
 ///
 /// Startup and liveness probes open a new connection each time, as the kubelet's do
 /// (DisableKeepAlives): whether the server still accepts connections is part of being alive.
-/// They share one client, built once, whose TLS session cache lets each new connection
-/// resume the last session instead of a full handshake.
+/// Their client is the process's own, built once, so its TLS session cache holds only that
+/// server's tickets and each new connection resumes the last session instead of a full
+/// handshake (certificate, signature). A cache shared by every process would not: tickets are
+/// kept per host name, and the controller-manager and the scheduler are both `127.0.0.1`, so
+/// each would be offered the other's ticket, refuse it, and do a full handshake every time.
 ///
 /// Readiness probes keep their connection: a deliberate difference from the kubelet, so that
 /// the API server's readiness, probed every second, costs a request and no TCP or TLS
@@ -70,15 +73,15 @@ fn build_client(keep_alive: bool) -> Result<reqwest::Client, String> {
 #[derive(Clone, Default)]
 pub struct Prober {
     kept: std::sync::Arc<OnceLock<Result<reqwest::Client, String>>>,
+    fresh: std::sync::Arc<OnceLock<Result<reqwest::Client, String>>>,
 }
 
 impl Prober {
     /// The client for a probe of `kind`.
     fn client(&self, kind: ProbeKind) -> Result<&reqwest::Client, String> {
-        static FRESH: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
         let (cell, keep_alive) = match kind {
             ProbeKind::Readiness => (&*self.kept, true),
-            ProbeKind::Startup | ProbeKind::Liveness => (&FRESH, false),
+            ProbeKind::Startup | ProbeKind::Liveness => (&*self.fresh, false),
         };
         cell.get_or_init(|| build_client(keep_alive))
             .as_ref()
@@ -512,10 +515,22 @@ mod tests {
         }
         // A new process of the container: a connection of its own, not the idle one.
         probe(ProbeKind::Readiness, Prober::default()).await;
-        // Liveness and startup probes: a new connection each, resuming the shared session.
-        probe(ProbeKind::Liveness, first.clone()).await;
-        probe(ProbeKind::Liveness, first.clone()).await;
-        probe(ProbeKind::Startup, first.clone()).await;
+        // Liveness and startup probes: a new connection each, resuming the process's
+        // session, even with another process's server on the same host probed in between.
+        let (other_port, _other_served) = serve_https(3).await;
+        let other = spec(ProbeHandler::Http {
+            https: true,
+            host: None,
+            port: other_port,
+            path: "/livez".into(),
+            headers: vec![],
+        });
+        let other_prober = Prober::default();
+        for kind in [ProbeKind::Liveness, ProbeKind::Liveness, ProbeKind::Startup] {
+            probe(kind, first.clone()).await;
+            let o = run(&other, ProbeKind::Liveness, &target(&[]), &other_prober).await;
+            assert!(o.ok, "{o:?}");
+        }
         let mut seen = Vec::new();
         while let Ok(r) = served.try_recv() {
             seen.push(r);
