@@ -18,12 +18,14 @@ test nodes share the host's PID namespace).
 
 Memory comes from /proc/<pid>/status (VmRSS = RssAnon + RssFile + RssShmem, VmHWM: the
 peak) and /proc/<pid>/smaps_rollup (Pss: each shared page divided by its sharers). CPU is
-utime + stime of /proc/<pid>/stat, in clock ticks.
+utime + stime of /proc/<pid>/stat, in clock ticks, and the scheduler's run time of its threads
+(/proc/<pid>/task/*/schedstat), in nanoseconds.
 """
 
 import json
 import os
 import sys
+import time
 
 
 def status(pid):
@@ -55,8 +57,22 @@ def ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
 
 
+def run_ns(pid):
+    """The time the process's threads have run on a CPU, in nanoseconds: the first field of
+    /proc/<pid>/task/<tid>/schedstat (the scheduler's sum_exec_runtime), exact where utime +
+    stime count 10 ms ticks (12 of them in 2 minutes at 0.1 %)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that ended between the listing and the read
+    return total
+
+
 def sample(pid):
-    s = {"pid": int(pid), "ticks": ticks(pid)}
+    s = {"pid": int(pid), "ticks": ticks(pid), "run_ns": run_ns(pid), "at": time.monotonic()}
     s.update(status(pid))
     s.update(rollup(pid))
     return s

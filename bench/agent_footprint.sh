@@ -17,7 +17,8 @@
 #    and the agent's pods are in the API, and every pod in the API is Running and ready; a pod whose image does not exist on this machine
 #    (ErrImagePull / ImagePullBackOff: e.g. CoreDNS, where no image was built) cannot run
 #    and is listed as not counted. Then lets the node settle (--settle, 30 s).
-# 4. Over --window seconds (60): the agent's CPU (utime + stime of /proc/<pid>/stat), and at
+# 4. Over --window seconds (60): the agent's CPU (the run time of its threads, schedstat, in ns;
+#    utime + stime of /proc/<pid>/stat, in 10 ms ticks, beside it), and at
 #    the end its memory: RSS (VmRSS, what `ps` shows) = RssAnon + RssFile + RssShmem, PSS
 #    (smaps_rollup), VmHWM (the peak since it started), threads; the same for the kubelet
 #    and, summed, for the agent's container shims (`kubeboot agent shim`, one per
@@ -180,20 +181,26 @@ window, tck, agent, kubelet = float(sys.argv[3]), int(sys.argv[4]), int(sys.argv
 shims = [p for p in after if p not in (agent, kubelet) and p in before]
 
 def cpu(pids):
+    """Run time (schedstat, ns) over the wall time between the samples, in % of one core."""
+    return sum((after[p]["run_ns"] - before[p]["run_ns"]) / 1e9
+               / (after[p]["at"] - before[p]["at"]) for p in pids) * 100
+
+def cpu_ticks(pids):
     return sum(after[p]["ticks"] - before[p]["ticks"] for p in pids) / tck / window * 100
 
 def row(name, pids):
     t = lambda k: sum(after[p].get(k, 0) for p in pids) / 1024
     print(f"   {name:<22} {t('VmRSS'):>7.1f} {t('Pss'):>7.1f} {t('RssAnon'):>8.1f} {t('RssFile'):>8.1f}"
-          f" {t('VmHWM'):>7.1f} {sum(after[p].get('Threads', 0) for p in pids):>7} {cpu(pids):>7.3f}")
+          f" {t('VmHWM'):>7.1f} {sum(after[p].get('Threads', 0) for p in pids):>7} {cpu(pids):>7.3f}"
+          f" {cpu_ticks(pids):>7.3f}")
 
-print(f"   {'MB, CPU % of one core':<22} {'RSS':>7} {'PSS':>7} {'RssAnon':>8} {'RssFile':>8} {'VmHWM':>7} {'threads':>7} {'CPU %':>7}")
+print(f"   {'MB, CPU % of one core':<22} {'RSS':>7} {'PSS':>7} {'RssAnon':>8} {'RssFile':>8} {'VmHWM':>7} {'threads':>7} {'CPU %':>7} {'(ticks)':>7}")
 row(f"agent (pid {agent})", [agent])
 row(f"kubelet (pid {kubelet})", [kubelet])
 if shims:
     row(f"{len(shims)} container shims", shims)
 PY
-echo "   (CPU over ${WINDOW}s; RSS = RssAnon + RssFile + RssShmem)"
+echo "   (CPU over ${WINDOW}s: run time from schedstat, in ns; (ticks): utime + stime, in 10 ms ticks; RSS = RssAnon + RssFile + RssShmem)"
 echo "== where the agent's RSS is (/proc/$agent/smaps)"
 python3 "$PY" smaps "$agent"
 python3 "$PY" folios "$agent"

@@ -217,6 +217,7 @@ pub(crate) async fn run(
 
     tokio::pin!(shutdown);
     let mut desired = Some(desired);
+    let timer = crate::host::timer::for_loop("supervisor");
     loop {
         let d = desired.take().unwrap_or_else(|| watcher.scan());
         cni_watch.ensure();
@@ -231,7 +232,7 @@ pub(crate) async fn run(
             () = watcher.changed() => {}
             () = cni_watch.changed() => {}
             () = shared.wake.notified() => {}
-            () = tokio::time::sleep(wait) => {}
+            () = crate::host::timer::sleep_until_on(timer.as_ref(), Instant::now() + wait) => {}
         }
     }
     info!("agent stopping; pods keep running and will be adopted by the next agent");

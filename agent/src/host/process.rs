@@ -115,15 +115,18 @@ mod sealed {
     pub trait Sealed {}
     impl Sealed for super::SharedPidFd {}
     impl Sealed for inotify::Inotify {}
+    impl Sealed for crate::host::timer::OwnedTimerFd {}
 }
 
 impl OwnsFd for SharedPidFd {}
 impl OwnsFd for inotify::Inotify {}
+impl OwnsFd for crate::host::timer::OwnedTimerFd {}
 
 /// Registers an fd-owning object with the tokio reactor for readability.
 pub fn async_fd<T: OwnsFd>(inner: T) -> io::Result<tokio::io::unix::AsyncFd<T>> {
     // SAFETY: `OwnsFd` is implemented only for types that own their descriptor (an OwnedFd
-    // inside an Arc that the AsyncFd keeps alive; inotify's own fd, closed only on drop) and
+    // inside an Arc that the AsyncFd keeps alive; inotify's and nix's TimerFd's own fds,
+    // closed only on drop) and
     // return the same one every time, so it stays open and unchanged while registered.
     unsafe {
         tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE)

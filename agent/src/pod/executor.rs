@@ -88,6 +88,7 @@ impl Executor {
         if let Some(r) = self.running.clone() {
             self.watch_exit(r);
         }
+        let timer = crate::host::timer::for_loop("container");
         loop {
             self.publish();
             if self.c.is_gone() {
@@ -95,13 +96,13 @@ impl Executor {
                 self.shared.files.forget(&self.pod.uid, &self.spec.name);
                 break;
             }
-            let deadline = self.c.next_deadline().map(tokio::time::Instant::from_std);
+            let deadline = self.c.next_deadline();
             let event = tokio::select! {
                 ev = self.rx.recv() => match ev {
                     Some(ev) => ev,
                     None => break,
                 },
-                () = sleep_until(deadline) => Event::Tick,
+                () = sleep_until(timer.as_ref(), deadline) => Event::Tick,
             };
             self.handle(event).await;
         }
@@ -287,11 +288,10 @@ fn stop_grace(grace: Duration) -> Duration {
     grace.min(MAX_GRACE)
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => tokio::time::sleep(Duration::from_secs(3600 * 24)).await,
-    }
+/// Waits until `deadline` (None: a day, then the loop looks again).
+async fn sleep_until(timer: Option<&crate::host::timer::Timer>, deadline: Option<Instant>) {
+    let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600 * 24));
+    crate::host::timer::sleep_until_on(timer, deadline).await;
 }
 
 #[cfg(test)]
@@ -327,11 +327,16 @@ mod tests {
         assert!(matches!(c.state, ContainerState::Stopping { .. }));
     }
 
-    /// The executor sleeps until that deadline: tokio accepts one 292 years away.
+    /// The executor sleeps until that deadline: its timerfd and tokio both accept one 292
+    /// years away.
     #[tokio::test]
     async fn the_executor_sleeps_until_a_far_deadline() {
-        let far = tokio::time::Instant::from_std(Instant::now() + MAX_GRACE);
-        let r = tokio::time::timeout(Duration::from_millis(20), sleep_until(Some(far))).await;
-        assert!(r.is_err(), "a 292-year sleep ended");
+        let far = Instant::now() + MAX_GRACE;
+        let timer = crate::host::timer::Timer::new().expect("timerfd");
+        for timer in [Some(&timer), None] {
+            let r = tokio::time::timeout(Duration::from_millis(20), sleep_until(timer, Some(far)))
+                .await;
+            assert!(r.is_err(), "a 292-year sleep ended");
+        }
     }
 }

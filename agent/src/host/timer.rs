@@ -1,0 +1,174 @@
+//! A one-shot timer on a Linux timerfd, for the agent's waits between probes and passes: it
+//! wakes the agent once, at its deadline.
+//!
+//! A tokio timer wakes the runtime once more for every level of tokio's timer wheel its
+//! deadline lies beyond: a deadline 64 ms to 4 s away first wakes it at the start of the
+//! wheel slot that holds it (up to 64 ms early) to move it down a level, and one 4 s to 4 min
+//! away twice (tokio runtime/time/wheel). An idle control-plane node's agent mostly waits for
+//! probes due every 1 s (the API server's readiness) or 10 s (liveness), so those early wakes
+//! are a large share of all its wake-ups, each a pass through epoll and the scheduler. A
+//! timerfd is one file descriptor in the runtime's epoll set, armed for the exact deadline.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::time::Instant;
+
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use tokio::io::unix::AsyncFd;
+
+/// A timerfd, owned for its whole life ([`crate::host::process::OwnsFd`]).
+#[derive(Debug)]
+pub struct OwnedTimerFd(TimerFd);
+
+impl AsRawFd for OwnedTimerFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// One timerfd (CLOCK_MONOTONIC, the clock of [`Instant`]), re-armed by every
+/// [`Timer::sleep_until`].
+#[derive(Debug)]
+pub struct Timer {
+    fd: AsyncFd<OwnedTimerFd>,
+}
+
+impl Timer {
+    /// A disarmed timer, registered with the current tokio runtime.
+    ///
+    /// # Errors
+    /// timerfd_create fails (no file descriptor left), or the runtime cannot register it.
+    pub fn new() -> io::Result<Timer> {
+        let fd = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        Ok(Timer {
+            fd: crate::host::process::async_fd(OwnedTimerFd(fd))?,
+        })
+    }
+
+    /// Waits until `deadline` (at once if it has passed); `None` waits forever. Arming the
+    /// timer replaces the deadline of a wait that was dropped before it ended.
+    ///
+    /// # Errors
+    /// timerfd_settime or the read of the timer fails.
+    pub async fn sleep_until(&self, deadline: Option<Instant>) -> io::Result<()> {
+        let timer = &self.fd.get_ref().0;
+        let Some(deadline) = deadline else {
+            timer.unset()?;
+            return std::future::pending().await;
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        timer.set(
+            Expiration::OneShot(TimeSpec::from_duration(left)),
+            TimerSetTimeFlags::empty(),
+        )?;
+        loop {
+            let mut ready = self.fd.readable().await?;
+            // Re-arming resets the expiry count, so readiness left from an earlier deadline
+            // reads nothing (EAGAIN): try_io then clears it, and the loop waits again.
+            match ready.try_io(|fd| fd.get_ref().0.wait().map_err(io::Error::from)) {
+                Ok(result) => return result,
+                Err(_would_block) => {}
+            }
+        }
+    }
+}
+
+/// Waits until `deadline` on `timer`, or on tokio's timers without one (no file descriptor
+/// was left for it) or should it fail.
+pub async fn sleep_until_on(timer: Option<&Timer>, deadline: Instant) {
+    if let Some(t) = timer {
+        match t.sleep_until(Some(deadline)).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!("a timerfd failed, using tokio's timers: {e}"),
+        }
+    }
+    tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
+}
+
+/// A [`Timer`] for a loop's waits, or None (said in the log) where none can be made.
+pub fn for_loop(what: &str) -> Option<Timer> {
+    Timer::new()
+        .inspect_err(|e| tracing::warn!("no timerfd for the {what}'s waits, using tokio's: {e}"))
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn wakes_at_its_deadline_and_not_before() {
+        let timer = Timer::new().expect("timerfd");
+        let start = Instant::now();
+        timer
+            .sleep_until(Some(start + Duration::from_millis(120)))
+            .await
+            .expect("sleep");
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(120), "woke early: {took:?}");
+        assert!(took < Duration::from_secs(5), "woke late: {took:?}");
+        // A deadline that has passed returns at once.
+        timer.sleep_until(Some(start)).await.expect("past");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_wait_is_replaced_by_the_next_deadline() {
+        let timer = Timer::new().expect("timerfd");
+        // Armed for 50 ms, dropped after 10 ms.
+        let short = tokio::time::timeout(
+            Duration::from_millis(10),
+            timer.sleep_until(Some(Instant::now() + Duration::from_millis(50))),
+        )
+        .await;
+        assert!(short.is_err(), "a 50 ms wait ended within 10 ms");
+        // The next wait, 300 ms, is not cut short by the first deadline passing.
+        let start = Instant::now();
+        timer
+            .sleep_until(Some(start + Duration::from_millis(300)))
+            .await
+            .expect("sleep");
+        assert!(
+            start.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            start.elapsed()
+        );
+        // An expiry nobody waited for does not end the next wait either.
+        let armed = tokio::time::timeout(
+            Duration::from_millis(5),
+            timer.sleep_until(Some(Instant::now() + Duration::from_millis(20))),
+        )
+        .await;
+        assert!(armed.is_err());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let start = Instant::now();
+        timer
+            .sleep_until(Some(start + Duration::from_millis(200)))
+            .await
+            .expect("sleep");
+        assert!(
+            start.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn no_deadline_waits_forever() {
+        let timer = Timer::new().expect("timerfd");
+        timer
+            .sleep_until(Some(Instant::now() + Duration::from_millis(10)))
+            .await
+            .expect("sleep");
+        let r = tokio::time::timeout(Duration::from_millis(100), timer.sleep_until(None)).await;
+        assert!(r.is_err(), "a wait without a deadline ended");
+    }
+}
