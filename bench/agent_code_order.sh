@@ -10,7 +10,8 @@
 # 1. Builds a profiling executable: the release build with every function aligned to its own
 #    4 KiB page (-C llvm-args=-align-all-functions=12, given to the final crate only, so the
 #    symbols keep the plain release build's names), so that a page touched names exactly one
-#    function.
+#    function. The flag reaches every crate's code because the release profile links with
+#    fat LTO (all code is generated in the final crate's step).
 # 2. Puts it on a file system of its own whose block device reads nothing ahead (a loop
 #    device with read_ahead_kb 0): the page cache then holds exactly the pages of it that
 #    something touched.
@@ -18,7 +19,9 @@
 #    running), lets it settle, and takes its pages out of the agent, its container shims and
 #    the page cache (agent_footprint.py evict: SIGSTOP, process_madvise MADV_PAGEOUT,
 #    SIGCONT). Over --capture seconds (240) after that, what comes back is what the agent
-#    and its shims run at rest.
+#    and its shims run at rest. Pages that two of them map stay (the kernel pages out only
+#    pages a process maps alone, mm/madvise.c), about 1,000 of them: they count as touched,
+#    so the list holds a little more than what runs at rest, never less.
 # 4. Maps those pages to functions (agent_footprint.py hot), writes the list in the
 #    executable's own order, destroys the node and the loop device, and builds the plain
 #    release executable with the new list.
@@ -29,7 +32,7 @@ CAPTURE=240
 SETTLE=30
 while [ $# -gt 0 ]; do
   case "$1" in
-    --capture) CAPTURE=$2; shift 2 ;;
+    --capture) CAPTURE=${2:?--capture takes whole seconds}; shift 2 ;;
     *) echo "unknown argument '$1' (--capture SECS)" >&2; exit 2 ;;
   esac
 done
@@ -44,8 +47,13 @@ LIST="$ROOT/cmd/link/agent-hot-code.txt"
 mkdir -p "$HOME/.cache/kubeboot"
 work=$(mktemp -d "$HOME/.cache/kubeboot/code-order.XXXXXX")
 loop=""
+plain=1
 cleanup() {
   bash "$NODE_SH" destroy "$N" >/dev/null 2>&1 || true
+  # Never leave the profiling executable where the plain release build belongs.
+  if [ "$plain" = 0 ]; then
+    (cd "$ROOT" && CARGO_TARGET_DIR="$target" cargo build --release -p kubeboot >&2) || true
+  fi
   umount "$work/mnt" 2>/dev/null || true
   if [ -n "$loop" ]; then losetup -d "$loop" 2>/dev/null || true; fi
   rm -rf "$work"
@@ -53,6 +61,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== the profiling executable (every function on a page of its own)"
+plain=0
 (cd "$ROOT" && CARGO_TARGET_DIR="$target" cargo rustc --release -p kubeboot --bin kubeboot -- \
   -C llvm-args=-align-all-functions=12 >&2)
 cp "$target/release/kubeboot" "$work/kubeboot-aligned"
@@ -84,7 +93,10 @@ echo "== capturing what they run at rest for ${CAPTURE}s"
 sleep "$CAPTURE"
 python3 "$PY" pages "$exe" >"$work/pages"
 mkdir -p "$(dirname "$LIST")"
-python3 "$PY" hot "$work/kubeboot-aligned" "$work/pages" >"$LIST"
+python3 "$PY" hot "$work/kubeboot-aligned" "$work/pages" >"$work/list"
+[ -s "$work/list" ] || { echo "no function found on the pages touched; $LIST is unchanged" >&2; exit 1; }
+mv "$work/list" "$LIST"
 echo "== wrote $LIST ($(wc -l <"$LIST") functions)"
 echo "== the plain release executable, linked with it"
 (cd "$ROOT" && CARGO_TARGET_DIR="$target" cargo build --release -p kubeboot >&2)
+plain=1

@@ -230,7 +230,9 @@ def evict(pids, path):
     (SIGSTOP), has the kernel page out every mapping they have of the file (process_madvise(2)
     MADV_PAGEOUT: unmapped, and dropped from the page cache once nothing maps them), drops
     what else of the file is cached (POSIX_FADV_DONTNEED) and lets them go on (SIGCONT).
-    What of the file is cached afterwards is what they touched since."""
+    The kernel pages out only pages that one process maps alone (mm/madvise.c): pages that
+    two of them map stay, and are counted (printed). Apart from those, what of the file is
+    cached afterwards is what they touched since."""
     import ctypes
     import signal
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -239,7 +241,9 @@ def evict(pids, path):
     class Iovec(ctypes.Structure):
         _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 
-    inode = os.stat(path).st_ino
+    st = os.stat(path)
+    # A mapping names its file by device (major:minor, hex) and inode.
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
     stopped = []
     try:
         for pid in pids:
@@ -251,7 +255,8 @@ def evict(pids, path):
         for pid, pidfd in stopped:
             with open(f"/proc/{pid}/maps") as f:
                 ranges = [tuple(int(x, 16) for x in p[0].split("-"))
-                          for p in map(str.split, f) if len(p) >= 6 and int(p[4]) == inode]
+                          for p in map(str.split, f)
+                          if len(p) >= 6 and p[3] == device and int(p[4]) == st.st_ino]
             for start, end in ranges:
                 while start < end:
                     v = Iovec(start, end - start)
@@ -272,7 +277,7 @@ def evict(pids, path):
         for pid, pidfd in stopped:
             os.kill(pid, signal.SIGCONT)
             os.close(pidfd)
-    print(f"   {left} pages of {path} left in the page cache")
+    print(f"   {left} pages of {path} left in the page cache (mapped by more than one of them)")
 
 
 def cached_pages(path):

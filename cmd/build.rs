@@ -19,7 +19,14 @@ fn main() {
         .join("link")
         .join("agent-hot-code.txt");
     println!("cargo:rerun-if-changed={}", list.display());
-    println!("cargo:rerun-if-env-changed=KUBEBOOT_CODE_ORDER");
+    for var in [
+        "KUBEBOOT_CODE_ORDER",
+        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER",
+        "RUSTC_LINKER",
+        "RUSTFLAGS",
+    ] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
     if std::env::var("PROFILE").as_deref() != Ok("release")
         || std::env::var("TARGET").as_deref() != Ok("x86_64-unknown-linux-gnu")
         || std::env::var("KUBEBOOT_CODE_ORDER").as_deref() == Ok("0")
@@ -35,8 +42,9 @@ fn main() {
     println!("cargo:rustc-link-arg-bin=kubeboot=-Wl,--no-warn-symbol-ordering");
 }
 
-/// Whether rustc links this target with its own lld by default: 1.90 or later, and no other
-/// linker named for it.
+/// Whether rustc links this target with its own lld: 1.90 or later (its default there), the
+/// lld it ships in its sysroot (rustup's toolchains; a distribution's rustc may link with the
+/// system's `ld`, which refuses the list), and no other linker named for it.
 fn links_with_lld() -> bool {
     let custom = [
         "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER",
@@ -50,7 +58,15 @@ fn links_with_lld() -> bool {
         return false;
     }
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let Ok(out) = Command::new(rustc).arg("-V").output() else {
+    let shipped = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .is_ok_and(|o| {
+            PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+                .join("lib/rustlib/x86_64-unknown-linux-gnu/bin/gcc-ld/ld.lld")
+                .exists()
+        });
+    let Ok(out) = Command::new(&rustc).arg("-V").output() else {
         return false;
     };
     // "rustc 1.95.0 (59807616e 2026-04-14)"
@@ -62,5 +78,5 @@ fn links_with_lld() -> bool {
         .split(['.', '-'])
         .map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (version.next().unwrap_or(0), version.next().unwrap_or(0));
-    (major, minor) >= (1, 90)
+    shipped && (major, minor) >= (1, 90)
 }

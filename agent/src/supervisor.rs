@@ -217,7 +217,7 @@ pub(crate) async fn run(
 
     tokio::pin!(shutdown);
     let mut desired = Some(desired);
-    let timer = crate::host::timer::for_loop("supervisor");
+    let mut timer = crate::host::timer::for_loop("supervisor");
     loop {
         let d = desired.take().unwrap_or_else(|| watcher.scan());
         cni_watch.ensure();
@@ -232,7 +232,7 @@ pub(crate) async fn run(
             () = watcher.changed() => {}
             () = cni_watch.changed() => {}
             () = shared.wake.notified() => {}
-            () = crate::host::timer::sleep_until_on(timer.as_ref(), Instant::now() + wait) => {}
+            () = crate::host::timer::sleep_until_on(&mut timer, Instant::now() + wait, "supervisor") => {}
         }
     }
     info!("agent stopping; pods keep running and will be adopted by the next agent");

@@ -126,8 +126,8 @@ impl OwnsFd for crate::host::timer::OwnedTimerFd {}
 pub fn async_fd<T: OwnsFd>(inner: T) -> io::Result<tokio::io::unix::AsyncFd<T>> {
     // SAFETY: `OwnsFd` is implemented only for types that own their descriptor (an OwnedFd
     // inside an Arc that the AsyncFd keeps alive; inotify's and nix's TimerFd's own fds,
-    // closed only on drop) and
-    // return the same one every time, so it stays open and unchanged while registered.
+    // closed only on drop) and return the same one every time, so it stays open and
+    // unchanged while registered.
     unsafe {
         tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE)
     }

@@ -81,18 +81,24 @@ impl Timer {
 }
 
 /// Waits until `deadline` on `timer`, or on tokio's timers without one (no file descriptor
-/// was left for it) or should it fail.
-pub async fn sleep_until_on(timer: Option<&Timer>, deadline: Instant) {
-    if let Some(t) = timer {
+/// was left for it). A timer that fails is dropped, said once in the log: the loop (`what`)
+/// goes on with tokio's timers.
+pub async fn sleep_until_on(timer: &mut Option<Timer>, deadline: Instant, what: &str) {
+    if let Some(t) = timer.as_ref() {
         match t.sleep_until(Some(deadline)).await {
             Ok(()) => return,
-            Err(e) => tracing::warn!("a timerfd failed, using tokio's timers: {e}"),
+            Err(e) => {
+                tracing::warn!(
+                    "the {what}'s timerfd failed, using tokio's timers from now on: {e}"
+                );
+                *timer = None;
+            }
         }
     }
     tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
 }
 
-/// A [`Timer`] for a loop's waits, or None (said in the log) where none can be made.
+/// A [`Timer`] for a loop's waits (`what`), or None (said in the log) where none can be made.
 pub fn for_loop(what: &str) -> Option<Timer> {
     Timer::new()
         .inspect_err(|e| tracing::warn!("no timerfd for the {what}'s waits, using tokio's: {e}"))
@@ -103,57 +109,66 @@ pub fn for_loop(what: &str) -> Option<Timer> {
 mod tests {
     use std::time::Duration;
 
+    use futures_util::FutureExt;
+
     use super::*;
+
+    /// Long enough for any machine: these tests never wait for it, it only ends a hang.
+    const HANG: Duration = Duration::from_secs(60);
+
+    async fn wait(timer: &Timer, deadline: Instant) {
+        tokio::time::timeout(HANG, timer.sleep_until(Some(deadline)))
+            .await
+            .expect("the timer never fired")
+            .expect("sleep");
+    }
 
     #[tokio::test]
     async fn wakes_at_its_deadline_and_not_before() {
         let timer = Timer::new().expect("timerfd");
         let start = Instant::now();
-        timer
-            .sleep_until(Some(start + Duration::from_millis(120)))
-            .await
-            .expect("sleep");
+        wait(&timer, start + Duration::from_millis(120)).await;
         let took = start.elapsed();
         assert!(took >= Duration::from_millis(120), "woke early: {took:?}");
-        assert!(took < Duration::from_secs(5), "woke late: {took:?}");
         // A deadline that has passed returns at once.
-        timer.sleep_until(Some(start)).await.expect("past");
+        assert!(
+            timer.sleep_until(Some(start)).now_or_never().is_some(),
+            "a past deadline waited"
+        );
+        // One 292 years away is armed, and waited for.
+        let far = Instant::now() + Duration::from_secs(292 * 365 * 24 * 3600);
+        assert!(timer.sleep_until(Some(far)).now_or_never().is_none());
     }
 
     #[tokio::test]
-    async fn a_dropped_wait_is_replaced_by_the_next_deadline() {
+    async fn an_earlier_deadline_never_ends_a_later_wait() {
         let timer = Timer::new().expect("timerfd");
-        // Armed for 50 ms, dropped after 10 ms.
-        let short = tokio::time::timeout(
-            Duration::from_millis(10),
-            timer.sleep_until(Some(Instant::now() + Duration::from_millis(50))),
-        )
-        .await;
-        assert!(short.is_err(), "a 50 ms wait ended within 10 ms");
-        // The next wait, 300 ms, is not cut short by the first deadline passing.
+        // Armed for 20 ms and dropped at once (the first poll arms it), then a 300 ms wait
+        // armed before the first deadline: the first never fires.
+        assert!(
+            timer
+                .sleep_until(Some(Instant::now() + Duration::from_millis(20)))
+                .now_or_never()
+                .is_none()
+        );
         let start = Instant::now();
-        timer
-            .sleep_until(Some(start + Duration::from_millis(300)))
-            .await
-            .expect("sleep");
+        wait(&timer, start + Duration::from_millis(300)).await;
         assert!(
             start.elapsed() >= Duration::from_millis(300),
             "{:?}",
             start.elapsed()
         );
-        // An expiry nobody waited for does not end the next wait either.
-        let armed = tokio::time::timeout(
-            Duration::from_millis(5),
-            timer.sleep_until(Some(Instant::now() + Duration::from_millis(20))),
-        )
-        .await;
-        assert!(armed.is_err());
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        // Armed for 20 ms, dropped, and left to expire with nobody waiting: its expiry and the
+        // readiness it left do not end the next wait.
+        assert!(
+            timer
+                .sleep_until(Some(Instant::now() + Duration::from_millis(20)))
+                .now_or_never()
+                .is_none()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let start = Instant::now();
-        timer
-            .sleep_until(Some(start + Duration::from_millis(200)))
-            .await
-            .expect("sleep");
+        wait(&timer, start + Duration::from_millis(200)).await;
         assert!(
             start.elapsed() >= Duration::from_millis(200),
             "{:?}",
@@ -162,13 +177,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn no_deadline_waits_forever() {
+    async fn no_deadline_disarms_and_waits_forever() {
         let timer = Timer::new().expect("timerfd");
-        timer
-            .sleep_until(Some(Instant::now() + Duration::from_millis(10)))
-            .await
-            .expect("sleep");
-        let r = tokio::time::timeout(Duration::from_millis(100), timer.sleep_until(None)).await;
-        assert!(r.is_err(), "a wait without a deadline ended");
+        // Armed for 20 ms, then disarmed by a wait without a deadline.
+        assert!(
+            timer
+                .sleep_until(Some(Instant::now() + Duration::from_millis(20)))
+                .now_or_never()
+                .is_none()
+        );
+        let mut forever = Box::pin(timer.sleep_until(None));
+        assert!((&mut forever).now_or_never().is_none());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            forever.now_or_never().is_none(),
+            "a wait without a deadline ended"
+        );
     }
 }
