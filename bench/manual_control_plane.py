@@ -3,7 +3,11 @@
 exact commands of the static pod manifests in /etc/kubernetes/manifests, and prints how long it
 takes until every one answers its health endpoint (the probe URL from its manifest). Runs
 inside a namespace node (bench/run.sh enters it); stops the processes afterwards. Bounded: gives
-up after 120 s."""
+up after 120 s.
+
+With --watch it starts nothing: it waits for the four manifests to appear (kubeboot init
+writing them) and prints how long after its own start every one answers, so that started just
+before `kubeboot init` it times init's own way to a healthy control plane by the same URLs."""
 import argparse, os, re, signal, ssl, subprocess, sys, time, urllib.request
 
 MANIFESTS = "/etc/kubernetes/manifests"
@@ -51,10 +55,38 @@ def healthy(url):
         return False
 
 
+NAMES = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+
+
+def watch():
+    start = time.monotonic()
+    pending = {}
+    while time.monotonic() - start < 120:
+        for name in NAMES:
+            path = os.path.join(MANIFESTS, name + ".yaml")
+            if name not in pending and os.path.isfile(path):
+                try:
+                    pending[name] = parse(path)[1]
+                except (KeyError, OSError):
+                    pass  # being written: read it again on the next round
+        for n in [n for n, u in pending.items() if u and healthy(u)]:
+            pending[n] = None
+        if len(pending) == len(NAMES) and not any(pending.values()):
+            print(f"{time.monotonic() - start:.3f}")
+            return
+        time.sleep(0.05)
+    print("never healthy:", ", ".join(n for n in NAMES if pending.get(n, True)), file=sys.stderr)
+    sys.exit(1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", action="append", default=[])
+    ap.add_argument("--watch", action="store_true")
     args = ap.parse_args()
+    if args.watch:
+        watch()
+        return
     dirs = args.bin_dir + ["/usr/local/bin", "/usr/bin"]
     pods = {}
     for name in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]:
