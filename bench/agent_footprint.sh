@@ -199,6 +199,10 @@ row(f"agent (pid {agent})", [agent])
 row(f"kubelet (pid {kubelet})", [kubelet])
 if shims:
     row(f"{len(shims)} container shims", shims)
+# Both run on the same node at the same time: their ratio moves far less with the machine's
+# load than either figure alone.
+if cpu([kubelet]) > 0:
+    print(f"   agent CPU = {cpu([agent]) / cpu([kubelet]):.3f} x the kubelet's")
 PY
 echo "   (CPU over ${WINDOW}s: run time from schedstat, in ns; (ticks): utime + stime, in 10 ms ticks; RSS = RssAnon + RssFile + RssShmem)"
 echo "== where the agent's RSS is (/proc/$agent/smaps)"
