@@ -303,6 +303,19 @@ def cached_pages(path):
     return [i for i in range(n) if vec[i] & 1]
 
 
+def functions(exe):
+    """The text symbols (functions) of `exe` as (address, size, name as the linker names
+    them), in address order."""
+    import subprocess
+    rows = []
+    for line in subprocess.run(["nm", "-S", "--defined-only", exe], capture_output=True,
+                               text=True, check=True).stdout.splitlines():
+        p = line.split()
+        if len(p) == 4 and p[2] in "tTwW":
+            rows.append((int(p[0], 16), int(p[1], 16), p[3]))
+    return sorted(rows)
+
+
 def hot(exe, pages_file):
     """The functions (text symbols, as the linker names them) of `exe` that lie on the
     executable pages listed in `pages_file` (page indexes of the file), in address order.
@@ -317,13 +330,7 @@ def hot(exe, pages_file):
         p = line.split()
         if p and p[0] == "LOAD" and "E" in p[6:-1]:
             segments.append((int(p[1], 16), int(p[2], 16), int(p[4], 16)))
-    symbols = []
-    for line in subprocess.run(["nm", "-S", "--defined-only", exe], capture_output=True,
-                               text=True, check=True).stdout.splitlines():
-        p = line.split()
-        if len(p) == 4 and p[2] in "tTwW":
-            symbols.append((int(p[0], 16), max(int(p[1], 16), 1), p[3]))
-    symbols.sort()
+    symbols = [(start, max(length, 1), name) for start, length, name in functions(exe)]
     starts = [s[0] for s in symbols]
     found, text_pages = {}, 0
     for offset, vaddr, size in segments:
@@ -349,14 +356,8 @@ def hot(exe, pages_file):
 def order(exe, list_file):
     """How much of the hot-code list (cmd/link/agent-hot-code.txt) `exe` links first: the
     listed functions it has, and the span of the text they take from its start."""
-    import subprocess
     wanted = {line.strip() for line in open(list_file) if line.strip()}
-    rows = []
-    for line in subprocess.run(["nm", "-n", "-S", "--defined-only", exe], capture_output=True,
-                               text=True, check=True).stdout.splitlines():
-        p = line.split()
-        if len(p) == 4 and p[2] in "tTwW":
-            rows.append((int(p[0], 16), int(p[1], 16), p[3]))
+    rows = functions(exe)
     if not rows:
         print("   hot code: the executable has no symbols to check the order with")
         return

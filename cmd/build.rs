@@ -14,17 +14,21 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The variables that name another linker for this target.
+const LINKER_VARS: &[&str] = &[
+    "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER",
+    "RUSTC_LINKER",
+];
+
 fn main() {
     let list = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default())
         .join("link")
         .join("agent-hot-code.txt");
     println!("cargo:rerun-if-changed={}", list.display());
-    for var in [
-        "KUBEBOOT_CODE_ORDER",
-        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER",
-        "RUSTC_LINKER",
-        "RUSTFLAGS",
-    ] {
+    for var in ["KUBEBOOT_CODE_ORDER", "RUSTFLAGS"]
+        .iter()
+        .chain(LINKER_VARS)
+    {
         println!("cargo:rerun-if-env-changed={var}");
     }
     if std::env::var("PROFILE").as_deref() != Ok("release")
@@ -46,12 +50,7 @@ fn main() {
 /// lld it ships in its sysroot (rustup's toolchains; a distribution's rustc may link with the
 /// system's `ld`, which refuses the list), and no other linker named for it.
 fn links_with_lld() -> bool {
-    let custom = [
-        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER",
-        "RUSTC_LINKER",
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some())
+    let custom = LINKER_VARS.iter().any(|v| std::env::var_os(v).is_some())
         || std::env::var("CARGO_ENCODED_RUSTFLAGS")
             .is_ok_and(|f| f.contains("linker") || f.contains("fuse-ld"));
     if custom {

@@ -123,13 +123,29 @@ mod tests {
             .expect("sleep");
     }
 
+    /// Waits `ms` from now on `timer`, and says it did not end sooner.
+    async fn waits_full(timer: &Timer, ms: u64) {
+        let start = Instant::now();
+        wait(timer, start + Duration::from_millis(ms)).await;
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(ms), "woke early: {took:?}");
+    }
+
+    /// Arms `timer` for `ms` from now and drops the wait: its first poll arms it, and it is
+    /// still pending then.
+    fn arm_and_drop(timer: &Timer, ms: u64) {
+        let armed = timer.sleep_until(Some(Instant::now() + Duration::from_millis(ms)));
+        assert!(
+            armed.now_or_never().is_none(),
+            "a {ms} ms wait ended at once"
+        );
+    }
+
     #[tokio::test]
     async fn wakes_at_its_deadline_and_not_before() {
         let timer = Timer::new().expect("timerfd");
         let start = Instant::now();
-        wait(&timer, start + Duration::from_millis(120)).await;
-        let took = start.elapsed();
-        assert!(took >= Duration::from_millis(120), "woke early: {took:?}");
+        waits_full(&timer, 120).await;
         // A deadline that has passed returns at once.
         assert!(
             timer.sleep_until(Some(start)).now_or_never().is_some(),
@@ -145,47 +161,20 @@ mod tests {
         let timer = Timer::new().expect("timerfd");
         // Armed for 20 ms and dropped at once (the first poll arms it), then a 300 ms wait
         // armed before the first deadline: the first never fires.
-        assert!(
-            timer
-                .sleep_until(Some(Instant::now() + Duration::from_millis(20)))
-                .now_or_never()
-                .is_none()
-        );
-        let start = Instant::now();
-        wait(&timer, start + Duration::from_millis(300)).await;
-        assert!(
-            start.elapsed() >= Duration::from_millis(300),
-            "{:?}",
-            start.elapsed()
-        );
+        arm_and_drop(&timer, 20);
+        waits_full(&timer, 300).await;
         // Armed for 20 ms, dropped, and left to expire with nobody waiting: its expiry and the
         // readiness it left do not end the next wait.
-        assert!(
-            timer
-                .sleep_until(Some(Instant::now() + Duration::from_millis(20)))
-                .now_or_never()
-                .is_none()
-        );
+        arm_and_drop(&timer, 20);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let start = Instant::now();
-        wait(&timer, start + Duration::from_millis(200)).await;
-        assert!(
-            start.elapsed() >= Duration::from_millis(200),
-            "{:?}",
-            start.elapsed()
-        );
+        waits_full(&timer, 200).await;
     }
 
     #[tokio::test]
     async fn no_deadline_disarms_and_waits_forever() {
         let timer = Timer::new().expect("timerfd");
         // Armed for 20 ms, then disarmed by a wait without a deadline.
-        assert!(
-            timer
-                .sleep_until(Some(Instant::now() + Duration::from_millis(20)))
-                .now_or_never()
-                .is_none()
-        );
+        arm_and_drop(&timer, 20);
         let mut forever = Box::pin(timer.sleep_until(None));
         assert!((&mut forever).now_or_never().is_none());
         tokio::time::sleep(Duration::from_millis(100)).await;

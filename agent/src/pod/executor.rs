@@ -132,7 +132,8 @@ impl Executor {
                 match rt.start(&self.pod, &self.spec, restart_count, netns).await {
                     Ok(r) => {
                         let pid = r.pid;
-                        // A new process: its readiness probes connect anew.
+                        // A new process: its probes get connections and TLS sessions of
+                        // their own.
                         self.prober = crate::probe::Prober::default();
                         self.running = Some(r.clone());
                         self.watch_exit(r);
