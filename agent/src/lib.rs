@@ -125,8 +125,15 @@ pub struct AgentConfig {
     pub shim_exe: PathBuf,
     /// Arguments before the shim's own: `["agent", "shim"]` by default.
     pub shim_args_prefix: Vec<String>,
-    /// How often the manifest directory is re-read without an inotify event.
+    /// The supervisor's periodic pass while something it looks at is not watched by inotify
+    /// (no inotify, a directory that does not exist yet), and the retry period of a failed
+    /// pod network teardown.
     pub resync: Duration,
+    /// The pass while inotify watches the manifest, CNI configuration and credential
+    /// directories: a change there wakes the supervisor at once, and the pass only catches
+    /// what inotify cannot see (a change behind a symlink). 20 s, the kubelet's
+    /// `fileCheckFrequency` for its manifest directory.
+    pub watched_resync: Duration,
     /// The kubeconfig the pods are published to the API with
     /// (`/etc/kubernetes/kubeboot-agent.conf`); None never publishes them. The agent waits
     /// for the file to exist. Publishing also needs [`AgentConfig::node_name`].
@@ -175,6 +182,7 @@ impl AgentConfig {
             shim_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
             shim_args_prefix: vec!["agent".into(), "shim".into()],
             resync: Duration::from_secs(5),
+            watched_resync: crate::watch::SAFETY_RESCAN,
             kubeconfig: Some(layout.kubeconfig(components::names::KUBEBOOT_AGENT_KUBECONFIG)),
             node_ip: None,
             pod_network: None,

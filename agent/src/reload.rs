@@ -20,11 +20,12 @@
 //!   A container adopted after an agent restart takes the content it finds, but a file
 //!   modified after the container started counts as changed ([`FileWatch::adopted`]): it was
 //!   renewed while no agent watched.
-//! - Cheaply: the supervisor calls [`FileWatch::check`] on its existing periodic pass (and on
-//!   every wake), at most once a second. A check is one `stat` per file, compared as
-//!   (dev, inode, size, mtime) with what was seen; only when that changed is the file read and
-//!   hashed (a touched file whose content is the same restarts nothing). No inotify, no timer
-//!   of its own: a few dozen `stat` calls every few seconds.
+//! - Cheaply: the supervisor calls [`FileWatch::check`] on every wake, at most once a second,
+//!   and watches the directories of the files ([`FileWatch::watched_dirs`]) with inotify, so a
+//!   write or rename there wakes it; its periodic pass (20 s while every watch is armed)
+//!   catches what inotify cannot see, such as a change behind a symlink. A check is one `stat`
+//!   per file, compared as (dev, inode, size, mtime) with what was seen; only when that changed
+//!   is the file read and hashed (a touched file whose content is the same restarts nothing).
 //! - Settled: a renewal writes the key and then the certificate, two renames; restarting
 //!   between them would start the component with a new key and an old certificate. A change is
 //!   acted on only when the stamps are the same in two checks in a row ([`SETTLE`] apart), so
@@ -370,16 +371,35 @@ impl FileWatch {
             .remove(&(uid.to_string(), container.to_string()));
     }
 
+    /// The directories that hold the files watched now, sorted, each once: a change in one of
+    /// them is the time to [`FileWatch::check`] (the supervisor watches them with inotify).
+    pub(crate) fn watched_dirs(&self) -> Vec<PathBuf> {
+        let inner = self.lock();
+        let mut dirs: Vec<PathBuf> = inner
+            .entries
+            .values()
+            .flat_map(|e| &e.files)
+            .filter_map(|w| w.path.parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
     /// Checks every container's files (at most once per [`MIN_INTERVAL`]); returns the
-    /// containers to restart, and when to check again if a change is settling.
+    /// containers to restart, and when to check again: a change is settling, or this call
+    /// came too soon after the last check to make one (the change that woke the caller is
+    /// looked at then).
     pub(crate) fn check(&self, now: Instant) -> (Vec<Due>, Option<Instant>) {
         let mut inner = self.lock();
-        if inner.entries.is_empty()
-            || inner
-                .last_check
-                .is_some_and(|t| now.saturating_duration_since(t) < MIN_INTERVAL)
-        {
+        if inner.entries.is_empty() {
             return (Vec::new(), None);
+        }
+        if let Some(t) = inner
+            .last_check
+            .filter(|t| now.saturating_duration_since(*t) < MIN_INTERVAL)
+        {
+            return (Vec::new(), Some(t + MIN_INTERVAL));
         }
         inner.last_check = Some(now);
         let mut due = Vec::new();
@@ -705,8 +725,8 @@ mod tests {
         watch.baseline(&pod, &s);
         assert!(tick().0.is_empty());
         assert!(tick().0.is_empty());
-        // A check sooner than the interval does nothing.
-        assert_eq!(watch.check(t.get()), (vec![], None));
+        // A check sooner than the interval does nothing but ask for the one that can be made.
+        assert_eq!(watch.check(t.get()), (vec![], Some(t.get() + MIN_INTERVAL)));
         // Adopted: a file modified after the container started is due.
         let long_ago = SystemTime::now() - Duration::from_secs(3600);
         watch.adopted(&pod, &s, long_ago);

@@ -188,6 +188,9 @@ pub(crate) async fn run(
     });
     let mut watcher = ManifestWatcher::new(&shared.cfg.manifest_dir, shared.cfg.node_name.clone());
     let mut cni_watch = DirWatch::new(&shared.cfg.cni_conf_dir, "CNI configuration directory");
+    // The directories of the files the containers use: a renewed certificate wakes the
+    // restart check (crate::reload) at once.
+    let mut files_watch = DirWatch::new_many(&[], "containers' credential directories");
     let mut observed: BTreeMap<String, PodHandle> = BTreeMap::new();
     let mut teardowns = Teardowns::default();
 
@@ -222,8 +225,14 @@ pub(crate) async fn run(
         let d = desired.take().unwrap_or_else(|| watcher.scan());
         cni_watch.ensure();
         let next = reconcile(&shared, &mut observed, &mut teardowns, d).await;
+        files_watch.set_paths(&shared.files.watched_dirs());
+        files_watch.take_changes();
         let next = earliest(next, restart_changed(&shared, &observed));
-        let resync = shared.cfg.resync;
+        let resync = if watcher.watching() && cni_watch.watching() && files_watch.watching() {
+            shared.cfg.watched_resync
+        } else {
+            shared.cfg.resync
+        };
         let wait = next.map_or(resync, |t| {
             t.saturating_duration_since(Instant::now()).min(resync)
         });
@@ -231,6 +240,7 @@ pub(crate) async fn run(
             () = &mut shutdown => break,
             () = watcher.changed() => {}
             () = cni_watch.changed() => {}
+            () = files_watch.changed() => {}
             () = shared.wake.notified() => {}
             () = crate::host::timer::sleep_until_on(&mut timer, Instant::now() + wait, "supervisor") => {}
         }

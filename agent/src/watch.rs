@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use inotify::{Inotify, WatchMask};
+use inotify::{Inotify, WatchDescriptor, WatchMask};
 use tokio::io::unix::AsyncFd;
 use tracing::{debug, warn};
 
@@ -42,23 +42,28 @@ pub struct Desired {
     pub errors: Vec<ManifestErrorStatus>,
 }
 
-/// Wakes a loop when something changes in one directory, or in one file (inotify: a write, a
-/// rename, a removal). It may not exist yet: [`DirWatch::ensure`] arms the watch once it does
-/// (and again on the new file once the watched one was renamed or removed); the loop's
-/// periodic pass covers the time before.
+/// Wakes a loop when something changes in one directory, or in one file, or in any of a set
+/// of them (inotify: a write, a rename, a removal). A path may not exist yet:
+/// [`DirWatch::ensure`] arms its watch once it does (and again on the new file once the
+/// watched one was renamed or removed); the loop's periodic pass covers the time before.
 pub struct DirWatch {
-    dir: PathBuf,
     what: &'static str,
     inotify: Option<AsyncFd<Inotify>>,
-    watching: bool,
+    /// The watched paths, each with its watch while armed.
+    paths: Vec<(PathBuf, Option<WatchDescriptor>)>,
     /// Something may have changed since [`DirWatch::take_changes`] last said: an event was
-    /// read, or the watch was (re-)armed after a time without one.
+    /// read, or a watch was (re-)armed after a time without one.
     changes: bool,
 }
 
 impl DirWatch {
     /// A watch on `dir`, named `what` in log messages.
     pub fn new(dir: &Path, what: &'static str) -> Self {
+        Self::new_many(std::slice::from_ref(&dir.to_path_buf()), what)
+    }
+
+    /// One watch on each of `paths`, named `what` in log messages.
+    pub fn new_many(paths: &[PathBuf], what: &'static str) -> Self {
         let inotify = match Inotify::init().and_then(crate::host::process::async_fd) {
             Ok(i) => Some(i),
             Err(e) => {
@@ -67,21 +72,36 @@ impl DirWatch {
             }
         };
         let mut w = DirWatch {
-            dir: dir.to_path_buf(),
             what,
             inotify,
-            watching: false,
+            paths: Vec::new(),
             changes: true,
         };
-        w.ensure();
+        w.set_paths(paths);
         w
     }
 
-    /// Arms the watch if it is not (the directory appeared, or was replaced).
-    pub fn ensure(&mut self) {
-        if self.watching {
-            return;
+    /// Watches exactly `paths` from now on: the watches of paths no longer named are removed,
+    /// new paths are armed.
+    pub fn set_paths(&mut self, paths: &[PathBuf]) {
+        let old = std::mem::take(&mut self.paths);
+        for (path, wd) in old {
+            if paths.contains(&path) {
+                self.paths.push((path, wd));
+            } else if let (Some(i), Some(wd)) = (&self.inotify, wd) {
+                let _ = i.get_ref().watches().remove(wd);
+            }
         }
+        for p in paths {
+            if !self.paths.iter().any(|(q, _)| q == p) {
+                self.paths.push((p.clone(), None));
+            }
+        }
+        self.ensure();
+    }
+
+    /// Arms each watch that is not (the path appeared, or was replaced).
+    pub fn ensure(&mut self) {
         let Some(i) = &self.inotify else { return };
         let mask = WatchMask::CREATE
             | WatchMask::DELETE
@@ -92,64 +112,71 @@ impl DirWatch {
             | WatchMask::ATTRIB
             | WatchMask::DELETE_SELF
             | WatchMask::MOVE_SELF;
-        match i.get_ref().watches().add(&self.dir, mask) {
-            Ok(_) => {
-                self.watching = true;
-                // Whatever happened while nothing was watched was not seen.
-                self.changes = true;
-            }
-            Err(e) => {
-                debug!(dir = %self.dir.display(), "cannot watch the {} yet: {e}", self.what)
+        for (path, wd) in self.paths.iter_mut().filter(|(_, wd)| wd.is_none()) {
+            match i.get_ref().watches().add(&*path, mask) {
+                Ok(d) => {
+                    *wd = Some(d);
+                    // Whatever happened while nothing was watched was not seen.
+                    self.changes = true;
+                }
+                Err(e) => {
+                    debug!(path = %path.display(), "cannot watch the {} yet: {e}", self.what)
+                }
             }
         }
     }
 
-    /// Whether the watch is armed: a change would wake [`DirWatch::changed`].
+    /// Whether every watch is armed: any change would wake [`DirWatch::changed`].
     pub fn watching(&self) -> bool {
-        self.watching
+        self.inotify.is_some() && self.paths.iter().all(|(_, wd)| wd.is_some())
     }
 
-    /// Whether anything may have changed since the last call: true unless the watch was armed
-    /// throughout and no event came (events not read yet are read now, without waiting).
+    /// Whether anything may have changed since the last call: true unless the watches were
+    /// armed throughout and no event came (events not read yet are read now, without waiting).
     pub fn take_changes(&mut self) -> bool {
-        let mut masks = Vec::new();
+        let mut seen = Vec::new();
         if let Some(afd) = &mut self.inotify {
             let mut buf = [0u8; 4096];
             // The descriptor is non-blocking: WouldBlock is "no event".
             loop {
                 match afd.get_mut().read_events(&mut buf) {
                     Ok(events) => {
-                        let before = masks.len();
-                        masks.extend(events.map(|e| e.mask));
-                        if masks.len() == before {
+                        let before = seen.len();
+                        seen.extend(events.map(|e| (Some(e.wd), e.mask)));
+                        if seen.len() == before {
                             break;
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) => {
                         warn!("reading inotify events failed: {e}");
-                        masks.push(inotify::EventMask::Q_OVERFLOW);
+                        seen.push((None, inotify::EventMask::Q_OVERFLOW));
                         break;
                     }
                 }
             }
         }
-        for m in masks {
-            self.saw(m);
+        for (wd, mask) in seen {
+            self.saw(wd, mask);
         }
-        let changes = self.changes || !self.watching;
+        let changes = self.changes || !self.watching();
         self.changes = false;
         changes
     }
 
-    /// Notes one event: a change, and the watch's end when the watched path went away.
-    fn saw(&mut self, mask: inotify::EventMask) {
+    /// Notes one event of watch `wd` (None: events were lost): a change, and the watch's end
+    /// when its path went away.
+    fn saw(&mut self, wd: Option<WatchDescriptor>, mask: inotify::EventMask) {
         if mask.intersects(
             inotify::EventMask::IGNORED
                 | inotify::EventMask::DELETE_SELF
                 | inotify::EventMask::MOVE_SELF,
         ) {
-            self.watching = false;
+            for (_, armed) in &mut self.paths {
+                if armed.is_some() && *armed == wd {
+                    *armed = None;
+                }
+            }
         }
         self.changes = true;
     }
@@ -163,7 +190,7 @@ impl DirWatch {
         }
     }
 
-    /// Waits for a change in the directory (never returns without inotify).
+    /// Waits for a change under a watched path (never returns without inotify).
     pub async fn changed(&mut self) {
         let Some(afd) = &mut self.inotify else {
             return std::future::pending().await;
@@ -175,11 +202,11 @@ impl DirWatch {
             };
             match guard.get_inner_mut().read_events(&mut buf) {
                 Ok(events) => {
-                    let masks: Vec<_> = events.map(|e| e.mask).collect();
+                    let seen: Vec<_> = events.map(|e| (Some(e.wd), e.mask)).collect();
                     drop(guard);
-                    if !masks.is_empty() {
-                        for m in masks {
-                            self.saw(m);
+                    if !seen.is_empty() {
+                        for (wd, mask) in seen {
+                            self.saw(wd, mask);
                         }
                         return;
                     }
@@ -250,6 +277,11 @@ impl ManifestWatcher {
     /// Waits for a change in the directory (never returns without inotify).
     pub async fn changed(&mut self) {
         self.watch.changed().await;
+    }
+
+    /// Whether inotify watches the directory: a change would wake [`ManifestWatcher::changed`].
+    pub fn watching(&self) -> bool {
+        self.watch.watching()
     }
 
     /// What the directory holds: every `.yaml`, `.yml` and `.json` file that is not hidden.
@@ -538,6 +570,49 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), w.changed())
             .await
             .expect("woken by a write to the new file");
+    }
+
+    #[tokio::test]
+    async fn a_watch_on_several_directories_follows_its_set_and_each_directory() {
+        use std::time::Duration;
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        async fn wakes(w: &mut DirWatch) -> bool {
+            tokio::time::timeout(Duration::from_millis(300), w.changed())
+                .await
+                .is_ok()
+        }
+        let mut w = DirWatch::new_many(&[a.clone(), b.clone()], "dirs");
+        assert!(!w.watching(), "b does not exist yet");
+        std::fs::create_dir(&b).unwrap();
+        w.ensure();
+        assert!(w.watching());
+        assert!(w.take_changes(), "armed after a time unwatched");
+        assert!(!w.take_changes());
+        std::fs::write(b.join("f"), "1").unwrap();
+        assert!(wakes(&mut w).await, "a write in the second directory");
+        w.take_changes();
+        // Only a is named now: b's writes no longer wake it, a's still do.
+        w.set_paths(std::slice::from_ref(&a));
+        // (The removed watch's own end, IN_IGNORED, is read here.)
+        w.take_changes();
+        assert!(w.watching());
+        std::fs::write(b.join("f"), "2").unwrap();
+        assert!(!wakes(&mut w).await, "woken by a directory no longer named");
+        std::fs::write(a.join("f"), "1").unwrap();
+        assert!(wakes(&mut w).await);
+        // A directory replaced: its watch ends, and is armed again on the new one.
+        std::fs::remove_dir_all(&a).unwrap();
+        assert!(wakes(&mut w).await);
+        w.take_changes();
+        assert!(!w.watching());
+        std::fs::create_dir(&a).unwrap();
+        w.ensure();
+        assert!(w.watching());
+        w.take_changes();
+        std::fs::write(a.join("g"), "1").unwrap();
+        assert!(wakes(&mut w).await, "a write in the new directory");
     }
 
     #[tokio::test]

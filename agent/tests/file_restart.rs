@@ -1,6 +1,7 @@
 //! A renewed certificate restarts exactly the containers that name it on their command line,
 //! once, after the key and the certificate were both written; a rewrite with the same content
-//! restarts nothing; a change made while no agent ran restarts the adopted container.
+//! restarts nothing; a change made while no agent ran restarts the adopted container. The
+//! change wakes the agent (inotify on the files' directories), not its periodic pass.
 
 mod common;
 
@@ -63,10 +64,18 @@ fn wait_running(n: &Node, name: &str) -> (u32, u32) {
 #[test]
 fn a_renewed_pair_restarts_its_user_once_and_nothing_else() {
     let mut n = Node::new("v1.20.2");
+    // Only inotify on the files' directories can wake the check in time: the periodic pass
+    // comes after the test's waits ended.
+    n.cfg.watched_resync = Duration::from_secs(3600);
+    // Every directory the agent watches exists, or it would keep its short pass.
+    std::fs::create_dir_all(&n.cfg.cni_conf_dir).unwrap();
     n.start_agent();
     let f = setup(&n);
     let (a0, _) = wait_running(&n, "a");
     let (b0, _) = wait_running(&n, "b");
+    // Long enough for the checks that follow the starts to be over: what comes next is seen
+    // only by the watch on the files' directories.
+    std::thread::sleep(Duration::from_secs(3));
     // As `certs renew` writes them: the key, then the certificate, a moment apart.
     replace(&f.key, "key 2");
     std::thread::sleep(Duration::from_millis(300));

@@ -48,6 +48,7 @@ fn run(args: Vec<String>) -> anyhow::Result<()> {
     cfg.node_name = Some("n1".into());
     cfg.kubeconfig = None;
     cfg.resync = Duration::from_secs(1);
+    cfg.watched_resync = Duration::from_secs(1);
     cfg.log_rotation = rotation;
     if chatter {
         std::thread::spawn(|| {

@@ -126,8 +126,10 @@ impl Executor {
         let rt = &self.shared.runtime;
         match action {
             Action::Start { restart_count } => {
-                // What its files hold now is what this run uses (crate::reload).
+                // What its files hold now is what this run uses (crate::reload); the
+                // supervisor then watches their directories.
                 self.shared.files.baseline(&self.pod, &self.spec);
+                self.shared.wake.notify_one();
                 let netns = self.net.as_ref().map(|n| n.netns.as_path());
                 match rt.start(&self.pod, &self.spec, restart_count, netns).await {
                     Ok(r) => {

@@ -69,6 +69,7 @@ impl Node {
         cfg.shim_args_prefix = vec![];
         cfg.backoff = BackoffConfig::with_initial(Duration::from_millis(300));
         cfg.resync = Duration::from_secs(1);
+        cfg.watched_resync = Duration::from_secs(1);
         cfg.node_name = Some("n1".into());
         Node {
             tmp,
