@@ -70,10 +70,14 @@ fn build_client(keep_alive: bool) -> Result<reqwest::Client, String> {
 /// travels over a connection its predecessor accepted (a replaced hostNetwork pod's successor
 /// listens on the same port). A server that closes its end (at shutdown, or idle) costs a new
 /// connection, which resumes the TLS session of the last.
+///
+/// The probes' URLs are parsed once per process too: they never change while it runs, and
+/// parsing one (host normalisation) cost more than the rest of building the request.
 #[derive(Clone, Default)]
 pub struct Prober {
     kept: std::sync::Arc<OnceLock<Result<reqwest::Client, String>>>,
     fresh: std::sync::Arc<OnceLock<Result<reqwest::Client, String>>>,
+    urls: std::sync::Arc<std::sync::Mutex<Vec<(String, reqwest::Url)>>>,
 }
 
 impl Prober {
@@ -86,6 +90,22 @@ impl Prober {
         cell.get_or_init(|| build_client(keep_alive))
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// `url` parsed, from the cache when it was parsed before.
+    fn url(&self, url: &str) -> Result<reqwest::Url, String> {
+        /// A process has at most one URL per probe kind; more means the cache is not helping.
+        const MAX_CACHED: usize = 3;
+        let mut urls = self.urls.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, parsed)) = urls.iter().find(|(s, _)| s == url) {
+            return Ok(parsed.clone());
+        }
+        let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+        if urls.len() >= MAX_CACHED {
+            urls.remove(0);
+        }
+        urls.push((url.to_string(), parsed.clone()));
+        Ok(parsed)
     }
 }
 
@@ -150,17 +170,8 @@ pub async fn run(spec: &ProbeSpec, kind: ProbeKind, target: &Target, prober: &Pr
             path,
             headers,
         } => {
-            let host = target.host(host.as_deref());
-            http(
-                prober.client(kind),
-                *https,
-                &host,
-                *port,
-                path,
-                headers,
-                timeout,
-            )
-            .await
+            let url = http_url(*https, &target.host(host.as_deref()), *port, path);
+            http(prober, kind, &url, headers, timeout).await
         }
         ProbeHandler::Tcp { host, port } => {
             tcp(&target.host(host.as_deref()), *port, timeout).await
@@ -181,20 +192,21 @@ pub fn http_url(https: bool, host: &str, port: u16, path: &str) -> String {
 }
 
 async fn http(
-    client: Result<&reqwest::Client, String>,
-    https: bool,
-    host: &str,
-    port: u16,
-    path: &str,
+    prober: &Prober,
+    kind: ProbeKind,
+    url: &str,
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Outcome {
-    let client = match client {
+    let client = match prober.client(kind) {
         Ok(c) => c,
         Err(e) => return outcome(false, e),
     };
-    let url = http_url(https, host, port, path);
-    let mut req = client.get(&url).timeout(timeout).header("Accept", "*/*");
+    let parsed = match prober.url(url) {
+        Ok(u) => u,
+        Err(e) => return outcome(false, format!("Get {url:?}: invalid URL: {e}")),
+    };
+    let mut req = client.get(parsed).timeout(timeout).header("Accept", "*/*");
     for (k, v) in headers {
         // kubelet: a Host header sets the request's host.
         req = req.header(k.as_str(), v.as_str());
@@ -488,6 +500,39 @@ mod tests {
         (port, rx)
     }
 
+    /// A process's probe URL is parsed once and reused while it stays the same (at most one
+    /// per probe kind is kept); one that cannot be parsed fails the probe, naming it.
+    #[tokio::test]
+    async fn a_probe_url_is_parsed_once_per_process_and_a_bad_one_is_named() {
+        let prober = Prober::default();
+        let cached = || {
+            let urls = prober.urls.lock().unwrap();
+            urls.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>()
+        };
+        let a = "https://127.0.0.1:6443/livez";
+        assert_eq!(prober.url(a).unwrap().as_str(), a);
+        assert_eq!(prober.url(a).unwrap().as_str(), a);
+        assert_eq!(cached(), [a]);
+        for port in 1..=3 {
+            prober.url(&format!("http://127.0.0.1:{port}/")).unwrap();
+        }
+        assert_eq!(cached().len(), 3);
+        assert!(!cached().contains(&a.to_string()), "the oldest is dropped");
+        let s = spec(ProbeHandler::Http {
+            https: false,
+            host: Some("not a host".into()),
+            port: 1,
+            path: "/".into(),
+            headers: vec![],
+        });
+        let o = run(&s, ProbeKind::Liveness, &target(&[]), &prober).await;
+        assert!(!o.ok);
+        assert!(
+            o.message
+                .starts_with("Get \"http://not a host:1/\": invalid URL:"),
+            "{o:?}"
+        );
+    }
     #[tokio::test]
     async fn readiness_keeps_its_connection_for_one_process_and_liveness_connects_anew() {
         use rustls::HandshakeKind::{Full, Resumed};

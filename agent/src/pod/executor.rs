@@ -2,16 +2,19 @@
 //! actions it returns (start, signal, probe) through the runtime. One task per container.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::future::{Fuse, FutureExt};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::lifecycle::{self, Action, Container, ContainerState, Event};
 use super::network::PodNet;
-use super::spec::{ContainerSpec, MAX_GRACE, StaticPod};
+use super::spec::{ContainerSpec, MAX_GRACE, ProbeKind, ProbeSpec, StaticPod};
 use crate::logs;
 use crate::runtime::Running;
 use crate::status::{ContainerStatus, ProbeStatus};
@@ -29,6 +32,11 @@ pub(crate) struct Executor {
     running: Option<Running>,
     /// The probes' connections of the running process; each started process gets its own.
     prober: crate::probe::Prober,
+    /// The container's probes by kind ([`ProbeKind::ALL`]'s order), shared with the probes
+    /// in flight.
+    probe_specs: [Option<Arc<ProbeSpec>>; 3],
+    /// Probes asked for by the last event, started by [`Executor::run`].
+    to_probe: Vec<(u32, ProbeKind)>,
     tx: mpsc::UnboundedSender<Event>,
     rx: mpsc::UnboundedReceiver<Event>,
 }
@@ -68,6 +76,7 @@ impl Executor {
             shared.files.adopted(&pod, &spec, r.started_wall);
             running = Some(r);
         }
+        let probe_specs = ProbeKind::ALL.map(|k| spec.probe(k).cloned().map(Arc::new));
         let ex = Executor {
             shared,
             pod,
@@ -77,6 +86,8 @@ impl Executor {
             c,
             running,
             prober: crate::probe::Prober::default(),
+            probe_specs,
+            to_probe: Vec::new(),
             tx: tx.clone(),
             rx,
         };
@@ -84,11 +95,18 @@ impl Executor {
     }
 
     /// Runs until the container is gone (its pod removed and the process stopped).
+    ///
+    /// The probes in flight, one per kind, are polled here, beside the container's events:
+    /// a task spawned per probe cost an allocation the size of an HTTP request's state, and a
+    /// wake of this task to hand the result over, every time. A probe started for a kind
+    /// replaces one still in flight, which can only be a previous process's, whose result
+    /// would be ignored.
     pub(crate) async fn run(mut self) {
         if let Some(r) = self.running.clone() {
             self.watch_exit(r);
         }
         let mut timer = crate::host::timer::for_loop("container");
+        let mut probes = ProbeKind::ALL.map(|_| None);
         loop {
             self.publish();
             if self.c.is_gone() {
@@ -97,14 +115,29 @@ impl Executor {
                 break;
             }
             let deadline = self.c.next_deadline();
+            let [startup, liveness, readiness] = &mut probes;
             let event = tokio::select! {
                 ev = self.rx.recv() => match ev {
                     Some(ev) => ev,
                     None => break,
                 },
                 () = sleep_until(&mut timer, deadline) => Event::Tick,
+                ev = in_flight(startup) => ev,
+                ev = in_flight(liveness) => ev,
+                ev = in_flight(readiness) => ev,
             };
             self.handle(event).await;
+            for (pid, kind) in std::mem::take(&mut self.to_probe) {
+                let Some(probe) = self.probe(pid, kind) else {
+                    continue;
+                };
+                let slot = &mut probes[kind_index(kind)];
+                match slot {
+                    // The same allocation, reused: the future is replaced in place.
+                    Some(running) => running.set(probe.fuse()),
+                    None => *slot = Some(Box::pin(probe.fuse())),
+                }
+            }
         }
         self.shared.wake.notify_one();
     }
@@ -164,28 +197,33 @@ impl Executor {
                 None
             }
             Action::Probe { pid, kind } => {
-                let spec = self.spec.probe(kind).cloned()?;
-                let target = crate::probe::Target::for_probe(
-                    &spec,
-                    self.net.as_ref().and_then(|n| n.ips.first().copied()),
-                    self.net.as_ref().map(|n| n.netns.clone()),
-                    PathBuf::from(self.spec.working_dir.as_deref().unwrap_or("/")),
-                    || rt.container_env(&self.spec),
-                );
-                let prober = self.prober.clone();
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    let o = crate::probe::run(&spec, kind, &target, &prober).await;
-                    let _ = tx.send(Event::Probed {
-                        pid,
-                        kind,
-                        ok: o.ok,
-                        message: o.message,
-                    });
-                });
+                self.to_probe.push((pid, kind));
                 None
             }
         }
+    }
+
+    /// A probe of `kind` of process `pid`, owning what it needs; None when the container has
+    /// no such probe.
+    fn probe(&self, pid: u32, kind: ProbeKind) -> Option<impl Future<Output = Event> + use<>> {
+        let spec = self.probe_specs[kind_index(kind)].clone()?;
+        let target = crate::probe::Target::for_probe(
+            &spec,
+            self.net.as_ref().and_then(|n| n.ips.first().copied()),
+            self.net.as_ref().map(|n| n.netns.clone()),
+            PathBuf::from(self.spec.working_dir.as_deref().unwrap_or("/")),
+            || self.shared.runtime.container_env(&self.spec),
+        );
+        let prober = self.prober.clone();
+        Some(async move {
+            let o = crate::probe::run(&spec, kind, &target, &prober).await;
+            Event::Probed {
+                pid,
+                kind,
+                ok: o.ok,
+                message: o.message,
+            }
+        })
     }
 
     fn watch_exit(&self, r: Running) {
@@ -289,6 +327,24 @@ impl Executor {
 /// stopped.
 fn stop_grace(grace: Duration) -> Duration {
     grace.min(MAX_GRACE)
+}
+
+/// `kind`'s place in [`ProbeKind::ALL`].
+fn kind_index(kind: ProbeKind) -> usize {
+    match kind {
+        ProbeKind::Startup => 0,
+        ProbeKind::Liveness => 1,
+        ProbeKind::Readiness => 2,
+    }
+}
+
+/// The result of the probe in `slot`; pending while there is none in flight.
+async fn in_flight<F: Future>(slot: &mut Option<Pin<Box<Fuse<F>>>>) -> F::Output {
+    match slot {
+        // A finished Fuse stays pending.
+        Some(probe) => probe.await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Waits until `deadline` (None: a day, then the loop looks again).
