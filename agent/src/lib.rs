@@ -28,7 +28,9 @@
 //! - [`apilb`]: the node-local API load balancer ([`apilb::plan`]: its pure decisions).
 //! - [`host`]: side-effect primitives shared with the phases (files, processes, network
 //!   namespaces).
-//! - [`watch`]: the manifest directory (and a watch on the CNI configuration directory).
+//! - [`watch`]: the manifest directory, and the inotify watches that wake the agent's loops
+//!   ([`watch::DirWatch`]: the CNI configuration directory, the directories of the files
+//!   containers use, ...).
 //! - [`pod`]: manifests read as pods ([`pod::spec`]), the pure container lifecycle
 //!   ([`pod::lifecycle`]) and restart backoff ([`pod::backoff`]), their executor, and the
 //!   pods' own networks ([`pod::network`]).

@@ -533,6 +533,7 @@ mod tests {
             "{o:?}"
         );
     }
+
     #[tokio::test]
     async fn readiness_keeps_its_connection_for_one_process_and_liveness_connects_anew() {
         use rustls::HandshakeKind::{Full, Resumed};

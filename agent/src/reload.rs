@@ -620,6 +620,47 @@ mod tests {
         assert_eq!(due[0].changed, [kubeconfig]);
     }
 
+    /// The directories to watch: those of every file watched, the ones a configuration file
+    /// names included, each once; none once the containers are gone.
+    #[test]
+    fn the_directories_of_the_watched_files_are_watched() {
+        let d = tempfile::tempdir().unwrap();
+        let (k, kp) = (
+            d.path().join("etc/kubernetes"),
+            d.path().join("var/lib/kube-proxy"),
+        );
+        std::fs::create_dir_all(k.join("pki/etcd")).unwrap();
+        std::fs::create_dir_all(&kp).unwrap();
+        let (conf, kubeconfig) = (kp.join("config.conf"), k.join("proxy.conf"));
+        std::fs::write(&conf, format!("kubeconfig: {}\n", kubeconfig.display())).unwrap();
+        for f in [&kubeconfig, &k.join("pki/a.crt"), &k.join("pki/etcd/b.crt")] {
+            std::fs::write(f, "x").unwrap();
+        }
+        let watch = FileWatch::new(vec![k.clone(), kp.clone()], k.join("manifests"));
+        assert!(watch.watched_dirs().is_empty());
+        let a = spec(
+            &[
+                &format!("--cert={}", k.join("pki/a.crt").display()),
+                &format!("--etcd-cert={}", k.join("pki/etcd/b.crt").display()),
+            ],
+            &[],
+        );
+        let b = spec(&[&format!("--config={}", conf.display())], &[]);
+        let (pa, pb) = (
+            static_pod("u1", "a-n1", a.clone()),
+            static_pod("u2", "b-n1", b.clone()),
+        );
+        watch.baseline(&pa, &a);
+        watch.baseline(&pb, &b);
+        assert_eq!(
+            watch.watched_dirs(),
+            [k.clone(), k.join("pki"), k.join("pki/etcd"), kp]
+        );
+        watch.forget("u1", "c");
+        watch.forget("u2", "c");
+        assert!(watch.watched_dirs().is_empty());
+    }
+
     fn stamp(ino: u64, mtime: i128) -> Stamp {
         Stamp {
             dev: 1,

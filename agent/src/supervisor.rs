@@ -225,10 +225,20 @@ pub(crate) async fn run(
         let d = desired.take().unwrap_or_else(|| watcher.scan());
         cni_watch.ensure();
         let next = reconcile(&shared, &mut observed, &mut teardowns, d).await;
+        // Events up to now are read (what they were about is stat-ed next) and the watches
+        // they ended are armed again, before the check: a change after this wakes the loop.
         files_watch.set_paths(&shared.files.watched_dirs());
-        files_watch.take_changes();
+        let _ = files_watch.take_changes();
+        files_watch.ensure();
         let next = earliest(next, restart_changed(&shared, &observed));
-        let resync = if watcher.watching() && cni_watch.watching() && files_watch.watching() {
+        // The CNI configuration directory matters only while a pod waits for it (it often
+        // does not exist on a node without a pod network).
+        let cni_needed = observed
+            .values()
+            .any(|h| matches!(h.network, Sandbox::Waiting { .. }));
+        let watched =
+            watcher.watching() && (cni_watch.watching() || !cni_needed) && files_watch.watching();
+        let resync = if watched {
             shared.cfg.watched_resync
         } else {
             shared.cfg.resync

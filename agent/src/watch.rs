@@ -1,5 +1,6 @@
 //! The manifest directory: what pods are desired. inotify only wakes the level-triggered
-//! loop ([`DirWatch`], also on the CNI configuration directory and on the agent's own log).
+//! loop ([`DirWatch`], also on the CNI configuration directory, the directories of the files
+//! containers use, the API load balancer's directory and the agent's own log).
 //! A pass re-reads the directory (unchanged files are not re-parsed) unless the watch has been
 //! armed throughout and saw no change since the last reading, which had no error: then the
 //! pods read last are still what is desired, and the directory is read again only every
@@ -67,7 +68,9 @@ impl DirWatch {
         let inotify = match Inotify::init().and_then(crate::host::process::async_fd) {
             Ok(i) => Some(i),
             Err(e) => {
-                warn!("inotify is unavailable, the {what} is only looked at periodically: {e}");
+                warn!(
+                    "inotify is unavailable, so changes in the {what} are only seen periodically: {e}"
+                );
                 None
             }
         };
@@ -157,7 +160,7 @@ impl DirWatch {
             }
         }
         for (wd, mask) in seen {
-            self.saw(wd, mask);
+            let _ = self.saw(wd, mask);
         }
         let changes = self.changes || !self.watching();
         self.changes = false;
@@ -165,20 +168,35 @@ impl DirWatch {
     }
 
     /// Notes one event of watch `wd` (None: events were lost): a change, and the watch's end
-    /// when its path went away.
-    fn saw(&mut self, wd: Option<WatchDescriptor>, mask: inotify::EventMask) {
-        if mask.intersects(
+    /// when its path went away. A moved path's watch is removed (it would follow the moved
+    /// directory), and the end of a watch no longer kept (IN_IGNORED after a removal) is no
+    /// change. After lost events every watch is armed again, as one's end may be among them
+    /// (adding a watch that exists returns it). Whether the event counts as a change.
+    fn saw(&mut self, wd: Option<WatchDescriptor>, mask: inotify::EventMask) -> bool {
+        let lost = wd.is_none() || mask.contains(inotify::EventMask::Q_OVERFLOW);
+        let kept = self
+            .paths
+            .iter()
+            .any(|(_, armed)| armed.is_some() && *armed == wd);
+        if mask == inotify::EventMask::IGNORED && !kept && !lost {
+            return false;
+        }
+        let gone = mask.intersects(
             inotify::EventMask::IGNORED
                 | inotify::EventMask::DELETE_SELF
                 | inotify::EventMask::MOVE_SELF,
-        ) {
-            for (_, armed) in &mut self.paths {
-                if armed.is_some() && *armed == wd {
-                    *armed = None;
-                }
+        );
+        let moved = mask.contains(inotify::EventMask::MOVE_SELF);
+        for (_, armed) in &mut self.paths {
+            if !(lost || (gone && armed.is_some() && *armed == wd)) {
+                continue;
+            }
+            if let (Some(d), Some(i), true) = (armed.take(), &self.inotify, moved) {
+                let _ = i.get_ref().watches().remove(d);
             }
         }
         self.changes = true;
+        true
     }
 
     /// Waits for a change, or for `fallback` to pass, whichever comes first (the only wake
@@ -192,11 +210,11 @@ impl DirWatch {
 
     /// Waits for a change under a watched path (never returns without inotify).
     pub async fn changed(&mut self) {
-        let Some(afd) = &mut self.inotify else {
-            return std::future::pending().await;
-        };
         let mut buf = [0u8; 4096];
         loop {
+            let Some(afd) = &mut self.inotify else {
+                return std::future::pending().await;
+            };
             let Ok(mut guard) = afd.readable_mut().await else {
                 return std::future::pending().await;
             };
@@ -204,17 +222,18 @@ impl DirWatch {
                 Ok(events) => {
                     let seen: Vec<_> = events.map(|e| (Some(e.wd), e.mask)).collect();
                     drop(guard);
-                    if !seen.is_empty() {
-                        for (wd, mask) in seen {
-                            self.saw(wd, mask);
-                        }
+                    let mut counted = false;
+                    for (wd, mask) in seen {
+                        counted |= self.saw(wd, mask);
+                    }
+                    if counted {
                         return;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
                 Err(e) => {
                     warn!("reading inotify events failed: {e}");
-                    self.changes = true;
+                    let _ = self.saw(None, inotify::EventMask::Q_OVERFLOW);
                     return;
                 }
             }
@@ -595,8 +614,7 @@ mod tests {
         w.take_changes();
         // Only a is named now: b's writes no longer wake it, a's still do.
         w.set_paths(std::slice::from_ref(&a));
-        // (The removed watch's own end, IN_IGNORED, is read here.)
-        w.take_changes();
+        // The removed watch's own end (IN_IGNORED) is no change either.
         assert!(w.watching());
         std::fs::write(b.join("f"), "2").unwrap();
         assert!(!wakes(&mut w).await, "woken by a directory no longer named");
@@ -613,6 +631,23 @@ mod tests {
         w.take_changes();
         std::fs::write(a.join("g"), "1").unwrap();
         assert!(wakes(&mut w).await, "a write in the new directory");
+        w.take_changes();
+        // A directory moved away: its watch is dropped, not carried along with it.
+        let old = d.path().join("a.old");
+        std::fs::rename(&a, &old).unwrap();
+        assert!(wakes(&mut w).await, "the move");
+        w.take_changes();
+        assert!(!w.watching());
+        std::fs::create_dir(&a).unwrap();
+        w.ensure();
+        w.take_changes();
+        std::fs::write(old.join("h"), "1").unwrap();
+        assert!(!wakes(&mut w).await, "woken by the moved-away directory");
+        std::fs::write(a.join("h"), "1").unwrap();
+        assert!(
+            wakes(&mut w).await,
+            "a write in the directory now at the path"
+        );
     }
 
     #[tokio::test]

@@ -67,8 +67,7 @@ fn a_renewed_pair_restarts_its_user_once_and_nothing_else() {
     // Only inotify on the files' directories can wake the check in time: the periodic pass
     // comes after the test's waits ended.
     n.cfg.watched_resync = Duration::from_secs(3600);
-    // Every directory the agent watches exists, or it would keep its short pass.
-    std::fs::create_dir_all(&n.cfg.cni_conf_dir).unwrap();
+    n.cfg.resync = Duration::from_secs(3600);
     n.start_agent();
     let f = setup(&n);
     let (a0, _) = wait_running(&n, "a");

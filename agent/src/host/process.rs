@@ -364,6 +364,19 @@ pub struct Output {
     pub timed_out: bool,
 }
 
+/// Kills a command's process group when dropped while still armed: a caller that stops
+/// waiting for [`run_with_timeout`] (a probe replaced by the next process's, or its
+/// container gone) leaves none of the command's processes behind, not only its first.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = signal_group(pgid, Signal::SIGKILL);
+        }
+    }
+}
+
 /// Runs a command in its own process group with `env` (or the agent's environment when
 /// `None`), in the network namespace `netns` when given (an open namespace file, see
 /// [`super::netns::open`]), kills the group after `timeout`, and returns its combined output
@@ -405,6 +418,9 @@ pub async fn run_with_timeout(
     }
     let mut child = cmd.spawn()?;
     let pgid = child.id();
+    // Declared after `child`, so dropped before it: the group is killed while its leader
+    // is not yet reaped, and its id cannot have been reused.
+    let mut group = GroupGuard(pgid);
     let mut stdout = child
         .stdout
         .take()
@@ -424,7 +440,9 @@ pub async fn run_with_timeout(
         a.extend_from_slice(&b);
         io::Result::Ok((status, a))
     };
-    match tokio::time::timeout(timeout, work).await {
+    let finished = tokio::time::timeout(timeout, work).await;
+    group.0 = None;
+    match finished {
         Ok(r) => {
             let (status, out) = r?;
             Ok(Output {
@@ -643,6 +661,47 @@ pub fn is_alive(pid: u32, start_time: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A command whose caller stops waiting leaves none of its processes behind: its shell's
+    /// child goes with the shell (a probe replaced, or its container gone).
+    #[tokio::test]
+    async fn a_command_dropped_midway_leaves_no_process_of_its_group() {
+        let d = tempfile::tempdir().unwrap();
+        let pid_file = d.path().join("pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let args = ["-c".to_string(), script];
+        let run = run_with_timeout(
+            Path::new("/bin/sh"),
+            &args,
+            None,
+            None,
+            d.path(),
+            Duration::from_secs(60),
+        );
+        let stopped = tokio::time::timeout(Duration::from_millis(500), run).await;
+        assert!(stopped.is_err(), "the command ended by itself");
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        // Gone, or a zombie left for its reaper (init, once the shell died).
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+                st.rsplit(')')
+                    .next()
+                    .is_some_and(|r| !r.trim_start().starts_with('Z'))
+            })
+        };
+        while alive() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !alive(),
+            "the shell's child {pid} outlived the dropped command"
+        );
+    }
 
     #[test]
     fn the_free_heap_is_given_back() {

@@ -115,6 +115,7 @@ impl Executor {
                 break;
             }
             let deadline = self.c.next_deadline();
+            // In ProbeKind::ALL's order.
             let [startup, liveness, readiness] = &mut probes;
             let event = tokio::select! {
                 ev = self.rx.recv() => match ev {
@@ -131,7 +132,7 @@ impl Executor {
                 let Some(probe) = self.probe(pid, kind) else {
                     continue;
                 };
-                let slot = &mut probes[kind_index(kind)];
+                let slot = &mut probes[kind.index()];
                 match slot {
                     // The same allocation, reused: the future is replaced in place.
                     Some(running) => running.set(probe.fuse()),
@@ -206,7 +207,7 @@ impl Executor {
     /// A probe of `kind` of process `pid`, owning what it needs; None when the container has
     /// no such probe.
     fn probe(&self, pid: u32, kind: ProbeKind) -> Option<impl Future<Output = Event> + use<>> {
-        let spec = self.probe_specs[kind_index(kind)].clone()?;
+        let spec = self.probe_specs[kind.index()].clone()?;
         let target = crate::probe::Target::for_probe(
             &spec,
             self.net.as_ref().and_then(|n| n.ips.first().copied()),
@@ -327,15 +328,6 @@ impl Executor {
 /// stopped.
 fn stop_grace(grace: Duration) -> Duration {
     grace.min(MAX_GRACE)
-}
-
-/// `kind`'s place in [`ProbeKind::ALL`].
-fn kind_index(kind: ProbeKind) -> usize {
-    match kind {
-        ProbeKind::Startup => 0,
-        ProbeKind::Liveness => 1,
-        ProbeKind::Readiness => 2,
-    }
 }
 
 /// The result of the probe in `slot`; pending while there is none in flight.

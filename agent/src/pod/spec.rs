@@ -121,6 +121,15 @@ impl ProbeKind {
         ProbeKind::Liveness,
         ProbeKind::Readiness,
     ];
+
+    /// This kind's place in [`ProbeKind::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            ProbeKind::Startup => 0,
+            ProbeKind::Liveness => 1,
+            ProbeKind::Readiness => 2,
+        }
+    }
 }
 
 impl std::fmt::Display for ProbeKind {
@@ -498,6 +507,13 @@ pub fn probe_spec(p: &Probe, ports: &[(String, u16)]) -> Result<ProbeSpec, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_kind_s_index_is_its_place_in_all() {
+        for (i, k) in ProbeKind::ALL.into_iter().enumerate() {
+            assert_eq!(k.index(), i, "{k:?}");
+        }
+    }
 
     const APISERVER: &str = r#"
 apiVersion: v1
