@@ -541,6 +541,17 @@ pub fn human(d: Duration) -> String {
     }
 }
 
+/// When a probe due at `due` and run at `now` runs next: at a fixed rate from its first run,
+/// as the kubelet's probe ticker, so a run that came late (the agent busy, its timer put off
+/// to a shared wake-up) does not move the ones after it; a run more than a period late starts
+/// the rate again from `now`.
+fn next_run(due: Option<Instant>, now: Instant, period: Duration) -> Instant {
+    match due.map(|d| d + period) {
+        Some(next) if next > now => next,
+        _ => now + period,
+    }
+}
+
 /// The transition function: the container after `event` at `now`, and what to do. Pure.
 pub fn next(c: &Container, event: Event, now: Instant) -> (Container, Vec<Action>) {
     let mut c = c.clone();
@@ -636,7 +647,7 @@ fn step(c: &mut Container, event: Event, now: Instant) -> Vec<Action> {
             for kind in due {
                 if let Some(p) = c.probes.iter_mut().find(|p| p.kind == kind) {
                     p.in_flight = true;
-                    p.next_at = Some(now + p.timing.period);
+                    p.next_at = Some(next_run(p.next_at, now, p.timing.period));
                     actions.push(Action::Probe { pid, kind });
                 }
             }
@@ -760,6 +771,21 @@ mod tests {
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
+    }
+
+    /// A probe keeps its rate: a late run does not move the next one, and a run more than a
+    /// period late starts the rate again from then.
+    #[test]
+    fn a_probe_runs_at_a_fixed_rate() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        assert_eq!(next_run(Some(t0), t0, s * 10), t0 + s * 10);
+        let late = t0 + Duration::from_millis(700);
+        assert_eq!(next_run(Some(t0), late, s * 10), t0 + s * 10);
+        assert_eq!(next_run(Some(t0), late, s), t0 + s);
+        let very_late = t0 + Duration::from_millis(2500);
+        assert_eq!(next_run(Some(t0), very_late, s), very_late + s);
+        assert_eq!(next_run(None, t0, s), t0 + s);
     }
 
     fn timing(period: u64, failure: u32) -> ProbeTiming {
