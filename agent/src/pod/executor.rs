@@ -65,6 +65,7 @@ impl Executor {
             probes,
             now,
         );
+        c.grid = Some(grid_origin());
         let (tx, rx) = mpsc::unbounded_channel();
         let mut running = None;
         if let Some((r, restart_count)) = adopted {
@@ -339,38 +340,17 @@ async fn in_flight<F: Future>(slot: &mut Option<Pin<Box<Fuse<F>>>>) -> F::Output
     }
 }
 
-/// Waits until `deadline` (None: a day, then the loop looks again), put off to the agent's
-/// shared grid when it is far enough ahead ([`on_grid`]).
+/// Waits until `deadline` (None: a day, then the loop looks again).
 async fn sleep_until(timer: &mut Option<crate::host::timer::Timer>, deadline: Option<Instant>) {
-    let now = Instant::now();
-    let deadline =
-        deadline.map_or_else(|| now + Duration::from_secs(3600 * 24), |d| on_grid(d, now));
+    let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600 * 24));
     crate::host::timer::sleep_until_on(timer, deadline, "container").await;
 }
 
-/// The step of the grid that containers' deadlines are put on.
-const GRID: Duration = Duration::from_secs(1);
-
-/// `deadline`, put off to the next whole [`GRID`] step of a clock every container of this
-/// agent shares, when it is at least a step ahead of `now`. Probe periods are whole seconds
-/// and a probe keeps its rate ([`super::lifecycle`]), so after its first run every probe of
-/// every container comes due on the grid, and the agent wakes once for all those due
-/// together, instead of once for each (on a control-plane node the API server's readiness
-/// probe runs every second, the five liveness probes every ten). A deadline less than a step
-/// ahead (a container to start, a probe's first run after a quick start) is kept as it is.
-fn on_grid(deadline: Instant, now: Instant) -> Instant {
+/// The origin of the probes' grid ([`lifecycle::on_grid`]), one for every container of this
+/// agent.
+fn grid_origin() -> Instant {
     static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    if deadline.saturating_duration_since(now) < GRID {
-        return deadline;
-    }
-    let origin = *ORIGIN.get_or_init(|| now);
-    let into = deadline.saturating_duration_since(origin).as_nanos() % GRID.as_nanos();
-    if into == 0 {
-        return deadline;
-    }
-    // Below GRID's nanoseconds, so it fits.
-    let rest = GRID - Duration::from_nanos(u64::try_from(into).unwrap_or(0));
-    deadline.checked_add(rest).unwrap_or(deadline)
+    *ORIGIN.get_or_init(Instant::now)
 }
 
 #[cfg(test)]
@@ -404,33 +384,6 @@ mod tests {
         let (c, actions) = lifecycle::next(&c, Event::Stop, now);
         assert!(actions.is_empty(), "{actions:?}");
         assert!(matches!(c.state, ContainerState::Stopping { .. }));
-    }
-
-    /// Deadlines a second or more ahead land on one shared whole-second grid (so two
-    /// containers' probes due in the same second wake the agent once), never earlier and less
-    /// than a step later; nearer ones are kept.
-    #[test]
-    fn far_deadlines_share_a_grid_and_near_ones_are_kept() {
-        let now = Instant::now();
-        let near = now + Duration::from_millis(300);
-        assert_eq!(on_grid(near, now), near);
-        let a = on_grid(now + Duration::from_millis(10_100), now);
-        let b = on_grid(
-            now + Duration::from_millis(10_900),
-            now + Duration::from_millis(500),
-        );
-        assert_eq!(a, b, "due in the same step of the grid");
-        for ms in [1_000, 1_001, 4_321, 9_999, 3_600_000] {
-            let d = now + Duration::from_millis(ms);
-            let g = on_grid(d, now);
-            assert!(g >= d && g < d + GRID, "{ms} ms: {g:?} vs {d:?}");
-            assert_eq!(on_grid(g, now), g, "on the grid already");
-            assert_eq!(
-                on_grid(g + GRID * 3, now),
-                g + GRID * 3,
-                "steps of the grid"
-            );
-        }
     }
 
     /// The executor sleeps until that deadline: its timerfd (the timer's own tests) and

@@ -344,6 +344,9 @@ pub struct Container {
     pub file_restarts: u32,
     /// The latest such restart: why, and when.
     pub last_file_restart: Option<(String, Instant)>,
+    /// The origin of the whole-second grid its probes run on after their first run
+    /// ([`on_grid`]); the agent gives every container the same one. None: no grid.
+    pub grid: Option<Instant>,
 }
 
 impl Container {
@@ -379,6 +382,7 @@ impl Container {
             removing: false,
             file_restarts: 0,
             last_file_restart: None,
+            grid: None,
         }
     }
 
@@ -541,15 +545,34 @@ pub fn human(d: Duration) -> String {
     }
 }
 
-/// When a probe due at `due` and run at `now` runs next: at a fixed rate from its first run,
-/// as the kubelet's probe ticker, so a run that came late (the agent busy, its timer put off
-/// to a shared wake-up) does not move the ones after it; a run more than a period late starts
-/// the rate again from `now`.
+/// When a probe due at `due` and run at `now` runs next: at a fixed rate, as the kubelet's
+/// probe ticker, so a run that came late (the agent busy) does not move the ones after it; a
+/// run more than a period late starts the rate again from `now`.
 fn next_run(due: Option<Instant>, now: Instant, period: Duration) -> Instant {
     match due.map(|d| d + period) {
         Some(next) if next > now => next,
         _ => now + period,
     }
+}
+
+/// The probes' grid step: their periods are whole seconds.
+pub const GRID: Duration = Duration::from_secs(1);
+
+/// `t` put off to the next whole [`GRID`] step after `origin` (kept when on one, or before
+/// `origin`). A probe's runs after its first are put on the grid: every probe of every
+/// container then comes due on the same instants, and the agent wakes once for all those due
+/// together instead of once each (on a control-plane node the API server's readiness probe
+/// runs every second, five liveness probes every ten). A run is put off by less than a step,
+/// once: on the grid, a whole-second period keeps it there. The first run after a start is
+/// not put off.
+pub fn on_grid(t: Instant, origin: Instant) -> Instant {
+    let into = t.saturating_duration_since(origin).as_nanos() % GRID.as_nanos();
+    if into == 0 || t < origin {
+        return t;
+    }
+    // Below GRID's nanoseconds, so it fits.
+    let rest = GRID - Duration::from_nanos(u64::try_from(into).unwrap_or(0));
+    t.checked_add(rest).unwrap_or(t)
 }
 
 /// The transition function: the container after `event` at `now`, and what to do. Pure.
@@ -637,6 +660,7 @@ fn step(c: &mut Container, event: Event, now: Instant) -> Vec<Action> {
             c.after_exit(exit, now)
         }
         (S::Running { pid, .. }, Event::Tick) => {
+            let grid = c.grid;
             let mut actions = Vec::new();
             let due: Vec<ProbeKind> = c
                 .probes
@@ -647,7 +671,8 @@ fn step(c: &mut Container, event: Event, now: Instant) -> Vec<Action> {
             for kind in due {
                 if let Some(p) = c.probes.iter_mut().find(|p| p.kind == kind) {
                     p.in_flight = true;
-                    p.next_at = Some(next_run(p.next_at, now, p.timing.period));
+                    let next = next_run(p.next_at, now, p.timing.period);
+                    p.next_at = Some(grid.map_or(next, |origin| on_grid(next, origin)));
                     actions.push(Action::Probe { pid, kind });
                 }
             }
@@ -786,6 +811,58 @@ mod tests {
         let very_late = t0 + Duration::from_millis(2500);
         assert_eq!(next_run(Some(t0), very_late, s), very_late + s);
         assert_eq!(next_run(None, t0, s), t0 + s);
+    }
+
+    /// On the grid a time is put off to the next whole second after the origin, by less than
+    /// a second, and kept when it is on one already.
+    #[test]
+    fn on_grid_puts_a_time_off_to_the_next_whole_second() {
+        let o = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(on_grid(o + ms(10_100), o), o + secs(11));
+        assert_eq!(on_grid(o + ms(10_999), o), o + secs(11));
+        assert_eq!(on_grid(o + secs(11), o), o + secs(11));
+        assert_eq!(on_grid(o, o), o);
+        for t in [1, 999, 4_321, 3_600_001] {
+            let g = on_grid(o + ms(t), o);
+            assert!(g >= o + ms(t) && g < o + ms(t) + GRID, "{t}");
+        }
+    }
+
+    /// On a grid, a probe's runs after its first come due on whole seconds from its origin,
+    /// whatever its phase: a 1 s probe and a 10 s probe of two containers started at
+    /// different times come due on the same instants. Without a grid each keeps its phase.
+    #[test]
+    fn probes_on_a_grid_come_due_together() {
+        let origin = Instant::now();
+        let ms = Duration::from_millis;
+        let run = |kind: ProbeKind, period: u64, start: Duration, grid: Option<Instant>| {
+            let mut s = Sim::new(RestartPolicy::Always, vec![(kind, timing(period, 3))]);
+            s.c.grid = grid;
+            s.now = origin + start;
+            s.start(1);
+            let mut due = Vec::new();
+            for _ in 0..3 {
+                // The first run at once (not put off), then when it comes due.
+                let when = s.c.next_deadline().unwrap();
+                s.now = s.now.max(when);
+                assert_eq!(s.ev(Event::Tick), [Action::Probe { pid: 1, kind }]);
+                due.push(s.now.duration_since(origin));
+                s.ev(Event::Probed {
+                    pid: 1,
+                    kind,
+                    ok: true,
+                    message: String::new(),
+                });
+            }
+            due
+        };
+        let ready = run(ProbeKind::Readiness, 1, ms(130), Some(origin));
+        assert_eq!(ready, [ms(130), secs(2), secs(3)]);
+        let live = run(ProbeKind::Liveness, 10, ms(4_770), Some(origin));
+        assert_eq!(live, [ms(4_770), secs(15), secs(25)]);
+        let alone = run(ProbeKind::Liveness, 10, ms(4_770), None);
+        assert_eq!(alone, [ms(4_770), ms(14_770), ms(24_770)]);
     }
 
     fn timing(period: u64, failure: u32) -> ProbeTiming {
