@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::lifecycle::{self, Action, Container, ContainerState, Event};
 use super::network::PodNet;
-use super::spec::{ContainerSpec, MAX_GRACE, ProbeKind, ProbeSpec, StaticPod};
+use super::spec::{ContainerSpec, MAX_GRACE, ProbeKind, StaticPod};
 use crate::logs;
 use crate::runtime::Running;
 use crate::status::{ContainerStatus, ProbeStatus};
@@ -32,9 +32,6 @@ pub(crate) struct Executor {
     running: Option<Running>,
     /// The probes' connections of the running process; each started process gets its own.
     prober: crate::probe::Prober,
-    /// The container's probes by kind ([`ProbeKind::ALL`]'s order), shared with the probes
-    /// in flight.
-    probe_specs: [Option<Arc<ProbeSpec>>; 3],
     /// Probes asked for by the last event, started by [`Executor::run`].
     to_probe: Vec<(u32, ProbeKind)>,
     tx: mpsc::UnboundedSender<Event>,
@@ -77,7 +74,6 @@ impl Executor {
             shared.files.adopted(&pod, &spec, r.started_wall);
             running = Some(r);
         }
-        let probe_specs = ProbeKind::ALL.map(|k| spec.probe(k).cloned().map(Arc::new));
         let ex = Executor {
             shared,
             pod,
@@ -87,7 +83,6 @@ impl Executor {
             c,
             running,
             prober: crate::probe::Prober::default(),
-            probe_specs,
             to_probe: Vec::new(),
             tx: tx.clone(),
             rx,
@@ -208,7 +203,7 @@ impl Executor {
     /// A probe of `kind` of process `pid`, owning what it needs; None when the container has
     /// no such probe.
     fn probe(&self, pid: u32, kind: ProbeKind) -> Option<impl Future<Output = Event> + use<>> {
-        let spec = self.probe_specs[kind.index()].clone()?;
+        let spec = self.spec.probe(kind).cloned()?;
         let target = crate::probe::Target::for_probe(
             &spec,
             self.net.as_ref().and_then(|n| n.ips.first().copied()),

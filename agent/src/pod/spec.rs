@@ -2,6 +2,7 @@
 //! the kubelet's static pods), containers, probes with the API defaults applied. Pure.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
@@ -77,12 +78,12 @@ pub struct ContainerSpec {
     pub env: Vec<(String, String)>,
     /// workingDir.
     pub working_dir: Option<String>,
-    /// Probes, with named ports already resolved.
-    pub startup: Option<ProbeSpec>,
+    /// Probes, with named ports already resolved; shared with the probes in flight.
+    pub startup: Option<Arc<ProbeSpec>>,
     /// livenessProbe.
-    pub liveness: Option<ProbeSpec>,
+    pub liveness: Option<Arc<ProbeSpec>>,
     /// readinessProbe.
-    pub readiness: Option<ProbeSpec>,
+    pub readiness: Option<Arc<ProbeSpec>>,
     /// Something in the container the agent cannot run (valueFrom, unknown port name, ...).
     pub config_error: Option<String>,
     /// Hash of the container's spec.
@@ -91,7 +92,7 @@ pub struct ContainerSpec {
 
 impl ContainerSpec {
     /// The probe of one kind.
-    pub fn probe(&self, kind: ProbeKind) -> Option<&ProbeSpec> {
+    pub fn probe(&self, kind: ProbeKind) -> Option<&Arc<ProbeSpec>> {
         match kind {
             ProbeKind::Startup => self.startup.as_ref(),
             ProbeKind::Liveness => self.liveness.as_ref(),
@@ -373,10 +374,10 @@ fn container_spec(i: usize, c: &Container) -> ContainerSpec {
         .flatten()
         .filter_map(|p| Some((p.name.clone()?, u16::try_from(p.container_port).ok()?)))
         .collect();
-    let mut probe = |name: &str, p: &Option<Probe>| -> Option<ProbeSpec> {
+    let mut probe = |name: &str, p: &Option<Probe>| -> Option<Arc<ProbeSpec>> {
         let p = p.as_ref()?;
         match probe_spec(p, &ports) {
-            Ok(s) => Some(s),
+            Ok(s) => Some(Arc::new(s)),
             Err(e) => {
                 errors.push(format!("{}: {e}", field(name)));
                 None
