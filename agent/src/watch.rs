@@ -174,10 +174,8 @@ impl DirWatch {
     /// (adding a watch that exists returns it). Whether the event counts as a change.
     fn saw(&mut self, wd: Option<WatchDescriptor>, mask: inotify::EventMask) -> bool {
         let lost = wd.is_none() || mask.contains(inotify::EventMask::Q_OVERFLOW);
-        let kept = self
-            .paths
-            .iter()
-            .any(|(_, armed)| armed.is_some() && *armed == wd);
+        // Used only when not lost: `wd` is then Some, which only an armed watch equals.
+        let kept = self.paths.iter().any(|(_, armed)| *armed == wd);
         if mask == inotify::EventMask::IGNORED && !kept && !lost {
             return false;
         }
@@ -188,7 +186,7 @@ impl DirWatch {
         );
         let moved = mask.contains(inotify::EventMask::MOVE_SELF);
         for (_, armed) in &mut self.paths {
-            if !(lost || (gone && armed.is_some() && *armed == wd)) {
+            if !(lost || (gone && *armed == wd)) {
                 continue;
             }
             if let (Some(d), Some(i), true) = (armed.take(), &self.inotify, moved) {
