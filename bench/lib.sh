@@ -90,9 +90,13 @@ SH
 # KubeProxyConfiguration with `conntrack.maxPerCore: 0` (both tools read it); with
 # BENCH_KCM_CONTROLLERS set, the controller-manager's `--controllers` (controllerManager.extraArgs).
 kubeadm_init_config() {
-  local kcm=''
+  local kcm='' a
   [ -z "${BENCH_KCM_CONTROLLERS:-}" ] ||
-    kcm=$(printf 'controllerManager:\n  extraArgs:\n    controllers: "%s"' "$BENCH_KCM_CONTROLLERS")$'\n'
+    kcm+=$(printf '    controllers: "%s"' "$BENCH_KCM_CONTROLLERS")$'\n'
+  for a in ${BENCH_KCM_ARGS:-}; do
+    kcm+=$(printf '    %s: "%s"' "${a%%=*}" "${a#*=}")$'\n'
+  done
+  [ -z "$kcm" ] || kcm=$'controllerManager:\n  extraArgs:\n'"$kcm"
   cat <<CFG
 apiVersion: kubeadm.k8s.io/v1beta2
 kind: InitConfiguration

@@ -15,6 +15,8 @@
 //! - [`image`]: image reference parsing and the image -> host binary mapping the agent uses.
 //! - [`config`]: the kubeadm configuration API and kubeboot's internal configuration.
 //! - [`runner`]: who runs a node's static pods (`--static-pod-runner`).
+//! - [`pod_cidr`]: the podCIDRs kube-controller-manager's range allocator gives a new Node, and
+//!   whether its node IPAM runs at all.
 //! - [`upgrade`]: the upgrade version skew policy and the etcd an upgrade moves to.
 #![warn(missing_docs)]
 
@@ -23,6 +25,7 @@ pub mod config;
 pub mod image;
 pub mod layout;
 pub mod names;
+pub mod pod_cidr;
 pub mod runner;
 pub mod upgrade;
 pub mod version;

@@ -339,6 +339,15 @@ pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
 /// signer (CSRs and signers are cluster-scoped: the kube-system RoleBinding of
 /// [`KUBEBOOT_AGENT_CLUSTER_ROLE`] cannot grant them).
 pub const KUBEBOOT_AGENT_CSR_APPROVER_ROLE: &str = "kubeboot:kube-proxy-approver";
+/// The ClusterRole (and ClusterRoleBinding to [`KUBEBOOT_AGENTS_GROUP`]) that lets the agents
+/// of the control-plane nodes give Nodes their podCIDRs where the controller-manager's node
+/// IPAM controller is off (`pod_cidr::Allocation::Kubeboot`): Nodes get, list, watch and patch,
+/// CSINodes get. Also the name of the kube-system Role (and RoleBinding) for their Lease,
+/// [`KUBEBOOT_NODE_IPAM_LEASE`].
+pub const KUBEBOOT_NODE_IPAM_ROLE: &str = "kubeboot:node-ipam";
+/// The Lease in kube-system that one control-plane agent holds while it gives podCIDRs, so
+/// that no two agents give two Nodes the same one.
+pub const KUBEBOOT_NODE_IPAM_LEASE: &str = "kubeboot-node-ipam";
 
 /// CACertName.
 pub const CA_CERT_NAME: &str = "ca.crt";

@@ -37,7 +37,6 @@ pub mod containerd;
 pub mod control_plane;
 pub mod etcd;
 pub mod kubelet;
-pub mod pod_cidr;
 pub mod staticpod;
 pub mod volumes;
 pub mod yaml;
@@ -49,6 +48,9 @@ use components::Layout;
 use components::config::{Etcd, InitConfig};
 use k8s_openapi::api::core::v1::Pod;
 
+/// The range allocator's podCIDR choice lives with the components' catalogue (the agent uses it
+/// too); kept here under its old path.
+pub use components::pod_cidr;
 pub use control_plane::{apiserver_pod, controller_manager_pod, scheduler_pod};
 pub use etcd::{EtcdIsExternal, EtcdMember, etcd_pod, etcd_pod_with_members};
 pub use host::HostPaths;

@@ -10,6 +10,14 @@
 //! Node's podCIDRs (occupyCIDRs) as used, then gives each new Node the first free subnet of
 //! each cluster CIDR from its next candidate, which is the first subnet in a freshly started
 //! allocator. [`NodeIpam::first_free`] is that choice.
+//!
+//! A kubeboot cluster runs the controller-manager without its node IPAM controller
+//! (`--controllers=...,-nodeipam`, [`KUBEBOOT_CONTROLLERS`]): kube-controller-manager v1.20
+//! builds that controller with a Node list that first waits 10 s (`listNodes`, `wait.Poll`),
+//! and starts no controller's informers before every controller is built, so no Deployment
+//! makes a Pod in the controller-manager's first ~18 s. The kubeboot agents of the
+//! control-plane nodes allocate instead, with this same choice ([`Allocation::of`] says who
+//! allocates for a given command line).
 
 use std::net::IpAddr;
 
@@ -65,6 +73,68 @@ fn gate_on(command: &[String], gate: &str) -> bool {
             k.trim() == gate && v.trim().eq_ignore_ascii_case("true")
         })
     })
+}
+
+/// kubeadm's `--controllers` for kube-controller-manager (getControllerManagerCommand).
+pub const KUBEADM_CONTROLLERS: &str = "*,bootstrapsigner,tokencleaner";
+/// kubeboot's: kubeadm's without the node IPAM controller, whose podCIDRs the kubeboot agents
+/// of the control-plane nodes allocate instead.
+pub const KUBEBOOT_CONTROLLERS: &str = "*,bootstrapsigner,tokencleaner,-nodeipam";
+/// The node IPAM controller's name in `--controllers`.
+pub const NODE_IPAM_CONTROLLER: &str = "nodeipam";
+
+/// Whether kube-controller-manager runs the controller `name` with `--controllers` as given
+/// in `command` (app/controllermanager.go IsControllerEnabled): the first entry naming it
+/// (`name` or `-name`) decides; else it runs when `*` is listed (the default), as no
+/// controller this crate asks about is off by default.
+pub fn controller_runs(command: &[String], name: &str) -> bool {
+    let list = flag(command, "controllers").unwrap_or("*");
+    let mut star = false;
+    for c in list.split(',').map(str::trim) {
+        if c == name {
+            return true;
+        }
+        if c.strip_prefix('-') == Some(name) {
+            return false;
+        }
+        star |= c == "*";
+    }
+    star
+}
+
+/// Who gives new Nodes their podCIDRs, as a kube-controller-manager command line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allocation {
+    /// Nobody: `--allocate-node-cidrs` is off (the pod network allocates, if anything), or
+    /// the settings keep node IPAM from starting.
+    None,
+    /// The controller-manager's node IPAM controller.
+    ControllerManager(NodeIpam),
+    /// The kubeboot agents of the control-plane nodes: the controller-manager is told to
+    /// allocate (`--allocate-node-cidrs=true`, its cluster CIDRs) but its node IPAM
+    /// controller is off (`--controllers=...,-nodeipam`).
+    Kubeboot(NodeIpam),
+}
+
+impl Allocation {
+    /// Who allocates for a controller-manager started with `command`.
+    pub fn of(command: &[String]) -> Allocation {
+        match NodeIpam::from_controller_manager(command) {
+            None => Allocation::None,
+            Some(ipam) if controller_runs(command, NODE_IPAM_CONTROLLER) => {
+                Allocation::ControllerManager(ipam)
+            }
+            Some(ipam) => Allocation::Kubeboot(ipam),
+        }
+    }
+
+    /// The allocator's settings, whoever allocates.
+    pub fn ipam(&self) -> Option<&NodeIpam> {
+        match self {
+            Allocation::None => None,
+            Allocation::ControllerManager(i) | Allocation::Kubeboot(i) => Some(i),
+        }
+    }
 }
 
 impl NodeIpam {
@@ -232,6 +302,45 @@ fn subnet(cluster: IpNet, mask: u8, index: u128) -> IpNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_entry_naming_a_controller_decides_else_the_star() {
+        let c = |v: &str| cmd(&[&format!("--controllers={v}")]);
+        assert!(controller_runs(&cmd(&[]), "nodeipam"), "default: *");
+        assert!(controller_runs(&c(KUBEADM_CONTROLLERS), "nodeipam"));
+        assert!(!controller_runs(&c(KUBEBOOT_CONTROLLERS), "nodeipam"));
+        assert!(controller_runs(&c(KUBEBOOT_CONTROLLERS), "deployment"));
+        assert!(controller_runs(&c("nodeipam,-nodeipam"), "nodeipam"));
+        assert!(!controller_runs(&c("-nodeipam,nodeipam,*"), "nodeipam"));
+        assert!(!controller_runs(&c("bootstrapsigner"), "nodeipam"), "no star");
+        assert!(controller_runs(&c(" * , -ttl "), "nodeipam"));
+        // pflag keeps the last --controllers.
+        let twice = cmd(&["--controllers=*,-nodeipam", "--controllers=*"]);
+        assert!(controller_runs(&twice, "nodeipam"));
+    }
+
+    #[test]
+    fn allocation_names_who_allocates() {
+        let base = ["--allocate-node-cidrs=true", "--cluster-cidr=10.244.0.0/16"];
+        let with = |extra: &[&str]| {
+            let mut f = base.to_vec();
+            f.extend_from_slice(extra);
+            Allocation::of(&cmd(&f))
+        };
+        assert!(matches!(with(&[]), Allocation::ControllerManager(_)));
+        let kb = format!("--controllers={KUBEBOOT_CONTROLLERS}");
+        let a = with(&[&kb]);
+        assert!(matches!(a, Allocation::Kubeboot(_)), "{a:?}");
+        assert_eq!(
+            a.ipam().and_then(|i| i.first_free(&[])),
+            Some(vec!["10.244.0.0/24".parse().expect("net")])
+        );
+        assert_eq!(
+            Allocation::of(&cmd(&["--allocate-node-cidrs=false", &kb])),
+            Allocation::None
+        );
+        assert_eq!(Allocation::of(&cmd(&[&kb])).ipam(), None);
+    }
 
     fn cmd(flags: &[&str]) -> Vec<String> {
         std::iter::once("kube-controller-manager")
