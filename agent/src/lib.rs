@@ -53,6 +53,8 @@
 //!   a renewer the `kubeboot agent` command injects.
 //! - [`cni`]: kubeboot's bridge CNI configuration, the plugins it needs, running a plugin and
 //!   ADD/DEL of a configuration list ([`cni::conf`]: reading and choosing configurations).
+//! - [`node_ipam`]: on control-plane nodes, new Nodes' podCIDRs where the controller-manager
+//!   runs without its node IPAM controller (kubeboot's default), one agent at a time (a Lease).
 //! - [`node_network`]: `--pod-network bridge`: the CNI configuration once the node's podCIDR
 //!   is known, and routes to the other nodes' pods.
 //! - [`dns`]: cluster DNS (`kubeboot dns`): the records, the answers, the Corefile.
@@ -71,6 +73,7 @@ pub mod instance;
 pub mod logs;
 pub mod mirror;
 pub mod node_cleanup;
+pub mod node_ipam;
 pub mod node_network;
 pub mod pod;
 pub mod probe;

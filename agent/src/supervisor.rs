@@ -163,6 +163,18 @@ pub(crate) async fn run(
     });
     // Where the agent's kubeconfig exists (control-plane nodes), joining nodes get their
     // kube-proxy credential approved (crate::csr_approval).
+    // There too, Nodes get their podCIDRs where the controller-manager leaves them to the
+    // agents (crate::node_ipam).
+    let node_ipam = api_client.as_ref().map(|(client, node)| {
+        let manifest = shared.cfg.manifest_dir.join(format!(
+            "{}.yaml",
+            components::names::KUBE_CONTROLLER_MANAGER
+        ));
+        tokio::spawn(
+            crate::node_ipam::run(client.share(), node.clone(), manifest)
+                .instrument(info_span!("node-ipam")),
+        )
+    });
     let csr_approver = api_client.map(|(client, node)| {
         tokio::spawn(crate::csr_approver::run(client, node).instrument(info_span!("csr-approver")))
     });
@@ -265,6 +277,9 @@ pub(crate) async fn run(
         m.abort();
     }
     if let Some(a) = csr_approver {
+        a.abort();
+    }
+    if let Some(a) = node_ipam {
         a.abort();
     }
     if let Some(n) = network {

@@ -218,6 +218,16 @@ impl NodeIpam {
         Some(NodeIpam { cluster, service })
     }
 
+    /// Whether the range allocator takes a Node holding `pod_cidrs` (its `spec.podCIDRs`) in
+    /// as used (occupyCIDRs): each parses and overlaps the cluster CIDR at its index. A Node
+    /// it does not take makes [`NodeIpam::first_free`] give `None`.
+    pub fn accepts(&self, pod_cidrs: &[String]) -> bool {
+        pod_cidrs.iter().enumerate().all(|(i, text)| {
+            let net = text.trim().parse::<IpNet>();
+            matches!((self.cluster.get(i), net), (Some((c, _)), Ok(n)) if overlaps(c, &n))
+        })
+    }
+
     /// The podCIDRs, one per cluster CIDR in order, that a freshly started range allocator
     /// gives the next Node when the Nodes hold `taken` (each Node's `spec.podCIDRs`), or
     /// `None` where it would give none: a cluster CIDR is full, or a Node's podCIDR does not
@@ -317,6 +327,24 @@ mod tests {
         // pflag keeps the last --controllers.
         let twice = cmd(&["--controllers=*,-nodeipam", "--controllers=*"]);
         assert!(controller_runs(&twice, "nodeipam"));
+    }
+
+    #[test]
+    fn accepts_what_occupy_cidrs_takes_in() {
+        let ipam = NodeIpam::from_controller_manager(&cmd(&[
+            "--allocate-node-cidrs=true",
+            "--cluster-cidr=10.244.0.0/16",
+        ]))
+        .expect("ipam");
+        let s = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert!(ipam.accepts(&s(&[])));
+        assert!(ipam.accepts(&s(&["10.244.3.0/24"])));
+        assert!(!ipam.accepts(&s(&["10.245.0.0/24"])), "outside");
+        assert!(!ipam.accepts(&s(&["garbage"])));
+        assert!(!ipam.accepts(&s(&["10.244.3.0/24", "fd00::/64"])), "no second CIDR");
+        for bad in [s(&["10.245.0.0/24"]), s(&["garbage"])] {
+            assert_eq!(ipam.first_free(&[bad]), None);
+        }
     }
 
     #[test]
