@@ -61,9 +61,11 @@ const LEASE_POLL: Duration = Duration::from_secs(1);
 pub(crate) const CSINODE_WAIT: Duration = Duration::from_secs(5);
 /// How often a waiting Node's CSINode is looked for.
 const CSINODE_POLL: Duration = Duration::from_millis(200);
-/// How often the controller-manager's manifest is read while it allocates itself (or there is
-/// none: a worker node, or the control plane not written yet).
+/// How often the controller-manager's manifest is read while it gives podCIDRs itself.
 const MANIFEST_POLL: Duration = Duration::from_secs(30);
+/// How often it is looked for while it is missing on a control-plane node (`init` and `join`
+/// write it a moment after the agent starts).
+const MANIFEST_MISSING_POLL: Duration = Duration::from_secs(2);
 /// How often a missing kubeconfig is looked for.
 const KUBECONFIG_POLL: Duration = Duration::from_secs(5);
 /// The shortest time between two rounds (a watch that ends at once costs a list per second).
@@ -392,9 +394,6 @@ impl Allocator {
         if !self.connection.ready(now) {
             return self.connection.wait(now);
         }
-        if self.ipam().is_none() {
-            return MANIFEST_POLL;
-        }
         let client = match self.client.get().await {
             Ok(Some((c, _))) => c,
             Ok(None) => return KUBECONFIG_POLL,
@@ -403,6 +402,14 @@ impl Allocator {
                 return self.connection.wait(now);
             }
         };
+        if self.ipam().is_none() {
+            // `init` and `join` write the manifest after the agent starts.
+            return if self.manifest.exists() {
+                MANIFEST_POLL
+            } else {
+                MANIFEST_MISSING_POLL
+            };
+        }
         match self.list_and_watch(&client).await {
             Ok(()) => {
                 self.connection = Retry::default();
@@ -884,5 +891,340 @@ mod tests {
             Some(0)
         );
         assert_eq!(created.metadata.resource_version, None);
+    }
+}
+
+#[cfg(test)]
+mod pass_tests {
+    //! A pass against a fake API server: a tower service under `kube::Client` that keeps
+    //! Nodes, CSINodes and the Lease as the API server does (spec.podCIDR set once: 422 on a
+    //! change; the Lease replaced only at its resourceVersion: 409), and records every request.
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context as TaskContext, Poll};
+
+    use http_body_util::BodyExt;
+    use http_body_util::combinators::UnsyncBoxBody;
+    use hyper::body::Bytes;
+    use kube::client::Body;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    type FakeBody = UnsyncBoxBody<Bytes, Infallible>;
+
+    const NODES: &str = "/api/v1/nodes/";
+    const CSINODES: &str = "/apis/storage.k8s.io/v1/csinodes/";
+    const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases";
+
+    #[derive(Default)]
+    struct State {
+        nodes: BTreeMap<String, Value>,
+        csinodes: Vec<String>,
+        lease: Option<Value>,
+        /// (method, path) of every request.
+        requests: Vec<(String, String)>,
+        /// Every Lease holder written, in order ("" for a release).
+        holders: Vec<String>,
+        rv: u64,
+    }
+
+    #[derive(Clone, Default)]
+    struct FakeApi(Arc<Mutex<State>>);
+
+    fn reply(code: u16, v: &Value) -> http::Response<FakeBody> {
+        let bytes = Bytes::from(serde_json::to_vec(v).expect("json"));
+        let mut r = http::Response::new(http_body_util::Full::new(bytes).boxed_unsync());
+        *r.status_mut() = http::StatusCode::from_u16(code).expect("code");
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        r
+    }
+
+    fn status(code: u16, reason: &str) -> http::Response<FakeBody> {
+        reply(
+            code,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": format!("fake: {reason}"), "reason": reason, "code": code}),
+        )
+    }
+
+    impl FakeApi {
+        fn answer(&self, method: &str, path: &str, body: &[u8]) -> http::Response<FakeBody> {
+            let mut st = self.0.lock().expect("lock");
+            st.requests.push((method.to_string(), path.to_string()));
+            st.rv += 1;
+            let rv = st.rv.to_string();
+            if let Some(name) = path.strip_prefix(CSINODES) {
+                return if st.csinodes.iter().any(|n| n == name) {
+                    reply(
+                        200,
+                        &json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSINode",
+                        "metadata": {"name": name}, "spec": {"drivers": []}}),
+                    )
+                } else {
+                    status(404, "NotFound")
+                };
+            }
+            if let Some(name) = path.strip_prefix(NODES) {
+                assert_eq!(method, "PATCH", "nodes are only patched");
+                let patch: Value = serde_json::from_slice(body).expect("a patch");
+                let Some(node) = st.nodes.get_mut(name) else {
+                    return status(404, "NotFound");
+                };
+                let old = node["spec"]["podCIDR"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let new = patch["spec"]["podCIDR"].as_str().unwrap_or_default();
+                // validation.ValidateNodeUpdate: podCIDR may only go from "" to a value.
+                if !old.is_empty() && old != new {
+                    return status(422, "Invalid");
+                }
+                node["spec"]["podCIDR"] = patch["spec"]["podCIDR"].clone();
+                node["spec"]["podCIDRs"] = patch["spec"]["podCIDRs"].clone();
+                node["metadata"]["resourceVersion"] = json!(rv);
+                return reply(200, node);
+            }
+            let lease_path = format!("{LEASES}/{}", names::KUBEBOOT_NODE_IPAM_LEASE);
+            match (method, path) {
+                ("GET", p) if p == lease_path => match &st.lease {
+                    Some(l) => reply(200, l),
+                    None => status(404, "NotFound"),
+                },
+                ("POST", LEASES) => {
+                    if st.lease.is_some() {
+                        return status(409, "AlreadyExists");
+                    }
+                    let mut l: Value = serde_json::from_slice(body).expect("a lease");
+                    l["metadata"]["resourceVersion"] = json!(rv);
+                    let holder = l["spec"]["holderIdentity"].as_str().unwrap_or_default();
+                    st.holders.push(holder.to_string());
+                    st.lease = Some(l.clone());
+                    reply(201, &l)
+                }
+                ("PUT", p) if p == lease_path => {
+                    let mut l: Value = serde_json::from_slice(body).expect("a lease");
+                    let stored = st
+                        .lease
+                        .as_ref()
+                        .map(|s| s["metadata"]["resourceVersion"].clone());
+                    if stored != Some(l["metadata"]["resourceVersion"].clone()) {
+                        return status(409, "Conflict");
+                    }
+                    l["metadata"]["resourceVersion"] = json!(rv);
+                    let holder = l["spec"]["holderIdentity"].as_str().unwrap_or_default();
+                    st.holders.push(holder.to_string());
+                    st.lease = Some(l.clone());
+                    reply(200, &l)
+                }
+                _ => status(405, "MethodNotAllowed"),
+            }
+        }
+
+        fn pod_cidr(&self, node: &str) -> Option<String> {
+            let st = self.0.lock().expect("lock");
+            st.nodes[node]["spec"]["podCIDR"]
+                .as_str()
+                .map(ToString::to_string)
+        }
+
+        fn patches(&self) -> usize {
+            let st = self.0.lock().expect("lock");
+            st.requests.iter().filter(|(m, _)| m == "PATCH").count()
+        }
+    }
+
+    impl tower_service::Service<http::Request<Body>> for FakeApi {
+        type Response = http::Response<FakeBody>;
+        type Error = Infallible;
+        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+        fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+            let this = self.clone();
+            Box::pin(async move {
+                let (parts, body) = req.into_parts();
+                let bytes = body
+                    .collect_bytes()
+                    .await
+                    .map(|b| b.to_vec())
+                    .unwrap_or_default();
+                Ok(this.answer(parts.method.as_str(), parts.uri.path(), &bytes))
+            })
+        }
+    }
+
+    fn node_json(name: &str, created: &str, cidr: Option<&str>) -> Value {
+        let mut n = json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "uid": format!("uid-{name}"), "creationTimestamp": created,
+                "resourceVersion": "1"},
+            "spec": {}});
+        if let Some(c) = cidr {
+            n["spec"] = json!({"podCIDR": c, "podCIDRs": [c]});
+        }
+        n
+    }
+
+    /// A fake cluster holding `nodes`, and an allocator for node `me` whose controller-manager
+    /// manifest has `--controllers=<controllers>`.
+    fn setup(
+        nodes: &[Value],
+        me: &str,
+        controllers: &str,
+    ) -> (FakeApi, Client, Allocator, tempfile::TempDir) {
+        let fake = FakeApi::default();
+        {
+            let mut st = fake.0.lock().expect("lock");
+            for n in nodes {
+                let name = n["metadata"]["name"].as_str().expect("name").to_string();
+                st.nodes.insert(name, n.clone());
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manifest = dir.path().join("kube-controller-manager.yaml");
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-controller-manager\nspec:\n  containers:\n  - name: kube-controller-manager\n    command:\n    - kube-controller-manager\n    - --allocate-node-cidrs=true\n    - --cluster-cidr=10.244.0.0/16\n    - --service-cluster-ip-range=10.96.0.0/12\n    - --controllers={controllers}\n"
+            ),
+        )
+        .expect("manifest");
+        let listed: Vec<Node> = nodes
+            .iter()
+            .map(|n| serde_json::from_value(n.clone()).expect("node"))
+            .collect();
+        let a = Allocator {
+            client: AgentClient::new(dir.path().join("no-kubeconfig")),
+            me: me.to_string(),
+            manifest,
+            connection: Retry::default(),
+            ever_connected: true,
+            allocating: None,
+            nodes: Nodes::from_nodes(&listed),
+            first_seen: HashMap::new(),
+            lease_seen: None,
+            said_refused: Vec::new(),
+            said_full: false,
+        };
+        let client = Client::new(fake.clone(), "default");
+        (fake, client, a, dir)
+    }
+
+    const KUBEBOOT: &str = "*,bootstrapsigner,tokencleaner,-nodeipam";
+
+    #[tokio::test]
+    async fn a_pass_gives_each_node_with_a_csinode_the_next_podcidr_under_the_lease() {
+        let (fake, client, mut a, _dir) = setup(
+            &[
+                node_json("cp1", "2026-01-01T00:00:00Z", Some("10.244.0.0/24")),
+                node_json("w2", "2026-01-01T00:00:09Z", None),
+                node_json("w1", "2026-01-01T00:00:05Z", None),
+            ],
+            "cp1",
+            KUBEBOOT,
+        );
+        fake.0.lock().expect("lock").csinodes = vec!["w1".into()];
+        // w1's kubelet made its CSINode; w2's did not yet: it is looked at again shortly.
+        let again = a.pass(&client).await.expect("pass");
+        assert_eq!(again, Some(CSINODE_POLL));
+        assert_eq!(fake.pod_cidr("w1").as_deref(), Some("10.244.1.0/24"));
+        assert_eq!(fake.pod_cidr("w2"), None);
+        // The Lease was taken for the pass and released after it.
+        assert_eq!(fake.0.lock().expect("lock").holders, ["cp1", ""]);
+
+        // w2's CSINode comes: the next podCIDR, the given one counted as used.
+        fake.0.lock().expect("lock").csinodes.push("w2".into());
+        assert_eq!(a.pass(&client).await.expect("pass"), None);
+        assert_eq!(fake.pod_cidr("w2").as_deref(), Some("10.244.2.0/24"));
+        assert_eq!(fake.0.lock().expect("lock").holders, ["cp1", "", "cp1", ""]);
+        // Nothing waits: a pass sends nothing.
+        let sent = fake.0.lock().expect("lock").requests.len();
+        assert_eq!(a.pass(&client).await.expect("pass"), None);
+        assert_eq!(fake.0.lock().expect("lock").requests.len(), sent);
+    }
+
+    #[tokio::test]
+    async fn a_node_without_a_csinode_gets_its_podcidr_after_the_wait() {
+        let (fake, client, mut a, _dir) = setup(
+            &[node_json("w1", "2026-01-01T00:00:05Z", None)],
+            "cp1",
+            KUBEBOOT,
+        );
+        assert_eq!(a.pass(&client).await.expect("pass"), Some(CSINODE_POLL));
+        assert_eq!(fake.pod_cidr("w1"), None);
+        // Seen long enough ago.
+        for t in a.first_seen.values_mut() {
+            *t -= CSINODE_WAIT;
+        }
+        assert_eq!(a.pass(&client).await.expect("pass"), None);
+        assert_eq!(fake.pod_cidr("w1").as_deref(), Some("10.244.0.0/24"));
+    }
+
+    #[tokio::test]
+    async fn nothing_is_given_while_another_agent_holds_the_lease() {
+        let (fake, client, mut a, _dir) = setup(
+            &[node_json("w1", "2026-01-01T00:00:05Z", None)],
+            "cp1",
+            KUBEBOOT,
+        );
+        {
+            let mut st = fake.0.lock().expect("lock");
+            st.csinodes = vec!["w1".into()];
+            st.lease = Some(
+                json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": names::KUBEBOOT_NODE_IPAM_LEASE, "namespace": "kube-system",
+                    "resourceVersion": "7"},
+                "spec": {"holderIdentity": "cp2", "leaseDurationSeconds": 15,
+                    "renewTime": "2026-01-01T00:00:00.000000Z"}}),
+            );
+        }
+        let again = a.pass(&client).await.expect("pass");
+        assert_eq!(again, Some(LEASE_POLL));
+        assert_eq!(fake.patches(), 0);
+        assert!(fake.0.lock().expect("lock").holders.is_empty());
+        // cp2 released it: cp1 takes it at once.
+        fake.0.lock().expect("lock").lease.as_mut().expect("lease")["spec"]["holderIdentity"] =
+            Value::Null;
+        assert_eq!(a.pass(&client).await.expect("pass"), None);
+        assert_eq!(fake.pod_cidr("w1").as_deref(), Some("10.244.0.0/24"));
+    }
+
+    #[tokio::test]
+    async fn a_node_given_its_podcidr_meanwhile_is_no_error_and_the_controller_managers_own_ipam_is_left_alone()
+     {
+        let (fake, client, mut a, _dir) = setup(
+            &[node_json("w1", "2026-01-01T00:00:05Z", None)],
+            "cp1",
+            KUBEBOOT,
+        );
+        // Set behind the allocator's back (its view still shows none).
+        {
+            let mut st = fake.0.lock().expect("lock");
+            st.csinodes = vec!["w1".into()];
+            st.nodes.get_mut("w1").expect("w1")["spec"] = json!({"podCIDR": "10.244.7.0/24"});
+        }
+        assert_eq!(a.pass(&client).await.expect("pass"), None);
+        assert_eq!(fake.pod_cidr("w1").as_deref(), Some("10.244.7.0/24"));
+        assert_eq!(fake.patches(), 1, "tried once, refused (422), not an error");
+
+        let (fake, client, mut a, _dir) = setup(
+            &[node_json("w1", "2026-01-01T00:00:05Z", None)],
+            "cp1",
+            "*,bootstrapsigner,tokencleaner",
+        );
+        fake.0.lock().expect("lock").csinodes = vec!["w1".into()];
+        assert_eq!(a.pass(&client).await.expect("pass"), None);
+        assert!(
+            fake.0.lock().expect("lock").requests.is_empty(),
+            "the controller-manager allocates: not one request"
+        );
     }
 }
