@@ -18,6 +18,8 @@ use std::time::Duration;
 use anyhow::Context;
 use components::config::InitConfig;
 use components::names;
+use components::pod_cidr::{self, Allocation};
+use k8s_openapi::api::core::v1::Node;
 
 use crate::join::data::JoinData;
 use crate::runner::Phase;
@@ -29,6 +31,12 @@ const TLS_BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(240);
 /// How long the Node may take to register once the kubelet runs (kubeadm's wait is part of
 /// the same 4-minute TLS bootstrap budget).
 const NODE_REGISTRATION_TIMEOUT: Duration = Duration::from_secs(240);
+/// How long `join` waits for the Node's podCIDR where the kubeboot agents give them: they give
+/// it once the kubelet made its CSINode, at most 5 s after they saw the Node
+/// (`agent::node_ipam`), so this is long only when no agent gives any.
+const POD_CIDR_WAIT: Duration = Duration::from_secs(30);
+/// How often the Node is read meanwhile.
+const POD_CIDR_POLL: Duration = Duration::from_millis(250);
 /// The signer of kubelet client certificates (certificates.k8s.io).
 pub const KUBELET_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 /// The kubelet's client certificate and key, one PEM file (the kubelet's certificate store).
@@ -200,7 +208,60 @@ fn run(d: &mut JoinData) -> anyhow::Result<()> {
         });
     }
     api.patch_node(&name, &patch)?;
+    let command = manifests::control_plane::controller_manager_command(
+        &cfg,
+        layout,
+        &manifests::HostPaths::default(),
+    );
+    if matches!(Allocation::of(&command), Allocation::Kubeboot(_)) {
+        wait_for_pod_cidr(&api, &node.out, &name, POD_CIDR_WAIT)?;
+    }
     Ok(())
+}
+
+/// Where the kubeboot agents give podCIDRs (the cluster's controller-manager runs without its
+/// node IPAM controller), waits for this Node's, and says plainly when none came: without it
+/// no pod of this node gets a network, and only a control-plane node's kubeboot agent gives it.
+/// A warning, not a failure: the node has joined, and gets its podCIDR as soon as such an
+/// agent runs.
+fn wait_for_pod_cidr(
+    api: &crate::cluster::Cluster,
+    out: &crate::out::Out,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        let cidrs = api
+            .get::<Node>(None, name)?
+            .and_then(|n| n.spec)
+            .and_then(|s| {
+                s.pod_cidrs
+                    .filter(|v| !v.is_empty())
+                    .or(s.pod_cidr.map(|c| vec![c]))
+            });
+        if let Some(cidrs) = cidrs {
+            say!(
+                out,
+                "kubelet-start",
+                "The Node {name:?} got the podCIDR {} from a control-plane node's kubeboot agent",
+                cidrs.join(",")
+            );
+            return Ok(());
+        }
+        if start.elapsed() >= timeout {
+            say!(
+                out,
+                "kubelet-start",
+                "[WARNING] the Node {name:?} has no podCIDR after {}, so its pods get no network: this cluster's controller-manager runs without its node IPAM controller (\"-{}\" in controllerManager.extraArgs.controllers of the ClusterConfiguration) and the kubeboot agents of the control-plane nodes give podCIDRs instead; check that a kubeboot control-plane node runs its agent (\"kubeboot agent status\"; its log says why), or give the controller-manager its node IPAM back (remove \"-{}\" from that list in the kubeadm-config ConfigMap, then \"kubeboot upgrade apply\" on each control-plane node)",
+                crate::health::human(timeout),
+                pod_cidr::NODE_IPAM_CONTROLLER,
+                pod_cidr::NODE_IPAM_CONTROLLER
+            );
+            return Ok(());
+        }
+        std::thread::sleep(POD_CIDR_POLL);
+    }
 }
 
 /// The node's client certificate for `system:node:<name>` and `kubelet.conf` (kept when it
@@ -351,6 +412,38 @@ pub fn short_digest(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn join_says_where_its_pod_cidr_came_from_or_warns_that_none_came() {
+        let node = |spec: serde_json::Value| {
+            serde_json::json!({"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "w1"}, "spec": spec})
+        };
+        let out = crate::out::Out::capture();
+        let api = crate::cluster::Cluster::recording(out.clone()).with_objects([node(
+            serde_json::json!({"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]}),
+        )]);
+        wait_for_pod_cidr(&api, &out, "w1", Duration::from_secs(5)).expect("wait");
+        assert!(
+            out.captured().contains(
+                "[kubelet-start] The Node \"w1\" got the podCIDR 10.244.1.0/24 from a control-plane node's kubeboot agent"
+            ),
+            "{}",
+            out.captured()
+        );
+
+        let out = crate::out::Out::capture();
+        let api = crate::cluster::Cluster::recording(out.clone())
+            .with_objects([node(serde_json::json!({}))]);
+        wait_for_pod_cidr(&api, &out, "w1", Duration::ZERO).expect("a warning, not a failure");
+        let said = out.captured();
+        assert!(
+            said.contains("[WARNING] the Node \"w1\" has no podCIDR")
+                && said.contains("kubeboot agent status")
+                && said.contains("\"-nodeipam\""),
+            "{said}"
+        );
+    }
 
     #[test]
     fn the_store_stamp_is_the_kubelets_utc_layout() {
