@@ -169,6 +169,9 @@ pub struct AgentConfig {
     /// Renews the node's certificates inside the cluster's window before expiry
     /// ([`cert_renewal`]); None never does.
     pub cert_renewer: Option<cert_renewal::RenewerHandle>,
+    /// This node's kube-controller-manager manifest (`/etc/kubernetes/manifests`, whoever
+    /// runs it): whether the agents give Nodes their podCIDRs ([`node_ipam`]).
+    pub controller_manager_manifest: PathBuf,
 }
 
 impl AgentConfig {
@@ -200,6 +203,8 @@ impl AgentConfig {
             api_lb: Some(apilb::ApiLbSettings::for_layout(layout)),
             credentials_dirs: vec![layout.kubernetes_dir(), layout.kube_proxy_dir()],
             cert_renewer: None,
+            controller_manager_manifest: layout
+                .manifest(components::names::KUBE_CONTROLLER_MANAGER),
         }
     }
 

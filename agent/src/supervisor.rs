@@ -166,10 +166,7 @@ pub(crate) async fn run(
     // There too, Nodes get their podCIDRs where the controller-manager leaves them to the
     // agents (crate::node_ipam).
     let node_ipam = api_client.as_ref().map(|(client, node)| {
-        let manifest = shared.cfg.manifest_dir.join(format!(
-            "{}.yaml",
-            components::names::KUBE_CONTROLLER_MANAGER
-        ));
+        let manifest = shared.cfg.controller_manager_manifest.clone();
         tokio::spawn(
             crate::node_ipam::run(client.share(), node.clone(), manifest)
                 .instrument(info_span!("node-ipam")),
