@@ -174,6 +174,7 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
     if let CriRuntime::StartContainerd { socket, version } = &cri {
         write_containerd(d, &d.cfg, socket, version)?;
     }
+    seed_client_store(d)?;
     let pod = kubelet_pod(&d.cfg, &d.layout, cri.socket(), &hostname);
     let dir = d.agent_manifests_dir();
     crate::init::control_plane::write_manifest_in(d, &dir, names::KUBELET, &pod)?;
@@ -203,6 +204,53 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
         StaticPodRunner::Agent => Vec::new(),
     };
     load_images(d, &d.cfg, &cri, &control_plane_images).map(drop)
+}
+
+/// Seeds the kubelet's client certificate store (`/var/lib/kubelet/pki`) with the certificate
+/// and key `kubelet.conf` holds, when the store has no current certificate yet. That is the
+/// state a kubeadm node reaches after kubelet-finalize, without its detour: the kubelet
+/// (rotateCertificates: true) with an empty store puts that certificate there itself and at
+/// once asks the API for another (client-go's certificate manager rotates a bootstrap
+/// certificate right away). The controller-manager signs it some seconds after its start, and
+/// the kubelet then drops every connection to the API server to use the new one
+/// ("certificate rotation detected, shutting down client connections"): its watches and its
+/// pods' status updates start over just while the first workloads start. With the store
+/// seeded it rotates at 70-90 % of the certificate's lifetime, as it would from then on
+/// anyway. A kubelet.conf without an embedded certificate and key is left alone.
+///
+/// # Errors
+/// kubelet.conf cannot be read, or the store cannot be written.
+fn seed_client_store(d: &InitData) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let current = d
+        .layout
+        .kubelet_dir()
+        .join(crate::join::kubelet_start::KUBELET_CLIENT_CURRENT);
+    if std::fs::symlink_metadata(&current).is_ok() {
+        return Ok(());
+    }
+    let conf = d.layout.kubeconfig(names::KUBELET_KUBECONFIG);
+    let Some(yaml) = d.fs.read_string_if_exists(&conf)? else {
+        return Ok(());
+    };
+    let Ok(kc) = pki::Kubeconfig::from_yaml(&yaml) else {
+        return Ok(());
+    };
+    let key = kc
+        .current_user()
+        .and_then(|u| u.user.client_key_data.as_deref())
+        .and_then(|k| {
+            base64::engine::general_purpose::STANDARD
+                .decode(k.trim())
+                .ok()
+        })
+        .and_then(|k| String::from_utf8(k).ok());
+    let (Ok(cert), Some(key)) = (kc.client_certificate_pem(), key) else {
+        return Ok(());
+    };
+    let path = crate::join::kubelet_start::write_client_store(d, &cert, &key)?;
+    tracing::debug!(path = %path.display(), "seeded the kubelet's client certificate store");
+    Ok(())
 }
 
 /// Imports the image archives of `/var/lib/kubeboot/images` into containerd, with the
@@ -398,6 +446,53 @@ pub fn write_containerd(
 mod tests {
     use super::*;
     use crate::init::data::tests::test_data;
+
+    #[test]
+    fn the_kubelets_certificate_store_is_seeded_with_kubelet_conf_s_own_pair_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = test_data(dir.path());
+        // No kubelet.conf: nothing to seed from.
+        seed_client_store(&d).unwrap();
+        let current = d
+            .layout
+            .kubelet_dir()
+            .join(crate::join::kubelet_start::KUBELET_CLIENT_CURRENT);
+        assert!(std::fs::symlink_metadata(&current).is_err());
+
+        crate::init::run(&mut d, &["certs".into(), "kubeconfig".into()]).unwrap();
+        seed_client_store(&d).unwrap();
+        let target = std::fs::read_link(&current).expect("a symlink");
+        assert!(
+            target.to_string_lossy().starts_with("kubelet-client-") && target.is_relative(),
+            "{target:?}"
+        );
+        let pem = std::fs::read_to_string(&current).unwrap();
+        let mode = std::fs::metadata(&current).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a private key");
+        let yaml = std::fs::read_to_string(d.layout.kubeconfig(names::KUBELET_KUBECONFIG)).unwrap();
+        let cert = pki::Kubeconfig::from_yaml(&yaml)
+            .unwrap()
+            .client_certificate_pem()
+            .unwrap();
+        assert!(pem.starts_with(cert.trim_end()), "{pem}");
+        assert!(pem.contains("PRIVATE KEY-----"), "{pem}");
+        let info = pki::cert_info(&pem).unwrap();
+        assert_eq!(info.common_name, format!("system:node:{}", d.cfg.node.name));
+
+        // A store that has a current certificate (the kubelet's own, rotated) is left alone.
+        let before = std::fs::read_dir(current.parent().unwrap())
+            .unwrap()
+            .count();
+        seed_client_store(&d).unwrap();
+        assert_eq!(
+            std::fs::read_dir(current.parent().unwrap())
+                .unwrap()
+                .count(),
+            before
+        );
+        assert_eq!(std::fs::read_link(&current).unwrap(), target);
+    }
 
     #[test]
     fn no_socket_and_no_containerd_is_a_clear_error() {

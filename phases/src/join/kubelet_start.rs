@@ -332,21 +332,7 @@ fn tls_bootstrap(
             );
         },
     )?;
-    // As the kubelet's certificate store keeps them (client-go certificate_store.go): the
-    // pair in `kubelet-client-<time>.pem`, and `kubelet-client-current.pem` a symlink to it,
-    // which the kubelet's rotation repoints.
-    let Some(dir) = pem_path.parent() else {
-        anyhow::bail!("{:?} has no directory", pem_path.display().to_string());
-    };
-    crate::node_record::create_dir(&node.fs, &node.layout, dir, 0o755)?;
-    let stamped = format!("kubelet-client-{}.pem", store_timestamp(node.now));
-    node.fs
-        .write_private(
-            &dir.join(&stamped),
-            format!("{cert}{}", key.to_pem()).as_bytes(),
-        )
-        .context("could not write the kubelet's client certificate")?;
-    node.fs.symlink(std::path::Path::new(&stamped), &pem_path)?;
+    write_client_store(&node, &cert, &key.to_pem())?;
     let kubeconfig = crate::join::through_balancer(pki::kubeconfig::cert_file_kubeconfig(
         "default-cluster",
         &found.endpoint_url,
@@ -365,6 +351,32 @@ fn tls_bootstrap(
         kubelet_conf.display().to_string()
     );
     Ok(())
+}
+
+/// Puts `cert_pem` and `key_pem` into the kubelet's client certificate store as its
+/// certificate store keeps them (client-go certificate_store.go): the pair in
+/// `/var/lib/kubelet/pki/kubelet-client-<time>.pem`, and `kubelet-client-current.pem` a
+/// symlink to it, which the kubelet's rotation repoints. Returns the symlink's path.
+///
+/// # Errors
+/// A file cannot be written.
+pub fn write_client_store(
+    node: &crate::shared::node::NodeCtx,
+    cert_pem: &str,
+    key_pem: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    let pem_path = node.layout.kubelet_dir().join(KUBELET_CLIENT_CURRENT);
+    let Some(dir) = pem_path.parent() else {
+        anyhow::bail!("{:?} has no directory", pem_path.display().to_string());
+    };
+    crate::node_record::create_dir(&node.fs, &node.layout, dir, 0o755)?;
+    let stamped = format!("kubelet-client-{}.pem", store_timestamp(node.now));
+    let cert = cert_pem.trim_end();
+    node.fs
+        .write_private(&dir.join(&stamped), format!("{cert}\n{key_pem}").as_bytes())
+        .context("could not write the kubelet's client certificate")?;
+    node.fs.symlink(std::path::Path::new(&stamped), &pem_path)?;
+    Ok(pem_path)
 }
 
 /// `2006-01-02-15-04-05` in UTC, the kubelet certificate store's file name stamp.
