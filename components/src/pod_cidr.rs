@@ -322,7 +322,10 @@ mod tests {
         assert!(controller_runs(&c(KUBEBOOT_CONTROLLERS), "deployment"));
         assert!(controller_runs(&c("nodeipam,-nodeipam"), "nodeipam"));
         assert!(!controller_runs(&c("-nodeipam,nodeipam,*"), "nodeipam"));
-        assert!(!controller_runs(&c("bootstrapsigner"), "nodeipam"), "no star");
+        assert!(
+            !controller_runs(&c("bootstrapsigner"), "nodeipam"),
+            "no star"
+        );
         assert!(controller_runs(&c(" * , -ttl "), "nodeipam"));
         // pflag keeps the last --controllers.
         let twice = cmd(&["--controllers=*,-nodeipam", "--controllers=*"]);
@@ -341,7 +344,10 @@ mod tests {
         assert!(ipam.accepts(&s(&["10.244.3.0/24"])));
         assert!(!ipam.accepts(&s(&["10.245.0.0/24"])), "outside");
         assert!(!ipam.accepts(&s(&["garbage"])));
-        assert!(!ipam.accepts(&s(&["10.244.3.0/24", "fd00::/64"])), "no second CIDR");
+        assert!(
+            !ipam.accepts(&s(&["10.244.3.0/24", "fd00::/64"])),
+            "no second CIDR"
+        );
         for bad in [s(&["10.245.0.0/24"]), s(&["garbage"])] {
             assert_eq!(ipam.first_free(&[bad]), None);
         }

@@ -41,6 +41,20 @@
 //! because the credential exists only on control-plane nodes (`kubeboot-agent.conf`), whose
 //! root holds the cluster CA's key and admin.conf anyway: the credential gives nothing that
 //! node's root does not have.
+//!
+//! # Giving Nodes their podCIDRs
+//!
+//! Where the controller-manager runs without its node IPAM controller (`--controllers=...,
+//! -nodeipam`, kubeboot's default for a cluster with a pod network), the agents of the
+//! control-plane nodes give new Nodes their podCIDRs (`agent::node_ipam`), one agent at a time
+//! under the Lease `kube-system/kubeboot-node-ipam`. Nodes and CSINodes are cluster-scoped, so
+//! those rights are the ClusterRole [`node_ipam_cluster_role`] (`kubeboot:node-ipam`: nodes
+//! get/list/watch/patch, csinodes get), bound cluster-wide by
+//! [`node_ipam_cluster_role_binding`]; the Lease's are a Role of the same name in kube-system,
+//! [`node_ipam_lease_role`] (leases create, and get/update of that one Lease only; RBAC cannot
+//! restrict create by name), bound by [`node_ipam_lease_role_binding`]. `patch` on nodes is
+//! broader than a podCIDR (labels, taints, any Node): acceptable for the same reason as above,
+//! the credential lives only where root holds the cluster CA's key.
 use std::collections::BTreeMap;
 
 use components::names;
@@ -50,12 +64,14 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef, Subject,
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 const CERTIFICATES_GROUP: &str = "certificates.k8s.io";
+const STORAGE_GROUP: &str = "storage.k8s.io";
+const COORDINATION_GROUP: &str = "coordination.k8s.io";
 
 fn rule(resource: &str, verbs: &[&str]) -> PolicyRule {
     PolicyRule {
@@ -118,14 +134,18 @@ fn agents_group() -> Subject {
     }
 }
 
-fn certificates_rule(resource: &str, verbs: &[&str], names: Option<&[&str]>) -> PolicyRule {
+fn group_rule(group: &str, resource: &str, verbs: &[&str], names: Option<&[&str]>) -> PolicyRule {
     PolicyRule {
-        api_groups: Some(vec![CERTIFICATES_GROUP.to_string()]),
+        api_groups: Some(vec![group.to_string()]),
         resources: Some(vec![resource.to_string()]),
         resource_names: names.map(|n| n.iter().map(|x| x.to_string()).collect()),
         verbs: verbs.iter().map(|v| v.to_string()).collect(),
         ..Default::default()
     }
+}
+
+fn certificates_rule(resource: &str, verbs: &[&str], names: Option<&[&str]>) -> PolicyRule {
+    group_rule(CERTIFICATES_GROUP, resource, verbs, names)
 }
 
 /// The ClusterRole `kubeboot:kube-proxy-approver`: read certificate requests and approve those
@@ -168,6 +188,84 @@ pub fn agent_csr_approver_binding() -> ClusterRoleBinding {
             api_group: Some(RBAC_GROUP.to_string()),
             kind: "ClusterRole".to_string(),
             name: names::KUBEBOOT_AGENT_CSR_APPROVER_ROLE.to_string(),
+        },
+        subjects: Some(vec![agents_group()]),
+    }
+}
+
+/// The ClusterRole `kubeboot:node-ipam`: read and watch Nodes and patch their podCIDRs in, and
+/// read CSINodes (a Node gets its podCIDR once the kubelet made its CSINode); see the module
+/// documentation.
+pub fn node_ipam_cluster_role() -> ClusterRole {
+    ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(names::KUBEBOOT_NODE_IPAM_ROLE.to_string()),
+            labels: labels(),
+            ..Default::default()
+        },
+        rules: Some(vec![
+            rule("nodes", &["get", "list", "watch", "patch"]),
+            group_rule(STORAGE_GROUP, "csinodes", &["get"], None),
+        ]),
+        ..Default::default()
+    }
+}
+
+/// The ClusterRoleBinding `kubeboot:node-ipam`: that role for the group `kubeboot:agents`,
+/// cluster-wide (Nodes and CSINodes have no namespace).
+pub fn node_ipam_cluster_role_binding() -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(names::KUBEBOOT_NODE_IPAM_ROLE.to_string()),
+            labels: labels(),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: Some(RBAC_GROUP.to_string()),
+            kind: "ClusterRole".to_string(),
+            name: names::KUBEBOOT_NODE_IPAM_ROLE.to_string(),
+        },
+        subjects: Some(vec![agents_group()]),
+    }
+}
+
+/// The Role `kubeboot:node-ipam` in kube-system: create Leases (RBAC cannot restrict a create
+/// by name: the name is in the body, not the URL), and get and update the Lease
+/// `kubeboot-node-ipam` only.
+pub fn node_ipam_lease_role() -> Role {
+    Role {
+        metadata: ObjectMeta {
+            name: Some(names::KUBEBOOT_NODE_IPAM_ROLE.to_string()),
+            namespace: Some(names::KUBE_SYSTEM.to_string()),
+            labels: labels(),
+            ..Default::default()
+        },
+        rules: Some(vec![
+            group_rule(COORDINATION_GROUP, "leases", &["create"], None),
+            group_rule(
+                COORDINATION_GROUP,
+                "leases",
+                &["get", "update"],
+                Some(&[names::KUBEBOOT_NODE_IPAM_LEASE]),
+            ),
+        ]),
+    }
+}
+
+/// The RoleBinding `kubeboot:node-ipam` in kube-system: that Role for the group
+/// `kubeboot:agents`.
+pub fn node_ipam_lease_role_binding() -> RoleBinding {
+    RoleBinding {
+        metadata: ObjectMeta {
+            name: Some(names::KUBEBOOT_NODE_IPAM_ROLE.to_string()),
+            namespace: Some(names::KUBE_SYSTEM.to_string()),
+            labels: labels(),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: Some(RBAC_GROUP.to_string()),
+            kind: "Role".to_string(),
+            name: names::KUBEBOOT_NODE_IPAM_ROLE.to_string(),
         },
         subjects: Some(vec![agents_group()]),
     }
@@ -424,6 +522,127 @@ mod tests {
             subjects[0].api_group.as_deref(),
             Some("rbac.authorization.k8s.io")
         );
+    }
+
+    /// api groups, resources, resource names, verbs
+    type Row = (Vec<String>, Vec<String>, Option<Vec<String>>, Vec<String>);
+
+    fn rows(rules: &[PolicyRule]) -> Vec<Row> {
+        rules
+            .iter()
+            .map(|r| {
+                assert!(r.non_resource_urls.is_none());
+                (
+                    r.api_groups.clone().unwrap_or_default(),
+                    r.resources.clone().unwrap_or_default(),
+                    r.resource_names.clone(),
+                    r.verbs.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn node_ipam_role_reads_nodes_patches_them_and_reads_csinodes() {
+        let role = node_ipam_cluster_role();
+        assert_eq!(role.metadata.name.as_deref(), Some("kubeboot:node-ipam"));
+        assert!(role.metadata.namespace.is_none(), "cluster-scoped");
+        let s = strings;
+        assert_eq!(
+            rows(role.rules.as_deref().expect("rules")),
+            [
+                (
+                    s(&[""]),
+                    s(&["nodes"]),
+                    None,
+                    s(&["get", "list", "watch", "patch"])
+                ),
+                (s(&["storage.k8s.io"]), s(&["csinodes"]), None, s(&["get"])),
+            ]
+        );
+        // Never nodes/status, create, delete or update (a whole Node), never a wildcard.
+        for r in role.rules.iter().flatten() {
+            assert!(
+                !r.verbs
+                    .iter()
+                    .any(|v| v == "*" || v == "create" || v == "delete" || v == "update"),
+                "{r:?}"
+            );
+            assert!(!r.resources.iter().flatten().any(|x| x.contains('/')));
+        }
+        let v = serde_json::to_value(&role).expect("json");
+        assert_eq!(v["rules"][1]["apiGroups"][0], "storage.k8s.io");
+    }
+
+    #[test]
+    fn node_ipam_binding_is_cluster_wide_to_the_agents_group() {
+        let b = node_ipam_cluster_role_binding();
+        assert_eq!(b.metadata.name.as_deref(), Some("kubeboot:node-ipam"));
+        assert!(b.metadata.namespace.is_none());
+        assert_eq!(b.role_ref.kind, "ClusterRole");
+        assert_eq!(b.role_ref.name, "kubeboot:node-ipam");
+        assert_eq!(
+            b.role_ref.api_group.as_deref(),
+            Some("rbac.authorization.k8s.io")
+        );
+        let subjects = b.subjects.expect("subjects");
+        assert_eq!(subjects.len(), 1);
+        assert_eq!(subjects[0].kind, "Group");
+        assert_eq!(subjects[0].name, names::KUBEBOOT_AGENTS_GROUP);
+    }
+
+    #[test]
+    fn node_ipam_lease_role_creates_leases_and_writes_only_its_own() {
+        let role = node_ipam_lease_role();
+        assert_eq!(role.metadata.name.as_deref(), Some("kubeboot:node-ipam"));
+        assert_eq!(role.metadata.namespace.as_deref(), Some("kube-system"));
+        let s = strings;
+        let leases = || (s(&["coordination.k8s.io"]), s(&["leases"]));
+        assert_eq!(
+            rows(role.rules.as_deref().expect("rules")),
+            [
+                (leases().0, leases().1, None, s(&["create"])),
+                (
+                    leases().0,
+                    leases().1,
+                    Some(s(&["kubeboot-node-ipam"])),
+                    s(&["get", "update"])
+                ),
+            ]
+        );
+        assert_eq!(names::KUBEBOOT_NODE_IPAM_LEASE, "kubeboot-node-ipam");
+        // Never delete, patch, list or watch Leases (other controllers' Leases live here too).
+        for r in role.rules.iter().flatten() {
+            assert!(
+                !r.verbs
+                    .iter()
+                    .any(|v| ["*", "delete", "patch", "list", "watch"].contains(&v.as_str())),
+                "{r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn node_ipam_lease_binding_is_in_kube_system_to_the_agents_group() {
+        let b = node_ipam_lease_role_binding();
+        assert_eq!(b.metadata.name.as_deref(), Some("kubeboot:node-ipam"));
+        assert_eq!(b.metadata.namespace.as_deref(), Some("kube-system"));
+        assert_eq!(b.role_ref.kind, "Role");
+        assert_eq!(b.role_ref.name, "kubeboot:node-ipam");
+        assert_eq!(
+            b.role_ref.api_group.as_deref(),
+            Some("rbac.authorization.k8s.io")
+        );
+        let subjects = b.subjects.as_ref().expect("subjects");
+        assert_eq!(subjects.len(), 1);
+        assert_eq!(subjects[0].kind, "Group");
+        assert_eq!(subjects[0].name, names::KUBEBOOT_AGENTS_GROUP);
+        let v = serde_json::to_value(&b).expect("json");
+        assert_eq!(v["roleRef"]["kind"], "Role");
     }
 
     #[test]

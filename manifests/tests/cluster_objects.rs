@@ -29,12 +29,30 @@ const DELIBERATE_DIFFERENCES: &[(&str, &str, &str)] = &[
     (
         "configmaps/kubeadm-config",
         "data.ClusterConfiguration",
-        "compared separately: kubeboot adds encryptionAlgorithm (ECDSA-P256 by default)",
+        "compared separately: kubeboot adds encryptionAlgorithm (ECDSA-P256 by default) and \
+         the controller-manager's extraArgs of CLUSTER_CONFIGURATION_ADDITIONS",
     ),
     (
         "configmaps/kubelet-config-1.20",
         "data.kubelet",
         "the KubeletConfiguration is the kubelet-start work's, checked there",
+    ),
+];
+
+/// What `kubeboot init` adds to the ClusterConfiguration kubeadm uploads for the capture's flags
+/// (no pod network): (field path, value, reason). Each must be there, with this value: the test
+/// fails if one vanished, as every control plane that joins later runs what it records.
+const CLUSTER_CONFIGURATION_ADDITIONS: &[(&str, &str, &str)] = &[
+    (
+        "controllerManager.extraArgs.kube-api-qps",
+        "100",
+        "the controller-manager's default client limit (20 qps, burst 30) makes starting its \
+         ~30 controllers take ~4 s, each fetching its service account's token",
+    ),
+    (
+        "controllerManager.extraArgs.kube-api-burst",
+        "200",
+        "as above",
     ),
 ];
 
@@ -216,18 +234,69 @@ fn objects_match_kubeadm_field_by_field() {
     }
 }
 
+/// The value at the dotted `path`, if any.
+fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |cur, p| cur.get(p))
+}
+
+fn uploaded_cluster_configuration(cfg: &InitConfig) -> Value {
+    let cm = cluster::kubeadm_config_map(cfg, None).expect("fresh");
+    yaml_serde::from_str(&cm.data.expect("data")["ClusterConfiguration"]).expect("yaml")
+}
+
 #[test]
-fn cluster_configuration_matches_kubeadm_but_for_the_key_algorithm() {
+fn cluster_configuration_matches_kubeadm_but_for_kubeboots_additions() {
     let theirs: BTreeMap<String, Value> = kubeadm_objects().into_iter().collect();
     let text = theirs["configmaps/kubeadm-config"]["data"]["ClusterConfiguration"]
         .as_str()
         .expect("text");
     let want: Value = yaml_serde::from_str(text).expect("yaml");
-    let cm = cluster::kubeadm_config_map(&config(), None).expect("fresh");
-    let mut got: Value =
-        yaml_serde::from_str(&cm.data.expect("data")["ClusterConfiguration"]).expect("yaml");
+    let mut got = uploaded_cluster_configuration(&config());
     remove(&mut got, "encryptionAlgorithm");
+    for (path, value, reason) in CLUSTER_CONFIGURATION_ADDITIONS {
+        assert!(!reason.trim().is_empty(), "{path} needs a reason");
+        assert_eq!(
+            lookup(&got, path).and_then(Value::as_str),
+            Some(*value),
+            "kubeboot's {path} is missing from the uploaded ClusterConfiguration"
+        );
+        remove(&mut got, path);
+    }
+    // kubeadm writes `controllerManager: {}`.
+    if lookup(&got, "controllerManager.extraArgs")
+        .and_then(Value::as_mapping)
+        .is_some_and(|m| m.is_empty())
+    {
+        remove(&mut got, "controllerManager.extraArgs");
+    }
     assert_eq!(got, want);
+}
+
+/// With a pod network, the controller-manager runs without its node IPAM controller (the
+/// kubeboot agents give Nodes their podCIDRs), recorded for every later control plane.
+#[test]
+fn with_a_pod_network_the_cluster_configuration_records_the_controllers() {
+    let flags = InitFlags {
+        apiserver_advertise_address: Some("10.123.0.77".into()),
+        kubernetes_version: Some("v1.20.2".into()),
+        node_name: Some("dryref".into()),
+        pod_network_cidr: Some("10.244.0.0/16".into()),
+        ..Default::default()
+    };
+    let cfg = resolve_init(&flags, &HostFacts::default()).expect("valid config");
+    let got = uploaded_cluster_configuration(&cfg);
+    assert_eq!(
+        lookup(&got, "controllerManager.extraArgs.controllers").and_then(Value::as_str),
+        Some("*,bootstrapsigner,tokencleaner,-nodeipam")
+    );
+    assert!(
+        !config()
+            .cluster
+            .controller_manager
+            .extra_args
+            .contains_key("controllers"),
+        "no pod network, no change to kubeadm's controllers"
+    );
 }
 
 #[test]

@@ -174,3 +174,80 @@ fn deliberate_differences_have_reasons() {
         );
     }
 }
+
+/// What `kubeboot init` with `config.yaml` gives the controller-manager beyond kubeadm's flags
+/// (components::config::defaults::kubeboot_cluster_defaults, recorded in the uploaded
+/// ClusterConfiguration's `controllerManager.extraArgs`): (flag, reason). Each must be there.
+const INIT_CONTROLLER_MANAGER_FLAGS: &[(&str, &str)] = &[
+    (
+        "--controllers=*,bootstrapsigner,tokencleaner,-nodeipam",
+        "in place of kubeadm's --controllers: kube-controller-manager v1.20's node IPAM waits \
+         10 s before its first Node list and holds back every controller's start; the kubeboot \
+         agents of the control-plane nodes give Nodes their podCIDRs instead",
+    ),
+    (
+        "--kube-api-burst=200",
+        "the default client limit (20 qps, burst 30) makes starting ~30 controllers take ~4 s",
+    ),
+    ("--kube-api-qps=100", "as above"),
+];
+
+/// `golden_config()` is what kubeadm read; `kubeboot init` reads the same file through its own
+/// resolver, which adds kubeboot's controller-manager defaults and nothing else to the pods.
+#[test]
+fn init_adds_only_the_listed_controller_manager_flags() {
+    use components::config::{ConfigSource, HostFacts, InitFlags, resolve_init};
+    let flags = InitFlags {
+        config: Some(ConfigSource {
+            path: "config.yaml".into(),
+            content: include_str!("golden/v1.20.2/config.yaml").into(),
+        }),
+        set_flags: vec!["config".into()],
+        ..Default::default()
+    };
+    let host = HostFacts {
+        hostname: "node1".into(),
+        default_address: Some("10.123.0.2".parse().unwrap()),
+        local_addresses: vec!["10.123.0.2".parse().unwrap()],
+        detected_version: None,
+    };
+    let cfg = resolve_init(&flags, &host).expect("config.yaml resolves");
+    for (name, pod) in manifests::control_plane_pods(&cfg, &Layout::host(), &golden_host()) {
+        let (_, golden) = GOLDEN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no golden {name}"));
+        let mut want = manifests::yaml::from_yaml(golden).expect("golden parses");
+        let mut got = pod;
+        if name == "kube-controller-manager" {
+            let (w, g) = (common::command(&want), common::command(&got));
+            let added: Vec<&str> = g
+                .iter()
+                .filter(|a| !w.contains(a))
+                .map(String::as_str)
+                .collect();
+            let removed: Vec<&str> = w
+                .iter()
+                .filter(|a| !g.contains(a))
+                .map(String::as_str)
+                .collect();
+            let listed: Vec<&str> = INIT_CONTROLLER_MANAGER_FLAGS
+                .iter()
+                .map(|(f, reason)| {
+                    assert!(!reason.trim().is_empty(), "{f} needs a reason");
+                    *f
+                })
+                .collect();
+            assert_eq!(added, listed, "flags added to kubeadm's");
+            assert_eq!(removed, ["--controllers=*,bootstrapsigner,tokencleaner"]);
+            for p in [&mut want, &mut got] {
+                p.spec.as_mut().unwrap().containers[0].command = None;
+            }
+        }
+        assert_eq!(
+            manifests::yaml::to_yaml(&got),
+            manifests::yaml::to_yaml(&want),
+            "{name}"
+        );
+    }
+}

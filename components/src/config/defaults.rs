@@ -9,8 +9,8 @@ use super::flags::HostFacts;
 use super::load::{
     ApiEndpointSpec, BootstrapTokenSpec, ClusterSpec, InitSpec, JoinSpec, NodeRegistrationSpec,
 };
-use crate::names;
 use crate::version::{Version, v};
+use crate::{names, pod_cidr};
 
 /// DefaultServicesSubnet.
 pub const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/12";
@@ -95,6 +95,71 @@ pub fn default_cluster(c: &mut ClusterSpec) {
         && local.data_dir.is_empty()
     {
         local.data_dir = names::DEFAULT_ETCD_DATA_DIR.to_string();
+    }
+}
+
+/// kube-controller-manager's `--controllers`.
+pub const CONTROLLERS_FLAG: &str = "controllers";
+/// kube-controller-manager's `--allocate-node-cidrs`.
+pub const ALLOCATE_NODE_CIDRS_FLAG: &str = "allocate-node-cidrs";
+/// kube-controller-manager's `--kube-api-qps` (its default: 20).
+pub const KUBE_API_QPS_FLAG: &str = "kube-api-qps";
+/// kube-controller-manager's `--kube-api-burst` (its default: 30).
+pub const KUBE_API_BURST_FLAG: &str = "kube-api-burst";
+/// The `--kube-api-qps` kubeboot gives the controller-manager of a new cluster.
+pub const KUBEBOOT_CONTROLLER_MANAGER_QPS: &str = "100";
+/// The `--kube-api-burst` kubeboot gives the controller-manager of a new cluster.
+pub const KUBEBOOT_CONTROLLER_MANAGER_BURST: &str = "200";
+
+/// kubeboot's own defaults for a cluster that `kubeboot init` creates, deliberate differences
+/// from kubeadm written into `controllerManager.extraArgs`, each only where the user set no
+/// value of that name:
+///
+/// - `controllers` = [`pod_cidr::KUBEBOOT_CONTROLLERS`] (kubeadm's list without `nodeipam`),
+///   when `networking.podSubnet` is set and the user set neither `controllers` nor
+///   `allocate-node-cidrs` (who chose either keeps kubeadm's behaviour; without a pod subnet
+///   the controller-manager allocates nothing anyway). kube-controller-manager v1.20 builds its
+///   node IPAM controller with a Node list that waits 10 s before its first try
+///   (pkg/controller/nodeipam/ipam/cidr_allocator.go listNodes, `wait.Poll`), and starts no
+///   controller's informers before every controller is built
+///   (cmd/kube-controller-manager/app/controllermanager.go StartControllers), so with kubeadm's
+///   flags no Deployment makes a Pod in its first ~18 s. The kubeboot agents of the
+///   control-plane nodes give Nodes their podCIDRs instead, with the range allocator's own
+///   choice ([`pod_cidr::Allocation::Kubeboot`]).
+/// - `kube-api-qps` = [`KUBEBOOT_CONTROLLER_MANAGER_QPS`] and `kube-api-burst` =
+///   [`KUBEBOOT_CONTROLLER_MANAGER_BURST`]: with `--use-service-account-credentials` each of
+///   its ~30 controllers fetches its service account's token through the root client, whose
+///   default limit (20 qps, burst 30) makes starting them take ~4 s. Each is set on its own
+///   when absent: a user who set only one of them gets kubeboot's value for the other, even
+///   where that makes the burst lower than their qps (client-go then still allows their qps,
+///   in bursts of at most that many requests).
+///
+/// They are in the ClusterConfiguration that init uploads, so every control plane that joins
+/// later, kubeboot's or kubeadm's (which honours extraArgs), runs the same controller-manager.
+/// Only init applies them, never [`default_cluster`]: that one also defaults an existing
+/// cluster's configuration read back for join and upgrade, which must keep what it has.
+pub fn kubeboot_cluster_defaults(c: &mut ClusterSpec) {
+    let pod_subnet = c
+        .networking
+        .pod_subnet
+        .as_deref()
+        .is_some_and(|s| !s.trim().is_empty());
+    let args = &mut c.controller_manager.extra_args;
+    if pod_subnet
+        && !args.contains_key(CONTROLLERS_FLAG)
+        && !args.contains_key(ALLOCATE_NODE_CIDRS_FLAG)
+    {
+        args.insert(
+            CONTROLLERS_FLAG.to_string(),
+            pod_cidr::KUBEBOOT_CONTROLLERS.to_string(),
+        );
+    }
+    for (flag, value) in [
+        (KUBE_API_QPS_FLAG, KUBEBOOT_CONTROLLER_MANAGER_QPS),
+        (KUBE_API_BURST_FLAG, KUBEBOOT_CONTROLLER_MANAGER_BURST),
+    ] {
+        args.entry(flag.to_string())
+            .or_insert_with(|| value.to_string());
     }
 }
 
@@ -275,6 +340,110 @@ mod tests {
             Some("10.0.0.9")
         );
         assert_eq!(c.image_repository.as_deref(), Some("registry.k8s.io"));
+    }
+
+    fn cluster_with(pod_subnet: Option<&str>, extra: &[(&str, &str)]) -> ClusterSpec {
+        let mut c = ClusterSpec::default();
+        c.networking.pod_subnet = pod_subnet.map(str::to_string);
+        c.controller_manager.extra_args = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        kubeboot_cluster_defaults(&mut c);
+        c
+    }
+
+    fn args(c: &ClusterSpec) -> Vec<(&str, &str)> {
+        c.controller_manager
+            .extra_args
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn kubeboot_defaults_with_a_pod_subnet() {
+        let c = cluster_with(Some("10.244.0.0/16"), &[]);
+        assert_eq!(
+            args(&c),
+            [
+                ("controllers", "*,bootstrapsigner,tokencleaner,-nodeipam"),
+                ("kube-api-burst", "200"),
+                ("kube-api-qps", "100"),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_pod_subnet_node_ipam_stays_but_the_rate_limit_is_raised() {
+        for pod_subnet in [None, Some(""), Some(" ")] {
+            let c = cluster_with(pod_subnet, &[]);
+            assert_eq!(
+                args(&c),
+                [("kube-api-burst", "200"), ("kube-api-qps", "100")],
+                "{pod_subnet:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_user_who_chose_controllers_or_node_cidrs_keeps_kubeadms_behaviour() {
+        let c = cluster_with(Some("10.244.0.0/16"), &[("controllers", "*,-ttl")]);
+        assert_eq!(c.controller_manager.extra_args["controllers"], "*,-ttl");
+        for value in ["true", "false"] {
+            let c = cluster_with(Some("10.244.0.0/16"), &[("allocate-node-cidrs", value)]);
+            assert!(
+                !c.controller_manager.extra_args.contains_key("controllers"),
+                "{value}"
+            );
+            assert_eq!(
+                c.controller_manager.extra_args["allocate-node-cidrs"],
+                value
+            );
+            assert_eq!(c.controller_manager.extra_args["kube-api-qps"], "100");
+        }
+    }
+
+    #[test]
+    fn a_users_rate_limit_is_kept_and_the_other_half_defaulted() {
+        let c = cluster_with(Some("10.244.0.0/16"), &[("kube-api-qps", "50")]);
+        assert_eq!(c.controller_manager.extra_args["kube-api-qps"], "50");
+        assert_eq!(c.controller_manager.extra_args["kube-api-burst"], "200");
+        let c = cluster_with(None, &[("kube-api-qps", "400"), ("kube-api-burst", "300")]);
+        assert_eq!(
+            args(&c),
+            [("kube-api-burst", "300"), ("kube-api-qps", "400")]
+        );
+    }
+
+    #[test]
+    fn default_cluster_adds_no_kubeboot_defaults() {
+        // It also defaults an existing cluster's configuration read back for join/upgrade.
+        let mut c = ClusterSpec::default();
+        c.networking.pod_subnet = Some("10.244.0.0/16".into());
+        default_cluster(&mut c);
+        assert!(c.controller_manager.extra_args.is_empty());
+    }
+
+    #[test]
+    fn the_kubeboot_controllers_leave_only_node_ipam_to_the_agents() {
+        let c = cluster_with(Some("10.244.0.0/16"), &[]);
+        let command = vec![
+            "kube-controller-manager".to_string(),
+            "--allocate-node-cidrs=true".to_string(),
+            "--cluster-cidr=10.244.0.0/16".to_string(),
+            format!(
+                "--controllers={}",
+                c.controller_manager.extra_args["controllers"]
+            ),
+        ];
+        assert!(matches!(
+            pod_cidr::Allocation::of(&command),
+            pod_cidr::Allocation::Kubeboot(_)
+        ));
+        assert!(pod_cidr::controller_runs(&command, "bootstrapsigner"));
+        assert!(pod_cidr::controller_runs(&command, "tokencleaner"));
+        assert!(pod_cidr::controller_runs(&command, "deployment"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use super::InitConfig;
 use super::defaults::{
     DEFAULT_TOKEN_DESCRIPTION, apply_dynamic_defaults, default_cluster, default_init,
+    kubeboot_cluster_defaults,
 };
 use super::load::{BootstrapTokenSpec, ClusterSpec, InitSpec, LoadError, load_for_init};
 use super::validate::{FieldError, merge_ignore_preflight_errors, validate_init};
@@ -405,6 +406,7 @@ pub fn resolve_init(flags: &InitFlags, host: &HostFacts) -> Result<InitConfig, C
 
     default_init(&mut init);
     default_cluster(&mut cluster);
+    kubeboot_cluster_defaults(&mut cluster);
     apply_dynamic_defaults(&mut init, &mut cluster, host);
     match validate_init(&init, &cluster, host) {
         Ok(mut cfg) if errs.is_empty() => {
@@ -616,6 +618,36 @@ mod tests {
         let cfg = resolve_init(&with_config(&content, &[]), &host()).unwrap();
         assert_eq!(cfg.component_configs.len(), 1);
         assert_eq!(cfg.component_configs[0].kind, "KubeProxyConfiguration");
+    }
+
+    #[test]
+    fn init_applies_kubeboots_controller_manager_defaults() {
+        // From flags.
+        let flags = InitFlags {
+            pod_network_cidr: Some("10.244.0.0/16".into()),
+            set_flags: vec!["pod-network-cidr".into()],
+            ..Default::default()
+        };
+        let cfg = resolve_init(&flags, &host()).unwrap();
+        let args = &cfg.cluster.controller_manager.extra_args;
+        assert_eq!(args["controllers"], crate::pod_cidr::KUBEBOOT_CONTROLLERS);
+        assert_eq!(args["kube-api-qps"], "100");
+        assert_eq!(args["kube-api-burst"], "200");
+        // From --config, the user's own values kept.
+        let content = format!(
+            "{CLUSTER}controllerManager:\n  extraArgs:\n    allocate-node-cidrs: \"false\"\n    kube-api-qps: \"30\"\n"
+        );
+        let cfg = resolve_init(&with_config(&content, &[]), &host()).unwrap();
+        let args = &cfg.cluster.controller_manager.extra_args;
+        assert!(!args.contains_key("controllers"), "{args:?}");
+        assert_eq!(args["allocate-node-cidrs"], "false");
+        assert_eq!(args["kube-api-qps"], "30");
+        assert_eq!(args["kube-api-burst"], "200");
+        // Without a pod subnet the controller-manager allocates nothing: node IPAM stays.
+        let cfg = resolve_init(&InitFlags::default(), &host()).unwrap();
+        let args = &cfg.cluster.controller_manager.extra_args;
+        assert!(!args.contains_key("controllers"), "{args:?}");
+        assert_eq!(args["kube-api-qps"], "100");
     }
 
     #[test]

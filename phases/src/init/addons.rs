@@ -318,8 +318,9 @@ fn image_repository(d: &InitData) -> String {
     }
 }
 
-/// kubeadm: proxy.EnsureProxyAddon, then kubeboot's agent mode: the static pod, its node-local
-/// config and kubeconfig, and the node label that keeps the DaemonSet off this node.
+/// kubeadm: proxy.EnsureProxyAddon and, in kubeboot's agent mode, first the node label that
+/// keeps the DaemonSet off this node (before the DaemonSet exists), then the static pod with
+/// its node-local config and kubeconfig.
 fn kube_proxy(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
     let spec = &pki::kubeconfig::KUBE_PROXY_KUBECONFIG;
     let kubeconfig_path = kube_proxy::node_kubeconfig_path(&d.layout);
@@ -356,8 +357,8 @@ fn kube_proxy(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
             != Some(names::KUBE_PROXY_RUNNER_AGENT)
     });
 
-    // Act: the cluster's objects in kubeadm's order; kube-proxy's rules on this node are
-    // kubeboot's doing from here on (reset runs kube-proxy --cleanup).
+    // Act: kube-proxy's rules on this node are kubeboot's doing from here on (reset runs
+    // kube-proxy --cleanup).
     crate::node_record::update(
         &d.fs,
         &d.layout,
@@ -366,13 +367,24 @@ fn kube_proxy(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
             ..Default::default()
         },
     )?;
+    let agent_runs_it = d.static_pod_runner == components::StaticPodRunner::Agent;
+    if agent_runs_it && needs_label {
+        // Before the DaemonSet exists: a controller-manager already running would otherwise
+        // make a kube-proxy Pod for this node and delete it a moment later, when the label
+        // comes, costing this node's kubelet a sandbox during its start.
+        let patch = serde_json::json!({"metadata": {"labels": {
+            names::LABEL_KUBE_PROXY_RUNNER: names::KUBE_PROXY_RUNNER_AGENT
+        }}});
+        cluster.patch_node(&d.cfg.node.name, &patch)?;
+    }
+    // The cluster's objects, in kubeadm's order.
     cluster.create_or_update(&addon.service_account)?;
     cluster.create_or_update(&addon.config_map)?;
     cluster.create_or_update(&addon.daemon_set)?;
     cluster.create_or_update(&addon.cluster_role_binding)?;
     cluster.create_or_update(&addon.role)?;
     cluster.create_or_update(&addon.role_binding)?;
-    if d.static_pod_runner == components::StaticPodRunner::Kubelet {
+    if !agent_runs_it {
         say!(d.out, "addons", "Applied essential addon: kube-proxy");
         say!(
             d.out,
@@ -413,12 +425,6 @@ fn kube_proxy(d: &InitData, cluster: &Cluster) -> anyhow::Result<()> {
         d.fs.write_private(&kubeconfig_path, kubeconfig.to_yaml().as_bytes())?;
     }
     write_manifest(d, names::KUBE_PROXY, &pod)?;
-    if needs_label {
-        let patch = serde_json::json!({"metadata": {"labels": {
-            names::LABEL_KUBE_PROXY_RUNNER: names::KUBE_PROXY_RUNNER_AGENT
-        }}});
-        cluster.patch_node(&d.cfg.node.name, &patch)?;
-    }
 
     // Say.
     say!(d.out, "addons", "Applied essential addon: kube-proxy");
@@ -455,13 +461,11 @@ mod tests {
         crate::init::run(&mut d, &["certs".to_string()]).expect("certs");
         let cluster = Cluster::recording(Out::capture());
         kube_proxy(&d, &cluster).expect("kube-proxy");
-        let creates: Vec<String> = recorded_objects(&cluster)
-            .into_iter()
-            .filter(|r| r.starts_with("CREATE"))
-            .collect();
+        // The label first: the DaemonSet never has this node to make a Pod for.
         assert_eq!(
-            creates,
+            writes(&cluster),
             [
+                "PATCH nodes node1",
                 "CREATE serviceaccounts ",
                 "CREATE configmaps ",
                 "CREATE daemonsets ",
@@ -469,6 +473,16 @@ mod tests {
                 "CREATE roles ",
                 "CREATE rolebindings ",
             ]
+        );
+        let patch = cluster
+            .recorded()
+            .into_iter()
+            .find(|r| r.verb == "PATCH")
+            .and_then(|r| r.body)
+            .expect("patch body");
+        assert_eq!(
+            patch["metadata"]["labels"]["node.kubeboot.io/kube-proxy"],
+            "agent"
         );
         let root = dir.path();
         let conf = std::fs::read_to_string(root.join("var/lib/kube-proxy/config.conf"))
@@ -495,11 +509,40 @@ mod tests {
                 .contains("[addons] Applied essential addon: kube-proxy\n")
         );
 
-        // Again: same files, the kubeconfig reused, not re-signed.
-        kube_proxy(&d, &Cluster::recording(Out::capture())).expect("again");
+        // Again, on a Node that has the label: same files, the kubeconfig reused, not
+        // re-signed, no second patch.
+        let labelled = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "node1", "labels": {"node.kubeboot.io/kube-proxy": "agent"}},
+        });
+        let cluster = Cluster::recording(Out::capture()).with_objects([labelled]);
+        kube_proxy(&d, &cluster).expect("again");
         let again = std::fs::read_to_string(root.join("var/lib/kube-proxy/kubeconfig.conf"))
             .expect("kubeconfig.conf");
         assert_eq!(again, kubeconfig);
+        let w = writes(&cluster);
+        assert!(!w.iter().any(|r| r.starts_with("PATCH")), "{w:?}");
+        assert!(w.contains(&"CREATE daemonsets ".to_string()), "{w:?}");
+    }
+
+    /// Under the kubelet runner the DaemonSet runs kube-proxy here too: no label, no files.
+    #[test]
+    fn under_the_kubelet_runner_kube_proxy_is_the_daemon_sets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = test_data(dir.path());
+        d.node.static_pod_runner = components::StaticPodRunner::Kubelet;
+        crate::init::run(&mut d, &["certs".to_string()]).expect("certs");
+        let cluster = Cluster::recording(Out::capture());
+        kube_proxy(&d, &cluster).expect("kube-proxy");
+        let w = writes(&cluster);
+        assert!(!w.iter().any(|r| r.starts_with("PATCH")), "{w:?}");
+        assert!(w.contains(&"CREATE daemonsets ".to_string()), "{w:?}");
+        assert!(
+            !dir.path()
+                .join("etc/kubernetes/manifests/kube-proxy.yaml")
+                .exists()
+        );
     }
 
     #[test]

@@ -13,7 +13,13 @@
 //! 4. the ClusterRole `kubeboot:agent` and its RoleBinding to the group in kube-system only;
 //! 5. the ClusterRole `kubeboot:kube-proxy-approver` and its ClusterRoleBinding to the group:
 //!    the agents approve joining nodes' kube-proxy certificate requests (the checks are in
-//!    `agent::csr_approval`, why RBAC cannot make them in `manifests::agent_rbac`).
+//!    `agent::csr_approval`, why RBAC cannot make them in `manifests::agent_rbac`);
+//! 6. the ClusterRole `kubeboot:node-ipam` (Nodes, CSINodes) and its ClusterRoleBinding, the
+//!    Role `kubeboot:node-ipam` in kube-system (the Lease `kubeboot-node-ipam`) and its
+//!    RoleBinding, all to the group: the agents of the control-plane nodes give Nodes their
+//!    podCIDRs where the controller-manager runs without its node IPAM controller
+//!    (`agent::node_ipam`). Applied on every cluster, as the other rights: whether the agents
+//!    use them follows the controller-manager's manifest, which may change later.
 //!
 //! The agent publishes as soon as all exist; until then it retries quietly.
 
@@ -101,6 +107,18 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
         "Allowed the kubeboot agents to approve joining nodes' kube-proxy client certificate requests (ClusterRole {:?})",
         names::KUBEBOOT_AGENT_CSR_APPROVER_ROLE
     );
+    c.create_or_update(&agent_rbac::node_ipam_cluster_role())?;
+    c.create_or_update(&agent_rbac::node_ipam_cluster_role_binding())?;
+    c.create_or_update(&agent_rbac::node_ipam_lease_role())?;
+    c.create_or_update(&agent_rbac::node_ipam_lease_role_binding())?;
+    say!(
+        out,
+        "agent-rbac",
+        "Allowed the kubeboot agents to give Nodes their podCIDRs (ClusterRole {:?}, Lease {}/{})",
+        names::KUBEBOOT_NODE_IPAM_ROLE,
+        names::KUBE_SYSTEM,
+        names::KUBEBOOT_NODE_IPAM_LEASE
+    );
     Ok(())
 }
 
@@ -180,6 +198,15 @@ mod tests {
                     None,
                     "kubeboot:kube-proxy-approver"
                 ),
+                w("CREATE", "clusterroles", None, "kubeboot:node-ipam"),
+                w("CREATE", "clusterrolebindings", None, "kubeboot:node-ipam"),
+                w("CREATE", "roles", Some("kube-system"), "kubeboot:node-ipam"),
+                w(
+                    "CREATE",
+                    "rolebindings",
+                    Some("kube-system"),
+                    "kubeboot:node-ipam"
+                ),
             ],
             "{rec:?}"
         );
@@ -212,6 +239,19 @@ mod tests {
         assert!(
             out.contains("[agent-rbac] Allowed the kubeboot agents to approve joining nodes' kube-proxy client certificate requests (ClusterRole \"kubeboot:kube-proxy-approver\")"),
             "{out}"
+        );
+        assert!(
+            out.contains("[agent-rbac] Allowed the kubeboot agents to give Nodes their podCIDRs (ClusterRole \"kubeboot:node-ipam\", Lease kube-system/kubeboot-node-ipam)\n"),
+            "{out}"
+        );
+        let lease_role = rec
+            .iter()
+            .find(|r| r.resource == "roles" && r.verb == "CREATE")
+            .and_then(|r| r.body.clone())
+            .expect("Role body");
+        assert_eq!(
+            lease_role["rules"][1]["resourceNames"][0],
+            "kubeboot-node-ipam"
         );
         assert!(
             out.contains("[agent-rbac] Sending Pod writes in namespace kube-system to each control-plane node's kubeboot agent for admission (https://127.0.0.1:10263/admission/pods)"),

@@ -1,6 +1,7 @@
 //! `init phase control-plane`: the static pod manifests of kube-apiserver,
 //! kube-controller-manager and kube-scheduler (kubeadm: app/cmd/phases/init/controlplane.go).
 
+use components::pod_cidr::Allocation;
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::init::data::InitData;
@@ -86,7 +87,27 @@ fn write(d: &mut InitData, component: &'static str) -> anyhow::Result<()> {
         "control-plane",
         "Creating static Pod manifest for {component:?}"
     );
-    write_manifest(d, component, &pod)
+    write_manifest(d, component, &pod)?;
+    if component == components::names::KUBE_CONTROLLER_MANAGER
+        && let Allocation::Kubeboot(_) = Allocation::of(&command(&pod))
+    {
+        say!(
+            d.out,
+            "control-plane",
+            "The controller-manager runs without its node IPAM controller: the kubeboot agents of the control-plane nodes give Nodes their podCIDRs, the range allocator's choice (controllerManager.extraArgs.controllers in the ClusterConfiguration records it)"
+        );
+    }
+    Ok(())
+}
+
+/// The command line of a pod's first container: its command, then its args.
+fn command(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.containers.first())
+        .flat_map(|c| c.command.iter().flatten().chain(c.args.iter().flatten()))
+        .cloned()
+        .collect()
 }
 
 /// Writes one static pod manifest (0600 like kubeadm, in a 0700 directory), leaving an
@@ -111,4 +132,86 @@ pub fn write_manifest_in(
     }
     crate::node_record::note_file(&d.fs, &d.layout, &path)?;
     d.fs.write_private(&path, yaml.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::data::tests::test_data;
+    use components::config::{HostFacts, InitFlags, resolve_init};
+
+    const NO_NODE_IPAM: &str = "[control-plane] The controller-manager runs without its node IPAM controller: the kubeboot agents of the control-plane nodes give Nodes their podCIDRs, the range allocator's choice (controllerManager.extraArgs.controllers in the ClusterConfiguration records it)\n";
+
+    fn with_pod_network(d: &mut InitData) {
+        let flags = InitFlags {
+            apiserver_advertise_address: Some("10.123.0.2".into()),
+            kubernetes_version: Some("v1.20.2".into()),
+            node_name: Some("node1".into()),
+            pod_network_cidr: Some("10.244.0.0/16".into()),
+            ..Default::default()
+        };
+        d.cfg = resolve_init(&flags, &HostFacts::default()).expect("valid config");
+    }
+
+    #[test]
+    fn says_when_the_kubeboot_agents_give_the_pod_cidrs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = test_data(dir.path());
+        with_pod_network(&mut d);
+        write(&mut d, components::names::KUBE_CONTROLLER_MANAGER).expect("writes");
+        let out = d.out.captured();
+        assert!(
+            out.ends_with(&format!(
+                "[control-plane] Creating static Pod manifest for \"kube-controller-manager\"\n{NO_NODE_IPAM}"
+            )),
+            "{out}"
+        );
+        let manifest = std::fs::read_to_string(
+            dir.path()
+                .join("etc/kubernetes/manifests/kube-controller-manager.yaml"),
+        )
+        .expect("manifest");
+        assert!(
+            manifest.contains("--controllers=*,bootstrapsigner,tokencleaner,-nodeipam"),
+            "{manifest}"
+        );
+    }
+
+    #[test]
+    fn says_nothing_more_where_the_controller_manager_allocates_or_nobody_does() {
+        // No pod network: nobody allocates.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = test_data(dir.path());
+        write(&mut d, components::names::KUBE_CONTROLLER_MANAGER).expect("writes");
+        assert!(
+            !d.out.captured().contains("node IPAM"),
+            "{}",
+            d.out.captured()
+        );
+        // The user's own controllers: the controller-manager allocates.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = test_data(dir.path());
+        with_pod_network(&mut d);
+        d.cfg
+            .cluster
+            .controller_manager
+            .extra_args
+            .insert("controllers".into(), "*".into());
+        write(&mut d, components::names::KUBE_CONTROLLER_MANAGER).expect("writes");
+        assert!(
+            !d.out.captured().contains("node IPAM"),
+            "{}",
+            d.out.captured()
+        );
+        // Other components never say it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = test_data(dir.path());
+        with_pod_network(&mut d);
+        write(&mut d, components::names::KUBE_SCHEDULER).expect("writes");
+        assert!(
+            !d.out.captured().contains("node IPAM"),
+            "{}",
+            d.out.captured()
+        );
+    }
 }

@@ -214,7 +214,7 @@ fn run(d: &mut JoinData) -> anyhow::Result<()> {
         &manifests::HostPaths::default(),
     );
     if matches!(Allocation::of(&command), Allocation::Kubeboot(_)) {
-        wait_for_pod_cidr(&api, &node.out, &name, POD_CIDR_WAIT)?;
+        wait_for_pod_cidr(api, &node.out, &name, POD_CIDR_WAIT)?;
     }
     Ok(())
 }
@@ -332,7 +332,7 @@ fn tls_bootstrap(
             );
         },
     )?;
-    write_client_store(&node, &cert, &key.to_pem())?;
+    write_client_store(&node, &cert, key.to_pem())?;
     let kubeconfig = crate::join::through_balancer(pki::kubeconfig::cert_file_kubeconfig(
         "default-cluster",
         &found.endpoint_url,

@@ -1,10 +1,11 @@
 //! Scenario: after `kubeboot init` the cluster holds the objects kubeadm 1.20 creates
 //! (compared with the real kubeadm's `init --dry-run` capture in
 //! manifests/tests/golden/v1.20.2/init-dryrun-api-objects.txt: names, types, keys, rules,
-//! subjects, roleRefs); the bootstrap signer signs cluster-info with the init token and
-//! kubeboot's JWS verifier accepts it; `token create|list|delete` work and agree with the
-//! real `kubeadm token list`; an expired token is removed by the token cleaner; bad token
-//! input fails and changes nothing.
+//! subjects, roleRefs; kubeadm-config's `controllerManager` but for kubeboot's listed
+//! extraArgs, which must be there); the bootstrap signer signs cluster-info with the init
+//! token and kubeboot's JWS verifier accepts it; `token create|list|delete` work and agree
+//! with the real `kubeadm token list`; an expired token is removed by the token cleaner; bad
+//! token input fails and changes nothing.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -16,6 +17,26 @@ use tests::{Node, bin_dir, require_root, step, wait_until};
 const GOLDEN: &str =
     include_str!("../../../manifests/tests/golden/v1.20.2/init-dryrun-api-objects.txt");
 const TOKEN: &str = "abcdef.0123456789abcdef";
+
+/// What kubeboot's uploaded ClusterConfiguration holds in `controllerManager.extraArgs` beyond
+/// kubeadm's, on purpose, for this scenario's config (a pod network, no extraArgs of its own):
+/// (flag, value, reason). Each must be there with this value: every control plane that joins
+/// later, kubeboot's or kubeadm's, runs the controller-manager it records.
+const KUBEBOOT_CONTROLLER_MANAGER_ARGS: &[(&str, &str, &str)] = &[
+    (
+        "controllers",
+        "*,bootstrapsigner,tokencleaner,-nodeipam",
+        "kube-controller-manager v1.20's node IPAM waits 10 s before its first Node list and \
+         holds back every controller's start; the kubeboot agents of the control-plane nodes \
+         give Nodes their podCIDRs instead",
+    ),
+    (
+        "kube-api-qps",
+        "100",
+        "the default client limit (20 qps, burst 30) makes starting ~30 controllers take ~4 s",
+    ),
+    ("kube-api-burst", "200", "as above"),
+];
 
 /// One object kubeadm creates: resource, namespace, name and the object (as JSON).
 struct Expected {
@@ -96,6 +117,43 @@ fn undefault_subjects(v: &mut Value) {
     }
 }
 
+/// The ClusterConfiguration of a kubeadm-config ConfigMap, as JSON.
+fn cluster_configuration(cm: &Value) -> Result<Value> {
+    yaml_to_json(
+        cm["data"]["ClusterConfiguration"]
+            .as_str()
+            .context("no ClusterConfiguration")?,
+    )
+}
+
+/// kubeadm-config's `controllerManager` is kubeadm's but for exactly
+/// [`KUBEBOOT_CONTROLLER_MANAGER_ARGS`], each present.
+fn compare_controller_manager(got: &Value, want: &Value) -> Result<()> {
+    let (got, want) = (cluster_configuration(got)?, cluster_configuration(want)?);
+    let mut cm = got["controllerManager"].clone();
+    for (flag, value, reason) in KUBEBOOT_CONTROLLER_MANAGER_ARGS {
+        ensure!(!reason.trim().is_empty(), "{flag} needs a reason");
+        let args = cm["extraArgs"].as_object_mut();
+        let found = args.and_then(|a| a.remove(*flag));
+        ensure!(
+            found.as_ref().and_then(Value::as_str) == Some(*value),
+            "kubeadm-config: controllerManager.extraArgs.{flag} is {found:?}, kubeboot sets {value:?}:\n{}",
+            got["controllerManager"]
+        );
+    }
+    // kubeadm writes `controllerManager: {}`.
+    if cm["extraArgs"].as_object().is_some_and(|a| a.is_empty()) {
+        cm.as_object_mut().map(|m| m.remove("extraArgs"));
+    }
+    ensure!(
+        cm == want["controllerManager"],
+        "kubeadm-config: controllerManager differs beyond kubeboot's listed extraArgs:\n kubeadm:  {}\n kubeboot: {}",
+        want["controllerManager"],
+        got["controllerManager"]
+    );
+    Ok(())
+}
+
 fn compare(node: &Node, e: &Expected) -> Result<()> {
     let mut got = get(node, e).with_context(|| format!("{}/{} is missing", e.resource, e.name))?;
     undefault_subjects(&mut got);
@@ -132,6 +190,9 @@ fn compare(node: &Node, e: &Expected) -> Result<()> {
         wa.is_subset(&ga),
         "{what}: annotations {ga:?}, kubeadm has {wa:?}"
     );
+    if what == "configmaps/kubeadm-config" {
+        compare_controller_manager(&got, want)?;
+    }
     Ok(())
 }
 

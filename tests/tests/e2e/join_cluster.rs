@@ -431,7 +431,8 @@ fn join_cluster() -> Result<()> {
     step(
         "the kubeboot agents gave every node its podCIDR, the range allocator's choices in turn",
         || {
-            let manifest = cp.read_file("/etc/kubernetes/manifests/kube-controller-manager.yaml")?;
+            let manifest =
+                cp.read_file("/etc/kubernetes/manifests/kube-controller-manager.yaml")?;
             ensure!(
                 manifest.contains("--controllers=*,bootstrapsigner,tokencleaner,-nodeipam"),
                 "the controller-manager runs its node IPAM controller:\n{manifest}"
@@ -441,19 +442,31 @@ fn join_cluster() -> Result<()> {
                 .as_array()
                 .context("no nodes")?
                 .iter()
-                .map(|n| n["spec"]["podCIDR"].as_str().unwrap_or_default().to_string())
+                .map(|n| {
+                    n["spec"]["podCIDR"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
                 .collect();
             cidrs.sort();
             let want: Vec<String> = (0..4).map(|i| format!("10.244.{i}.0/24")).collect();
             ensure!(cidrs == want, "podCIDRs {cidrs:?}, want {want:?}");
-            let lease = cp.kubectl_json(&["get", "lease", "-n", "kube-system", "kubeboot-node-ipam"])?;
+            let lease =
+                cp.kubectl_json(&["get", "lease", "-n", "kube-system", "kubeboot-node-ipam"])?;
             ensure!(
-                lease["spec"]["holderIdentity"].as_str().unwrap_or_default().is_empty(),
+                lease["spec"]["holderIdentity"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .is_empty(),
                 "the agent that gave the last podCIDR did not release the Lease: {lease}"
             );
             let logs: String = [&cp, &cp2, &cp3]
                 .iter()
-                .map(|n| n.read_file("/var/log/kubeboot/agent.log").unwrap_or_default())
+                .map(|n| {
+                    n.read_file("/var/log/kubeboot/agent.log")
+                        .unwrap_or_default()
+                })
                 .collect();
             ensure!(
                 logs.contains(&format!("gave the Node {:?} the podCIDR", worker.name())),
