@@ -1,5 +1,6 @@
 //! `init phase agent-rbac`: lets the kubeboot agents publish their static pods to the API,
-//! and nothing else (no kubeadm equivalent: the kubelet publishes mirror pods with its node
+//! approve joining nodes' kube-proxy certificates and give Nodes their podCIDRs, and nothing
+//! else (no kubeadm equivalent: the kubelet publishes mirror pods with its node
 //! identity). The agent authenticates with `/etc/kubernetes/kubeboot-agent.conf`
 //! (`kubeconfig/agent`) as `kubeboot:agent:<node>` in the group `kubeboot:agents`.
 //!
@@ -43,7 +44,7 @@ const WEBHOOK_WAIT: Duration = Duration::from_secs(60);
 pub fn phase() -> Phase<InitData> {
     Phase::new(
         "agent-rbac",
-        "Allow the kubeboot agents to publish their static Pods to the API, and nothing else",
+        "Allow the kubeboot agents to publish their static Pods, approve kube-proxy certificates and give podCIDRs, and nothing else",
         run,
     )
     .flags(&["config", "kubeconfig", "cert-dir", "dry-run"])

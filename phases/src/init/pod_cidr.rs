@@ -17,7 +17,9 @@
 //! choice ([`manifests::pod_cidr`]), given only on a fresh cluster (this Node is the only
 //! one, so that choice is certain; the allocator then marks it as used, range_allocator.go
 //! occupyCIDRs), and only where the controller-manager allocates podCIDRs at all. On any
-//! other cluster, or if anything here fails, the controller-manager assigns it as usual.
+//! other cluster, or if anything here fails, the allocator assigns it as usual: the
+//! controller-manager's node IPAM, or the control-plane agents' (`agent::node_ipam`) where the
+//! controller-manager runs without it (kubeboot's default; they also wait for the CSINode).
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! Scenario: the agents' credential (`/etc/kubernetes/kubeboot-agent.conf`, group
-//! `kubeboot:agents`) can publish its node's status-only pods and nothing else. RBAC refuses
-//! everything outside pods in kube-system (`kubectl auth can-i`); the admission webhook the
+//! `kubeboot:agents`) can publish its node's status-only pods, read and patch Nodes (their
+//! podCIDRs) under its own Lease, and nothing else. RBAC refuses everything else outside pods in
+//! kube-system (`kubectl auth can-i`); the admission webhook the
 //! agent serves on loopback for its API server refuses a real create of an ordinary privileged
 //! pod bound to the node and a pod of another node, and a delete of another node's pod; the
 //! agent's own pods are still published; admin.conf still creates ordinary kube-system pods;
@@ -236,8 +237,15 @@ fn agent_privilege() -> Result<()> {
             &["update", "pods", "-n", "kube-system"],
             &["patch", "pods", "--subresource=status", "-n", "kube-system"],
             &["watch", "pods", "-n", "kube-system"],
-            &["get", "nodes"],
-            &["list", "nodes"],
+            // Nodes: read and patched (their podCIDRs, agent::node_ipam), never made, replaced,
+            // deleted or given a status.
+            &["create", "nodes"],
+            &["update", "nodes"],
+            &["delete", "nodes"],
+            &["patch", "nodes", "--subresource=status"],
+            &["list", "csinodes"],
+            &["update", "leases/kube-controller-manager", "-n", "kube-system"],
+            &["get", "leases/kube-scheduler", "-n", "kube-system"],
             &["create", "validatingwebhookconfigurations"],
             &["update", "namespaces"],
         ] {
@@ -255,6 +263,14 @@ fn agent_privilege() -> Result<()> {
                 "-n",
                 "kube-system",
             ],
+            // Giving Nodes their podCIDRs (RBAC kubeboot:node-ipam), one agent at a time.
+            &["get", "nodes"],
+            &["list", "nodes"],
+            &["watch", "nodes"],
+            &["patch", "nodes"],
+            &["get", "csinodes"],
+            &["create", "leases", "-n", "kube-system"],
+            &["update", "leases/kubeboot-node-ipam", "-n", "kube-system"],
         ] {
             let answer = can_i(&node, args)?;
             ensure!(answer == "yes", "can-i {args:?} answered {answer:?}");
