@@ -8,11 +8,14 @@
 # round in reverse order, so a drift in the machine's load hits each alike); --only picks the
 # variants (e.g. `--only kubeboot` for quick iteration). BENCH_KEEP_LOGS=1 keeps each init's
 # time-stamped output and kubeboot's agent log. BENCH_KCM_CONTROLLERS sets the controller-manager's
-# `--controllers` for every variant alike (controllerManager.extraArgs of the config below): with
-# `*,bootstrapsigner,tokencleaner,-nodeipam` it shows what the node IPAM controller's start-up
-# costs the first pods (kube-controller-manager v1.20 lists Nodes with wait.Poll(10 s), which
-# waits 10 s before its first try, while every controller's informers wait for it; kubeboot's
-# init gives its own Node the podCIDR, kubeadm's node has its conflist written beforehand).
+# `--controllers` for every variant alike (controllerManager.extraArgs of the config below), and
+# BENCH_KCM_ARGS="name=value ..." any other of its flags (e.g. "kube-api-qps=20
+# kube-api-burst=30"). Without them each tool keeps its own defaults: kubeboot's init runs the
+# controller-manager without node IPAM (`*,bootstrapsigner,tokencleaner,-nodeipam`: v1.20 lists
+# Nodes with wait.Poll(10 s), which waits 10 s before its first try, while every controller's
+# informers wait for it) and with qps 100 / burst 200; its agents give the podCIDRs. So
+# BENCH_KCM_CONTROLLERS='*,bootstrapsigner,tokencleaner' BENCH_KCM_ARGS='kube-api-qps=20
+# kube-api-burst=30' measures kubeboot with kubeadm's controller-manager.
 #
 # Both nodes get the same prerequisites before the clock starts, as an operator would have
 # them: containerd running in the node (the same config as kubeboot writes for its own:

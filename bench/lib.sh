@@ -88,7 +88,8 @@ SH
 # kubeadm_init_config <node name> <ip>: the kubeadm-vs-kubeboot benchmarks' one config file, on
 # stdout: kubeadm v1beta2 at v1.20.2 + a KubeletConfiguration with the node's own cgroupRoot + a
 # KubeProxyConfiguration with `conntrack.maxPerCore: 0` (both tools read it); with
-# BENCH_KCM_CONTROLLERS set, the controller-manager's `--controllers` (controllerManager.extraArgs).
+# BENCH_KCM_CONTROLLERS set, the controller-manager's `--controllers`, and with BENCH_KCM_ARGS
+# ("name=value ...") more of its flags (controllerManager.extraArgs).
 kubeadm_init_config() {
   local kcm='' a
   [ -z "${BENCH_KCM_CONTROLLERS:-}" ] ||
