@@ -36,7 +36,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::csr_approval::{self, Decision, Ignored};
 use crate::mirror::{AgentClient, Retry, api_error, short};
@@ -122,15 +122,13 @@ impl Approver {
     }
 
     fn failed(&mut self, now: Instant, e: &anyhow::Error) {
-        self.connection.failed(now, MAX_BACKOFF);
-        // The API server is often not up yet (the agent starts it): quiet until it answered.
-        if self.ever_connected && self.connection.failures == 3 {
-            warn!(
-                "kube-proxy certificate requests are not being approved; retrying every {MAX_BACKOFF:?} at most: {e:#}"
-            );
-        } else {
-            debug!(failures = self.connection.failures, "{e:#}");
-        }
+        self.connection.failed_and_say(
+            now,
+            MAX_BACKOFF,
+            self.ever_connected,
+            "kube-proxy certificate requests are not being approved",
+            e,
+        );
     }
 }
 

@@ -188,6 +188,26 @@ impl Retry {
         let delay = Duration::from_secs(1 << self.failures.min(5)).min(max);
         self.not_before = Some(now + delay);
     }
+
+    /// [`Retry::failed`] for a loop that talks to the API server, and the log line: `what`
+    /// stops working ("... are not being approved") said once as a warning, at the third failure
+    /// in a row, and only once the API server has `ever_connected` (the agent starts it: before
+    /// that a failure is expected); every other failure at debug level.
+    pub(crate) fn failed_and_say(
+        &mut self,
+        now: Instant,
+        max: Duration,
+        ever_connected: bool,
+        what: &str,
+        e: &anyhow::Error,
+    ) {
+        self.failed(now, max);
+        if ever_connected && self.failures == 3 {
+            warn!("{what}; retrying every {max:?} at most: {e:#}");
+        } else {
+            debug!(failures = self.failures, "{e:#}");
+        }
+    }
 }
 
 struct Publisher {

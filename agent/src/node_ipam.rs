@@ -89,14 +89,18 @@ fn rbac_hint() -> String {
 /// manifest).
 pub fn allocation_of_manifest(text: &str) -> Option<Allocation> {
     let pod: Pod = yaml_serde::from_str(text).ok()?;
-    let c = pod.spec?.containers.into_iter().next()?;
-    let command: Vec<String> = c
-        .command
-        .unwrap_or_default()
-        .into_iter()
-        .chain(c.args.unwrap_or_default())
-        .collect();
-    Some(Allocation::of(&command))
+    pod.spec.as_ref()?.containers.first()?;
+    Some(Allocation::of(&container_command(&pod)))
+}
+
+/// The command line of `pod`'s first container: its command, then its args.
+pub fn container_command(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.containers.first())
+        .flat_map(|c| c.command.iter().flatten().chain(c.args.iter().flatten()))
+        .cloned()
+        .collect()
 }
 
 /// What the allocator uses of a Node.
@@ -424,15 +428,13 @@ impl Allocator {
     }
 
     fn failed(&mut self, now: Instant, e: &anyhow::Error) {
-        self.connection.failed(now, MAX_BACKOFF);
-        // The API server is often not up yet (the agent starts it): quiet until it answered.
-        if self.ever_connected && self.connection.failures == 3 {
-            warn!(
-                "Nodes may not be getting their podCIDRs; retrying every {MAX_BACKOFF:?} at most: {e:#}"
-            );
-        } else {
-            debug!(failures = self.connection.failures, "{e:#}");
-        }
+        self.connection.failed_and_say(
+            now,
+            MAX_BACKOFF,
+            self.ever_connected,
+            "Nodes may not be getting their podCIDRs",
+            e,
+        );
     }
 
     async fn list_and_watch(&mut self, client: &Client) -> anyhow::Result<()> {

@@ -89,40 +89,69 @@ fn labels() -> Option<BTreeMap<String, String>> {
     )]))
 }
 
+/// The metadata of one of these objects: `name`, in `namespace` if namespaced, kubeboot's label.
+fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: namespace.map(str::to_string),
+        labels: labels(),
+        ..Default::default()
+    }
+}
+
+/// A reference to the role `name` of `kind` (`ClusterRole` or `Role`).
+fn role_ref(kind: &str, name: &str) -> RoleRef {
+    RoleRef {
+        api_group: Some(RBAC_GROUP.to_string()),
+        kind: kind.to_string(),
+        name: name.to_string(),
+    }
+}
+
+/// A ClusterRole `name` with `rules`.
+fn cluster_role(name: &str, rules: Vec<PolicyRule>) -> ClusterRole {
+    ClusterRole {
+        metadata: meta(name, None),
+        rules: Some(rules),
+        ..Default::default()
+    }
+}
+
+/// The ClusterRoleBinding `name` of the ClusterRole `name` to the group `kubeboot:agents`.
+fn cluster_role_binding(name: &str) -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: meta(name, None),
+        role_ref: role_ref("ClusterRole", name),
+        subjects: Some(vec![agents_group()]),
+    }
+}
+
+/// The RoleBinding `name` in `namespace` of the `kind` role `name` to the group
+/// `kubeboot:agents`.
+fn role_binding(kind: &str, name: &str, namespace: &str) -> RoleBinding {
+    RoleBinding {
+        metadata: meta(name, Some(namespace)),
+        role_ref: role_ref(kind, name),
+        subjects: Some(vec![agents_group()]),
+    }
+}
+
 /// The ClusterRole `kubeboot:agent`: what an agent may do with pods where it is bound, and
 /// nothing more (see the module documentation for who makes each call).
 pub fn agent_cluster_role() -> ClusterRole {
-    ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(names::KUBEBOOT_AGENT_CLUSTER_ROLE.to_string()),
-            labels: labels(),
-            ..Default::default()
-        },
-        rules: Some(vec![
+    cluster_role(
+        names::KUBEBOOT_AGENT_CLUSTER_ROLE,
+        vec![
             rule("pods", &["get", "list", "create", "delete"]),
             rule("pods/status", &["update"]),
-        ]),
-        ..Default::default()
-    }
+        ],
+    )
 }
 
 /// The RoleBinding `kubeboot:agent` in `namespace` (kube-system): the role for the group
 /// `kubeboot:agents`.
 pub fn agent_role_binding(namespace: &str) -> RoleBinding {
-    RoleBinding {
-        metadata: ObjectMeta {
-            name: Some(names::KUBEBOOT_AGENT_CLUSTER_ROLE.to_string()),
-            namespace: Some(namespace.to_string()),
-            labels: labels(),
-            ..Default::default()
-        },
-        role_ref: RoleRef {
-            api_group: Some(RBAC_GROUP.to_string()),
-            kind: "ClusterRole".to_string(),
-            name: names::KUBEBOOT_AGENT_CLUSTER_ROLE.to_string(),
-        },
-        subjects: Some(vec![agents_group()]),
-    }
+    role_binding("ClusterRole", names::KUBEBOOT_AGENT_CLUSTER_ROLE, namespace)
 }
 
 fn agents_group() -> Subject {
@@ -152,13 +181,9 @@ fn certificates_rule(resource: &str, verbs: &[&str], names: Option<&[&str]>) -> 
 /// for the signer `kubernetes.io/kube-apiserver-client` (the agent's approver decides which;
 /// see the module documentation for why RBAC cannot).
 pub fn agent_csr_approver_cluster_role() -> ClusterRole {
-    ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(names::KUBEBOOT_AGENT_CSR_APPROVER_ROLE.to_string()),
-            labels: labels(),
-            ..Default::default()
-        },
-        rules: Some(vec![
+    cluster_role(
+        names::KUBEBOOT_AGENT_CSR_APPROVER_ROLE,
+        vec![
             certificates_rule(
                 "certificatesigningrequests",
                 &["get", "list", "watch"],
@@ -170,63 +195,33 @@ pub fn agent_csr_approver_cluster_role() -> ClusterRole {
                 &["approve"],
                 Some(&[names::KUBE_APISERVER_CLIENT_SIGNER]),
             ),
-        ]),
-        ..Default::default()
-    }
+        ],
+    )
 }
 
 /// The ClusterRoleBinding `kubeboot:kube-proxy-approver`: that role for the group
 /// `kubeboot:agents`, cluster-wide (CSRs and signers have no namespace).
 pub fn agent_csr_approver_binding() -> ClusterRoleBinding {
-    ClusterRoleBinding {
-        metadata: ObjectMeta {
-            name: Some(names::KUBEBOOT_AGENT_CSR_APPROVER_ROLE.to_string()),
-            labels: labels(),
-            ..Default::default()
-        },
-        role_ref: RoleRef {
-            api_group: Some(RBAC_GROUP.to_string()),
-            kind: "ClusterRole".to_string(),
-            name: names::KUBEBOOT_AGENT_CSR_APPROVER_ROLE.to_string(),
-        },
-        subjects: Some(vec![agents_group()]),
-    }
+    cluster_role_binding(names::KUBEBOOT_AGENT_CSR_APPROVER_ROLE)
 }
 
 /// The ClusterRole `kubeboot:node-ipam`: read and watch Nodes and patch their podCIDRs in, and
 /// read CSINodes (a Node gets its podCIDR once the kubelet made its CSINode); see the module
 /// documentation.
 pub fn node_ipam_cluster_role() -> ClusterRole {
-    ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(names::KUBEBOOT_NODE_IPAM_ROLE.to_string()),
-            labels: labels(),
-            ..Default::default()
-        },
-        rules: Some(vec![
+    cluster_role(
+        names::KUBEBOOT_NODE_IPAM_ROLE,
+        vec![
             rule("nodes", &["get", "list", "watch", "patch"]),
             group_rule(STORAGE_GROUP, "csinodes", &["get"], None),
-        ]),
-        ..Default::default()
-    }
+        ],
+    )
 }
 
 /// The ClusterRoleBinding `kubeboot:node-ipam`: that role for the group `kubeboot:agents`,
 /// cluster-wide (Nodes and CSINodes have no namespace).
 pub fn node_ipam_cluster_role_binding() -> ClusterRoleBinding {
-    ClusterRoleBinding {
-        metadata: ObjectMeta {
-            name: Some(names::KUBEBOOT_NODE_IPAM_ROLE.to_string()),
-            labels: labels(),
-            ..Default::default()
-        },
-        role_ref: RoleRef {
-            api_group: Some(RBAC_GROUP.to_string()),
-            kind: "ClusterRole".to_string(),
-            name: names::KUBEBOOT_NODE_IPAM_ROLE.to_string(),
-        },
-        subjects: Some(vec![agents_group()]),
-    }
+    cluster_role_binding(names::KUBEBOOT_NODE_IPAM_ROLE)
 }
 
 /// The Role `kubeboot:node-ipam` in kube-system: create Leases (RBAC cannot restrict a create
@@ -234,12 +229,7 @@ pub fn node_ipam_cluster_role_binding() -> ClusterRoleBinding {
 /// `kubeboot-node-ipam` only.
 pub fn node_ipam_lease_role() -> Role {
     Role {
-        metadata: ObjectMeta {
-            name: Some(names::KUBEBOOT_NODE_IPAM_ROLE.to_string()),
-            namespace: Some(names::KUBE_SYSTEM.to_string()),
-            labels: labels(),
-            ..Default::default()
-        },
+        metadata: meta(names::KUBEBOOT_NODE_IPAM_ROLE, Some(names::KUBE_SYSTEM)),
         rules: Some(vec![
             group_rule(COORDINATION_GROUP, "leases", &["create"], None),
             group_rule(
@@ -255,20 +245,7 @@ pub fn node_ipam_lease_role() -> Role {
 /// The RoleBinding `kubeboot:node-ipam` in kube-system: that Role for the group
 /// `kubeboot:agents`.
 pub fn node_ipam_lease_role_binding() -> RoleBinding {
-    RoleBinding {
-        metadata: ObjectMeta {
-            name: Some(names::KUBEBOOT_NODE_IPAM_ROLE.to_string()),
-            namespace: Some(names::KUBE_SYSTEM.to_string()),
-            labels: labels(),
-            ..Default::default()
-        },
-        role_ref: RoleRef {
-            api_group: Some(RBAC_GROUP.to_string()),
-            kind: "Role".to_string(),
-            name: names::KUBEBOOT_NODE_IPAM_ROLE.to_string(),
-        },
-        subjects: Some(vec![agents_group()]),
-    }
+    role_binding("Role", names::KUBEBOOT_NODE_IPAM_ROLE, names::KUBE_SYSTEM)
 }
 
 /// How long the API server waits for the agent's webhook. It answers from memory on loopback

@@ -89,7 +89,7 @@ fn write(d: &mut InitData, component: &'static str) -> anyhow::Result<()> {
     );
     write_manifest(d, component, &pod)?;
     if component == components::names::KUBE_CONTROLLER_MANAGER
-        && let Allocation::Kubeboot(_) = Allocation::of(&command(&pod))
+        && let Allocation::Kubeboot(_) = Allocation::of(&agent::node_ipam::container_command(&pod))
     {
         say!(
             d.out,
@@ -98,16 +98,6 @@ fn write(d: &mut InitData, component: &'static str) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The command line of a pod's first container: its command, then its args.
-fn command(pod: &Pod) -> Vec<String> {
-    pod.spec
-        .iter()
-        .flat_map(|s| s.containers.first())
-        .flat_map(|c| c.command.iter().flatten().chain(c.args.iter().flatten()))
-        .cloned()
-        .collect()
 }
 
 /// Writes one static pod manifest (0600 like kubeadm, in a 0700 directory), leaving an

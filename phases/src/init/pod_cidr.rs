@@ -219,15 +219,9 @@ fn wait_for_csinode(
 /// The node IPAM of the controller-manager manifest `text`, or `None` when it allocates no
 /// podCIDRs or does not parse.
 fn controller_manager_ipam(text: &str) -> Option<NodeIpam> {
-    let pod = manifests::yaml::from_yaml(text).ok()?;
-    let c = pod.spec?.containers.into_iter().next()?;
-    let command: Vec<String> = c
-        .command
-        .unwrap_or_default()
-        .into_iter()
-        .chain(c.args.unwrap_or_default())
-        .collect();
-    NodeIpam::from_controller_manager(&command)
+    agent::node_ipam::allocation_of_manifest(text)?
+        .ipam()
+        .cloned()
 }
 
 #[cfg(test)]

@@ -244,7 +244,12 @@ fn agent_privilege() -> Result<()> {
             &["delete", "nodes"],
             &["patch", "nodes", "--subresource=status"],
             &["list", "csinodes"],
-            &["update", "leases/kube-controller-manager", "-n", "kube-system"],
+            &[
+                "update",
+                "leases/kube-controller-manager",
+                "-n",
+                "kube-system",
+            ],
             &["get", "leases/kube-scheduler", "-n", "kube-system"],
             &["create", "validatingwebhookconfigurations"],
             &["update", "namespaces"],
