@@ -31,7 +31,7 @@
 //! list's resourceVersion, and a pass runs whenever a Node waits for a podCIDR. An idle cluster
 //! costs the watch alone.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -154,14 +154,19 @@ impl Nodes {
         )
     }
 
-    /// Takes in one watch event; true when the Nodes waiting for a podCIDR changed (one came
-    /// or went, or got its podCIDR). Status heartbeats and everything else are false.
+    /// Takes in one watch event; true when a pass is due: the Nodes waiting for a podCIDR
+    /// changed (one came or went, or got its podCIDR), or a Node that held one went while
+    /// another waits (a full pod subnet has room again). Status heartbeats and everything
+    /// else are false.
     pub fn apply(&mut self, event: &WatchEvent<Node>) -> bool {
         match event {
             WatchEvent::Added(n) | WatchEvent::Modified(n) => self.put(NodeFacts::from_node(n)),
             WatchEvent::Deleted(n) => {
                 let name = n.metadata.name.as_deref().unwrap_or_default();
-                self.0.remove(name).is_some_and(|f| f.pod_cidrs.is_empty())
+                let Some(gone) = self.0.remove(name) else {
+                    return false;
+                };
+                gone.pod_cidrs.is_empty() || self.0.values().any(|f| f.pod_cidrs.is_empty())
             }
             WatchEvent::Bookmark(_) | WatchEvent::Error(_) => false,
         }
@@ -176,6 +181,13 @@ impl Nodes {
         }
     }
 
+    /// Whether the Node `f` names (the same UID) is there and still waits.
+    pub fn waits(&self, f: &NodeFacts) -> bool {
+        self.0
+            .get(&f.name)
+            .is_some_and(|n| n.uid == f.uid && n.pod_cidrs.is_empty())
+    }
+
     /// The Nodes without a podCIDR, oldest first (then by name).
     pub fn waiting(&self) -> Vec<NodeFacts> {
         let mut v: Vec<NodeFacts> = self
@@ -188,21 +200,46 @@ impl Nodes {
         v
     }
 
-    /// The podCIDRs the Nodes hold that `ipam` takes in as used, and the names of the Nodes
-    /// whose podCIDRs it would refuse (the range allocator then refuses to start; here they
-    /// are left out, and said once).
-    pub fn taken(&self, ipam: &NodeIpam) -> (Vec<Vec<String>>, Vec<String>) {
+    /// Every Node's podCIDRs, and the ones `ipam` does not count as used, with their Node: they
+    /// do not parse or lie outside the cluster CIDR at their index (the range allocator then
+    /// refuses to start; [`NodeIpam::first_free_skipping`] leaves them out).
+    pub fn taken(&self, ipam: &NodeIpam) -> (Vec<Vec<String>>, Vec<(String, String)>) {
         let mut taken = Vec::new();
         let mut refused = Vec::new();
         for f in self.0.values().filter(|f| !f.pod_cidrs.is_empty()) {
-            if ipam.accepts(&f.pod_cidrs) {
-                taken.push(f.pod_cidrs.clone());
-            } else {
-                refused.push(f.name.clone());
+            for (i, text) in f.pod_cidrs.iter().enumerate() {
+                if !ipam.accepts_entry(i, text) {
+                    refused.push((f.name.clone(), text.clone()));
+                }
             }
+            taken.push(f.pod_cidrs.clone());
         }
         (taken, refused)
     }
+}
+
+/// What a pass gives: each of `ready` (oldest first) the range allocator's next choice, the
+/// ones given before it counted as used, and the Nodes left waiting because a cluster CIDR is
+/// full.
+pub fn plan(
+    ipam: &NodeIpam,
+    taken: &[Vec<String>],
+    ready: &[NodeFacts],
+) -> (Vec<(String, Vec<String>)>, Vec<String>) {
+    let mut taken = taken.to_vec();
+    let mut given = Vec::new();
+    let mut full = Vec::new();
+    for f in ready {
+        match ipam.first_free_skipping(&taken) {
+            Some(cidrs) => {
+                let cidrs: Vec<String> = cidrs.iter().map(ToString::to_string).collect();
+                taken.push(cidrs.clone());
+                given.push((f.name.clone(), cidrs));
+            }
+            None => full.push(f.name.clone()),
+        }
+    }
+    (given, full)
 }
 
 /// The Lease as this agent last saw it held by another one, and since when it saw it so.
@@ -216,9 +253,7 @@ pub struct Seen {
 /// What to do about the Lease before a pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseStep {
-    /// There is none: create it, held by this agent.
-    Create,
-    /// Take it over (or renew it): it is this agent's, released, or expired.
+    /// Take it (or renew it): it is this agent's, released, or expired.
     Take,
     /// Another agent holds it: look again after this long.
     Wait(Duration),
@@ -227,16 +262,7 @@ pub enum LeaseStep {
 /// Decides what this agent (`me`) does about `lease` at `now`, as client-go's
 /// tryAcquireOrRenew: expiry is judged by when this agent saw the holder's last renewal
 /// (`seen`, updated here), never by the holder's own clock.
-pub fn lease_step(
-    lease: Option<&Lease>,
-    me: &str,
-    seen: &mut Option<Seen>,
-    now: Instant,
-) -> LeaseStep {
-    let Some(lease) = lease else {
-        *seen = None;
-        return LeaseStep::Create;
-    };
+pub fn lease_step(lease: &Lease, me: &str, seen: &mut Option<Seen>, now: Instant) -> LeaseStep {
     let spec = lease.spec.clone().unwrap_or_default();
     let holder = spec.holder_identity.unwrap_or_default();
     if holder.is_empty() || holder == me {
@@ -268,10 +294,10 @@ pub fn lease_step(
     }
 }
 
-/// The Lease this agent writes to take it (`held`) or release it.
-fn lease_record(old: Option<&Lease>, me: &str, held: bool) -> Lease {
-    let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
-    let old_spec = old.and_then(|l| l.spec.clone()).unwrap_or_default();
+/// The Lease this agent writes at `now` to take `old` (`held`) or release it, at `old`'s
+/// resourceVersion (a replace that fails if anyone wrote it meanwhile).
+pub fn lease_record(old: &Lease, me: &str, held: bool, now: MicroTime) -> Lease {
+    let old_spec = old.spec.clone().unwrap_or_default();
     let was_mine = old_spec.holder_identity.as_deref() == Some(me);
     let transitions = old_spec.lease_transitions.unwrap_or(0);
     let spec = if held {
@@ -284,7 +310,7 @@ fn lease_record(old: Option<&Lease>, me: &str, held: bool) -> Lease {
                 Some(now.clone())
             },
             renew_time: Some(now),
-            lease_transitions: Some(if was_mine || old.is_none() {
+            lease_transitions: Some(if was_mine {
                 transitions
             } else {
                 transitions + 1
@@ -306,18 +332,33 @@ fn lease_record(old: Option<&Lease>, me: &str, held: bool) -> Lease {
         metadata: ObjectMeta {
             name: Some(names::KUBEBOOT_NODE_IPAM_LEASE.to_string()),
             namespace: Some(names::KUBE_SYSTEM.to_string()),
-            resource_version: old.and_then(|l| l.metadata.resource_version.clone()),
+            resource_version: old.metadata.resource_version.clone(),
             ..Default::default()
         },
         spec: Some(spec),
     }
 }
 
+fn now_micro() -> MicroTime {
+    MicroTime(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// `e` with what failed, and the RBAC hint where the API server refused it (403).
+fn api_failure(e: kube::Error, what: String) -> anyhow::Error {
+    let forbidden = api_error(&e).is_some_and(|s| s.code == 403);
+    let e = short(e);
+    if forbidden {
+        e.context(format!("{what} ({})", rbac_hint()))
+    } else {
+        e.context(what)
+    }
+}
+
 /// What the task holds between rounds.
 struct Allocator {
     client: AgentClient,
-    /// This agent's identity in the Lease: its node's name (one agent per node, so a
-    /// restarted agent takes back its own lease at once).
+    /// This agent's identity in the Lease: its node's name and a random suffix per process,
+    /// as client-go's (two agents of one node, an old one still stopping, are two holders).
     me: String,
     manifest: PathBuf,
     connection: Retry,
@@ -328,10 +369,9 @@ struct Allocator {
     /// When this agent first saw each waiting Node (by UID).
     first_seen: HashMap<String, Instant>,
     lease_seen: Option<Seen>,
-    /// Nodes whose podCIDRs the allocator refuses, already said.
-    said_refused: Vec<String>,
-    /// A full cluster CIDR, already said.
-    said_full: bool,
+    /// What was said once already (a refused podCIDR, a full pod subnet, a refused patch),
+    /// forgotten when it no longer holds.
+    said: BTreeSet<String>,
 }
 
 /// Gives podCIDRs until the task is aborted. `manifest` is this node's controller-manager
@@ -339,7 +379,7 @@ struct Allocator {
 pub(crate) async fn run(client: AgentClient, node: String, manifest: PathBuf) {
     let mut a = Allocator {
         client,
-        me: node,
+        me: format!("{node}_{:08x}", rand::random::<u32>()),
         manifest,
         connection: Retry::default(),
         ever_connected: false,
@@ -347,8 +387,7 @@ pub(crate) async fn run(client: AgentClient, node: String, manifest: PathBuf) {
         nodes: Nodes::default(),
         first_seen: HashMap::new(),
         lease_seen: None,
-        said_refused: Vec::new(),
-        said_full: false,
+        said: BTreeSet::new(),
     };
     loop {
         let started = Instant::now();
@@ -376,10 +415,11 @@ impl Allocator {
                     "giving Nodes their podCIDRs: the controller-manager runs without its node IPAM controller (--controllers=...,-{})",
                     components::pod_cidr::NODE_IPAM_CONTROLLER
                 ),
-                // Only a change away from allocating is worth an info line.
+                // Only a change away from allocating is worth saying.
                 (Some(Allocation::ControllerManager(_)), false) if self.allocating.is_some() => {
-                    info!(
-                        "the controller-manager gives Nodes their podCIDRs again: this agent stops"
+                    warn!(
+                        "this node's controller-manager gives Nodes their podCIDRs again: this agent stops; restart every controller-manager once no control-plane node's manifest says -{} (its node IPAM learns the podCIDRs given so far only when it starts)",
+                        components::pod_cidr::NODE_IPAM_CONTROLLER
                     )
                 }
                 _ => {
@@ -389,6 +429,19 @@ impl Allocator {
             self.allocating = Some(now);
         }
         ipam
+    }
+
+    /// Says `line` at warning level once while `key` holds (see [`Allocator::forget`]).
+    fn say_once(&mut self, key: String, line: &str) {
+        if self.said.insert(key) {
+            warn!("{line}");
+        }
+    }
+
+    /// Forgets what was said under `prefix` and holds no longer (not in `still`).
+    fn forget(&mut self, prefix: &str, still: &BTreeSet<String>) {
+        self.said
+            .retain(|k| !k.starts_with(prefix) || still.contains(k));
     }
 
     /// One round: list the Nodes, then watch them, a pass whenever one waits; returns how long
@@ -437,16 +490,19 @@ impl Allocator {
         );
     }
 
-    async fn list_and_watch(&mut self, client: &Client) -> anyhow::Result<()> {
+    async fn list_nodes(&mut self, client: &Client) -> anyhow::Result<String> {
         let api: Api<Node> = Api::all(client.clone());
         let list = api
             .list(&ListParams::default())
             .await
-            .map_err(short)
-            .with_context(|| format!("could not list Nodes ({})", rbac_hint()))?;
+            .map_err(|e| api_failure(e, "could not list Nodes".into()))?;
         self.ever_connected = true;
         self.nodes = Nodes::from_nodes(&list.items);
-        let version = list.metadata.resource_version.unwrap_or_default();
+        Ok(list.metadata.resource_version.unwrap_or_default())
+    }
+
+    async fn list_and_watch(&mut self, client: &Client) -> anyhow::Result<()> {
+        let version = self.list_nodes(client).await?;
         // The watch's own client: the requests' one gives up on a connection silent for 15 s.
         let watches: Api<Node> = Api::all(self.client.watches().unwrap_or_else(|| client.clone()));
         let params = WatchParams::default().timeout(WATCH_SECONDS);
@@ -454,10 +510,7 @@ impl Allocator {
             Ok(s) => s,
             // Too old a version: the next round lists afresh.
             Err(e) if api_error(&e).is_some_and(|s| s.code == 410) => return Ok(()),
-            Err(e) => {
-                return Err(short(e))
-                    .with_context(|| format!("could not watch Nodes ({})", rbac_hint()));
-            }
+            Err(e) => return Err(api_failure(e, "could not watch Nodes".into())),
         };
         let mut stream = std::pin::pin!(stream);
         let mut heard = Instant::now();
@@ -524,138 +577,163 @@ impl Allocator {
         if ready.is_empty() {
             return Ok(again);
         }
-        let held_until = match self.take_lease(client).await? {
-            Ok(until) => until,
+        let (lease, held_until) = match self.take_lease(client).await? {
+            Ok(held) => held,
             Err(wait) => return Ok(Some(wait)),
         };
-        let given = self.give(client, &ipam, ready, held_until).await;
-        self.release_lease(client).await;
-        let more = given?;
-        Ok(if more { Some(Duration::ZERO) } else { again })
+        let given = self.give(client, &ipam, &ready, held_until).await;
+        self.release_lease(client, lease).await;
+        Ok(if given? { Some(Duration::ZERO) } else { again })
     }
 
-    /// Gives each of `ready` (oldest first) its podCIDRs while the lease lasts. True when the
-    /// lease ran out first.
+    /// Gives each of `ready` that still waits its podCIDRs while the lease lasts, from a fresh
+    /// list of the Nodes. True when the lease ran out first.
+    ///
+    /// # Errors
+    /// The list failed, or a patch's outcome is unknown (a timeout, a server error): the pass
+    /// stops there, and the next one lists the Nodes again.
     async fn give(
         &mut self,
         client: &Client,
         ipam: &NodeIpam,
-        ready: Vec<NodeFacts>,
+        ready: &[NodeFacts],
         held_until: Instant,
     ) -> anyhow::Result<bool> {
-        let api: Api<Node> = Api::all(client.clone());
-        let (mut taken, refused) = self.nodes.taken(ipam);
-        for name in refused {
-            if !self.said_refused.contains(&name) {
-                warn!(node = %name, "the podCIDRs of Node {name:?} lie outside the cluster's pod subnet: counted as free");
-                self.said_refused.push(name);
-            }
+        // Observe: the Nodes as they are now (a quorum read), not as the watch last showed
+        // them: the agent that held the Lease before may have given podCIDRs this agent's
+        // watch has not shown yet.
+        self.list_nodes(client).await?;
+        let still: Vec<NodeFacts> = ready
+            .iter()
+            .filter(|f| self.nodes.waits(f))
+            .cloned()
+            .collect();
+        let (taken, refused) = self.nodes.taken(ipam);
+        // Decide.
+        let (given, full) = plan(ipam, &taken, &still);
+        // Say what cannot be helped here, once each.
+        let mut holds = BTreeSet::new();
+        for (node, text) in refused {
+            let key = format!("refused/{node}/{text}");
+            self.say_once(key.clone(), &format!(
+                "the podCIDR {text:?} of Node {node:?} is not in the cluster's pod subnet at its place: it is not counted as used, so the pod subnet's own podCIDRs may be given again; correct or delete that Node"
+            ));
+            holds.insert(key);
         }
-        let mut failed = Vec::new();
-        for f in ready {
-            if Instant::now() >= held_until {
+        self.forget("refused/", &holds);
+        if let Some(first) = full.first() {
+            self.say_once("full".into(), &format!(
+                "no podCIDR is left for Node {first:?} ({} Node(s) wait): every node subnet of the cluster's pod subnet is taken; delete Nodes that are gone, or make a cluster with a larger podSubnet or a smaller node-cidr-mask-size",
+                full.len()
+            ));
+        } else {
+            self.forget("full", &BTreeSet::new());
+        }
+        // Act.
+        let api: Api<Node> = Api::all(client.clone());
+        for (name, cidrs) in given {
+            let left = held_until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Ok(true);
             }
-            let Some(cidrs) = ipam.first_free(&taken) else {
-                if !self.said_full {
-                    warn!(node = %f.name, "no podCIDR is left for Node {:?}: the cluster's pod subnet is full (each node takes one subnet of the node mask size)", f.name);
-                    self.said_full = true;
-                }
-                continue;
-            };
-            self.said_full = false;
-            let cidrs: Vec<String> = cidrs.iter().map(ToString::to_string).collect();
+            let shown = cidrs.join(",");
             let patch = serde_json::json!({"spec": {"podCIDR": cidrs[0], "podCIDRs": cidrs}});
-            match api
-                .patch(&f.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(node) => {
-                    info!(node = %f.name, pod_cidrs = %cidrs.join(","), "gave the Node {:?} the podCIDR {}", f.name, cidrs.join(","));
+            let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+            match tokio::time::timeout(left, api.patch(&name, &params, &patch)).await {
+                Ok(Ok(node)) => {
+                    info!(node = %name, pod_cidrs = %shown, "gave the Node {name:?} the podCIDR {shown}");
                     self.nodes.put(NodeFacts::from_node(&node));
-                    taken.push(cidrs);
                 }
-                // Gone, or given meanwhile (spec.podCIDR is set once): the watch shows it.
-                Err(e)
-                    if api_error(&e)
-                        .is_some_and(|s| s.code == 404 || s.code == 422 || s.code == 409) =>
-                {
-                    debug!(node = %f.name, "the podCIDR was not given: {:#}", short(e));
+                // Gone meanwhile.
+                Ok(Err(e)) if api_error(&e).is_some_and(|s| s.code == 404) => {
+                    debug!(node = %name, "the Node went before its podCIDR was given");
                 }
-                Err(e) => failed.push(format!("{}: {:#}", f.name, short(e))),
+                // Refused: given meanwhile (spec.podCIDR is set once), or not valid.
+                Ok(Err(e)) if api_error(&e).is_some_and(|s| s.code == 409 || s.code == 422) => {
+                    self.refused(&api, &name, &shown, e).await;
+                }
+                Ok(Err(e)) => {
+                    return Err(api_failure(
+                        e,
+                        format!("could not give the Node {name:?} the podCIDR {shown}"),
+                    ))
+                    .context("the pass stops here; the next one lists the Nodes again");
+                }
+                Err(_) => anyhow::bail!(
+                    "giving the Node {name:?} the podCIDR {shown} took longer than this agent's Lease lasts; the pass stops here, and the next one lists the Nodes again"
+                ),
             }
         }
-        anyhow::ensure!(
-            failed.is_empty(),
-            "could not give the Node its podCIDR ({}): {}",
-            rbac_hint(),
-            failed.join("; ")
-        );
         Ok(false)
     }
 
-    /// Takes the Lease: `Ok(Ok(until))` with when this agent must stop giving, `Ok(Err(wait))`
-    /// when another agent holds it.
-    async fn take_lease(&mut self, client: &Client) -> anyhow::Result<Result<Instant, Duration>> {
+    /// A patch the API server refused: the Node got its podCIDR meanwhile (nothing to say), or
+    /// the value itself was refused, said once with the server's reason.
+    async fn refused(&mut self, api: &Api<Node>, name: &str, shown: &str, e: kube::Error) {
+        let now_set = api
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .map(|n| NodeFacts::from_node(&n));
+        if let Some(f) = now_set {
+            let waits = f.pod_cidrs.is_empty();
+            let uid = f.uid.clone();
+            self.nodes.put(f);
+            if waits {
+                self.say_once(format!("patch/{uid}"), &format!(
+                    "the API server refused the podCIDR {shown} for Node {name:?}, which waits for one: {:#}",
+                    short(e)
+                ));
+                return;
+            }
+        }
+        debug!(node = %name, "the Node got a podCIDR meanwhile: {:#}", short(e));
+    }
+
+    /// Takes the Lease: `Ok(Ok((lease, until)))` with the Lease as written and when this agent
+    /// must stop giving, `Ok(Err(wait))` when another agent holds it.
+    async fn take_lease(
+        &mut self,
+        client: &Client,
+    ) -> anyhow::Result<Result<(Lease, Instant), Duration>> {
+        let what = format!(
+            "the Lease {}/{}",
+            names::KUBE_SYSTEM,
+            names::KUBEBOOT_NODE_IPAM_LEASE
+        );
         let api: Api<Lease> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
         let lease = api
             .get_opt(names::KUBEBOOT_NODE_IPAM_LEASE)
             .await
-            .map_err(short)
+            .map_err(|e| api_failure(e, format!("could not read {what}")))?
             .with_context(|| {
-                format!(
-                    "could not read the Lease {}/{} ({})",
-                    names::KUBE_SYSTEM,
-                    names::KUBEBOOT_NODE_IPAM_LEASE,
-                    rbac_hint()
-                )
+                format!("{what} does not exist; \"kubeboot init phase agent-rbac\" makes it (the agents may not create Leases)")
             })?;
         let asked = Instant::now();
-        let written = match lease_step(lease.as_ref(), &self.me, &mut self.lease_seen, asked) {
-            LeaseStep::Wait(d) => return Ok(Err(d)),
-            LeaseStep::Create => {
-                api.create(&PostParams::default(), &lease_record(None, &self.me, true))
-                    .await
-            }
-            LeaseStep::Take => {
-                api.replace(
-                    names::KUBEBOOT_NODE_IPAM_LEASE,
-                    &PostParams::default(),
-                    &lease_record(lease.as_ref(), &self.me, true),
-                )
-                .await
-            }
-        };
-        match written {
-            Ok(_) => Ok(Ok(asked + LEASE_DURATION - LEASE_MARGIN)),
+        if let LeaseStep::Wait(d) = lease_step(&lease, &self.me, &mut self.lease_seen, asked) {
+            return Ok(Err(d));
+        }
+        let record = lease_record(&lease, &self.me, true, now_micro());
+        match api
+            .replace(
+                names::KUBEBOOT_NODE_IPAM_LEASE,
+                &PostParams::default(),
+                &record,
+            )
+            .await
+        {
+            Ok(written) => Ok(Ok((written, asked + LEASE_DURATION - LEASE_MARGIN))),
             // Another agent was first.
             Err(e) if api_error(&e).is_some_and(|s| s.code == 409) => Ok(Err(LEASE_POLL)),
-            Err(e) => Err(short(e)).with_context(|| {
-                format!(
-                    "could not take the Lease {}/{} ({})",
-                    names::KUBE_SYSTEM,
-                    names::KUBEBOOT_NODE_IPAM_LEASE,
-                    rbac_hint()
-                )
-            }),
+            Err(e) => Err(api_failure(e, format!("could not take {what}"))),
         }
     }
 
-    /// Releases the Lease if this agent still holds it; a failure only leaves it to expire.
-    async fn release_lease(&mut self, client: &Client) {
+    /// Releases `lease` (as this agent wrote it); a failure only leaves it to expire.
+    async fn release_lease(&mut self, client: &Client, lease: Lease) {
         let api: Api<Lease> = Api::namespaced(client.clone(), names::KUBE_SYSTEM);
-        let Ok(Some(lease)) = api.get_opt(names::KUBEBOOT_NODE_IPAM_LEASE).await else {
-            return;
-        };
-        let mine = lease
-            .spec
-            .as_ref()
-            .and_then(|s| s.holder_identity.as_deref())
-            == Some(self.me.as_str());
-        if !mine {
-            return;
-        }
-        let released = lease_record(Some(&lease), &self.me, false);
+        let released = lease_record(&lease, &self.me, false, now_micro());
         if let Err(e) = api
             .replace(
                 names::KUBEBOOT_NODE_IPAM_LEASE,
@@ -703,11 +781,11 @@ mod tests {
         n
     }
 
-    fn ipam() -> NodeIpam {
+    fn ipam_of(cluster_cidr: &str) -> NodeIpam {
         let cmd: Vec<String> = [
             "kube-controller-manager",
             "--allocate-node-cidrs=true",
-            "--cluster-cidr=10.244.0.0/16",
+            &format!("--cluster-cidr={cluster_cidr}"),
             "--service-cluster-ip-range=10.96.0.0/12",
             "--controllers=*,bootstrapsigner,tokencleaner,-nodeipam",
         ]
@@ -750,15 +828,18 @@ mod tests {
         assert!(!nodes.apply(&WatchEvent::Modified(b)));
         // A's status update neither.
         let a = node("a", "u-a", "2026-01-01T00:00:00Z", &["10.244.0.0/24"]);
-        assert!(!nodes.apply(&WatchEvent::Modified(a)));
+        assert!(!nodes.apply(&WatchEvent::Modified(a.clone())));
         // B got its podCIDR.
         let b2 = node("b", "u-b", "2026-01-01T00:00:02Z", &["10.244.1.0/24"]);
         assert!(nodes.apply(&WatchEvent::Modified(b2.clone())));
         assert!(nodes.waiting().is_empty());
-        // Deleting a Node that had one changes nothing; one that waited does.
+        // Deleting a Node that had one while nobody waits changes nothing; one that waited
+        // does.
         assert!(!nodes.apply(&WatchEvent::Deleted(b2)));
         let c = node("c", "u-c", "2026-01-01T00:00:03Z", &[]);
         assert!(nodes.apply(&WatchEvent::Added(c.clone())));
+        // While c waits (a full pod subnet, say), a Node that frees a podCIDR calls a pass.
+        assert!(nodes.apply(&WatchEvent::Deleted(a)));
         assert!(nodes.apply(&WatchEvent::Deleted(c)));
         // Made again under the same name: waits anew.
         let d1 = node("d", "u-d1", "2026-01-01T00:00:04Z", &[]);
@@ -768,31 +849,60 @@ mod tests {
     }
 
     #[test]
-    fn waiting_nodes_come_oldest_first_and_get_the_allocators_choices_in_turn() {
+    fn a_plan_gives_the_waiting_nodes_the_allocators_choices_in_turn_oldest_first() {
         let nodes = Nodes::from_nodes(&[
             node("cp", "u0", "2026-01-01T00:00:00Z", &["10.244.0.0/24"]),
             node("w-b", "u2", "2026-01-01T00:00:09Z", &[]),
             node("w-a", "u1", "2026-01-01T00:00:05Z", &[]),
             node("w-c", "u3", "2026-01-01T00:00:09Z", &[]),
             node("odd", "u4", "2026-01-01T00:00:01Z", &["192.168.0.0/24"]),
+            // Its first podCIDR counts as used though its second cannot be (single-stack).
+            node(
+                "half",
+                "u5",
+                "2026-01-01T00:00:01Z",
+                &["10.244.1.0/24", "fd00::/64"],
+            ),
         ]);
-        let order: Vec<String> = nodes.waiting().into_iter().map(|f| f.name).collect();
+        let waiting = nodes.waiting();
+        let order: Vec<&str> = waiting.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(order, ["w-a", "w-b", "w-c"]);
-        let ipam = ipam();
-        let (mut taken, refused) = nodes.taken(&ipam);
+        let ipam = ipam_of("10.244.0.0/16");
+        let (taken, refused) = nodes.taken(&ipam);
         assert_eq!(
             refused,
-            ["odd"],
-            "outside the pod subnet: left out, not fatal"
+            [
+                ("half".to_string(), "fd00::/64".to_string()),
+                ("odd".to_string(), "192.168.0.0/24".to_string())
+            ],
+            "not counted, not fatal"
         );
-        let mut given = Vec::new();
-        for _ in 0..3 {
-            let c = ipam.first_free(&taken).expect("free");
-            let c: Vec<String> = c.iter().map(ToString::to_string).collect();
-            given.push(c[0].clone());
-            taken.push(c);
-        }
-        assert_eq!(given, ["10.244.1.0/24", "10.244.2.0/24", "10.244.3.0/24"]);
+        let (given, full) = plan(&ipam, &taken, &waiting);
+        let given: Vec<(&str, &str)> = given
+            .iter()
+            .map(|(n, c)| (n.as_str(), c[0].as_str()))
+            .collect();
+        assert_eq!(
+            given,
+            [
+                ("w-a", "10.244.2.0/24"),
+                ("w-b", "10.244.3.0/24"),
+                ("w-c", "10.244.4.0/24")
+            ]
+        );
+        assert!(full.is_empty());
+
+        // Two node subnets in all: one is taken, one Node gets the other, the rest wait.
+        let small = ipam_of("10.244.0.0/23");
+        let (taken, _) =
+            Nodes::from_nodes(&[node("cp", "u0", "2026-01-01T00:00:00Z", &["10.244.0.0/24"])])
+                .taken(&small);
+        let (given, full) = plan(&small, &taken, &waiting);
+        assert_eq!(
+            given,
+            [("w-a".to_string(), vec!["10.244.1.0/24".to_string()])]
+        );
+        assert_eq!(full, ["w-b", "w-c"]);
     }
 
     fn lease(holder: Option<&str>, renewed: &str, seconds: i32) -> Lease {
@@ -808,62 +918,54 @@ mod tests {
     }
 
     #[test]
-    fn a_lease_is_created_taken_when_free_or_own_and_waited_for_while_another_renews_it() {
+    fn a_lease_is_taken_when_free_or_own_and_waited_for_while_another_renews_it() {
         let t0 = Instant::now();
         let mut seen = None;
-        assert_eq!(lease_step(None, "cp1", &mut seen, t0), LeaseStep::Create);
         let released = lease(None, "2026-01-01T00:00:00Z", 1);
-        assert_eq!(
-            lease_step(Some(&released), "cp1", &mut seen, t0),
-            LeaseStep::Take
-        );
+        assert_eq!(lease_step(&released, "cp1", &mut seen, t0), LeaseStep::Take);
         let own = lease(Some("cp1"), "2026-01-01T00:00:00Z", 15);
-        assert_eq!(
-            lease_step(Some(&own), "cp1", &mut seen, t0),
-            LeaseStep::Take
-        );
+        assert_eq!(lease_step(&own, "cp1", &mut seen, t0), LeaseStep::Take);
 
         // Held by cp2: waited for, judged by when cp1 saw each renewal, not by cp2's clock
         // (its renewTime is long past here).
         let held = lease(Some("cp2"), "2000-01-01T00:00:00Z", 15);
         assert_eq!(
-            lease_step(Some(&held), "cp1", &mut seen, t0),
+            lease_step(&held, "cp1", &mut seen, t0),
             LeaseStep::Wait(LEASE_POLL)
         );
         let t14 = t0 + Duration::from_secs(14);
         assert_eq!(
-            lease_step(Some(&held), "cp1", &mut seen, t14),
+            lease_step(&held, "cp1", &mut seen, t14),
             LeaseStep::Wait(Duration::from_secs(1))
         );
         // Renewed at t14: the 15 s start again from there.
         let renewed = lease(Some("cp2"), "2000-01-01T00:00:10Z", 15);
         assert_eq!(
-            lease_step(Some(&renewed), "cp1", &mut seen, t14),
+            lease_step(&renewed, "cp1", &mut seen, t14),
             LeaseStep::Wait(LEASE_POLL)
         );
         let t28 = t0 + Duration::from_secs(28);
         assert!(matches!(
-            lease_step(Some(&renewed), "cp1", &mut seen, t28),
+            lease_step(&renewed, "cp1", &mut seen, t28),
             LeaseStep::Wait(_)
         ));
         // Not renewed for its whole duration: expired, taken over.
         let t29 = t0 + Duration::from_secs(29);
-        assert_eq!(
-            lease_step(Some(&renewed), "cp1", &mut seen, t29),
-            LeaseStep::Take
-        );
+        assert_eq!(lease_step(&renewed, "cp1", &mut seen, t29), LeaseStep::Take);
     }
 
     #[test]
     fn lease_records_take_and_release_as_client_go_does() {
-        let t = lease(Some("cp2"), "2026-01-01T00:00:00Z", 15);
-        let mut t = t;
+        let now = MicroTime("2026-01-01T00:00:05Z".parse().expect("time"));
+        let mut t = lease(Some("cp2"), "2026-01-01T00:00:00Z", 15);
         t.spec.as_mut().expect("spec").lease_transitions = Some(3);
         t.metadata.resource_version = Some("42".into());
-        let taken = lease_record(Some(&t), "cp1", true);
+        let taken = lease_record(&t, "cp1", true, now.clone());
         let s = taken.spec.as_ref().expect("spec");
         assert_eq!(s.holder_identity.as_deref(), Some("cp1"));
         assert_eq!(s.lease_duration_seconds, Some(15));
+        assert_eq!(s.renew_time.as_ref(), Some(&now));
+        assert_eq!(s.acquire_time.as_ref(), Some(&now));
         assert_eq!(
             s.lease_transitions,
             Some(4),
@@ -872,27 +974,23 @@ mod tests {
         assert_eq!(
             taken.metadata.resource_version.as_deref(),
             Some("42"),
-            "replaced with its version"
+            "replaced at its version"
         );
         assert_eq!(
             taken.metadata.name.as_deref(),
             Some(names::KUBEBOOT_NODE_IPAM_LEASE)
         );
-        let renewed = lease_record(Some(&taken), "cp1", true);
-        assert_eq!(
-            renewed.spec.as_ref().and_then(|s| s.lease_transitions),
-            Some(4)
-        );
-        let released = lease_record(Some(&renewed), "cp1", false);
+        let later = MicroTime("2026-01-01T00:00:09Z".parse().expect("time"));
+        let renewed = lease_record(&taken, "cp1", true, later.clone());
+        let s = renewed.spec.as_ref().expect("spec");
+        assert_eq!(s.lease_transitions, Some(4));
+        assert_eq!(s.acquire_time.as_ref(), Some(&now), "held since then");
+        assert_eq!(s.renew_time.as_ref(), Some(&later));
+        let released = lease_record(&renewed, "cp1", false, later);
         let s = released.spec.as_ref().expect("spec");
         assert_eq!(s.holder_identity, None);
         assert_eq!(s.lease_duration_seconds, Some(1));
-        let created = lease_record(None, "cp1", true);
-        assert_eq!(
-            created.spec.as_ref().and_then(|s| s.lease_transitions),
-            Some(0)
-        );
-        assert_eq!(created.metadata.resource_version, None);
+        assert_eq!(s.lease_transitions, Some(4));
     }
 }
 
@@ -917,9 +1015,10 @@ mod pass_tests {
 
     type FakeBody = UnsyncBoxBody<Bytes, Infallible>;
 
-    const NODES: &str = "/api/v1/nodes/";
+    const NODES: &str = "/api/v1/nodes";
     const CSINODES: &str = "/apis/storage.k8s.io/v1/csinodes/";
-    const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases";
+    const LEASE: &str =
+        "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kubeboot-node-ipam";
 
     #[derive(Default)]
     struct State {
@@ -930,6 +1029,8 @@ mod pass_tests {
         requests: Vec<(String, String)>,
         /// Every Lease holder written, in order ("" for a release).
         holders: Vec<String>,
+        /// Node patches applied and then answered 500, as a server that failed after the write.
+        fail_after_patch: Vec<String>,
         rv: u64,
     }
 
@@ -955,6 +1056,13 @@ mod pass_tests {
         )
     }
 
+    fn released_lease() -> Value {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": names::KUBEBOOT_NODE_IPAM_LEASE, "namespace": "kube-system",
+                "resourceVersion": "1"},
+            "spec": {"leaseDurationSeconds": 1, "leaseTransitions": 0}})
+    }
+
     impl FakeApi {
         fn answer(&self, method: &str, path: &str, body: &[u8]) -> http::Response<FakeBody> {
             let mut st = self.0.lock().expect("lock");
@@ -972,12 +1080,24 @@ mod pass_tests {
                     status(404, "NotFound")
                 };
             }
-            if let Some(name) = path.strip_prefix(NODES) {
-                assert_eq!(method, "PATCH", "nodes are only patched");
-                let patch: Value = serde_json::from_slice(body).expect("a patch");
+            if path == NODES && method == "GET" {
+                let items: Vec<Value> = st.nodes.values().cloned().collect();
+                return reply(
+                    200,
+                    &json!({"apiVersion": "v1", "kind": "NodeList",
+                        "metadata": {"resourceVersion": rv}, "items": items}),
+                );
+            }
+            if let Some(name) = path.strip_prefix(NODES).and_then(|p| p.strip_prefix('/')) {
+                let fail = st.fail_after_patch.iter().any(|n| n == name);
                 let Some(node) = st.nodes.get_mut(name) else {
                     return status(404, "NotFound");
                 };
+                if method == "GET" {
+                    return reply(200, node);
+                }
+                assert_eq!(method, "PATCH", "nodes are only read and patched");
+                let patch: Value = serde_json::from_slice(body).expect("a patch");
                 let old = node["spec"]["podCIDR"]
                     .as_str()
                     .unwrap_or_default()
@@ -990,32 +1110,23 @@ mod pass_tests {
                 node["spec"]["podCIDR"] = patch["spec"]["podCIDR"].clone();
                 node["spec"]["podCIDRs"] = patch["spec"]["podCIDRs"].clone();
                 node["metadata"]["resourceVersion"] = json!(rv);
-                return reply(200, node);
+                return if fail {
+                    status(500, "InternalError")
+                } else {
+                    reply(200, node)
+                };
             }
-            let lease_path = format!("{LEASES}/{}", names::KUBEBOOT_NODE_IPAM_LEASE);
             match (method, path) {
-                ("GET", p) if p == lease_path => match &st.lease {
+                ("GET", LEASE) => match &st.lease {
                     Some(l) => reply(200, l),
                     None => status(404, "NotFound"),
                 },
-                ("POST", LEASES) => {
-                    if st.lease.is_some() {
-                        return status(409, "AlreadyExists");
-                    }
+                ("PUT", LEASE) => {
                     let mut l: Value = serde_json::from_slice(body).expect("a lease");
-                    l["metadata"]["resourceVersion"] = json!(rv);
-                    let holder = l["spec"]["holderIdentity"].as_str().unwrap_or_default();
-                    st.holders.push(holder.to_string());
-                    st.lease = Some(l.clone());
-                    reply(201, &l)
-                }
-                ("PUT", p) if p == lease_path => {
-                    let mut l: Value = serde_json::from_slice(body).expect("a lease");
-                    let stored = st
-                        .lease
-                        .as_ref()
-                        .map(|s| s["metadata"]["resourceVersion"].clone());
-                    if stored != Some(l["metadata"]["resourceVersion"].clone()) {
+                    let Some(stored) = st.lease.as_ref() else {
+                        return status(404, "NotFound");
+                    };
+                    if stored["metadata"]["resourceVersion"] != l["metadata"]["resourceVersion"] {
                         return status(409, "Conflict");
                     }
                     l["metadata"]["resourceVersion"] = json!(rv);
@@ -1038,6 +1149,10 @@ mod pass_tests {
         fn patches(&self) -> usize {
             let st = self.0.lock().expect("lock");
             st.requests.iter().filter(|(m, _)| m == "PATCH").count()
+        }
+
+        fn holders(&self) -> Vec<String> {
+            self.0.lock().expect("lock").holders.clone()
         }
     }
 
@@ -1075,8 +1190,8 @@ mod pass_tests {
         n
     }
 
-    /// A fake cluster holding `nodes`, and an allocator for node `me` whose controller-manager
-    /// manifest has `--controllers=<controllers>`.
+    /// A fake cluster holding `nodes` and the released Lease, and an allocator `me` that has
+    /// seen `nodes` and whose controller-manager manifest has `--controllers=<controllers>`.
     fn setup(
         nodes: &[Value],
         me: &str,
@@ -1089,6 +1204,7 @@ mod pass_tests {
                 let name = n["metadata"]["name"].as_str().expect("name").to_string();
                 st.nodes.insert(name, n.clone());
             }
+            st.lease = Some(released_lease());
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let manifest = dir.path().join("kube-controller-manager.yaml");
@@ -1113,8 +1229,7 @@ mod pass_tests {
             nodes: Nodes::from_nodes(&listed),
             first_seen: HashMap::new(),
             lease_seen: None,
-            said_refused: Vec::new(),
-            said_full: false,
+            said: BTreeSet::new(),
         };
         let client = Client::new(fake.clone(), "default");
         (fake, client, a, dir)
@@ -1130,7 +1245,7 @@ mod pass_tests {
                 node_json("w2", "2026-01-01T00:00:09Z", None),
                 node_json("w1", "2026-01-01T00:00:05Z", None),
             ],
-            "cp1",
+            "cp1_1",
             KUBEBOOT,
         );
         fake.0.lock().expect("lock").csinodes = vec!["w1".into()];
@@ -1140,13 +1255,13 @@ mod pass_tests {
         assert_eq!(fake.pod_cidr("w1").as_deref(), Some("10.244.1.0/24"));
         assert_eq!(fake.pod_cidr("w2"), None);
         // The Lease was taken for the pass and released after it.
-        assert_eq!(fake.0.lock().expect("lock").holders, ["cp1", ""]);
+        assert_eq!(fake.holders(), ["cp1_1", ""]);
 
         // w2's CSINode comes: the next podCIDR, the given one counted as used.
         fake.0.lock().expect("lock").csinodes.push("w2".into());
         assert_eq!(a.pass(&client).await.expect("pass"), None);
         assert_eq!(fake.pod_cidr("w2").as_deref(), Some("10.244.2.0/24"));
-        assert_eq!(fake.0.lock().expect("lock").holders, ["cp1", "", "cp1", ""]);
+        assert_eq!(fake.holders(), ["cp1_1", "", "cp1_1", ""]);
         // Nothing waits: a pass sends nothing.
         let sent = fake.0.lock().expect("lock").requests.len();
         assert_eq!(a.pass(&client).await.expect("pass"), None);
@@ -1154,10 +1269,56 @@ mod pass_tests {
     }
 
     #[tokio::test]
+    async fn what_another_agent_gave_before_this_one_saw_it_is_not_given_again() {
+        // This agent's watch has not shown w0's podCIDR yet (another agent just gave it).
+        let (fake, client, mut a, _dir) = setup(
+            &[node_json("w1", "2026-01-01T00:00:05Z", None)],
+            "cp1_1",
+            KUBEBOOT,
+        );
+        {
+            let mut st = fake.0.lock().expect("lock");
+            st.csinodes = vec!["w1".into()];
+            st.nodes.insert(
+                "w0".into(),
+                node_json("w0", "2026-01-01T00:00:04Z", Some("10.244.0.0/24")),
+            );
+        }
+        assert_eq!(a.pass(&client).await.expect("pass"), None);
+        assert_eq!(fake.pod_cidr("w1").as_deref(), Some("10.244.1.0/24"));
+    }
+
+    #[tokio::test]
+    async fn a_patch_of_unknown_outcome_stops_the_pass_and_its_podcidr_is_not_given_twice() {
+        let (fake, client, mut a, _dir) = setup(
+            &[
+                node_json("w1", "2026-01-01T00:00:05Z", None),
+                node_json("w2", "2026-01-01T00:00:06Z", None),
+            ],
+            "cp1_1",
+            KUBEBOOT,
+        );
+        {
+            let mut st = fake.0.lock().expect("lock");
+            st.csinodes = vec!["w1".into(), "w2".into()];
+            st.fail_after_patch = vec!["w1".into()];
+        }
+        let err = format!("{:#}", a.pass(&client).await.expect_err("a server error"));
+        assert!(err.contains("the next one lists the Nodes again"), "{err}");
+        assert_eq!(fake.patches(), 1, "w2 is not patched after it");
+        assert_eq!(fake.holders(), ["cp1_1", ""], "released all the same");
+        // The write did land: the next pass sees it and gives w2 the next podCIDR.
+        fake.0.lock().expect("lock").fail_after_patch.clear();
+        assert_eq!(a.pass(&client).await.expect("pass"), None);
+        assert_eq!(fake.pod_cidr("w1").as_deref(), Some("10.244.0.0/24"));
+        assert_eq!(fake.pod_cidr("w2").as_deref(), Some("10.244.1.0/24"));
+    }
+
+    #[tokio::test]
     async fn a_node_without_a_csinode_gets_its_podcidr_after_the_wait() {
         let (fake, client, mut a, _dir) = setup(
             &[node_json("w1", "2026-01-01T00:00:05Z", None)],
-            "cp1",
+            "cp1_1",
             KUBEBOOT,
         );
         assert_eq!(a.pass(&client).await.expect("pass"), Some(CSINODE_POLL));
@@ -1174,24 +1335,20 @@ mod pass_tests {
     async fn nothing_is_given_while_another_agent_holds_the_lease() {
         let (fake, client, mut a, _dir) = setup(
             &[node_json("w1", "2026-01-01T00:00:05Z", None)],
-            "cp1",
+            "cp1_1",
             KUBEBOOT,
         );
         {
             let mut st = fake.0.lock().expect("lock");
             st.csinodes = vec!["w1".into()];
-            st.lease = Some(
-                json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": names::KUBEBOOT_NODE_IPAM_LEASE, "namespace": "kube-system",
-                    "resourceVersion": "7"},
-                "spec": {"holderIdentity": "cp2", "leaseDurationSeconds": 15,
-                    "renewTime": "2026-01-01T00:00:00.000000Z"}}),
-            );
+            let lease = st.lease.as_mut().expect("lease");
+            lease["spec"] = json!({"holderIdentity": "cp2_7", "leaseDurationSeconds": 15,
+                "renewTime": "2026-01-01T00:00:00.000000Z"});
         }
         let again = a.pass(&client).await.expect("pass");
         assert_eq!(again, Some(LEASE_POLL));
         assert_eq!(fake.patches(), 0);
-        assert!(fake.0.lock().expect("lock").holders.is_empty());
+        assert!(fake.holders().is_empty());
         // cp2 released it: cp1 takes it at once.
         fake.0.lock().expect("lock").lease.as_mut().expect("lease")["spec"]["holderIdentity"] =
             Value::Null;
@@ -1200,14 +1357,34 @@ mod pass_tests {
     }
 
     #[tokio::test]
+    async fn without_its_lease_no_agent_gives_anything_and_says_what_makes_it() {
+        let (fake, client, mut a, _dir) = setup(
+            &[node_json("w1", "2026-01-01T00:00:05Z", None)],
+            "cp1_1",
+            KUBEBOOT,
+        );
+        {
+            let mut st = fake.0.lock().expect("lock");
+            st.csinodes = vec!["w1".into()];
+            st.lease = None;
+        }
+        let err = format!("{:#}", a.pass(&client).await.expect_err("no lease"));
+        assert!(
+            err.contains("does not exist") && err.contains("kubeboot init phase agent-rbac"),
+            "{err}"
+        );
+        assert_eq!(fake.patches(), 0);
+    }
+
+    #[tokio::test]
     async fn a_node_given_its_podcidr_meanwhile_is_no_error_and_the_controller_managers_own_ipam_is_left_alone()
      {
         let (fake, client, mut a, _dir) = setup(
             &[node_json("w1", "2026-01-01T00:00:05Z", None)],
-            "cp1",
+            "cp1_1",
             KUBEBOOT,
         );
-        // Set behind the allocator's back (its view still shows none).
+        // The fresh list shows it: nothing to give, no patch.
         {
             let mut st = fake.0.lock().expect("lock");
             st.csinodes = vec!["w1".into()];
@@ -1215,11 +1392,11 @@ mod pass_tests {
         }
         assert_eq!(a.pass(&client).await.expect("pass"), None);
         assert_eq!(fake.pod_cidr("w1").as_deref(), Some("10.244.7.0/24"));
-        assert_eq!(fake.patches(), 1, "tried once, refused (422), not an error");
+        assert_eq!(fake.patches(), 0);
 
         let (fake, client, mut a, _dir) = setup(
             &[node_json("w1", "2026-01-01T00:00:05Z", None)],
-            "cp1",
+            "cp1_1",
             "*,bootstrapsigner,tokencleaner",
         );
         fake.0.lock().expect("lock").csinodes = vec!["w1".into()];

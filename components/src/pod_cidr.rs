@@ -222,10 +222,10 @@ impl NodeIpam {
     /// as used (occupyCIDRs): each parses and overlaps the cluster CIDR at its index. A Node
     /// it does not take makes [`NodeIpam::first_free`] give `None`.
     pub fn accepts(&self, pod_cidrs: &[String]) -> bool {
-        pod_cidrs.iter().enumerate().all(|(i, text)| {
-            let net = text.trim().parse::<IpNet>();
-            matches!((self.cluster.get(i), net), (Some((c, _)), Ok(n)) if overlaps(c, &n))
-        })
+        pod_cidrs
+            .iter()
+            .enumerate()
+            .all(|(i, text)| self.accepts_entry(i, text))
     }
 
     /// The podCIDRs, one per cluster CIDR in order, that a freshly started range allocator
@@ -234,6 +234,26 @@ impl NodeIpam {
     /// parse, lies outside its cluster CIDR or has no cluster CIDR at its index (the
     /// allocator then refuses to start).
     pub fn first_free(&self, taken: &[Vec<String>]) -> Option<Vec<IpNet>> {
+        self.choose(taken, true)
+    }
+
+    /// [`NodeIpam::first_free`], except that a podCIDR the range allocator would refuse (it
+    /// does not parse, or lies outside the cluster CIDR at its index) is left out instead of
+    /// making the choice impossible: the kubeboot agents give podCIDRs on a cluster whatever
+    /// anyone wrote into one Node, and every podCIDR that does lie in a cluster CIDR still
+    /// counts as used. `None` only where a cluster CIDR is full.
+    pub fn first_free_skipping(&self, taken: &[Vec<String>]) -> Option<Vec<IpNet>> {
+        self.choose(taken, false)
+    }
+
+    /// Whether the range allocator takes the podCIDR `text`, at index `index` of a Node's
+    /// `spec.podCIDRs`, in as used: it parses and overlaps the cluster CIDR at that index.
+    pub fn accepts_entry(&self, index: usize, text: &str) -> bool {
+        let net = text.trim().parse::<IpNet>();
+        matches!((self.cluster.get(index), net), (Some((c, _)), Ok(n)) if overlaps(c, &n))
+    }
+
+    fn choose(&self, taken: &[Vec<String>], strict: bool) -> Option<Vec<IpNet>> {
         let mut used: Vec<Vec<(u128, u128)>> = vec![Vec::new(); self.cluster.len()];
         for (i, &(cluster, mask)) in self.cluster.iter().enumerate() {
             for s in &self.service {
@@ -244,11 +264,14 @@ impl NodeIpam {
         }
         for node in taken {
             for (i, text) in node.iter().enumerate() {
-                let (cluster, mask) = *self.cluster.get(i)?;
-                let net: IpNet = text.trim().parse().ok()?;
-                if !overlaps(&cluster, &net) {
-                    return None;
+                if !self.accepts_entry(i, text) {
+                    if strict {
+                        return None;
+                    }
+                    continue;
                 }
+                let (cluster, mask) = self.cluster[i];
+                let net: IpNet = text.trim().parse().ok()?;
                 used[i].push(indices(cluster, mask, &net));
             }
         }
@@ -351,6 +374,15 @@ mod tests {
         for bad in [s(&["10.245.0.0/24"]), s(&["garbage"])] {
             assert_eq!(ipam.first_free(&[bad]), None);
         }
+        // Skipping: a refused entry is left out, the rest of the Node's still counts.
+        let half = s(&["10.244.0.0/24", "fd00::/64"]);
+        assert!(!ipam.accepts(&half));
+        assert!(ipam.accepts_entry(0, &half[0]) && !ipam.accepts_entry(1, &half[1]));
+        assert_eq!(ipam.first_free(std::slice::from_ref(&half)), None);
+        assert_eq!(
+            ipam.first_free_skipping(&[half, s(&["garbage"]), s(&["10.244.1.0/24"])]),
+            Some(vec!["10.244.2.0/24".parse().expect("net")])
+        );
     }
 
     #[test]

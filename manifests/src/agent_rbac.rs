@@ -51,8 +51,8 @@
 //! those rights are the ClusterRole [`node_ipam_cluster_role`] (`kubeboot:node-ipam`: nodes
 //! get/list/watch/patch, csinodes get), bound cluster-wide by
 //! [`node_ipam_cluster_role_binding`]; the Lease's are a Role of the same name in kube-system,
-//! [`node_ipam_lease_role`] (leases create, and get/update of that one Lease only; RBAC cannot
-//! restrict create by name), bound by [`node_ipam_lease_role_binding`]. `patch` on nodes is
+//! [`node_ipam_lease_role`] (get/update of that one Lease only, which [`node_ipam_lease`] makes:
+//! RBAC cannot narrow a create to one name), bound by [`node_ipam_lease_role_binding`]. `patch` on nodes is
 //! broader than a podCIDR (labels, taints, any Node): acceptable for the same reason as above,
 //! the credential lives only where root holds the cluster CA's key.
 use std::collections::BTreeMap;
@@ -62,6 +62,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     RuleWithOperations, ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
@@ -224,21 +225,32 @@ pub fn node_ipam_cluster_role_binding() -> ClusterRoleBinding {
     cluster_role_binding(names::KUBEBOOT_NODE_IPAM_ROLE)
 }
 
-/// The Role `kubeboot:node-ipam` in kube-system: create Leases (RBAC cannot restrict a create
-/// by name: the name is in the body, not the URL), and get and update the Lease
-/// `kubeboot-node-ipam` only.
+/// The Role `kubeboot:node-ipam` in kube-system: get and update the Lease `kubeboot-node-ipam`
+/// only (it is made with the RBAC, [`node_ipam_lease`]).
 pub fn node_ipam_lease_role() -> Role {
     Role {
         metadata: meta(names::KUBEBOOT_NODE_IPAM_ROLE, Some(names::KUBE_SYSTEM)),
-        rules: Some(vec![
-            group_rule(COORDINATION_GROUP, "leases", &["create"], None),
-            group_rule(
-                COORDINATION_GROUP,
-                "leases",
-                &["get", "update"],
-                Some(&[names::KUBEBOOT_NODE_IPAM_LEASE]),
-            ),
-        ]),
+        rules: Some(vec![group_rule(
+            COORDINATION_GROUP,
+            "leases",
+            &["get", "update"],
+            Some(&[names::KUBEBOOT_NODE_IPAM_LEASE]),
+        )]),
+    }
+}
+
+/// The Lease `kubeboot-node-ipam` in kube-system, held by nobody: made with the RBAC, so that
+/// the agents need no right to create Leases, which RBAC cannot narrow to one name (the name
+/// is in the body, not the URL): with it an agent could make the controller-manager's or the
+/// scheduler's Lease before they do.
+pub fn node_ipam_lease() -> Lease {
+    Lease {
+        metadata: meta(names::KUBEBOOT_NODE_IPAM_LEASE, Some(names::KUBE_SYSTEM)),
+        spec: Some(LeaseSpec {
+            lease_duration_seconds: Some(1),
+            lease_transitions: Some(0),
+            ..Default::default()
+        }),
     }
 }
 
@@ -573,7 +585,7 @@ mod tests {
     }
 
     #[test]
-    fn node_ipam_lease_role_creates_leases_and_writes_only_its_own() {
+    fn node_ipam_lease_role_reads_and_writes_only_its_own_lease() {
         let role = node_ipam_lease_role();
         assert_eq!(role.metadata.name.as_deref(), Some("kubeboot:node-ipam"));
         assert_eq!(role.metadata.namespace.as_deref(), Some("kube-system"));
@@ -581,26 +593,32 @@ mod tests {
         let leases = || (s(&["coordination.k8s.io"]), s(&["leases"]));
         assert_eq!(
             rows(role.rules.as_deref().expect("rules")),
-            [
-                (leases().0, leases().1, None, s(&["create"])),
-                (
-                    leases().0,
-                    leases().1,
-                    Some(s(&["kubeboot-node-ipam"])),
-                    s(&["get", "update"])
-                ),
-            ]
+            [(
+                leases().0,
+                leases().1,
+                Some(s(&["kubeboot-node-ipam"])),
+                s(&["get", "update"])
+            )]
         );
         assert_eq!(names::KUBEBOOT_NODE_IPAM_LEASE, "kubeboot-node-ipam");
-        // Never delete, patch, list or watch Leases (other controllers' Leases live here too).
+        // Never create (RBAC cannot narrow it to one name), delete, patch, list or watch
+        // Leases: the controller-manager's and the scheduler's live here too.
         for r in role.rules.iter().flatten() {
             assert!(
                 !r.verbs
                     .iter()
-                    .any(|v| ["*", "delete", "patch", "list", "watch"].contains(&v.as_str())),
+                    .any(|v| ["*", "create", "delete", "patch", "list", "watch"]
+                        .contains(&v.as_str())),
                 "{r:?}"
             );
         }
+        // So the Lease is made with the RBAC, held by nobody.
+        let lease = node_ipam_lease();
+        assert_eq!(lease.metadata.name.as_deref(), Some("kubeboot-node-ipam"));
+        assert_eq!(lease.metadata.namespace.as_deref(), Some("kube-system"));
+        let spec = lease.spec.expect("spec");
+        assert_eq!(spec.holder_identity, None);
+        assert_eq!(spec.lease_duration_seconds, Some(1));
     }
 
     #[test]

@@ -139,13 +139,9 @@ pub const KUBEBOOT_CONTROLLER_MANAGER_BURST: &str = "200";
 /// Only init applies them, never [`default_cluster`]: that one also defaults an existing
 /// cluster's configuration read back for join and upgrade, which must keep what it has.
 pub fn kubeboot_cluster_defaults(c: &mut ClusterSpec) {
-    let pod_subnet = c
-        .networking
-        .pod_subnet
-        .as_deref()
-        .is_some_and(|s| !s.trim().is_empty());
+    let agents_can_allocate = agents_would_allocate(c);
     let args = &mut c.controller_manager.extra_args;
-    if pod_subnet
+    if agents_can_allocate
         && !args.contains_key(CONTROLLERS_FLAG)
         && !args.contains_key(ALLOCATE_NODE_CIDRS_FLAG)
     {
@@ -161,6 +157,47 @@ pub fn kubeboot_cluster_defaults(c: &mut ClusterSpec) {
         args.entry(flag.to_string())
             .or_insert_with(|| value.to_string());
     }
+}
+
+/// Whether, with [`pod_cidr::KUBEBOOT_CONTROLLERS`], the kubeboot agents would give podCIDRs
+/// ([`pod_cidr::Allocation::Kubeboot`]) for the controller-manager flags kubeadm derives from
+/// `c` (getControllerManagerCommand: the pod and service subnets, the IPv6DualStack gate) and
+/// the user's extraArgs. False without a pod subnet, and where those flags keep node IPAM from
+/// starting at all (another `cidr-allocator-type`, mask sizes that do not fit, two subnets
+/// without the gate): the controller-manager then keeps kubeadm's `--controllers` and says so
+/// itself, instead of nobody allocating in silence.
+fn agents_would_allocate(c: &ClusterSpec) -> bool {
+    let Some(pod_subnet) = c.networking.pod_subnet.as_deref().map(str::trim) else {
+        return false;
+    };
+    if pod_subnet.is_empty() {
+        return false;
+    }
+    let mut command = vec![
+        "kube-controller-manager".to_string(),
+        "--allocate-node-cidrs=true".to_string(),
+        format!("--cluster-cidr={pod_subnet}"),
+    ];
+    if let Some(service) = c.networking.service_subnet.as_deref() {
+        command.push(format!("--service-cluster-ip-range={service}"));
+    }
+    if let Some(on) = c.feature_gates.get("IPv6DualStack") {
+        command.push(format!("--feature-gates=IPv6DualStack={on}"));
+    }
+    command.push(format!(
+        "--{CONTROLLERS_FLAG}={}",
+        pod_cidr::KUBEBOOT_CONTROLLERS
+    ));
+    command.extend(
+        c.controller_manager
+            .extra_args
+            .iter()
+            .map(|(k, v)| format!("--{k}={v}")),
+    );
+    matches!(
+        pod_cidr::Allocation::of(&command),
+        pod_cidr::Allocation::Kubeboot(_)
+    )
 }
 
 /// The static defaults of InitConfiguration (SetDefaults_InitConfiguration): one default
@@ -413,6 +450,37 @@ mod tests {
         assert_eq!(
             args(&c),
             [("kube-api-burst", "300"), ("kube-api-qps", "400")]
+        );
+    }
+
+    #[test]
+    fn settings_that_keep_node_ipam_from_starting_keep_kubeadms_controllers() {
+        // The controller-manager then reports them itself; nobody allocating would be silent.
+        for extra in [
+            &[("cidr-allocator-type", "CloudAllocator")][..],
+            &[("node-cidr-mask-size", "8")],
+        ] {
+            let c = cluster_with(Some("10.244.0.0/16"), extra);
+            assert!(
+                !c.controller_manager.extra_args.contains_key("controllers"),
+                "{extra:?}"
+            );
+        }
+        // Dual-stack needs the IPv6DualStack gate in 1.20 (kubeadm passes it on).
+        let mut c = ClusterSpec::default();
+        c.networking.pod_subnet = Some("10.244.0.0/16,fd00:10:244::/56".into());
+        default_cluster(&mut c);
+        kubeboot_cluster_defaults(&mut c);
+        assert!(!c.controller_manager.extra_args.contains_key("controllers"));
+        let mut c = ClusterSpec::default();
+        c.networking.pod_subnet = Some("10.244.0.0/16,fd00:10:244::/56".into());
+        c.networking.service_subnet = Some("10.96.0.0/12,fd00:10:96::/112".into());
+        c.feature_gates.insert("IPv6DualStack".into(), true);
+        default_cluster(&mut c);
+        kubeboot_cluster_defaults(&mut c);
+        assert_eq!(
+            c.controller_manager.extra_args["controllers"],
+            pod_cidr::KUBEBOOT_CONTROLLERS
         );
     }
 

@@ -17,7 +17,7 @@
 //!    `agent::csr_approval`, why RBAC cannot make them in `manifests::agent_rbac`);
 //! 6. the ClusterRole `kubeboot:node-ipam` (Nodes, CSINodes) and its ClusterRoleBinding, the
 //!    Role `kubeboot:node-ipam` in kube-system (the Lease `kubeboot-node-ipam`) and its
-//!    RoleBinding, all to the group: the agents of the control-plane nodes give Nodes their
+//!    RoleBinding, all to the group, and that Lease, held by nobody (kept if it exists): the agents of the control-plane nodes give Nodes their
 //!    podCIDRs where the controller-manager runs without its node IPAM controller
 //!    (`agent::node_ipam`). Applied on every cluster, as the other rights: whether the agents
 //!    use them follows the controller-manager's manifest, which may change later.
@@ -112,6 +112,8 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
     c.create_or_update(&agent_rbac::node_ipam_cluster_role_binding())?;
     c.create_or_update(&agent_rbac::node_ipam_lease_role())?;
     c.create_or_update(&agent_rbac::node_ipam_lease_role_binding())?;
+    // Made here, held by nobody, and kept if it exists: an agent may hold it right now.
+    c.create_or_retain(&agent_rbac::node_ipam_lease())?;
     say!(
         out,
         "agent-rbac",
@@ -208,6 +210,12 @@ mod tests {
                     Some("kube-system"),
                     "kubeboot:node-ipam"
                 ),
+                w(
+                    "CREATE",
+                    "leases",
+                    Some("kube-system"),
+                    "kubeboot-node-ipam"
+                ),
             ],
             "{rec:?}"
         );
@@ -251,7 +259,7 @@ mod tests {
             .and_then(|r| r.body.clone())
             .expect("Role body");
         assert_eq!(
-            lease_role["rules"][1]["resourceNames"][0],
+            lease_role["rules"][0]["resourceNames"][0],
             "kubeboot-node-ipam"
         );
         assert!(

@@ -225,7 +225,7 @@ fn seed_client_store(d: &InitData) -> anyhow::Result<()> {
     let current = d
         .layout
         .kubelet_dir()
-        .join(crate::join::kubelet_start::KUBELET_CLIENT_CURRENT);
+        .join(crate::shared::kubelet_store::KUBELET_CLIENT_CURRENT);
     if std::fs::symlink_metadata(&current).is_ok() {
         return Ok(());
     }
@@ -248,7 +248,7 @@ fn seed_client_store(d: &InitData) -> anyhow::Result<()> {
     let (Ok(cert), Some(key)) = (kc.client_certificate_pem(), key) else {
         return Ok(());
     };
-    let path = crate::join::kubelet_start::write_client_store(d, &cert, &key)?;
+    let path = crate::shared::kubelet_store::write_client_store(d, &cert, &key)?;
     tracing::debug!(path = %path.display(), "seeded the kubelet's client certificate store");
     Ok(())
 }
@@ -457,7 +457,7 @@ mod tests {
         let current = d
             .layout
             .kubelet_dir()
-            .join(crate::join::kubelet_start::KUBELET_CLIENT_CURRENT);
+            .join(crate::shared::kubelet_store::KUBELET_CLIENT_CURRENT);
         assert!(std::fs::symlink_metadata(&current).is_err());
 
         crate::init::run(&mut d, &["certs".into(), "kubeconfig".into()]).unwrap();

@@ -39,8 +39,6 @@ const POD_CIDR_WAIT: Duration = Duration::from_secs(30);
 const POD_CIDR_POLL: Duration = Duration::from_millis(250);
 /// The signer of kubelet client certificates (certificates.k8s.io).
 pub const KUBELET_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
-/// The kubelet's client certificate and key, one PEM file (the kubelet's certificate store).
-pub const KUBELET_CLIENT_CURRENT: &str = "pki/kubelet-client-current.pem";
 
 /// The `kubelet-start` phase.
 pub fn phase() -> Phase<JoinData> {
@@ -230,30 +228,44 @@ fn wait_for_pod_cidr(
     name: &str,
     timeout: Duration,
 ) -> anyhow::Result<()> {
+    say!(
+        out,
+        "kubelet-start",
+        "Waiting for a control-plane node's kubeboot agent to give the Node {name:?} its podCIDR (at most {})",
+        crate::health::human(timeout)
+    );
     let start = std::time::Instant::now();
     loop {
-        let cidrs = api
-            .get::<Node>(None, name)?
-            .and_then(|n| n.spec)
-            .and_then(|s| {
-                s.pod_cidrs
-                    .filter(|v| !v.is_empty())
-                    .or(s.pod_cidr.map(|c| vec![c]))
-            });
-        if let Some(cidrs) = cidrs {
-            say!(
-                out,
-                "kubelet-start",
-                "The Node {name:?} got the podCIDR {} from a control-plane node's kubeboot agent",
-                cidrs.join(",")
-            );
-            return Ok(());
-        }
+        let last_error = match api.get::<Node>(None, name) {
+            Ok(node) => {
+                let cidrs = node.and_then(|n| n.spec).and_then(|s| {
+                    s.pod_cidrs
+                        .filter(|v| !v.is_empty())
+                        .or(s.pod_cidr.map(|c| vec![c]))
+                });
+                if let Some(cidrs) = cidrs {
+                    say!(
+                        out,
+                        "kubelet-start",
+                        "The Node {name:?} got the podCIDR {} after {}",
+                        cidrs.join(","),
+                        crate::health::human(start.elapsed())
+                    );
+                    return Ok(());
+                }
+                None
+            }
+            // A passing API error does not undo the join: looked at again until the end.
+            Err(e) => Some(format!("{e:#}")),
+        };
         if start.elapsed() >= timeout {
+            let last = last_error
+                .map(|e| format!(" (the last read of the Node failed: {e})"))
+                .unwrap_or_default();
             say!(
                 out,
                 "kubelet-start",
-                "[WARNING] the Node {name:?} has no podCIDR after {}, so its pods get no network: this cluster's controller-manager runs without its node IPAM controller (\"-{}\" in controllerManager.extraArgs.controllers of the ClusterConfiguration) and the kubeboot agents of the control-plane nodes give podCIDRs instead; check that a kubeboot control-plane node runs its agent (\"kubeboot agent status\"; its log says why), or give the controller-manager its node IPAM back (remove \"-{}\" from that list in the kubeadm-config ConfigMap, then \"kubeboot upgrade apply\" on each control-plane node)",
+                "[WARNING] the Node {name:?} has no podCIDR after {}{last}, so its pods get no network: this cluster's controller-manager runs without its node IPAM controller (\"-{}\" in controllerManager.extraArgs.controllers of the ClusterConfiguration) and the kubeboot agents of the control-plane nodes give podCIDRs instead; check that a kubeboot control-plane node runs its agent (\"kubeboot agent status\"; its log says why), or give the controller-manager its node IPAM back (remove \"-{}\" from that list in the kubeadm-config ConfigMap, \"kubeboot upgrade apply\" on each control-plane node, then restart every controller-manager)",
                 crate::health::human(timeout),
                 pod_cidr::NODE_IPAM_CONTROLLER,
                 pod_cidr::NODE_IPAM_CONTROLLER
@@ -297,7 +309,10 @@ fn tls_bootstrap(
         }
     }
     let user = format!("system:node:{}", cfg.node.name);
-    let pem_path = node.layout.kubelet_dir().join(KUBELET_CLIENT_CURRENT);
+    let pem_path = node
+        .layout
+        .kubelet_dir()
+        .join(crate::shared::kubelet_store::KUBELET_CLIENT_CURRENT);
     if node.dry_run {
         say!(
             node.out,
@@ -332,7 +347,7 @@ fn tls_bootstrap(
             );
         },
     )?;
-    write_client_store(&node, &cert, key.to_pem())?;
+    crate::shared::kubelet_store::write_client_store(&node, &cert, key.to_pem())?;
     let kubeconfig = crate::join::through_balancer(pki::kubeconfig::cert_file_kubeconfig(
         "default-cluster",
         &found.endpoint_url,
@@ -351,57 +366,6 @@ fn tls_bootstrap(
         kubelet_conf.display().to_string()
     );
     Ok(())
-}
-
-/// Puts `cert_pem` and `key_pem` into the kubelet's client certificate store as its
-/// certificate store keeps them (client-go certificate_store.go): the pair in
-/// `/var/lib/kubelet/pki/kubelet-client-<time>.pem`, and `kubelet-client-current.pem` a
-/// symlink to it, which the kubelet's rotation repoints. Returns the symlink's path.
-///
-/// # Errors
-/// A file cannot be written.
-pub fn write_client_store(
-    node: &crate::shared::node::NodeCtx,
-    cert_pem: &str,
-    key_pem: &str,
-) -> anyhow::Result<std::path::PathBuf> {
-    let pem_path = node.layout.kubelet_dir().join(KUBELET_CLIENT_CURRENT);
-    let Some(dir) = pem_path.parent() else {
-        anyhow::bail!("{:?} has no directory", pem_path.display().to_string());
-    };
-    crate::node_record::create_dir(&node.fs, &node.layout, dir, 0o755)?;
-    let stamped = format!("kubelet-client-{}.pem", store_timestamp(node.now));
-    let cert = cert_pem.trim_end();
-    node.fs
-        .write_private(&dir.join(&stamped), format!("{cert}\n{key_pem}").as_bytes())
-        .context("could not write the kubelet's client certificate")?;
-    node.fs.symlink(std::path::Path::new(&stamped), &pem_path)?;
-    Ok(pem_path)
-}
-
-/// `2006-01-02-15-04-05` in UTC, the kubelet certificate store's file name stamp.
-fn store_timestamp(now: std::time::SystemTime) -> String {
-    let secs = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}-{:02}-{:02}-{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// A path as the node sees it (the layout may be rooted elsewhere in tests).
@@ -437,9 +401,8 @@ mod tests {
         )]);
         wait_for_pod_cidr(&api, &out, "w1", Duration::from_secs(5)).expect("wait");
         assert!(
-            out.captured().contains(
-                "[kubelet-start] The Node \"w1\" got the podCIDR 10.244.1.0/24 from a control-plane node's kubeboot agent"
-            ),
+            out.captured()
+                .contains("[kubelet-start] The Node \"w1\" got the podCIDR 10.244.1.0/24 after "),
             "{}",
             out.captured()
         );
@@ -455,17 +418,5 @@ mod tests {
                 && said.contains("\"-nodeipam\""),
             "{said}"
         );
-    }
-
-    #[test]
-    fn the_store_stamp_is_the_kubelets_utc_layout() {
-        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_764_763_445);
-        assert_eq!(store_timestamp(t), "2025-12-03-12-04-05");
-        assert_eq!(
-            store_timestamp(std::time::UNIX_EPOCH),
-            "1970-01-01-00-00-00"
-        );
-        let leap = std::time::UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(store_timestamp(leap), "2000-02-29-00-00-00");
     }
 }

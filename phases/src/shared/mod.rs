@@ -4,4 +4,5 @@
 pub mod admin;
 pub mod certs;
 pub mod download_certs;
+pub mod kubelet_store;
 pub mod node;
