@@ -119,11 +119,6 @@ pub struct NodeFacts {
 impl NodeFacts {
     /// The facts of `n`.
     pub fn from_node(n: &Node) -> NodeFacts {
-        let spec = n.spec.as_ref();
-        let mut pod_cidrs: Vec<String> = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
-        if pod_cidrs.is_empty() {
-            pod_cidrs.extend(spec.and_then(|s| s.pod_cidr.clone()));
-        }
         NodeFacts {
             name: n.metadata.name.clone().unwrap_or_default(),
             uid: n.metadata.uid.clone().unwrap_or_default(),
@@ -133,7 +128,7 @@ impl NodeFacts {
                 .as_ref()
                 .map(|t| t.0.to_string())
                 .unwrap_or_default(),
-            pod_cidrs,
+            pod_cidrs: crate::node_network::pod_cidrs(n),
         }
     }
 }

@@ -67,18 +67,23 @@ pub struct NodeNetworkConfig {
 
 pub use routes::{ClusterNetwork, NodeInfo, Plan, Route};
 
+/// A Node's podCIDRs as written: `spec.podCIDRs`, else `spec.podCIDR` (a Node written before
+/// the list existed), else none.
+pub fn pod_cidrs(n: &Node) -> Vec<String> {
+    let spec = n.spec.as_ref();
+    let mut v: Vec<String> = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
+    if v.is_empty() {
+        v.extend(spec.and_then(|s| s.pod_cidr.clone()));
+    }
+    v
+}
+
 impl NodeInfo {
-    /// The facts of a Node object: `spec.podCIDRs` (else `spec.podCIDR`) and every
-    /// `InternalIP` that parses.
+    /// The facts of a Node object: its [`pod_cidrs`] and every `InternalIP` that parses.
     pub fn from_node(n: &Node) -> NodeInfo {
-        let spec = n.spec.as_ref();
-        let mut pod_cidrs: Vec<String> = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
-        if pod_cidrs.is_empty() {
-            pod_cidrs.extend(spec.and_then(|s| s.pod_cidr.clone()));
-        }
         NodeInfo {
             name: n.metadata.name.clone().unwrap_or_default(),
-            pod_cidrs,
+            pod_cidrs: pod_cidrs(n),
             internal_ips: n
                 .status
                 .as_ref()

@@ -57,17 +57,8 @@ fn others(nodes: &[Node], me: &str) -> Vec<Vec<String>> {
     nodes
         .iter()
         .filter(|n| n.metadata.name.as_deref() != Some(me))
-        .map(pod_cidrs)
+        .map(agent::node_network::pod_cidrs)
         .collect()
-}
-
-fn pod_cidrs(n: &Node) -> Vec<String> {
-    let spec = n.spec.as_ref();
-    let mut v = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
-    if v.is_empty() {
-        v.extend(spec.and_then(|s| s.pod_cidr.clone()));
-    }
-    v
 }
 
 fn run(d: &mut InitData) -> anyhow::Result<()> {
@@ -107,7 +98,7 @@ fn run(d: &mut InitData) -> anyhow::Result<()> {
     if let Some(me) = nodes
         .iter()
         .find(|n| n.metadata.name.as_deref() == Some(&node_name))
-        && !pod_cidrs(me).is_empty()
+        && !agent::node_network::pod_cidrs(me).is_empty()
     {
         return Ok(());
     }
@@ -162,7 +153,7 @@ fn register_then_patch(
             },
         )
         .context("the kubelet did not register this node; check that it runs (\"kubeboot agent status\") and its logs")?;
-    if !pod_cidrs(&node).is_empty() {
+    if !agent::node_network::pod_cidrs(&node).is_empty() {
         return Ok(());
     }
     if let Err(last) = wait_for_csinode(c, node_name, csinode_wait) {

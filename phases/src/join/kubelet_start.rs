@@ -238,11 +238,9 @@ fn wait_for_pod_cidr(
     loop {
         let last_error = match api.get::<Node>(None, name) {
             Ok(node) => {
-                let cidrs = node.and_then(|n| n.spec).and_then(|s| {
-                    s.pod_cidrs
-                        .filter(|v| !v.is_empty())
-                        .or(s.pod_cidr.map(|c| vec![c]))
-                });
+                let cidrs = node
+                    .map(|n| agent::node_network::pod_cidrs(&n))
+                    .filter(|c| !c.is_empty());
                 if let Some(cidrs) = cidrs {
                     say!(
                         out,
